@@ -1,0 +1,12 @@
+//! The archive: one self-describing tar file (see `docs/format.md`).
+
+pub mod format;
+pub mod name;
+pub mod reader;
+pub mod writer;
+
+use sha2::{Digest, Sha256};
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    format::hex(&Sha256::digest(data))
+}

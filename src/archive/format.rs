@@ -1,0 +1,270 @@
+//! The archive's self-description: `proxkeep/meta.json` (first entry) and `proxkeep/index.json` (last entry).
+//! `docs/format.md` documents both; readers must accept every earlier `format_version`.
+
+use crate::host::{Role, Versions};
+use serde::{Deserialize, Serialize};
+
+/// Current archive format. Bump only with a reader that still accepts the older ones.
+pub const FORMAT_VERSION: u32 = 1;
+pub const META_PATH: &str = "proxkeep/meta.json";
+pub const INDEX_PATH: &str = "proxkeep/index.json";
+pub const CONFIG_DB_PATH: &str = "proxkeep/pmxcfs/config.db";
+pub const COMMANDS_DIR: &str = "proxkeep/commands";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format_version: u32,
+    pub tool: String,
+    pub tool_version: String,
+    pub host: String,
+    pub role: Role,
+    #[serde(default)]
+    pub versions: Versions,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub created_unix: i64,
+    pub categories: Vec<String>,
+    pub compression: CompressionInfo,
+    /// Where the host was read from (`/` in production).
+    #[serde(default = "default_root")]
+    pub root: String,
+    /// True when `/etc/pve` was rebuilt from config.db because the pmxcfs mount was empty.
+    #[serde(default)]
+    pub pve_tree_from_db: bool,
+    /// What kind of archive: a scheduled `backup`, or a `restore-safety` copy taken before a restore.
+    #[serde(default = "default_purpose")]
+    pub purpose: String,
+}
+
+fn default_root() -> String {
+    "/".into()
+}
+fn default_purpose() -> String {
+    "backup".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompressionInfo {
+    pub algorithm: String,
+    pub level: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// One archive entry as recorded in the index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// Path inside the archive (`etc/pve/storage.cfg`); lossy when the name is not UTF-8 (see `path_hex`).
+    pub path: String,
+    /// Exact bytes of the path, hex encoded, only when it is not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    pub category: String,
+    pub kind: Kind,
+    pub size: u64,
+    /// Permission bits in octal, e.g. "0640".
+    pub mode: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Names of the extended attributes stored with the entry (values are in the tar PAX records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<String>,
+    /// Where the content came from when it was not the host's file system (`config.db`, `command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl IndexEntry {
+    /// The entry's path as raw bytes (exact even for non-UTF-8 names).
+    pub fn path_bytes(&self) -> Vec<u8> {
+        match &self.path_hex {
+            Some(h) => hex_decode(h).unwrap_or_else(|| self.path.as_bytes().to_vec()),
+            None => self.path.as_bytes().to_vec(),
+        }
+    }
+    pub fn mode_bits(&self) -> u32 {
+        u32::from_str_radix(&self.mode, 8).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub message: String,
+}
+
+/// A source path that does not exist on this host (normal, not a warning).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Absent {
+    pub category: String,
+    pub path: String,
+}
+
+/// A file that was deliberately not stored (socket, FIFO, device).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub path: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub category: String,
+    pub command: String,
+    /// "ok", "exit 1", "timed out", "not installed", ...
+    pub status: String,
+    pub duration_ms: u64,
+    /// Archive path of the stored stdout; absent when the command did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub entries: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Sum of the stored file sizes.
+    pub bytes: u64,
+    pub warnings: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    pub format_version: u32,
+    /// Every entry between meta.json and index.json, in archive order.
+    pub entries: Vec<IndexEntry>,
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
+    #[serde(default)]
+    pub absent: Vec<Absent>,
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+    #[serde(default)]
+    pub commands: Vec<CommandRecord>,
+    pub totals: Totals,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Index {
+            format_version: FORMAT_VERSION,
+            entries: Vec::new(),
+            warnings: Vec::new(),
+            absent: Vec::new(),
+            skipped: Vec::new(),
+            commands: Vec::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// Recompute the totals from the entries and warnings.
+    pub fn compute_totals(&mut self) {
+        let mut t = Totals::default();
+        for e in &self.entries {
+            t.entries += 1;
+            match e.kind {
+                Kind::File => {
+                    t.files += 1;
+                    t.bytes += e.size;
+                }
+                Kind::Dir => t.dirs += 1,
+                Kind::Symlink => t.symlinks += 1,
+            }
+        }
+        t.warnings = self.warnings.len() as u64;
+        self.totals = t;
+    }
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Path bytes → (display string, hex when not UTF-8).
+pub fn path_fields(bytes: &[u8]) -> (String, Option<String>) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_string(), None),
+        Err(_) => (String::from_utf8_lossy(bytes).into_owned(), Some(hex(bytes))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_non_utf8_paths() {
+        let raw = b"etc/caf\xe9.conf";
+        let (lossy, h) = path_fields(raw);
+        assert!(lossy.starts_with("etc/caf"));
+        let entry = IndexEntry {
+            path: lossy,
+            path_hex: h,
+            category: "extra".into(),
+            kind: Kind::File,
+            size: 0,
+            mode: "0644".into(),
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            sha256: None,
+            target: None,
+            xattrs: vec![],
+            source: None,
+        };
+        assert_eq!(entry.path_bytes(), raw.to_vec());
+        assert_eq!(entry.mode_bits(), 0o644);
+        assert_eq!(path_fields(b"etc/hosts"), ("etc/hosts".to_string(), None));
+        assert_eq!(hex_decode("zz"), None);
+    }
+
+    #[test]
+    fn index_json_round_trip_and_old_fields_default() {
+        let mut idx = Index::new();
+        idx.warnings.push(Warning { path: Some("a".into()), message: "m".into() });
+        idx.compute_totals();
+        let json = serde_json::to_string(&idx).unwrap();
+        assert_eq!(serde_json::from_str::<Index>(&json).unwrap(), idx);
+        // A minimal index (as a future reader may meet from an older writer) still parses.
+        let min = r#"{"format_version":1,"entries":[],"totals":{"entries":0,"files":0,"dirs":0,"symlinks":0,"bytes":0,"warnings":0}}"#;
+        assert!(serde_json::from_str::<Index>(min).is_ok());
+    }
+}

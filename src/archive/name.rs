@@ -1,0 +1,106 @@
+//! The one place that knows how archive files are named: `<host>-<role>-<YYYYMMDDTHHMMSSZ>.<ext>`.
+//! Listing, retention and tiers all rely on this rule, so only names that parse are ever treated as ours.
+
+use crate::config::Compression;
+use crate::host::Role;
+use jiff::Timestamp;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveName {
+    pub host: String,
+    pub role: Role,
+    /// Backup start time, whole seconds, UTC.
+    pub time: Timestamp,
+    pub compression: Compression,
+}
+
+const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+const EXTENSIONS: &[(&str, Compression)] = &[
+    (".tar.zst", Compression::Zstd),
+    (".tar.xz", Compression::Xz),
+    (".tar.gz", Compression::Gzip),
+    (".tar", Compression::None),
+];
+
+impl ArchiveName {
+    pub fn new(host: &str, role: Role, time: Timestamp, compression: Compression) -> Self {
+        let time = Timestamp::from_second(time.as_second()).unwrap_or(time);
+        ArchiveName { host: host.to_string(), role, time, compression }
+    }
+
+    /// File name without the compression extension (`pve1-pve-20261128T031500Z`): names the run log too.
+    pub fn stem(&self) -> String {
+        format!("{}-{}-{}", self.host, self.role, format_time(self.time))
+    }
+
+    /// Parse a file name; `None` for anything that is not a proxkeep archive name.
+    pub fn parse(file_name: &str) -> Option<ArchiveName> {
+        let (stem, compression) = EXTENSIONS
+            .iter()
+            .find_map(|(ext, c)| file_name.strip_suffix(ext).map(|s| (s, *c)))?;
+        // Host names may contain '-', so split from the right: ...-<role>-<time>.
+        let (rest, time) = stem.rsplit_once('-')?;
+        let (host, role) = rest.rsplit_once('-')?;
+        let role = Role::parse(role)?;
+        if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return None;
+        }
+        let time = parse_time(time)?;
+        Some(ArchiveName { host: host.to_string(), role, time, compression })
+    }
+}
+
+impl fmt::Display for ArchiveName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.stem(), self.compression.extension())
+    }
+}
+
+pub fn format_time(t: Timestamp) -> String {
+    t.strftime(TIME_FORMAT).to_string()
+}
+
+pub fn parse_time(s: &str) -> Option<Timestamp> {
+    if s.len() != 16 {
+        return None;
+    }
+    // The trailing Z is a literal in the format, so parse civil time and pin it to UTC.
+    let dt = jiff::civil::DateTime::strptime(TIME_FORMAT, s).ok()?;
+    jiff::tz::TimeZone::UTC.to_timestamp(dt).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn format_and_parse() {
+        let t: Timestamp = "2026-11-28T03:15:00Z".parse().unwrap();
+        let n = ArchiveName::new("pve-01", Role::Dual, t, Compression::Zstd);
+        assert_eq!(n.to_string(), "pve-01-dual-20261128T031500Z.tar.zst");
+        assert_eq!(ArchiveName::parse(&n.to_string()), Some(n));
+        for bad in [
+            "pve1-pve-20261128T031500Z.tar.bz2",
+            "pve1-xxx-20261128T031500Z.tar.zst",
+            "pve1-pve-2026112T031500Z.tar.zst",
+            "-pve-20261128T031500Z.tar",
+            ".pve1-pve-20261128T031500Z.tar.zst.123.partial",
+            "pve1-pve-20261128T031500Z.tar.zst.sha256",
+            "notes.txt",
+        ] {
+            assert_eq!(ArchiveName::parse(bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(host in "[a-z0-9][a-z0-9-]{0,20}", secs in 0i64..4_000_000_000, r in 0usize..4, c in 0usize..4) {
+            let role = [Role::Pve, Role::Pbs, Role::Dual, Role::Linux][r];
+            let comp = EXTENSIONS[c].1;
+            let n = ArchiveName::new(&host, role, Timestamp::from_second(secs).unwrap(), comp);
+            prop_assert_eq!(ArchiveName::parse(&n.to_string()), Some(n));
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Reading archives back: decompression picked from the file's magic bytes, and a full verification that
+//! every entry matches the index. The backup's read-back and `proxkeep verify` are the same code.
+
+use super::format::{CONFIG_DB_PATH, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
+use crate::config::Compression;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counts and hashes the raw (compressed) bytes as they are read.
+pub struct HashReader<R> {
+    inner: R,
+    hasher: Sha256,
+    offset: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.offset.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+type Raw = BufReader<HashReader<File>>;
+
+pub enum Decoder {
+    Zstd(zstd::stream::read::Decoder<'static, Raw>),
+    Xz(liblzma::bufread::XzDecoder<Raw>),
+    Gzip(flate2::bufread::MultiGzDecoder<Raw>),
+    Plain(Raw),
+}
+
+impl Read for Decoder {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoder::Zstd(d) => d.read(buf),
+            Decoder::Xz(d) => d.read(buf),
+            Decoder::Gzip(d) => d.read(buf),
+            Decoder::Plain(d) => d.read(buf),
+        }
+    }
+}
+
+impl Decoder {
+    fn into_raw(self) -> Raw {
+        match self {
+            Decoder::Zstd(d) => d.finish(),
+            Decoder::Xz(d) => d.into_inner(),
+            Decoder::Gzip(d) => d.into_inner(),
+            Decoder::Plain(d) => d,
+        }
+    }
+}
+
+/// Compression from the first bytes of a file.
+pub fn sniff(magic: &[u8]) -> Compression {
+    if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Compression::Xz
+    } else if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else {
+        Compression::None
+    }
+}
+
+/// An archive opened for sequential reading.
+pub struct Opened {
+    pub compression: Compression,
+    offset: Arc<AtomicU64>,
+    decoder: Decoder,
+}
+
+impl Opened {
+    pub fn open(path: &Path) -> io::Result<Opened> {
+        let file = File::open(path)?;
+        let offset = Arc::new(AtomicU64::new(0));
+        let mut raw = BufReader::with_capacity(
+            1 << 20,
+            HashReader { inner: file, hasher: Sha256::new(), offset: offset.clone() },
+        );
+        let compression = sniff(raw.fill_buf()?);
+        let decoder = match compression {
+            Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(raw)?),
+            Compression::Xz => Decoder::Xz(liblzma::bufread::XzDecoder::new(raw)),
+            Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
+            Compression::None => Decoder::Plain(raw),
+        };
+        Ok(Opened { compression, offset, decoder })
+    }
+
+    /// Compressed bytes consumed so far: where a broken stream broke, give or take a buffer.
+    pub fn offset(&self) -> u64 {
+        self.offset.load(Ordering::Relaxed)
+    }
+
+    pub fn tar(self) -> TarReader {
+        let offset = self.offset.clone();
+        TarReader { archive: tar::Archive::new(self.decoder), offset, compression: self.compression }
+    }
+}
+
+pub struct TarReader {
+    pub archive: tar::Archive<Decoder>,
+    pub offset: Arc<AtomicU64>,
+    pub compression: Compression,
+}
+
+impl TarReader {
+    /// After the tar end marker: read the rest of the stream (checks the compressor's trailing checksums),
+    /// then hash any raw bytes left. Returns (SHA-256 of the file, file size, non-zero bytes after the tar end).
+    pub fn finish(self) -> io::Result<(String, u64, u64)> {
+        let mut decoder = self.archive.into_inner();
+        let mut junk = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = decoder.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            junk += buf[..n].iter().filter(|b| **b != 0).count() as u64;
+        }
+        let mut raw = decoder.into_raw();
+        // Bytes after the end of the compressed stream are damage too.
+        let mut trailing = 0u64;
+        loop {
+            let n = raw.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            trailing += n as u64;
+        }
+        let inner = raw.into_inner();
+        let total = self.offset.load(Ordering::Relaxed);
+        if trailing > 0 && self.compression != Compression::None {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{trailing} bytes of garbage after the end of the compressed stream"),
+            ));
+        }
+        Ok((hex(&inner.hasher.finalize()), total, junk + trailing))
+    }
+}
+
+/// One problem found while verifying.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Byte offset in the archive file near which the stream broke.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.path, self.offset) {
+            (Some(p), _) => write!(f, "{p}: {}", self.message),
+            (None, Some(o)) => write!(f, "at byte {o}: {}", self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Result of reading a whole archive back.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verification {
+    pub compression: Compression,
+    #[serde(skip)]
+    pub meta: Option<Meta>,
+    #[serde(skip)]
+    pub index: Option<Index>,
+    /// SHA-256 of the file (only when the stream could be read to its end).
+    pub sha256: Option<String>,
+    pub bytes: u64,
+    pub entries: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl Verification {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// What the archive itself holds for one entry.
+struct Seen {
+    path: Vec<u8>,
+    kind: Option<Kind>,
+    size: u64,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    sha256: Option<String>,
+    target: Option<Vec<u8>>,
+    xattrs: Vec<String>,
+}
+
+fn kind_of(t: tar::EntryType) -> Option<Kind> {
+    match t {
+        tar::EntryType::Regular | tar::EntryType::Continuous => Some(Kind::File),
+        tar::EntryType::Directory => Some(Kind::Dir),
+        tar::EntryType::Symlink => Some(Kind::Symlink),
+        _ => None,
+    }
+}
+
+fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
+    Problem { path: path.map(|p| path_fields(p).0), offset: None, message: message.into() }
+}
+
+/// Decompress and read every entry of `path`, hashing file contents, and check them against the archive's
+/// index (and against `expected` too when given: the in-memory index of the backup that just wrote it).
+pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification> {
+    let opened = Opened::open(path)?;
+    let compression = opened.compression;
+    let mut reader = opened.tar();
+    let offset = reader.offset.clone();
+    let mut v = Verification {
+        compression,
+        meta: None,
+        index: None,
+        sha256: None,
+        bytes: 0,
+        entries: 0,
+        problems: Vec::new(),
+    };
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut after_index = false;
+    let mut first = true;
+    let mut stream_ok = true;
+    let mut buf = vec![0u8; 256 * 1024];
+
+    let entries = match reader.archive.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            v.problems.push(Problem { path: None, offset: Some(0), message: format!("not a readable archive: {e}") });
+            return Ok(v);
+        }
+    };
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                v.problems.push(Problem {
+                    path: None,
+                    offset: Some(offset.load(Ordering::Relaxed)),
+                    message: format!("archive stream is damaged: {e}"),
+                });
+                stream_ok = false;
+                break;
+            }
+        };
+        v.entries += 1;
+        let path = entry.path_bytes().into_owned();
+        let header = entry.header().clone();
+        let is_meta = path == META_PATH.as_bytes();
+        let is_index = path == INDEX_PATH.as_bytes();
+        if first && !is_meta {
+            v.problems.push(problem(None, "first entry is not proxkeep/meta.json: not a proxkeep archive"));
+        }
+        first = false;
+        if after_index {
+            v.problems.push(problem(Some(&path), "entry found after proxkeep/index.json (appended to the archive)"));
+        }
+        let mut xattrs = Vec::new();
+        if let Ok(Some(exts)) = entry.pax_extensions() {
+            for ext in exts.flatten() {
+                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                    xattrs.push(name.to_string());
+                }
+            }
+        }
+        // Read content, hashing it (meta and index are small and parsed instead).
+        let mut hasher = Sha256::new();
+        let mut small = Vec::new();
+        let keep = is_meta || is_index;
+        let read = loop {
+            match entry.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    if keep {
+                        small.extend_from_slice(&buf[..n]);
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = read {
+            v.problems.push(Problem {
+                path: Some(path_fields(&path).0),
+                offset: Some(offset.load(Ordering::Relaxed)),
+                message: format!("archive stream is damaged while reading this entry: {e}"),
+            });
+            stream_ok = false;
+            break;
+        }
+        if is_meta {
+            match serde_json::from_slice::<Meta>(&small) {
+                Ok(m) => v.meta = Some(m),
+                Err(e) => v.problems.push(problem(Some(&path), format!("cannot parse: {e}"))),
+            }
+            continue;
+        }
+        if is_index {
+            match serde_json::from_slice::<Index>(&small) {
+                Ok(i) => v.index = Some(i),
+                Err(e) => v.problems.push(problem(Some(&path), format!("cannot parse: {e}"))),
+            }
+            after_index = true;
+            continue;
+        }
+        let kind = kind_of(header.entry_type());
+        seen.push(Seen {
+            target: entry.link_name_bytes().map(|t| t.into_owned()),
+            path,
+            kind,
+            size: header.size().unwrap_or(0),
+            mode: header.mode().unwrap_or(0) & 0o7777,
+            uid: header.uid().unwrap_or(0),
+            gid: header.gid().unwrap_or(0),
+            mtime: header.mtime().unwrap_or(0),
+            sha256: (kind == Some(Kind::File)).then(|| hex(&hasher.finalize())),
+            xattrs,
+        });
+    }
+
+    if stream_ok {
+        match reader.finish() {
+            Ok((sha, bytes, junk)) => {
+                v.sha256 = Some(sha);
+                v.bytes = bytes;
+                if junk > 0 {
+                    v.problems.push(Problem {
+                        path: None,
+                        offset: Some(bytes),
+                        message: format!("{junk} unexpected non-zero bytes after the end of the tar stream"),
+                    });
+                }
+            }
+            Err(e) => v.problems.push(Problem {
+                path: None,
+                offset: Some(offset.load(Ordering::Relaxed)),
+                message: format!("archive stream is damaged at its end: {e}"),
+            }),
+        }
+    } else {
+        v.bytes = offset.load(Ordering::Relaxed);
+    }
+
+    if v.meta.is_none() && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
+        v.problems.push(problem(None, "proxkeep/meta.json is missing"));
+    }
+    match (&v.index, expected) {
+        (None, _) if stream_ok => v.problems.push(problem(None, "proxkeep/index.json is missing")),
+        (None, _) => {}
+        (Some(idx), Some(exp)) if idx != exp => {
+            v.problems.push(problem(Some(INDEX_PATH.as_bytes()), "differs from the index the backup wrote"))
+        }
+        _ => {}
+    }
+    if let Some(idx) = v.index.as_ref().or(expected) {
+        compare(idx, &seen, stream_ok, &mut v.problems);
+    }
+    Ok(v)
+}
+
+fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Problem>) {
+    use std::collections::HashMap;
+    let by_path: HashMap<Vec<u8>, &Seen> = seen.iter().map(|s| (s.path.clone(), s)).collect();
+    let mut indexed = std::collections::HashSet::new();
+    for e in &index.entries {
+        let p = e.path_bytes();
+        indexed.insert(p.clone());
+        match by_path.get(&p) {
+            None if complete => problems.push(problem(Some(&p), "listed in the index but missing from the archive")),
+            None => {}
+            Some(s) => {
+                for m in mismatches(e, s) {
+                    problems.push(problem(Some(&p), m));
+                }
+            }
+        }
+    }
+    for s in seen {
+        if !indexed.contains(&s.path) {
+            problems.push(problem(Some(&s.path), "in the archive but not in the index"));
+        }
+    }
+}
+
+fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.kind != Some(e.kind) {
+        out.push(format!("kind differs from the index ({:?})", e.kind));
+        return out;
+    }
+    if e.kind == Kind::File {
+        if s.size != e.size {
+            out.push(format!("size {} differs from the index ({})", s.size, e.size));
+        }
+        if s.sha256 != e.sha256 {
+            out.push("content hash differs from the index (content damaged or changed)".into());
+        }
+    }
+    if s.mode != e.mode_bits() {
+        out.push(format!("mode {:04o} differs from the index ({})", s.mode, e.mode));
+    }
+    if s.uid != u64::from(e.uid) || s.gid != u64::from(e.gid) {
+        out.push(format!("owner {}:{} differs from the index ({}:{})", s.uid, s.gid, e.uid, e.gid));
+    }
+    if s.mtime != e.mtime.max(0) as u64 {
+        out.push("mtime differs from the index".into());
+    }
+    if e.kind == Kind::Symlink {
+        let target = s.target.as_deref().map(|t| path_fields(t).0);
+        if target != e.target {
+            out.push("symlink target differs from the index".into());
+        }
+    }
+    if s.xattrs != e.xattrs {
+        out.push("extended attributes differ from the index".into());
+    }
+    out
+}
+
+/// Read only the first entry (meta.json): cheap, whatever the archive's size.
+pub fn read_meta(path: &Path) -> io::Result<Meta> {
+    let mut reader = Opened::open(path)?.tar();
+    let mut entries = reader.archive.entries()?;
+    let mut first = entries
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty archive"))??;
+    if first.path_bytes().as_ref() != META_PATH.as_bytes() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "first entry is not proxkeep/meta.json"));
+    }
+    let mut data = Vec::new();
+    first.read_to_end(&mut data)?;
+    serde_json::from_slice(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Archive path of the pmxcfs snapshot (re-exported for readers).
+pub const PMXCFS_DB: &str = CONFIG_DB_PATH;

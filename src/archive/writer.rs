@@ -1,0 +1,335 @@
+//! The writer stack: tar → compressor → SHA-256 of the final bytes → file, in one pass.
+//!
+//! Every layer is finished explicitly, innermost first, so a trailer that fails to write is an error and
+//! never a silently truncated archive (zstd's `auto_finish` and friends would swallow it on drop).
+
+use super::format::{Kind, hex};
+use crate::config::Compression;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Passes bytes through and hashes them.
+pub struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashWriter { inner, hasher: Sha256::new(), bytes: 0 }
+    }
+    pub fn finish(self) -> (W, String, u64) {
+        (self.inner, hex(&self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The compressor layer, one concrete type per algorithm so each can be finished.
+pub enum Encoder<W: Write> {
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Xz(liblzma::write::XzEncoder<W>),
+    Gzip(flate2::write::GzEncoder<W>),
+    Plain(W),
+}
+
+impl<W: Write> Encoder<W> {
+    pub fn new(inner: W, compression: Compression, level: i32, threads: u32) -> io::Result<Self> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+        } else {
+            threads
+        };
+        Ok(match compression {
+            Compression::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
+                enc.include_checksum(true)?;
+                if threads > 1 {
+                    enc.multithread(threads)?;
+                }
+                Encoder::Zstd(enc)
+            }
+            Compression::Xz => {
+                let stream = liblzma::stream::MtStreamBuilder::new()
+                    .threads(threads.max(1))
+                    .preset(level as u32)
+                    .check(liblzma::stream::Check::Crc64)
+                    .encoder()
+                    .map_err(io::Error::other)?;
+                Encoder::Xz(liblzma::write::XzEncoder::new_stream(inner, stream))
+            }
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                inner,
+                flate2::Compression::new(level as u32),
+            )),
+            Compression::None => Encoder::Plain(inner),
+        })
+    }
+
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Zstd(e) => e.finish(),
+            Encoder::Xz(e) => e.finish(),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Plain(w) => Ok(w),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Xz(e) => e.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Plain(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Zstd(e) => e.flush(),
+            Encoder::Xz(e) => e.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Plain(w) => w.flush(),
+        }
+    }
+}
+
+/// Metadata of one entry to append.
+#[derive(Debug, Clone)]
+pub struct EntryHeader<'a> {
+    pub path: &'a [u8],
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub size: u64,
+    /// Extended attributes, stored as PAX `SCHILY.xattr.<name>` records (GNU tar `--xattrs` reads them).
+    pub xattrs: &'a [(String, Vec<u8>)],
+}
+
+type Stack = tar::Builder<Encoder<HashWriter<BufWriter<File>>>>;
+
+/// Result of a finished archive.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// SHA-256 of the bytes on disk (what `sha256sum` prints).
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+pub struct ArchiveWriter {
+    tar: Stack,
+}
+
+impl ArchiveWriter {
+    pub fn new(file: File, compression: Compression, level: i32, threads: u32) -> io::Result<Self> {
+        let sink = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let mut tar = tar::Builder::new(Encoder::new(sink, compression, level, threads)?);
+        tar.mode(tar::HeaderMode::Complete);
+        tar.follow_symlinks(false);
+        Ok(ArchiveWriter { tar })
+    }
+
+    fn header(&mut self, h: &EntryHeader) -> io::Result<tar::Header> {
+        if !h.xattrs.is_empty() {
+            let keys: Vec<String> = h.xattrs.iter().map(|(k, _)| format!("SCHILY.xattr.{k}")).collect();
+            self.tar
+                .append_pax_extensions(keys.iter().map(String::as_str).zip(h.xattrs.iter().map(|(_, v)| v.as_slice())))?;
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(match h.kind {
+            Kind::File => tar::EntryType::Regular,
+            Kind::Dir => tar::EntryType::Directory,
+            Kind::Symlink => tar::EntryType::Symlink,
+        });
+        header.set_mode(h.mode & 0o7777);
+        header.set_uid(h.uid.into());
+        header.set_gid(h.gid.into());
+        header.set_mtime(h.mtime.max(0) as u64);
+        header.set_size(if h.kind == Kind::File { h.size } else { 0 });
+        Ok(header)
+    }
+
+    /// Append a regular file whose content `data` yields exactly `h.size` bytes.
+    pub fn append_reader(&mut self, h: &EntryHeader, data: impl Read) -> io::Result<()> {
+        let mut header = self.header(h)?;
+        self.tar.append_data(&mut header, as_path(h.path), data)
+    }
+
+    pub fn append_bytes(&mut self, h: &EntryHeader, data: &[u8]) -> io::Result<()> {
+        debug_assert_eq!(h.size, data.len() as u64);
+        self.append_reader(h, data)
+    }
+
+    pub fn append_dir(&mut self, h: &EntryHeader) -> io::Result<()> {
+        let mut header = self.header(h)?;
+        self.tar.append_data(&mut header, as_path(h.path), io::empty())
+    }
+
+    pub fn append_symlink(&mut self, h: &EntryHeader, target: &[u8]) -> io::Result<()> {
+        let mut header = self.header(h)?;
+        self.tar.append_link(&mut header, as_path(h.path), as_path(target))
+    }
+
+    /// Write the tar trailer, finish the compressor, flush and fsync the file.
+    pub fn finish(self) -> io::Result<(File, Written)> {
+        let encoder = self.tar.into_inner()?;
+        let hashed = encoder.finish()?;
+        let (buf, sha256, bytes) = hashed.finish();
+        let file = buf.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok((file, Written { sha256, bytes }))
+    }
+}
+
+fn as_path(bytes: &[u8]) -> &Path {
+    Path::new(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// What happened while a file was read for the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    Exact,
+    /// The file ended early; the missing bytes were stored as zeros.
+    Shrunk { missing: u64 },
+    /// The file had more bytes than its size at open time; they were left out.
+    Grew,
+    /// Reading failed part way; the rest was stored as zeros.
+    ReadError,
+}
+
+/// Error payload used to abort a copy when the run is cancelled (io::copy retries `Interrupted`).
+#[derive(Debug)]
+pub struct Cancelled;
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+impl std::error::Error for Cancelled {}
+
+pub fn is_cancelled(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
+}
+
+/// Yields exactly `size` bytes of `inner` (zero-padding a file that shrank, cutting one that grew) and hashes
+/// what it yields, so the stored bytes, the header and the index always agree.
+pub struct ExactReader<'a, R> {
+    inner: R,
+    /// A read error of the source: kept (and the rest zero-padded) so the tar stream stays consistent.
+    pub error: Option<io::Error>,
+    remaining: u64,
+    padding: u64,
+    hasher: Sha256,
+    cancel: &'a AtomicBool,
+}
+
+impl<'a, R: Read> ExactReader<'a, R> {
+    pub fn new(inner: R, size: u64, cancel: &'a AtomicBool) -> Self {
+        ExactReader { inner, error: None, remaining: size, padding: 0, hasher: Sha256::new(), cancel }
+    }
+
+    /// The hash of what was yielded and whether the source matched its size.
+    pub fn finish(mut self) -> io::Result<(String, ReadOutcome)> {
+        let outcome = if self.error.is_some() {
+            ReadOutcome::ReadError
+        } else if self.padding > 0 {
+            ReadOutcome::Shrunk { missing: self.padding }
+        } else {
+            let mut probe = [0u8; 1];
+            match self.inner.read(&mut probe) {
+                Ok(0) => ReadOutcome::Exact,
+                Ok(_) => ReadOutcome::Grew,
+                Err(_) => ReadOutcome::Exact,
+            }
+        };
+        Ok((hex(&self.hasher.finalize()), outcome))
+    }
+}
+
+impl<R: Read> Read for ExactReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::other(Cancelled));
+        }
+        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let n = if self.padding > 0 {
+            0
+        } else {
+            match self.inner.read(&mut buf[..want]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return self.read(buf),
+                Err(e) => {
+                    self.error = Some(e);
+                    0
+                }
+            }
+        };
+        let n = if n == 0 {
+            // Source ended before its recorded size: pad with zeros.
+            buf[..want].fill(0);
+            self.padding += want as u64;
+            want
+        } else {
+            n
+        };
+        self.hasher.update(&buf[..n]);
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_reader_pads_and_cuts() {
+        let cancel = AtomicBool::new(false);
+        let mut out = Vec::new();
+        let mut r = ExactReader::new(&b"hello"[..], 8, &cancel);
+        io::copy(&mut r, &mut out).unwrap();
+        assert_eq!(out, b"hello\0\0\0");
+        assert_eq!(r.finish().unwrap().1, ReadOutcome::Shrunk { missing: 3 });
+
+        let mut out = Vec::new();
+        let mut r = ExactReader::new(&b"hello world"[..], 5, &cancel);
+        io::copy(&mut r, &mut out).unwrap();
+        assert_eq!(out, b"hello");
+        let (sha, outcome) = r.finish().unwrap();
+        assert_eq!(outcome, ReadOutcome::Grew);
+        assert_eq!(sha, hex(&Sha256::digest(b"hello")));
+
+        let mut r = ExactReader::new(&b"abc"[..], 3, &cancel);
+        io::copy(&mut r, &mut io::sink()).unwrap();
+        assert_eq!(r.finish().unwrap().1, ReadOutcome::Exact);
+    }
+
+    #[test]
+    fn cancel_aborts_copy() {
+        let cancel = AtomicBool::new(true);
+        let mut r = ExactReader::new(&b"abc"[..], 3, &cancel);
+        let err = io::copy(&mut r, &mut io::sink()).unwrap_err();
+        assert!(is_cancelled(&err));
+    }
+}

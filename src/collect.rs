@@ -1,0 +1,373 @@
+//! Turning the catalog into a concrete, ordered list of what to store: the scan.
+//!
+//! The scan only looks at metadata (lstat), so it is cheap; `--dry-run` prints it, preflight sizes the free-space
+//! check from it, and the archive writer then streams the items in exactly this order.
+
+use crate::archive::format::{Absent, Kind, Skipped, Warning};
+use crate::catalog::{self, Category, Source};
+use crate::config::Config;
+use crate::host::{HostFacts, Root};
+use crate::runner::CommandSpec;
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+/// One file, directory or symlink to store.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Absolute host path (`/etc/pve/storage.cfg`).
+    pub host_path: PathBuf,
+    pub category: String,
+    pub kind: Kind,
+    /// Size at scan time (the writer re-reads it from the open file).
+    pub size: u64,
+}
+
+impl Item {
+    /// Path inside the archive: the host path without its leading `/`.
+    pub fn archive_path(&self) -> &[u8] {
+        let b = self.host_path.as_os_str().as_bytes();
+        b.strip_prefix(b"/").unwrap_or(b)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedCommand {
+    pub category: String,
+    pub output: String,
+    pub spec: CommandSpec,
+}
+
+/// Everything a backup of this host will contain.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Categories that apply to this host and are not skipped, in catalog order.
+    pub categories: Vec<String>,
+    pub items: Vec<Item>,
+    pub commands: Vec<PlannedCommand>,
+    /// Commands left out because they run only on the real root (see `commands.run`).
+    pub commands_not_run: usize,
+    /// Host path of config.db when the pve-cluster category is active and the file exists.
+    pub config_db: Option<PathBuf>,
+    /// /etc/pve is empty (pmxcfs not mounted) while config.db exists: the tree comes from the db.
+    pub pve_tree_from_db: bool,
+    pub absent: Vec<Absent>,
+    pub skipped: Vec<Skipped>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Plan {
+    pub fn bytes(&self) -> u64 {
+        self.items.iter().filter(|i| i.kind == Kind::File).map(|i| i.size).sum()
+    }
+}
+
+/// Per-category counts for `--dry-run` and `catalog`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CategoryCount {
+    pub category: String,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+    pub commands: u64,
+    pub absent: u64,
+}
+
+impl Plan {
+    pub fn counts(&self) -> Vec<CategoryCount> {
+        let mut out: Vec<CategoryCount> = self
+            .categories
+            .iter()
+            .map(|c| CategoryCount { category: c.clone(), ..Default::default() })
+            .collect();
+        let slot = |out: &mut Vec<CategoryCount>, name: &str| -> usize {
+            match out.iter().position(|c| c.category == name) {
+                Some(i) => i,
+                None => {
+                    out.push(CategoryCount { category: name.to_string(), ..Default::default() });
+                    out.len() - 1
+                }
+            }
+        };
+        for item in &self.items {
+            let i = slot(&mut out, &item.category);
+            match item.kind {
+                Kind::File => {
+                    out[i].files += 1;
+                    out[i].bytes += item.size;
+                }
+                Kind::Dir => out[i].dirs += 1,
+                Kind::Symlink => out[i].symlinks += 1,
+            }
+        }
+        for c in &self.commands {
+            let i = slot(&mut out, &c.category);
+            out[i].commands += 1;
+        }
+        for a in &self.absent {
+            let i = slot(&mut out, &a.category);
+            out[i].absent += 1;
+        }
+        out
+    }
+}
+
+/// Build the exclude matcher: the category's own excludes plus the configured ones.
+fn excludes(cat_excludes: &[&str], config: &Config) -> GlobSet {
+    let mut b = GlobSetBuilder::new();
+    for pat in cat_excludes.iter().copied().chain(config.collect.exclude.iter().map(String::as_str)) {
+        // Config globs were validated at load time; catalog globs by a unit test.
+        if let Ok(g) = GlobBuilder::new(pat).literal_separator(true).build() {
+            b.add(g);
+        }
+    }
+    b.build().unwrap_or_else(|_| GlobSet::empty())
+}
+
+struct Scanner<'a> {
+    root: &'a Root,
+    seen: HashSet<PathBuf>,
+    plan: Plan,
+}
+
+/// Scan the host: which categories apply, which files exist, which commands will run.
+pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
+    let mut s = Scanner { root, seen: HashSet::new(), plan: Plan::default() };
+    let pve = facts.role.has_pve();
+    let pbs = facts.role.has_pbs();
+    let run_commands = match config.commands.run {
+        crate::config::RunCommands::Always => true,
+        crate::config::RunCommands::Never => false,
+        crate::config::RunCommands::Auto => root.is_system_root(),
+    };
+    let skip = |name: &str| config.collect.skip_categories.iter().any(|s| s == name);
+
+    for cat in catalog::CATEGORIES {
+        if !cat.applies_to(pve, pbs) || skip(cat.name) {
+            continue;
+        }
+        s.plan.categories.push(cat.name.to_string());
+        s.category(cat, config, run_commands, facts);
+    }
+    if !skip(catalog::EXTRA) && !config.collect.extra_paths.is_empty() {
+        s.plan.categories.push(catalog::EXTRA.to_string());
+        let ex = excludes(&[], config);
+        for p in &config.collect.extra_paths {
+            s.path(catalog::EXTRA, p, &ex);
+        }
+    }
+    if s.plan.pve_tree_from_db {
+        // Not absent: its content comes from config.db.
+        s.plan.absent.retain(|a| a.path != "/etc/pve");
+    }
+    s.plan
+}
+
+impl Scanner<'_> {
+    fn category(&mut self, cat: &Category, config: &Config, run_commands: bool, facts: &HostFacts) {
+        let ex = excludes(cat.exclude, config);
+        for src in cat.sources {
+            match src {
+                Source::Path { path } => self.path(cat.name, Path::new(path), &ex),
+                Source::Glob { pattern } => self.glob(cat.name, pattern, &ex),
+                Source::Command { output, program, args } => {
+                    if run_commands {
+                        self.plan.commands.push(PlannedCommand {
+                            category: cat.name.to_string(),
+                            output: output.to_string(),
+                            spec: CommandSpec::new(*program, args),
+                        });
+                    } else {
+                        self.plan.commands_not_run += 1;
+                    }
+                }
+                Source::Pmxcfs => {
+                    if self.root.path(catalog::CONFIG_DB).is_file() {
+                        self.plan.config_db = Some(PathBuf::from(catalog::CONFIG_DB));
+                        self.plan.pve_tree_from_db = !facts.pve_mounted;
+                    } else {
+                        self.plan.absent.push(Absent { category: cat.name.into(), path: catalog::CONFIG_DB.into() });
+                    }
+                }
+            }
+        }
+    }
+
+    fn path(&mut self, category: &str, host: &Path, ex: &GlobSet) {
+        let fs_path = self.root.path(host);
+        match std::fs::symlink_metadata(&fs_path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.plan.absent.push(Absent { category: category.into(), path: host.display().to_string() });
+            }
+            Err(e) => self.plan.warnings.push(Warning {
+                path: Some(host.display().to_string()),
+                message: format!("cannot stat: {e}"),
+            }),
+            Ok(md) if md.is_dir() => self.tree(category, host, &fs_path, ex),
+            Ok(md) => {
+                if !ex.is_match(host) {
+                    self.add(category, host.to_path_buf(), &md);
+                }
+            }
+        }
+    }
+
+    fn tree(&mut self, category: &str, host: &Path, fs_path: &Path, ex: &GlobSet) {
+        let walker = walkdir::WalkDir::new(fs_path)
+            .follow_links(false)
+            .same_file_system(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                let rel = e.path().strip_prefix(fs_path).unwrap_or(Path::new(""));
+                !ex.is_match(host.join(rel))
+                    && !catalog::is_pmxcfs_virtual(&host.join(rel).to_string_lossy())
+            });
+        for entry in walker {
+            match entry {
+                Ok(e) => {
+                    let rel = e.path().strip_prefix(fs_path).unwrap_or(Path::new(""));
+                    let host_path = if rel.as_os_str().is_empty() { host.to_path_buf() } else { host.join(rel) };
+                    match e.metadata() {
+                        Ok(md) => self.add(category, host_path, &md),
+                        Err(err) => self.plan.warnings.push(Warning {
+                            path: Some(host_path.display().to_string()),
+                            message: format!("cannot stat: {err}"),
+                        }),
+                    }
+                }
+                Err(err) => {
+                    let p = err
+                        .path()
+                        .and_then(|p| p.strip_prefix(self.root.dir()).ok())
+                        .map(|p| format!("/{}", p.display()));
+                    self.plan.warnings.push(Warning {
+                        path: p,
+                        message: format!("cannot read directory: {}", err.io_error().map_or(err.to_string(), |e| e.to_string())),
+                    });
+                }
+            }
+        }
+    }
+
+    fn glob(&mut self, category: &str, pattern: &str, ex: &GlobSet) {
+        let Ok(glob) = GlobBuilder::new(pattern).literal_separator(true).build().map(|g: Glob| g.compile_matcher())
+        else {
+            return;
+        };
+        // Walk from the longest literal prefix, only as deep as the pattern reaches.
+        let comps: Vec<&str> = pattern.split('/').filter(|c| !c.is_empty()).collect();
+        let literal = comps.iter().take_while(|c| !c.contains(['*', '?', '[', '{'])).count();
+        let base: PathBuf = std::iter::once("/").chain(comps[..literal].iter().copied()).collect();
+        let depth = comps.len() - literal;
+        let fs_base = self.root.path(&base);
+        if !fs_base.is_dir() {
+            return;
+        }
+        let mut matches = Vec::new();
+        for e in walkdir::WalkDir::new(&fs_base)
+            .min_depth(depth)
+            .max_depth(depth)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .flatten()
+        {
+            let rel = e.path().strip_prefix(&fs_base).unwrap_or(Path::new(""));
+            let host = base.join(rel);
+            if glob.is_match(&host) {
+                matches.push(host);
+            }
+        }
+        for host in matches {
+            self.path(category, &host, ex);
+        }
+    }
+
+    fn add(&mut self, category: &str, host_path: PathBuf, md: &std::fs::Metadata) {
+        if !self.seen.insert(host_path.clone()) {
+            return; // an earlier category owns it
+        }
+        let ft = md.file_type();
+        let kind = if ft.is_file() {
+            Kind::File
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else {
+            let what = if ft.is_socket() {
+                "socket"
+            } else if ft.is_fifo() {
+                "fifo"
+            } else if ft.is_char_device() {
+                "character device"
+            } else if ft.is_block_device() {
+                "block device"
+            } else {
+                "unknown"
+            };
+            self.plan.skipped.push(Skipped { path: host_path.display().to_string(), kind: what.into() });
+            return;
+        };
+        self.plan.items.push(Item { host_path, category: category.to_string(), kind, size: if kind == Kind::File { md.len() } else { 0 } });
+    }
+}
+
+/// Extended attributes (POSIX ACLs included, as `system.posix_acl_*`) of an open file.
+pub fn xattrs_fd(file: &std::fs::File) -> Vec<(String, Vec<u8>)> {
+    read_xattrs(|buf| rustix::fs::flistxattr(file, buf), |name, buf| rustix::fs::fgetxattr(file, name, buf))
+}
+
+/// Extended attributes of a path, not following a symlink.
+pub fn xattrs_path(path: &Path) -> Vec<(String, Vec<u8>)> {
+    read_xattrs(|buf| rustix::fs::llistxattr(path, buf), |name, buf| rustix::fs::lgetxattr(path, name, buf))
+}
+
+fn read_xattrs(
+    list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
+    get: impl Fn(&str, &mut [u8]) -> rustix::io::Result<usize>,
+) -> Vec<(String, Vec<u8>)> {
+    // Sizes can change between the two calls; retry a few times with the new size.
+    let mut names = vec![0u8; 1024];
+    let mut got = None;
+    for _ in 0..4 {
+        match list(&mut names) {
+            Ok(n) => {
+                got = Some(n);
+                break;
+            }
+            Err(rustix::io::Errno::RANGE) => {
+                let need = list(&mut []).unwrap_or(0);
+                names.resize(need.max(names.len() * 2), 0);
+            }
+            // ENOTSUP and friends: this file system has no xattrs.
+            Err(_) => return Vec::new(),
+        }
+    }
+    let Some(n) = got else { return Vec::new() };
+    let mut out = Vec::new();
+    for raw in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let Ok(name) = std::str::from_utf8(raw) else { continue };
+        let mut value = vec![0u8; 256];
+        for _ in 0..4 {
+            match get(name, &mut value) {
+                Ok(len) => {
+                    value.truncate(len);
+                    out.push((name.to_string(), value));
+                    break;
+                }
+                Err(rustix::io::Errno::RANGE) => {
+                    let need = get(name, &mut []).unwrap_or(0);
+                    value.resize(need.max(value.len() * 2), 0);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    out.sort();
+    out
+}

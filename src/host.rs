@@ -1,0 +1,260 @@
+//! The host seen through a root directory: `/` in production, a fixture tree in tests.
+//!
+//! Every read of a host path goes through [`Root`], so `--root DIR` redirects all of them and tests never
+//! touch the real `/etc`.
+
+use serde::Serialize;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+/// A host file system rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Root {
+    dir: PathBuf,
+}
+
+impl Root {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Root { dir: dir.into() }
+    }
+
+    /// The directory this root maps `/` to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether this is the real root of the running system (commands run only then, by default).
+    pub fn is_system_root(&self) -> bool {
+        self.dir == Path::new("/")
+            || std::fs::canonicalize(&self.dir).is_ok_and(|d| d == Path::new("/"))
+    }
+
+    /// Map an absolute host path (`/etc/pve`) to the path to open (`<root>/etc/pve`).
+    /// `..` and `.` components are dropped so a host path can never leave the root.
+    pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
+        let mut out = self.dir.clone();
+        for comp in host_path.as_ref().components() {
+            if let Component::Normal(c) = comp {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Read a small host file as text; `None` when it does not exist or cannot be read.
+    pub fn read_text(&self, host_path: &str) -> Option<String> {
+        std::fs::read(self.path(host_path))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    fn dir_non_empty(&self, host_path: &str) -> bool {
+        std::fs::read_dir(self.path(host_path)).is_ok_and(|mut d| d.next().is_some())
+    }
+}
+
+/// What kind of host this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Pve,
+    Pbs,
+    /// PVE and PBS on one machine.
+    Dual,
+    /// Plain Debian (or anything else): the system categories only.
+    Linux,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Pve => "pve",
+            Role::Pbs => "pbs",
+            Role::Dual => "dual",
+            Role::Linux => "linux",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Pve, Role::Pbs, Role::Dual, Role::Linux]
+            .into_iter()
+            .find(|r| r.name() == s)
+    }
+    pub fn has_pve(self) -> bool {
+        matches!(self, Role::Pve | Role::Dual)
+    }
+    pub fn has_pbs(self) -> bool {
+        matches!(self, Role::Pbs | Role::Dual)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Versions the host shows, where it shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Versions {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pve: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pbs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub debian: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kernel: Option<String>,
+}
+
+/// Facts about the host that name and describe a backup.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostFacts {
+    pub hostname: String,
+    pub role: Role,
+    pub versions: Versions,
+    /// PVE: whether /etc/pve shows files (pmxcfs mounted); false means the tree must come from config.db.
+    pub pve_mounted: bool,
+}
+
+impl HostFacts {
+    pub fn detect(root: &Root) -> HostFacts {
+        let dpkg = root
+            .read_text("/var/lib/dpkg/status")
+            .map(|s| parse_dpkg_status(&s))
+            .unwrap_or_default();
+        let installed = |name: &str| dpkg.iter().find(|p| p.name == name).map(|p| p.version.clone());
+
+        let pve_pkg = installed("pve-manager");
+        let pbs_pkg = installed("proxmox-backup-server");
+        let pve_mounted = root.dir_non_empty("/etc/pve");
+        let pve = pve_pkg.is_some()
+            || pve_mounted
+            || root.path(crate::catalog::CONFIG_DB).is_file()
+            || root.path("/usr/bin/pveversion").exists();
+        let pbs = pbs_pkg.is_some()
+            || root.dir_non_empty("/etc/proxmox-backup")
+            || root.path("/usr/sbin/proxmox-backup-proxy").exists();
+        let role = match (pve, pbs) {
+            (true, true) => Role::Dual,
+            (true, false) => Role::Pve,
+            (false, true) => Role::Pbs,
+            (false, false) => Role::Linux,
+        };
+        let versions = Versions {
+            pve: pve_pkg.or_else(|| installed("proxmox-ve")),
+            pbs: pbs_pkg,
+            debian: root
+                .read_text("/etc/debian_version")
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+            // The running kernel says nothing about a host seen through another root.
+            kernel: root
+                .is_system_root()
+                .then(|| rustix::system::uname().release().to_string_lossy().into_owned()),
+        };
+        HostFacts {
+            hostname: hostname(root),
+            role,
+            versions,
+            pve_mounted,
+        }
+    }
+}
+
+/// Short host name: `/etc/hostname` under the root, else (on the real root) the kernel's node name.
+/// Reduced to the characters archive names allow.
+pub fn hostname(root: &Root) -> String {
+    let from_file = root
+        .read_text("/etc/hostname")
+        .and_then(|s| s.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+    let raw = from_file.unwrap_or_else(|| {
+        if root.is_system_root() {
+            rustix::system::uname().nodename().to_string_lossy().into_owned()
+        } else {
+            String::new()
+        }
+    });
+    let short = raw.split('.').next().unwrap_or("");
+    let clean: String = short
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if clean.is_empty() { "localhost".into() } else { clean }
+}
+
+/// One installed package from dpkg's status file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+}
+
+/// Installed packages from `/var/lib/dpkg/status` (stanzas whose Status ends in `installed`).
+pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let mut name = None;
+        let mut version = None;
+        let mut installed = false;
+        for line in stanza.lines() {
+            if let Some(v) = line.strip_prefix("Package:") {
+                name = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Version:") {
+                version = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Status:") {
+                installed = v.split_whitespace().last() == Some("installed");
+            }
+        }
+        if let (Some(name), Some(version), true) = (name, version, installed) {
+            out.push(Package { name, version });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_path_never_leaves_the_root() {
+        let r = Root::new("/x/root");
+        assert_eq!(r.path("/etc/pve"), PathBuf::from("/x/root/etc/pve"));
+        assert_eq!(r.path("/../../etc/shadow"), PathBuf::from("/x/root/etc/shadow"));
+        assert_eq!(r.path("etc/./hosts"), PathBuf::from("/x/root/etc/hosts"));
+    }
+
+    #[test]
+    fn dpkg_status_only_installed_packages() {
+        let text = "Package: pve-manager\nStatus: install ok installed\nVersion: 9.0.11\n\n\
+                    Package: proxmox-backup-server\nStatus: deinstall ok config-files\nVersion: 3.4.1\n\n\
+                    Package: zfsutils-linux\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.3.4-pve1\n";
+        let pkgs = parse_dpkg_status(text);
+        assert_eq!(
+            pkgs,
+            vec![
+                Package { name: "pve-manager".into(), version: "9.0.11".into() },
+                Package { name: "zfsutils-linux".into(), version: "2.3.4-pve1".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn roles_from_files() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        assert_eq!(HostFacts::detect(&root).role, Role::Linux);
+        assert_eq!(HostFacts::detect(&root).hostname, "localhost");
+        std::fs::create_dir_all(t.path().join("etc/proxmox-backup")).unwrap();
+        std::fs::write(t.path().join("etc/proxmox-backup/user.cfg"), "x").unwrap();
+        assert_eq!(HostFacts::detect(&root).role, Role::Pbs);
+        std::fs::create_dir_all(t.path().join("var/lib/pve-cluster")).unwrap();
+        std::fs::write(t.path().join("var/lib/pve-cluster/config.db"), "").unwrap();
+        let facts = HostFacts::detect(&root);
+        assert_eq!(facts.role, Role::Dual);
+        assert!(!facts.pve_mounted);
+        std::fs::write(t.path().join("etc/hostname"), "PVE1.example.com\n").unwrap();
+        assert_eq!(hostname(&root), "pve1");
+    }
+}

@@ -1,0 +1,335 @@
+//! The `proxkeep` binary: parse arguments, wire the library, map errors to the documented exit codes.
+
+use clap::{Parser, Subcommand};
+use proxkeep::backup::{self, BackupError, BackupOptions};
+use proxkeep::config::{self, Compression, ConfigError};
+use proxkeep::host::{HostFacts, Root};
+use proxkeep::output::{Log, Redactor};
+use proxkeep::{catalog, collect, exit, preflight};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+#[derive(Parser, Debug)]
+#[command(name = "proxkeep", version, about = "Backup and restore of Proxmox VE / PBS host configuration")]
+struct Cli {
+    /// Config file [default: /etc/proxkeep/proxkeep.toml; a missing default file means built-in defaults]
+    #[arg(long, global = true, env = "PROXKEEP_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Read the host from DIR instead of `/`
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Machine-readable result on stdout
+    #[arg(long, global = true)]
+    json: bool,
+    /// More output (-vv for everything)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Errors only
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Preflight only: one ✓/✗ line per check, with the fix
+    Check,
+    /// Write one verified archive of this host's configuration
+    Backup {
+        /// Run the checks and print what would be collected; write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Backup directory (overrides the config)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// zstd | xz | gzip | none
+        #[arg(long)]
+        compression: Option<Compression>,
+        /// Compression level (zstd 1-19, xz 0-9, gzip 1-9)
+        #[arg(long)]
+        level: Option<i32>,
+    },
+    /// What would be collected on this host, by category
+    Catalog,
+    /// Inspect the configuration
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Effective config (defaults filled in), secrets redacted
+    Show,
+}
+
+/// An error with the exit code it maps to.
+struct Exit(i32, anyhow::Error);
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, cancel.clone());
+    }
+    match run(&cli, &cancel) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(Exit(code, e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn usage(e: impl Into<anyhow::Error>) -> Exit {
+    Exit(exit::USAGE, e.into())
+}
+
+fn load_config(cli: &Cli) -> Result<config::Config, Exit> {
+    let names = catalog::category_names();
+    config::load(cli.config.as_deref(), &names).map(|(c, _)| c).map_err(|e: ConfigError| usage(e))
+}
+
+fn run(cli: &Cli, cancel: &AtomicBool) -> Result<i32, Exit> {
+    let verbosity = if cli.quiet { -1 } else { cli.verbose as i8 };
+    let root = Root::new(cli.root.clone().unwrap_or_else(|| PathBuf::from("/")));
+    if !root.dir().is_dir() {
+        return Err(usage(anyhow::anyhow!("--root {}: not a directory", root.dir().display())));
+    }
+    match &cli.command {
+        Command::Config { action: ConfigAction::Show } => {
+            let config = load_config(cli)?;
+            print!("{}", config::render_redacted(&config));
+            Ok(exit::OK)
+        }
+        Command::Catalog => {
+            let config = load_config(cli)?;
+            let facts = HostFacts::detect(&root);
+            let plan = collect::scan(&root, &facts, &config);
+            print_catalog(cli.json, &facts, &plan).map_err(|e| Exit(exit::FAILED, e))?;
+            Ok(exit::OK)
+        }
+        Command::Check => {
+            let config = load_config(cli)?;
+            let checks = run_checks(&root, &config);
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&checks).unwrap_or_default());
+            } else {
+                for c in &checks {
+                    println!("{}", c.line());
+                }
+            }
+            Ok(if checks.iter().all(|c| c.ok) { exit::OK } else { exit::PREFLIGHT })
+        }
+        Command::Backup { dry_run, dir, compression, level } => {
+            let config = load_config(cli)?;
+            let log = Log::new(verbosity, Redactor::default());
+            let ctx = backup::Context { root, config, log: &log, cancel };
+            let opts = BackupOptions {
+                dry_run: *dry_run,
+                dir: dir.clone(),
+                compression: *compression,
+                level: *level,
+                now: std::env::var("PROXKEEP_NOW").ok().and_then(|s| s.parse().ok()),
+            };
+            match backup::run(&ctx, &opts) {
+                Ok(report) => {
+                    if cli.json {
+                        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    } else if *dry_run {
+                        print_dry_run(&report);
+                    } else if verbosity >= 0 {
+                        print_summary(&report);
+                    }
+                    Ok(report.exit_code)
+                }
+                Err(e) => {
+                    let code = e.exit_code();
+                    if cli.json {
+                        let v = serde_json::json!({"status": "failed", "exit_code": code, "error": e.to_string(),
+                            "checks": if let BackupError::Preflight(c) = &e { c.clone() } else { vec![] }});
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    }
+                    Err(Exit(code, anyhow::Error::new(e)))
+                }
+            }
+        }
+    }
+}
+
+fn run_checks(root: &Root, config: &config::Config) -> Vec<preflight::Check> {
+    use preflight::Check;
+    let facts = HostFacts::detect(root);
+    let mut checks = vec![Check::pass(
+        "host",
+        format!("{} role {}{}", facts.hostname, facts.role, match &facts.versions.pve {
+            Some(v) => format!(", pve-manager {v}"),
+            None => String::new(),
+        }),
+    )];
+    checks.push(preflight::directory("backup directory", &config.backup_dir, false));
+    checks.push(preflight::directory("log directory", &config.log_dir, false));
+    checks.push(preflight::free_space(&config.backup_dir, config.min_free_space, 0, "configured minimum"));
+    if config.backup_dir.is_dir() {
+        checks.push(preflight::writable(&config.backup_dir));
+    }
+    checks.push(match preflight::RunLock::acquire(&config.lock_file, &facts.hostname) {
+        Ok(_) => Check::pass("lock", format!("{} is free", config.lock_file.display())),
+        Err(e @ preflight::LockError::Held { .. }) => {
+            Check::fail("lock", e.to_string(), "wait for that run to finish (the lock frees itself when it ends)")
+        }
+        Err(e) => Check::fail("lock", e.to_string(), "make the lock file's directory writable or set lock_file"),
+    });
+    if facts.role.has_pve() {
+        let db = root.path(catalog::CONFIG_DB);
+        checks.push(match proxkeep::pmxcfs::db_version(&db) {
+            Ok(v) => Check::pass("config.db", format!("{} readable, version {v}", db.display())),
+            Err(e) => Check::fail("config.db", e.to_string(), "is pve-cluster installed? check /var/lib/pve-cluster"),
+        });
+        checks.push(if facts.pve_mounted {
+            Check::pass("/etc/pve", "pmxcfs mounted")
+        } else {
+            Check::fail(
+                "/etc/pve",
+                "empty: pmxcfs is not mounted (the backup rebuilds the tree from config.db)",
+                "systemctl start pve-cluster",
+            )
+        });
+    }
+    checks
+}
+
+fn print_catalog(json: bool, facts: &HostFacts, plan: &collect::Plan) -> anyhow::Result<()> {
+    let counts = plan.counts();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let cats: Vec<serde_json::Value> = catalog::CATEGORIES
+            .iter()
+            .map(|c| {
+                let count = counts.iter().find(|x| x.category == c.name);
+                serde_json::json!({
+                    "name": c.name, "description": c.description, "applies": c.applies,
+                    "active": plan.categories.iter().any(|n| n == c.name),
+                    "sources": c.sources, "exclude": c.exclude, "found": count,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "host": facts.hostname, "role": facts.role, "versions": facts.versions,
+            "categories": cats, "held_on_restore": catalog::HELD_ON_RESTORE,
+            "commands_run": plan.commands.len(), "commands_not_run": plan.commands_not_run,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    writeln!(out, "host {} role {}", facts.hostname, facts.role)?;
+    for c in catalog::CATEGORIES {
+        let active = plan.categories.iter().any(|n| n == c.name);
+        let count = counts.iter().find(|x| x.category == c.name);
+        let found = match count {
+            Some(n) if active => format!(
+                "{} files, {} dirs, {} links, {}, {} commands",
+                n.files,
+                n.dirs,
+                n.symlinks,
+                config::format_size(n.bytes),
+                n.commands
+            ),
+            _ if active => "nothing found".into(),
+            _ => format!("not collected on a {} host", facts.role),
+        };
+        writeln!(out, "\n{} ({:?}): {}\n  {}", c.name, c.applies, c.description, found)?;
+        for s in c.sources {
+            let line = match s {
+                catalog::Source::Path { path } => format!("path    {path}"),
+                catalog::Source::Glob { pattern } => format!("glob    {pattern}"),
+                catalog::Source::Command { output, program, args } => {
+                    format!("command {program} {} > {output}", args.join(" "))
+                }
+                catalog::Source::Pmxcfs => format!("pmxcfs  {} (online snapshot)", catalog::CONFIG_DB),
+            };
+            writeln!(out, "    {line}")?;
+        }
+        for e in c.exclude {
+            writeln!(out, "    exclude {e}")?;
+        }
+    }
+    writeln!(out, "\nextra: paths from [collect] extra_paths")?;
+    if plan.commands_not_run > 0 {
+        writeln!(out, "\n{} commands run only when --root is / (or with [commands] run = \"always\")", plan.commands_not_run)?;
+    }
+    Ok(())
+}
+
+fn print_dry_run(r: &backup::BackupReport) {
+    for c in &r.checks {
+        println!("{}", c.line());
+    }
+    println!("\nwould write {}", r.archive.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+    println!("{:<16} {:>7} {:>6} {:>6} {:>10} {:>9}", "category", "files", "dirs", "links", "bytes", "commands");
+    for c in &r.categories {
+        println!(
+            "{:<16} {:>7} {:>6} {:>6} {:>10} {:>9}",
+            c.category,
+            c.files,
+            c.dirs,
+            c.symlinks,
+            config::format_size(c.bytes),
+            c.commands
+        );
+    }
+    println!(
+        "{:<16} {:>7} {:>6} {:>6} {:>10} {:>9}",
+        "total",
+        r.files,
+        r.dirs,
+        r.symlinks,
+        config::format_size(r.bytes),
+        r.commands
+    );
+    if r.pve_tree_from_db {
+        println!("/etc/pve is not mounted: its tree would be rebuilt from config.db");
+    }
+}
+
+fn print_summary(r: &backup::BackupReport) {
+    if let Some(a) = &r.archive {
+        println!("archive  {}", a.display());
+    }
+    println!("size     {} ({} {})", config::format_size(r.size), r.compression, r.level);
+    println!(
+        "entries  {} ({} files, {} dirs, {} links; {} of file data), {} command outputs",
+        r.entries,
+        r.files,
+        r.dirs,
+        r.symlinks,
+        config::format_size(r.bytes),
+        r.commands
+    );
+    if let Some(s) = &r.sha256 {
+        println!("sha256   {s}");
+    }
+    println!("verified every entry read back against the index in {:.1} s", r.duration_ms as f64 / 1000.0);
+    if !r.warnings.is_empty() {
+        println!("warnings {} (exit 3):", r.warnings.len());
+        for w in r.warnings.iter().take(20) {
+            println!("  {}", backup::warning_text(w));
+        }
+    }
+    if let Some(l) = &r.log_file {
+        println!("log      {}", l.display());
+    }
+}
+

@@ -1,0 +1,217 @@
+//! What a run tells people: log lines (stderr and the run log file), the progress line, and redaction of secrets.
+
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    fn tag(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// Replaces known secret values with `<redacted>` in every line that leaves the process.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub fn add(&mut self, secret: impl Into<String>) {
+        let s = secret.into();
+        // Very short values would redact innocent text; they are not secrets worth the name anyway.
+        if s.len() >= 4 && !self.secrets.contains(&s) {
+            self.secrets.push(s);
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+    pub fn apply(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
+        }
+        out
+    }
+}
+
+/// The run's log: every line goes to the log file (when one is attached) and, by verbosity, to stderr.
+pub struct Log {
+    verbosity: i8,
+    tty: bool,
+    redactor: Redactor,
+    file: Mutex<Option<File>>,
+    /// Lines logged before the log file exists (preflight creates its directory).
+    early: Mutex<Vec<String>>,
+}
+
+impl Log {
+    /// `verbosity`: -1 quiet (errors only), 0 normal, 1+ debug.
+    pub fn new(verbosity: i8, redactor: Redactor) -> Self {
+        Log {
+            verbosity,
+            tty: std::io::stderr().is_terminal(),
+            redactor,
+            file: Mutex::new(None),
+            early: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Start writing the log file (mode 0600); lines logged so far are written first.
+    pub fn attach(&self, file: File) {
+        let mut file = file;
+        for line in self.early.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = writeln!(file, "{line}");
+        }
+        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+    }
+
+    /// Stop writing the log file and flush it to disk.
+    pub fn detach(&self) {
+        if let Some(f) = self.file.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = f.sync_all();
+        }
+    }
+
+    pub fn log(&self, level: Level, msg: &str) {
+        let msg = self.redactor.apply(msg);
+        let line = format!("{} {:5} {}", jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"), level.tag(), msg);
+        match self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(f) => {
+                let _ = writeln!(f, "{line}");
+            }
+            None => self.early.lock().unwrap_or_else(|e| e.into_inner()).push(line),
+        }
+        let show = match level {
+            Level::Error => true,
+            Level::Warn | Level::Info => self.verbosity >= 0,
+            Level::Debug => self.verbosity >= 1,
+        };
+        if show {
+            let prefix = match level {
+                Level::Error => "error: ",
+                Level::Warn => "warning: ",
+                Level::Debug => "debug: ",
+                Level::Info => "",
+            };
+            let clear = if self.tty { "\r\x1b[K" } else { "" };
+            eprintln!("{clear}{prefix}{msg}");
+        }
+    }
+
+    pub fn info(&self, msg: &str) {
+        self.log(Level::Info, msg)
+    }
+    pub fn warn(&self, msg: &str) {
+        self.log(Level::Warn, msg)
+    }
+    pub fn error(&self, msg: &str) {
+        self.log(Level::Error, msg)
+    }
+    pub fn debug(&self, msg: &str) {
+        self.log(Level::Debug, msg)
+    }
+
+    /// A progress reporter fitting this log: a live line on a terminal, nothing otherwise.
+    pub fn progress(&self) -> Box<dyn Progress> {
+        if self.tty && self.verbosity >= 0 {
+            Box::new(TermProgress::default())
+        } else {
+            Box::new(NoProgress)
+        }
+    }
+}
+
+/// Progress of a long operation; the core never depends on how (or whether) it is shown.
+pub trait Progress: Send + Sync {
+    fn phase(&self, name: &str);
+    fn advance(&self, files: u64, bytes: u64);
+    fn finish(&self);
+}
+
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn phase(&self, _: &str) {}
+    fn advance(&self, _: u64, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// One self-overwriting line on stderr, redrawn at most ten times a second.
+pub struct TermProgress {
+    files: AtomicU64,
+    bytes: AtomicU64,
+    state: Mutex<(String, Option<Instant>)>,
+}
+
+impl Default for TermProgress {
+    fn default() -> Self {
+        TermProgress { files: AtomicU64::new(0), bytes: AtomicU64::new(0), state: Mutex::new((String::new(), None)) }
+    }
+}
+
+impl TermProgress {
+    fn draw(&self, force: bool) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !force && st.1.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+            return;
+        }
+        st.1 = Some(Instant::now());
+        eprint!(
+            "\r\x1b[K{}: {} files, {}",
+            st.0,
+            self.files.load(Ordering::Relaxed),
+            crate::config::format_size(self.bytes.load(Ordering::Relaxed))
+        );
+    }
+}
+
+impl Progress for TermProgress {
+    fn phase(&self, name: &str) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = name.to_string();
+        self.files.store(0, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
+        self.draw(true);
+    }
+    fn advance(&self, files: u64, bytes: u64) {
+        self.files.fetch_add(files, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.draw(false);
+    }
+    fn finish(&self) {
+        eprint!("\r\x1b[K");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redactor_replaces_longest_first_and_ignores_tiny() {
+        let mut r = Redactor::default();
+        r.add("abc");
+        r.add("secret-token");
+        r.add("secret-token-long");
+        assert_eq!(r.apply("t=secret-token-long u=secret-token abc"), "t=<redacted> u=<redacted> abc");
+    }
+}

@@ -1,0 +1,6 @@
+//! One integration-test binary: every test runs the real `proxkeep` binary against a fixture root and checks
+//! the result with real tools (GNU tar, zstd, xz, gzip, sha256sum, sqlite3).
+
+mod backup;
+mod cli;
+mod util;
