@@ -296,7 +296,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
+        .prefix(&format!(".proxkeep-{name}."))
         .suffix(&format!(".{}.tmp", std::process::id()))
         .tempfile_in(dir)?;
     tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;

@@ -227,8 +227,9 @@ pub fn snapshot(db: &Path, tmp_dir: &Path) -> Result<DbSnapshot, PmxcfsError> {
         source,
     };
     let file = tempfile::Builder::new()
-        .prefix(".config.db.")
-        .suffix(".snapshot")
+        // `.proxkeep-*.<pid>.tmp`: the shape the next run sweeps if this process dies (kill -9).
+        .prefix(".proxkeep-db.")
+        .suffix(&format!(".{}.tmp", std::process::id()))
         .permissions(Permissions::from_mode(0o600))
         .tempfile_in(tmp_dir)
         .map_err(temp_err)?;

@@ -209,6 +209,8 @@ mod tests {
     fn partial_names() {
         assert_eq!(partial_pid(".pve1-pve-20261128T031500Z.tar.zst.4242.partial"), Some(4242));
         assert_eq!(partial_pid(".proxkeep-db.77.tmp"), Some(77));
+        assert_eq!(partial_pid(".proxkeep-db.Ab3xYz.77.tmp"), Some(77));
+        assert_eq!(partial_pid(".proxkeep-x.tar.zst.sha256.q1w2e3.9.tmp"), Some(9));
         assert_eq!(partial_pid("pve1-pve-20261128T031500Z.tar.zst"), None);
         assert_eq!(partial_pid(".somebody-elses.12.partial"), None);
         assert_eq!(partial_pid(".pve1-pve-20261128T031500Z.tar.zst.x.partial"), None);

@@ -300,13 +300,16 @@ fn a_second_run_exits_5_and_names_the_holder() {
 
 #[test]
 fn kill_9_mid_run_leaves_nothing_visible_and_the_next_run_sweeps_the_partial() {
-    let mut env = Env::new("pbs-node");
+    let mut env = Env::new("pve-node");
+    make_config_db(&env.root);
     let mut first = start_hanging_backup(&mut env, "60s");
     sh_ok(&format!("kill -9 {}", first.id()));
     let _ = first.wait();
     kill_stub(&env);
     assert!(env.archives().is_empty());
     assert_eq!(env.partials().iter().filter(|p| p.ends_with(".partial")).count(), 1);
+    // The config.db snapshot's temp file was left behind too.
+    assert!(env.partials().iter().any(|p| p.starts_with(".proxkeep-db.")), "{:?}", env.partials());
     env.write_config("");
     env.run(&["backup"]).expect(0);
     assert_eq!(env.archives().len(), 1);
