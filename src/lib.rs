@@ -12,6 +12,7 @@ pub mod output;
 pub mod pmxcfs;
 pub mod preflight;
 pub mod runner;
+pub mod store;
 
 /// Exit codes (documented in the README).
 pub mod exit {

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use proxkeep::backup::{self, BackupError, BackupOptions};
-use proxkeep::config::{self, Compression, ConfigError};
+use proxkeep::config::{self, Compression};
 use proxkeep::host::{HostFacts, Root};
 use proxkeep::output::{Log, Redactor};
 use proxkeep::{catalog, collect, exit, preflight};
@@ -11,6 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+
+mod cli;
+use cli::{Exit, Globals};
 
 #[derive(Parser, Debug)]
 #[command(name = "proxkeep", version, about = "Backup and restore of Proxmox VE / PBS host configuration")]
@@ -60,6 +63,10 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    #[command(flatten)]
+    Inspect(cli::inspect::Commands),
+    #[command(flatten)]
+    Restore(cli::restore::Commands),
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,9 +74,6 @@ enum ConfigAction {
     /// Effective config (defaults filled in), secrets redacted
     Show,
 }
-
-/// An error with the exit code it maps to.
-struct Exit(i32, anyhow::Error);
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -94,12 +98,20 @@ fn main() -> ExitCode {
 }
 
 fn usage(e: impl Into<anyhow::Error>) -> Exit {
-    Exit(exit::USAGE, e.into())
+    Exit::usage(e)
 }
 
 fn load_config(cli: &Cli) -> Result<config::Config, Exit> {
-    let names = catalog::category_names();
-    config::load(cli.config.as_deref(), &names).map(|(c, _)| c).map_err(|e: ConfigError| usage(e))
+    globals(cli).load_config()
+}
+
+fn globals(cli: &Cli) -> Globals {
+    Globals {
+        config_path: cli.config.clone(),
+        root: Root::new(cli.root.clone().unwrap_or_else(|| PathBuf::from("/"))),
+        json: cli.json,
+        verbosity: if cli.quiet { -1 } else { cli.verbose as i8 },
+    }
 }
 
 fn run(cli: &Cli, cancel: &AtomicBool) -> Result<i32, Exit> {
@@ -109,6 +121,8 @@ fn run(cli: &Cli, cancel: &AtomicBool) -> Result<i32, Exit> {
         return Err(usage(anyhow::anyhow!("--root {}: not a directory", root.dir().display())));
     }
     match &cli.command {
+        Command::Inspect(c) => cli::inspect::run(c, &globals(cli), cancel),
+        Command::Restore(c) => cli::restore::run(c, &globals(cli), cancel),
         Command::Config { action: ConfigAction::Show } => {
             let config = load_config(cli)?;
             print!("{}", config::render_redacted(&config));
