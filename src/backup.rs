@@ -2,12 +2,12 @@
 //! verification → rename → sidecar. Nothing visible exists until the archive has been verified.
 
 use crate::archive::format::{
-    self, COMMANDS_DIR, CONFIG_DB_PATH, CommandRecord, CompressionInfo, INDEX_PATH, Index, IndexEntry, Kind, META_PATH,
-    Meta, Warning,
+    self, COMMANDS_DIR, CONFIG_DB_PATH, CommandRecord, CompressionInfo, INDEX_PATH, Index,
+    IndexEntry, Kind, META_PATH, Meta, Warning,
 };
 use crate::archive::name::ArchiveName;
-use crate::archive::writer::{ArchiveWriter, EntryHeader, ExactReader, ReadOutcome, is_cancelled};
 use crate::archive::reader;
+use crate::archive::writer::{ArchiveWriter, EntryHeader, ExactReader, ReadOutcome, is_cancelled};
 use crate::collect::{self, CategoryCount, Item, Plan};
 use crate::config::{Compression, Config, format_size};
 use crate::host::{HostFacts, Root};
@@ -19,6 +19,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -97,6 +98,36 @@ pub struct BackupReport {
     pub log_file: Option<PathBuf>,
 }
 
+/// The concurrent read-back; dropping it without `finish` (an error path) tells it to stop.
+struct VerifierGuard {
+    tx: Option<std::sync::mpsc::Sender<Index>>,
+    handle: Option<std::thread::JoinHandle<io::Result<reader::Verification>>>,
+    state: Arc<reader::FollowState>,
+}
+
+impl VerifierGuard {
+    fn finish(&mut self, index: Index) -> io::Result<reader::Verification> {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(index);
+        }
+        self.state.done.store(true, Ordering::Release);
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            _ => Err(io::Error::other("the verifier thread failed")),
+        }
+    }
+}
+
+impl Drop for VerifierGuard {
+    fn drop(&mut self) {
+        self.state.abort.store(true, Ordering::Release);
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Removes the partial file unless the archive was completed.
 struct PartialGuard {
     path: PathBuf,
@@ -121,7 +152,11 @@ fn last_archive_size(dir: &Path, host: &str) -> Option<u64> {
         .flatten()
         .filter_map(|e| {
             let n = ArchiveName::parse(e.file_name().to_str()?)?;
-            if n.host == host { Some((n.time, e.metadata().ok()?.len())) } else { None }
+            if n.host == host {
+                Some((n.time, e.metadata().ok()?.len()))
+            } else {
+                None
+            }
         })
         .max_by_key(|(t, _)| *t)
         .map(|(_, size)| size)
@@ -144,7 +179,10 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
             compression.level_range().end()
         )));
     }
-    let backup_dir = opts.dir.clone().unwrap_or_else(|| config.backup_dir.clone());
+    let backup_dir = opts
+        .dir
+        .clone()
+        .unwrap_or_else(|| config.backup_dir.clone());
 
     let facts = HostFacts::detect(&ctx.root);
     log.info(&format!(
@@ -204,7 +242,12 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         preflight::directory("log directory", &config.log_dir, create),
     ];
     if checks.iter().all(|c| c.ok) {
-        checks.push(preflight::free_space(&backup_dir, config.min_free_space, needed.0, needed.1));
+        checks.push(preflight::free_space(
+            &backup_dir,
+            config.min_free_space,
+            needed.0,
+            needed.1,
+        ));
         if backup_dir.is_dir() {
             checks.push(preflight::writable(&backup_dir));
         }
@@ -221,7 +264,11 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     if opts.dry_run {
         report.files = plan.items.iter().filter(|i| i.kind == Kind::File).count() as u64;
         report.dirs = plan.items.iter().filter(|i| i.kind == Kind::Dir).count() as u64;
-        report.symlinks = plan.items.iter().filter(|i| i.kind == Kind::Symlink).count() as u64;
+        report.symlinks = plan
+            .items
+            .iter()
+            .filter(|i| i.kind == Kind::Symlink)
+            .count() as u64;
         report.entries = plan.items.len() as u64;
         report.bytes = plan.bytes();
         report.warnings = plan.warnings.clone();
@@ -237,14 +284,35 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
             log.attach(f);
             report.log_file = Some(log_path.clone());
         }
-        Err(e) => log.warn(&format!("cannot write the run log {}: {e}", log_path.display())),
+        Err(e) => log.warn(&format!(
+            "cannot write the run log {}: {e}",
+            log_path.display()
+        )),
     }
-    log.info(&format!("proxkeep {} backup of {} ({}) starting", env!("CARGO_PKG_VERSION"), facts.hostname, facts.role));
+    log.info(&format!(
+        "proxkeep {} backup of {} ({}) starting",
+        env!("CARGO_PKG_VERSION"),
+        facts.hostname,
+        facts.role
+    ));
     for removed in preflight::sweep_partials(&backup_dir) {
-        log.info(&format!("removed partial file of a run that died: {}", removed.display()));
+        log.info(&format!(
+            "removed partial file of a run that died: {}",
+            removed.display()
+        ));
     }
 
-    let result = write_archive(ctx, &facts, &plan, &backup_dir, &name, compression, level, time, &mut report);
+    let result = write_archive(
+        ctx,
+        &facts,
+        &plan,
+        &backup_dir,
+        &name,
+        compression,
+        level,
+        time,
+        &mut report,
+    );
     log.detach_on_error(&result);
     let (final_path, index) = result?;
 
@@ -287,19 +355,28 @@ impl Log {
 
 /// Create a new file with mode 0600 (never following or replacing an existing one).
 pub fn create_private(path: &Path) -> io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(path)
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }
 
 /// Write `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".proxkeep-{name}."))
         .suffix(&format!(".{}.tmp", std::process::id()))
         .tempfile_in(dir)?;
-    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
     tmp.write_all(data)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -318,6 +395,7 @@ fn write_archive(
     time: Timestamp,
     report: &mut BackupReport,
 ) -> Result<(PathBuf, Index), BackupError> {
+    let started = Instant::now();
     let log = ctx.log;
     let cancel = ctx.cancel;
     let config = &ctx.config;
@@ -330,7 +408,10 @@ fn write_archive(
     index.skipped = plan.skipped.clone();
     index.warnings = plan.warnings.clone();
     for s in &plan.skipped {
-        log.info(&format!("skipped {} ({}): not a regular file, directory or symlink", s.path, s.kind));
+        log.info(&format!(
+            "skipped {} ({}): not a regular file, directory or symlink",
+            s.path, s.kind
+        ));
     }
     for w in &plan.warnings {
         log.warn(&warning_text(w));
@@ -340,11 +421,18 @@ fn write_archive(
     let snapshot = match &plan.config_db {
         Some(db) => match pmxcfs::snapshot(&ctx.root.path(db), backup_dir) {
             Ok(s) => {
-                log.info(&format!("config.db snapshot: {} rows, {}", s.rows, format_size(s.size)));
+                log.info(&format!(
+                    "config.db snapshot: {} rows, {}",
+                    s.rows,
+                    format_size(s.size)
+                ));
                 Some(s)
             }
             Err(e) => {
-                let w = Warning { path: Some(db.display().to_string()), message: format!("config.db snapshot failed: {e}") };
+                let w = Warning {
+                    path: Some(db.display().to_string()),
+                    message: format!("config.db snapshot failed: {e}"),
+                };
                 log.warn(&warning_text(&w));
                 index.warnings.push(w);
                 None
@@ -373,12 +461,37 @@ fn write_archive(
         _ => None,
     };
 
-    let file = create_private(&partial_path).map_err(|e| fail(&format!("cannot create {}", partial_path.display()), e))?;
-    let mut guard = PartialGuard { path: partial_path.clone(), armed: true };
+    let file = create_private(&partial_path)
+        .map_err(|e| fail(&format!("cannot create {}", partial_path.display()), e))?;
+    let mut guard = PartialGuard {
+        path: partial_path.clone(),
+        armed: true,
+    };
+    // The read-back runs alongside the writing: it reads the partial file as it grows, and checks it against the
+    // index once the writer hands it over. It still reads what is on disk, not the bytes in memory.
+    let follow = Arc::new(reader::FollowState::default());
+    let verifier = {
+        let src = File::open(&partial_path).map_err(|e| fail("read-back", e))?;
+        let src = reader::Follow::new(src, follow.clone());
+        let (tx, rx) = std::sync::mpsc::channel::<Index>();
+        let handle = std::thread::spawn(move || {
+            reader::verify_stream(Box::new(src), move || rx.recv().ok())
+        });
+        VerifierGuard {
+            tx: Some(tx),
+            handle: Some(handle),
+            state: follow.clone(),
+        }
+    };
+    let mut verifier = verifier;
     let mut w = ArchiveWriter::new(file, compression, level, config.compression.threads)
         .map_err(|e| fail("cannot start the compressor", e))?;
     let to_err = |e: io::Error| {
-        if is_cancelled(&e) { BackupError::Interrupted } else { fail(&format!("writing {}", partial_path.display()), e) }
+        if is_cancelled(&e) {
+            BackupError::Interrupted
+        } else {
+            fail(&format!("writing {}", partial_path.display()), e)
+        }
     };
 
     let meta = Meta {
@@ -391,22 +504,33 @@ fn write_archive(
         created: time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         created_unix: time.as_second(),
         categories: plan.categories.clone(),
-        compression: CompressionInfo { algorithm: compression.to_string(), level },
+        compression: CompressionInfo {
+            algorithm: compression.to_string(),
+            level,
+        },
         root: ctx.root.dir().display().to_string(),
         pve_tree_from_db: db_tree.is_some(),
         purpose: "backup".into(),
     };
     let meta_json = serde_json::to_vec_pretty(&meta).map_err(|e| fail("meta.json", e))?;
-    w.append_bytes(&internal_header(META_PATH, meta_json.len(), time), &meta_json).map_err(to_err)?;
+    w.append_bytes(
+        &internal_header(META_PATH, meta_json.len(), time),
+        &meta_json,
+    )
+    .map_err(to_err)?;
 
     let progress = log.progress();
     progress.phase("archiving");
     let specs: Vec<runner::CommandSpec> = plan.commands.iter().map(|c| c.spec.clone()).collect();
-    let run_opts = runner::RunOptions { timeout: config.commands.timeout, ..Default::default() };
+    let run_opts = runner::RunOptions {
+        timeout: config.commands.timeout,
+        ..Default::default()
+    };
 
     let results = std::thread::scope(|scope| -> Result<Vec<runner::CommandResult>, BackupError> {
         // Commands run while the files stream; their outputs are appended after the files.
-        let cmds = scope.spawn(|| runner::run_all(&specs, config.commands.concurrency, &run_opts, cancel));
+        let cmds =
+            scope.spawn(|| runner::run_all(&specs, config.commands.concurrency, &run_opts, cancel));
         let body = (|| {
             if let Some(tree) = &db_tree {
                 for e in tree {
@@ -417,12 +541,22 @@ fn write_archive(
             }
             for item in &plan.items {
                 check_cancel(cancel)?;
-                let bytes = append_item(&mut w, &ctx.root, item, &mut index, log, cancel).map_err(to_err)?;
+                let bytes = append_item(&mut w, &ctx.root, item, &mut index, log, cancel)
+                    .map_err(to_err)?;
                 progress.advance(1, bytes);
             }
             if let Some(s) = &snapshot {
-                append_file_as(&mut w, s.file.path(), CONFIG_DB_PATH, "pve-cluster", "config.db-snapshot", time, &mut index, cancel)
-                    .map_err(to_err)?;
+                append_file_as(
+                    &mut w,
+                    s.file.path(),
+                    CONFIG_DB_PATH,
+                    "pve-cluster",
+                    "config.db-snapshot",
+                    time,
+                    &mut index,
+                    cancel,
+                )
+                .map_err(to_err)?;
             }
             Ok(())
         })();
@@ -430,7 +564,9 @@ fn write_archive(
             // Stop the commands too (the flag is what SIGINT sets), so the run ends promptly.
             cancel.store(true, Ordering::Relaxed);
         }
-        let results = cmds.join().map_err(|_| fail("command runner", "panicked"))?;
+        let results = cmds
+            .join()
+            .map_err(|_| fail("command runner", "panicked"))?;
         body.map(|()| results)
     })?;
     check_cancel(cancel)?;
@@ -440,7 +576,11 @@ fn write_archive(
         let mut rec = CommandRecord {
             category: pc.category.clone(),
             command: cmd.clone(),
-            status: if r.success() { "ok".into() } else { r.status.to_string() },
+            status: if r.success() {
+                "ok".into()
+            } else {
+                r.status.to_string()
+            },
             duration_ms: r.duration.as_millis() as u64,
             output: None,
             stderr: r.stderr_tail(2000),
@@ -454,7 +594,14 @@ fn write_archive(
                 let h = internal_header(&path, r.stdout.len(), time);
                 let sha = crate::archive::sha256_hex(&r.stdout);
                 w.append_bytes(&h, &r.stdout).map_err(to_err)?;
-                index.entries.push(internal_entry(&path, &pc.category, r.stdout.len() as u64, sha, time, "command"));
+                index.entries.push(internal_entry(
+                    &path,
+                    &pc.category,
+                    r.stdout.len() as u64,
+                    sha,
+                    time,
+                    "command",
+                ));
                 rec.output = Some(path);
                 if !r.success() {
                     let w = Warning {
@@ -467,7 +614,10 @@ fn write_archive(
             }
             runner::Status::Cancelled => return Err(BackupError::Interrupted),
             runner::Status::SpawnFailed(e) => {
-                let w = Warning { path: None, message: format!("command `{cmd}` could not start: {e}") };
+                let w = Warning {
+                    path: None,
+                    message: format!("command `{cmd}` could not start: {e}"),
+                };
                 log.warn(&warning_text(&w));
                 index.warnings.push(w);
             }
@@ -477,28 +627,55 @@ fn write_archive(
 
     index.compute_totals();
     let index_json = serde_json::to_vec(&index).map_err(|e| fail("index.json", e))?;
-    w.append_bytes(&internal_header(INDEX_PATH, index_json.len(), time), &index_json).map_err(to_err)?;
+    w.append_bytes(
+        &internal_header(INDEX_PATH, index_json.len(), time),
+        &index_json,
+    )
+    .map_err(to_err)?;
     progress.phase("finishing");
     let (_file, written) = w.finish().map_err(to_err)?;
     check_cancel(cancel)?;
+    log.debug(&format!(
+        "archive written ({} bytes) in {:.2} s",
+        written.bytes,
+        started.elapsed().as_secs_f64()
+    ));
 
     progress.phase("verifying");
-    let v = reader::verify(&partial_path, Some(&index)).map_err(|e| fail("read-back", e))?;
+    let verify_start = Instant::now();
+    let v = verifier
+        .finish(index.clone())
+        .map_err(|e| fail("read-back", e))?;
     progress.finish();
+    log.debug(&format!(
+        "read back and verified in {:.2} s",
+        verify_start.elapsed().as_secs_f64()
+    ));
     if !v.ok() {
         let shown: Vec<String> = v.problems.iter().take(5).map(|p| p.to_string()).collect();
-        return Err(BackupError::Failed(format!("read-back verification failed: {}", shown.join("; "))));
+        return Err(BackupError::Failed(format!(
+            "read-back verification failed: {}",
+            shown.join("; ")
+        )));
     }
     if v.sha256.as_deref() != Some(written.sha256.as_str()) {
-        return Err(BackupError::Failed("read-back: the file on disk differs from the bytes written".into()));
+        return Err(BackupError::Failed(
+            "read-back: the file on disk differs from the bytes written".into(),
+        ));
     }
     check_cancel(cancel)?;
 
     fs::rename(&partial_path, &final_path).map_err(|e| fail("rename", e))?;
     guard.armed = false;
-    File::open(backup_dir).and_then(|d| d.sync_all()).map_err(|e| fail("fsync", e))?;
+    File::open(backup_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| fail("fsync", e))?;
     let sidecar = backup_dir.join(format!("{final_name}.sha256"));
-    if let Err(e) = write_atomic(&sidecar, format!("{}  {final_name}\n", written.sha256).as_bytes(), 0o600) {
+    if let Err(e) = write_atomic(
+        &sidecar,
+        format!("{}  {final_name}\n", written.sha256).as_bytes(),
+        0o600,
+    ) {
         // The sidecar is a convenience; nothing requires it.
         log.warn(&format!("cannot write {}: {e}", sidecar.display()));
     }
@@ -508,7 +685,11 @@ fn write_archive(
 }
 
 fn check_cancel(cancel: &AtomicBool) -> Result<(), BackupError> {
-    if cancel.load(Ordering::Relaxed) { Err(BackupError::Interrupted) } else { Ok(()) }
+    if cancel.load(Ordering::Relaxed) {
+        Err(BackupError::Interrupted)
+    } else {
+        Ok(())
+    }
 }
 
 pub fn warning_text(w: &Warning) -> String {
@@ -531,7 +712,14 @@ fn internal_header(path: &str, size: usize, time: Timestamp) -> EntryHeader<'_> 
     }
 }
 
-fn internal_entry(path: &str, category: &str, size: u64, sha256: String, time: Timestamp, source: &str) -> IndexEntry {
+fn internal_entry(
+    path: &str,
+    category: &str,
+    size: u64,
+    sha256: String,
+    time: Timestamp,
+    source: &str,
+) -> IndexEntry {
     IndexEntry {
         path: path.into(),
         path_hex: None,
@@ -565,11 +753,17 @@ fn append_file_as(
     let mut r = ExactReader::new(f, size, cancel);
     w.append_reader(&internal_header(path, size as usize, time), &mut r)?;
     let (sha, _) = r.finish()?;
-    index.entries.push(internal_entry(path, category, size, sha, time, source));
+    index
+        .entries
+        .push(internal_entry(path, category, size, sha, time, source));
     Ok(())
 }
 
-fn append_db_entry(w: &mut ArchiveWriter, e: &pmxcfs::TreeEntry, index: &mut Index) -> io::Result<()> {
+fn append_db_entry(
+    w: &mut ArchiveWriter,
+    e: &pmxcfs::TreeEntry,
+    index: &mut Index,
+) -> io::Result<()> {
     let path = format!("etc/pve/{}", e.path);
     let kind = match e.kind {
         pmxcfs::NodeKind::Dir => Kind::Dir,
@@ -629,7 +823,10 @@ fn append_item(
     let fs_path = root.path(&item.host_path);
     let host = item.host_path.display().to_string();
     let warn = |index: &mut Index, message: String| {
-        let w = Warning { path: Some(host.clone()), message };
+        let w = Warning {
+            path: Some(host.clone()),
+            message,
+        };
         log.warn(&warning_text(&w));
         index.warnings.push(w);
     };
@@ -639,7 +836,11 @@ fn append_item(
     match item.kind {
         Kind::File => {
             let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-            let file = match OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(&fs_path) {
+            let file = match OpenOptions::new()
+                .read(true)
+                .custom_flags(flags.bits() as i32)
+                .open(&fs_path)
+            {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     warn(index, "vanished during the backup".into());
@@ -673,7 +874,11 @@ fn append_item(
                 size: md.len(),
                 xattrs: &xattrs,
             };
-            let mut r = ExactReader::new(io::BufReader::with_capacity(256 * 1024, &file), md.len(), cancel);
+            let mut r = ExactReader::new(
+                io::BufReader::with_capacity(256 * 1024, &file),
+                md.len(),
+                cancel,
+            );
             w.append_reader(&h, &mut r)?;
             let read_error = r.error.take();
             let (sha, outcome) = r.finish()?;
@@ -681,11 +886,18 @@ fn append_item(
                 ReadOutcome::Exact => {}
                 ReadOutcome::Shrunk { missing } => warn(
                     index,
-                    format!("shrank while being read: {missing} missing bytes stored as zeros (size at open: {})", md.len()),
+                    format!(
+                        "shrank while being read: {missing} missing bytes stored as zeros (size at open: {})",
+                        md.len()
+                    ),
                 ),
-                ReadOutcome::Grew => {
-                    warn(index, format!("grew while being read: stored its first {} bytes (size at open)", md.len()))
-                }
+                ReadOutcome::Grew => warn(
+                    index,
+                    format!(
+                        "grew while being read: stored its first {} bytes (size at open)",
+                        md.len()
+                    ),
+                ),
                 ReadOutcome::ReadError => warn(
                     index,
                     format!(

@@ -102,9 +102,26 @@ pub const CATEGORIES: &[Category] = &[
             p("/var/lib/pve-cluster"),
             c("pvecm-status.txt", "pvecm", &["status"]),
             c("pvecm-nodes.txt", "pvecm", &["nodes"]),
-            c("cluster-resources.json", "pvesh", &["get", "/cluster/resources", "--output-format", "json"]),
-            c("ha-status.json", "pvesh", &["get", "/cluster/ha/status/current", "--output-format", "json"]),
-            c("pveum-users.json", "pveum", &["user", "list", "--output-format", "json"]),
+            c(
+                "cluster-resources.json",
+                "pvesh",
+                &["get", "/cluster/resources", "--output-format", "json"],
+            ),
+            c(
+                "ha-status.json",
+                "pvesh",
+                &[
+                    "get",
+                    "/cluster/ha/status/current",
+                    "--output-format",
+                    "json",
+                ],
+            ),
+            c(
+                "pveum-users.json",
+                "pveum",
+                &["user", "list", "--output-format", "json"],
+            ),
         ],
         // The raw db files are replaced by the consistent snapshot (a copy of a WAL-mode db is not consistent).
         exclude: &[
@@ -140,7 +157,11 @@ pub const CATEGORIES: &[Category] = &[
             c("pvesm-status.txt", "pvesm", &["status"]),
             c("qm-list.txt", "qm", &["list"]),
             c("pct-list.txt", "pct", &["list"]),
-            c("nodes.json", "pvesh", &["get", "/nodes", "--output-format", "json"]),
+            c(
+                "nodes.json",
+                "pvesh",
+                &["get", "/nodes", "--output-format", "json"],
+            ),
         ],
         exclude: &[],
     },
@@ -151,7 +172,11 @@ pub const CATEGORIES: &[Category] = &[
         sources: &[
             p("/etc/ceph"),
             c("ceph-status.json", "ceph", &["status", "--format", "json"]),
-            c("ceph-osd-tree.json", "ceph", &["osd", "tree", "--format", "json"]),
+            c(
+                "ceph-osd-tree.json",
+                "ceph",
+                &["osd", "tree", "--format", "json"],
+            ),
         ],
         exclude: &[],
     },
@@ -161,12 +186,36 @@ pub const CATEGORIES: &[Category] = &[
         applies: Applies::Pbs,
         sources: &[
             p("/etc/proxmox-backup"),
-            c("pbs-versions.json", "proxmox-backup-manager", &["versions", "--output-format", "json"]),
-            c("datastore-list.json", "proxmox-backup-manager", &["datastore", "list", "--output-format", "json"]),
-            c("user-list.json", "proxmox-backup-manager", &["user", "list", "--output-format", "json"]),
-            c("remote-list.json", "proxmox-backup-manager", &["remote", "list", "--output-format", "json"]),
-            c("sync-job-list.json", "proxmox-backup-manager", &["sync-job", "list", "--output-format", "json"]),
-            c("disk-list.json", "proxmox-backup-manager", &["disk", "list", "--output-format", "json"]),
+            c(
+                "pbs-versions.json",
+                "proxmox-backup-manager",
+                &["versions", "--output-format", "json"],
+            ),
+            c(
+                "datastore-list.json",
+                "proxmox-backup-manager",
+                &["datastore", "list", "--output-format", "json"],
+            ),
+            c(
+                "user-list.json",
+                "proxmox-backup-manager",
+                &["user", "list", "--output-format", "json"],
+            ),
+            c(
+                "remote-list.json",
+                "proxmox-backup-manager",
+                &["remote", "list", "--output-format", "json"],
+            ),
+            c(
+                "sync-job-list.json",
+                "proxmox-backup-manager",
+                &["sync-job", "list", "--output-format", "json"],
+            ),
+            c(
+                "disk-list.json",
+                "proxmox-backup-manager",
+                &["disk", "list", "--output-format", "json"],
+            ),
         ],
         exclude: &[],
     },
@@ -184,7 +233,11 @@ pub const CATEGORIES: &[Category] = &[
             p("/etc/frr"),
             c("ip-addr.json", "ip", &["-j", "addr"]),
             c("ip-link.json", "ip", &["-j", "-d", "link"]),
-            c("ip-route.json", "ip", &["-j", "route", "show", "table", "all"]),
+            c(
+                "ip-route.json",
+                "ip",
+                &["-j", "route", "show", "table", "all"],
+            ),
         ],
         exclude: &[],
     },
@@ -207,7 +260,11 @@ pub const CATEGORIES: &[Category] = &[
             c("lsblk.json", "lsblk", &["-J", "-O"]),
             c("blkid.txt", "blkid", &[]),
             c("findmnt.json", "findmnt", &["-J"]),
-            c("lvm-report.json", "lvm", &["fullreport", "--reportformat", "json"]),
+            c(
+                "lvm-report.json",
+                "lvm",
+                &["fullreport", "--reportformat", "json"],
+            ),
         ],
         exclude: &[],
     },
@@ -219,8 +276,16 @@ pub const CATEGORIES: &[Category] = &[
             p("/etc/zfs"),
             p("/etc/hostid"),
             c("zpool-status.txt", "zpool", &["status", "-P"]),
-            c("zpool-list.txt", "zpool", &["list", "-v", "-o", "name,size,guid,health"]),
-            c("zfs-list.txt", "zfs", &["list", "-o", "name,used,avail,mountpoint"]),
+            c(
+                "zpool-list.txt",
+                "zpool",
+                &["list", "-v", "-o", "name,size,guid,health"],
+            ),
+            c(
+                "zfs-list.txt",
+                "zfs",
+                &["list", "-o", "name,used,avail,mountpoint"],
+            ),
         ],
         exclude: &[],
     },
@@ -289,8 +354,16 @@ pub const CATEGORIES: &[Category] = &[
             p("/etc/systemd/system"),
             p("/etc/systemd/journald.conf"),
             p("/etc/systemd/timesyncd.conf"),
-            c("unit-files.txt", "systemctl", &["list-unit-files", "--no-pager"]),
-            c("timers.txt", "systemctl", &["list-timers", "--all", "--no-pager"]),
+            c(
+                "unit-files.txt",
+                "systemctl",
+                &["list-unit-files", "--no-pager"],
+            ),
+            c(
+                "timers.txt",
+                "systemctl",
+                &["list-timers", "--all", "--no-pager"],
+            ),
         ],
         exclude: &[],
     },
@@ -354,7 +427,13 @@ pub const CATEGORIES: &[Category] = &[
         applies: Applies::Any,
         sources: &[g("/root/.*"), p("/root/.config")],
         // Caches and histories of tools are not configuration.
-        exclude: &["/root/.cache", "/root/.local/share/Trash", "/root/.npm", "/root/.cargo", "/root/.rustup"],
+        exclude: &[
+            "/root/.cache",
+            "/root/.local/share/Trash",
+            "/root/.npm",
+            "/root/.cargo",
+            "/root/.rustup",
+        ],
     },
     Category {
         name: "local-scripts",
@@ -377,7 +456,11 @@ pub const CATEGORIES: &[Category] = &[
             c("lspci.txt", "lspci", &["-nnk"]),
             c("lscpu.json", "lscpu", &["-J"]),
             c("df.txt", "df", &["-hT"]),
-            c("services.txt", "systemctl", &["list-units", "--type=service", "--all", "--no-pager"]),
+            c(
+                "services.txt",
+                "systemctl",
+                &["list-units", "--type=service", "--all", "--no-pager"],
+            ),
         ],
         exclude: &[],
     },
@@ -422,7 +505,10 @@ mod tests {
         let mut seen = HashSet::new();
         for name in category_names() {
             assert!(seen.insert(name), "duplicate category {name}");
-            assert!(name.chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'), "{name}");
+            assert!(
+                name.chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'),
+                "{name}"
+            );
         }
     }
 

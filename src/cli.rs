@@ -31,6 +31,8 @@ impl Exit {
 impl Globals {
     pub fn load_config(&self) -> Result<Config, Exit> {
         let names = proxkeep::catalog::category_names();
-        config::load(self.config_path.as_deref(), &names).map(|(c, _)| c).map_err(Exit::usage)
+        config::load(self.config_path.as_deref(), &names)
+            .map(|(c, _)| c)
+            .map_err(Exit::usage)
     }
 }

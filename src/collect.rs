@@ -60,7 +60,11 @@ pub struct Plan {
 
 impl Plan {
     pub fn bytes(&self) -> u64 {
-        self.items.iter().filter(|i| i.kind == Kind::File).map(|i| i.size).sum()
+        self.items
+            .iter()
+            .filter(|i| i.kind == Kind::File)
+            .map(|i| i.size)
+            .sum()
     }
 }
 
@@ -81,13 +85,19 @@ impl Plan {
         let mut out: Vec<CategoryCount> = self
             .categories
             .iter()
-            .map(|c| CategoryCount { category: c.clone(), ..Default::default() })
+            .map(|c| CategoryCount {
+                category: c.clone(),
+                ..Default::default()
+            })
             .collect();
         let slot = |out: &mut Vec<CategoryCount>, name: &str| -> usize {
             match out.iter().position(|c| c.category == name) {
                 Some(i) => i,
                 None => {
-                    out.push(CategoryCount { category: name.to_string(), ..Default::default() });
+                    out.push(CategoryCount {
+                        category: name.to_string(),
+                        ..Default::default()
+                    });
                     out.len() - 1
                 }
             }
@@ -118,7 +128,11 @@ impl Plan {
 /// Build the exclude matcher: the category's own excludes plus the configured ones.
 fn excludes(cat_excludes: &[&str], config: &Config) -> GlobSet {
     let mut b = GlobSetBuilder::new();
-    for pat in cat_excludes.iter().copied().chain(config.collect.exclude.iter().map(String::as_str)) {
+    for pat in cat_excludes
+        .iter()
+        .copied()
+        .chain(config.collect.exclude.iter().map(String::as_str))
+    {
         // Config globs were validated at load time; catalog globs by a unit test.
         if let Ok(g) = GlobBuilder::new(pat).literal_separator(true).build() {
             b.add(g);
@@ -135,7 +149,11 @@ struct Scanner<'a> {
 
 /// Scan the host: which categories apply, which files exist, which commands will run.
 pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
-    let mut s = Scanner { root, seen: HashSet::new(), plan: Plan::default() };
+    let mut s = Scanner {
+        root,
+        seen: HashSet::new(),
+        plan: Plan::default(),
+    };
     let pve = facts.role.has_pve();
     let pbs = facts.role.has_pbs();
     let run_commands = match config.commands.run {
@@ -173,7 +191,11 @@ impl Scanner<'_> {
             match src {
                 Source::Path { path } => self.path(cat.name, Path::new(path), &ex),
                 Source::Glob { pattern } => self.glob(cat.name, pattern, &ex),
-                Source::Command { output, program, args } => {
+                Source::Command {
+                    output,
+                    program,
+                    args,
+                } => {
                     if run_commands {
                         self.plan.commands.push(PlannedCommand {
                             category: cat.name.to_string(),
@@ -189,7 +211,10 @@ impl Scanner<'_> {
                         self.plan.config_db = Some(PathBuf::from(catalog::CONFIG_DB));
                         self.plan.pve_tree_from_db = !facts.pve_mounted;
                     } else {
-                        self.plan.absent.push(Absent { category: cat.name.into(), path: catalog::CONFIG_DB.into() });
+                        self.plan.absent.push(Absent {
+                            category: cat.name.into(),
+                            path: catalog::CONFIG_DB.into(),
+                        });
                     }
                 }
             }
@@ -200,7 +225,10 @@ impl Scanner<'_> {
         let fs_path = self.root.path(host);
         match std::fs::symlink_metadata(&fs_path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.plan.absent.push(Absent { category: category.into(), path: host.display().to_string() });
+                self.plan.absent.push(Absent {
+                    category: category.into(),
+                    path: host.display().to_string(),
+                });
             }
             Err(e) => self.plan.warnings.push(Warning {
                 path: Some(host.display().to_string()),
@@ -230,7 +258,11 @@ impl Scanner<'_> {
             match entry {
                 Ok(e) => {
                     let rel = e.path().strip_prefix(fs_path).unwrap_or(Path::new(""));
-                    let host_path = if rel.as_os_str().is_empty() { host.to_path_buf() } else { host.join(rel) };
+                    let host_path = if rel.as_os_str().is_empty() {
+                        host.to_path_buf()
+                    } else {
+                        host.join(rel)
+                    };
                     match e.metadata() {
                         Ok(md) => self.add(category, host_path, &md),
                         Err(err) => self.plan.warnings.push(Warning {
@@ -246,7 +278,10 @@ impl Scanner<'_> {
                         .map(|p| format!("/{}", p.display()));
                     self.plan.warnings.push(Warning {
                         path: p,
-                        message: format!("cannot read directory: {}", err.io_error().map_or(err.to_string(), |e| e.to_string())),
+                        message: format!(
+                            "cannot read directory: {}",
+                            err.io_error().map_or(err.to_string(), |e| e.to_string())
+                        ),
                     });
                 }
             }
@@ -254,14 +289,22 @@ impl Scanner<'_> {
     }
 
     fn glob(&mut self, category: &str, pattern: &str, ex: &GlobSet) {
-        let Ok(glob) = GlobBuilder::new(pattern).literal_separator(true).build().map(|g: Glob| g.compile_matcher())
+        let Ok(glob) = GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map(|g: Glob| g.compile_matcher())
         else {
             return;
         };
         // Walk from the longest literal prefix, only as deep as the pattern reaches.
         let comps: Vec<&str> = pattern.split('/').filter(|c| !c.is_empty()).collect();
-        let literal = comps.iter().take_while(|c| !c.contains(['*', '?', '[', '{'])).count();
-        let base: PathBuf = std::iter::once("/").chain(comps[..literal].iter().copied()).collect();
+        let literal = comps
+            .iter()
+            .take_while(|c| !c.contains(['*', '?', '[', '{']))
+            .count();
+        let base: PathBuf = std::iter::once("/")
+            .chain(comps[..literal].iter().copied())
+            .collect();
         let depth = comps.len() - literal;
         let fs_base = self.root.path(&base);
         if !fs_base.is_dir() {
@@ -310,21 +353,35 @@ impl Scanner<'_> {
             } else {
                 "unknown"
             };
-            self.plan.skipped.push(Skipped { path: host_path.display().to_string(), kind: what.into() });
+            self.plan.skipped.push(Skipped {
+                path: host_path.display().to_string(),
+                kind: what.into(),
+            });
             return;
         };
-        self.plan.items.push(Item { host_path, category: category.to_string(), kind, size: if kind == Kind::File { md.len() } else { 0 } });
+        self.plan.items.push(Item {
+            host_path,
+            category: category.to_string(),
+            kind,
+            size: if kind == Kind::File { md.len() } else { 0 },
+        });
     }
 }
 
 /// Extended attributes (POSIX ACLs included, as `system.posix_acl_*`) of an open file.
 pub fn xattrs_fd(file: &std::fs::File) -> Vec<(String, Vec<u8>)> {
-    read_xattrs(|buf| rustix::fs::flistxattr(file, buf), |name, buf| rustix::fs::fgetxattr(file, name, buf))
+    read_xattrs(
+        |buf| rustix::fs::flistxattr(file, buf),
+        |name, buf| rustix::fs::fgetxattr(file, name, buf),
+    )
 }
 
 /// Extended attributes of a path, not following a symlink.
 pub fn xattrs_path(path: &Path) -> Vec<(String, Vec<u8>)> {
-    read_xattrs(|buf| rustix::fs::llistxattr(path, buf), |name, buf| rustix::fs::lgetxattr(path, name, buf))
+    read_xattrs(
+        |buf| rustix::fs::llistxattr(path, buf),
+        |name, buf| rustix::fs::lgetxattr(path, name, buf),
+    )
 }
 
 fn read_xattrs(
@@ -351,7 +408,9 @@ fn read_xattrs(
     let Some(n) = got else { return Vec::new() };
     let mut out = Vec::new();
     for raw in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
-        let Ok(name) = std::str::from_utf8(raw) else { continue };
+        let Ok(name) = std::str::from_utf8(raw) else {
+            continue;
+        };
         let mut value = vec![0u8; 256];
         for _ in 0..4 {
             match get(name, &mut value) {

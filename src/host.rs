@@ -122,7 +122,11 @@ impl HostFacts {
             .read_text("/var/lib/dpkg/status")
             .map(|s| parse_dpkg_status(&s))
             .unwrap_or_default();
-        let installed = |name: &str| dpkg.iter().find(|p| p.name == name).map(|p| p.version.clone());
+        let installed = |name: &str| {
+            dpkg.iter()
+                .find(|p| p.name == name)
+                .map(|p| p.version.clone())
+        };
 
         let pve_pkg = installed("pve-manager");
         let pbs_pkg = installed("proxmox-backup-server");
@@ -148,9 +152,12 @@ impl HostFacts {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty()),
             // The running kernel says nothing about a host seen through another root.
-            kernel: root
-                .is_system_root()
-                .then(|| rustix::system::uname().release().to_string_lossy().into_owned()),
+            kernel: root.is_system_root().then(|| {
+                rustix::system::uname()
+                    .release()
+                    .to_string_lossy()
+                    .into_owned()
+            }),
         };
         HostFacts {
             hostname: hostname(root),
@@ -164,12 +171,18 @@ impl HostFacts {
 /// Short host name: `/etc/hostname` under the root, else (on the real root) the kernel's node name.
 /// Reduced to the characters archive names allow.
 pub fn hostname(root: &Root) -> String {
-    let from_file = root
-        .read_text("/etc/hostname")
-        .and_then(|s| s.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+    let from_file = root.read_text("/etc/hostname").and_then(|s| {
+        s.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+    });
     let raw = from_file.unwrap_or_else(|| {
         if root.is_system_root() {
-            rustix::system::uname().nodename().to_string_lossy().into_owned()
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
         } else {
             String::new()
         }
@@ -180,7 +193,11 @@ pub fn hostname(root: &Root) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect::<String>()
         .to_ascii_lowercase();
-    if clean.is_empty() { "localhost".into() } else { clean }
+    if clean.is_empty() {
+        "localhost".into()
+    } else {
+        clean
+    }
 }
 
 /// One installed package from dpkg's status file.
@@ -221,7 +238,10 @@ mod tests {
     fn root_path_never_leaves_the_root() {
         let r = Root::new("/x/root");
         assert_eq!(r.path("/etc/pve"), PathBuf::from("/x/root/etc/pve"));
-        assert_eq!(r.path("/../../etc/shadow"), PathBuf::from("/x/root/etc/shadow"));
+        assert_eq!(
+            r.path("/../../etc/shadow"),
+            PathBuf::from("/x/root/etc/shadow")
+        );
         assert_eq!(r.path("etc/./hosts"), PathBuf::from("/x/root/etc/hosts"));
     }
 
@@ -234,8 +254,14 @@ mod tests {
         assert_eq!(
             pkgs,
             vec![
-                Package { name: "pve-manager".into(), version: "9.0.11".into() },
-                Package { name: "zfsutils-linux".into(), version: "2.3.4-pve1".into() },
+                Package {
+                    name: "pve-manager".into(),
+                    version: "9.0.11".into()
+                },
+                Package {
+                    name: "zfsutils-linux".into(),
+                    version: "2.3.4-pve1".into()
+                },
             ]
         );
     }

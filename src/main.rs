@@ -16,7 +16,11 @@ mod cli;
 use cli::{Exit, Globals};
 
 #[derive(Parser, Debug)]
-#[command(name = "proxkeep", version, about = "Backup and restore of Proxmox VE / PBS host configuration")]
+#[command(
+    name = "proxkeep",
+    version,
+    about = "Backup and restore of Proxmox VE / PBS host configuration"
+)]
 struct Cli {
     /// Config file [default: /etc/proxkeep/proxkeep.toml; a missing default file means built-in defaults]
     #[arg(long, global = true, env = "PROXKEEP_CONFIG", value_name = "FILE")]
@@ -79,7 +83,11 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return ExitCode::from(code as u8);
         }
@@ -118,12 +126,17 @@ fn run(cli: &Cli, cancel: &AtomicBool) -> Result<i32, Exit> {
     let verbosity = if cli.quiet { -1 } else { cli.verbose as i8 };
     let root = Root::new(cli.root.clone().unwrap_or_else(|| PathBuf::from("/")));
     if !root.dir().is_dir() {
-        return Err(usage(anyhow::anyhow!("--root {}: not a directory", root.dir().display())));
+        return Err(usage(anyhow::anyhow!(
+            "--root {}: not a directory",
+            root.dir().display()
+        )));
     }
     match &cli.command {
         Command::Inspect(c) => cli::inspect::run(c, &globals(cli), cancel),
         Command::Restore(c) => cli::restore::run(c, &globals(cli), cancel),
-        Command::Config { action: ConfigAction::Show } => {
+        Command::Config {
+            action: ConfigAction::Show,
+        } => {
             let config = load_config(cli)?;
             print!("{}", config::render_redacted(&config));
             Ok(exit::OK)
@@ -139,29 +152,51 @@ fn run(cli: &Cli, cancel: &AtomicBool) -> Result<i32, Exit> {
             let config = load_config(cli)?;
             let checks = run_checks(&root, &config);
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&checks).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&checks).unwrap_or_default()
+                );
             } else {
                 for c in &checks {
                     println!("{}", c.line());
                 }
             }
-            Ok(if checks.iter().all(|c| c.ok) { exit::OK } else { exit::PREFLIGHT })
+            Ok(if checks.iter().all(|c| c.ok) {
+                exit::OK
+            } else {
+                exit::PREFLIGHT
+            })
         }
-        Command::Backup { dry_run, dir, compression, level } => {
+        Command::Backup {
+            dry_run,
+            dir,
+            compression,
+            level,
+        } => {
             let config = load_config(cli)?;
             let log = Log::new(verbosity, Redactor::default());
-            let ctx = backup::Context { root, config, log: &log, cancel };
+            let ctx = backup::Context {
+                root,
+                config,
+                log: &log,
+                cancel,
+            };
             let opts = BackupOptions {
                 dry_run: *dry_run,
                 dir: dir.clone(),
                 compression: *compression,
                 level: *level,
-                now: std::env::var("PROXKEEP_NOW").ok().and_then(|s| s.parse().ok()),
+                now: std::env::var("PROXKEEP_NOW")
+                    .ok()
+                    .and_then(|s| s.parse().ok()),
             };
             match backup::run(&ctx, &opts) {
                 Ok(report) => {
                     if cli.json {
-                        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).unwrap_or_default()
+                        );
                     } else if *dry_run {
                         print_dry_run(&report);
                     } else if verbosity >= 0 {
@@ -188,29 +223,62 @@ fn run_checks(root: &Root, config: &config::Config) -> Vec<preflight::Check> {
     let facts = HostFacts::detect(root);
     let mut checks = vec![Check::pass(
         "host",
-        format!("{} role {}{}", facts.hostname, facts.role, match &facts.versions.pve {
-            Some(v) => format!(", pve-manager {v}"),
-            None => String::new(),
-        }),
+        format!(
+            "{} role {}{}",
+            facts.hostname,
+            facts.role,
+            match &facts.versions.pve {
+                Some(v) => format!(", pve-manager {v}"),
+                None => String::new(),
+            }
+        ),
     )];
-    checks.push(preflight::directory("backup directory", &config.backup_dir, false));
-    checks.push(preflight::directory("log directory", &config.log_dir, false));
-    checks.push(preflight::free_space(&config.backup_dir, config.min_free_space, 0, "configured minimum"));
+    checks.push(preflight::directory(
+        "backup directory",
+        &config.backup_dir,
+        false,
+    ));
+    checks.push(preflight::directory(
+        "log directory",
+        &config.log_dir,
+        false,
+    ));
+    checks.push(preflight::free_space(
+        &config.backup_dir,
+        config.min_free_space,
+        0,
+        "configured minimum",
+    ));
     if config.backup_dir.is_dir() {
         checks.push(preflight::writable(&config.backup_dir));
     }
-    checks.push(match preflight::RunLock::acquire(&config.lock_file, &facts.hostname) {
-        Ok(_) => Check::pass("lock", format!("{} is free", config.lock_file.display())),
-        Err(e @ preflight::LockError::Held { .. }) => {
-            Check::fail("lock", e.to_string(), "wait for that run to finish (the lock frees itself when it ends)")
-        }
-        Err(e) => Check::fail("lock", e.to_string(), "make the lock file's directory writable or set lock_file"),
-    });
+    checks.push(
+        match preflight::RunLock::acquire(&config.lock_file, &facts.hostname) {
+            Ok(_) => Check::pass("lock", format!("{} is free", config.lock_file.display())),
+            Err(e @ preflight::LockError::Held { .. }) => Check::fail(
+                "lock",
+                e.to_string(),
+                "wait for that run to finish (the lock frees itself when it ends)",
+            ),
+            Err(e) => Check::fail(
+                "lock",
+                e.to_string(),
+                "make the lock file's directory writable or set lock_file",
+            ),
+        },
+    );
     if facts.role.has_pve() {
         let db = root.path(catalog::CONFIG_DB);
         checks.push(match proxkeep::pmxcfs::db_version(&db) {
-            Ok(v) => Check::pass("config.db", format!("{} readable, version {v}", db.display())),
-            Err(e) => Check::fail("config.db", e.to_string(), "is pve-cluster installed? check /var/lib/pve-cluster"),
+            Ok(v) => Check::pass(
+                "config.db",
+                format!("{} readable, version {v}", db.display()),
+            ),
+            Err(e) => Check::fail(
+                "config.db",
+                e.to_string(),
+                "is pve-cluster installed? check /var/lib/pve-cluster",
+            ),
         });
         checks.push(if facts.pve_mounted {
             Check::pass("/etc/pve", "pmxcfs mounted")
@@ -264,15 +332,25 @@ fn print_catalog(json: bool, facts: &HostFacts, plan: &collect::Plan) -> anyhow:
             _ if active => "nothing found".into(),
             _ => format!("not collected on a {} host", facts.role),
         };
-        writeln!(out, "\n{} ({:?}): {}\n  {}", c.name, c.applies, c.description, found)?;
+        writeln!(
+            out,
+            "\n{} ({:?}): {}\n  {}",
+            c.name, c.applies, c.description, found
+        )?;
         for s in c.sources {
             let line = match s {
                 catalog::Source::Path { path } => format!("path    {path}"),
                 catalog::Source::Glob { pattern } => format!("glob    {pattern}"),
-                catalog::Source::Command { output, program, args } => {
+                catalog::Source::Command {
+                    output,
+                    program,
+                    args,
+                } => {
                     format!("command {program} {} > {output}", args.join(" "))
                 }
-                catalog::Source::Pmxcfs => format!("pmxcfs  {} (online snapshot)", catalog::CONFIG_DB),
+                catalog::Source::Pmxcfs => {
+                    format!("pmxcfs  {} (online snapshot)", catalog::CONFIG_DB)
+                }
             };
             writeln!(out, "    {line}")?;
         }
@@ -282,7 +360,11 @@ fn print_catalog(json: bool, facts: &HostFacts, plan: &collect::Plan) -> anyhow:
     }
     writeln!(out, "\nextra: paths from [collect] extra_paths")?;
     if plan.commands_not_run > 0 {
-        writeln!(out, "\n{} commands run only when --root is / (or with [commands] run = \"always\")", plan.commands_not_run)?;
+        writeln!(
+            out,
+            "\n{} commands run only when --root is / (or with [commands] run = \"always\")",
+            plan.commands_not_run
+        )?;
     }
     Ok(())
 }
@@ -291,8 +373,17 @@ fn print_dry_run(r: &backup::BackupReport) {
     for c in &r.checks {
         println!("{}", c.line());
     }
-    println!("\nwould write {}", r.archive.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
-    println!("{:<16} {:>7} {:>6} {:>6} {:>10} {:>9}", "category", "files", "dirs", "links", "bytes", "commands");
+    println!(
+        "\nwould write {}",
+        r.archive
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    println!(
+        "{:<16} {:>7} {:>6} {:>6} {:>10} {:>9}",
+        "category", "files", "dirs", "links", "bytes", "commands"
+    );
     for c in &r.categories {
         println!(
             "{:<16} {:>7} {:>6} {:>6} {:>10} {:>9}",
@@ -322,7 +413,12 @@ fn print_summary(r: &backup::BackupReport) {
     if let Some(a) = &r.archive {
         println!("archive  {}", a.display());
     }
-    println!("size     {} ({} {})", config::format_size(r.size), r.compression, r.level);
+    println!(
+        "size     {} ({} {})",
+        config::format_size(r.size),
+        r.compression,
+        r.level
+    );
     println!(
         "entries  {} ({} files, {} dirs, {} links; {} of file data), {} command outputs",
         r.entries,
@@ -335,7 +431,10 @@ fn print_summary(r: &backup::BackupReport) {
     if let Some(s) = &r.sha256 {
         println!("sha256   {s}");
     }
-    println!("verified every entry read back against the index in {:.1} s", r.duration_ms as f64 / 1000.0);
+    println!(
+        "verified every entry read back against the index in {:.1} s",
+        r.duration_ms as f64 / 1000.0
+    );
     if !r.warnings.is_empty() {
         println!("warnings {} (exit 3):", r.warnings.len());
         for w in r.warnings.iter().take(20) {
@@ -346,4 +445,3 @@ fn print_summary(r: &backup::BackupReport) {
         println!("log      {}", l.display());
     }
 }
-

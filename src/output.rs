@@ -80,7 +80,12 @@ impl Log {
     /// Start writing the log file (mode 0600); lines logged so far are written first.
     pub fn attach(&self, file: File) {
         let mut file = file;
-        for line in self.early.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for line in self
+            .early
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             let _ = writeln!(file, "{line}");
         }
         *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
@@ -95,12 +100,21 @@ impl Log {
 
     pub fn log(&self, level: Level, msg: &str) {
         let msg = self.redactor.apply(msg);
-        let line = format!("{} {:5} {}", jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"), level.tag(), msg);
+        let line = format!(
+            "{} {:5} {}",
+            jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            level.tag(),
+            msg
+        );
         match self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             Some(f) => {
                 let _ = writeln!(f, "{line}");
             }
-            None => self.early.lock().unwrap_or_else(|e| e.into_inner()).push(line),
+            None => self
+                .early
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line),
         }
         let show = match level {
             Level::Error => true,
@@ -165,14 +179,22 @@ pub struct TermProgress {
 
 impl Default for TermProgress {
     fn default() -> Self {
-        TermProgress { files: AtomicU64::new(0), bytes: AtomicU64::new(0), state: Mutex::new((String::new(), None)) }
+        TermProgress {
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            state: Mutex::new((String::new(), None)),
+        }
     }
 }
 
 impl TermProgress {
     fn draw(&self, force: bool) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if !force && st.1.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+        if !force
+            && st
+                .1
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
             return;
         }
         st.1 = Some(Instant::now());
@@ -212,6 +234,9 @@ mod tests {
         r.add("abc");
         r.add("secret-token");
         r.add("secret-token-long");
-        assert_eq!(r.apply("t=secret-token-long u=secret-token abc"), "t=<redacted> u=<redacted> abc");
+        assert_eq!(
+            r.apply("t=secret-token-long u=secret-token abc"),
+            "t=<redacted> u=<redacted> abc"
+        );
     }
 }

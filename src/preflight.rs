@@ -20,10 +20,20 @@ pub struct Check {
 
 impl Check {
     pub fn pass(name: &str, detail: impl Into<String>) -> Check {
-        Check { name: name.into(), ok: true, detail: detail.into(), fix: None }
+        Check {
+            name: name.into(),
+            ok: true,
+            detail: detail.into(),
+            fix: None,
+        }
     }
     pub fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-        Check { name: name.into(), ok: false, detail: detail.into(), fix: Some(fix.into()) }
+        Check {
+            name: name.into(),
+            ok: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
     }
     pub fn line(&self) -> String {
         let mark = if self.ok { "✓" } else { "✗" };
@@ -38,15 +48,30 @@ impl Check {
 pub fn directory(name: &str, dir: &Path, create: bool) -> Check {
     match fs::metadata(dir) {
         Ok(md) if md.is_dir() => Check::pass(name, dir.display().to_string()),
-        Ok(_) => Check::fail(name, format!("{} is not a directory", dir.display()), "point the config at a directory"),
+        Ok(_) => Check::fail(
+            name,
+            format!("{} is not a directory", dir.display()),
+            "point the config at a directory",
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if !create {
                 return match nearest_existing(dir) {
-                    Some(_) => Check::pass(name, format!("{} (will be created, mode 0700)", dir.display())),
-                    None => Check::fail(name, format!("{} cannot be created", dir.display()), "create it"),
+                    Some(_) => Check::pass(
+                        name,
+                        format!("{} (will be created, mode 0700)", dir.display()),
+                    ),
+                    None => Check::fail(
+                        name,
+                        format!("{} cannot be created", dir.display()),
+                        "create it",
+                    ),
                 };
             }
-            match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+            match fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+            {
                 Ok(()) => Check::pass(name, format!("{} (created, mode 0700)", dir.display())),
                 Err(e) => Check::fail(
                     name,
@@ -55,7 +80,11 @@ pub fn directory(name: &str, dir: &Path, create: bool) -> Check {
                 ),
             }
         }
-        Err(e) => Check::fail(name, format!("{}: {e}", dir.display()), "check the path and its permissions"),
+        Err(e) => Check::fail(
+            name,
+            format!("{}: {e}", dir.display()),
+            "check the path and its permissions",
+        ),
     }
 }
 
@@ -78,23 +107,42 @@ pub fn free_space(dir: &Path, min_free: u64, needed: u64, needed_why: &str) -> C
     match available_bytes(dir) {
         Ok(avail) if avail >= want => Check::pass(
             "free space",
-            format!("{} available in {}, need {} ({})", format_size(avail), dir.display(), format_size(want), needed_why),
+            format!(
+                "{} available in {}, need {} ({})",
+                format_size(avail),
+                dir.display(),
+                format_size(want),
+                needed_why
+            ),
         ),
         Ok(avail) => Check::fail(
             "free space",
-            format!("{} available in {}, need {} ({})", format_size(avail), dir.display(), format_size(want), needed_why),
+            format!(
+                "{} available in {}, need {} ({})",
+                format_size(avail),
+                dir.display(),
+                format_size(want),
+                needed_why
+            ),
             "free space there, point backup_dir elsewhere, or lower min_free_space",
         ),
-        Err(e) => Check::fail("free space", format!("statvfs {}: {e}", dir.display()), "check the backup directory"),
+        Err(e) => Check::fail(
+            "free space",
+            format!("statvfs {}: {e}", dir.display()),
+            "check the backup directory",
+        ),
     }
 }
 
 /// A temp file can be created, written, synced and removed in `dir`.
 pub fn writable(dir: &Path) -> Check {
-    let r = tempfile::Builder::new().prefix(".proxkeep-probe-").tempfile_in(dir).and_then(|mut f| {
-        f.write_all(b"proxkeep")?;
-        f.as_file().sync_all()
-    });
+    let r = tempfile::Builder::new()
+        .prefix(".proxkeep-probe-")
+        .tempfile_in(dir)
+        .and_then(|mut f| {
+            f.write_all(b"proxkeep")?;
+            f.as_file().sync_all()
+        });
     match r {
         Ok(()) => Check::pass("writable", dir.display().to_string()),
         Err(e) => Check::fail(
@@ -117,14 +165,24 @@ pub enum LockError {
     #[error("another proxkeep run holds the lock {path}: {holder}")]
     Held { path: PathBuf, holder: String },
     #[error("cannot open lock file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl RunLock {
     pub fn acquire(path: &Path, host: &str) -> Result<RunLock, LockError> {
-        let io = |source| LockError::Io { path: path.to_path_buf(), source };
+        let io = |source| LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(parent) = path.parent() {
-            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(io)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(io)?;
         }
         let mut file = OpenOptions::new()
             .read(true)
@@ -142,7 +200,11 @@ impl RunLock {
                 let holder = holder.split_whitespace().collect::<Vec<_>>().join(" ");
                 return Err(LockError::Held {
                     path: path.to_path_buf(),
-                    holder: if holder.is_empty() { "unknown holder".into() } else { holder },
+                    holder: if holder.is_empty() {
+                        "unknown holder".into()
+                    } else {
+                        holder
+                    },
                 });
             }
             Err(fs::TryLockError::Error(e)) => return Err(io(e)),
@@ -171,12 +233,15 @@ pub fn pid_alive(pid: u32) -> bool {
 /// Only names of that exact shape are touched, and only when their writer is gone.
 pub fn sweep_partials(dir: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
-    let Ok(rd) = fs::read_dir(dir) else { return removed };
+    let Ok(rd) = fs::read_dir(dir) else {
+        return removed;
+    };
     for entry in rd.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(pid) = partial_pid(name) {
-            if pid != std::process::id() && !pid_alive(pid) && fs::remove_file(entry.path()).is_ok() {
+            if pid != std::process::id() && !pid_alive(pid) && fs::remove_file(entry.path()).is_ok()
+            {
                 removed.push(entry.path());
             }
         }
@@ -187,7 +252,9 @@ pub fn sweep_partials(dir: &Path) -> Vec<PathBuf> {
 /// PID of the writer of a partial file name, if it is one.
 pub fn partial_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix('.')?;
-    let rest = rest.strip_suffix(".partial").or_else(|| rest.strip_suffix(".tmp"))?;
+    let rest = rest
+        .strip_suffix(".partial")
+        .or_else(|| rest.strip_suffix(".tmp"))?;
     let (stem, pid) = rest.rsplit_once('.')?;
     let stem = stem.strip_suffix(".sha256").unwrap_or(stem);
     if !stem.starts_with("proxkeep-") && crate::archive::name::ArchiveName::parse(stem).is_none() {
@@ -207,13 +274,22 @@ mod tests {
 
     #[test]
     fn partial_names() {
-        assert_eq!(partial_pid(".pve1-pve-20261128T031500Z.tar.zst.4242.partial"), Some(4242));
+        assert_eq!(
+            partial_pid(".pve1-pve-20261128T031500Z.tar.zst.4242.partial"),
+            Some(4242)
+        );
         assert_eq!(partial_pid(".proxkeep-db.77.tmp"), Some(77));
         assert_eq!(partial_pid(".proxkeep-db.Ab3xYz.77.tmp"), Some(77));
-        assert_eq!(partial_pid(".proxkeep-x.tar.zst.sha256.q1w2e3.9.tmp"), Some(9));
+        assert_eq!(
+            partial_pid(".proxkeep-x.tar.zst.sha256.q1w2e3.9.tmp"),
+            Some(9)
+        );
         assert_eq!(partial_pid("pve1-pve-20261128T031500Z.tar.zst"), None);
         assert_eq!(partial_pid(".somebody-elses.12.partial"), None);
-        assert_eq!(partial_pid(".pve1-pve-20261128T031500Z.tar.zst.x.partial"), None);
+        assert_eq!(
+            partial_pid(".pve1-pve-20261128T031500Z.tar.zst.x.partial"),
+            None
+        );
         let own = partial_name("pve1-pve-20261128T031500Z.tar.zst");
         assert_eq!(partial_pid(&own), Some(std::process::id()));
     }
@@ -221,8 +297,12 @@ mod tests {
     #[test]
     fn sweep_removes_only_dead_writers_partials() {
         let d = tempfile::tempdir().unwrap();
-        let dead = d.path().join(".pve1-pve-20261128T031500Z.tar.zst.999999999.partial");
-        let mine = d.path().join(partial_name("pve1-pve-20261128T031500Z.tar.zst"));
+        let dead = d
+            .path()
+            .join(".pve1-pve-20261128T031500Z.tar.zst.999999999.partial");
+        let mine = d
+            .path()
+            .join(partial_name("pve1-pve-20261128T031500Z.tar.zst"));
         let other = d.path().join(".unrelated.1.partial");
         for p in [&dead, &mine, &other] {
             fs::write(p, b"x").unwrap();
@@ -237,7 +317,9 @@ mod tests {
         let p = d.path().join("run/proxkeep.lock");
         let first = RunLock::acquire(&p, "pve1").unwrap();
         match RunLock::acquire(&p, "pve1") {
-            Err(LockError::Held { holder, .. }) => assert!(holder.contains(&format!("pid={}", std::process::id()))),
+            Err(LockError::Held { holder, .. }) => {
+                assert!(holder.contains(&format!("pid={}", std::process::id())))
+            }
             other => panic!("{other:?}"),
         }
         drop(first);

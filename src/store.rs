@@ -17,7 +17,9 @@ pub fn list(dir: &Path, host: Option<&str>) -> std::io::Result<Vec<Listed>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let Ok(e) = e else { continue };
-        let Some(name) = e.file_name().to_str().and_then(ArchiveName::parse) else { continue };
+        let Some(name) = e.file_name().to_str().and_then(ArchiveName::parse) else {
+            continue;
+        };
         if host.is_some_and(|h| h != name.host) {
             continue;
         }
@@ -25,9 +27,18 @@ pub fn list(dir: &Path, host: Option<&str>) -> std::io::Result<Vec<Listed>> {
         if !md.is_file() {
             continue;
         }
-        out.push(Listed { path: e.path(), name, size: md.len() });
+        out.push(Listed {
+            path: e.path(),
+            name,
+            size: md.len(),
+        });
     }
-    out.sort_by(|a, b| b.name.time.cmp(&a.name.time).then_with(|| b.path.cmp(&a.path)));
+    out.sort_by(|a, b| {
+        b.name
+            .time
+            .cmp(&a.name.time)
+            .then_with(|| b.path.cmp(&a.path))
+    });
     Ok(out)
 }
 
@@ -36,17 +47,30 @@ pub enum ResolveError {
     #[error("no archive {spec:?}: {why}")]
     NotFound { spec: String, why: String },
     #[error("cannot read backup directory {dir}: {source}")]
-    Dir { dir: PathBuf, source: std::io::Error },
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What an ARCHIVE argument names: a path, a file name in `dir`, `latest` or `latest~N` (this host's newest,
 /// or the N-th before it).
 pub fn resolve(spec: &str, dir: &Path, host: &str) -> Result<PathBuf, ResolveError> {
-    let not_found = |why: String| ResolveError::NotFound { spec: spec.to_string(), why };
+    let not_found = |why: String| ResolveError::NotFound {
+        spec: spec.to_string(),
+        why,
+    };
     if let Some(n) = latest_offset(spec) {
-        let all = list(dir, Some(host)).map_err(|source| ResolveError::Dir { dir: dir.to_path_buf(), source })?;
+        let all = list(dir, Some(host)).map_err(|source| ResolveError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
         return all.get(n).map(|l| l.path.clone()).ok_or_else(|| {
-            not_found(format!("{} archive(s) of host {host} in {}", all.len(), dir.display()))
+            not_found(format!(
+                "{} archive(s) of host {host} in {}",
+                all.len(),
+                dir.display()
+            ))
         });
     }
     let as_path = Path::new(spec);
@@ -82,7 +106,12 @@ mod tests {
     fn list_and_resolve() {
         let d = tempfile::tempdir().unwrap();
         let mk = |host: &str, secs: i64| {
-            let n = ArchiveName::new(host, Role::Pve, jiff::Timestamp::from_second(secs).unwrap(), Compression::Zstd);
+            let n = ArchiveName::new(
+                host,
+                Role::Pve,
+                jiff::Timestamp::from_second(secs).unwrap(),
+                Compression::Zstd,
+            );
             std::fs::write(d.path().join(n.to_string()), b"x").unwrap();
             n.to_string()
         };
@@ -92,17 +121,28 @@ mod tests {
         std::fs::write(d.path().join("notes.txt"), b"x").unwrap();
         std::fs::create_dir(d.path().join("pve1-pve-20261128T031500Z.tar.zst")).unwrap();
         let l = list(d.path(), Some("pve1")).unwrap();
-        assert_eq!(l.iter().map(|x| x.path.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), vec![
-            new.as_str(),
-            old.as_str()
-        ]);
+        assert_eq!(
+            l.iter()
+                .map(|x| x.path.file_name().unwrap().to_str().unwrap())
+                .collect::<Vec<_>>(),
+            vec![new.as_str(), old.as_str()]
+        );
         assert_eq!(list(d.path(), None).unwrap().len(), 3);
-        assert_eq!(resolve("latest", d.path(), "pve1").unwrap(), d.path().join(&new));
-        assert_eq!(resolve("latest~1", d.path(), "pve1").unwrap(), d.path().join(&old));
+        assert_eq!(
+            resolve("latest", d.path(), "pve1").unwrap(),
+            d.path().join(&new)
+        );
+        assert_eq!(
+            resolve("latest~1", d.path(), "pve1").unwrap(),
+            d.path().join(&old)
+        );
         assert!(resolve("latest~2", d.path(), "pve1").is_err());
         assert_eq!(resolve(&old, d.path(), "x").unwrap(), d.path().join(&old));
         let abs = d.path().join(&new);
-        assert_eq!(resolve(abs.to_str().unwrap(), Path::new("/nonexistent"), "x").unwrap(), abs);
+        assert_eq!(
+            resolve(abs.to_str().unwrap(), Path::new("/nonexistent"), "x").unwrap(),
+            abs
+        );
         assert!(resolve("nope.tar.zst", d.path(), "pve1").is_err());
         assert_eq!(latest_offset("latest~x"), None);
         assert_eq!(latest_offset("latestx"), None);

@@ -222,7 +222,10 @@ pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
 pub fn path_fields(bytes: &[u8]) -> (String, Option<String>) {
     match std::str::from_utf8(bytes) {
         Ok(s) => (s.to_string(), None),
-        Err(_) => (String::from_utf8_lossy(bytes).into_owned(), Some(hex(bytes))),
+        Err(_) => (
+            String::from_utf8_lossy(bytes).into_owned(),
+            Some(hex(bytes)),
+        ),
     }
 }
 
@@ -259,7 +262,10 @@ mod tests {
     #[test]
     fn index_json_round_trip_and_old_fields_default() {
         let mut idx = Index::new();
-        idx.warnings.push(Warning { path: Some("a".into()), message: "m".into() });
+        idx.warnings.push(Warning {
+            path: Some("a".into()),
+            message: "m".into(),
+        });
         idx.compute_totals();
         let json = serde_json::to_string(&idx).unwrap();
         assert_eq!(serde_json::from_str::<Index>(&json).unwrap(), idx);

@@ -26,7 +26,12 @@ const EXTENSIONS: &[(&str, Compression)] = &[
 impl ArchiveName {
     pub fn new(host: &str, role: Role, time: Timestamp, compression: Compression) -> Self {
         let time = Timestamp::from_second(time.as_second()).unwrap_or(time);
-        ArchiveName { host: host.to_string(), role, time, compression }
+        ArchiveName {
+            host: host.to_string(),
+            role,
+            time,
+            compression,
+        }
     }
 
     /// File name without the compression extension (`pve1-pve-20261128T031500Z`): names the run log too.
@@ -47,7 +52,12 @@ impl ArchiveName {
             return None;
         }
         let time = parse_time(time)?;
-        Some(ArchiveName { host: host.to_string(), role, time, compression })
+        Some(ArchiveName {
+            host: host.to_string(),
+            role,
+            time,
+            compression,
+        })
     }
 }
 

@@ -1,7 +1,9 @@
 //! Reading archives back: decompression picked from the file's magic bytes, and a full verification that
 //! every entry matches the index. The backup's read-back and `proxkeep verify` are the same code.
 
-use super::format::{CONFIG_DB_PATH, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
+use super::format::{
+    CONFIG_DB_PATH, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields,
+};
 use crate::config::Compression;
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -26,7 +28,9 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
-type Raw = BufReader<HashReader<File>>;
+/// Any byte source: a file, or a file still being written ([`Follow`]).
+pub type Source = Box<dyn Read + Send>;
+type Raw = BufReader<HashReader<Source>>;
 
 pub enum Decoder {
     Zstd(zstd::stream::read::Decoder<'static, Raw>),
@@ -79,11 +83,18 @@ pub struct Opened {
 
 impl Opened {
     pub fn open(path: &Path) -> io::Result<Opened> {
-        let file = File::open(path)?;
+        Opened::from_source(Box::new(File::open(path)?))
+    }
+
+    pub fn from_source(file: Source) -> io::Result<Opened> {
         let offset = Arc::new(AtomicU64::new(0));
         let mut raw = BufReader::with_capacity(
             1 << 20,
-            HashReader { inner: file, hasher: Sha256::new(), offset: offset.clone() },
+            HashReader {
+                inner: file,
+                hasher: Sha256::new(),
+                offset: offset.clone(),
+            },
         );
         let compression = sniff(raw.fill_buf()?);
         let decoder = match compression {
@@ -92,7 +103,11 @@ impl Opened {
             Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
             Compression::None => Decoder::Plain(raw),
         };
-        Ok(Opened { compression, offset, decoder })
+        Ok(Opened {
+            compression,
+            offset,
+            decoder,
+        })
     }
 
     /// Compressed bytes consumed so far: where a broken stream broke, give or take a buffer.
@@ -102,7 +117,11 @@ impl Opened {
 
     pub fn tar(self) -> TarReader {
         let offset = self.offset.clone();
-        TarReader { archive: tar::Archive::new(self.decoder), offset, compression: self.compression }
+        TarReader {
+            archive: tar::Archive::new(self.decoder),
+            offset,
+            compression: self.compression,
+        }
     }
 }
 
@@ -214,13 +233,27 @@ fn kind_of(t: tar::EntryType) -> Option<Kind> {
 }
 
 fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
-    Problem { path: path.map(|p| path_fields(p).0), offset: None, message: message.into() }
+    Problem {
+        path: path.map(|p| path_fields(p).0),
+        offset: None,
+        message: message.into(),
+    }
 }
 
 /// Decompress and read every entry of `path`, hashing file contents, and check them against the archive's
 /// index (and against `expected` too when given: the in-memory index of the backup that just wrote it).
 pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification> {
-    let opened = Opened::open(path)?;
+    let expected = expected.cloned();
+    verify_stream(Box::new(File::open(path)?), move || expected)
+}
+
+/// [`verify`] over any source; `expected` is asked for only once the stream has been read to its end, so a
+/// verifier can run while the archive is still being written and receive the writer's index when it is done.
+pub fn verify_stream(
+    src: Source,
+    expected: impl FnOnce() -> Option<Index>,
+) -> io::Result<Verification> {
+    let opened = Opened::from_source(src)?;
     let compression = opened.compression;
     let mut reader = opened.tar();
     let offset = reader.offset.clone();
@@ -242,7 +275,11 @@ pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification>
     let entries = match reader.archive.entries() {
         Ok(e) => e,
         Err(e) => {
-            v.problems.push(Problem { path: None, offset: Some(0), message: format!("not a readable archive: {e}") });
+            v.problems.push(Problem {
+                path: None,
+                offset: Some(0),
+                message: format!("not a readable archive: {e}"),
+            });
             return Ok(v);
         }
     };
@@ -265,11 +302,17 @@ pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification>
         let is_meta = path == META_PATH.as_bytes();
         let is_index = path == INDEX_PATH.as_bytes();
         if first && !is_meta {
-            v.problems.push(problem(None, "first entry is not proxkeep/meta.json: not a proxkeep archive"));
+            v.problems.push(problem(
+                None,
+                "first entry is not proxkeep/meta.json: not a proxkeep archive",
+            ));
         }
         first = false;
         if after_index {
-            v.problems.push(problem(Some(&path), "entry found after proxkeep/index.json (appended to the archive)"));
+            v.problems.push(problem(
+                Some(&path),
+                "entry found after proxkeep/index.json (appended to the archive)",
+            ));
         }
         let mut xattrs = Vec::new();
         if let Ok(Some(exts)) = entry.pax_extensions() {
@@ -307,14 +350,18 @@ pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification>
         if is_meta {
             match serde_json::from_slice::<Meta>(&small) {
                 Ok(m) => v.meta = Some(m),
-                Err(e) => v.problems.push(problem(Some(&path), format!("cannot parse: {e}"))),
+                Err(e) => v
+                    .problems
+                    .push(problem(Some(&path), format!("cannot parse: {e}"))),
             }
             continue;
         }
         if is_index {
             match serde_json::from_slice::<Index>(&small) {
                 Ok(i) => v.index = Some(i),
-                Err(e) => v.problems.push(problem(Some(&path), format!("cannot parse: {e}"))),
+                Err(e) => v
+                    .problems
+                    .push(problem(Some(&path), format!("cannot parse: {e}"))),
             }
             after_index = true;
             continue;
@@ -343,7 +390,9 @@ pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification>
                     v.problems.push(Problem {
                         path: None,
                         offset: Some(bytes),
-                        message: format!("{junk} unexpected non-zero bytes after the end of the tar stream"),
+                        message: format!(
+                            "{junk} unexpected non-zero bytes after the end of the tar stream"
+                        ),
                     });
                 }
             }
@@ -358,14 +407,20 @@ pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification>
     }
 
     if v.meta.is_none() && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
-        v.problems.push(problem(None, "proxkeep/meta.json is missing"));
+        v.problems
+            .push(problem(None, "proxkeep/meta.json is missing"));
     }
+    let expected = expected();
+    let expected = expected.as_ref();
     match (&v.index, expected) {
-        (None, _) if stream_ok => v.problems.push(problem(None, "proxkeep/index.json is missing")),
+        (None, _) if stream_ok => v
+            .problems
+            .push(problem(None, "proxkeep/index.json is missing")),
         (None, _) => {}
-        (Some(idx), Some(exp)) if idx != exp => {
-            v.problems.push(problem(Some(INDEX_PATH.as_bytes()), "differs from the index the backup wrote"))
-        }
+        (Some(idx), Some(exp)) if idx != exp => v.problems.push(problem(
+            Some(INDEX_PATH.as_bytes()),
+            "differs from the index the backup wrote",
+        )),
         _ => {}
     }
     if let Some(idx) = v.index.as_ref().or(expected) {
@@ -382,7 +437,10 @@ fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Prob
         let p = e.path_bytes();
         indexed.insert(p.clone());
         match by_path.get(&p) {
-            None if complete => problems.push(problem(Some(&p), "listed in the index but missing from the archive")),
+            None if complete => problems.push(problem(
+                Some(&p),
+                "listed in the index but missing from the archive",
+            )),
             None => {}
             Some(s) => {
                 for m in mismatches(e, s) {
@@ -393,7 +451,10 @@ fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Prob
     }
     for s in seen {
         if !indexed.contains(&s.path) {
-            problems.push(problem(Some(&s.path), "in the archive but not in the index"));
+            problems.push(problem(
+                Some(&s.path),
+                "in the archive but not in the index",
+            ));
         }
     }
 }
@@ -406,17 +467,26 @@ fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
     }
     if e.kind == Kind::File {
         if s.size != e.size {
-            out.push(format!("size {} differs from the index ({})", s.size, e.size));
+            out.push(format!(
+                "size {} differs from the index ({})",
+                s.size, e.size
+            ));
         }
         if s.sha256 != e.sha256 {
             out.push("content hash differs from the index (content damaged or changed)".into());
         }
     }
     if s.mode != e.mode_bits() {
-        out.push(format!("mode {:04o} differs from the index ({})", s.mode, e.mode));
+        out.push(format!(
+            "mode {:04o} differs from the index ({})",
+            s.mode, e.mode
+        ));
     }
     if s.uid != u64::from(e.uid) || s.gid != u64::from(e.gid) {
-        out.push(format!("owner {}:{} differs from the index ({}:{})", s.uid, s.gid, e.uid, e.gid));
+        out.push(format!(
+            "owner {}:{} differs from the index ({}:{})",
+            s.uid, s.gid, e.uid, e.gid
+        ));
     }
     if s.mtime != e.mtime.max(0) as u64 {
         out.push("mtime differs from the index".into());
@@ -441,7 +511,10 @@ pub fn read_meta(path: &Path) -> io::Result<Meta> {
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty archive"))??;
     if first.path_bytes().as_ref() != META_PATH.as_bytes() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "first entry is not proxkeep/meta.json"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "first entry is not proxkeep/meta.json",
+        ));
     }
     let mut data = Vec::new();
     first.read_to_end(&mut data)?;
@@ -450,3 +523,96 @@ pub fn read_meta(path: &Path) -> io::Result<Meta> {
 
 /// Archive path of the pmxcfs snapshot (re-exported for readers).
 pub const PMXCFS_DB: &str = CONFIG_DB_PATH;
+
+/// Shared between an archive writer and a [`Follow`] reader of the same file.
+#[derive(Debug, Default)]
+pub struct FollowState {
+    /// The writer finished and synced the file: what is there now is all there will be.
+    pub done: std::sync::atomic::AtomicBool,
+    /// The writer failed: stop reading.
+    pub abort: std::sync::atomic::AtomicBool,
+}
+
+/// Reads a file while another thread appends to it: at the current end it waits for more data until the
+/// writer says it is done. Lets the read-back verification run alongside the writing.
+pub struct Follow {
+    file: File,
+    state: Arc<FollowState>,
+}
+
+impl Follow {
+    pub fn new(file: File, state: Arc<FollowState>) -> Self {
+        Follow { file, state }
+    }
+}
+
+impl Read for Follow {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.file.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            if self.state.abort.load(Ordering::Acquire) {
+                return Err(io::Error::other("the archive writer stopped"));
+            }
+            if self.state.done.load(Ordering::Acquire) {
+                // Everything written before `done` is visible now.
+                return self.file.read(buf);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn follow_reads_a_growing_file_to_its_end() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        let mut w = File::create(&p).unwrap();
+        let state = Arc::new(FollowState::default());
+        let mut r = Follow::new(File::open(&p).unwrap(), state.clone());
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            r.read_to_end(&mut all).unwrap();
+            all
+        });
+        for i in 0..50u8 {
+            w.write_all(&[i; 1000]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        w.sync_all().unwrap();
+        state.done.store(true, Ordering::Release);
+        let all = reader.join().unwrap();
+        assert_eq!(all.len(), 50_000);
+        assert!(
+            all.chunks(1000)
+                .enumerate()
+                .all(|(i, c)| c.iter().all(|b| *b == i as u8))
+        );
+    }
+
+    #[test]
+    fn follow_stops_when_the_writer_aborts() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        File::create(&p).unwrap();
+        let state = Arc::new(FollowState::default());
+        let mut r = Follow::new(File::open(&p).unwrap(), state.clone());
+        state.abort.store(true, Ordering::Release);
+        assert!(r.read(&mut [0u8; 10]).is_err());
+    }
+
+    #[test]
+    fn sniff_magic() {
+        assert_eq!(sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Compression::Zstd);
+        assert_eq!(sniff(b"\xfd7zXZ\0"), Compression::Xz);
+        assert_eq!(sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(sniff(b"proxkeep/meta.json"), Compression::None);
+    }
+}

@@ -21,7 +21,11 @@ pub struct HashWriter<W> {
 
 impl<W: Write> HashWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashWriter { inner, hasher: Sha256::new(), bytes: 0 }
+        HashWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
     }
     pub fn finish(self) -> (W, String, u64) {
         (self.inner, hex(&self.hasher.finalize()), self.bytes)
@@ -149,9 +153,16 @@ impl ArchiveWriter {
 
     fn header(&mut self, h: &EntryHeader) -> io::Result<tar::Header> {
         if !h.xattrs.is_empty() {
-            let keys: Vec<String> = h.xattrs.iter().map(|(k, _)| format!("SCHILY.xattr.{k}")).collect();
-            self.tar
-                .append_pax_extensions(keys.iter().map(String::as_str).zip(h.xattrs.iter().map(|(_, v)| v.as_slice())))?;
+            let keys: Vec<String> = h
+                .xattrs
+                .iter()
+                .map(|(k, _)| format!("SCHILY.xattr.{k}"))
+                .collect();
+            self.tar.append_pax_extensions(
+                keys.iter()
+                    .map(String::as_str)
+                    .zip(h.xattrs.iter().map(|(_, v)| v.as_slice())),
+            )?;
         }
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(match h.kind {
@@ -180,12 +191,14 @@ impl ArchiveWriter {
 
     pub fn append_dir(&mut self, h: &EntryHeader) -> io::Result<()> {
         let mut header = self.header(h)?;
-        self.tar.append_data(&mut header, as_path(h.path), io::empty())
+        self.tar
+            .append_data(&mut header, as_path(h.path), io::empty())
     }
 
     pub fn append_symlink(&mut self, h: &EntryHeader, target: &[u8]) -> io::Result<()> {
         let mut header = self.header(h)?;
-        self.tar.append_link(&mut header, as_path(h.path), as_path(target))
+        self.tar
+            .append_link(&mut header, as_path(h.path), as_path(target))
     }
 
     /// Write the tar trailer, finish the compressor, flush and fsync the file.
@@ -208,7 +221,9 @@ fn as_path(bytes: &[u8]) -> &Path {
 pub enum ReadOutcome {
     Exact,
     /// The file ended early; the missing bytes were stored as zeros.
-    Shrunk { missing: u64 },
+    Shrunk {
+        missing: u64,
+    },
     /// The file had more bytes than its size at open time; they were left out.
     Grew,
     /// Reading failed part way; the rest was stored as zeros.
@@ -243,7 +258,14 @@ pub struct ExactReader<'a, R> {
 
 impl<'a, R: Read> ExactReader<'a, R> {
     pub fn new(inner: R, size: u64, cancel: &'a AtomicBool) -> Self {
-        ExactReader { inner, error: None, remaining: size, padding: 0, hasher: Sha256::new(), cancel }
+        ExactReader {
+            inner,
+            error: None,
+            remaining: size,
+            padding: 0,
+            hasher: Sha256::new(),
+            cancel,
+        }
     }
 
     /// The hash of what was yielded and whether the source matched its size.
@@ -251,7 +273,9 @@ impl<'a, R: Read> ExactReader<'a, R> {
         let outcome = if self.error.is_some() {
             ReadOutcome::ReadError
         } else if self.padding > 0 {
-            ReadOutcome::Shrunk { missing: self.padding }
+            ReadOutcome::Shrunk {
+                missing: self.padding,
+            }
         } else {
             let mut probe = [0u8; 1];
             match self.inner.read(&mut probe) {
@@ -272,7 +296,9 @@ impl<R: Read> Read for ExactReader<'_, R> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(io::Error::other(Cancelled));
         }
-        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let want = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
         let n = if self.padding > 0 {
             0
         } else {

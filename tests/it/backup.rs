@@ -17,13 +17,23 @@ fn assert_archive_reproduces_root(env: &Env, archive: &Path) {
         env.root.display(),
         out.display()
     ));
-    assert!(diff.status.success(), "diff -r:\n{}", String::from_utf8_lossy(&diff.stdout));
+    assert!(
+        diff.status.success(),
+        "diff -r:\n{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
     let index = index_of(archive);
-    let stored: std::collections::HashSet<&str> =
-        index["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    let stored: std::collections::HashSet<&str> = index["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
     // Directories above the collected trees (etc, var, root) are created by tar, not stored: no mode to compare.
     let normalize = |mut m: std::collections::BTreeMap<String, (String, u32, Option<String>)>| {
-        m.retain(|k, _| !k.starts_with("var/lib/pve-cluster/config.db") && !k.starts_with("proxkeep"));
+        m.retain(|k, _| {
+            !k.starts_with("var/lib/pve-cluster/config.db") && !k.starts_with("proxkeep")
+        });
         for (k, v) in m.iter_mut() {
             if !stored.contains(k.as_str()) {
                 assert_eq!(v.0, "dir", "{k} is not in the index");
@@ -32,13 +42,22 @@ fn assert_archive_reproduces_root(env: &Env, archive: &Path) {
         }
         m
     };
-    assert_eq!(normalize(tree_state(&out)), normalize(tree_state(&env.root)), "modes, kinds or link targets differ");
+    assert_eq!(
+        normalize(tree_state(&out)),
+        normalize(tree_state(&env.root)),
+        "modes, kinds or link targets differ"
+    );
     // Every file's content hash matches the index.
     let mut checked = 0;
     for e in index["entries"].as_array().unwrap() {
         if e["kind"] == "file" {
             let p = out.join(e["path"].as_str().unwrap());
-            assert_eq!(sha256_file(&p), e["sha256"].as_str().unwrap(), "{}", p.display());
+            assert_eq!(
+                sha256_file(&p),
+                e["sha256"].as_str().unwrap(),
+                "{}",
+                p.display()
+            );
             checked += 1;
         }
     }
@@ -54,12 +73,19 @@ fn check_backup_of(fixture: &str, role: &str) {
     let archive = env.only_archive();
     let name = archive.file_name().unwrap().to_string_lossy().into_owned();
     let host = if fixture == "pbs-node" { "pbs1" } else { "due" };
-    assert!(name.starts_with(&format!("{host}-{role}-")) && name.ends_with(".tar.zst"), "{name}");
+    assert!(
+        name.starts_with(&format!("{host}-{role}-")) && name.ends_with(".tar.zst"),
+        "{name}"
+    );
     assert_eq!(fs::metadata(&archive).unwrap().mode() & 0o777, 0o600);
 
     // Real tools accept the archive.
     sh_ok(&format!("{} -t -q '{}'", tool("zstd"), archive.display()));
-    sh_ok(&format!("cd '{}' && {} -c --quiet '{name}.sha256'", env.backups.display(), tool("sha256sum")));
+    sh_ok(&format!(
+        "cd '{}' && {} -c --quiet '{name}.sha256'",
+        env.backups.display(),
+        tool("sha256sum")
+    ));
     let listing = sh_ok(&format!("tar -tf '{}'", archive.display()));
     let lines: Vec<&str> = listing.lines().collect();
     assert_eq!(lines.first(), Some(&"proxkeep/meta.json"));
@@ -72,14 +98,31 @@ fn check_backup_of(fixture: &str, role: &str) {
     assert_eq!(meta["format_version"], 1);
     if fixture != "pbs-node" {
         let db = env.path("extracted/proxkeep/pmxcfs/config.db");
-        assert_eq!(sh_ok(&format!("{} '{}' 'PRAGMA integrity_check'", tool("sqlite3"), db.display())).trim(), "ok");
-        let rows = sh_ok(&format!("sqlite3 '{}' 'SELECT count(*) FROM tree'", db.display()));
+        assert_eq!(
+            sh_ok(&format!(
+                "{} '{}' 'PRAGMA integrity_check'",
+                tool("sqlite3"),
+                db.display()
+            ))
+            .trim(),
+            "ok"
+        );
+        let rows = sh_ok(&format!(
+            "sqlite3 '{}' 'SELECT count(*) FROM tree'",
+            db.display()
+        ));
         assert_eq!(rows.trim(), "130");
     }
     // The run log exists, is private and names the archive.
-    let log = env.logs.join(format!("{}.log", name.trim_end_matches(".tar.zst")));
+    let log = env
+        .logs
+        .join(format!("{}.log", name.trim_end_matches(".tar.zst")));
     assert_eq!(fs::metadata(&log).unwrap().mode() & 0o777, 0o600);
-    assert!(fs::read_to_string(&log).unwrap().contains("written and verified"));
+    assert!(
+        fs::read_to_string(&log)
+            .unwrap()
+            .contains("written and verified")
+    );
 }
 
 #[test]
@@ -100,16 +143,24 @@ fn dual_node_archive_reproduces_the_fixture() {
 #[test]
 fn every_compression_passes_its_own_tool() {
     let env = Env::new("pve-node");
-    for (comp, ext, test_cmd) in [("xz", "tar.xz", "xz -t"), ("gzip", "tar.gz", "gzip -t"), ("none", "tar", "tar -tf")] {
+    for (comp, ext, test_cmd) in [
+        ("xz", "tar.xz", "xz -t"),
+        ("gzip", "tar.gz", "gzip -t"),
+        ("none", "tar", "tar -tf"),
+    ] {
         let r = env.run(&["--json", "backup", "--compression", comp]);
         r.expect(0);
         let archive = r.json()["archive"].as_str().unwrap().to_string();
         assert!(archive.ends_with(ext), "{archive}");
         sh_ok(&format!("{test_cmd} '{archive}' >/dev/null"));
-        sh_ok(&format!("tar -xOf '{archive}' etc/pve/storage.cfg | cmp - '{}'", env.root.join("etc/pve/storage.cfg").display()));
+        sh_ok(&format!(
+            "tar -xOf '{archive}' etc/pve/storage.cfg | cmp - '{}'",
+            env.root.join("etc/pve/storage.cfg").display()
+        ));
     }
     // A level out of range is a usage error.
-    env.run(&["backup", "--compression", "gzip", "--level", "12"]).expect(2);
+    env.run(&["backup", "--compression", "gzip", "--level", "12"])
+        .expect(2);
 }
 
 #[test]
@@ -121,17 +172,29 @@ fn etc_pve_is_rebuilt_from_config_db_when_not_mounted() {
     fs::create_dir(env.root.join("etc/pve")).unwrap();
     let r = env.run(&["backup"]);
     r.expect(0);
-    assert!(r.stderr().contains("rebuilt from config.db"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("rebuilt from config.db"),
+        "{}",
+        r.stderr()
+    );
     let archive = env.only_archive();
     assert_eq!(meta_of(&archive)["pve_tree_from_db"], true);
     let out = env.path("x");
     gnu_extract(&archive, &out);
     // Every regular file and dir of the original tree, byte for byte (pmxcfs does not store its symlinks).
-    let diff = sh(&format!("diff -r --no-dereference '{}' '{}'", saved.display(), out.join("etc/pve").display()));
+    let diff = sh(&format!(
+        "diff -r --no-dereference '{}' '{}'",
+        saved.display(),
+        out.join("etc/pve").display()
+    ));
     let text = String::from_utf8_lossy(&diff.stdout).into_owned();
     let unexpected: Vec<&str> = text
         .lines()
-        .filter(|l| !["local", "qemu-server", "lxc", "openvz"].iter().any(|s| l.ends_with(&format!(": {s}"))))
+        .filter(|l| {
+            !["local", "qemu-server", "lxc", "openvz"]
+                .iter()
+                .any(|s| l.ends_with(&format!(": {s}")))
+        })
         .collect();
     assert!(unexpected.is_empty(), "{text}");
     // Modes as pmxcfs shows them.
@@ -140,7 +203,12 @@ fn etc_pve_is_rebuilt_from_config_db_when_not_mounted() {
     assert_eq!(mode("etc/pve/priv/shadow.cfg"), 0o600);
     assert_eq!(mode("etc/pve/priv"), 0o700);
     let index = index_of(&archive);
-    let e = index["entries"].as_array().unwrap().iter().find(|e| e["path"] == "etc/pve/storage.cfg").unwrap();
+    let e = index["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "etc/pve/storage.cfg")
+        .unwrap();
     assert_eq!(e["source"], "config.db");
 }
 
@@ -154,7 +222,10 @@ fn xattrs_long_and_non_utf8_names_and_special_files() {
     let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.conf");
     fs::write(extra.join(odd), b"latin1 name").unwrap();
     fs::write(extra.join("tagged.conf"), b"with xattr").unwrap();
-    sh_ok(&format!("python3 -c \"import os; os.setxattr('{}', 'user.comment', b'kept')\"", extra.join("tagged.conf").display()));
+    sh_ok(&format!(
+        "python3 -c \"import os; os.setxattr('{}', 'user.comment', b'kept')\"",
+        extra.join("tagged.conf").display()
+    ));
     sh_ok(&format!("mkfifo '{}'", extra.join("a.fifo").display()));
     env.write_config("[collect]\nextra_paths = [\"/srv/extra\"]\n");
     let r = env.run(&["--json", "backup"]);
@@ -173,11 +244,23 @@ fn xattrs_long_and_non_utf8_names_and_special_files() {
     assert!(!got.join("a.fifo").exists());
     let index = index_of(&archive);
     let skipped = index["skipped"].as_array().unwrap();
-    assert!(skipped.iter().any(|s| s["path"] == "/srv/extra/a.fifo" && s["kind"] == "fifo"), "{skipped:?}");
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s["path"] == "/srv/extra/a.fifo" && s["kind"] == "fifo"),
+        "{skipped:?}"
+    );
     let entries = index["entries"].as_array().unwrap();
-    let tagged = entries.iter().find(|e| e["path"] == "srv/extra/tagged.conf").unwrap();
+    let tagged = entries
+        .iter()
+        .find(|e| e["path"] == "srv/extra/tagged.conf")
+        .unwrap();
     assert_eq!(tagged["xattrs"][0], "user.comment");
-    assert!(entries.iter().any(|e| e["path_hex"].as_str() == Some(&format!("{}", hexs(b"srv/extra/caf\xe9.conf")))));
+    assert!(
+        entries.iter().any(
+            |e| e["path_hex"].as_str() == Some(&format!("{}", hexs(b"srv/extra/caf\xe9.conf")))
+        )
+    );
     assert_eq!(r.json()["warnings"].as_array().unwrap().len(), 0);
 }
 
@@ -192,12 +275,18 @@ fn a_file_growing_while_read_is_cut_to_its_size_with_a_warning() {
     let mut env = Env::new("pve-node");
     let big = env.root.join("srv/grow/app.log");
     fs::create_dir_all(big.parent().unwrap()).unwrap();
-    sh_ok(&format!("head -c 64000000 /dev/urandom > '{}'", big.display()));
+    sh_ok(&format!(
+        "head -c 64000000 /dev/urandom > '{}'",
+        big.display()
+    ));
     env.write_config("[collect]\nextra_paths = [\"/srv/grow\"]\n[compression]\nlevel = 1\n");
     // Append continuously while the backup runs.
     let mut writer = Command::new("sh")
         .arg("-c")
-        .arg(format!("while :; do head -c 4096 /dev/urandom >> '{}'; done", big.display()))
+        .arg(format!(
+            "while :; do head -c 4096 /dev/urandom >> '{}'; done",
+            big.display()
+        ))
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -210,11 +299,29 @@ fn a_file_growing_while_read_is_cut_to_its_size_with_a_warning() {
     let archive = env.only_archive();
     sh_ok(&format!("zstd -t -q '{}'", archive.display()));
     let index = index_of(&archive);
-    let e = index["entries"].as_array().unwrap().iter().find(|e| e["path"] == "srv/grow/app.log").unwrap().clone();
-    let stored = sh_ok(&format!("tar -xOf '{}' srv/grow/app.log | sha256sum", archive.display()));
-    assert_eq!(stored.split_whitespace().next().unwrap(), e["sha256"].as_str().unwrap());
-    let size = sh_ok(&format!("tar -xOf '{}' srv/grow/app.log | wc -c", archive.display()));
-    assert_eq!(size.trim().parse::<u64>().unwrap(), e["size"].as_u64().unwrap());
+    let e = index["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "srv/grow/app.log")
+        .unwrap()
+        .clone();
+    let stored = sh_ok(&format!(
+        "tar -xOf '{}' srv/grow/app.log | sha256sum",
+        archive.display()
+    ));
+    assert_eq!(
+        stored.split_whitespace().next().unwrap(),
+        e["sha256"].as_str().unwrap()
+    );
+    let size = sh_ok(&format!(
+        "tar -xOf '{}' srv/grow/app.log | wc -c",
+        archive.display()
+    ));
+    assert_eq!(
+        size.trim().parse::<u64>().unwrap(),
+        e["size"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -234,7 +341,11 @@ fn an_unreadable_file_is_a_warning_and_exit_3() {
         ));
         let text = fs::read_to_string(&env.config).unwrap();
         // write_config put its own lock_file first; keep only ours.
-        let text: String = text.lines().filter(|l| !l.starts_with("lock_file") || l.contains("backups")).map(|l| format!("{l}\n")).collect();
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("lock_file") || l.contains("backups"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         fs::write(&env.config, text).unwrap();
         for p in [env.tmp.path().to_path_buf(), env.root.clone()] {
             fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
@@ -245,8 +356,13 @@ fn an_unreadable_file_is_a_warning_and_exit_3() {
             fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
         }
         let mut c = Command::new(tool("setpriv"));
-        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]).arg(bin());
-        c.arg("--config").arg(&env.config).arg("--root").arg(&env.root).args(["--json", "backup"]);
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(bin());
+        c.arg("--config")
+            .arg(&env.config)
+            .arg("--root")
+            .arg(&env.root)
+            .args(["--json", "backup"]);
         Run(c.output().unwrap())
     } else {
         env.run(&["--json", "backup"])
@@ -254,7 +370,10 @@ fn an_unreadable_file_is_a_warning_and_exit_3() {
     r.expect(3);
     let warnings = r.json()["warnings"].as_array().unwrap().clone();
     assert!(
-        warnings.iter().any(|w| w["path"] == "/srv/locked/secret.key" && w["message"].as_str().unwrap().contains("unreadable")),
+        warnings
+            .iter()
+            .any(|w| w["path"] == "/srv/locked/secret.key"
+                && w["message"].as_str().unwrap().contains("unreadable")),
         "{warnings:?}"
     );
     let archive = env.only_archive();
@@ -268,13 +387,28 @@ fn rustix_euid() -> u32 {
 /// Start a backup that hangs in a stub command (so it holds the lock and has a partial file open).
 fn start_hanging_backup(env: &mut Env, timeout: &str) -> std::process::Child {
     let pidfile = env.path("stub.pid");
-    env.stub("uname", &format!("echo $$ > '{}'; exec sleep 300", pidfile.display()));
-    env.write_config(&format!("[commands]\nrun = \"always\"\ntimeout = \"{timeout}\"\n"));
-    let child = env.cmd().args(["backup"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    env.stub(
+        "uname",
+        &format!("echo $$ > '{}'; exec sleep 300", pidfile.display()),
+    );
+    env.write_config(&format!(
+        "[commands]\nrun = \"always\"\ntimeout = \"{timeout}\"\n"
+    ));
+    let child = env
+        .cmd()
+        .args(["backup"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until it holds the lock and the partial exists.
     let t = Instant::now();
-    while !(env.partials().iter().any(|p| p.ends_with(".partial")) && env.path("stub.pid").exists()) {
-        assert!(t.elapsed() < Duration::from_secs(30), "backup never started writing");
+    while !(env.partials().iter().any(|p| p.ends_with(".partial")) && env.path("stub.pid").exists())
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "backup never started writing"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child
@@ -292,7 +426,11 @@ fn a_second_run_exits_5_and_names_the_holder() {
     let mut first = start_hanging_backup(&mut env, "60s");
     let r = env.run(&["backup"]);
     r.expect(5);
-    assert!(r.stderr().contains(&format!("pid={}", first.id())), "{}", r.stderr());
+    assert!(
+        r.stderr().contains(&format!("pid={}", first.id())),
+        "{}",
+        r.stderr()
+    );
     let _ = first.kill();
     let _ = first.wait();
     kill_stub(&env);
@@ -307,9 +445,21 @@ fn kill_9_mid_run_leaves_nothing_visible_and_the_next_run_sweeps_the_partial() {
     let _ = first.wait();
     kill_stub(&env);
     assert!(env.archives().is_empty());
-    assert_eq!(env.partials().iter().filter(|p| p.ends_with(".partial")).count(), 1);
+    assert_eq!(
+        env.partials()
+            .iter()
+            .filter(|p| p.ends_with(".partial"))
+            .count(),
+        1
+    );
     // The config.db snapshot's temp file was left behind too.
-    assert!(env.partials().iter().any(|p| p.starts_with(".proxkeep-db.")), "{:?}", env.partials());
+    assert!(
+        env.partials()
+            .iter()
+            .any(|p| p.starts_with(".proxkeep-db.")),
+        "{:?}",
+        env.partials()
+    );
     env.write_config("");
     env.run(&["backup"]).expect(0);
     assert_eq!(env.archives().len(), 1);
@@ -334,7 +484,10 @@ fn sigterm_removes_the_partial_releases_the_lock_and_exits_130() {
 fn hanging_commands_are_killed_at_the_timeout() {
     let mut env = Env::new("pbs-node");
     let pidfile = env.path("hang.pid");
-    env.stub("proxmox-backup-manager", &format!("echo $$ >> '{}'; exec sleep 300", pidfile.display()));
+    env.stub(
+        "proxmox-backup-manager",
+        &format!("echo $$ >> '{}'; exec sleep 300", pidfile.display()),
+    );
     env.stub("uname", "echo 'Linux pbs1 6.8.12-pve'");
     env.stub("ip", "echo '[{\"ifname\":\"lo\"}]'");
     env.write_config("[commands]\nrun = \"always\"\ntimeout = \"1s\"\nconcurrency = 8\n");
@@ -343,24 +496,39 @@ fn hanging_commands_are_killed_at_the_timeout() {
     let warnings = r.json()["warnings"].to_string();
     assert!(warnings.contains("timed out"), "{warnings}");
     for pid in fs::read_to_string(&pidfile).unwrap().lines() {
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "stub {pid} still running");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "stub {pid} still running"
+        );
     }
     let archive = env.only_archive();
-    let uname = sh_ok(&format!("tar -xOf '{}' proxkeep/commands/inventory/uname.txt", archive.display()));
+    let uname = sh_ok(&format!(
+        "tar -xOf '{}' proxkeep/commands/inventory/uname.txt",
+        archive.display()
+    ));
     assert_eq!(uname.trim(), "Linux pbs1 6.8.12-pve");
-    let ip = sh_ok(&format!("tar -xOf '{}' proxkeep/commands/network/ip-addr.json", archive.display()));
+    let ip = sh_ok(&format!(
+        "tar -xOf '{}' proxkeep/commands/network/ip-addr.json",
+        archive.display()
+    ));
     assert!(ip.contains("ifname"));
     let index = index_of(&archive);
     let cmds = index["commands"].as_array().unwrap();
     // Commands that are not installed are "absent", not warnings.
-    assert!(cmds.iter().any(|c| c["status"] == "not installed"), "{cmds:?}");
+    assert!(
+        cmds.iter().any(|c| c["status"] == "not installed"),
+        "{cmds:?}"
+    );
 }
 
 #[test]
 fn a_full_disk_fails_with_exit_1_and_keeps_earlier_archives() {
     let mut env = Env::new("pbs-node");
     fs::create_dir_all(&env.backups).unwrap();
-    sh_ok(&format!("mount -t tmpfs -o size=3m,mode=0700 proxkeep-test '{}'", env.backups.display()));
+    sh_ok(&format!(
+        "mount -t tmpfs -o size=3m,mode=0700 proxkeep-test '{}'",
+        env.backups.display()
+    ));
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -374,7 +542,10 @@ fn a_full_disk_fails_with_exit_1_and_keeps_earlier_archives() {
     // Now add 6 MB that does not compress.
     let big = env.root.join("srv/big");
     fs::create_dir_all(&big).unwrap();
-    sh_ok(&format!("head -c 6000000 /dev/urandom > '{}'", big.join("blob").display()));
+    sh_ok(&format!(
+        "head -c 6000000 /dev/urandom > '{}'",
+        big.join("blob").display()
+    ));
     env.write_config("[collect]\nextra_paths = [\"/srv/big\"]\n");
     std::thread::sleep(Duration::from_millis(1100));
     let r = env.run(&["backup"]);
@@ -396,7 +567,10 @@ fn a_config_typo_exits_2_naming_line_and_suggestion() {
     r.expect(2);
     let err = r.stderr();
     assert!(err.contains(&format!("proxkeep.toml:{line}:")), "{err}");
-    assert!(err.contains("`compression.levl`") && err.contains("did you mean `compression.level`"), "{err}");
+    assert!(
+        err.contains("`compression.levl`") && err.contains("did you mean `compression.level`"),
+        "{err}"
+    );
     assert!(env.archives().is_empty());
 }
 
@@ -406,7 +580,10 @@ fn dry_run_writes_nothing_not_even_the_lock() {
     let r = env.run(&["backup", "--dry-run"]);
     r.expect(0);
     let out = r.stdout();
-    assert!(out.contains("pve-cluster") && out.contains("network"), "{out}");
+    assert!(
+        out.contains("pve-cluster") && out.contains("network"),
+        "{out}"
+    );
     assert!(!env.backups.exists() && !env.logs.exists() && !env.lock_file().exists());
     let j = env.run(&["--json", "backup", "--dry-run"]).json();
     assert_eq!(j["dry_run"], true);
@@ -427,7 +604,9 @@ fn preflight_failure_exits_4() {
     assert!(r.stderr().contains("not a directory"), "{}", r.stderr());
     // An impossible free-space minimum fails too, with the fix.
     env.write_config("min_free_space = \"1000 TiB\"\n");
-    let text = fs::read_to_string(&env.config).unwrap().replace("min_free_space = 0\n", "");
+    let text = fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("min_free_space = 0\n", "");
     fs::write(&env.config, text).unwrap();
     let r = env.run(&["backup"]);
     r.expect(4);

@@ -8,7 +8,15 @@ fn catalog_lists_categories_and_what_this_host_has() {
     let r = env.run(&["catalog"]);
     r.expect(0);
     let out = r.stdout();
-    for cat in ["pve-cluster", "corosync", "pbs-config", "network", "storage-stack", "root-home", "inventory"] {
+    for cat in [
+        "pve-cluster",
+        "corosync",
+        "pbs-config",
+        "network",
+        "storage-stack",
+        "root-home",
+        "inventory",
+    ] {
         assert!(out.contains(cat), "{cat} missing:\n{out}");
     }
     assert!(out.contains("not collected on a pve host"), "{out}");
@@ -29,14 +37,15 @@ fn config_show_prints_the_effective_config() {
     r.expect(0);
     let out = r.stdout();
     assert!(out.contains(&env.backups.display().to_string()), "{out}");
-    assert!(out.contains("algorithm = \"zstd\"") && out.contains("level = 3"), "{out}");
-    // A missing explicit config is an error (exit 2).
-    let r = Run(
-        std::process::Command::new(bin())
-            .args(["--config", "/nonexistent/proxkeep.toml", "config", "show"])
-            .output()
-            .unwrap(),
+    assert!(
+        out.contains("algorithm = \"zstd\"") && out.contains("level = 3"),
+        "{out}"
     );
+    // A missing explicit config is an error (exit 2).
+    let r = Run(std::process::Command::new(bin())
+        .args(["--config", "/nonexistent/proxkeep.toml", "config", "show"])
+        .output()
+        .unwrap());
     r.expect(2);
 }
 
@@ -47,11 +56,18 @@ fn check_prints_a_line_per_check_and_fails_with_4() {
     let r = env.run(&["check"]);
     r.expect(0);
     let out = r.stdout();
-    assert!(out.contains("✓ backup directory") && out.contains("✓ lock") && out.contains("✓ config.db"), "{out}");
+    assert!(
+        out.contains("✓ backup directory") && out.contains("✓ lock") && out.contains("✓ config.db"),
+        "{out}"
+    );
     // pmxcfs down: /etc/pve empty → ✗ with the fix.
     std::fs::rename(env.root.join("etc/pve"), env.path("pve-away")).unwrap();
     std::fs::create_dir(env.root.join("etc/pve")).unwrap();
     let r = env.run(&["check"]);
     r.expect(4);
-    assert!(r.stdout().contains("✗ /etc/pve") && r.stdout().contains("systemctl start pve-cluster"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("✗ /etc/pve") && r.stdout().contains("systemctl start pve-cluster"),
+        "{}",
+        r.stdout()
+    );
 }

@@ -21,7 +21,10 @@ pub fn tool(name: &str) -> &str {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
         .unwrap_or(false);
-    assert!(found, "required tool `{name}` is not installed (see .ci/run)");
+    assert!(
+        found,
+        "required tool `{name}` is not installed (see .ci/run)"
+    );
     name
 }
 
@@ -66,7 +69,10 @@ fn provenance_modes(root_name: &str) -> BTreeMap<String, u32> {
     for f in v["files"].as_array().unwrap() {
         if f["root"] == root_name && f["kind"] != "symlink" {
             let mode = f["mode"].as_str().unwrap().trim_start_matches("0o");
-            out.insert(f["dest"].as_str().unwrap().to_string(), u32::from_str_radix(mode, 8).unwrap());
+            out.insert(
+                f["dest"].as_str().unwrap().to_string(),
+                u32::from_str_radix(mode, 8).unwrap(),
+            );
         }
     }
     out
@@ -98,7 +104,10 @@ fn apply_modes(root: &Path, root_name: &str) {
 
 /// Set every mtime in the tree (links included) to the fixture time.
 pub fn fix_mtimes(root: &Path) {
-    sh_ok(&format!("find '{}' -exec touch -h -d @{FIXTURE_MTIME} {{}} +", root.display()));
+    sh_ok(&format!(
+        "find '{}' -exec touch -h -d @{FIXTURE_MTIME} {{}} +",
+        root.display()
+    ));
 }
 
 /// A fixture host root materialized with real modes and mtimes: "pve-node", "pbs-node" or "dual".
@@ -108,7 +117,10 @@ pub fn materialize(name: &str, dst: &Path) {
         "dual" => {
             copy_tree(&fx.join("pve-node"), dst);
             apply_modes(dst, "pve-node");
-            copy_tree(&fx.join("pbs-node/etc/proxmox-backup"), &dst.join("etc/proxmox-backup"));
+            copy_tree(
+                &fx.join("pbs-node/etc/proxmox-backup"),
+                &dst.join("etc/proxmox-backup"),
+            );
             fs::copy(
                 fx.join("pbs-node/etc/apt/sources.list.d/pbs-enterprise.list"),
                 dst.join("etc/apt/sources.list.d/pbs-enterprise.list"),
@@ -120,7 +132,11 @@ pub fn materialize(name: &str, dst: &Path) {
                     fs::set_permissions(dst.join(&rel), fs::Permissions::from_mode(mode)).unwrap();
                 }
             }
-            fs::set_permissions(dst.join("etc/proxmox-backup"), fs::Permissions::from_mode(0o700)).unwrap();
+            fs::set_permissions(
+                dst.join("etc/proxmox-backup"),
+                fs::Permissions::from_mode(0o700),
+            )
+            .unwrap();
         }
         _ => {
             copy_tree(&fx.join(name), dst);
@@ -156,7 +172,10 @@ pub struct Env {
 
 impl Env {
     pub fn new(fixture: &str) -> Env {
-        let tmp = tempfile::Builder::new().prefix("proxkeep-it-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("proxkeep-it-")
+            .tempdir()
+            .unwrap();
         let root = tmp.path().join("root");
         if fixture.is_empty() {
             fs::create_dir_all(&root).unwrap();
@@ -204,8 +223,15 @@ impl Env {
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(bin());
-        c.arg("--config").arg(&self.config).arg("--root").arg(&self.root);
-        let path = format!("{}:{}", self.stubs.display(), std::env::var("PATH").unwrap_or_default());
+        c.arg("--config")
+            .arg(&self.config)
+            .arg("--root")
+            .arg(&self.root);
+        let path = format!(
+            "{}:{}",
+            self.stubs.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         c.env("PATH", path);
         c.env_remove("PROXKEEP_CONFIG");
         c
@@ -268,7 +294,8 @@ impl Run {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout()))
+        serde_json::from_slice(&self.0.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout()))
     }
     #[track_caller]
     pub fn expect(&self, code: i32) -> &Self {
@@ -295,13 +322,20 @@ pub fn tree_state(dir: &Path) -> BTreeMap<String, (String, u32, Option<String>)>
             let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
             let ft = md.file_type();
             let (kind, target) = if ft.is_symlink() {
-                ("link", Some(fs::read_link(&p).unwrap().to_string_lossy().into_owned()))
+                (
+                    "link",
+                    Some(fs::read_link(&p).unwrap().to_string_lossy().into_owned()),
+                )
             } else if ft.is_dir() {
                 ("dir", None)
             } else {
                 ("file", None)
             };
-            let mode = if ft.is_symlink() { 0 } else { md.mode() & 0o7777 };
+            let mode = if ft.is_symlink() {
+                0
+            } else {
+                md.mode() & 0o7777
+            };
             out.insert(rel, (kind.to_string(), mode, target));
             if ft.is_dir() {
                 walk(base, &p, out);
@@ -315,18 +349,35 @@ pub fn tree_state(dir: &Path) -> BTreeMap<String, (String, u32, Option<String>)>
 pub fn sha256_file(p: &Path) -> String {
     use sha2::{Digest, Sha256};
     let data = fs::read(p).unwrap();
-    Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The archive's index.json, read with GNU tar (independent of our reader).
 pub fn index_of(archive: &Path) -> serde_json::Value {
-    let out = Command::new(tool("tar")).arg("-xOf").arg(archive).arg("proxkeep/index.json").output().unwrap();
-    assert!(out.status.success(), "tar -xOf index.json: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(tool("tar"))
+        .arg("-xOf")
+        .arg(archive)
+        .arg("proxkeep/index.json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tar -xOf index.json: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 pub fn meta_of(archive: &Path) -> serde_json::Value {
-    let out = Command::new(tool("tar")).arg("-xOf").arg(archive).arg("proxkeep/meta.json").output().unwrap();
+    let out = Command::new(tool("tar"))
+        .arg("-xOf")
+        .arg(archive)
+        .arg("proxkeep/meta.json")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     serde_json::from_slice(&out.stdout).unwrap()
 }
