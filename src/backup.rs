@@ -28,7 +28,7 @@ pub struct Context<'a> {
     pub root: Root,
     pub config: Config,
     pub log: &'a Log,
-    pub cancel: &'a AtomicBool,
+    pub cancel: &'static AtomicBool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -96,6 +96,8 @@ pub struct BackupReport {
     pub warnings: Vec<Warning>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_file: Option<PathBuf>,
+    /// Local directory, secondaries and remotes: copies and retention.
+    pub tiers: Vec<crate::tier::TierReport>,
 }
 
 /// The concurrent read-back; dropping it without `finish` (an error path) tells it to stop.
@@ -233,6 +235,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         checks: Vec::new(),
         warnings: Vec::new(),
         log_file: None,
+        tiers: Vec::new(),
     };
 
     // Preflight, in order: directories → free space → writability → lock. A dry run creates nothing.
@@ -323,6 +326,40 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     report.symlinks = index.totals.symlinks;
     report.bytes = index.totals.bytes;
     report.warnings = index.warnings.clone();
+    // Copies and retention: a tier failure is a warning, never a failure of the backup.
+    report.tiers = distribute(
+        ctx,
+        &backup_dir,
+        &facts.hostname,
+        &final_path,
+        report.sha256.as_deref().unwrap_or(""),
+        time,
+    );
+    for t in &report.tiers {
+        if let Some(e) = &t.error {
+            let w = Warning {
+                path: None,
+                message: format!("tier {}: {e}", t.tier),
+            };
+            log.warn(&warning_text(&w));
+            report.warnings.push(w);
+        } else {
+            log.info(&format!(
+                "tier {}: {} copied, {} removed by retention, {} archives ({})",
+                t.tier,
+                t.copied.len(),
+                t.removed.len(),
+                t.archives,
+                format_size(t.bytes)
+            ));
+        }
+        for d in &t.damaged {
+            log.warn(&format!(
+                "tier {}: {d} failed verification: kept and not counted by retention",
+                t.tier
+            ));
+        }
+    }
     report.duration_ms = started.elapsed().as_millis() as u64;
     if !report.warnings.is_empty() {
         report.status = "warning";
@@ -988,4 +1025,72 @@ fn append_item(
             Ok(0)
         }
     }
+}
+
+/// Copy the new archive to every secondary and remote (and whatever they miss), prune them, then prune the
+/// local directory.
+fn distribute(
+    ctx: &Context,
+    backup_dir: &Path,
+    host: &str,
+    archive: &Path,
+    sha256: &str,
+    time: Timestamp,
+) -> Vec<crate::tier::TierReport> {
+    use crate::tier;
+    let tz = jiff::tz::TimeZone::system();
+    let now = time;
+    let tiers = tier::tiers(&ctx.config, backup_dir, ctx.cancel);
+    let new_file = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let local_list = match tiers[0].list(host) {
+        Ok(l) => l,
+        Err(e) => {
+            return vec![tier::TierReport {
+                tier: "local".into(),
+                error: Some(e.to_string()),
+                ..Default::default()
+            }];
+        }
+    };
+    let mut reports = Vec::new();
+    for t in &tiers[1..] {
+        ctx.log.info(&format!("tier {}: copying", t.label()));
+        reports.push(tier::sync_tier(
+            t.as_ref(),
+            &local_list,
+            backup_dir,
+            &new_file,
+            sha256,
+            host,
+            now,
+            &tz,
+        ));
+    }
+    let mut local = tier::TierReport {
+        tier: "local".into(),
+        ..Default::default()
+    };
+    let mut verified = tier::recorded_verification(backup_dir);
+    verified.insert(new_file.clone(), true);
+    match tier::prune(
+        tiers[0].as_ref(),
+        host,
+        &verified,
+        now,
+        &tz,
+        false,
+        &mut local,
+    ) {
+        Ok(_) => {
+            local.ok = true;
+            local.copied.push(new_file);
+            local.last_copy = Some(time.as_second());
+        }
+        Err(e) => local.error = Some(e.to_string()),
+    }
+    reports.insert(0, local);
+    reports
 }

@@ -206,7 +206,91 @@ pub struct Config {
     pub compression: CompressionConfig,
     pub collect: CollectConfig,
     pub commands: CommandsConfig,
+    /// `[retention]`: the default policy of every tier.
+    pub retention: Policy,
+    /// `[[secondary]]`: mounted local copies (NAS, USB disk).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secondary: Vec<SecondaryConfig>,
+    /// `[[remote]]`: rclone remotes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote: Vec<RemoteConfig>,
 }
+
+pub use crate::retention::Policy;
+
+/// Per-tier overrides of the `[retention]` keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+}
+
+impl PolicyOverride {
+    /// The default policy with the keys this tier sets replaced.
+    pub fn apply(&self, base: &Policy) -> Policy {
+        Policy {
+            keep_last: self.keep_last.unwrap_or(base.keep_last),
+            keep_hourly: self.keep_hourly.unwrap_or(base.keep_hourly),
+            keep_daily: self.keep_daily.unwrap_or(base.keep_daily),
+            keep_weekly: self.keep_weekly.unwrap_or(base.keep_weekly),
+            keep_monthly: self.keep_monthly.unwrap_or(base.keep_monthly),
+            keep_yearly: self.keep_yearly.unwrap_or(base.keep_yearly),
+        }
+    }
+}
+
+/// `[[secondary]]`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecondaryConfig {
+    pub name: String,
+    #[serde(serialize_with = "ser_path")]
+    pub path: PathBuf,
+    /// The path must be a mount point, else the tier is skipped (default: true under /mnt and /media).
+    pub require_mount: bool,
+    /// Deadline for every file-system call on this tier (a dead NFS mount must not hang the run).
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    #[serde(flatten)]
+    pub retention: PolicyOverride,
+}
+
+/// `[[remote]]`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteConfig {
+    pub name: String,
+    /// rclone destination, `remote:path`.
+    pub target: String,
+    /// Extra rclone flags (`--bwlimit 8M`, ...).
+    pub flags: Vec<String>,
+    /// Timeout of every rclone call.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// Attempts of a failed upload (with backoff).
+    pub retries: u32,
+    #[serde(flatten)]
+    pub retention: PolicyOverride,
+}
+
+/// Retention used when `[retention]` is absent: the policy of the docs' example.
+pub const DEFAULT_POLICY: Policy = Policy {
+    keep_last: 3,
+    keep_hourly: 0,
+    keep_daily: 7,
+    keep_weekly: 4,
+    keep_monthly: 6,
+    keep_yearly: 2,
+};
 
 impl Default for Config {
     fn default() -> Self {
@@ -218,6 +302,9 @@ impl Default for Config {
             compression: CompressionConfig::default(),
             collect: CollectConfig::default(),
             commands: CommandsConfig::default(),
+            retention: DEFAULT_POLICY,
+            secondary: Vec::new(),
+            remote: Vec::new(),
         }
     }
 }
@@ -368,6 +455,53 @@ const SCHEMA: &[Section] = &[
         array: false,
         keys: &["run", "timeout", "concurrency"],
     },
+    Section {
+        path: "retention",
+        array: false,
+        keys: KEEP_KEYS,
+    },
+    Section {
+        path: "secondary",
+        array: true,
+        keys: &[
+            "name",
+            "path",
+            "require_mount",
+            "timeout",
+            "keep_last",
+            "keep_hourly",
+            "keep_daily",
+            "keep_weekly",
+            "keep_monthly",
+            "keep_yearly",
+        ],
+    },
+    Section {
+        path: "remote",
+        array: true,
+        keys: &[
+            "name",
+            "target",
+            "flags",
+            "timeout",
+            "retries",
+            "keep_last",
+            "keep_hourly",
+            "keep_daily",
+            "keep_weekly",
+            "keep_monthly",
+            "keep_yearly",
+        ],
+    },
+];
+
+const KEEP_KEYS: &[&str] = &[
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
 ];
 
 fn schema_section(path: &str) -> Option<&'static Section> {
@@ -756,6 +890,32 @@ struct RawConfig {
     compression: Option<RawCompression>,
     collect: Option<RawCollect>,
     commands: Option<RawCommands>,
+    retention: Option<PolicyOverride>,
+    secondary: Option<Vec<Spanned<RawSecondary>>>,
+    remote: Option<Vec<Spanned<RawRemote>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecondary {
+    name: Option<Spanned<String>>,
+    path: Spanned<PathBuf>,
+    require_mount: Option<bool>,
+    timeout: Option<Spanned<IntOrStr>>,
+    #[serde(flatten)]
+    retention: PolicyOverride,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    name: Option<Spanned<String>>,
+    target: Spanned<String>,
+    flags: Option<Vec<String>>,
+    timeout: Option<Spanned<IntOrStr>>,
+    retries: Option<u32>,
+    #[serde(flatten)]
+    retention: PolicyOverride,
 }
 
 #[derive(Deserialize, Default)]
@@ -813,8 +973,132 @@ impl RawConfig {
                 .unwrap_or_default()
                 .validate(cx, known_categories)?,
             commands: self.commands.unwrap_or_default().validate(cx)?,
+            retention: self
+                .retention
+                .map_or(DEFAULT_POLICY, |o| o.apply(&Policy::default())),
+            secondary: validate_secondaries(cx, self.secondary.unwrap_or_default())?,
+            remote: validate_remotes(cx, self.remote.unwrap_or_default())?,
         })
     }
+}
+
+/// A positive duration given as integer seconds or a string like "30s".
+fn duration_value(cx: &Ctx<'_>, v: Spanned<IntOrStr>, key: &str) -> Result<Duration, ConfigError> {
+    let span = v.span();
+    let d = match v.into_inner() {
+        IntOrStr::Int(n) => Duration::from_secs(
+            u64::try_from(n)
+                .map_err(|_| cx.invalid(span.clone(), key, "duration must not be negative"))?,
+        ),
+        IntOrStr::Str(s) => parse_duration(&s).map_err(|e| cx.invalid(span.clone(), key, e))?,
+    };
+    if d.is_zero() {
+        return Err(cx.invalid(span, key, "duration must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn tier_name(
+    cx: &Ctx<'_>,
+    v: Spanned<String>,
+    key: &str,
+    seen: &mut Vec<String>,
+) -> Result<String, ConfigError> {
+    let span = v.span();
+    let name = v.into_inner();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(cx.invalid(
+            span,
+            key,
+            format!("`{name}`: use letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    if seen.contains(&name) {
+        return Err(cx.invalid(span, key, format!("`{name}` is used by another tier")));
+    }
+    seen.push(name.clone());
+    Ok(name)
+}
+
+fn validate_secondaries(
+    cx: &Ctx<'_>,
+    raw: Vec<Spanned<RawSecondary>>,
+) -> Result<Vec<SecondaryConfig>, ConfigError> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for entry in raw {
+        let span = entry.span();
+        let r = entry.into_inner();
+        let path = absolute_path(cx, r.path, "secondary.path")?;
+        let default_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "root".into());
+        let name = tier_name(
+            cx,
+            r.name
+                .unwrap_or_else(|| Spanned::new(span.clone(), default_name)),
+            "secondary.name",
+            &mut seen,
+        )?;
+        let under_removable = path.starts_with("/mnt") || path.starts_with("/media");
+        out.push(SecondaryConfig {
+            name,
+            require_mount: r.require_mount.unwrap_or(under_removable),
+            timeout: match r.timeout {
+                Some(t) => duration_value(cx, t, "secondary.timeout")?,
+                None => Duration::from_secs(60),
+            },
+            path,
+            retention: r.retention,
+        });
+    }
+    Ok(out)
+}
+
+fn validate_remotes(
+    cx: &Ctx<'_>,
+    raw: Vec<Spanned<RawRemote>>,
+) -> Result<Vec<RemoteConfig>, ConfigError> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for entry in raw {
+        let span = entry.span();
+        let r = entry.into_inner();
+        let tspan = r.target.span();
+        let target = r.target.into_inner();
+        let Some((remote, _)) = target.split_once(':').filter(|(r, _)| !r.is_empty()) else {
+            return Err(cx.invalid(
+                tspan,
+                "remote.target",
+                format!("`{target}` is not an rclone `remote:path`"),
+            ));
+        };
+        let default_name = remote.trim_start_matches(':').to_string();
+        let name = tier_name(
+            cx,
+            r.name
+                .unwrap_or_else(|| Spanned::new(span.clone(), default_name)),
+            "remote.name",
+            &mut seen,
+        )?;
+        out.push(RemoteConfig {
+            name,
+            target: target.trim_end_matches('/').to_string(),
+            flags: r.flags.unwrap_or_default(),
+            timeout: match r.timeout {
+                Some(t) => duration_value(cx, t, "remote.timeout")?,
+                None => Duration::from_secs(600),
+            },
+            retries: r.retries.unwrap_or(3).max(1),
+            retention: r.retention,
+        });
+    }
+    Ok(out)
 }
 
 /// An absolute path without `..` components (it is joined to the host root later).
@@ -1319,6 +1603,26 @@ exclude = ["/etc/pve/**/*.tmp", "**/*.bak"]
 run = "never"
 timeout = "2m"
 concurrency = 8
+
+[retention]
+keep_last = 2
+keep_daily = 10
+
+[[secondary]]
+path = "/mnt/nas/proxkeep"
+keep_daily = 30
+
+[[secondary]]
+name = "usb"
+path = "/srv/usb"
+require_mount = true
+timeout = "5s"
+
+[[remote]]
+target = "b2:bucket/proxkeep/"
+flags = ["--bwlimit", "8M"]
+retries = 5
+timeout = "1h"
 "#;
 
     fn full_config() -> Config {
@@ -1342,7 +1646,53 @@ concurrency = 8
                 timeout: Duration::from_secs(120),
                 concurrency: 8,
             },
+            retention: Policy {
+                keep_last: 2,
+                keep_daily: 10,
+                ..Policy::default()
+            },
+            secondary: vec![
+                SecondaryConfig {
+                    name: "proxkeep".into(),
+                    path: "/mnt/nas/proxkeep".into(),
+                    require_mount: true,
+                    timeout: Duration::from_secs(60),
+                    retention: PolicyOverride {
+                        keep_daily: Some(30),
+                        ..Default::default()
+                    },
+                },
+                SecondaryConfig {
+                    name: "usb".into(),
+                    path: "/srv/usb".into(),
+                    require_mount: true,
+                    timeout: Duration::from_secs(5),
+                    retention: PolicyOverride::default(),
+                },
+            ],
+            remote: vec![RemoteConfig {
+                name: "b2".into(),
+                target: "b2:bucket/proxkeep".into(),
+                flags: vec!["--bwlimit".into(), "8M".into()],
+                timeout: Duration::from_secs(3600),
+                retries: 5,
+                retention: PolicyOverride::default(),
+            }],
         }
+    }
+
+    #[test]
+    fn tier_errors_name_the_key() {
+        let e = parse_err("[[secondary]]\npath = \"relative\"\n");
+        assert!(format!("{e:?}").contains("secondary.path"), "{e:?}");
+        let e = parse_err("[[remote]]\ntarget = \"nocolon\"\n");
+        assert!(format!("{e:?}").contains("remote.target"), "{e:?}");
+        let e = parse_err("[[remote]]\ntarget = \"a:x\"\n[[remote]]\ntarget = \"a:y\"\n");
+        assert!(format!("{e:?}").contains("used by another tier"), "{e:?}");
+        let e = parse_err("[[secondary]]\npath = \"/mnt/x\"\nkeep_dialy = 3\n");
+        assert!(format!("{e:?}").contains("keep_daily"), "{e:?}");
+        assert_eq!(parse_ok("").retention, DEFAULT_POLICY);
+        assert_eq!(parse_ok("[retention]\n").retention, Policy::default());
     }
 
     #[test]

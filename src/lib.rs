@@ -14,6 +14,7 @@ pub mod preflight;
 pub mod retention;
 pub mod runner;
 pub mod store;
+pub mod tier;
 
 /// Exit codes (documented in the README).
 pub mod exit {

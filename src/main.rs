@@ -67,6 +67,18 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Apply the retention policy to every tier (or one), printing the plan with reasons
+    Prune {
+        /// Print the plan; remove nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this tier: local, secondary:NAME or remote:NAME (or just NAME)
+        #[arg(long, value_name = "NAME")]
+        tier: Option<String>,
+        /// Backup directory (overrides the config)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     #[command(flatten)]
     Inspect(cli::inspect::Commands),
     #[command(flatten)]
@@ -92,11 +104,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
-    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, cancel.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
     }
-    match run(&cli, &cancel) {
+    // One flag for the whole process life: leaked so every layer can hold a plain &'static reference.
+    let cancel: &'static AtomicBool = &**Box::leak(Box::new(flag));
+    match run(&cli, cancel) {
         Ok(code) => ExitCode::from(code as u8),
         Err(Exit(code, e)) => {
             eprintln!("error: {e:#}");
@@ -122,7 +136,7 @@ fn globals(cli: &Cli) -> Globals {
     }
 }
 
-fn run(cli: &Cli, cancel: &AtomicBool) -> Result<i32, Exit> {
+fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
     let verbosity = if cli.quiet { -1 } else { cli.verbose as i8 };
     let root = Root::new(cli.root.clone().unwrap_or_else(|| PathBuf::from("/")));
     if !root.dir().is_dir() {
@@ -147,6 +161,18 @@ fn run(cli: &Cli, cancel: &AtomicBool) -> Result<i32, Exit> {
             let plan = collect::scan(&root, &facts, &config);
             print_catalog(cli.json, &facts, &plan).map_err(|e| Exit(exit::FAILED, e))?;
             Ok(exit::OK)
+        }
+        Command::Prune { dry_run, tier, dir } => {
+            let config = load_config(cli)?;
+            run_prune(
+                cli,
+                &config,
+                &root,
+                *dry_run,
+                tier.as_deref(),
+                dir.clone(),
+                cancel,
+            )
         }
         Command::Check => {
             let config = load_config(cli)?;
@@ -216,6 +242,97 @@ fn run(cli: &Cli, cancel: &AtomicBool) -> Result<i32, Exit> {
             }
         }
     }
+}
+
+fn run_prune(
+    cli: &Cli,
+    config: &config::Config,
+    root: &Root,
+    dry_run: bool,
+    only: Option<&str>,
+    dir: Option<PathBuf>,
+    cancel: &'static AtomicBool,
+) -> Result<i32, Exit> {
+    use proxkeep::tier::{self, TierReport};
+    let dir = dir.unwrap_or_else(|| config.backup_dir.clone());
+    let host = proxkeep::host::hostname(root);
+    let now = std::env::var("PROXKEEP_NOW")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(jiff::Timestamp::now);
+    let tz = jiff::tz::TimeZone::system();
+    let tiers = tier::tiers(config, &dir, cancel);
+    let selected: Vec<_> = tiers
+        .iter()
+        .filter(|t| {
+            only.is_none_or(|o| {
+                t.label() == o || t.label().split_once(':').is_some_and(|(_, n)| n == o)
+            })
+        })
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<String> = tiers.iter().map(|t| t.label()).collect();
+        return Err(usage(anyhow::anyhow!(
+            "no tier {:?} (tiers: {})",
+            only.unwrap_or(""),
+            names.join(", ")
+        )));
+    }
+    let verified = tier::recorded_verification(&dir);
+    let mut out = Vec::new();
+    let mut failed = false;
+    for t in selected {
+        let mut rep = TierReport {
+            tier: t.label(),
+            ..Default::default()
+        };
+        let v = if t.label() == "local" {
+            verified.clone()
+        } else {
+            Default::default()
+        };
+        let plan = t
+            .ready()
+            .and_then(|()| tier::prune(t.as_ref(), &host, &v, now, &tz, dry_run, &mut rep));
+        match plan {
+            Ok(plan) => {
+                rep.ok = true;
+                if !cli.json {
+                    println!(
+                        "{} ({}):",
+                        t.label(),
+                        if dry_run { "dry run" } else { "pruned" }
+                    );
+                    for (a, d) in &plan {
+                        let what = match d {
+                            proxkeep::retention::Decision::Keep(r) => format!("keep    {r}"),
+                            proxkeep::retention::Decision::Remove if dry_run => {
+                                "remove  (would)".to_string()
+                            }
+                            proxkeep::retention::Decision::Remove => "removed".to_string(),
+                            proxkeep::retention::Decision::Damaged => {
+                                "DAMAGED kept: failed verification, check it".into()
+                            }
+                        };
+                        println!("  {}  {what}", a.file);
+                    }
+                    if plan.is_empty() {
+                        println!("  no archives of {host}");
+                    }
+                }
+                out.push(serde_json::json!({"tier": t.label(), "plan": plan.iter().map(|(a, d)| serde_json::json!({"archive": a.file, "decision": d})).collect::<Vec<_>>()}));
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("warning: tier {}: {e}", t.label());
+                out.push(serde_json::json!({"tier": t.label(), "error": e.to_string()}));
+            }
+        }
+    }
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+    Ok(if failed { exit::WARNINGS } else { exit::OK })
 }
 
 fn run_checks(root: &Root, config: &config::Config) -> Vec<preflight::Check> {

@@ -25,10 +25,17 @@ impl Policy {
         self.total() == 0
     }
     pub fn total(&self) -> u64 {
-        [self.keep_last, self.keep_hourly, self.keep_daily, self.keep_weekly, self.keep_monthly, self.keep_yearly]
-            .iter()
-            .map(|n| u64::from(*n))
-            .sum()
+        [
+            self.keep_last,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        ]
+        .iter()
+        .map(|n| u64::from(*n))
+        .sum()
     }
 }
 
@@ -67,7 +74,12 @@ impl Decision {
 }
 
 /// The plan: every candidate with its decision, newest first.
-pub fn plan(candidates: &[Candidate], policy: &Policy, now: Timestamp, tz: &TimeZone) -> Vec<(Candidate, Decision)> {
+pub fn plan(
+    candidates: &[Candidate],
+    policy: &Policy,
+    now: Timestamp,
+    tz: &TimeZone,
+) -> Vec<(Candidate, Decision)> {
     let mut list: Vec<Candidate> = candidates.to_vec();
     list.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.id.cmp(&a.id)));
     let mut marks: Vec<Option<Decision>> = vec![None; list.len()];
@@ -88,11 +100,21 @@ pub fn plan(candidates: &[Candidate], policy: &Policy, now: Timestamp, tz: &Time
 
     let rules: [(&str, u32, &dyn Fn(&Candidate) -> String); 6] = [
         ("keep_last", policy.keep_last, &|c: &Candidate| c.id.clone()),
-        ("keep_hourly", policy.keep_hourly, &|c: &Candidate| fmt(c, tz, "%Y-%m-%dT%H")),
-        ("keep_daily", policy.keep_daily, &|c: &Candidate| fmt(c, tz, "%Y-%m-%d")),
-        ("keep_weekly", policy.keep_weekly, &|c: &Candidate| fmt(c, tz, "%G-W%V")),
-        ("keep_monthly", policy.keep_monthly, &|c: &Candidate| fmt(c, tz, "%Y-%m")),
-        ("keep_yearly", policy.keep_yearly, &|c: &Candidate| fmt(c, tz, "%Y")),
+        ("keep_hourly", policy.keep_hourly, &|c: &Candidate| {
+            fmt(c, tz, "%Y-%m-%dT%H")
+        }),
+        ("keep_daily", policy.keep_daily, &|c: &Candidate| {
+            fmt(c, tz, "%Y-%m-%d")
+        }),
+        ("keep_weekly", policy.keep_weekly, &|c: &Candidate| {
+            fmt(c, tz, "%G-W%V")
+        }),
+        ("keep_monthly", policy.keep_monthly, &|c: &Candidate| {
+            fmt(c, tz, "%Y-%m")
+        }),
+        ("keep_yearly", policy.keep_yearly, &|c: &Candidate| {
+            fmt(c, tz, "%Y")
+        }),
     ];
     for (name, keep, bucket) in rules {
         if keep == 0 {
@@ -118,7 +140,11 @@ pub fn plan(candidates: &[Candidate], policy: &Policy, now: Timestamp, tz: &Time
                 break;
             }
             taken += 1;
-            let reason = if name == "keep_last" { format!("keep_last {taken}") } else { format!("{name} {b}") };
+            let reason = if name == "keep_last" {
+                format!("keep_last {taken}")
+            } else {
+                format!("{name} {b}")
+            };
             marks[i] = Some(Decision::Keep(reason));
             filled.insert(b);
         }
@@ -129,7 +155,9 @@ pub fn plan(candidates: &[Candidate], policy: &Policy, now: Timestamp, tz: &Time
             marks[i] = Some(Decision::Keep("newest intact archive".into()));
         }
     }
-    list.into_iter().zip(marks.into_iter().map(|m| m.unwrap_or(Decision::Remove))).collect()
+    list.into_iter()
+        .zip(marks.into_iter().map(|m| m.unwrap_or(Decision::Remove)))
+        .collect()
 }
 
 fn fmt(c: &Candidate, tz: &TimeZone, f: &str) -> String {
@@ -146,11 +174,22 @@ mod tests {
     }
 
     fn cands(times: &[&str]) -> Vec<Candidate> {
-        times.iter().map(|t| Candidate { id: t.to_string(), time: ts(t), verified: Verified::Ok }).collect()
+        times
+            .iter()
+            .map(|t| Candidate {
+                id: t.to_string(),
+                time: ts(t),
+                verified: Verified::Ok,
+            })
+            .collect()
     }
 
     fn kept(plan: &[(Candidate, Decision)]) -> Vec<String> {
-        let mut v: Vec<String> = plan.iter().filter(|(_, d)| !d.is_remove()).map(|(c, _)| c.id.clone()).collect();
+        let mut v: Vec<String> = plan
+            .iter()
+            .filter(|(_, d)| !d.is_remove())
+            .map(|(c, _)| c.id.clone())
+            .collect();
         v.sort();
         v
     }
@@ -167,8 +206,19 @@ mod tests {
             "2026-11-26T15:00:00Z",
             "2026-11-27T03:00:00Z",
         ]);
-        let p = plan(&c, &Policy { keep_daily: 2, ..Default::default() }, ts(NOW), &TimeZone::UTC);
-        assert_eq!(kept(&p), vec!["2026-11-26T15:00:00Z", "2026-11-27T03:00:00Z"]);
+        let p = plan(
+            &c,
+            &Policy {
+                keep_daily: 2,
+                ..Default::default()
+            },
+            ts(NOW),
+            &TimeZone::UTC,
+        );
+        assert_eq!(
+            kept(&p),
+            vec!["2026-11-26T15:00:00Z", "2026-11-27T03:00:00Z"]
+        );
         let reasons: Vec<_> = p.iter().map(|(_, d)| d.clone()).collect();
         assert_eq!(reasons[0], Decision::Keep("keep_daily 2026-11-27".into()));
     }
@@ -182,22 +232,72 @@ mod tests {
             "2026-11-27T03:00:00Z",
             "2026-11-27T15:00:00Z",
         ]);
-        let p = plan(&c, &Policy { keep_last: 2, keep_daily: 2, ..Default::default() }, ts(NOW), &TimeZone::UTC);
+        let p = plan(
+            &c,
+            &Policy {
+                keep_last: 2,
+                keep_daily: 2,
+                ..Default::default()
+            },
+            ts(NOW),
+            &TimeZone::UTC,
+        );
         assert_eq!(kept(&p).len(), 4);
-        let p = plan(&c, &Policy { keep_last: 1, keep_daily: 1, ..Default::default() }, ts(NOW), &TimeZone::UTC);
+        let p = plan(
+            &c,
+            &Policy {
+                keep_last: 1,
+                keep_daily: 1,
+                ..Default::default()
+            },
+            ts(NOW),
+            &TimeZone::UTC,
+        );
         // keep_last 1 → 11-27T15 (fills day 11-27); keep_daily 1 → 11-26.
-        assert_eq!(kept(&p), vec!["2026-11-26T03:00:00Z", "2026-11-27T15:00:00Z"]);
+        assert_eq!(
+            kept(&p),
+            vec!["2026-11-26T03:00:00Z", "2026-11-27T15:00:00Z"]
+        );
     }
 
     #[test]
     fn weekly_uses_iso_weeks_and_yearly_the_calendar_year() {
         // 2024-12-30 is in ISO week 2025-W01, like 2025-01-01.
-        let c = cands(&["2024-12-29T12:00:00Z", "2024-12-30T12:00:00Z", "2025-01-01T12:00:00Z"]);
-        let p = plan(&c, &Policy { keep_weekly: 5, ..Default::default() }, ts(NOW), &TimeZone::UTC);
-        assert_eq!(kept(&p), vec!["2024-12-29T12:00:00Z", "2025-01-01T12:00:00Z"]);
-        assert!(p.iter().any(|(_, d)| *d == Decision::Keep("keep_weekly 2025-W01".into())));
-        let p = plan(&c, &Policy { keep_yearly: 5, ..Default::default() }, ts(NOW), &TimeZone::UTC);
-        assert_eq!(kept(&p), vec!["2024-12-30T12:00:00Z", "2025-01-01T12:00:00Z"]);
+        let c = cands(&[
+            "2024-12-29T12:00:00Z",
+            "2024-12-30T12:00:00Z",
+            "2025-01-01T12:00:00Z",
+        ]);
+        let p = plan(
+            &c,
+            &Policy {
+                keep_weekly: 5,
+                ..Default::default()
+            },
+            ts(NOW),
+            &TimeZone::UTC,
+        );
+        assert_eq!(
+            kept(&p),
+            vec!["2024-12-29T12:00:00Z", "2025-01-01T12:00:00Z"]
+        );
+        assert!(
+            p.iter()
+                .any(|(_, d)| *d == Decision::Keep("keep_weekly 2025-W01".into()))
+        );
+        let p = plan(
+            &c,
+            &Policy {
+                keep_yearly: 5,
+                ..Default::default()
+            },
+            ts(NOW),
+            &TimeZone::UTC,
+        );
+        assert_eq!(
+            kept(&p),
+            vec!["2024-12-30T12:00:00Z", "2025-01-01T12:00:00Z"]
+        );
     }
 
     #[test]
@@ -205,9 +305,25 @@ mod tests {
         // 23:30 UTC on the 26th is the 27th in Berlin: both fall into one Berlin day.
         let c = cands(&["2026-11-26T23:30:00Z", "2026-11-27T10:00:00Z"]);
         let berlin = TimeZone::get("Europe/Berlin").unwrap_or(TimeZone::fixed(jiff::tz::offset(1)));
-        let p = plan(&c, &Policy { keep_daily: 5, ..Default::default() }, ts(NOW), &berlin);
+        let p = plan(
+            &c,
+            &Policy {
+                keep_daily: 5,
+                ..Default::default()
+            },
+            ts(NOW),
+            &berlin,
+        );
         assert_eq!(kept(&p), vec!["2026-11-27T10:00:00Z"]);
-        let p = plan(&c, &Policy { keep_daily: 5, ..Default::default() }, ts(NOW), &TimeZone::UTC);
+        let p = plan(
+            &c,
+            &Policy {
+                keep_daily: 5,
+                ..Default::default()
+            },
+            ts(NOW),
+            &TimeZone::UTC,
+        );
         assert_eq!(kept(&p).len(), 2);
     }
 
@@ -222,7 +338,15 @@ mod tests {
     fn damaged_archives_are_never_removed_and_never_fill_a_bucket() {
         let mut c = cands(&["2026-11-26T03:00:00Z", "2026-11-27T03:00:00Z"]);
         c[1].verified = Verified::Failed;
-        let p = plan(&c, &Policy { keep_last: 1, ..Default::default() }, ts(NOW), &TimeZone::UTC);
+        let p = plan(
+            &c,
+            &Policy {
+                keep_last: 1,
+                ..Default::default()
+            },
+            ts(NOW),
+            &TimeZone::UTC,
+        );
         assert_eq!(p[0].1, Decision::Damaged);
         assert_eq!(p[1].1, Decision::Keep("keep_last 1".into()));
     }
@@ -231,11 +355,30 @@ mod tests {
     fn newest_intact_archive_is_kept_even_when_no_rule_keeps_it() {
         // keep_yearly 1 picks the newest of the year anyway; use monthly on an old bucket to show the rule.
         let c = cands(&["2026-11-26T03:00:00Z", "2026-11-27T03:00:00Z"]);
-        let p = plan(&c, &Policy { keep_hourly: 0, keep_last: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0, keep_yearly: 1 },
-            ts(NOW), &TimeZone::UTC);
+        let p = plan(
+            &c,
+            &Policy {
+                keep_hourly: 0,
+                keep_last: 0,
+                keep_daily: 0,
+                keep_weekly: 0,
+                keep_monthly: 0,
+                keep_yearly: 1,
+            },
+            ts(NOW),
+            &TimeZone::UTC,
+        );
         assert_eq!(kept(&p), vec!["2026-11-27T03:00:00Z"]);
         let future = cands(&["2031-01-01T00:00:00Z", "2026-11-27T03:00:00Z"]);
-        let p = plan(&future, &Policy { keep_last: 1, ..Default::default() }, ts(NOW), &TimeZone::UTC);
+        let p = plan(
+            &future,
+            &Policy {
+                keep_last: 1,
+                ..Default::default()
+            },
+            ts(NOW),
+            &TimeZone::UTC,
+        );
         assert_eq!(kept(&p).len(), 2, "{p:?}");
     }
 
@@ -245,14 +388,31 @@ mod tests {
         let start = ts("2025-01-01T03:00:00Z");
         let c: Vec<Candidate> = (0..730)
             .map(|d| {
-                let t = start.checked_add(jiff::SignedDuration::from_hours(24 * d)).unwrap();
-                Candidate { id: format!("{d:04}"), time: t, verified: Verified::Ok }
+                let t = start
+                    .checked_add(jiff::SignedDuration::from_hours(24 * d))
+                    .unwrap();
+                Candidate {
+                    id: format!("{d:04}"),
+                    time: t,
+                    verified: Verified::Ok,
+                }
             })
             .collect();
         let now = ts("2026-12-31T12:00:00Z");
-        let policy = Policy { keep_last: 3, keep_daily: 7, keep_weekly: 4, keep_monthly: 6, keep_yearly: 2, keep_hourly: 0 };
+        let policy = Policy {
+            keep_last: 3,
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 6,
+            keep_yearly: 2,
+            keep_hourly: 0,
+        };
         let p = plan(&c, &policy, now, &TimeZone::UTC);
-        let count = |prefix: &str| p.iter().filter(|(_, d)| matches!(d, Decision::Keep(r) if r.starts_with(prefix))).count();
+        let count = |prefix: &str| {
+            p.iter()
+                .filter(|(_, d)| matches!(d, Decision::Keep(r) if r.starts_with(prefix)))
+                .count()
+        };
         assert_eq!(count("keep_last"), 3);
         assert_eq!(count("keep_daily"), 7);
         assert_eq!(count("keep_weekly"), 4);
@@ -261,7 +421,8 @@ mod tests {
         assert_eq!(count("keep_yearly"), 1);
         assert_eq!(kept(&p).len(), 21);
         // The yearly of 2025 is its last day.
-        assert!(p.iter().any(|(c, d)| c.time == ts("2025-12-31T03:00:00Z") && *d == Decision::Keep("keep_yearly 2025".into())));
+        assert!(p.iter().any(|(c, d)| c.time == ts("2025-12-31T03:00:00Z")
+            && *d == Decision::Keep("keep_yearly 2025".into())));
     }
 
     fn arb_candidates() -> impl Strategy<Value = Vec<Candidate>> {
@@ -271,20 +432,26 @@ mod tests {
                 .map(|(i, (secs, f))| Candidate {
                     id: format!("a{i}"),
                     time: Timestamp::from_second(1_700_000_000 + secs).unwrap(),
-                    verified: if f == 0 { Verified::Failed } else { Verified::Ok },
+                    verified: if f == 0 {
+                        Verified::Failed
+                    } else {
+                        Verified::Ok
+                    },
                 })
                 .collect()
         })
     }
 
     fn arb_policy() -> impl Strategy<Value = Policy> {
-        (0u32..4, 0u32..4, 0u32..8, 0u32..5, 0u32..7, 0u32..3).prop_map(|(l, h, d, w, m, y)| Policy {
-            keep_last: l,
-            keep_hourly: h,
-            keep_daily: d,
-            keep_weekly: w,
-            keep_monthly: m,
-            keep_yearly: y,
+        (0u32..4, 0u32..4, 0u32..8, 0u32..5, 0u32..7, 0u32..3).prop_map(|(l, h, d, w, m, y)| {
+            Policy {
+                keep_last: l,
+                keep_hourly: h,
+                keep_daily: d,
+                keep_weekly: w,
+                keep_monthly: m,
+                keep_yearly: y,
+            }
         })
     }
 

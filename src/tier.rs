@@ -1,0 +1,770 @@
+//! Where archives live: the local backup directory, secondary paths (mounted NAS, USB disk) and rclone remotes.
+//! Copying a verified archive to every tier, checking the copy, and pruning each tier by its retention policy.
+//!
+//! A tier failure is a warning, never a failure of the primary backup. Every file-system call on a secondary
+//! runs under a deadline (a dead NFS mount must not hang the run) and every rclone call under a timeout.
+
+use crate::archive::name::ArchiveName;
+use crate::config::{Config, Policy};
+use crate::retention::{self, Candidate, Decision, Verified};
+use crate::runner::{self, CommandSpec, RunOptions};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// One archive as a tier sees it.
+#[derive(Debug, Clone)]
+pub struct TierArchive {
+    pub file: String,
+    pub name: ArchiveName,
+    pub size: u64,
+}
+
+/// What happened on one tier in this run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TierReport {
+    /// `local`, `secondary:NAME` or `remote:NAME`.
+    pub tier: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub copied: Vec<String>,
+    pub removed: Vec<String>,
+    /// Listed, not removed: failed verification.
+    pub damaged: Vec<String>,
+    /// This host's archives on the tier after the run.
+    pub archives: u64,
+    pub bytes: u64,
+    /// Unix time of the last successful copy in this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_copy: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TierError {
+    #[error("{what}: no answer within {secs} s (hung mount?)")]
+    Deadline { what: String, secs: u64 },
+    #[error("{0}")]
+    Io(String),
+    #[error("{path} is not a mount point (require_mount = true): nothing written")]
+    NotMounted { path: PathBuf },
+    #[error("rclone {what}: {detail}")]
+    Rclone { what: String, detail: String },
+    #[error("copy of {file} differs from the original ({detail})")]
+    Mismatch { file: String, detail: String },
+}
+
+/// Run `f` on its own thread and give up after `deadline`. A thread stuck in a dead mount is left behind:
+/// better one stuck thread than a hung backup.
+pub fn with_deadline<T: Send + 'static>(
+    what: &str,
+    deadline: Duration,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, TierError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(TierError::Io(format!("{what}: {e}"))),
+        Err(_) => Err(TierError::Deadline {
+            what: what.to_string(),
+            secs: deadline.as_secs().max(1),
+        }),
+    }
+}
+
+/// Mount points from `/proc/self/mountinfo` (field 5, with the kernel's octal escapes undone).
+pub fn parse_mountinfo(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| {
+            let mut out = Vec::new();
+            let b = m.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'\\'
+                    && i + 3 < b.len() + 0
+                    && b[i + 1..i + 4].iter().all(u8::is_ascii_digit)
+                {
+                    let v =
+                        u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("0"), 8)
+                            .unwrap_or(0);
+                    out.push(v);
+                    i += 4;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            use std::os::unix::ffi::OsStringExt;
+            PathBuf::from(std::ffi::OsString::from_vec(out))
+        })
+        .collect()
+}
+
+pub fn is_mount_point(path: &Path) -> bool {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = path.components().collect::<PathBuf>();
+    parse_mountinfo(&text).iter().any(|m| *m == want)
+}
+
+/// Verification results recorded in a directory's `.proxkeep-verify.json` (file name → ok?).
+pub fn recorded_verification(dir: &Path) -> HashMap<String, bool> {
+    let Ok(text) = fs::read_to_string(dir.join(".proxkeep-verify.json")) else {
+        return HashMap::new();
+    };
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&text)
+    else {
+        return HashMap::new();
+    };
+    let entries = match map.get("archives") {
+        Some(serde_json::Value::Object(inner)) => inner.clone(),
+        _ => map,
+    };
+    entries
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.get("ok")?.as_bool()?)))
+        .collect()
+}
+
+/// The retention plan for a set of archives.
+pub fn plan_for(
+    archives: &[TierArchive],
+    verified: &HashMap<String, bool>,
+    policy: &Policy,
+    now: Timestamp,
+    tz: &TimeZone,
+) -> Vec<(TierArchive, Decision)> {
+    let cands: Vec<Candidate> = archives
+        .iter()
+        .map(|a| Candidate {
+            id: a.file.clone(),
+            time: a.name.time,
+            verified: match verified.get(&a.file) {
+                Some(true) => Verified::Ok,
+                Some(false) => Verified::Failed,
+                None => Verified::Unknown,
+            },
+        })
+        .collect();
+    let by_id: HashMap<&str, &TierArchive> =
+        archives.iter().map(|a| (a.file.as_str(), a)).collect();
+    retention::plan(&cands, policy, now, tz)
+        .into_iter()
+        .filter_map(|(c, d)| by_id.get(c.id.as_str()).map(|a| ((*a).clone(), d)))
+        .collect()
+}
+
+fn parse_listing(names: impl IntoIterator<Item = (String, u64)>, host: &str) -> Vec<TierArchive> {
+    let mut out: Vec<TierArchive> = names
+        .into_iter()
+        .filter_map(|(file, size)| {
+            let name = ArchiveName::parse(&file)?;
+            (name.host == host).then_some(TierArchive { file, name, size })
+        })
+        .collect();
+    out.sort_by(|a, b| b.name.time.cmp(&a.name.time));
+    out
+}
+
+/// A place that holds archives.
+pub trait Tier {
+    fn label(&self) -> String;
+    fn policy(&self) -> Policy;
+    /// This host's archives on the tier.
+    fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError>;
+    /// Copy a local archive (and its sidecar) there and check the copy.
+    fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError>;
+    /// Remove an archive and the files that belong to it.
+    fn remove(&self, file: &str) -> Result<(), TierError>;
+    /// Whether the tier can be used at all right now (mounted, reachable).
+    fn ready(&self) -> Result<(), TierError> {
+        Ok(())
+    }
+}
+
+/// The local backup directory.
+pub struct Local {
+    pub dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub policy: Policy,
+}
+
+impl Tier for Local {
+    fn label(&self) -> String {
+        "local".into()
+    }
+    fn policy(&self) -> Policy {
+        self.policy
+    }
+    fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError> {
+        Ok(crate::store::list(&self.dir, Some(host))
+            .map_err(|e| TierError::Io(format!("{}: {e}", self.dir.display())))?
+            .into_iter()
+            .map(|l| TierArchive {
+                file: l.name.to_string(),
+                name: l.name,
+                size: l.size,
+            })
+            .collect())
+    }
+    fn put(&self, _: &Path, _: &str) -> Result<(), TierError> {
+        Ok(())
+    }
+    fn remove(&self, file: &str) -> Result<(), TierError> {
+        remove_set(&self.dir, file).map_err(|e| TierError::Io(format!("remove {file}: {e}")))?;
+        if let Some(n) = ArchiveName::parse(file) {
+            let _ = fs::remove_file(self.log_dir.join(format!("{}.log", n.stem())));
+        }
+        Ok(())
+    }
+}
+
+/// Remove an archive and its sidecar (only names of proxkeep's shapes).
+fn remove_set(dir: &Path, file: &str) -> io::Result<()> {
+    fs::remove_file(dir.join(file))?;
+    match fs::remove_file(dir.join(format!("{file}.sha256"))) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    File::open(dir)?.sync_all()
+}
+
+/// A mounted directory (NFS, CIFS, USB disk).
+pub struct Secondary {
+    pub name: String,
+    pub path: PathBuf,
+    pub require_mount: bool,
+    pub timeout: Duration,
+    pub policy: Policy,
+}
+
+fn sha256_file(path: &Path) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(crate::archive::format::hex(&h.finalize()))
+}
+
+/// Copy `src` into `dir` as `name`: temp file in the destination, fsync, rename, fsync the directory.
+fn copy_atomic(src: &Path, dir: &Path, name: &str) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
+    let result = (|| {
+        let mut from = File::open(src)?;
+        let mut to = crate::backup::create_private(&tmp)?;
+        io::copy(&mut from, &mut to)?;
+        to.flush()?;
+        to.sync_all()?;
+        fs::rename(&tmp, dir.join(name))?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl Tier for Secondary {
+    fn label(&self) -> String {
+        format!("secondary:{}", self.name)
+    }
+    fn policy(&self) -> Policy {
+        self.policy
+    }
+    fn ready(&self) -> Result<(), TierError> {
+        if self.require_mount && !is_mount_point(&self.path) {
+            return Err(TierError::NotMounted {
+                path: self.path.clone(),
+            });
+        }
+        let p = self.path.clone();
+        with_deadline(
+            &format!("stat {}", self.path.display()),
+            self.timeout,
+            move || {
+                let md = fs::metadata(&p)?;
+                if md.is_dir() {
+                    Ok(())
+                } else {
+                    Err(io::Error::other("not a directory"))
+                }
+            },
+        )
+    }
+    fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError> {
+        let p = self.path.clone();
+        let names = with_deadline(
+            &format!("list {}", self.path.display()),
+            self.timeout,
+            move || {
+                let mut v = Vec::new();
+                for e in fs::read_dir(&p)? {
+                    let e = e?;
+                    if let (Some(n), Ok(md)) =
+                        (e.file_name().to_str().map(String::from), e.metadata())
+                    {
+                        if md.is_file() {
+                            v.push((n, md.len()));
+                        }
+                    }
+                }
+                Ok(v)
+            },
+        )?;
+        Ok(parse_listing(names, host))
+    }
+    fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError> {
+        let name = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let size = fs::metadata(local).map(|m| m.len()).unwrap_or(0);
+        // The copy gets the deadline plus time for the bytes at a slow 1 MB/s.
+        let budget = self.timeout + Duration::from_secs(size / 1_000_000);
+        let (src, dir, n) = (local.to_path_buf(), self.path.clone(), name.clone());
+        with_deadline(
+            &format!("copy {name} to {}", self.path.display()),
+            budget,
+            move || copy_atomic(&src, &dir, &n),
+        )?;
+        let sidecar = local.with_file_name(format!("{name}.sha256"));
+        if sidecar.is_file() {
+            let (src, dir, n) = (sidecar, self.path.clone(), format!("{name}.sha256"));
+            with_deadline("copy sidecar", self.timeout, move || {
+                copy_atomic(&src, &dir, &n)
+            })?;
+        }
+        let copy = self.path.join(&name);
+        let got = with_deadline(
+            &format!("read back {}", copy.display()),
+            budget,
+            move || sha256_file(&copy),
+        )?;
+        if got != sha256 {
+            let _ = self.remove(&name);
+            return Err(TierError::Mismatch {
+                file: name,
+                detail: format!("sha256 {got}, expected {sha256}"),
+            });
+        }
+        Ok(())
+    }
+    fn remove(&self, file: &str) -> Result<(), TierError> {
+        let (dir, f) = (self.path.clone(), file.to_string());
+        with_deadline(&format!("remove {file}"), self.timeout, move || {
+            remove_set(&dir, &f)
+        })
+    }
+}
+
+/// An rclone remote (`remote:path`), with the user's rclone setup (`RCLONE_CONFIG`, env-defined remotes).
+pub struct Remote {
+    pub name: String,
+    pub target: String,
+    pub flags: Vec<String>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub policy: Policy,
+    pub cancel: &'static AtomicBool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LsEntry {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Size", default)]
+    size: i64,
+    #[serde(rename = "Hashes", default)]
+    hashes: HashMap<String, String>,
+}
+
+/// Parse `rclone lsjson` output.
+fn parse_lsjson(text: &[u8]) -> Result<Vec<(String, u64, HashMap<String, String>)>, String> {
+    let v: Vec<LsEntry> =
+        serde_json::from_slice(text).map_err(|e| format!("unexpected lsjson output: {e}"))?;
+    Ok(v.into_iter()
+        .map(|e| (e.name, e.size.max(0) as u64, e.hashes))
+        .collect())
+}
+
+/// First field of `rclone hashsum` output (`<hash>  <name>`).
+fn parse_hashsum(text: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(text)
+        .split_whitespace()
+        .next()
+        .map(|s| s.to_ascii_lowercase())
+}
+
+static NEVER: AtomicBool = AtomicBool::new(false);
+
+impl Remote {
+    pub fn new(cfg: &crate::config::RemoteConfig, default: &Policy) -> Self {
+        Remote {
+            name: cfg.name.clone(),
+            target: cfg.target.clone(),
+            flags: cfg.flags.clone(),
+            timeout: cfg.timeout,
+            retries: cfg.retries,
+            policy: cfg.retention.apply(default),
+            cancel: &NEVER,
+        }
+    }
+
+    fn path_of(&self, file: &str) -> String {
+        if self.target.ends_with(':') {
+            format!("{}{file}", self.target)
+        } else {
+            format!("{}/{file}", self.target)
+        }
+    }
+
+    fn rclone(&self, what: &str, args: &[&str]) -> Result<Vec<u8>, TierError> {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(self.flags.iter().cloned());
+        let spec = CommandSpec {
+            program: "rclone".into(),
+            args: all,
+            env: Vec::new(),
+        };
+        let opts = RunOptions {
+            timeout: self.timeout,
+            ..Default::default()
+        };
+        let r = runner::run(&spec, &opts, self.cancel);
+        if r.success() {
+            Ok(r.stdout)
+        } else {
+            Err(TierError::Rclone {
+                what: what.into(),
+                detail: format!("{}: {}", r.status, r.stderr_tail(400)),
+            })
+        }
+    }
+
+    /// Run with retries and exponential backoff (1 s, 2 s, 4 s, …).
+    fn rclone_retry(&self, what: &str, args: &[&str]) -> Result<Vec<u8>, TierError> {
+        let mut last = None;
+        for attempt in 0..self.retries.max(1) {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_secs(1 << (attempt - 1).min(5)));
+            }
+            match self.rclone(what, args) {
+                Ok(out) => return Ok(out),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(TierError::Io("no attempt".into())))
+    }
+
+    fn stat(&self, file: &str) -> Result<Option<(u64, HashMap<String, String>)>, TierError> {
+        let out = self.rclone(
+            "lsjson",
+            &["lsjson", "--hash", "--files-only", &self.path_of(file)],
+        )?;
+        let v = parse_lsjson(&out).map_err(|e| TierError::Rclone {
+            what: "lsjson".into(),
+            detail: e,
+        })?;
+        Ok(v.into_iter().next().map(|(_, s, h)| (s, h)))
+    }
+}
+
+impl Tier for Remote {
+    fn label(&self) -> String {
+        format!("remote:{}", self.name)
+    }
+    fn policy(&self) -> Policy {
+        self.policy
+    }
+    fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError> {
+        let out = match self.rclone("lsjson", &["lsjson", "--files-only", &self.target]) {
+            Ok(o) => o,
+            // A target directory that does not exist yet holds no archives (rclone exit 3).
+            Err(TierError::Rclone { detail, .. }) if detail.starts_with("exit 3") => b"[]".to_vec(),
+            Err(e) => return Err(e),
+        };
+        let v = parse_lsjson(&out).map_err(|e| TierError::Rclone {
+            what: "lsjson".into(),
+            detail: e,
+        })?;
+        Ok(parse_listing(v.into_iter().map(|(n, s, _)| (n, s)), host))
+    }
+    fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError> {
+        let name = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let local_s = local.to_string_lossy().into_owned();
+        self.rclone_retry("copyto", &["copyto", &local_s, &self.path_of(&name)])?;
+        let sidecar = local.with_file_name(format!("{name}.sha256"));
+        if sidecar.is_file() {
+            let s = sidecar.to_string_lossy().into_owned();
+            self.rclone_retry(
+                "copyto",
+                &["copyto", &s, &self.path_of(&format!("{name}.sha256"))],
+            )?;
+        }
+        // Check the copy: a hash the backend gives, else the size.
+        let size = fs::metadata(local).map(|m| m.len()).unwrap_or(0);
+        let Some((rsize, hashes)) = self.stat(&name)? else {
+            return Err(TierError::Mismatch {
+                file: name,
+                detail: "not found after upload".into(),
+            });
+        };
+        if rsize != size {
+            return Err(TierError::Mismatch {
+                file: name,
+                detail: format!("size {rsize}, expected {size}"),
+            });
+        }
+        if let Some(h) = hashes.get("sha256") {
+            if !h.eq_ignore_ascii_case(sha256) {
+                return Err(TierError::Mismatch {
+                    file: name,
+                    detail: format!("sha256 {h}, expected {sha256}"),
+                });
+            }
+        } else if let Some((kind, h)) = ["sha1", "md5"]
+            .iter()
+            .find_map(|k| hashes.get(*k).map(|h| (*k, h)))
+        {
+            let out = self.rclone("hashsum", &["hashsum", kind, &local_s])?;
+            let mine = parse_hashsum(&out).unwrap_or_default();
+            if !mine.eq_ignore_ascii_case(h) {
+                return Err(TierError::Mismatch {
+                    file: name,
+                    detail: format!("{kind} {h}, expected {mine}"),
+                });
+            }
+        }
+        Ok(())
+    }
+    fn remove(&self, file: &str) -> Result<(), TierError> {
+        self.rclone("deletefile", &["deletefile", &self.path_of(file)])?;
+        // The sidecar may be missing (an older copy failed half way): that is fine.
+        let _ = self.rclone(
+            "deletefile",
+            &["deletefile", &self.path_of(&format!("{file}.sha256"))],
+        );
+        Ok(())
+    }
+}
+
+/// The tiers of a config: local first, then secondaries and remotes in config order.
+pub fn tiers(
+    config: &Config,
+    backup_dir: &Path,
+    cancel: &'static AtomicBool,
+) -> Vec<Box<dyn Tier + Send + Sync>> {
+    let mut v: Vec<Box<dyn Tier + Send + Sync>> = vec![Box::new(Local {
+        dir: backup_dir.to_path_buf(),
+        log_dir: config.log_dir.clone(),
+        policy: config.retention,
+    })];
+    for s in &config.secondary {
+        v.push(Box::new(Secondary {
+            name: s.name.clone(),
+            path: s.path.clone(),
+            require_mount: s.require_mount,
+            timeout: s.timeout,
+            policy: s.retention.apply(&config.retention),
+        }));
+    }
+    for r in &config.remote {
+        let mut remote = Remote::new(r, &config.retention);
+        remote.cancel = cancel;
+        v.push(Box::new(remote));
+    }
+    v
+}
+
+/// Apply a retention plan on a tier (or only report it with `dry_run`).
+pub fn prune(
+    tier: &dyn Tier,
+    host: &str,
+    verified: &HashMap<String, bool>,
+    now: Timestamp,
+    tz: &TimeZone,
+    dry_run: bool,
+    report: &mut TierReport,
+) -> Result<Vec<(TierArchive, Decision)>, TierError> {
+    let archives = tier.list(host)?;
+    let plan = plan_for(&archives, verified, &tier.policy(), now, tz);
+    for (a, d) in &plan {
+        match d {
+            Decision::Remove if !dry_run => {
+                tier.remove(&a.file)?;
+                report.removed.push(a.file.clone());
+            }
+            Decision::Remove => report.removed.push(a.file.clone()),
+            Decision::Damaged => report.damaged.push(a.file.clone()),
+            Decision::Keep(_) => {}
+        }
+    }
+    let left: Vec<&TierArchive> = plan
+        .iter()
+        .filter(|(_, d)| dry_run || !d.is_remove())
+        .map(|(a, _)| a)
+        .collect();
+    report.archives = left.len() as u64;
+    report.bytes = left.iter().map(|a| a.size).sum();
+    Ok(plan)
+}
+
+/// After a verified backup: copy to a tier every local archive it lacks that its policy would keep (the new
+/// one, and any an earlier failed run did not deliver), then prune the tier, but only when the new archive
+/// reached it.
+pub fn sync_tier(
+    tier: &dyn Tier,
+    local: &[TierArchive],
+    local_dir: &Path,
+    new_file: &str,
+    new_sha256: &str,
+    host: &str,
+    now: Timestamp,
+    tz: &TimeZone,
+) -> TierReport {
+    let mut report = TierReport {
+        tier: tier.label(),
+        ..Default::default()
+    };
+    let result = (|| -> Result<(), TierError> {
+        tier.ready()?;
+        let there = tier.list(host)?;
+        let have: std::collections::HashSet<&str> = there.iter().map(|a| a.file.as_str()).collect();
+        // Only what the tier's policy would keep among (what it has + all local ones).
+        let mut union: Vec<TierArchive> = there.clone();
+        union.extend(
+            local
+                .iter()
+                .filter(|a| !have.contains(a.file.as_str()))
+                .cloned(),
+        );
+        let keep: std::collections::HashSet<String> =
+            plan_for(&union, &HashMap::new(), &tier.policy(), now, tz)
+                .into_iter()
+                .filter(|(_, d)| !d.is_remove())
+                .map(|(a, _)| a.file)
+                .collect();
+        let mut missing: Vec<&TierArchive> = local
+            .iter()
+            .filter(|a| {
+                !have.contains(a.file.as_str()) && (keep.contains(&a.file) || a.file == new_file)
+            })
+            .collect();
+        // The new archive first.
+        missing.sort_by_key(|a| a.file != new_file);
+        for a in missing {
+            let path = local_dir.join(&a.file);
+            let sha = if a.file == new_file {
+                new_sha256.to_string()
+            } else {
+                sha256_file(&path).map_err(|e| TierError::Io(format!("{}: {e}", path.display())))?
+            };
+            tier.put(&path, &sha)?;
+            report.copied.push(a.file.clone());
+            report.last_copy = Some(Timestamp::now().as_second());
+        }
+        prune(tier, host, &HashMap::new(), now, tz, false, &mut report)?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => report.ok = true,
+        Err(e) => report.error = Some(e.to_string()),
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_parsing_unescapes() {
+        let text = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                    90 22 0:50 / /mnt/my\\040nas rw - nfs4 srv:/x rw\n";
+        assert_eq!(
+            parse_mountinfo(text),
+            vec![PathBuf::from("/"), PathBuf::from("/mnt/my nas")]
+        );
+    }
+
+    #[test]
+    fn deadline_gives_up_on_a_hung_call() {
+        let t = std::time::Instant::now();
+        let r = with_deadline("stat /mnt/dead", Duration::from_millis(200), || {
+            std::thread::sleep(Duration::from_secs(5));
+            Ok(())
+        });
+        assert!(matches!(r, Err(TierError::Deadline { .. })));
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn lsjson_and_hashsum_parsing() {
+        let out = br#"[{"Path":"a.tar.zst","Name":"a.tar.zst","Size":12,"MimeType":"x","ModTime":"2026-01-01T00:00:00Z","IsDir":false,"Hashes":{"sha1":"ab","md5":"cd"}}]"#;
+        let v = parse_lsjson(out).unwrap();
+        assert_eq!(v[0].0, "a.tar.zst");
+        assert_eq!(v[0].1, 12);
+        assert_eq!(v[0].2["sha1"], "ab");
+        assert!(parse_lsjson(b"garbage").is_err());
+        assert_eq!(
+            parse_hashsum(b"F572D396  /tmp/a.txt\n"),
+            Some("f572d396".into())
+        );
+    }
+
+    #[test]
+    fn only_this_hosts_archives_are_listed() {
+        let names = vec![
+            ("pve1-pve-20261127T030000Z.tar.zst".to_string(), 1),
+            ("pve2-pve-20261127T030000Z.tar.zst".to_string(), 1),
+            ("pve1-pve-20261127T030000Z.tar.zst.sha256".to_string(), 1),
+            ("holiday.jpg".to_string(), 1),
+            ("pve1-pve-20261128T030000Z.tar.zst".to_string(), 1),
+        ];
+        let v = parse_listing(names, "pve1");
+        assert_eq!(
+            v.iter().map(|a| a.file.as_str()).collect::<Vec<_>>(),
+            vec![
+                "pve1-pve-20261128T030000Z.tar.zst",
+                "pve1-pve-20261127T030000Z.tar.zst"
+            ]
+        );
+    }
+
+    #[test]
+    fn recorded_verification_reads_both_shapes() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(
+            d.path().join(".proxkeep-verify.json"),
+            r#"{"a.tar.zst":{"ok":true},"b.tar.zst":{"ok":false}}"#,
+        )
+        .unwrap();
+        let v = recorded_verification(d.path());
+        assert_eq!(v["a.tar.zst"], true);
+        assert_eq!(v["b.tar.zst"], false);
+        fs::write(
+            d.path().join(".proxkeep-verify.json"),
+            r#"{"archives":{"c.tar.zst":{"ok":true}}}"#,
+        )
+        .unwrap();
+        assert_eq!(recorded_verification(d.path())["c.tar.zst"], true);
+    }
+}
