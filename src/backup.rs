@@ -108,15 +108,24 @@ struct VerifierGuard {
 }
 
 impl VerifierGuard {
-    fn finish(&mut self, index: Index) -> io::Result<reader::Verification> {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(index);
-        }
+    /// Hand over the end of the file and wait for the verdict. The verifier checks the entries against the
+    /// archive's own index.json; that this is the index the writer wrote is checked by its hash, which spares
+    /// holding a second copy of a large index in memory.
+    fn finish(&mut self, index_sha256: String) -> io::Result<reader::Verification> {
+        self.tx.take();
         self.state.done.store(true, Ordering::Release);
-        match self.handle.take().map(|h| h.join()) {
-            Some(Ok(r)) => r,
-            _ => Err(io::Error::other("the verifier thread failed")),
+        let mut v = match self.handle.take().map(|h| h.join()) {
+            Some(Ok(r)) => r?,
+            _ => return Err(io::Error::other("the verifier thread failed")),
+        };
+        if v.index_sha256.as_deref() != Some(index_sha256.as_str()) {
+            v.problems.push(reader::Problem {
+                path: Some(INDEX_PATH.into()),
+                offset: None,
+                message: "differs from the index the backup wrote".into(),
+            });
         }
+        Ok(v)
     }
 }
 
@@ -669,6 +678,8 @@ fn write_archive(
         &index_json,
     )
     .map_err(to_err)?;
+    let index_sha = crate::archive::sha256_hex(&index_json);
+    drop(index_json);
     progress.phase("finishing");
     let (_file, written) = w.finish().map_err(to_err)?;
     check_cancel(cancel)?;
@@ -681,7 +692,7 @@ fn write_archive(
     progress.phase("verifying");
     let verify_start = Instant::now();
     let v = verifier
-        .finish(index.clone())
+        .finish(index_sha)
         .map_err(|e| fail("read-back", e))?;
     progress.finish();
     log.debug(&format!(

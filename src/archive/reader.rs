@@ -200,6 +200,9 @@ pub struct Verification {
     pub sha256: Option<String>,
     pub bytes: u64,
     pub entries: u64,
+    /// SHA-256 of the index.json entry's bytes (lets a writer check it is the index it wrote).
+    #[serde(skip)]
+    pub index_sha256: Option<String>,
     pub problems: Vec<Problem>,
 }
 
@@ -218,7 +221,7 @@ struct Seen {
     uid: u64,
     gid: u64,
     mtime: u64,
-    sha256: Option<String>,
+    sha256: Option<[u8; 32]>,
     target: Option<Vec<u8>>,
     xattrs: Vec<String>,
 }
@@ -264,6 +267,7 @@ pub fn verify_stream(
         sha256: None,
         bytes: 0,
         entries: 0,
+        index_sha256: None,
         problems: Vec::new(),
     };
     let mut seen: Vec<Seen> = Vec::new();
@@ -357,6 +361,7 @@ pub fn verify_stream(
             continue;
         }
         if is_index {
+            v.index_sha256 = Some(hex(&hasher.clone().finalize()));
             match serde_json::from_slice::<Index>(&small) {
                 Ok(i) => v.index = Some(i),
                 Err(e) => v
@@ -376,7 +381,7 @@ pub fn verify_stream(
             uid: header.uid().unwrap_or(0),
             gid: header.gid().unwrap_or(0),
             mtime: header.mtime().unwrap_or(0),
-            sha256: (kind == Some(Kind::File)).then(|| hex(&hasher.finalize())),
+            sha256: (kind == Some(Kind::File)).then(|| hasher.finalize().into()),
             xattrs,
         });
     }
@@ -472,7 +477,7 @@ fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
                 s.size, e.size
             ));
         }
-        if s.sha256 != e.sha256 {
+        if s.sha256.map(|h| hex(&h)) != e.sha256 {
             out.push("content hash differs from the index (content damaged or changed)".into());
         }
     }
