@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -59,24 +59,36 @@ pub enum TierError {
     Mismatch { file: String, detail: String },
 }
 
-/// Run `f` on its own thread and give up after `deadline`. A thread stuck in a dead mount is left behind:
-/// better one stuck thread than a hung backup.
-pub fn with_deadline<T: Send + 'static>(
+/// Run a coreutils/findutils program against a secondary under a deadline. File-system calls go through a
+/// child process, not a thread of ours: a process stuck in a dead mount cannot be killed, and a stuck thread
+/// would keep proxkeep itself from exiting; a stuck child is simply left behind.
+fn fs_cmd(
     what: &str,
     deadline: Duration,
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> Result<T, TierError> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(deadline) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(TierError::Io(format!("{what}: {e}"))),
-        Err(_) => Err(TierError::Deadline {
+    program: &str,
+    args: &[&str],
+) -> Result<Vec<u8>, TierError> {
+    let spec = CommandSpec {
+        program: program.into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: Vec::new(),
+    };
+    let opts = RunOptions {
+        timeout: deadline,
+        grace: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let r = runner::run(&spec, &opts, &NEVER);
+    match r.status {
+        runner::Status::Exited(0) => Ok(r.stdout),
+        runner::Status::TimedOut => Err(TierError::Deadline {
             what: what.to_string(),
             secs: deadline.as_secs().max(1),
         }),
+        ref st => Err(TierError::Io(format!(
+            "{what}: {st}: {}",
+            r.stderr_tail(300)
+        ))),
     }
 }
 
@@ -261,22 +273,10 @@ fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(crate::archive::format::hex(&h.finalize()))
 }
 
-/// Copy `src` into `dir` as `name`: temp file in the destination, fsync, rename, fsync the directory.
-fn copy_atomic(src: &Path, dir: &Path, name: &str) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
-    let result = (|| {
-        let mut from = File::open(src)?;
-        let mut to = crate::backup::create_private(&tmp)?;
-        io::copy(&mut from, &mut to)?;
-        to.flush()?;
-        to.sync_all()?;
-        fs::rename(&tmp, dir.join(name))?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+impl Secondary {
+    fn p(&self, name: &str) -> String {
+        self.path.join(name).to_string_lossy().into_owned()
     }
-    result
 }
 
 impl Tier for Secondary {
@@ -292,40 +292,44 @@ impl Tier for Secondary {
                 path: self.path.clone(),
             });
         }
-        let p = self.path.clone();
-        with_deadline(
-            &format!("stat {}", self.path.display()),
+        let dir = self.path.to_string_lossy().into_owned();
+        let out = fs_cmd(
+            &format!("stat {dir}"),
             self.timeout,
-            move || {
-                let md = fs::metadata(&p)?;
-                if md.is_dir() {
-                    Ok(())
-                } else {
-                    Err(io::Error::other("not a directory"))
-                }
-            },
-        )
+            "stat",
+            &["-c", "%F", &dir],
+        )?;
+        if String::from_utf8_lossy(&out).trim() == "directory" {
+            Ok(())
+        } else {
+            Err(TierError::Io(format!("{dir} is not a directory")))
+        }
     }
     fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError> {
-        let p = self.path.clone();
-        let names = with_deadline(
-            &format!("list {}", self.path.display()),
+        let dir = self.path.to_string_lossy().into_owned();
+        let out = fs_cmd(
+            &format!("list {dir}"),
             self.timeout,
-            move || {
-                let mut v = Vec::new();
-                for e in fs::read_dir(&p)? {
-                    let e = e?;
-                    if let (Some(n), Ok(md)) =
-                        (e.file_name().to_str().map(String::from), e.metadata())
-                    {
-                        if md.is_file() {
-                            v.push((n, md.len()));
-                        }
-                    }
-                }
-                Ok(v)
-            },
+            "find",
+            &[
+                &dir,
+                "-mindepth",
+                "1",
+                "-maxdepth",
+                "1",
+                "-type",
+                "f",
+                "-printf",
+                "%f\\t%s\\n",
+            ],
         )?;
+        let names = String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| {
+                l.rsplit_once('\t')
+                    .and_then(|(n, s)| Some((n.to_string(), s.parse().ok()?)))
+            })
+            .collect::<Vec<_>>();
         Ok(parse_listing(names, host))
     }
     fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError> {
@@ -334,27 +338,54 @@ impl Tier for Secondary {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let size = fs::metadata(local).map(|m| m.len()).unwrap_or(0);
-        // The copy gets the deadline plus time for the bytes at a slow 1 MB/s.
+        // Copying gets the deadline plus time for the bytes at a slow 1 MB/s.
         let budget = self.timeout + Duration::from_secs(size / 1_000_000);
-        let (src, dir, n) = (local.to_path_buf(), self.path.clone(), name.clone());
-        with_deadline(
-            &format!("copy {name} to {}", self.path.display()),
-            budget,
-            move || copy_atomic(&src, &dir, &n),
-        )?;
+        let mut files = vec![(local.to_path_buf(), name.clone())];
         let sidecar = local.with_file_name(format!("{name}.sha256"));
         if sidecar.is_file() {
-            let (src, dir, n) = (sidecar, self.path.clone(), format!("{name}.sha256"));
-            with_deadline("copy sidecar", self.timeout, move || {
-                copy_atomic(&src, &dir, &n)
-            })?;
+            files.push((sidecar, format!("{name}.sha256")));
         }
-        let copy = self.path.join(&name);
-        let got = with_deadline(
-            &format!("read back {}", copy.display()),
+        for (src, dest) in files {
+            // Temp file in the destination, fsync, rename, fsync the directory.
+            let tmp = self.p(&format!(".{dest}.{}.partial", std::process::id()));
+            let src = src.to_string_lossy().into_owned();
+            let step = (|| {
+                fs_cmd(
+                    &format!("copy {dest}"),
+                    budget,
+                    "cp",
+                    &["--no-preserve=all", "-T", &src, &tmp],
+                )?;
+                fs_cmd(&format!("fsync {dest}"), budget, "sync", &[&tmp])?;
+                fs_cmd(
+                    &format!("rename {dest}"),
+                    self.timeout,
+                    "mv",
+                    &["-f", "-T", &tmp, &self.p(&dest)],
+                )?;
+                fs_cmd(
+                    "fsync directory",
+                    self.timeout,
+                    "sync",
+                    &[&self.path.to_string_lossy()],
+                )
+            })();
+            if let Err(e) = step {
+                let _ = fs_cmd("clean up", self.timeout, "rm", &["-f", &tmp]);
+                return Err(e);
+            }
+        }
+        let out = fs_cmd(
+            &format!("read back {name}"),
             budget,
-            move || sha256_file(&copy),
+            "sha256sum",
+            &[&self.p(&name)],
         )?;
+        let got = String::from_utf8_lossy(&out)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
         if got != sha256 {
             let _ = self.remove(&name);
             return Err(TierError::Mismatch {
@@ -365,10 +396,19 @@ impl Tier for Secondary {
         Ok(())
     }
     fn remove(&self, file: &str) -> Result<(), TierError> {
-        let (dir, f) = (self.path.clone(), file.to_string());
-        with_deadline(&format!("remove {file}"), self.timeout, move || {
-            remove_set(&dir, &f)
-        })
+        fs_cmd(
+            &format!("remove {file}"),
+            self.timeout,
+            "rm",
+            &["-f", &self.p(file), &self.p(&format!("{file}.sha256"))],
+        )?;
+        fs_cmd(
+            "fsync directory",
+            self.timeout,
+            "sync",
+            &[&self.path.to_string_lossy()],
+        )
+        .map(|_| ())
     }
 }
 
@@ -703,17 +743,6 @@ mod tests {
             parse_mountinfo(text),
             vec![PathBuf::from("/"), PathBuf::from("/mnt/my nas")]
         );
-    }
-
-    #[test]
-    fn deadline_gives_up_on_a_hung_call() {
-        let t = std::time::Instant::now();
-        let r = with_deadline("stat /mnt/dead", Duration::from_millis(200), || {
-            std::thread::sleep(Duration::from_secs(5));
-            Ok(())
-        });
-        assert!(matches!(r, Err(TierError::Deadline { .. })));
-        assert!(t.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

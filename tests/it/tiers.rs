@@ -324,3 +324,64 @@ fn local_retention_keeps_other_hosts_files_and_damaged_archives() {
         r.stdout()
     );
 }
+
+/// A secondary whose mount stopped answering (a FUSE file system that blocks every call, standing in for an NFS
+/// mount whose server died): the tier fails within its deadline with a warning, the backup is kept, nothing hangs.
+#[test]
+fn a_hung_secondary_mount_fails_its_tier_within_the_deadline() {
+    let mut env = Env::new("pbs-node");
+    let mnt = env.path("dead-nfs");
+    fs::create_dir_all(&mnt).unwrap();
+    let fs_proc = Command::new("/usr/bin/python3")
+        .arg(repo().join("tests/support/hang_fs.py"))
+        .arg(&mnt)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Dead(Child, PathBuf);
+    impl Drop for Dead {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = sh(&format!("umount -l '{}'", self.1.display()));
+        }
+    }
+    let mut dead = Dead(fs_proc, mnt.clone());
+    let t = std::time::Instant::now();
+    while !fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(&mnt.display().to_string())
+    {
+        if let Ok(Some(status)) = dead.0.try_wait() {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(dead.0.stderr.as_mut().unwrap(), &mut err);
+            panic!(
+                "hang_fs.py exited ({status}): {err} (needs Debian's python3-fusepy and /dev/fuse)"
+            );
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "FUSE mount never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    env.write_config(&format!(
+        "[[secondary]]\nname = \"dead\"\npath = \"{}\"\nrequire_mount = true\ntimeout = \"2s\"\n",
+        mnt.display()
+    ));
+    let started = std::time::Instant::now();
+    let r = env.run(&["--json", "backup"]);
+    // Not a timing test: a generous bound that only a hang would exceed.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the run hung on the dead mount"
+    );
+    r.expect(3);
+    let warnings = r.json()["warnings"].to_string();
+    assert!(
+        warnings.contains("tier secondary:dead") && warnings.contains("no answer within 2 s"),
+        "{warnings}"
+    );
+    assert_eq!(env.archives().len(), 1);
+    drop(dead);
+}
