@@ -797,3 +797,66 @@ mod tests {
         assert_eq!(recorded_verification(d.path())["c.tar.zst"], true);
     }
 }
+
+/// An ARCHIVE argument made concrete: a local file, or a copy fetched from a remote (removed on drop).
+#[derive(Debug)]
+pub struct Resolved {
+    pub path: PathBuf,
+    /// Where it came from when fetched (`remote:b2`).
+    pub tier: Option<String>,
+    _fetched: Option<tempfile::TempDir>,
+}
+
+/// Resolve an ARCHIVE argument: `NAME:ARCHIVE` on a configured remote or secondary (ARCHIVE may be `latest` or
+/// `latest~N`), else a path, a file name in the backup directory, `latest` or `latest~N` (see
+/// [`crate::store::resolve`]). A remote archive is fetched with rclone (and its sidecar checked when present)
+/// into a private temp directory.
+pub fn resolve_archive(
+    spec: &str,
+    config: &Config,
+    backup_dir: &Path,
+    host: &str,
+    cancel: &'static AtomicBool,
+) -> Result<Resolved, String> {
+    if let Some((tier_name, rest)) = spec.split_once(':') {
+        if let Some(s) = config.secondary.iter().find(|s| s.name == tier_name) {
+            let path = crate::store::resolve(rest, &s.path, host).map_err(|e| e.to_string())?;
+            return Ok(Resolved { path, tier: Some(format!("secondary:{}", s.name)), _fetched: None });
+        }
+        if let Some(r) = config.remote.iter().find(|r| r.name == tier_name) {
+            let mut remote = Remote::new(r, &config.retention);
+            remote.cancel = cancel;
+            let file = match latest_index(rest) {
+                Some(n) => {
+                    let list = remote.list(host).map_err(|e| e.to_string())?;
+                    list.get(n)
+                        .map(|a| a.file.clone())
+                        .ok_or_else(|| format!("no archive {spec:?}: {} archive(s) of {host} on remote:{}", list.len(), r.name))?
+                }
+                None => rest.to_string(),
+            };
+            if ArchiveName::parse(&file).is_none() && !file.ends_with(".tar") && !file.contains(".tar.") {
+                return Err(format!("{file:?} is not an archive name"));
+            }
+            let dir = tempfile::Builder::new().prefix("proxkeep-fetch-").tempdir().map_err(|e| e.to_string())?;
+            let local = dir.path().join(&file);
+            let local_s = local.to_string_lossy().into_owned();
+            remote
+                .rclone_retry("copyto", &["copyto", &remote.path_of(&file), &local_s])
+                .map_err(|e| format!("fetching {spec}: {e}"))?;
+            if !local.is_file() {
+                return Err(format!("no archive {file:?} on remote:{}", r.name));
+            }
+            return Ok(Resolved { path: local, tier: Some(format!("remote:{}", r.name)), _fetched: Some(dir) });
+        }
+    }
+    let path = crate::store::resolve(spec, backup_dir, host).map_err(|e| e.to_string())?;
+    Ok(Resolved { path, tier: None, _fetched: None })
+}
+
+fn latest_index(spec: &str) -> Option<usize> {
+    match spec.strip_prefix("latest")? {
+        "" => Some(0),
+        rest => rest.strip_prefix('~')?.parse().ok(),
+    }
+}
