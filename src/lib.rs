@@ -8,10 +8,12 @@ pub mod catalog;
 pub mod collect;
 pub mod config;
 pub mod host;
+pub mod inspect;
 pub mod output;
 pub mod pmxcfs;
 pub mod preflight;
 pub mod runner;
+pub mod secrets;
 pub mod store;
 
 /// Exit codes (documented in the README).

@@ -26,7 +26,32 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
-type Raw = BufReader<HashReader<File>>;
+/// Counts the compressed bytes the decoder has *consumed* (not merely buffered), so a decoder error can be
+/// placed near the byte that caused it rather than at the end of the last 1 MiB read.
+pub struct Consumed<R> {
+    inner: R,
+    consumed: Arc<AtomicU64>,
+}
+
+impl<R: BufRead> Read for Consumed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Consumed<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.consumed.fetch_add(amt as u64, Ordering::Relaxed);
+        self.inner.consume(amt)
+    }
+}
+
+type Raw = Consumed<BufReader<HashReader<File>>>;
 
 pub enum Decoder {
     Zstd(zstd::stream::read::Decoder<'static, Raw>),
@@ -73,18 +98,26 @@ pub fn sniff(magic: &[u8]) -> Compression {
 /// An archive opened for sequential reading.
 pub struct Opened {
     pub compression: Compression,
-    offset: Arc<AtomicU64>,
+    /// Raw bytes read from the file (buffered ahead of the decoder).
+    read: Arc<AtomicU64>,
+    /// Raw bytes the decoder has consumed: where a broken stream broke.
+    consumed: Arc<AtomicU64>,
     decoder: Decoder,
 }
 
 impl Opened {
     pub fn open(path: &Path) -> io::Result<Opened> {
+        Self::open_with_buffer(path, 1 << 20)
+    }
+
+    /// Like [`Opened::open`] with a read buffer of `capacity` bytes: small when only the start is read.
+    pub fn open_with_buffer(path: &Path, capacity: usize) -> io::Result<Opened> {
         let file = File::open(path)?;
-        let offset = Arc::new(AtomicU64::new(0));
-        let mut raw = BufReader::with_capacity(
-            1 << 20,
-            HashReader { inner: file, hasher: Sha256::new(), offset: offset.clone() },
-        );
+        let read = Arc::new(AtomicU64::new(0));
+        let consumed = Arc::new(AtomicU64::new(0));
+        let buffered =
+            BufReader::with_capacity(capacity, HashReader { inner: file, hasher: Sha256::new(), offset: read.clone() });
+        let mut raw = Consumed { inner: buffered, consumed: consumed.clone() };
         let compression = sniff(raw.fill_buf()?);
         let decoder = match compression {
             Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(raw)?),
@@ -92,23 +125,25 @@ impl Opened {
             Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
             Compression::None => Decoder::Plain(raw),
         };
-        Ok(Opened { compression, offset, decoder })
+        Ok(Opened { compression, read, consumed, decoder })
     }
 
-    /// Compressed bytes consumed so far: where a broken stream broke, give or take a buffer.
+    /// Compressed bytes the decoder consumed so far: where a broken stream broke, within one compressor
+    /// block (zstd: 128 KiB at most; none: exact).
     pub fn offset(&self) -> u64 {
-        self.offset.load(Ordering::Relaxed)
+        self.consumed.load(Ordering::Relaxed)
     }
 
     pub fn tar(self) -> TarReader {
-        let offset = self.offset.clone();
-        TarReader { archive: tar::Archive::new(self.decoder), offset, compression: self.compression }
+        TarReader { archive: tar::Archive::new(self.decoder), offset: self.consumed, read: self.read, compression: self.compression }
     }
 }
 
 pub struct TarReader {
     pub archive: tar::Archive<Decoder>,
+    /// Compressed bytes consumed by the decoder so far (see [`Opened::offset`]).
     pub offset: Arc<AtomicU64>,
+    read: Arc<AtomicU64>,
     pub compression: Compression,
 }
 
@@ -136,8 +171,8 @@ impl TarReader {
             }
             trailing += n as u64;
         }
-        let inner = raw.into_inner();
-        let total = self.offset.load(Ordering::Relaxed);
+        let inner = raw.inner.into_inner();
+        let total = self.read.load(Ordering::Relaxed);
         if trailing > 0 && self.compression != Compression::None {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -162,7 +197,8 @@ pub struct Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (&self.path, self.offset) {
-            (Some(p), _) => write!(f, "{p}: {}", self.message),
+            (Some(p), Some(o)) => write!(f, "{p} (at byte {o}): {}", self.message),
+            (Some(p), None) => write!(f, "{p}: {}", self.message),
             (None, Some(o)) => write!(f, "at byte {o}: {}", self.message),
             (None, None) => f.write_str(&self.message),
         }
@@ -221,6 +257,15 @@ fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
 /// index (and against `expected` too when given: the in-memory index of the backup that just wrote it).
 pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification> {
     let opened = Opened::open(path)?;
+    let file_len = std::fs::metadata(path)?.len();
+    // A decoder error with everything consumed means the file ends inside the stream: say so plainly.
+    let broken = |at: u64, what: &str, e: &io::Error| {
+        if at >= file_len {
+            format!("the file ends at byte {file_len} inside the stream (cut off){what}: {e}")
+        } else {
+            format!("archive stream is damaged{what}: {e}")
+        }
+    };
     let compression = opened.compression;
     let mut reader = opened.tar();
     let offset = reader.offset.clone();
@@ -235,6 +280,7 @@ pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification>
     };
     let mut seen: Vec<Seen> = Vec::new();
     let mut after_index = false;
+    let (mut meta_seen, mut index_seen) = (false, false);
     let mut first = true;
     let mut stream_ok = true;
     let mut buf = vec![0u8; 256 * 1024];
@@ -250,11 +296,8 @@ pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification>
         let mut entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                v.problems.push(Problem {
-                    path: None,
-                    offset: Some(offset.load(Ordering::Relaxed)),
-                    message: format!("archive stream is damaged: {e}"),
-                });
+                let at = offset.load(Ordering::Relaxed);
+                v.problems.push(Problem { path: None, offset: Some(at), message: broken(at, "", &e) });
                 stream_ok = false;
                 break;
             }
@@ -296,15 +339,17 @@ pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification>
             }
         };
         if let Err(e) = read {
+            let at = offset.load(Ordering::Relaxed);
             v.problems.push(Problem {
                 path: Some(path_fields(&path).0),
-                offset: Some(offset.load(Ordering::Relaxed)),
-                message: format!("archive stream is damaged while reading this entry: {e}"),
+                offset: Some(at),
+                message: broken(at, " while reading this entry", &e),
             });
             stream_ok = false;
             break;
         }
         if is_meta {
+            meta_seen = true;
             match serde_json::from_slice::<Meta>(&small) {
                 Ok(m) => v.meta = Some(m),
                 Err(e) => v.problems.push(problem(Some(&path), format!("cannot parse: {e}"))),
@@ -312,6 +357,7 @@ pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification>
             continue;
         }
         if is_index {
+            index_seen = true;
             match serde_json::from_slice::<Index>(&small) {
                 Ok(i) => v.index = Some(i),
                 Err(e) => v.problems.push(problem(Some(&path), format!("cannot parse: {e}"))),
@@ -347,21 +393,20 @@ pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification>
                     });
                 }
             }
-            Err(e) => v.problems.push(Problem {
-                path: None,
-                offset: Some(offset.load(Ordering::Relaxed)),
-                message: format!("archive stream is damaged at its end: {e}"),
-            }),
+            Err(e) => {
+                let at = offset.load(Ordering::Relaxed);
+                v.problems.push(Problem { path: None, offset: Some(at), message: broken(at, " at its end", &e) })
+            }
         }
     } else {
         v.bytes = offset.load(Ordering::Relaxed);
     }
 
-    if v.meta.is_none() && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
+    if !meta_seen && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
         v.problems.push(problem(None, "proxkeep/meta.json is missing"));
     }
     match (&v.index, expected) {
-        (None, _) if stream_ok => v.problems.push(problem(None, "proxkeep/index.json is missing")),
+        (None, _) if stream_ok && !index_seen => v.problems.push(problem(None, "proxkeep/index.json is missing")),
         (None, _) => {}
         (Some(idx), Some(exp)) if idx != exp => {
             v.problems.push(problem(Some(INDEX_PATH.as_bytes()), "differs from the index the backup wrote"))
@@ -435,7 +480,8 @@ fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
 
 /// Read only the first entry (meta.json): cheap, whatever the archive's size.
 pub fn read_meta(path: &Path) -> io::Result<Meta> {
-    let mut reader = Opened::open(path)?.tar();
+    // A small buffer: `list` calls this for every archive and must not read megabytes of each.
+    let mut reader = Opened::open_with_buffer(path, 64 * 1024)?.tar();
     let mut entries = reader.archive.entries()?;
     let mut first = entries
         .next()
