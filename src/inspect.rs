@@ -201,7 +201,11 @@ fn judge(path: &Path, rec: Option<&state::Record>, out: &mut Listed) -> (State, 
     let damaged = |why: String| (State::Damaged, Some(why));
     let meta = match reader::read_meta(path) {
         Ok(m) => m,
-        Err(e) => return damaged(format!("cannot read meta.json: {e}")),
+        // A cut-off file is the likelier story, and the more useful one to tell.
+        Err(e) => match framing(path) {
+            Some(Structure::Broken(why)) => return damaged(why),
+            _ => return damaged(format!("cannot read meta.json: {e}")),
+        },
     };
     // meta.json wins over the file name for what the archive is: it is what the archive says about itself.
     out.role = meta.role.to_string();
@@ -241,17 +245,25 @@ fn judge(path: &Path, rec: Option<&state::Record>, out: &mut Listed) -> (State, 
         }
     }
     // Unverified or changed since: at least check the container's framing (cheap, no decompression).
-    let mut magic = [0u8; 6];
-    let n = std::os::unix::fs::FileExt::read_at(&file, &mut magic, 0).unwrap_or(0);
-    match probe::structure(&file, md.len(), reader::sniff(&magic[..n])) {
-        Ok(Structure::Broken(why)) => damaged(why),
-        Err(e) => damaged(format!("cannot read: {e}")),
-        Ok(_) if rec.is_some() => (
+    match framing(path) {
+        Some(Structure::Broken(why)) => damaged(why),
+        None => damaged("cannot read".into()),
+        Some(_) if rec.is_some() => (
             State::Unverified,
             Some("changed since it was last verified".into()),
         ),
-        Ok(_) => (State::Unverified, None),
+        Some(_) => (State::Unverified, None),
     }
+}
+
+/// The framing check of [`probe::structure`] on a file, compression from its magic bytes; `None` when the file
+/// cannot be read at all.
+fn framing(path: &Path) -> Option<Structure> {
+    let file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut magic = [0u8; 6];
+    let n = std::os::unix::fs::FileExt::read_at(&file, &mut magic, 0).unwrap_or(0);
+    probe::structure(&file, len, reader::sniff(&magic[..n])).ok()
 }
 
 // ------------------------------------------------------------------------------------------------
