@@ -248,7 +248,7 @@ fn tar_end(file: &File, len: u64) -> io::Result<Structure> {
     if len < 1024 {
         return Ok(Structure::Broken(too_short(len)));
     }
-    if len % 512 != 0 {
+    if !len.is_multiple_of(512) {
         return Ok(Structure::Broken(format!(
             "cut off at byte {len}: not a whole number of 512-byte tar blocks"
         )));

@@ -20,9 +20,9 @@ pub fn render(headers: &[&str], align: &[Align], rows: &[Vec<String>]) -> String
     let header_row: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     for r in std::iter::once(&header_row).chain(rows) {
         let mut line = String::new();
-        for i in 0..cols {
+        for (i, w) in width.iter().enumerate() {
             let cell = r.get(i).map(String::as_str).unwrap_or("");
-            let pad = width[i] - cell.chars().count();
+            let pad = w - cell.chars().count();
             if i > 0 {
                 line.push_str("  ");
             }
