@@ -384,10 +384,18 @@ pub fn archive_files(
     Ok(out)
 }
 
-fn live_files(root: &Root, wanted: &HashSet<Vec<u8>>) -> HashMap<Vec<u8>, Option<Vec<u8>>> {
+fn live_files(
+    root: &Root,
+    from_db: &HashMap<Vec<u8>, Vec<u8>>,
+    wanted: &HashSet<Vec<u8>>,
+) -> HashMap<Vec<u8>, Option<Vec<u8>>> {
     wanted
         .iter()
         .filter_map(|p| {
+            if let Some(data) = from_db.get(p) {
+                let small = data.len() as u64 <= PATCH_LIMIT;
+                return Some((p.clone(), small.then(|| data.clone())));
+            }
             let fs_path = root.path(std::ffi::OsStr::from_bytes(p));
             let md = fs::symlink_metadata(&fs_path).ok()?;
             if md.len() > PATCH_LIMIT {
@@ -503,7 +511,7 @@ pub fn live(
     if opts.patch {
         let (wo, wn) = wanted(&diffs, opts);
         let old = archive_files(a, &wo)?;
-        let new = live_files(root, &wn);
+        let new = live_files(root, &host.from_db, &wn);
         attach_patches(&mut diffs, opts, &old, &new);
     }
     Ok(report(
@@ -519,6 +527,8 @@ pub struct Live {
     pub index: Index,
     /// Paths that exist but could not be read: left out of the comparison on both sides.
     pub unreadable: Vec<Vec<u8>>,
+    /// Content of the /etc/pve files rebuilt from config.db (pmxcfs down), for patches.
+    pub from_db: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 /// What a backup of the host under `root` would hold now: the same scan, every file hashed. When /etc/pve is
@@ -529,11 +539,19 @@ pub fn live_entries(root: &Root, config: &Config) -> Live {
     let mut index = Index::new();
     index.warnings = plan.warnings.clone();
     let mut unreadable = Vec::new();
+    let mut from_db = HashMap::new();
     if plan.pve_tree_from_db
         && let Some(db) = &plan.config_db
     {
         match db_tree(&root.path(db)) {
-            Ok(entries) => index.entries.extend(entries),
+            Ok(entries) => {
+                for (e, data) in entries {
+                    if e.kind == Kind::File {
+                        from_db.insert(e.path_bytes(), data);
+                    }
+                    index.entries.push(e);
+                }
+            }
             Err(e) => index.warnings.push(Warning {
                 path: Some("/etc/pve".into()),
                 message: format!("cannot read the tree from config.db: {e}"),
@@ -554,10 +572,15 @@ pub fn live_entries(root: &Root, config: &Config) -> Live {
             }
         }
     }
-    Live { index, unreadable }
+    Live {
+        index,
+        unreadable,
+        from_db,
+    }
 }
 
-fn db_tree(db: &Path) -> Result<Vec<IndexEntry>, crate::pmxcfs::PmxcfsError> {
+/// The /etc/pve tree in config.db as index entries, each with its content.
+fn db_tree(db: &Path) -> Result<Vec<(IndexEntry, Vec<u8>)>, crate::pmxcfs::PmxcfsError> {
     // Read a consistent copy, as the backup does, never the live WAL database directly.
     let tmp = tempfile::tempdir().map_err(|source| crate::pmxcfs::PmxcfsError::TempFile {
         db: db.to_path_buf(),
@@ -573,7 +596,7 @@ fn db_tree(db: &Path) -> Result<Vec<IndexEntry>, crate::pmxcfs::PmxcfsError> {
                 crate::pmxcfs::NodeKind::Dir => Kind::Dir,
                 crate::pmxcfs::NodeKind::File => Kind::File,
             };
-            IndexEntry {
+            let e = IndexEntry {
                 path: format!("etc/pve/{}", t.path),
                 path_hex: None,
                 category: "pve-cluster".into(),
@@ -587,7 +610,8 @@ fn db_tree(db: &Path) -> Result<Vec<IndexEntry>, crate::pmxcfs::PmxcfsError> {
                 target: None,
                 xattrs: vec![],
                 source: Some("config.db".into()),
-            }
+            };
+            (e, t.data)
         })
         .collect())
 }
