@@ -10,7 +10,7 @@ use proxkeep::inspect::table::{Align, local_time, render};
 use proxkeep::inspect::{self, InspectError, Lookup, State, diff};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Subcommand, Debug)]
 pub enum Commands {
@@ -94,7 +94,28 @@ pub enum Commands {
     },
 }
 
-pub fn run(cmd: &Commands, g: &Globals, _cancel: &AtomicBool) -> Result<i32, Exit> {
+pub fn run(cmd: &Commands, g: &Globals, cancel: &AtomicBool) -> Result<i32, Exit> {
+    // main turns SIGINT/SIGTERM into a flag (a backup must clean up first). These commands only read, and the
+    // state file is replaced atomically, so an interrupt simply ends them, with the documented 130.
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                if cancel.load(Ordering::Relaxed) {
+                    // No stdout flush here: the command may be blocked writing to it, holding its lock.
+                    eprintln!("interrupted");
+                    std::process::exit(exit::INTERRUPTED);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        let result = run_command(cmd, g);
+        done.store(true, Ordering::Relaxed);
+        result
+    })
+}
+
+fn run_command(cmd: &Commands, g: &Globals) -> Result<i32, Exit> {
     let config = g.load_config()?;
     let host = proxkeep::host::hostname(&g.root);
     let dir_of = |d: &Option<PathBuf>| d.clone().unwrap_or_else(|| config.backup_dir.clone());

@@ -977,3 +977,91 @@ fn cat_keeps_secrets_off_a_terminal_unless_asked() {
     piped.expect(0);
     assert_eq!(piped.stdout(), secret);
 }
+
+#[test]
+fn an_interrupt_ends_a_reading_command_with_130() {
+    let mut env = Env::new("pve-node");
+    fs::create_dir_all(env.root.join("srv/blob")).unwrap();
+    sh_ok(&format!(
+        "head -c 4000000 /dev/urandom > '{}'",
+        env.root.join("srv/blob/data").display()
+    ));
+    env.write_config("[collect]\nextra_paths = [\"/srv/blob\"]\n");
+    backup_at(&env, "2026-11-27T03:00:00Z", &[]);
+    // stdout is a pipe nobody reads: `cat` blocks once it is full, and SIGINT must still end it.
+    let mut child = env
+        .cmd()
+        .args(["cat", "latest", "srv/blob/data"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    sh_ok(&format!("kill -INT {}", child.id()));
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn ls_and_cat_on_a_cut_archive_give_what_comes_before_the_damage() {
+    let env = Env::new("pve-node");
+    let archive = backup_at(&env, "2026-11-27T03:00:00Z", &["--compression", "none"]);
+    let members = members(&archive);
+    // Cut inside the content of an entry two thirds in: everything before it is intact.
+    let victim = members[members.len() * 2 / 3..]
+        .iter()
+        .find(|m| m.3 > 100)
+        .unwrap()
+        .clone();
+    let before: Vec<&str> = members
+        .iter()
+        .take_while(|m| m.0 != victim.0)
+        .map(|m| m.0.as_str())
+        .collect();
+    let cut = victim.2 + victim.3 / 2;
+    sh_ok(&format!("truncate -s {cut} '{}'", archive.display()));
+
+    let r = env.run(&["ls", "latest"]);
+    r.expect(6);
+    let listed: Vec<String> = r
+        .stdout()
+        .lines()
+        .map(|l| l.split_whitespace().nth(5).unwrap().to_string())
+        .collect();
+    // Every entry before the cut is listed (the cut one too: its header is intact), then the error.
+    assert_eq!(&listed[..before.len()], &before[..], "{}", r.stdout());
+    assert!(
+        r.stderr().contains("damaged") && r.stderr().contains(&cut.to_string()),
+        "{}",
+        r.stderr()
+    );
+    let j = env.run(&["--json", "ls", "latest"]);
+    j.expect(6);
+    assert!(j.json()["error"].as_str().unwrap().contains("damaged"));
+
+    // A file before the cut comes out whole, and cat says it could not check it against the (lost) index.
+    let early = members
+        .iter()
+        .find(|m| m.3 > 0 && !m.0.starts_with("proxkeep/"))
+        .unwrap();
+    assert!(early.1 < victim.1, "{} is before the cut", early.0);
+    let c = env.run(&["cat", "latest", &early.0]);
+    c.expect(6);
+    assert_eq!(c.0.stdout, fs::read(env.root.join(&early.0)).unwrap());
+    assert!(
+        c.stderr().contains("could not be checked"),
+        "{}",
+        c.stderr()
+    );
+    // The cut file itself: its first bytes, then the error.
+    let c = env.run(&["cat", "latest", &victim.0]);
+    c.expect(6);
+    let want = fs::read(env.root.join(&victim.0)).unwrap();
+    assert!(
+        !c.0.stdout.is_empty() && want.starts_with(&c.0.stdout),
+        "{} bytes",
+        c.0.stdout.len()
+    );
+}
