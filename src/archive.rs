@@ -2,6 +2,7 @@
 
 pub mod format;
 pub mod name;
+pub mod probe;
 pub mod reader;
 pub mod writer;
 

@@ -521,7 +521,7 @@ fn write_archive(
         let src = reader::Follow::new(src, follow.clone());
         let (tx, rx) = std::sync::mpsc::channel::<Index>();
         let handle = std::thread::spawn(move || {
-            reader::verify_stream(Box::new(src), move || rx.recv().ok())
+            reader::verify_stream(Box::new(src), None, move || rx.recv().ok())
         });
         VerifierGuard {
             tx: Some(tx),
@@ -726,6 +726,15 @@ fn write_archive(
     ) {
         // The sidecar is a convenience; nothing requires it.
         log.warn(&format!("cannot write {}: {e}", sidecar.display()));
+    }
+    // The read-back above was a full verify: record it, so `list` shows the archive `ok` without reading it.
+    let totals = Some(index.totals.clone());
+    let recorded = fs::metadata(&final_path).and_then(|md| {
+        let rec = crate::inspect::state::Record::new(&md, true, Some(written.sha256.clone()), 0, totals, "backup");
+        crate::inspect::state::record(backup_dir, &final_name, rec)
+    });
+    if let Err(e) = recorded {
+        log.warn(&format!("cannot record the verification in {}: {e}", crate::inspect::state::STATE_FILE));
     }
     report.sha256 = Some(written.sha256);
     report.size = written.bytes;

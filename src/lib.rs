@@ -8,11 +8,13 @@ pub mod catalog;
 pub mod collect;
 pub mod config;
 pub mod host;
+pub mod inspect;
 pub mod output;
 pub mod pmxcfs;
 pub mod preflight;
 pub mod retention;
 pub mod runner;
+pub mod secrets;
 pub mod store;
 pub mod tier;
 

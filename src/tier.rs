@@ -129,21 +129,7 @@ pub fn is_mount_point(path: &Path) -> bool {
 
 /// Verification results recorded in a directory's `.proxkeep-verify.json` (file name → ok?).
 pub fn recorded_verification(dir: &Path) -> HashMap<String, bool> {
-    let Ok(text) = fs::read_to_string(dir.join(".proxkeep-verify.json")) else {
-        return HashMap::new();
-    };
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&text)
-    else {
-        return HashMap::new();
-    };
-    let entries = match map.get("archives") {
-        Some(serde_json::Value::Object(inner)) => inner.clone(),
-        _ => map,
-    };
-    entries
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, v.get("ok")?.as_bool()?)))
-        .collect()
+    crate::inspect::state::load(dir).archives.into_iter().map(|(name, rec)| (name, rec.ok)).collect()
 }
 
 /// The retention plan for a set of archives.
@@ -778,24 +764,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn recorded_verification_reads_both_shapes() {
-        let d = tempfile::tempdir().unwrap();
-        fs::write(
-            d.path().join(".proxkeep-verify.json"),
-            r#"{"a.tar.zst":{"ok":true},"b.tar.zst":{"ok":false}}"#,
-        )
-        .unwrap();
-        let v = recorded_verification(d.path());
-        assert_eq!(v["a.tar.zst"], true);
-        assert_eq!(v["b.tar.zst"], false);
-        fs::write(
-            d.path().join(".proxkeep-verify.json"),
-            r#"{"archives":{"c.tar.zst":{"ok":true}}}"#,
-        )
-        .unwrap();
-        assert_eq!(recorded_verification(d.path())["c.tar.zst"], true);
-    }
 }
 
 /// An ARCHIVE argument made concrete: a local file, or a copy fetched from a remote (removed on drop).

@@ -1,9 +1,7 @@
 //! Reading archives back: decompression picked from the file's magic bytes, and a full verification that
 //! every entry matches the index. The backup's read-back and `proxkeep verify` are the same code.
 
-use super::format::{
-    CONFIG_DB_PATH, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields,
-};
+use super::format::{CONFIG_DB_PATH, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
 use crate::config::Compression;
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -28,9 +26,40 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
+/// Counts the compressed bytes the decoder has *consumed* (not merely buffered), so a decoder error can be
+/// placed near the byte that caused it rather than at the end of the last 1 MiB read.
+pub struct Consumed<R> {
+    inner: R,
+    consumed: Arc<AtomicU64>,
+}
+
+impl<R: BufRead> Read for Consumed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// At most this much input is handed to the decoder per call. A decoder that fails returns before it reports
+/// what it consumed, so the error is only known to lie in the last input it was given (and in the compressor
+/// block being decoded): small chunks keep the reported offset close to the damage, at no measurable cost.
+const DECODER_CHUNK: usize = 16 * 1024;
+
+impl<R: BufRead> BufRead for Consumed<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let buf = self.inner.fill_buf()?;
+        Ok(&buf[..buf.len().min(DECODER_CHUNK)])
+    }
+    fn consume(&mut self, amt: usize) {
+        self.consumed.fetch_add(amt as u64, Ordering::Relaxed);
+        self.inner.consume(amt)
+    }
+}
+
 /// Any byte source: a file, or a file still being written ([`Follow`]).
 pub type Source = Box<dyn Read + Send>;
-type Raw = BufReader<HashReader<Source>>;
+type Raw = Consumed<BufReader<HashReader<Source>>>;
 
 pub enum Decoder {
     Zstd(zstd::stream::read::Decoder<'static, Raw>),
@@ -77,25 +106,30 @@ pub fn sniff(magic: &[u8]) -> Compression {
 /// An archive opened for sequential reading.
 pub struct Opened {
     pub compression: Compression,
-    offset: Arc<AtomicU64>,
+    /// Raw bytes read from the file (buffered ahead of the decoder).
+    read: Arc<AtomicU64>,
+    /// Raw bytes the decoder has consumed: where a broken stream broke.
+    consumed: Arc<AtomicU64>,
     decoder: Decoder,
 }
 
 impl Opened {
     pub fn open(path: &Path) -> io::Result<Opened> {
-        Opened::from_source(Box::new(File::open(path)?))
+        Self::open_with_buffer(path, 1 << 20)
     }
 
-    pub fn from_source(file: Source) -> io::Result<Opened> {
-        let offset = Arc::new(AtomicU64::new(0));
-        let mut raw = BufReader::with_capacity(
-            1 << 20,
-            HashReader {
-                inner: file,
-                hasher: Sha256::new(),
-                offset: offset.clone(),
-            },
-        );
+    /// Like [`Opened::open`] with a read buffer of `capacity` bytes: small when only the start is read.
+    pub fn open_with_buffer(path: &Path, capacity: usize) -> io::Result<Opened> {
+        Self::from_source(Box::new(File::open(path)?), capacity)
+    }
+
+    /// Open any byte source (see [`Follow`]) with a read buffer of `capacity` bytes.
+    pub fn from_source(file: Source, capacity: usize) -> io::Result<Opened> {
+        let read = Arc::new(AtomicU64::new(0));
+        let consumed = Arc::new(AtomicU64::new(0));
+        let buffered =
+            BufReader::with_capacity(capacity, HashReader { inner: file, hasher: Sha256::new(), offset: read.clone() });
+        let mut raw = Consumed { inner: buffered, consumed: consumed.clone() };
         let compression = sniff(raw.fill_buf()?);
         let decoder = match compression {
             Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(raw)?),
@@ -103,31 +137,25 @@ impl Opened {
             Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
             Compression::None => Decoder::Plain(raw),
         };
-        Ok(Opened {
-            compression,
-            offset,
-            decoder,
-        })
+        Ok(Opened { compression, read, consumed, decoder })
     }
 
-    /// Compressed bytes consumed so far: where a broken stream broke, give or take a buffer.
+    /// Compressed bytes the decoder consumed so far: where a broken stream broke, within one compressor
+    /// block (zstd: 128 KiB at most; none: exact).
     pub fn offset(&self) -> u64 {
-        self.offset.load(Ordering::Relaxed)
+        self.consumed.load(Ordering::Relaxed)
     }
 
     pub fn tar(self) -> TarReader {
-        let offset = self.offset.clone();
-        TarReader {
-            archive: tar::Archive::new(self.decoder),
-            offset,
-            compression: self.compression,
-        }
+        TarReader { archive: tar::Archive::new(self.decoder), offset: self.consumed, read: self.read, compression: self.compression }
     }
 }
 
 pub struct TarReader {
     pub archive: tar::Archive<Decoder>,
+    /// Compressed bytes consumed by the decoder so far (see [`Opened::offset`]).
     pub offset: Arc<AtomicU64>,
+    read: Arc<AtomicU64>,
     pub compression: Compression,
 }
 
@@ -155,8 +183,8 @@ impl TarReader {
             }
             trailing += n as u64;
         }
-        let inner = raw.into_inner();
-        let total = self.offset.load(Ordering::Relaxed);
+        let inner = raw.inner.into_inner();
+        let total = self.read.load(Ordering::Relaxed);
         if trailing > 0 && self.compression != Compression::None {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -181,7 +209,8 @@ pub struct Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (&self.path, self.offset) {
-            (Some(p), _) => write!(f, "{p}: {}", self.message),
+            (Some(p), Some(o)) => write!(f, "{p} (at byte {o}): {}", self.message),
+            (Some(p), None) => write!(f, "{p}: {}", self.message),
             (None, Some(o)) => write!(f, "at byte {o}: {}", self.message),
             (None, None) => f.write_str(&self.message),
         }
@@ -236,27 +265,35 @@ fn kind_of(t: tar::EntryType) -> Option<Kind> {
 }
 
 fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
-    Problem {
-        path: path.map(|p| path_fields(p).0),
-        offset: None,
-        message: message.into(),
-    }
+    Problem { path: path.map(|p| path_fields(p).0), offset: None, message: message.into() }
 }
 
 /// Decompress and read every entry of `path`, hashing file contents, and check them against the archive's
 /// index (and against `expected` too when given: the in-memory index of the backup that just wrote it).
 pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification> {
+    let file_len = std::fs::metadata(path)?.len();
     let expected = expected.cloned();
-    verify_stream(Box::new(File::open(path)?), move || expected)
+    verify_stream(Box::new(File::open(path)?), Some(file_len), move || expected)
 }
 
 /// [`verify`] over any source; `expected` is asked for only once the stream has been read to its end, so a
-/// verifier can run while the archive is still being written and receive the writer's index when it is done.
+/// verifier can run while the archive is still being written ([`Follow`]) and get the writer's index at the end.
+/// `file_len`, when known, lets a stream that stops at the end of the file be reported as cut off.
 pub fn verify_stream(
     src: Source,
+    file_len: Option<u64>,
     expected: impl FnOnce() -> Option<Index>,
 ) -> io::Result<Verification> {
-    let opened = Opened::from_source(src)?;
+    let opened = Opened::from_source(src, 1 << 20)?;
+    let file_len = file_len.unwrap_or(u64::MAX);
+    // A decoder error with everything consumed means the file ends inside the stream: say so plainly.
+    let broken = |at: u64, what: &str, e: &io::Error| {
+        if at >= file_len {
+            format!("the file ends at byte {file_len} inside the stream (cut off){what}: {e}")
+        } else {
+            format!("archive stream is damaged{what}: {e}")
+        }
+    };
     let compression = opened.compression;
     let mut reader = opened.tar();
     let offset = reader.offset.clone();
@@ -272,6 +309,7 @@ pub fn verify_stream(
     };
     let mut seen: Vec<Seen> = Vec::new();
     let mut after_index = false;
+    let (mut meta_seen, mut index_seen) = (false, false);
     let mut first = true;
     let mut stream_ok = true;
     let mut buf = vec![0u8; 256 * 1024];
@@ -279,11 +317,7 @@ pub fn verify_stream(
     let entries = match reader.archive.entries() {
         Ok(e) => e,
         Err(e) => {
-            v.problems.push(Problem {
-                path: None,
-                offset: Some(0),
-                message: format!("not a readable archive: {e}"),
-            });
+            v.problems.push(Problem { path: None, offset: Some(0), message: format!("not a readable archive: {e}") });
             return Ok(v);
         }
     };
@@ -291,11 +325,8 @@ pub fn verify_stream(
         let mut entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                v.problems.push(Problem {
-                    path: None,
-                    offset: Some(offset.load(Ordering::Relaxed)),
-                    message: format!("archive stream is damaged: {e}"),
-                });
+                let at = offset.load(Ordering::Relaxed);
+                v.problems.push(Problem { path: None, offset: Some(at), message: broken(at, "", &e) });
                 stream_ok = false;
                 break;
             }
@@ -306,17 +337,11 @@ pub fn verify_stream(
         let is_meta = path == META_PATH.as_bytes();
         let is_index = path == INDEX_PATH.as_bytes();
         if first && !is_meta {
-            v.problems.push(problem(
-                None,
-                "first entry is not proxkeep/meta.json: not a proxkeep archive",
-            ));
+            v.problems.push(problem(None, "first entry is not proxkeep/meta.json: not a proxkeep archive"));
         }
         first = false;
         if after_index {
-            v.problems.push(problem(
-                Some(&path),
-                "entry found after proxkeep/index.json (appended to the archive)",
-            ));
+            v.problems.push(problem(Some(&path), "entry found after proxkeep/index.json (appended to the archive)"));
         }
         let mut xattrs = Vec::new();
         if let Ok(Some(exts)) = entry.pax_extensions() {
@@ -343,30 +368,29 @@ pub fn verify_stream(
             }
         };
         if let Err(e) = read {
+            let at = offset.load(Ordering::Relaxed);
             v.problems.push(Problem {
                 path: Some(path_fields(&path).0),
-                offset: Some(offset.load(Ordering::Relaxed)),
-                message: format!("archive stream is damaged while reading this entry: {e}"),
+                offset: Some(at),
+                message: broken(at, " while reading this entry", &e),
             });
             stream_ok = false;
             break;
         }
         if is_meta {
+            meta_seen = true;
             match serde_json::from_slice::<Meta>(&small) {
                 Ok(m) => v.meta = Some(m),
-                Err(e) => v
-                    .problems
-                    .push(problem(Some(&path), format!("cannot parse: {e}"))),
+                Err(e) => v.problems.push(problem(Some(&path), format!("cannot parse: {e}"))),
             }
             continue;
         }
         if is_index {
             v.index_sha256 = Some(hex(&hasher.clone().finalize()));
+            index_seen = true;
             match serde_json::from_slice::<Index>(&small) {
                 Ok(i) => v.index = Some(i),
-                Err(e) => v
-                    .problems
-                    .push(problem(Some(&path), format!("cannot parse: {e}"))),
+                Err(e) => v.problems.push(problem(Some(&path), format!("cannot parse: {e}"))),
             }
             after_index = true;
             continue;
@@ -395,37 +419,30 @@ pub fn verify_stream(
                     v.problems.push(Problem {
                         path: None,
                         offset: Some(bytes),
-                        message: format!(
-                            "{junk} unexpected non-zero bytes after the end of the tar stream"
-                        ),
+                        message: format!("{junk} unexpected non-zero bytes after the end of the tar stream"),
                     });
                 }
             }
-            Err(e) => v.problems.push(Problem {
-                path: None,
-                offset: Some(offset.load(Ordering::Relaxed)),
-                message: format!("archive stream is damaged at its end: {e}"),
-            }),
+            Err(e) => {
+                let at = offset.load(Ordering::Relaxed);
+                v.problems.push(Problem { path: None, offset: Some(at), message: broken(at, " at its end", &e) })
+            }
         }
     } else {
         v.bytes = offset.load(Ordering::Relaxed);
     }
 
-    if v.meta.is_none() && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
-        v.problems
-            .push(problem(None, "proxkeep/meta.json is missing"));
+    if !meta_seen && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
+        v.problems.push(problem(None, "proxkeep/meta.json is missing"));
     }
     let expected = expected();
     let expected = expected.as_ref();
     match (&v.index, expected) {
-        (None, _) if stream_ok => v
-            .problems
-            .push(problem(None, "proxkeep/index.json is missing")),
+        (None, _) if stream_ok && !index_seen => v.problems.push(problem(None, "proxkeep/index.json is missing")),
         (None, _) => {}
-        (Some(idx), Some(exp)) if idx != exp => v.problems.push(problem(
-            Some(INDEX_PATH.as_bytes()),
-            "differs from the index the backup wrote",
-        )),
+        (Some(idx), Some(exp)) if idx != exp => {
+            v.problems.push(problem(Some(INDEX_PATH.as_bytes()), "differs from the index the backup wrote"))
+        }
         _ => {}
     }
     if let Some(idx) = v.index.as_ref().or(expected) {
@@ -442,10 +459,7 @@ fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Prob
         let p = e.path_bytes();
         indexed.insert(p.clone());
         match by_path.get(&p) {
-            None if complete => problems.push(problem(
-                Some(&p),
-                "listed in the index but missing from the archive",
-            )),
+            None if complete => problems.push(problem(Some(&p), "listed in the index but missing from the archive")),
             None => {}
             Some(s) => {
                 for m in mismatches(e, s) {
@@ -456,10 +470,7 @@ fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Prob
     }
     for s in seen {
         if !indexed.contains(&s.path) {
-            problems.push(problem(
-                Some(&s.path),
-                "in the archive but not in the index",
-            ));
+            problems.push(problem(Some(&s.path), "in the archive but not in the index"));
         }
     }
 }
@@ -472,26 +483,17 @@ fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
     }
     if e.kind == Kind::File {
         if s.size != e.size {
-            out.push(format!(
-                "size {} differs from the index ({})",
-                s.size, e.size
-            ));
+            out.push(format!("size {} differs from the index ({})", s.size, e.size));
         }
         if s.sha256.map(|h| hex(&h)) != e.sha256 {
             out.push("content hash differs from the index (content damaged or changed)".into());
         }
     }
     if s.mode != e.mode_bits() {
-        out.push(format!(
-            "mode {:04o} differs from the index ({})",
-            s.mode, e.mode
-        ));
+        out.push(format!("mode {:04o} differs from the index ({})", s.mode, e.mode));
     }
     if s.uid != u64::from(e.uid) || s.gid != u64::from(e.gid) {
-        out.push(format!(
-            "owner {}:{} differs from the index ({}:{})",
-            s.uid, s.gid, e.uid, e.gid
-        ));
+        out.push(format!("owner {}:{} differs from the index ({}:{})", s.uid, s.gid, e.uid, e.gid));
     }
     if s.mtime != e.mtime.max(0) as u64 {
         out.push("mtime differs from the index".into());
@@ -510,16 +512,14 @@ fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
 
 /// Read only the first entry (meta.json): cheap, whatever the archive's size.
 pub fn read_meta(path: &Path) -> io::Result<Meta> {
-    let mut reader = Opened::open(path)?.tar();
+    // A small buffer: `list` calls this for every archive and must not read megabytes of each.
+    let mut reader = Opened::open_with_buffer(path, 64 * 1024)?.tar();
     let mut entries = reader.archive.entries()?;
     let mut first = entries
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty archive"))??;
     if first.path_bytes().as_ref() != META_PATH.as_bytes() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "first entry is not proxkeep/meta.json",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "first entry is not proxkeep/meta.json"));
     }
     let mut data = Vec::new();
     first.read_to_end(&mut data)?;

@@ -302,11 +302,11 @@ fn local_retention_keeps_other_hosts_files_and_damaged_archives() {
     assert!(env.logs.join("pbs1-pbs-20261105T030000Z.log").exists());
 
     // An archive recorded as damaged is listed, never removed, and does not fill keep_last.
-    fs::write(
-        env.backups.join(".proxkeep-verify.json"),
-        r#"{"pbs1-pbs-20261105T030000Z.tar.zst": {"ok": false}}"#,
-    )
-    .unwrap();
+    // Damage the newest archive and let `verify` record it.
+    let newest = env.backups.join("pbs1-pbs-20261105T030000Z.tar.zst");
+    let len = fs::metadata(&newest).unwrap().len();
+    sh_ok(&format!("printf 'XXXXXXXX' | dd of='{}' bs=1 seek={} conv=notrunc status=none", newest.display(), len / 2));
+    env.run(&["verify", "pbs1-pbs-20261105T030000Z.tar.zst"]).expect(6);
     let mut c = env.cmd();
     c.env("PROXKEEP_NOW", "2026-11-06T03:00:00Z");
     let r = Run(c.args(["prune", "--dry-run"]).output().unwrap());

@@ -264,13 +264,13 @@ impl Env {
         a[0].clone()
     }
 
-    /// Hidden partial files left in the backup dir.
+    /// Hidden partial files left in the backup dir (the verify state file is not one: it stays).
     pub fn partials(&self) -> Vec<String> {
         fs::read_dir(&self.backups)
             .map(|rd| {
                 rd.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with('.'))
+                    .filter(|n| n.starts_with('.') && n != ".proxkeep-verify.json")
                     .collect()
             })
             .unwrap_or_default()

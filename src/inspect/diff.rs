@@ -1,0 +1,876 @@
+//! `diff`: what changed between two archives, or between an archive and the host now.
+//!
+//! Both sides become lists of [`IndexEntry`] (an archive's index.json; for the live host, the same scan a backup
+//! would do, with every file hashed) and [`compare`] is a pure function of the two lists. Content is read only
+//! for `--patch`, in a second pass, and only for the files that differ.
+//!
+//! What is compared is what restoring would change: content, kind, mode, owner, symlink target, extended
+//! attribute names. Mtimes are not: touching a file (or adding one to a directory) is not a configuration change.
+//! The archive's own `proxkeep/` entries (command outputs, config.db snapshot) are left out unless asked for:
+//! command outputs such as `pvesh get /cluster/resources` carry uptimes and so differ on every run.
+
+use super::InspectError;
+use crate::archive::format::{Index, IndexEntry, Kind, Warning, hex, path_fields};
+use crate::archive::reader::Opened;
+use crate::collect;
+use crate::config::Config;
+use crate::host::{HostFacts, Root};
+use crate::secrets::is_secret;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+/// Files larger than this get no unified diff (config files are far smaller; a 40 MB log is not reviewed so).
+pub const PATCH_LIMIT: u64 = 1 << 20;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Add unified diffs of text files.
+    pub patch: bool,
+    /// Show secret files' content (and hashes) too.
+    pub show_secrets: bool,
+    /// Compare the archive's own `proxkeep/` entries as well.
+    pub internal: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Removed,
+    Changed,
+}
+
+/// One way an entry present on both sides differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "field", rename_all = "lowercase")]
+pub enum Detail {
+    Kind {
+        from: Kind,
+        to: Kind,
+    },
+    /// Sizes and hashes are left out (`None`) for secrets unless `--show-secrets`.
+    Content {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from_size: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to_size: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from_sha256: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to_sha256: Option<String>,
+    },
+    Mode {
+        from: String,
+        to: String,
+    },
+    Owner {
+        from: String,
+        to: String,
+    },
+    Target {
+        from: Option<String>,
+        to: Option<String>,
+    },
+    Xattrs {
+        from: Vec<String>,
+        to: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+        match self {
+            Detail::Kind { from, to } => {
+                write!(f, "kind {} → {}", kind_name(*from), kind_name(*to))
+            }
+            Detail::Content {
+                from_size: Some(a),
+                to_size: Some(b),
+                ..
+            } if a != b => write!(f, "content ({a} → {b} bytes)"),
+            Detail::Content {
+                from_size: Some(_), ..
+            } => write!(f, "content"),
+            Detail::Content { .. } => write!(f, "content (secret: not shown)"),
+            Detail::Mode { from, to } => write!(f, "mode {from} → {to}"),
+            Detail::Owner { from, to } => write!(f, "owner {from} → {to}"),
+            Detail::Target { from, to } => write!(f, "target {} → {}", opt(from), opt(to)),
+            Detail::Xattrs { from, to } => {
+                write!(f, "xattrs [{}] → [{}]", from.join(","), to.join(","))
+            }
+        }
+    }
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::File => "file",
+        Kind::Dir => "dir",
+        Kind::Symlink => "symlink",
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Difference {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    #[serde(skip)]
+    pub raw: Vec<u8>,
+    pub category: String,
+    pub change: Change,
+    /// Kind on the side where the entry exists (the new side when both have it).
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<Detail>,
+    pub secret: bool,
+    /// Unified diff (`--patch`, text files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    /// Why there is no patch although one was asked for (binary, too large, secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_note: Option<String>,
+}
+
+impl Difference {
+    fn content_changed(&self) -> bool {
+        self.details
+            .iter()
+            .any(|d| matches!(d, Detail::Content { .. } | Detail::Kind { .. }))
+    }
+}
+
+/// The result of a diff, as printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub from: String,
+    pub to: String,
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+    pub differences: Vec<Difference>,
+    /// Live files that could not be read (left out of the comparison).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+}
+
+/// Catalog order of a category (then `extra`, then unknown names): the order `diff` groups by.
+fn category_rank(name: &str) -> (usize, String) {
+    let n = crate::catalog::CATEGORIES.len();
+    let rank = crate::catalog::CATEGORIES
+        .iter()
+        .position(|c| c.name == name)
+        .unwrap_or(if name == crate::catalog::EXTRA {
+            n
+        } else {
+            n + 1
+        });
+    (rank, name.to_string())
+}
+
+fn internal(path: &[u8]) -> bool {
+    path.starts_with(b"proxkeep/")
+}
+
+/// Differences from `a` (old) to `b` (new), grouped by category in catalog order, then by path.
+pub fn compare(a: &[IndexEntry], b: &[IndexEntry], opts: &Options) -> Vec<Difference> {
+    let keep = |e: &&IndexEntry| opts.internal || !internal(&e.path_bytes());
+    let old: BTreeMap<Vec<u8>, &IndexEntry> =
+        a.iter().filter(keep).map(|e| (e.path_bytes(), e)).collect();
+    let new: BTreeMap<Vec<u8>, &IndexEntry> =
+        b.iter().filter(keep).map(|e| (e.path_bytes(), e)).collect();
+    let mut out = Vec::new();
+    let mk = |raw: &[u8], e: &IndexEntry, change: Change, details: Vec<Detail>| {
+        let (path, path_hex) = path_fields(raw);
+        Difference {
+            secret: is_secret(&path),
+            path,
+            path_hex,
+            raw: raw.to_vec(),
+            category: e.category.clone(),
+            change,
+            kind: e.kind,
+            details,
+            patch: None,
+            patch_note: None,
+        }
+    };
+    for (p, o) in &old {
+        match new.get(p) {
+            None => out.push(mk(p, o, Change::Removed, vec![])),
+            Some(n) => {
+                let show = opts.show_secrets || !is_secret(&path_fields(p).0);
+                let details = details(o, n, show);
+                if !details.is_empty() {
+                    out.push(mk(p, n, Change::Changed, details));
+                }
+            }
+        }
+    }
+    for (p, n) in &new {
+        if !old.contains_key(p) {
+            out.push(mk(p, n, Change::Added, vec![]));
+        }
+    }
+    out.sort_by(|x, y| {
+        category_rank(&x.category)
+            .cmp(&category_rank(&y.category))
+            .then_with(|| x.raw.cmp(&y.raw))
+    });
+    out
+}
+
+fn details(o: &IndexEntry, n: &IndexEntry, show_content: bool) -> Vec<Detail> {
+    let mut d = Vec::new();
+    if o.kind != n.kind {
+        d.push(Detail::Kind {
+            from: o.kind,
+            to: n.kind,
+        });
+    } else if o.kind == Kind::File && (o.sha256 != n.sha256 || o.size != n.size) {
+        d.push(if show_content {
+            Detail::Content {
+                from_size: Some(o.size),
+                to_size: Some(n.size),
+                from_sha256: o.sha256.clone(),
+                to_sha256: n.sha256.clone(),
+            }
+        } else {
+            Detail::Content {
+                from_size: None,
+                to_size: None,
+                from_sha256: None,
+                to_sha256: None,
+            }
+        });
+    }
+    if o.mode_bits() != n.mode_bits() && o.kind != Kind::Symlink && n.kind != Kind::Symlink {
+        d.push(Detail::Mode {
+            from: o.mode.clone(),
+            to: n.mode.clone(),
+        });
+    }
+    if (o.uid, o.gid) != (n.uid, n.gid) {
+        d.push(Detail::Owner {
+            from: format!("{}:{}", o.uid, o.gid),
+            to: format!("{}:{}", n.uid, n.gid),
+        });
+    }
+    if o.kind == Kind::Symlink && n.kind == Kind::Symlink && o.target != n.target {
+        d.push(Detail::Target {
+            from: o.target.clone(),
+            to: n.target.clone(),
+        });
+    }
+    if o.xattrs != n.xattrs {
+        d.push(Detail::Xattrs {
+            from: o.xattrs.clone(),
+            to: n.xattrs.clone(),
+        });
+    }
+    d
+}
+
+fn report(
+    from: String,
+    to: String,
+    differences: Vec<Difference>,
+    warnings: Vec<Warning>,
+) -> Report {
+    let count = |c: Change| differences.iter().filter(|d| d.change == c).count();
+    Report {
+        added: count(Change::Added),
+        removed: count(Change::Removed),
+        changed: count(Change::Changed),
+        from,
+        to,
+        differences,
+        warnings,
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// patches
+// ------------------------------------------------------------------------------------------------
+
+/// Unified diff of one file; `Err(note)` when the content is not text. `None` is an absent side.
+pub fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> Result<String, &'static str> {
+    let text = |b: Option<&[u8]>| -> Result<String, &'static str> {
+        match b {
+            None => Ok(String::new()),
+            Some(b) if b.contains(&0) => Err("binary content"),
+            Some(b) => std::str::from_utf8(b)
+                .map(str::to_string)
+                .map_err(|_| "binary content (not UTF-8)"),
+        }
+    };
+    let (o, n) = (text(old)?, text(new)?);
+    let from = if old.is_some() {
+        format!("a/{path}")
+    } else {
+        "/dev/null".into()
+    };
+    let to = if new.is_some() {
+        format!("b/{path}")
+    } else {
+        "/dev/null".into()
+    };
+    Ok(similar::TextDiff::from_lines(&o, &n)
+        .unified_diff()
+        .context_radius(3)
+        .header(&from, &to)
+        .to_string())
+}
+
+/// Which side's content a difference's patch needs: (old, new).
+fn needs(d: &Difference, opts: &Options) -> (bool, bool) {
+    if d.kind != Kind::File || (d.secret && !opts.show_secrets) {
+        return (false, false);
+    }
+    match d.change {
+        Change::Added => (false, true),
+        Change::Removed => (true, false),
+        Change::Changed if d.content_changed() => (true, true),
+        Change::Changed => (false, false),
+    }
+}
+
+/// Content of some files of an archive (second pass over it). Files above [`PATCH_LIMIT`] map to `None`.
+pub fn archive_files(
+    archive: &Path,
+    wanted: &HashSet<Vec<u8>>,
+) -> Result<HashMap<Vec<u8>, Option<Vec<u8>>>, InspectError> {
+    let mut out = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let mut reader = Opened::open(archive)
+        .map_err(InspectError::io(archive))?
+        .tar();
+    let offset = reader.offset.clone();
+    let broken = |e: io::Error| {
+        InspectError::damaged(
+            archive,
+            None,
+            Some(offset.load(Ordering::Relaxed)),
+            format!("archive stream is damaged: {e}"),
+        )
+    };
+    for entry in reader.archive.entries().map_err(broken)? {
+        let mut entry = entry.map_err(broken)?;
+        let p = entry.path_bytes().into_owned();
+        if !wanted.contains(&p) || entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        if entry.size() > PATCH_LIMIT {
+            out.insert(p, None);
+            continue;
+        }
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).map_err(broken)?;
+        out.insert(p, Some(data));
+        if out.len() == wanted.len() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn live_files(
+    root: &Root,
+    from_db: &HashMap<Vec<u8>, Vec<u8>>,
+    wanted: &HashSet<Vec<u8>>,
+) -> HashMap<Vec<u8>, Option<Vec<u8>>> {
+    wanted
+        .iter()
+        .filter_map(|p| {
+            if let Some(data) = from_db.get(p) {
+                let small = data.len() as u64 <= PATCH_LIMIT;
+                return Some((p.clone(), small.then(|| data.clone())));
+            }
+            let fs_path = root.path(std::ffi::OsStr::from_bytes(p));
+            let md = fs::symlink_metadata(&fs_path).ok()?;
+            if md.len() > PATCH_LIMIT {
+                return Some((p.clone(), None));
+            }
+            fs::read(&fs_path).ok().map(|d| (p.clone(), Some(d)))
+        })
+        .collect()
+}
+
+fn attach_patches(
+    diffs: &mut [Difference],
+    opts: &Options,
+    old: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+    new: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+) {
+    for d in diffs.iter_mut() {
+        if d.kind != Kind::File && d.change != Change::Changed {
+            continue;
+        }
+        if d.secret && !opts.show_secrets {
+            if d.kind == Kind::File && (d.change != Change::Changed || d.content_changed()) {
+                d.patch_note = Some("secret: content not shown (--show-secrets shows it)".into());
+            }
+            continue;
+        }
+        let (need_old, need_new) = needs(d, opts);
+        if !need_old && !need_new {
+            continue;
+        }
+        let side = |m: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+                    needed: bool|
+         -> Result<Option<Vec<u8>>, String> {
+            if !needed {
+                return Ok(None);
+            }
+            match m.get(&d.raw) {
+                Some(Some(data)) => Ok(Some(data.clone())),
+                Some(None) => Err(format!("larger than {} KiB: no patch", PATCH_LIMIT / 1024)),
+                None => Err("content could not be read".into()),
+            }
+        };
+        match (side(old, need_old), side(new, need_new)) {
+            (Ok(o), Ok(n)) => match unified(&d.path, o.as_deref(), n.as_deref()) {
+                Ok(p) => d.patch = Some(p),
+                Err(note) => d.patch_note = Some(note.into()),
+            },
+            (Err(note), _) | (_, Err(note)) => d.patch_note = Some(note),
+        }
+    }
+}
+
+fn wanted(diffs: &[Difference], opts: &Options) -> (HashSet<Vec<u8>>, HashSet<Vec<u8>>) {
+    let mut old = HashSet::new();
+    let mut new = HashSet::new();
+    for d in diffs {
+        let (o, n) = needs(d, opts);
+        if o {
+            old.insert(d.raw.clone());
+        }
+        if n {
+            new.insert(d.raw.clone());
+        }
+    }
+    (old, new)
+}
+
+// ------------------------------------------------------------------------------------------------
+// the two kinds of diff
+// ------------------------------------------------------------------------------------------------
+
+fn label(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// Archive `a` (old) against archive `b` (new).
+pub fn archives(a: &Path, b: &Path, opts: &Options) -> Result<Report, InspectError> {
+    let (_, ia) = super::read_meta_index(a)?;
+    let (_, ib) = super::read_meta_index(b)?;
+    let mut diffs = compare(&ia.entries, &ib.entries, opts);
+    if opts.patch {
+        let (wo, wn) = wanted(&diffs, opts);
+        let old = archive_files(a, &wo)?;
+        let new = archive_files(b, &wn)?;
+        attach_patches(&mut diffs, opts, &old, &new);
+    }
+    Ok(report(label(a), label(b), diffs, Vec::new()))
+}
+
+/// Archive `a` against the host under `root` now: what a backup taken now would hold.
+pub fn live(
+    a: &Path,
+    root: &Root,
+    config: &Config,
+    opts: &Options,
+) -> Result<Report, InspectError> {
+    let (_, ia) = super::read_meta_index(a)?;
+    let host = live_entries(root, config);
+    let unreadable: HashSet<Vec<u8>> = host.unreadable.iter().cloned().collect();
+    let old: Vec<IndexEntry> = ia
+        .entries
+        .into_iter()
+        .filter(|e| !unreadable.contains(&e.path_bytes()))
+        .collect();
+    // The host has no `proxkeep/` entries: never compare them here.
+    let opts_live = Options {
+        internal: false,
+        ..*opts
+    };
+    let mut diffs = compare(&old, &host.index.entries, &opts_live);
+    if opts.patch {
+        let (wo, wn) = wanted(&diffs, opts);
+        let old = archive_files(a, &wo)?;
+        let new = live_files(root, &host.from_db, &wn);
+        attach_patches(&mut diffs, opts, &old, &new);
+    }
+    Ok(report(
+        label(a),
+        format!("host {}", root.dir().display()),
+        diffs,
+        host.index.warnings,
+    ))
+}
+
+/// The live host as index entries.
+pub struct Live {
+    pub index: Index,
+    /// Paths that exist but could not be read: left out of the comparison on both sides.
+    pub unreadable: Vec<Vec<u8>>,
+    /// Content of the /etc/pve files rebuilt from config.db (pmxcfs down), for patches.
+    pub from_db: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+/// What a backup of the host under `root` would hold now: the same scan, every file hashed. When /etc/pve is
+/// empty (pmxcfs down), its tree comes from config.db, as in a backup.
+pub fn live_entries(root: &Root, config: &Config) -> Live {
+    let facts = HostFacts::detect(root);
+    let plan = collect::scan(root, &facts, config);
+    let mut index = Index::new();
+    index.warnings = plan.warnings.clone();
+    let mut unreadable = Vec::new();
+    let mut from_db = HashMap::new();
+    if plan.pve_tree_from_db
+        && let Some(db) = &plan.config_db
+    {
+        match db_tree(&root.path(db)) {
+            Ok(entries) => {
+                for (e, data) in entries {
+                    if e.kind == Kind::File {
+                        from_db.insert(e.path_bytes(), data);
+                    }
+                    index.entries.push(e);
+                }
+            }
+            Err(e) => index.warnings.push(Warning {
+                path: Some("/etc/pve".into()),
+                message: format!("cannot read the tree from config.db: {e}"),
+            }),
+        }
+    }
+    for item in &plan.items {
+        let raw = item.archive_path();
+        match live_entry(&root.path(&item.host_path), raw, &item.category, item.kind) {
+            Ok(e) => index.entries.push(e),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {} // vanished since the scan: absent now
+            Err(e) => {
+                index.warnings.push(Warning {
+                    path: Some(item.host_path.display().to_string()),
+                    message: format!("cannot read, left out of the comparison: {e}"),
+                });
+                unreadable.push(raw.to_vec());
+            }
+        }
+    }
+    Live {
+        index,
+        unreadable,
+        from_db,
+    }
+}
+
+/// The /etc/pve tree in config.db as index entries, each with its content.
+fn db_tree(db: &Path) -> Result<Vec<(IndexEntry, Vec<u8>)>, crate::pmxcfs::PmxcfsError> {
+    // Read a consistent copy, as the backup does, never the live WAL database directly.
+    let tmp = tempfile::tempdir().map_err(|source| crate::pmxcfs::PmxcfsError::TempFile {
+        db: db.to_path_buf(),
+        tmp_dir: std::env::temp_dir(),
+        source,
+    })?;
+    let snap = crate::pmxcfs::snapshot(db, tmp.path())?;
+    let tree = crate::pmxcfs::read_tree(snap.file.path())?;
+    Ok(tree
+        .into_iter()
+        .map(|t| {
+            let kind = match t.kind {
+                crate::pmxcfs::NodeKind::Dir => Kind::Dir,
+                crate::pmxcfs::NodeKind::File => Kind::File,
+            };
+            let e = IndexEntry {
+                path: format!("etc/pve/{}", t.path),
+                path_hex: None,
+                category: "pve-cluster".into(),
+                kind,
+                size: t.data.len() as u64,
+                mode: format!("{:04o}", crate::pmxcfs::default_mode(&t.path, t.kind)),
+                uid: crate::pmxcfs::PMXCFS_UID,
+                gid: crate::pmxcfs::PMXCFS_GID,
+                mtime: t.mtime,
+                sha256: (kind == Kind::File).then(|| crate::archive::sha256_hex(&t.data)),
+                target: None,
+                xattrs: vec![],
+                source: Some("config.db".into()),
+            };
+            (e, t.data)
+        })
+        .collect())
+}
+
+fn live_entry(fs_path: &Path, raw: &[u8], category: &str, kind: Kind) -> io::Result<IndexEntry> {
+    let (path, path_hex) = path_fields(raw);
+    let mut e = IndexEntry {
+        path,
+        path_hex,
+        category: category.to_string(),
+        kind,
+        size: 0,
+        mode: String::new(),
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        sha256: None,
+        target: None,
+        xattrs: vec![],
+        source: None,
+    };
+    let md = if kind == Kind::File {
+        // As the backup opens it: never follow a link, never block on a FIFO swapped in.
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(fs_path)?;
+        let md = f.metadata()?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match f.read(&mut buf)? {
+                0 => break,
+                n => hasher.update(&buf[..n]),
+            }
+        }
+        e.sha256 = Some(hex(&hasher.finalize()));
+        e.size = md.len();
+        e.xattrs = collect::xattrs_fd(&f).into_iter().map(|(k, _)| k).collect();
+        md
+    } else {
+        let md = fs::symlink_metadata(fs_path)?;
+        if kind == Kind::Symlink {
+            e.target = Some(path_fields(fs::read_link(fs_path)?.as_os_str().as_bytes()).0);
+        }
+        e.xattrs = collect::xattrs_path(fs_path)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        md
+    };
+    e.kind = if md.is_dir() {
+        Kind::Dir
+    } else if md.file_type().is_symlink() {
+        Kind::Symlink
+    } else {
+        kind
+    };
+    e.mode = format!("{:04o}", md.mode() & 0o7777);
+    e.uid = md.uid();
+    e.gid = md.gid();
+    e.mtime = md.mtime();
+    Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, cat: &str, sha: &str, mode: &str) -> IndexEntry {
+        IndexEntry {
+            path: path.into(),
+            path_hex: None,
+            category: cat.into(),
+            kind: Kind::File,
+            size: sha.len() as u64,
+            mode: mode.into(),
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+            sha256: Some(sha.into()),
+            target: None,
+            xattrs: vec![],
+            source: None,
+        }
+    }
+
+    #[test]
+    fn compare_reports_each_kind_of_change_grouped_by_category() {
+        let a = vec![
+            file("etc/pve/storage.cfg", "pve-cluster", "aa", "0640"),
+            file("etc/pve/qemu-server/100.conf", "pve-cluster", "bb", "0640"),
+            file("etc/hosts", "network", "cc", "0644"),
+            file("etc/pve/priv/shadow.cfg", "pve-cluster", "dd", "0600"),
+            file(
+                "proxkeep/commands/network/ip-addr.json",
+                "network",
+                "x1",
+                "0600",
+            ),
+            IndexEntry {
+                kind: Kind::Symlink,
+                target: Some("nodes/a".into()),
+                sha256: None,
+                ..file("etc/pve/local", "pve-cluster", "", "0777")
+            },
+            file("etc/same", "network", "ee", "0644"),
+        ];
+        let mut b = a.clone();
+        b[0].sha256 = Some("AA".into());
+        b.remove(1); // 100.conf removed
+        b[1].mode = "0600".into(); // etc/hosts
+        b[2].sha256 = Some("DD".into()); // secret changed
+        b[3].sha256 = Some("x2".into()); // command output changed
+        b[4].target = Some("nodes/b".into());
+        b[5].mtime = 99; // mtime only: not a change
+        b.push(file(
+            "etc/network/interfaces.d/vlan",
+            "network",
+            "ff",
+            "0644",
+        ));
+        let d = compare(&a, &b, &Options::default());
+        let got: Vec<(&str, &str, Change)> = d
+            .iter()
+            .map(|x| (x.category.as_str(), x.path.as_str(), x.change))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("pve-cluster", "etc/pve/local", Change::Changed),
+                ("pve-cluster", "etc/pve/priv/shadow.cfg", Change::Changed),
+                (
+                    "pve-cluster",
+                    "etc/pve/qemu-server/100.conf",
+                    Change::Removed
+                ),
+                ("pve-cluster", "etc/pve/storage.cfg", Change::Changed),
+                ("network", "etc/hosts", Change::Changed),
+                ("network", "etc/network/interfaces.d/vlan", Change::Added),
+            ]
+        );
+        assert_eq!(
+            d[0].details,
+            vec![Detail::Target {
+                from: Some("nodes/a".into()),
+                to: Some("nodes/b".into())
+            }]
+        );
+        assert!(d[1].secret);
+        // A secret's change carries neither sizes nor hashes.
+        assert_eq!(
+            d[1].details,
+            vec![Detail::Content {
+                from_size: None,
+                to_size: None,
+                from_sha256: None,
+                to_sha256: None
+            }]
+        );
+        assert_eq!(
+            d[4].details,
+            vec![Detail::Mode {
+                from: "0644".into(),
+                to: "0600".into()
+            }]
+        );
+        assert_eq!(d[4].details[0].to_string(), "mode 0644 → 0600");
+        // --show-secrets shows the hashes; --internal brings the command outputs in.
+        let d = compare(
+            &a,
+            &b,
+            &Options {
+                show_secrets: true,
+                internal: true,
+                ..Default::default()
+            },
+        );
+        assert!(
+            d.iter()
+                .any(|x| x.path == "proxkeep/commands/network/ip-addr.json")
+        );
+        let s = d
+            .iter()
+            .find(|x| x.path == "etc/pve/priv/shadow.cfg")
+            .unwrap();
+        assert!(matches!(&s.details[0], Detail::Content { to_sha256: Some(h), .. } if h == "DD"));
+    }
+
+    #[test]
+    fn unified_diffs_and_binary() {
+        let p = unified("etc/hosts", Some(b"a\nb\nc\n"), Some(b"a\nB\nc\n")).unwrap();
+        assert!(
+            p.contains("--- a/etc/hosts") && p.contains("+++ b/etc/hosts"),
+            "{p}"
+        );
+        assert!(p.contains("-b\n") && p.contains("+B\n"), "{p}");
+        let added = unified("etc/x", None, Some(b"new\n")).unwrap();
+        assert!(
+            added.contains("--- /dev/null") && added.contains("+new"),
+            "{added}"
+        );
+        assert_eq!(
+            unified("x", Some(b"a\0b"), Some(b"c")),
+            Err("binary content")
+        );
+    }
+
+    #[test]
+    fn patches_skip_secrets_unless_asked() {
+        let a = vec![
+            file("etc/pve/priv/shadow.cfg", "pve-cluster", "1", "0600"),
+            file("etc/hosts", "network", "1", "0644"),
+        ];
+        let mut b = a.clone();
+        b[0].sha256 = Some("2".into());
+        b[1].sha256 = Some("2".into());
+        let content = |s: &str| -> HashMap<Vec<u8>, Option<Vec<u8>>> {
+            [
+                (
+                    b"etc/pve/priv/shadow.cfg".to_vec(),
+                    Some(format!("root:{s}\n").into_bytes()),
+                ),
+                (b"etc/hosts".to_vec(), Some(format!("h {s}\n").into_bytes())),
+            ]
+            .into_iter()
+            .collect()
+        };
+        let opts = Options {
+            patch: true,
+            ..Default::default()
+        };
+        let mut d = compare(&a, &b, &opts);
+        let (wo, _) = wanted(&d, &opts);
+        assert!(
+            !wo.contains(b"etc/pve/priv/shadow.cfg".as_slice()),
+            "a secret is not even read"
+        );
+        attach_patches(&mut d, &opts, &content("old"), &content("new"));
+        let secret = d.iter().find(|x| x.secret).unwrap();
+        assert!(secret.patch.is_none() && secret.patch_note.as_deref().unwrap().contains("secret"));
+        let hosts = d.iter().find(|x| !x.secret).unwrap();
+        assert!(hosts.patch.as_deref().unwrap().contains("+h new"));
+        let opts = Options {
+            patch: true,
+            show_secrets: true,
+            ..Default::default()
+        };
+        let mut d = compare(&a, &b, &opts);
+        attach_patches(&mut d, &opts, &content("old"), &content("new"));
+        assert!(
+            d.iter()
+                .find(|x| x.secret)
+                .unwrap()
+                .patch
+                .as_deref()
+                .unwrap()
+                .contains("+root:new")
+        );
+    }
+}
