@@ -730,11 +730,21 @@ fn write_archive(
     // The read-back above was a full verify: record it, so `list` shows the archive `ok` without reading it.
     let totals = Some(index.totals.clone());
     let recorded = fs::metadata(&final_path).and_then(|md| {
-        let rec = crate::inspect::state::Record::new(&md, true, Some(written.sha256.clone()), 0, totals, "backup");
+        let rec = crate::inspect::state::Record::new(
+            &md,
+            true,
+            Some(written.sha256.clone()),
+            0,
+            totals,
+            "backup",
+        );
         crate::inspect::state::record(backup_dir, &final_name, rec)
     });
     if let Err(e) = recorded {
-        log.warn(&format!("cannot record the verification in {}: {e}", crate::inspect::state::STATE_FILE));
+        log.warn(&format!(
+            "cannot record the verification in {}: {e}",
+            crate::inspect::state::STATE_FILE
+        ));
     }
     report.sha256 = Some(written.sha256);
     report.size = written.bytes;

@@ -129,7 +129,11 @@ pub fn is_mount_point(path: &Path) -> bool {
 
 /// Verification results recorded in a directory's `.proxkeep-verify.json` (file name → ok?).
 pub fn recorded_verification(dir: &Path) -> HashMap<String, bool> {
-    crate::inspect::state::load(dir).archives.into_iter().map(|(name, rec)| (name, rec.ok)).collect()
+    crate::inspect::state::load(dir)
+        .archives
+        .into_iter()
+        .map(|(name, rec)| (name, rec.ok))
+        .collect()
 }
 
 /// The retention plan for a set of archives.
@@ -763,7 +767,6 @@ mod tests {
             ]
         );
     }
-
 }
 
 /// An ARCHIVE argument made concrete: a local file, or a copy fetched from a remote (removed on drop).
@@ -789,7 +792,11 @@ pub fn resolve_archive(
     if let Some((tier_name, rest)) = spec.split_once(':') {
         if let Some(s) = config.secondary.iter().find(|s| s.name == tier_name) {
             let path = crate::store::resolve(rest, &s.path, host).map_err(|e| e.to_string())?;
-            return Ok(Resolved { path, tier: Some(format!("secondary:{}", s.name)), _fetched: None });
+            return Ok(Resolved {
+                path,
+                tier: Some(format!("secondary:{}", s.name)),
+                _fetched: None,
+            });
         }
         if let Some(r) = config.remote.iter().find(|r| r.name == tier_name) {
             let mut remote = Remote::new(r, &config.retention);
@@ -797,16 +804,26 @@ pub fn resolve_archive(
             let file = match latest_index(rest) {
                 Some(n) => {
                     let list = remote.list(host).map_err(|e| e.to_string())?;
-                    list.get(n)
-                        .map(|a| a.file.clone())
-                        .ok_or_else(|| format!("no archive {spec:?}: {} archive(s) of {host} on remote:{}", list.len(), r.name))?
+                    list.get(n).map(|a| a.file.clone()).ok_or_else(|| {
+                        format!(
+                            "no archive {spec:?}: {} archive(s) of {host} on remote:{}",
+                            list.len(),
+                            r.name
+                        )
+                    })?
                 }
                 None => rest.to_string(),
             };
-            if ArchiveName::parse(&file).is_none() && !file.ends_with(".tar") && !file.contains(".tar.") {
+            if ArchiveName::parse(&file).is_none()
+                && !file.ends_with(".tar")
+                && !file.contains(".tar.")
+            {
                 return Err(format!("{file:?} is not an archive name"));
             }
-            let dir = tempfile::Builder::new().prefix("proxkeep-fetch-").tempdir().map_err(|e| e.to_string())?;
+            let dir = tempfile::Builder::new()
+                .prefix("proxkeep-fetch-")
+                .tempdir()
+                .map_err(|e| e.to_string())?;
             let local = dir.path().join(&file);
             let local_s = local.to_string_lossy().into_owned();
             remote
@@ -815,11 +832,19 @@ pub fn resolve_archive(
             if !local.is_file() {
                 return Err(format!("no archive {file:?} on remote:{}", r.name));
             }
-            return Ok(Resolved { path: local, tier: Some(format!("remote:{}", r.name)), _fetched: Some(dir) });
+            return Ok(Resolved {
+                path: local,
+                tier: Some(format!("remote:{}", r.name)),
+                _fetched: Some(dir),
+            });
         }
     }
     let path = crate::store::resolve(spec, backup_dir, host).map_err(|e| e.to_string())?;
-    Ok(Resolved { path, tier: None, _fetched: None })
+    Ok(Resolved {
+        path,
+        tier: None,
+        _fetched: None,
+    })
 }
 
 fn latest_index(spec: &str) -> Option<usize> {

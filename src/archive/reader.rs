@@ -1,7 +1,9 @@
 //! Reading archives back: decompression picked from the file's magic bytes, and a full verification that
 //! every entry matches the index. The backup's read-back and `proxkeep verify` are the same code.
 
-use super::format::{CONFIG_DB_PATH, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
+use super::format::{
+    CONFIG_DB_PATH, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields,
+};
 use crate::config::Compression;
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -127,9 +129,18 @@ impl Opened {
     pub fn from_source(file: Source, capacity: usize) -> io::Result<Opened> {
         let read = Arc::new(AtomicU64::new(0));
         let consumed = Arc::new(AtomicU64::new(0));
-        let buffered =
-            BufReader::with_capacity(capacity, HashReader { inner: file, hasher: Sha256::new(), offset: read.clone() });
-        let mut raw = Consumed { inner: buffered, consumed: consumed.clone() };
+        let buffered = BufReader::with_capacity(
+            capacity,
+            HashReader {
+                inner: file,
+                hasher: Sha256::new(),
+                offset: read.clone(),
+            },
+        );
+        let mut raw = Consumed {
+            inner: buffered,
+            consumed: consumed.clone(),
+        };
         let compression = sniff(raw.fill_buf()?);
         let decoder = match compression {
             Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(raw)?),
@@ -137,7 +148,12 @@ impl Opened {
             Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
             Compression::None => Decoder::Plain(raw),
         };
-        Ok(Opened { compression, read, consumed, decoder })
+        Ok(Opened {
+            compression,
+            read,
+            consumed,
+            decoder,
+        })
     }
 
     /// Compressed bytes the decoder consumed so far: where a broken stream broke, within one compressor
@@ -147,7 +163,12 @@ impl Opened {
     }
 
     pub fn tar(self) -> TarReader {
-        TarReader { archive: tar::Archive::new(self.decoder), offset: self.consumed, read: self.read, compression: self.compression }
+        TarReader {
+            archive: tar::Archive::new(self.decoder),
+            offset: self.consumed,
+            read: self.read,
+            compression: self.compression,
+        }
     }
 }
 
@@ -265,7 +286,11 @@ fn kind_of(t: tar::EntryType) -> Option<Kind> {
 }
 
 fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
-    Problem { path: path.map(|p| path_fields(p).0), offset: None, message: message.into() }
+    Problem {
+        path: path.map(|p| path_fields(p).0),
+        offset: None,
+        message: message.into(),
+    }
 }
 
 /// Decompress and read every entry of `path`, hashing file contents, and check them against the archive's
@@ -273,7 +298,9 @@ fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
 pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification> {
     let file_len = std::fs::metadata(path)?.len();
     let expected = expected.cloned();
-    verify_stream(Box::new(File::open(path)?), Some(file_len), move || expected)
+    verify_stream(Box::new(File::open(path)?), Some(file_len), move || {
+        expected
+    })
 }
 
 /// [`verify`] over any source; `expected` is asked for only once the stream has been read to its end, so a
@@ -317,7 +344,11 @@ pub fn verify_stream(
     let entries = match reader.archive.entries() {
         Ok(e) => e,
         Err(e) => {
-            v.problems.push(Problem { path: None, offset: Some(0), message: format!("not a readable archive: {e}") });
+            v.problems.push(Problem {
+                path: None,
+                offset: Some(0),
+                message: format!("not a readable archive: {e}"),
+            });
             return Ok(v);
         }
     };
@@ -326,7 +357,11 @@ pub fn verify_stream(
             Ok(e) => e,
             Err(e) => {
                 let at = offset.load(Ordering::Relaxed);
-                v.problems.push(Problem { path: None, offset: Some(at), message: broken(at, "", &e) });
+                v.problems.push(Problem {
+                    path: None,
+                    offset: Some(at),
+                    message: broken(at, "", &e),
+                });
                 stream_ok = false;
                 break;
             }
@@ -337,11 +372,17 @@ pub fn verify_stream(
         let is_meta = path == META_PATH.as_bytes();
         let is_index = path == INDEX_PATH.as_bytes();
         if first && !is_meta {
-            v.problems.push(problem(None, "first entry is not proxkeep/meta.json: not a proxkeep archive"));
+            v.problems.push(problem(
+                None,
+                "first entry is not proxkeep/meta.json: not a proxkeep archive",
+            ));
         }
         first = false;
         if after_index {
-            v.problems.push(problem(Some(&path), "entry found after proxkeep/index.json (appended to the archive)"));
+            v.problems.push(problem(
+                Some(&path),
+                "entry found after proxkeep/index.json (appended to the archive)",
+            ));
         }
         let mut xattrs = Vec::new();
         if let Ok(Some(exts)) = entry.pax_extensions() {
@@ -381,7 +422,9 @@ pub fn verify_stream(
             meta_seen = true;
             match serde_json::from_slice::<Meta>(&small) {
                 Ok(m) => v.meta = Some(m),
-                Err(e) => v.problems.push(problem(Some(&path), format!("cannot parse: {e}"))),
+                Err(e) => v
+                    .problems
+                    .push(problem(Some(&path), format!("cannot parse: {e}"))),
             }
             continue;
         }
@@ -390,7 +433,9 @@ pub fn verify_stream(
             index_seen = true;
             match serde_json::from_slice::<Index>(&small) {
                 Ok(i) => v.index = Some(i),
-                Err(e) => v.problems.push(problem(Some(&path), format!("cannot parse: {e}"))),
+                Err(e) => v
+                    .problems
+                    .push(problem(Some(&path), format!("cannot parse: {e}"))),
             }
             after_index = true;
             continue;
@@ -419,13 +464,19 @@ pub fn verify_stream(
                     v.problems.push(Problem {
                         path: None,
                         offset: Some(bytes),
-                        message: format!("{junk} unexpected non-zero bytes after the end of the tar stream"),
+                        message: format!(
+                            "{junk} unexpected non-zero bytes after the end of the tar stream"
+                        ),
                     });
                 }
             }
             Err(e) => {
                 let at = offset.load(Ordering::Relaxed);
-                v.problems.push(Problem { path: None, offset: Some(at), message: broken(at, " at its end", &e) })
+                v.problems.push(Problem {
+                    path: None,
+                    offset: Some(at),
+                    message: broken(at, " at its end", &e),
+                })
             }
         }
     } else {
@@ -433,16 +484,20 @@ pub fn verify_stream(
     }
 
     if !meta_seen && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
-        v.problems.push(problem(None, "proxkeep/meta.json is missing"));
+        v.problems
+            .push(problem(None, "proxkeep/meta.json is missing"));
     }
     let expected = expected();
     let expected = expected.as_ref();
     match (&v.index, expected) {
-        (None, _) if stream_ok && !index_seen => v.problems.push(problem(None, "proxkeep/index.json is missing")),
+        (None, _) if stream_ok && !index_seen => v
+            .problems
+            .push(problem(None, "proxkeep/index.json is missing")),
         (None, _) => {}
-        (Some(idx), Some(exp)) if idx != exp => {
-            v.problems.push(problem(Some(INDEX_PATH.as_bytes()), "differs from the index the backup wrote"))
-        }
+        (Some(idx), Some(exp)) if idx != exp => v.problems.push(problem(
+            Some(INDEX_PATH.as_bytes()),
+            "differs from the index the backup wrote",
+        )),
         _ => {}
     }
     if let Some(idx) = v.index.as_ref().or(expected) {
@@ -459,7 +514,10 @@ fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Prob
         let p = e.path_bytes();
         indexed.insert(p.clone());
         match by_path.get(&p) {
-            None if complete => problems.push(problem(Some(&p), "listed in the index but missing from the archive")),
+            None if complete => problems.push(problem(
+                Some(&p),
+                "listed in the index but missing from the archive",
+            )),
             None => {}
             Some(s) => {
                 for m in mismatches(e, s) {
@@ -470,7 +528,10 @@ fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Prob
     }
     for s in seen {
         if !indexed.contains(&s.path) {
-            problems.push(problem(Some(&s.path), "in the archive but not in the index"));
+            problems.push(problem(
+                Some(&s.path),
+                "in the archive but not in the index",
+            ));
         }
     }
 }
@@ -483,17 +544,26 @@ fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
     }
     if e.kind == Kind::File {
         if s.size != e.size {
-            out.push(format!("size {} differs from the index ({})", s.size, e.size));
+            out.push(format!(
+                "size {} differs from the index ({})",
+                s.size, e.size
+            ));
         }
         if s.sha256.map(|h| hex(&h)) != e.sha256 {
             out.push("content hash differs from the index (content damaged or changed)".into());
         }
     }
     if s.mode != e.mode_bits() {
-        out.push(format!("mode {:04o} differs from the index ({})", s.mode, e.mode));
+        out.push(format!(
+            "mode {:04o} differs from the index ({})",
+            s.mode, e.mode
+        ));
     }
     if s.uid != u64::from(e.uid) || s.gid != u64::from(e.gid) {
-        out.push(format!("owner {}:{} differs from the index ({}:{})", s.uid, s.gid, e.uid, e.gid));
+        out.push(format!(
+            "owner {}:{} differs from the index ({}:{})",
+            s.uid, s.gid, e.uid, e.gid
+        ));
     }
     if s.mtime != e.mtime.max(0) as u64 {
         out.push("mtime differs from the index".into());
@@ -519,7 +589,10 @@ pub fn read_meta(path: &Path) -> io::Result<Meta> {
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty archive"))??;
     if first.path_bytes().as_ref() != META_PATH.as_bytes() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "first entry is not proxkeep/meta.json"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "first entry is not proxkeep/meta.json",
+        ));
     }
     let mut data = Vec::new();
     first.read_to_end(&mut data)?;

@@ -7,7 +7,8 @@ use proxkeep::archive::reader::Problem;
 use proxkeep::config::format_size;
 use proxkeep::exit;
 use proxkeep::inspect::table::{Align, local_time, render};
-use proxkeep::inspect::{self, InspectError, Lookup, State, diff};
+use proxkeep::inspect::{self, InspectError, State, diff};
+use proxkeep::tier;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,9 @@ pub enum Commands {
         /// Archives of every host in the directory, not only this one's
         #[arg(long)]
         all_hosts: bool,
+        /// Also (or only) other tiers: `all`, `local`, `secondary:NAME`, `remote:NAME` or just NAME
+        #[arg(long, value_name = "TIER")]
+        tier: Option<String>,
     },
     /// What an archive is: meta.json, per-category counts and sizes, warnings
     Show {
@@ -120,16 +124,20 @@ fn run_command(cmd: &Commands, g: &Globals) -> Result<i32, Exit> {
     let host = proxkeep::host::hostname(&g.root);
     let dir_of = |d: &Option<PathBuf>| d.clone().unwrap_or_else(|| config.backup_dir.clone());
     match cmd {
-        Commands::List { dir, all_hosts } => {
+        Commands::List {
+            dir,
+            all_hosts,
+            tier: Some(t),
+        } if t != "local" => {
+            let _ = all_hosts;
+            list_tiers(g, &config, &dir_of(dir), &host, t)
+        }
+        Commands::List { dir, all_hosts, .. } => {
             list(g, &dir_of(dir), (!*all_hosts).then_some(host.as_str()))
         }
         Commands::Show { archive, dir } => {
-            let path = Lookup {
-                dir: &dir_of(dir),
-                host: &host,
-            }
-            .resolve(archive)
-            .map_err(fail)?;
+            let path = resolve(&config, &dir_of(dir), &host, archive)?;
+            let path = &path.path;
             show(g, &path)
         }
         Commands::Ls {
@@ -137,12 +145,8 @@ fn run_command(cmd: &Commands, g: &Globals) -> Result<i32, Exit> {
             prefix,
             dir,
         } => {
-            let path = Lookup {
-                dir: &dir_of(dir),
-                host: &host,
-            }
-            .resolve(archive)
-            .map_err(fail)?;
+            let path = resolve(&config, &dir_of(dir), &host, archive)?;
+            let path = &path.path;
             ls(g, &path, prefix.as_deref())
         }
         Commands::Cat {
@@ -151,12 +155,8 @@ fn run_command(cmd: &Commands, g: &Globals) -> Result<i32, Exit> {
             show_secrets,
             dir,
         } => {
-            let path = Lookup {
-                dir: &dir_of(dir),
-                host: &host,
-            }
-            .resolve(archive)
-            .map_err(fail)?;
+            let path = resolve(&config, &dir_of(dir), &host, archive)?;
+            let path = &path.path;
             cat(g, &path, entry, *show_secrets)
         }
         Commands::Verify { archive, all, dir } => {
@@ -164,12 +164,8 @@ fn run_command(cmd: &Commands, g: &Globals) -> Result<i32, Exit> {
             if *all {
                 verify_all(g, &dir)
             } else {
-                let path = Lookup {
-                    dir: &dir,
-                    host: &host,
-                }
-                .resolve(archive.as_deref().unwrap_or("latest"))
-                .map_err(fail)?;
+                let path = resolve(&config, &dir, &host, archive.as_deref().unwrap_or("latest"))?;
+                let path = &path.path;
                 verify_one(g, &path)
             }
         }
@@ -183,18 +179,17 @@ fn run_command(cmd: &Commands, g: &Globals) -> Result<i32, Exit> {
             internal,
             dir,
         } => {
-            let lookup = Lookup {
-                dir: &dir_of(dir),
-                host: &host,
-            };
             let opts = diff::Options {
                 patch: *patch,
                 show_secrets: *show_secrets,
                 internal: *internal,
             };
-            let a = lookup.resolve(archive).map_err(fail)?;
+            let a = resolve(&config, &dir_of(dir), &host, archive)?;
+            let a = &a.path;
             let report = match (archive2, live) {
-                (Some(b), false) => diff::archives(&a, &lookup.resolve(b).map_err(fail)?, &opts),
+                (Some(b), false) => {
+                    diff::archives(a, &resolve(&config, &dir_of(dir), &host, b)?.path, &opts)
+                }
                 _ => diff::live(&a, &g.root, &config, &opts),
             }
             .map_err(fail)?;
@@ -206,6 +201,84 @@ fn run_command(cmd: &Commands, g: &Globals) -> Result<i32, Exit> {
             })
         }
     }
+}
+
+/// An ARCHIVE argument: local (path, name, `latest~N`) or `NAME:ARCHIVE` on a configured remote or secondary.
+fn resolve(
+    config: &proxkeep::config::Config,
+    dir: &Path,
+    host: &str,
+    spec: &str,
+) -> Result<tier::Resolved, Exit> {
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    tier::resolve_archive(spec, config, dir, host, &NEVER)
+        .map_err(|e| Exit(exit::USAGE, anyhow::anyhow!(e)))
+}
+
+/// `list --tier`: this host's archives on each selected tier.
+fn list_tiers(
+    g: &Globals,
+    config: &proxkeep::config::Config,
+    dir: &Path,
+    host: &str,
+    which: &str,
+) -> Result<i32, Exit> {
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    let tiers = tier::tiers(config, dir, &NEVER);
+    let selected: Vec<_> = tiers
+        .iter()
+        .filter(|t| {
+            which == "all"
+                || t.label() == which
+                || t.label().split_once(':').is_some_and(|(_, n)| n == which)
+        })
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<String> = tiers.iter().map(|t| t.label()).collect();
+        return Err(Exit(
+            exit::USAGE,
+            anyhow::anyhow!("no tier {which:?} (tiers: all, {})", names.join(", ")),
+        ));
+    }
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    let mut failed = false;
+    for t in selected {
+        match t.ready().and_then(|()| t.list(host)) {
+            Ok(list) => {
+                for a in &list {
+                    rows.push(vec![
+                        t.label(),
+                        local_time(a.name.time, "%Y-%m-%d %H:%M:%S"),
+                        a.name.role.to_string(),
+                        format_size(a.size),
+                        a.file.clone(),
+                    ]);
+                }
+                json.push(serde_json::json!({"tier": t.label(), "archives": list.iter().map(|a| serde_json::json!({
+                    "archive": a.file, "time": a.name.time.as_second(), "role": a.name.role, "size": a.size})).collect::<Vec<_>>()}));
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("warning: tier {}: {e}", t.label());
+                json.push(serde_json::json!({"tier": t.label(), "error": e.to_string()}));
+            }
+        }
+    }
+    if g.json {
+        json_line(&json)?;
+    } else {
+        let headers = ["TIER", "TIME", "ROLE", "SIZE", "ARCHIVE"];
+        let align = [
+            Align::Left,
+            Align::Left,
+            Align::Left,
+            Align::Right,
+            Align::Left,
+        ];
+        write!(io::stdout().lock(), "{}", render(&headers, &align, &rows)).map_err(output)?;
+    }
+    Ok(if failed { exit::WARNINGS } else { exit::OK })
 }
 
 fn fail(e: InspectError) -> Exit {

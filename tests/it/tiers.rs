@@ -155,6 +155,43 @@ fn rclone_sftp_and_local_remotes_upload_verify_prune_and_catch_up() {
     assert_eq!(archives_in(&served.join("bk")), archives_in(&env.backups));
     assert_eq!(archives_in(&served.join("bk")).len(), 3);
 
+    // Every tier's archives, and a remote archive read back through rclone.
+    let r = run_at(
+        &env,
+        "2026-11-22T03:30:00Z",
+        server.port,
+        &loc,
+        &["list", "--tier", "all"],
+    );
+    r.expect(0);
+    let out = r.stdout();
+    for t in ["local", "remote:sf", "remote:loc"] {
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with(t)).count(),
+            3,
+            "{t}:\n{out}"
+        );
+    }
+    let r = run_at(
+        &env,
+        "2026-11-22T03:30:00Z",
+        server.port,
+        &loc,
+        &["--json", "verify", "sf:latest"],
+    );
+    r.expect(0);
+    assert!(r.stdout().contains("20261122T030000Z"), "{}", r.stdout());
+    let first_name = first[0].clone();
+    let r = run_at(
+        &env,
+        "2026-11-22T03:30:00Z",
+        server.port,
+        &loc,
+        &["cat", &format!("loc:{first_name}"), "etc/hostname"],
+    );
+    r.expect(0);
+    assert_eq!(r.stdout().trim(), "pbs1");
+
     // Prune on the remote with its own policy.
     let mut text = fs::read_to_string(&env.config).unwrap();
     text = text.replace("retries = 2\n", "retries = 2\nkeep_last = 1\n");
@@ -305,8 +342,13 @@ fn local_retention_keeps_other_hosts_files_and_damaged_archives() {
     // Damage the newest archive and let `verify` record it.
     let newest = env.backups.join("pbs1-pbs-20261105T030000Z.tar.zst");
     let len = fs::metadata(&newest).unwrap().len();
-    sh_ok(&format!("printf 'XXXXXXXX' | dd of='{}' bs=1 seek={} conv=notrunc status=none", newest.display(), len / 2));
-    env.run(&["verify", "pbs1-pbs-20261105T030000Z.tar.zst"]).expect(6);
+    sh_ok(&format!(
+        "printf 'XXXXXXXX' | dd of='{}' bs=1 seek={} conv=notrunc status=none",
+        newest.display(),
+        len / 2
+    ));
+    env.run(&["verify", "pbs1-pbs-20261105T030000Z.tar.zst"])
+        .expect(6);
     let mut c = env.cmd();
     c.env("PROXKEEP_NOW", "2026-11-06T03:00:00Z");
     let r = Run(c.args(["prune", "--dry-run"]).output().unwrap());
