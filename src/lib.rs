@@ -8,6 +8,8 @@ pub mod catalog;
 pub mod collect;
 pub mod config;
 pub mod host;
+pub mod metrics;
+pub mod notify;
 pub mod output;
 pub mod pmxcfs;
 pub mod preflight;
