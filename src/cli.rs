@@ -1,6 +1,7 @@
 //! Command groups of the binary beyond backup: each file owns its subcommands and their wiring.
 
 pub mod inspect;
+pub mod notify;
 pub mod restore;
 
 use proxkeep::config::{self, Config};
