@@ -31,6 +31,9 @@ pub enum NotifyError {
     Smtp { message: String, permanent: bool },
     #[error("sendmail: {message}")]
     Sendmail { message: String, temporary: bool },
+    /// The TLS handshake refused the peer (untrusted or wrong certificate): the same on every attempt.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Local problem (unreadable CA file, bad address): no attempt would ever succeed.
     #[error("{0}")]
     Setup(String),
@@ -44,9 +47,39 @@ impl NotifyError {
             NotifyError::Timeout(_) | NotifyError::Transport(_) => true,
             NotifyError::Smtp { permanent, .. } => !permanent,
             NotifyError::Sendmail { temporary, .. } => *temporary,
-            NotifyError::Setup(_) => false,
+            NotifyError::Setup(_) | NotifyError::Tls(_) => false,
         }
     }
+}
+
+/// Whether `e` (or anything in its source chain, including an `io::Error`'s payload) is rustls refusing the
+/// peer: a certificate that does not verify, or no protocol in common. Retrying cannot change that.
+pub fn tls_rejection(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let verdict = |r: &rustls::Error| {
+        matches!(
+            r,
+            rustls::Error::InvalidCertificate(_)
+                | rustls::Error::NoCertificatesPresented
+                | rustls::Error::PeerIncompatible(_)
+                | rustls::Error::UnsupportedNameType
+        )
+        .then(|| r.to_string())
+    };
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return verdict(r);
+        }
+        if let Some(r) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return verdict(r);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Pause after failed attempt number `n` (1-based).
@@ -204,6 +237,15 @@ impl Http {
 }
 
 fn map_error(e: ureq::Error, started: Instant) -> NotifyError {
+    // ureq's error has no source chain: look into the two variants that can carry rustls' verdict.
+    let tls = match &e {
+        ureq::Error::Rustls(r) => tls_rejection(r),
+        ureq::Error::Io(io) => tls_rejection(io),
+        _ => None,
+    };
+    if let Some(t) = tls {
+        return NotifyError::Tls(t);
+    }
     match e {
         ureq::Error::Timeout(_) => NotifyError::Timeout(started.elapsed().as_secs_f64()),
         ureq::Error::Io(io)

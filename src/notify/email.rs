@@ -120,8 +120,12 @@ fn send_smtp(c: &EmailConfig, msg: &Message, timeout: Duration) -> Result<(), No
             return NotifyError::Timeout(timeout.as_secs_f64());
         }
         // 5xx replies (a rejected password, an unknown recipient), TLS verification and client errors will not
-        // change on a retry; 4xx replies and dropped connections may.
-        let permanent = e.is_permanent() || e.is_tls() || e.is_client();
+        // change on a retry; 4xx replies and dropped connections may. lettre reports a certificate the handshake
+        // refused as a network error, so look for rustls' verdict in the chain.
+        let permanent = e.is_permanent()
+            || e.is_tls()
+            || e.is_client()
+            || super::deliver::tls_rejection(&e).is_some();
         let mut message = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
