@@ -3,5 +3,6 @@
 
 mod backup;
 mod cli;
+mod notify;
 mod tiers;
 mod util;
