@@ -556,6 +556,49 @@ fn a_preflight_failure_reports_exit_4_pings_fail_with_the_log_tail_and_writes_me
 }
 
 #[test]
+fn a_long_report_reaches_telegram_in_pieces_of_at_most_4096_characters() {
+    let mut env = Env::new("pbs-node");
+    let sink = Sink::start(env.tmp.path());
+    env.write_config(&format!(
+        "[[notify.telegram]]\nbot_token = \"{TG_TOKEN}\"\nchat_id = \"@ops\"\napi_url = \"{}\"\n",
+        sink.url()
+    ));
+    // A 3000-character path that is not a directory: the error and the failed check both quote it.
+    let mut deep = env.path("deep");
+    for i in 0..12 {
+        deep.push(format!("{i:02}{}", "d".repeat(240)));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    let not_a_dir = deep.join("not-a-dir");
+    fs::write(&not_a_dir, "x").unwrap();
+    env.run(&["backup", "--dir", not_a_dir.to_str().unwrap()])
+        .expect(4);
+    let tg = sink.on_path("/bot");
+    assert!(tg.len() >= 2, "{} messages", tg.len());
+    let texts: Vec<&str> = tg
+        .iter()
+        .map(|r| r["json"]["text"].as_str().unwrap())
+        .collect();
+    assert!(texts.iter().all(|t| t.encode_utf16().count() <= 4096));
+    assert!(tg.iter().all(|r| r["json"]["chat_id"] == "@ops"));
+    let whole = texts.concat();
+    assert!(whole.starts_with("pbs1: backup FAILED (exit 4)"), "{whole}");
+    assert!(
+        whole.contains("proxkeep     0.1.0"),
+        "the last piece arrived too: {:?}",
+        texts
+            .iter()
+            .map(|t| (t.len(), t.chars().rev().take(150).collect::<String>()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        whole.matches(not_a_dir.to_str().unwrap()).count(),
+        3,
+        "headline, error and check line"
+    );
+}
+
+#[test]
 fn a_held_lock_reports_exit_5() {
     let mut env = Env::new("pbs-node");
     let sink = Sink::start(env.tmp.path());
@@ -963,13 +1006,26 @@ fn promtool_accepts_the_textfile_after_success_failing_tier_and_failure() {
         0o644
     );
 
-    // A secondary that must be a mount point but is a plain directory: the tier fails, the run warns (exit 3).
+    // A secondary that must be a mount point but is a plain directory: the tier fails, the run warns (exit 3),
+    // and a channel with the default `on` (failure, warning) hears about it.
     std::thread::sleep(Duration::from_millis(1100)); // a new archive name (second resolution)
+    let sink = Sink::start(env.tmp.path());
     env.write_config(&format!(
-        "{metrics}[[secondary]]\nname = \"nas\"\npath = \"{}\"\nrequire_mount = true\n",
-        plain.display()
+        "{metrics}[[secondary]]\nname = \"nas\"\npath = \"{}\"\nrequire_mount = true\n[[notify.ntfy]]\nurl = \"{}/proxkeep-alerts\"\n",
+        plain.display(),
+        sink.url()
     ));
     env.run(&["backup"]).expect(3);
+    let n = sink.on_path("/proxkeep-alerts");
+    assert_eq!(n.len(), 1);
+    assert_eq!(header(&n[0], "title"), "pbs1: backup warning");
+    assert_eq!(header(&n[0], "priority"), "4");
+    let body = n[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("secondary:nas: FAILED:") && body.contains("not a mount point"),
+        "{body}"
+    );
+    assert!(body.contains("warnings (1 of 1)"), "{body}");
     let warn = promtool_ok(&prom(&env));
     assert_eq!(metric(&warn, "proxkeep_run_status"), 1.0);
     assert_eq!(metric(&warn, "proxkeep_run_exit_code"), 3.0);

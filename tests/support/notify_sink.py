@@ -17,6 +17,10 @@ TG_TOKEN = sys.argv[5] if len(sys.argv) > 5 else "123456:TEST"
 lock = threading.Lock(); records = []; fail = {"status": 0, "count": 0}; seq = [0]
 slow = {"seconds": 0.0, "count": 0}
 
+def chat_id(v):                     # a numeric id, or "@channelusername" (the Bot API takes both)
+    try: return int(v)
+    except (TypeError, ValueError): return str(v)
+
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *a): pass
@@ -86,7 +90,7 @@ class H(BaseHTTPRequestHandler):
                 if not data.get("chat_id") or not data.get("text"):
                     return self.reply(400, {"ok": False, "error_code": 400, "description": "Bad Request: message text is empty"})
                 return self.reply(200, {"ok": True, "result": {"message_id": seq[0], "date": int(time.time()),
-                                        "chat": {"id": int(data["chat_id"]), "type": "private"}, "text": data["text"]}})
+                                        "chat": {"id": chat_id(data["chat_id"]), "type": "private"}, "text": data["text"]}})
             return self.reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
         if u.path.startswith("/hook"):                              # generic webhook
             return self.reply(200, {"ok": True})
