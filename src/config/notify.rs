@@ -947,7 +947,153 @@ impl RawNotify {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{ConfigError, parse, render_redacted};
     use super::*;
+    use std::path::Path;
+
+    const ORIGIN: &str = "/etc/proxkeep/proxkeep.toml";
+
+    fn ok(text: &str) -> super::super::Config {
+        parse(text, Path::new(ORIGIN), &[]).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+    }
+
+    /// (line, key, message, suggestion)
+    fn err(text: &str) -> (usize, String, String, Option<String>) {
+        match parse(text, Path::new(ORIGIN), &[]) {
+            Err(ConfigError::Invalid {
+                line,
+                key,
+                message,
+                suggestion,
+                ..
+            }) => (line, key, message, suggestion),
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_inference() {
+        let c = ok(r#"
+[metrics]
+textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
+[[notify.email]]
+to = ["root@localhost"]
+[[notify.email]]
+to = ["ops@example.com"]
+host = "mail.example.com"
+tls = "tls"
+username = "u"
+password = "p"
+[[notify.ntfy]]
+url = "https://ntfy.example/topic/"
+on = ["success", "failure", "success"]
+timeout = "2s"
+retry_budget = 5
+[[notify.ping]]
+url = "https://hc.example/abc"
+[[notify.webhook]]
+name = "chat"
+url = "https://hooks.example/x"
+method = "put"
+format = "slack"
+"#);
+        let n = &c.notify;
+        assert_eq!(n.email[0].common.name, "email");
+        assert_eq!(n.email[0].transport, MailTransport::Sendmail);
+        assert_eq!(n.email[0].common.on, DEFAULT_EVENTS);
+        assert_eq!(n.email[0].common.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(n.email[0].common.retry_budget, DEFAULT_RETRY_BUDGET);
+        assert_eq!(n.email[1].common.name, "email-2");
+        assert_eq!(
+            (n.email[1].transport, n.email[1].port),
+            (MailTransport::Smtp, 465)
+        );
+        assert_eq!(n.ntfy[0].url, "https://ntfy.example/topic");
+        assert_eq!(n.ntfy[0].common.on, [Event::Failure, Event::Success]);
+        assert_eq!(n.ntfy[0].common.timeout, Duration::from_secs(2));
+        assert_eq!(n.ntfy[0].common.retry_budget, Duration::from_secs(5));
+        assert!(n.ping[0].start && !n.ping[0].warning_as_failure);
+        assert_eq!(
+            (n.webhook[0].method, n.webhook[0].format),
+            (HttpMethod::Put, WebhookFormat::Slack)
+        );
+        assert_eq!(
+            n.channel_names(),
+            ["email", "email-2", "ntfy", "chat", "ping"]
+        );
+        assert!(n.secrets().contains(&"p".to_string()));
+        assert!(n.secrets().contains(&"https://hc.example/abc".to_string()));
+        assert!(c.metrics.textfile.is_some());
+    }
+
+    #[test]
+    fn render_round_trips_without_secrets() {
+        let c = ok(
+            "[[notify.email]]\nto = [\"root@localhost\"]\non = [\"success\"]\n[[notify.gotify]]\nurl = \"https://g.example\"\ntoken = \"t0ken\"\n",
+        );
+        let text = render_redacted(&c);
+        assert!(
+            text.contains("[[notify.email]]") && text.contains("token = \"<redacted>\""),
+            "{text}"
+        );
+        let mut plain = c.clone();
+        plain.notify.gotify.clear();
+        assert_eq!(ok(&render_redacted(&plain)), plain);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        #[rustfmt::skip]
+        let cases: &[(&str, usize, &str, &str)] = &[
+            ("[[notify.email]]\nname = \"m\"\n", 1, "notify.email.to", "is required"),
+            ("[[notify.email]]\nto = [\"not an address\"]\n", 2, "notify.email.to", "not an email address"),
+            ("[[notify.email]]\nto = [\"a@b.c\"]\ntransport = \"smtp\"\n", 1, "notify.email.host", "required"),
+            ("[[notify.email]]\nto = [\"a@b.c\"]\nhost = \"h\"\nusername = \"u\"\n", 1, "notify.email.password", "go together"),
+            ("[[notify.email]]\nto = [\"a@b.c\"]\nport = 70000\n", 3, "notify.email.port", "not a port"),
+            ("[[notify.gotify]]\nurl = \"gotify.example\"\ntoken = \"t\"\n", 2, "notify.gotify.url", "http:// or https://"),
+            ("[[notify.ntfy]]\nurl = \"https://ntfy.example/\"\n", 2, "notify.ntfy.url", "topic URL"),
+            ("[[notify.gotify]]\nname = \"x\"\nurl = \"https://g.example\"\ntoken = \"t\"\n[[notify.ntfy]]\nname = \"x\"\nurl = \"https://n.example/t\"\n", 6, "notify.ntfy.name", "used by another channel"),
+            ("[[notify.webhook]]\nurl = \"https://w.example\"\nmethod = \"GET\"\n", 3, "notify.webhook.method", "valid: POST, PUT"),
+            ("[[notify.webhook]]\nurl = \"https://w.example\"\nheaders = { \"Bad Header\" = \"x\" }\n", 3, "notify.webhook.headers", "not a header name"),
+            ("[metrics]\ntextfile = \"/var/lib/x.txt\"\n", 2, "metrics.textfile", ".prom"),
+            ("[metrics]\ntextfile = \"relative.prom\"\n", 2, "metrics.textfile", "absolute"),
+            ("[[notify.ping]]\nurl = \"https://hc.example/x\"\non = [\"failure\"]\n", 3, "notify.ping.on", "unknown key"),
+        ];
+        for &(text, line, key, msg) in cases {
+            let (l, k, m, _) = err(text);
+            assert_eq!((l, k.as_str()), (line, key), "{text:?}: {m}");
+            assert!(m.contains(msg), "{text:?}: {m}");
+        }
+        let (_, _, m, s) =
+            err("[[notify.ntfy]]\nurl = \"https://n.example/t\"\non = [\"failur\"]\n");
+        assert!(m.contains("unknown event `failur`"), "{m}");
+        assert_eq!(s.as_deref(), Some("failure"));
+        // A secret URL is never echoed in an error.
+        let (_, _, m, _) = err("[[notify.ping]]\nurl = \"ftp://secret-uuid-1234\"\n");
+        assert!(!m.contains("secret-uuid-1234"), "{m}");
+    }
+
+    #[test]
+    fn reporting_only_reads_notify_and_metrics_of_a_broken_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let notify =
+            "[metrics]\ntextfile = \"/m/p.prom\"\n[[notify.ntfy]]\nurl = \"https://n.example/t\"\n";
+        std::fs::write(
+            &p,
+            format!("bogus_key = 1\n[compression]\nlevel = 99\n{notify}"),
+        )
+        .unwrap();
+        let c = super::super::load_reporting_only(Some(&p)).unwrap();
+        assert_eq!(c.notify.ntfy.len(), 1);
+        assert_eq!(c.metrics.textfile.as_deref(), Some(Path::new("/m/p.prom")));
+        assert_eq!(c.compression, super::super::CompressionConfig::default());
+        std::fs::write(&p, format!("[compression\n{notify}")).unwrap();
+        assert!(super::super::load_reporting_only(Some(&p)).is_none());
+        std::fs::write(&p, "[[notify.ntfy]]\nurl = 5\n").unwrap();
+        assert!(super::super::load_reporting_only(Some(&p)).is_none());
+        assert!(super::super::load_reporting_only(Some(&dir.path().join("missing"))).is_none());
+    }
 
     #[test]
     fn url_secret_parts() {
