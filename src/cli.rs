@@ -1,6 +1,7 @@
 //! Command groups of the binary beyond backup: each file owns its subcommands and their wiring.
 
 pub mod inspect;
+pub mod notify;
 pub mod restore;
 
 use proxkeep::config::{self, Config};
@@ -22,9 +23,6 @@ pub struct Exit(pub i32, pub anyhow::Error);
 impl Exit {
     pub fn usage(e: impl Into<anyhow::Error>) -> Exit {
         Exit(proxkeep::exit::USAGE, e.into())
-    }
-    pub fn failed(e: impl Into<anyhow::Error>) -> Exit {
-        Exit(proxkeep::exit::FAILED, e.into())
     }
 }
 

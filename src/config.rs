@@ -42,6 +42,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
+
+mod notify;
+pub use notify::{
+    ChatId, Common, EmailConfig, Event, GotifyConfig, HttpMethod, MailTransport, MetricsConfig,
+    NotifyConfig, NtfyConfig, PingConfig, SmtpTls, TelegramConfig, WebhookConfig, WebhookFormat,
+};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -214,6 +220,11 @@ pub struct Config {
     /// `[[remote]]`: rclone remotes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote: Vec<RemoteConfig>,
+    /// `[[notify.*]]`: who hears about each run (src/config/notify.rs).
+    #[serde(skip_serializing_if = "NotifyConfig::is_empty")]
+    pub notify: NotifyConfig,
+    /// `[metrics]`: the Prometheus textfile.
+    pub metrics: MetricsConfig,
 }
 
 pub use crate::retention::Policy;
@@ -305,6 +316,8 @@ impl Default for Config {
             retention: DEFAULT_POLICY,
             secondary: Vec::new(),
             remote: Vec::new(),
+            notify: NotifyConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -491,6 +504,100 @@ const SCHEMA: &[Section] = &[
             "keep_weekly",
             "keep_monthly",
             "keep_yearly",
+        ],
+    },
+    Section {
+        path: "metrics",
+        array: false,
+        keys: &["textfile"],
+    },
+    Section {
+        path: "notify.email",
+        array: true,
+        keys: &[
+            "name",
+            "on",
+            "timeout",
+            "retry_budget",
+            "ca_file",
+            "to",
+            "from",
+            "transport",
+            "sendmail",
+            "host",
+            "port",
+            "tls",
+            "username",
+            "password",
+        ],
+    },
+    Section {
+        path: "notify.telegram",
+        array: true,
+        keys: &[
+            "name",
+            "on",
+            "timeout",
+            "retry_budget",
+            "ca_file",
+            "bot_token",
+            "chat_id",
+            "api_url",
+        ],
+    },
+    Section {
+        path: "notify.gotify",
+        array: true,
+        keys: &[
+            "name",
+            "on",
+            "timeout",
+            "retry_budget",
+            "ca_file",
+            "url",
+            "token",
+        ],
+    },
+    Section {
+        path: "notify.ntfy",
+        array: true,
+        keys: &[
+            "name",
+            "on",
+            "timeout",
+            "retry_budget",
+            "ca_file",
+            "url",
+            "token",
+        ],
+    },
+    Section {
+        path: "notify.webhook",
+        array: true,
+        keys: &[
+            "name",
+            "on",
+            "timeout",
+            "retry_budget",
+            "ca_file",
+            "url",
+            "method",
+            "format",
+            "headers",
+            "hmac_secret",
+        ],
+    },
+    Section {
+        path: "notify.ping",
+        array: true,
+        keys: &[
+            "name",
+            "url",
+            "start",
+            "warning_as_failure",
+            "timeout",
+            "retry_budget",
+            "ca_file",
         ],
     },
 ];
@@ -820,6 +927,34 @@ pub fn load(
     load_with_default(explicit, Path::new(DEFAULT_CONFIG_PATH), known_categories)
 }
 
+/// After [`load`] failed: only `[notify]` and `[metrics]`, when those sections are themselves valid, so a run
+/// stopped by a config error can still tell the channels the file names. `None` when even they cannot be read
+/// (missing file, TOML syntax error, error inside those sections): then nobody can be told, and the error
+/// reaches only stderr (the journal) and the exit code 2.
+pub fn load_reporting_only(explicit: Option<&Path>) -> Option<Config> {
+    let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+    let text = std::fs::read_to_string(path).ok()?;
+    let cx = Ctx {
+        text: &text,
+        origin: path,
+    };
+    let full = DeTable::parse(&text).ok()?;
+    let span = full.span();
+    let kept: DeTable<'_> = full
+        .into_inner()
+        .into_iter()
+        .filter(|(k, _)| matches!(&**k.get_ref(), "notify" | "metrics"))
+        .collect();
+    let doc = Spanned::new(span, kept);
+    let mut errors = Vec::new();
+    cx.check_table(doc.get_ref(), "", &mut errors);
+    if !errors.is_empty() {
+        return None;
+    }
+    let raw = RawConfig::deserialize(toml::de::Deserializer::from(doc)).ok()?;
+    raw.validate(&cx, &[]).ok()
+}
+
 fn load_with_default(
     explicit: Option<&Path>,
     default_path: &Path,
@@ -893,6 +1028,8 @@ struct RawConfig {
     retention: Option<PolicyOverride>,
     secondary: Option<Vec<Spanned<RawSecondary>>>,
     remote: Option<Vec<Spanned<RawRemote>>>,
+    notify: Option<notify::RawNotify>,
+    metrics: Option<notify::RawMetrics>,
 }
 
 #[derive(Deserialize)]
@@ -978,6 +1115,8 @@ impl RawConfig {
                 .map_or(DEFAULT_POLICY, |o| o.apply(&Policy::default())),
             secondary: validate_secondaries(cx, self.secondary.unwrap_or_default())?,
             remote: validate_remotes(cx, self.remote.unwrap_or_default())?,
+            notify: self.notify.unwrap_or_default().validate(cx)?,
+            metrics: self.metrics.unwrap_or_default().validate(cx)?,
         })
     }
 }
@@ -1483,8 +1622,11 @@ fn is_secret_key(section: &[String], key: &str) -> bool {
         "credential",
     ];
     let key = key.to_ascii_lowercase();
+    let in_notify = section.first().is_some_and(|s| s == "notify");
     NEEDLES.iter().any(|n| key.contains(n))
-        || (key == "url" && section.first().is_some_and(|s| s == "notify"))
+        || (key == "url" && in_notify)
+        // Webhook header values carry credentials (`Authorization = "Bearer ..."`).
+        || (in_notify && section.last().is_some_and(|s| s == "headers"))
 }
 
 /// Replaces the values of secret keys anywhere in `value` by `"<redacted>"`.
@@ -1623,6 +1765,9 @@ target = "b2:bucket/proxkeep/"
 flags = ["--bwlimit", "8M"]
 retries = 5
 timeout = "1h"
+
+[metrics]
+textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
 "#;
 
     fn full_config() -> Config {
@@ -1678,6 +1823,10 @@ timeout = "1h"
                 retries: 5,
                 retention: PolicyOverride::default(),
             }],
+            notify: NotifyConfig::default(),
+            metrics: MetricsConfig {
+                textfile: Some("/var/lib/prometheus/node-exporter/proxkeep.prom".into()),
+            },
         }
     }
 
@@ -2088,7 +2237,10 @@ timeout = "1h"
                 }
             }
         }
-        let value = toml::Table::try_from(Config::default()).unwrap();
+        // Optional keys are left out when unset: fill them so every key is seen.
+        let mut config = Config::default();
+        config.metrics.textfile = Some("/m.prom".into());
+        let value = toml::Table::try_from(config).unwrap();
         let mut serialized = Vec::new();
         walk(&value, "", &mut serialized);
         serialized.sort();

@@ -9,6 +9,8 @@ pub mod collect;
 pub mod config;
 pub mod host;
 pub mod inspect;
+pub mod metrics;
+pub mod notify;
 pub mod output;
 pub mod pmxcfs;
 pub mod preflight;

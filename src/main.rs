@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use proxkeep::backup::{self, BackupError, BackupOptions};
 use proxkeep::config::{self, Compression};
 use proxkeep::host::{HostFacts, Root};
-use proxkeep::output::{Log, Redactor};
+use proxkeep::output::Log;
 use proxkeep::{catalog, collect, exit, preflight};
 use std::io::Write;
 use std::path::PathBuf;
@@ -83,6 +83,8 @@ enum Command {
     Inspect(cli::inspect::Commands),
     #[command(flatten)]
     Restore(cli::restore::Commands),
+    #[command(flatten)]
+    Notify(cli::notify::Commands),
 }
 
 #[derive(Subcommand, Debug)]
@@ -148,6 +150,7 @@ fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
     match &cli.command {
         Command::Inspect(c) => cli::inspect::run(c, &globals(cli), cancel),
         Command::Restore(c) => cli::restore::run(c, &globals(cli), cancel),
+        Command::Notify(c) => cli::notify::run(c, &globals(cli)),
         Command::Config {
             action: ConfigAction::Show,
         } => {
@@ -199,8 +202,11 @@ fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
             compression,
             level,
         } => {
-            let config = load_config(cli)?;
-            let log = Log::new(verbosity, Redactor::default());
+            // Notifications and metrics (issue 7): reported for every outcome, never changing the exit code.
+            let config = load_config(cli)
+                .map_err(|e| cli::notify::backup_config_failed(&globals(cli), e))?;
+            let log = Log::new(verbosity, proxkeep::notify::redactor(&config));
+            let hooks = (!*dry_run).then(|| proxkeep::notify::Hooks::begin(&config));
             let ctx = backup::Context {
                 root,
                 config,
@@ -216,13 +222,20 @@ fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
                     .ok()
                     .and_then(|s| s.parse().ok()),
             };
-            match backup::run(&ctx, &opts) {
+            let result = backup::run(&ctx, &opts);
+            let sent = hooks
+                .map(|h| h.finish_backup(&ctx.config, &ctx.root, &log, &result))
+                .unwrap_or_default();
+            let redact = |v: serde_json::Value| {
+                log.redactor()
+                    .apply(&serde_json::to_string_pretty(&v).unwrap_or_default())
+            };
+            match result {
                 Ok(report) => {
                     if cli.json {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&report).unwrap_or_default()
-                        );
+                        let mut v = serde_json::to_value(&report).unwrap_or_default();
+                        v["notifications"] = serde_json::json!(sent);
+                        println!("{}", redact(v));
                     } else if *dry_run {
                         print_dry_run(&report);
                     } else if verbosity >= 0 {
@@ -234,10 +247,14 @@ fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
                     let code = e.exit_code();
                     if cli.json {
                         let v = serde_json::json!({"status": "failed", "exit_code": code, "error": e.to_string(),
-                            "checks": if let BackupError::Preflight(c) = &e { c.clone() } else { vec![] }});
-                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                            "checks": if let BackupError::Preflight(c) = &e { c.clone() } else { vec![] },
+                            "notifications": sent});
+                        println!("{}", redact(v));
                     }
-                    Err(Exit(code, anyhow::Error::new(e)))
+                    Err(Exit(
+                        code,
+                        anyhow::anyhow!(log.redactor().apply(&e.to_string())),
+                    ))
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! What a run tells people: log lines (stderr and the run log file), the progress line, and redaction of secrets.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -59,7 +60,14 @@ pub struct Log {
     file: Mutex<Option<File>>,
     /// Lines logged before the log file exists (preflight creates its directory).
     early: Mutex<Vec<String>>,
+    /// The file `detach` let go of, so the notification step can append its own lines to the run log.
+    detached: Mutex<Option<File>>,
+    /// The last lines logged (redacted), for the dead-man ping's `/fail` body.
+    tail: Mutex<VecDeque<String>>,
 }
+
+/// Lines kept for [`Log::tail`].
+const TAIL_LINES: usize = 60;
 
 impl Log {
     /// `verbosity`: -1 quiet (errors only), 0 normal, 1+ debug.
@@ -70,6 +78,8 @@ impl Log {
             redactor,
             file: Mutex::new(None),
             early: Mutex::new(Vec::new()),
+            detached: Mutex::new(None),
+            tail: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -95,7 +105,35 @@ impl Log {
     pub fn detach(&self) {
         if let Some(f) = self.file.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = f.sync_all();
+            *self.detached.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
         }
+    }
+
+    /// Resume writing the file the last [`detach`](Self::detach) closed, if any: what happens after the
+    /// backup proper (notifications) belongs in the same run log.
+    pub fn reattach(&self) -> bool {
+        match self
+            .detached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            Some(f) => {
+                self.attach(f);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The last lines logged (at most [`TAIL_LINES`]), already redacted, oldest first.
+    pub fn tail(&self) -> Vec<String> {
+        self.tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn log(&self, level: Level, msg: &str) {
@@ -106,6 +144,13 @@ impl Log {
             level.tag(),
             msg
         );
+        {
+            let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line.clone());
+        }
         match self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             Some(f) => {
                 let _ = writeln!(f, "{line}");

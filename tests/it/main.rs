@@ -4,5 +4,6 @@
 mod backup;
 mod cli;
 mod inspect;
+mod notify;
 mod tiers;
 mod util;

@@ -1,0 +1,375 @@
+//! Prometheus textfile for node_exporter's textfile collector, written atomically after every run (failed
+//! ones included). Hand-written: a dozen gauges do not need a registry, and the text format is small
+//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>). Every metric is documented in
+//! docs/monitoring.md.
+//!
+//! Some values outlive a run: the previous file is read back so that `proxkeep_last_success_timestamp_seconds`
+//! and the per-tier gauges of tiers this run did not reach keep their last known value.
+
+use crate::notify::report::{Report, Status};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+
+/// Values carried over from the previous textfile.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Previous {
+    pub last_success: Option<f64>,
+    /// tier label → metric name → value
+    pub tiers: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+const TIER_GAUGES: [&str; 4] = [
+    "proxkeep_tier_archives",
+    "proxkeep_tier_bytes",
+    "proxkeep_tier_last_copy_timestamp_seconds",
+    "proxkeep_tier_ok",
+];
+
+/// Escape a label value: backslash, double quote and newline (the text format's only escapes).
+pub fn escape_label(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+fn unescape_label(v: &str) -> String {
+    let mut out = String::new();
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some(o) => out.push(o),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Read back what a previous [`render`] wrote (anything unparsable is ignored: it is only a memory).
+pub fn parse_previous(text: &str) -> Previous {
+    let mut p = Previous::default();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.strip_suffix('}').unwrap_or(rest)),
+            None => (series, ""),
+        };
+        if name == "proxkeep_last_success_timestamp_seconds" && value > 0.0 {
+            p.last_success = Some(value);
+        } else if TIER_GAUGES.contains(&name) {
+            // Our own files carry exactly one label here: tier="…".
+            if let Some(v) = labels
+                .strip_prefix("tier=\"")
+                .and_then(|s| s.strip_suffix('"'))
+            {
+                p.tiers
+                    .entry(unescape_label(v))
+                    .or_default()
+                    .insert(name.to_string(), value);
+            }
+        }
+    }
+    p
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, help: &str, samples: &[(String, String)]) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(self.0, "{name}{labels} {value}");
+        }
+    }
+    fn single(&mut self, name: &str, help: &str, value: impl ToString) {
+        self.family(name, help, &[(String::new(), value.to_string())]);
+    }
+}
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The textfile for a finished run. `notify_failures`: failed deliveries per configured channel.
+pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) -> String {
+    let mut o = Out(String::new());
+    o.single(
+        "proxkeep_run_start_timestamp_seconds",
+        "Unix time the last run started.",
+        r.started,
+    );
+    o.single(
+        "proxkeep_run_end_timestamp_seconds",
+        "Unix time the last run ended.",
+        r.ended,
+    );
+    o.single(
+        "proxkeep_run_duration_seconds",
+        "Wall time of the last run in seconds.",
+        format!("{:.3}", r.duration_ms as f64 / 1000.0),
+    );
+    o.single(
+        "proxkeep_run_status",
+        "Outcome of the last run: 0 ok, 1 warning (archive written, with warnings), 2 failed.",
+        r.status.code(),
+    );
+    o.single(
+        "proxkeep_run_exit_code",
+        "Exit code of the last run (0 ok, 1 failed, 2 config, 3 warnings, 4 preflight, 5 locked, 130 interrupted).",
+        r.exit_code,
+    );
+    o.single(
+        "proxkeep_run_warnings",
+        "Warnings and errors of the last run.",
+        r.problems_total,
+    );
+    let (bytes, files) = r.archive.as_ref().map_or((0, 0), |a| (a.size, a.files));
+    o.single(
+        "proxkeep_archive_bytes",
+        "Size in bytes of the archive the last run wrote (0 when it wrote none).",
+        bytes,
+    );
+    o.single(
+        "proxkeep_archive_files",
+        "Regular files in the archive the last run wrote (0 when it wrote none).",
+        files,
+    );
+    // A run with warnings still wrote a verified archive: it counts as a success here.
+    let last_success = if r.status != Status::Failed {
+        Some(r.ended as f64)
+    } else {
+        prev.last_success
+    };
+    o.single(
+        "proxkeep_last_success_timestamp_seconds",
+        "Unix time the last run that wrote a verified archive ended (0: never); kept across failed runs.",
+        num(last_success.unwrap_or(0.0)),
+    );
+
+    // Per tier: this run's values, else the last known ones (a failed run or tier leaves them as they were).
+    let mut tiers: BTreeMap<String, BTreeMap<String, f64>> = prev.tiers.clone();
+    for t in &r.tiers {
+        let e = tiers.entry(t.tier.clone()).or_default();
+        e.insert("proxkeep_tier_ok".into(), if t.ok { 1.0 } else { 0.0 });
+        if t.ok {
+            e.insert("proxkeep_tier_archives".into(), t.archives as f64);
+            e.insert("proxkeep_tier_bytes".into(), t.bytes as f64);
+        }
+        if let Some(lc) = t.last_copy {
+            e.insert(
+                "proxkeep_tier_last_copy_timestamp_seconds".into(),
+                lc as f64,
+            );
+        }
+    }
+    let helps = [
+        (
+            "proxkeep_tier_archives",
+            "This host's archives on the tier after the last run that reached it.",
+        ),
+        (
+            "proxkeep_tier_bytes",
+            "Bytes of this host's archives on the tier after the last run that reached it.",
+        ),
+        (
+            "proxkeep_tier_last_copy_timestamp_seconds",
+            "Unix time an archive was last copied to the tier (kept across runs).",
+        ),
+        (
+            "proxkeep_tier_ok",
+            "1 if the tier took part in the last run without error, 0 if it failed.",
+        ),
+    ];
+    for (name, help) in helps {
+        let samples: Vec<(String, String)> = tiers
+            .iter()
+            .filter_map(|(tier, m)| {
+                m.get(name)
+                    .map(|v| (format!("{{tier=\"{}\"}}", escape_label(tier)), num(*v)))
+            })
+            .collect();
+        if !samples.is_empty() {
+            o.family(name, help, &samples);
+        }
+    }
+    if !notify_failures.is_empty() {
+        let samples: Vec<(String, String)> = notify_failures
+            .iter()
+            .map(|(c, n)| {
+                (
+                    format!("{{channel=\"{}\"}}", escape_label(c)),
+                    n.to_string(),
+                )
+            })
+            .collect();
+        o.family(
+            "proxkeep_notify_failures",
+            "Notifications of the last run that could not be delivered, per channel.",
+            &samples,
+        );
+    }
+    o.family(
+        "proxkeep_info",
+        "proxkeep version and the host it backs up.",
+        &[(
+            format!(
+                "{{version=\"{}\",host=\"{}\",role=\"{}\"}}",
+                escape_label(&r.version),
+                escape_label(&r.host),
+                escape_label(&r.role)
+            ),
+            "1".into(),
+        )],
+    );
+    o.0
+}
+
+/// Render and write `path` atomically (0644: node_exporter runs as its own user), reading the previous file
+/// first. The directory is created if missing.
+pub fn write(path: &Path, r: &Report, notify_failures: &[(String, u32)]) -> io::Result<()> {
+    let prev = std::fs::read_to_string(path)
+        .map(|t| parse_previous(&t))
+        .unwrap_or_default();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = render(r, notify_failures, &prev);
+    crate::backup::write_atomic(path, text.as_bytes(), 0o644)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::BackupError;
+    use crate::notify::report::{RunInfo, TierInfo};
+    use jiff::Timestamp;
+
+    fn run() -> RunInfo {
+        RunInfo {
+            host: "pve\"1".into(),
+            role: "pve".into(),
+            started: Timestamp::from_second(1_767_225_600).unwrap(),
+            ended: Timestamp::from_second(1_767_225_610).unwrap(),
+        }
+    }
+
+    fn tier(name: &str, ok: bool, archives: u64, last_copy: Option<i64>) -> TierInfo {
+        TierInfo {
+            tier: name.into(),
+            ok,
+            error: (!ok).then(|| "down".into()),
+            copied: 0,
+            removed: 0,
+            damaged: 0,
+            archives: if ok { archives } else { 0 },
+            bytes: archives * 100,
+            last_copy,
+        }
+    }
+
+    #[test]
+    fn success_then_failure_keeps_last_success_and_tiers() {
+        let mut ok = Report::sample(&run());
+        ok.test = false;
+        ok.tiers = vec![
+            tier("local", true, 3, None),
+            tier("secondary:nas", true, 2, Some(1_767_225_609)),
+        ];
+        let first = render(&ok, &[("mail".into(), 0)], &Previous::default());
+        assert!(first.ends_with('\n'));
+        assert!(
+            first.contains("proxkeep_last_success_timestamp_seconds 1767225610\n"),
+            "{first}"
+        );
+        assert!(first.contains("proxkeep_tier_archives{tier=\"secondary:nas\"} 2\n"));
+        assert!(first.contains("proxkeep_info{version=\""));
+        assert!(
+            first.contains("host=\"pve\\\"1\""),
+            "label escaping: {first}"
+        );
+        assert!(first.contains("proxkeep_notify_failures{channel=\"mail\"} 0\n"));
+        for name in [
+            "proxkeep_run_start_timestamp_seconds",
+            "proxkeep_run_end_timestamp_seconds",
+            "proxkeep_run_duration_seconds",
+            "proxkeep_run_status",
+            "proxkeep_run_exit_code",
+            "proxkeep_run_warnings",
+            "proxkeep_archive_bytes",
+            "proxkeep_archive_files",
+        ] {
+            assert!(first.contains(&format!("# HELP {name} ")), "{name}");
+            assert!(first.contains(&format!("# TYPE {name} gauge\n")), "{name}");
+        }
+
+        let prev = parse_previous(&first);
+        assert_eq!(prev.last_success, Some(1_767_225_610.0));
+        let failed_run = RunInfo {
+            started: Timestamp::from_second(1_767_312_000).unwrap(),
+            ended: Timestamp::from_second(1_767_312_001).unwrap(),
+            ..run()
+        };
+        let failed = Report::from_error(&BackupError::Failed("x".into()), &failed_run);
+        let second = render(&failed, &[("mail".into(), 1)], &prev);
+        assert!(
+            second.contains("proxkeep_last_success_timestamp_seconds 1767225610\n"),
+            "{second}"
+        );
+        assert!(second.contains("proxkeep_run_status 2\n"));
+        assert!(second.contains("proxkeep_run_exit_code 1\n"));
+        assert!(second.contains("proxkeep_archive_bytes 0\n"));
+        assert!(second.contains("proxkeep_tier_archives{tier=\"secondary:nas\"} 2\n"));
+        assert!(second.contains(
+            "proxkeep_tier_last_copy_timestamp_seconds{tier=\"secondary:nas\"} 1767225609\n"
+        ));
+        assert!(second.contains("proxkeep_notify_failures{channel=\"mail\"} 1\n"));
+
+        // A failing tier: ok 0, last known archive count and copy time kept.
+        let mut warn = ok.clone();
+        warn.status = Status::Warning;
+        warn.tiers = vec![
+            tier("local", true, 4, None),
+            tier("secondary:nas", false, 0, None),
+        ];
+        let third = render(&warn, &[], &parse_previous(&second));
+        assert!(
+            third.contains("proxkeep_tier_ok{tier=\"secondary:nas\"} 0\n"),
+            "{third}"
+        );
+        assert!(third.contains("proxkeep_tier_archives{tier=\"secondary:nas\"} 2\n"));
+        assert!(third.contains("proxkeep_tier_archives{tier=\"local\"} 4\n"));
+        assert!(third.contains(
+            "proxkeep_tier_last_copy_timestamp_seconds{tier=\"secondary:nas\"} 1767225609\n"
+        ));
+    }
+
+    #[test]
+    fn label_round_trip() {
+        for v in ["plain", "a\"b", "back\\slash", "new\nline"] {
+            assert_eq!(unescape_label(&escape_label(v)), v);
+        }
+        assert_eq!(
+            parse_previous("garbage\n{\nproxkeep_last_success_timestamp_seconds x\n"),
+            Previous::default()
+        );
+    }
+}
