@@ -11,6 +11,7 @@ pub mod host;
 pub mod output;
 pub mod pmxcfs;
 pub mod preflight;
+pub mod restore;
 pub mod runner;
 pub mod store;
 
