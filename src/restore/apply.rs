@@ -262,7 +262,16 @@ pub fn apply(
         Ok(())
     })();
     if let Err(stop) = result {
-        w.abort_batch();
+        // The files already written and verified in this batch still get their names: what came before the
+        // stop is restored whatever the batch size. If that fails too, they are dropped (old version kept).
+        if stop == Stop::Interrupted || matches!(stop, Stop::Damaged { .. }) {
+            if let Err(e) = w.flush() {
+                w.warn(format!("after the stop: {e}"));
+                w.abort_batch();
+            }
+        } else {
+            w.abort_batch();
+        }
         w.report.stopped = Some(stop);
     }
     // Directory mtimes last (writing into a directory changes its mtime), also after a stop.
@@ -546,7 +555,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Stopped: the temp files not yet renamed are removed, so their targets keep the old version.
+    /// The temp files not yet renamed are removed, so their targets keep the old version.
     fn abort_batch(&mut self) {
         for p in self.batch.drain(..) {
             let _ = rustix::fs::unlinkat(&p.dir.fd, p.tmp.as_slice(), AtFlags::empty());

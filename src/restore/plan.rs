@@ -173,7 +173,14 @@ impl Rules {
             .into_iter()
             .map(|p| {
                 let t = p.trim_end_matches('/');
-                if t.starts_with('/') { t.to_string() } else { format!("/{t}") }
+                if t.is_empty() {
+                    // `--path /`: everything.
+                    "/**".to_string()
+                } else if t.starts_with('/') {
+                    t.to_string()
+                } else {
+                    format!("/{t}")
+                }
             })
             .collect();
         let compiled = glob_set(paths.iter().map(String::as_str))?;
@@ -799,6 +806,11 @@ mod tests {
         let p = plan(&w, &obs, &rules(&[], &["etc/pve/*.cfg"]), &content, &[]);
         assert_eq!(p.writes().count(), 2);
         assert!(!p.steps.iter().any(|s| s.path == b"etc/network/interfaces"));
+        // `--path /` names everything, held files included.
+        let p = plan(&w, &obs, &rules(&[], &["/"]), &content, &[]);
+        assert_eq!(p.writes().count(), 4);
+        assert!(p.steps.iter().any(|s| s.path == b"etc/network/interfaces" && s.action.writes()));
+        assert_eq!(p.not_selected, 0);
     }
 
     #[test]

@@ -3,4 +3,5 @@
 
 mod backup;
 mod cli;
+mod restore;
 mod util;
