@@ -766,7 +766,7 @@ pub fn warning_text(w: &Warning) -> String {
     }
 }
 
-fn internal_header(path: &str, size: usize, time: Timestamp) -> EntryHeader<'_> {
+pub(crate) fn internal_header(path: &str, size: usize, time: Timestamp) -> EntryHeader<'_> {
     EntryHeader {
         path: path.as_bytes(),
         kind: Kind::File,
@@ -879,7 +879,7 @@ fn append_db_entry(
 
 /// Append one host item. Problems with the *source* (vanished, unreadable, changed while read) become
 /// warnings; an `Err` is a problem with the archive itself and ends the run.
-fn append_item(
+pub(crate) fn append_item(
     w: &mut ArchiveWriter,
     root: &Root,
     item: &Item,

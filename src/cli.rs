@@ -24,6 +24,9 @@ impl Exit {
     pub fn usage(e: impl Into<anyhow::Error>) -> Exit {
         Exit(proxkeep::exit::USAGE, e.into())
     }
+    pub fn failed(e: impl Into<anyhow::Error>) -> Exit {
+        Exit(proxkeep::exit::FAILED, e.into())
+    }
 }
 
 impl Globals {

@@ -14,6 +14,7 @@ pub mod notify;
 pub mod output;
 pub mod pmxcfs;
 pub mod preflight;
+pub mod restore;
 pub mod retention;
 pub mod runner;
 pub mod secrets;

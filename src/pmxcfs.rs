@@ -304,6 +304,12 @@ pub fn read_tree(db: &Path) -> Result<Vec<TreeEntry>, PmxcfsError> {
     build_tree(rows).map_err(|problem| tree_err(db, problem))
 }
 
+/// `PRAGMA integrity_check` of a database file (read-only), e.g. one about to replace the live config.db.
+pub fn check_integrity_of(db: &Path) -> Result<(), PmxcfsError> {
+    let conn = open_ro(db)?;
+    check_integrity(&conn, db)
+}
+
 /// Mode pmxcfs shows for a path (pve-docs pmxcfs.adoc "File Access Rights", pve-cluster `path_is_private`):
 /// files 0640, directories 0755; `priv`, `nodes/<node>/priv` and everything below them 0600 / 0700.
 pub fn default_mode(path: &str, kind: NodeKind) -> u32 {

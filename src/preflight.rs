@@ -257,7 +257,10 @@ pub fn partial_pid(name: &str) -> Option<u32> {
         .or_else(|| rest.strip_suffix(".tmp"))?;
     let (stem, pid) = rest.rsplit_once('.')?;
     let stem = stem.strip_suffix(".sha256").unwrap_or(stem);
-    if !stem.starts_with("proxkeep-") && crate::archive::name::ArchiveName::parse(stem).is_none() {
+    if !stem.starts_with("proxkeep-")
+        && crate::archive::name::ArchiveName::parse(stem).is_none()
+        && !crate::archive::name::is_safety_file_name(stem)
+    {
         return None;
     }
     pid.parse().ok()
@@ -279,6 +282,10 @@ mod tests {
             Some(4242)
         );
         assert_eq!(partial_pid(".proxkeep-db.77.tmp"), Some(77));
+        assert_eq!(
+            partial_pid(".due-restore-safety-20261128T031500Z.tar.zst.31.partial"),
+            Some(31)
+        );
         assert_eq!(partial_pid(".proxkeep-db.Ab3xYz.77.tmp"), Some(77));
         assert_eq!(
             partial_pid(".proxkeep-x.tar.zst.sha256.q1w2e3.9.tmp"),

@@ -67,6 +67,34 @@ impl fmt::Display for ArchiveName {
     }
 }
 
+/// What a restore-safety archive's name carries instead of a role: such a file is never an [`ArchiveName`],
+/// so listing and retention never count it as a scheduled backup (or delete it as an old one).
+pub const SAFETY_TAG: &str = "restore-safety";
+
+/// `<host>-restore-safety-<YYYYMMDDTHHMMSSZ>.tar.zst`: the copy a restore takes of what it replaces.
+pub fn safety_file_name(host: &str, time: Timestamp) -> String {
+    format!("{host}-{SAFETY_TAG}-{}.tar.zst", format_time(time))
+}
+
+/// Whether a file name has the shape of [`safety_file_name`].
+pub fn is_safety_file_name(file_name: &str) -> bool {
+    let Some(stem) = file_name.strip_suffix(".tar.zst") else {
+        return false;
+    };
+    let Some((rest, time)) = stem.rsplit_once('-') else {
+        return false;
+    };
+    let Some(host) = rest
+        .strip_suffix(SAFETY_TAG)
+        .and_then(|h| h.strip_suffix('-'))
+    else {
+        return false;
+    };
+    !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && parse_time(time).is_some()
+}
+
 pub fn format_time(t: Timestamp) -> String {
     t.strftime(TIME_FORMAT).to_string()
 }
@@ -104,7 +132,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn safety_archives_are_never_backups() {
+        let t: Timestamp = "2026-11-28T03:15:00Z".parse().unwrap();
+        let n = safety_file_name("pve-01", t);
+        assert_eq!(n, "pve-01-restore-safety-20261128T031500Z.tar.zst");
+        assert!(is_safety_file_name(&n));
+        // Retention and listing only ever act on names that parse; this one must not.
+        assert_eq!(ArchiveName::parse(&n), None);
+        assert!(!is_safety_file_name("pve-01-pve-20261128T031500Z.tar.zst"));
+        assert!(!is_safety_file_name(
+            "-restore-safety-20261128T031500Z.tar.zst"
+        ));
+        assert!(!is_safety_file_name("x-restore-safety-2026.tar.zst"));
+    }
+
     proptest! {
+        #[test]
+        fn safety_names_never_parse_as_backups(host in "[a-z0-9][a-z0-9-]{0,20}", secs in 0i64..4_000_000_000) {
+            let n = safety_file_name(&host, Timestamp::from_second(secs).unwrap());
+            prop_assert!(is_safety_file_name(&n));
+            prop_assert_eq!(ArchiveName::parse(&n), None);
+        }
+
         #[test]
         fn round_trip(host in "[a-z0-9][a-z0-9-]{0,20}", secs in 0i64..4_000_000_000, r in 0usize..4, c in 0usize..4) {
             let role = [Role::Pve, Role::Pbs, Role::Dual, Role::Linux][r];

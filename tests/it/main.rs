@@ -5,5 +5,6 @@ mod backup;
 mod cli;
 mod inspect;
 mod notify;
+mod restore;
 mod tiers;
 mod util;

@@ -355,6 +355,14 @@ pub fn sha256_file(p: &Path) -> String {
         .collect()
 }
 
+pub fn sha256_bytes(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The archive's index.json, read with GNU tar (independent of our reader).
 pub fn index_of(archive: &Path) -> serde_json::Value {
     let out = Command::new(tool("tar"))

@@ -1,0 +1,418 @@
+//! Which archive entries may be created under a target: pure checks on names and entry types.
+//!
+//! The tar crate's `unpack_in` is not trusted for this (issue 4): every name is normalized and checked here,
+//! every entry type outside file/dir/symlink is refused, and an entry below a symlink stored earlier in the
+//! archive is refused. What is already on the target (a symlink where a directory is expected) is checked
+//! component by component when the target is read and again when it is written (`target.rs`).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+/// Why an archive entry is refused. The caller adds the entry's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Hostile {
+    #[error("empty name")]
+    Empty,
+    #[error("absolute name: it would be written outside the target")]
+    Absolute,
+    #[error("`..` in the name: it would be written outside the target")]
+    DotDot,
+    #[error("NUL byte in the name")]
+    Nul,
+    #[error("passes through the symlink {0} stored earlier in the archive")]
+    ThroughSymlink(String),
+    #[error("symlink stored over the directory of earlier entries")]
+    SymlinkOverDir,
+    #[error("hard link to {target}: {}", if *.outside { "points outside the target" } else { "proxkeep archives never contain hard links" })]
+    HardLink { target: String, outside: bool },
+    #[error("{0}: proxkeep never stores or restores device nodes, FIFOs or sockets")]
+    Special(&'static str),
+    #[error("unsupported tar entry type {0:?}")]
+    Unsupported(char),
+    #[error("stored twice")]
+    Duplicate,
+}
+
+/// The entry types a tar header can carry, as far as restore cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TarKind {
+    File,
+    Dir,
+    Symlink,
+    HardLink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+    Other(u8),
+}
+
+impl TarKind {
+    pub fn of(t: tar::EntryType) -> TarKind {
+        match t {
+            tar::EntryType::Regular | tar::EntryType::Continuous => TarKind::File,
+            tar::EntryType::Directory => TarKind::Dir,
+            tar::EntryType::Symlink => TarKind::Symlink,
+            tar::EntryType::Link => TarKind::HardLink,
+            tar::EntryType::Char => TarKind::CharDevice,
+            tar::EntryType::Block => TarKind::BlockDevice,
+            tar::EntryType::Fifo => TarKind::Fifo,
+            other => TarKind::Other(other.as_byte()),
+        }
+    }
+}
+
+/// Display form of raw path bytes (lossy for non-UTF-8 names; messages only).
+pub fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+/// A relative name reduced to its normal components joined by `/`: empty and `.` components are dropped,
+/// an absolute name, `..` anywhere or a NUL byte is refused. The result can only name something below the
+/// directory it is joined to (as long as no component on disk is a symlink, which the writer checks).
+pub fn normalize(raw: &[u8]) -> Result<Vec<u8>, Hostile> {
+    if raw.first() == Some(&b'/') {
+        return Err(Hostile::Absolute);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for c in raw.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => continue,
+            b".." => return Err(Hostile::DotDot),
+            _ if c.contains(&0) => return Err(Hostile::Nul),
+            _ => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    if out.is_empty() {
+        Err(Hostile::Empty)
+    } else {
+        Ok(out)
+    }
+}
+
+/// Proper ancestors of a normalized path, shortest first (`a`, `a/b` for `a/b/c`).
+pub fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'/')
+        .map(move |(i, _)| &path[..i])
+}
+
+/// Split a normalized path into (parent, file name); the parent is empty at the top.
+pub fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+/// Checks the entries of one archive in order. Stateful because "below a symlink stored earlier" and
+/// "stored twice" depend on what came before.
+#[derive(Debug, Default)]
+pub struct Checker {
+    seen: HashSet<Vec<u8>>,
+    symlinks: HashSet<Vec<u8>>,
+    /// Ancestors of every entry so far (created implicitly as directories by the writer).
+    parents: HashSet<Vec<u8>>,
+}
+
+impl Checker {
+    /// Check one entry; on success returns its normalized name.
+    pub fn check(
+        &mut self,
+        raw: &[u8],
+        kind: TarKind,
+        link: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Hostile> {
+        let path = normalize(raw)?;
+        match kind {
+            TarKind::File | TarKind::Dir | TarKind::Symlink => {}
+            TarKind::HardLink => {
+                let target = link.unwrap_or_default();
+                return Err(Hostile::HardLink {
+                    target: show(target),
+                    outside: normalize(target).is_err(),
+                });
+            }
+            TarKind::CharDevice => return Err(Hostile::Special("character device")),
+            TarKind::BlockDevice => return Err(Hostile::Special("block device")),
+            TarKind::Fifo => return Err(Hostile::Special("FIFO")),
+            TarKind::Other(b) => return Err(Hostile::Unsupported(b as char)),
+        }
+        for a in ancestors(&path) {
+            if self.symlinks.contains(a) {
+                return Err(Hostile::ThroughSymlink(show(a)));
+            }
+        }
+        if kind == TarKind::Symlink && self.parents.contains(&path) {
+            return Err(Hostile::SymlinkOverDir);
+        }
+        if self.seen.contains(&path) {
+            return Err(Hostile::Duplicate);
+        }
+        for a in ancestors(&path) {
+            if !self.parents.contains(a) {
+                self.parents.insert(a.to_vec());
+            }
+        }
+        if kind == TarKind::Symlink {
+            self.symlinks.insert(path.clone());
+        }
+        self.seen.insert(path.clone());
+        Ok(path)
+    }
+}
+
+/// A single path component usable as a node name (`--map-node`).
+fn check_node_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        Err(format!("invalid node name {name:?}"))
+    } else {
+        Ok(())
+    }
+}
+
+const NODES: &[u8] = b"etc/pve/nodes/";
+
+/// `--map-node OLD=NEW`: entries under `etc/pve/nodes/OLD` go to `etc/pve/nodes/NEW`, for a host reinstalled
+/// under another name (guest configs are keyed by node name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeMap {
+    pub old: String,
+    pub new: String,
+}
+
+impl NodeMap {
+    pub fn parse(spec: &str) -> Result<NodeMap, String> {
+        let (old, new) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--map-node {spec:?}: expected OLD=NEW (node names)"))?;
+        check_node_name(old)?;
+        check_node_name(new)?;
+        Ok(NodeMap {
+            old: old.into(),
+            new: new.into(),
+        })
+    }
+
+    fn old_prefix(&self) -> Vec<u8> {
+        [NODES, self.old.as_bytes()].concat()
+    }
+
+    /// Map a normalized archive path.
+    pub fn path<'a>(&self, p: &'a [u8]) -> Cow<'a, [u8]> {
+        let old = self.old_prefix();
+        match p.strip_prefix(old.as_slice()) {
+            Some(rest) if rest.is_empty() || rest[0] == b'/' => {
+                Cow::Owned([NODES, self.new.as_bytes(), rest].concat())
+            }
+            _ => Cow::Borrowed(p),
+        }
+    }
+
+    /// Map a symlink's target: pmxcfs' links in `etc/pve` (`local` → `nodes/OLD`, `qemu-server` →
+    /// `nodes/OLD/qemu-server`) and absolute links into `/etc/pve/nodes/OLD`.
+    pub fn link<'a>(&self, link_path: &[u8], target: &'a [u8]) -> Cow<'a, [u8]> {
+        let in_etc_pve = split(link_path).0 == b"etc/pve";
+        let rel = [b"nodes/".as_slice(), self.old.as_bytes()].concat();
+        let abs = [b"/".as_slice(), &self.old_prefix()].concat();
+        for (prefix, new_prefix, applies) in [
+            (
+                rel,
+                [b"nodes/".as_slice(), self.new.as_bytes()].concat(),
+                in_etc_pve,
+            ),
+            (
+                abs,
+                [b"/".as_slice(), NODES, self.new.as_bytes()].concat(),
+                true,
+            ),
+        ] {
+            if !applies {
+                continue;
+            }
+            if let Some(rest) = target.strip_prefix(prefix.as_slice())
+                && (rest.is_empty() || rest[0] == b'/')
+            {
+                return Cow::Owned([new_prefix.as_slice(), rest].concat());
+            }
+        }
+        Cow::Borrowed(target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn normalize_table() {
+        for (raw, want) in [
+            (&b"etc/pve/storage.cfg"[..], Ok(&b"etc/pve/storage.cfg"[..])),
+            (b"./etc//hosts", Ok(b"etc/hosts")),
+            (b"etc/./x/", Ok(b"etc/x")),
+            (b"/etc/shadow", Err(Hostile::Absolute)),
+            (b"../x", Err(Hostile::DotDot)),
+            (b"etc/../../x", Err(Hostile::DotDot)),
+            (b"etc/..", Err(Hostile::DotDot)),
+            (b"", Err(Hostile::Empty)),
+            (b"./", Err(Hostile::Empty)),
+            (b"a\0b", Err(Hostile::Nul)),
+            (b"etc/..x", Ok(b"etc/..x")),
+        ] {
+            assert_eq!(normalize(raw), want.map(|w| w.to_vec()), "{}", show(raw));
+        }
+    }
+
+    #[test]
+    fn checker_refuses_hostile_entries() {
+        let mut c = Checker::default();
+        assert!(c.check(b"etc", TarKind::Dir, None).is_ok());
+        assert!(
+            c.check(b"etc/link", TarKind::Symlink, Some(b"/tmp/outside"))
+                .is_ok()
+        );
+        assert_eq!(
+            c.check(b"etc/link/evil", TarKind::File, None),
+            Err(Hostile::ThroughSymlink("etc/link".into()))
+        );
+        assert_eq!(
+            c.check(b"etc/link/a/b", TarKind::Dir, None),
+            Err(Hostile::ThroughSymlink("etc/link".into()))
+        );
+        assert_eq!(c.check(b"etc", TarKind::Dir, None), Err(Hostile::Duplicate));
+        assert_eq!(
+            c.check(b"./etc/link", TarKind::File, None),
+            Err(Hostile::Duplicate)
+        );
+        assert_eq!(
+            c.check(b"etc/hl", TarKind::HardLink, Some(b"/etc/shadow")),
+            Err(Hostile::HardLink {
+                target: "/etc/shadow".into(),
+                outside: true
+            })
+        );
+        assert_eq!(
+            c.check(b"etc/hl", TarKind::HardLink, Some(b"etc/hosts")),
+            Err(Hostile::HardLink {
+                target: "etc/hosts".into(),
+                outside: false
+            })
+        );
+        assert_eq!(
+            c.check(b"dev/sda", TarKind::BlockDevice, None),
+            Err(Hostile::Special("block device"))
+        );
+        assert_eq!(
+            c.check(b"dev/null", TarKind::CharDevice, None),
+            Err(Hostile::Special("character device"))
+        );
+        assert_eq!(
+            c.check(b"x/fifo", TarKind::Fifo, None),
+            Err(Hostile::Special("FIFO"))
+        );
+        assert_eq!(
+            c.check(b"x/s", TarKind::Other(b'S'), None),
+            Err(Hostile::Unsupported('S'))
+        );
+        // A symlink stored over a directory that earlier entries went into.
+        assert!(c.check(b"var/lib/x/file", TarKind::File, None).is_ok());
+        assert_eq!(
+            c.check(b"var/lib", TarKind::Symlink, Some(b"/")),
+            Err(Hostile::SymlinkOverDir)
+        );
+        // The symlink's own target is never followed, so any target is fine for the link itself.
+        assert!(
+            c.check(
+                b"root/.ssh/authorized_keys",
+                TarKind::Symlink,
+                Some(b"/etc/pve/priv/authorized_keys")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn node_map() {
+        assert!(NodeMap::parse("due").is_err());
+        assert!(NodeMap::parse("due=../x").is_err());
+        assert!(NodeMap::parse("=x").is_err());
+        let m = NodeMap::parse("due=quattro").unwrap();
+        assert_eq!(&*m.path(b"etc/pve/nodes/due"), b"etc/pve/nodes/quattro");
+        assert_eq!(
+            &*m.path(b"etc/pve/nodes/due/qemu-server/100.conf"),
+            b"etc/pve/nodes/quattro/qemu-server/100.conf"
+        );
+        assert_eq!(
+            &*m.path(b"etc/pve/nodes/duex/config"),
+            b"etc/pve/nodes/duex/config"
+        );
+        assert_eq!(
+            &*m.path(b"etc/pve/nodes/uno/config"),
+            b"etc/pve/nodes/uno/config"
+        );
+        assert_eq!(&*m.path(b"etc/nodes/due"), b"etc/nodes/due");
+        assert_eq!(&*m.link(b"etc/pve/local", b"nodes/due"), b"nodes/quattro");
+        assert_eq!(
+            &*m.link(b"etc/pve/qemu-server", b"nodes/due/qemu-server"),
+            b"nodes/quattro/qemu-server"
+        );
+        assert_eq!(&*m.link(b"etc/pve/local", b"nodes/duex"), b"nodes/duex");
+        assert_eq!(&*m.link(b"etc/other/local", b"nodes/due"), b"nodes/due");
+        assert_eq!(
+            &*m.link(b"root/x", b"/etc/pve/nodes/due/priv"),
+            b"/etc/pve/nodes/quattro/priv"
+        );
+    }
+
+    proptest! {
+        /// Whatever the input, a normalized name has only normal components, so joining it to a directory
+        /// stays below that directory.
+        #[test]
+        fn normalized_names_stay_below(parts in proptest::collection::vec(prop_oneof![
+            Just("..".to_string()), Just(".".to_string()), Just(String::new()), "[a-z.]{1,4}"
+        ], 0..6), absolute in any::<bool>()) {
+            let raw = format!("{}{}", if absolute { "/" } else { "" }, parts.join("/"));
+            match normalize(raw.as_bytes()) {
+                Ok(n) => {
+                    prop_assert!(!raw.starts_with('/'));
+                    for c in n.split(|b| *b == b'/') {
+                        prop_assert!(!c.is_empty() && c != b"." && c != b"..");
+                    }
+                    let joined = std::path::Path::new("/t").join(std::str::from_utf8(&n).unwrap());
+                    prop_assert!(joined.starts_with("/t"));
+                    prop_assert!(joined.components().all(|c| !matches!(c, std::path::Component::ParentDir)));
+                }
+                Err(Hostile::Absolute) => prop_assert!(raw.starts_with('/')),
+                Err(Hostile::DotDot) => prop_assert!(parts.iter().any(|p| p == "..")),
+                Err(Hostile::Empty) => prop_assert!(parts.iter().all(|p| p.is_empty() || p == ".")),
+                Err(e) => prop_assert!(false, "unexpected {e:?}"),
+            }
+        }
+
+        /// No sequence of entries gets an entry accepted below a symlink accepted before it.
+        #[test]
+        fn nothing_is_accepted_below_an_accepted_symlink(entries in proptest::collection::vec(
+            ("[ab](/[ab]){0,3}", 0u8..3), 0..12)) {
+            let mut c = Checker::default();
+            let mut links: Vec<Vec<u8>> = Vec::new();
+            for (p, k) in entries {
+                let kind = [TarKind::File, TarKind::Dir, TarKind::Symlink][k as usize];
+                if let Ok(n) = c.check(p.as_bytes(), kind, Some(b"/x")) {
+                    for l in &links {
+                        prop_assert!(!(n.starts_with(l) && n.get(l.len()) == Some(&b'/')));
+                        prop_assert!(n != *l);
+                    }
+                    if kind == TarKind::Symlink {
+                        links.push(n);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! `pmxcfs restore`: put the archive's config.db back in place: the documented Proxmox node recovery
+//! (pve-docs pmxcfs.adoc "Recovery": stop pve-cluster, replace config.db with mode 0600, start it).
+//!
+//! Order, and why:
+//! 1. stage: the db is taken out of the archive into a temp file next to the live one, its hash checked
+//!    against the index, its integrity and tree validated, before any service is touched;
+//! 2. refuse when this node is part of a quorate cluster (restoring the db of a node that still talks to its
+//!    cluster overwrites the cluster's state: domain.md C3.4), unless `--force`;
+//! 3. stop pve-cluster (timeout; on timeout `systemctl kill -s KILL`, then `is-active` must say it is down;
+//!    otherwise nothing is swapped);
+//! 4. copy the current config.db, -wal and -shm into a safety directory in the backup dir;
+//! 5. remove -wal and -shm (an old WAL replayed onto another db corrupts it), rename the staged db into
+//!    place, fsync the directory;
+//! 6. start pve-cluster (always attempted once stopped, even after a failure or SIGTERM in between).
+
+use crate::archive::format::{CONFIG_DB_PATH, hex};
+use crate::archive::reader::Opened;
+use crate::output::Log;
+use crate::restore::RestoreError;
+use crate::restore::guard::{self, Cluster};
+use crate::restore::path::{Checker, TarKind, show};
+use crate::restore::target::{DirFd, Target, WalkError};
+use crate::runner::{self, CommandSpec, RunOptions, Status};
+use jiff::Timestamp;
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub const DB_DIR: &str = "var/lib/pve-cluster";
+const DB_NAME: &str = "config.db";
+const SIDE_FILES: [&str; 3] = ["config.db", "config.db-wal", "config.db-shm"];
+const SERVICE: &str = "pve-cluster";
+
+#[derive(Debug, Clone)]
+pub struct RecoveryRequest {
+    pub archive: PathBuf,
+    pub target: PathBuf,
+    /// The target is this running host: ask pvecm, stop and start pve-cluster. Otherwise (a `--target` tree
+    /// such as a mounted disk) only the file is swapped.
+    pub live: bool,
+    pub force: bool,
+    pub service_timeout: Duration,
+    /// Where the safety copy of the current db goes (the backup directory).
+    pub safety_dir: PathBuf,
+    pub lock_file: Option<PathBuf>,
+    pub now: Timestamp,
+}
+
+/// The archive's database, checked and waiting next to the live one.
+#[derive(Debug)]
+pub struct Staged {
+    /// `<target>/var/lib/pve-cluster` (for messages).
+    pub db_dir: PathBuf,
+    dir: Rc<DirFd>,
+    tmp: Vec<u8>,
+    armed: bool,
+    pub size: u64,
+    pub version: u64,
+    pub entries: usize,
+    /// Directories under `nodes/` in the restored database.
+    pub nodes: Vec<String>,
+    pub has_corosync: bool,
+    /// The target's host name (`/etc/hostname` under the target).
+    pub hostname: String,
+    /// Which of config.db, -wal, -shm exist now.
+    pub current: Vec<&'static str>,
+    pub cluster: Option<Cluster>,
+    _target: Target,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = rustix::fs::unlinkat(&self.dir.fd, self.tmp.as_slice(), AtFlags::empty());
+        }
+    }
+}
+
+fn run_opts(timeout: Duration) -> RunOptions {
+    RunOptions {
+        timeout,
+        grace: Duration::from_secs(2),
+        max_output: 1 << 20,
+    }
+}
+
+fn describe(spec: &CommandSpec, r: &runner::CommandResult, timeout: Duration) -> String {
+    match &r.status {
+        Status::TimedOut => format!(
+            "`{}` did not finish within {} and was killed",
+            spec.display(),
+            secs(timeout)
+        ),
+        Status::Absent => format!("`{}`: {} is not installed", spec.display(), spec.program),
+        s => {
+            let tail = r.stderr_tail(300);
+            format!(
+                "`{}` {s}{}",
+                spec.display(),
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {tail}")
+                }
+            )
+        }
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// Take the db out of the archive, check it, and (live) ask pvecm. Nothing is changed yet.
+pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, RestoreError> {
+    let scan = crate::restore::scan::scan(&req.archive, &|_, _| false, cancel)?;
+    let entry = scan.index.entries.iter().find(|e| e.path == CONFIG_DB_PATH).ok_or_else(|| {
+        RestoreError::Refused(format!(
+            "{} holds no {CONFIG_DB_PATH} (it is not the backup of a PVE node, or its snapshot failed)",
+            req.archive.display()
+        ))
+    })?;
+    let expected = entry.sha256.clone().unwrap_or_default();
+    let target = Target::open(&req.target)
+        .map_err(|e| RestoreError::io("open the target directory", &req.target, e))?;
+    let db_dir = req.target.join(DB_DIR);
+    let dir = target
+        .walker()
+        .open_dir(DB_DIR.as_bytes(), true)
+        .map_err(|e| RestoreError::Refused(format!("{}: {}", db_dir.display(), e.describe())))?;
+    let tmp = format!(".proxkeep-db.{}.tmp", std::process::id()).into_bytes();
+    let _ = rustix::fs::unlinkat(&dir.fd, tmp.as_slice(), AtFlags::empty());
+    let mut staged = Staged {
+        db_dir: db_dir.clone(),
+        dir: dir.clone(),
+        tmp: tmp.clone(),
+        armed: true,
+        size: 0,
+        version: 0,
+        entries: 0,
+        nodes: Vec::new(),
+        has_corosync: false,
+        hostname: crate::host::hostname(&crate::host::Root::new(&req.target)),
+        current: Vec::new(),
+        cluster: None,
+        _target: target,
+    };
+    let fd = rustix::fs::openat(
+        &dir.fd,
+        tmp.as_slice(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| RestoreError::io("create a temp file in", &db_dir, e.into()))?;
+    let mut file = File::from(fd);
+    rustix::fs::fchmod(&file, Mode::from_raw_mode(0o600))
+        .map_err(|e| RestoreError::io("chmod", &db_dir, e.into()))?;
+
+    // Pass 2, only for this one entry.
+    let damaged = |why: String| RestoreError::Damaged {
+        archive: req.archive.display().to_string(),
+        why,
+    };
+    let mut reader = Opened::open(&req.archive)
+        .map_err(|e| RestoreError::io("open", &req.archive, e))?
+        .tar();
+    let mut checker = Checker::default();
+    let mut found = false;
+    for e in reader
+        .archive
+        .entries()
+        .map_err(|e| damaged(e.to_string()))?
+    {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(RestoreError::Interrupted);
+        }
+        let mut e = e.map_err(|e| damaged(format!("the stream is damaged: {e}")))?;
+        let raw = e.path_bytes().into_owned();
+        let kind = TarKind::of(e.header().entry_type());
+        let link = e.link_name_bytes().map(|l| l.into_owned());
+        let p =
+            checker
+                .check(&raw, kind, link.as_deref())
+                .map_err(|why| RestoreError::Hostile {
+                    archive: req.archive.display().to_string(),
+                    entry: show(&raw),
+                    why,
+                })?;
+        if p != CONFIG_DB_PATH.as_bytes() {
+            continue;
+        }
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = e
+                .read(&mut buf)
+                .map_err(|err| damaged(format!("{CONFIG_DB_PATH}: {err}")))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n])
+                .map_err(|err| RestoreError::io("write", &db_dir, err))?;
+            staged.size += n as u64;
+        }
+        let got = hex(&hasher.finalize());
+        if got != expected {
+            return Err(damaged(format!(
+                "{CONFIG_DB_PATH}: content does not match the index (sha256 {got}, index {expected})"
+            )));
+        }
+        found = true;
+        break;
+    }
+    if !found {
+        return Err(damaged(format!(
+            "{CONFIG_DB_PATH} is listed in the index but not in the archive"
+        )));
+    }
+    file.sync_all()
+        .map_err(|e| RestoreError::io("fsync", &db_dir, e))?;
+    drop(file);
+
+    // SQLite opens it by name; the name goes through our own directory descriptor, no symlink in between.
+    let via = PathBuf::from(format!(
+        "/proc/self/fd/{}/{}",
+        dir.fd.as_raw_fd(),
+        show(&tmp)
+    ));
+    crate::pmxcfs::check_integrity_of(&via)?;
+    staged.version = crate::pmxcfs::db_version(&via)?;
+    let tree = crate::pmxcfs::read_tree(&via)?;
+    staged.entries = tree.len();
+    staged.has_corosync = tree.iter().any(|e| e.path == "corosync.conf");
+    staged.nodes = tree
+        .iter()
+        .filter(|e| e.kind == crate::pmxcfs::NodeKind::Dir)
+        .filter_map(|e| {
+            e.path
+                .strip_prefix("nodes/")
+                .filter(|n| !n.contains('/'))
+                .map(String::from)
+        })
+        .collect();
+    for name in SIDE_FILES {
+        if rustix::fs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+            staged.current.push(name);
+        }
+    }
+    if req.live {
+        let spec = CommandSpec::new("pvecm", &["status"]);
+        let r = runner::run(&spec, &run_opts(req.service_timeout), cancel);
+        if r.status == Status::Cancelled {
+            return Err(RestoreError::Interrupted);
+        }
+        let state = guard::cluster_state(&r);
+        let refuse = match &state {
+            Cluster::Quorate => Some(
+                "this node is part of a quorate cluster: putting an old config.db under a node that still talks to \
+                 its cluster overwrites the cluster's state. Rejoin the node instead (pvecm add), or isolate it first"
+                    .to_string(),
+            ),
+            Cluster::Unknown(why) => Some(format!("cannot tell whether this node is in a quorate cluster ({why})")),
+            _ => None,
+        };
+        staged.cluster = Some(state);
+        if let Some(why) = refuse
+            && !req.force
+        {
+            return Err(RestoreError::Refused(format!(
+                "{why}; --force restores anyway"
+            )));
+        }
+    }
+    Ok(staged)
+}
+
+/// What the swap did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Swapped {
+    pub db: PathBuf,
+    /// The copy of the db files that were replaced.
+    pub safety_copy: Option<PathBuf>,
+    pub stopped: bool,
+    pub started: bool,
+    pub warnings: Vec<String>,
+}
+
+fn systemctl(
+    args: &[&str],
+    timeout: Duration,
+    log: &Log,
+    cancel: &AtomicBool,
+) -> Result<(), String> {
+    let spec = CommandSpec::new("systemctl", args);
+    log.info(&format!("running {}", spec.display()));
+    let r = runner::run(&spec, &run_opts(timeout), cancel);
+    if r.success() {
+        Ok(())
+    } else {
+        Err(describe(&spec, &r, timeout))
+    }
+}
+
+/// Stop pve-cluster; on failure escalate to SIGKILL and insist that systemd reports it down.
+fn stop(
+    timeout: Duration,
+    log: &Log,
+    cancel: &AtomicBool,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
+    let first = match systemctl(&["stop", SERVICE], timeout, log, cancel) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    if cancel.load(Ordering::Relaxed) {
+        return Err(format!("{first} (interrupted)"));
+    }
+    log.warn(&format!("{first}: escalating to SIGKILL"));
+    let mut why = vec![first];
+    if let Err(e) = systemctl(&["kill", "--signal=SIGKILL", SERVICE], timeout, log, cancel) {
+        why.push(e);
+    }
+    let spec = CommandSpec::new("systemctl", &["is-active", SERVICE]);
+    let r = runner::run(&spec, &run_opts(timeout), cancel);
+    match r.status {
+        // is-active exits non-zero for inactive/failed: down, as wanted.
+        Status::Exited(c) if c != 0 => {
+            warnings.push(format!(
+                "{}; pve-cluster was killed instead",
+                why.join("; ")
+            ));
+            Ok(())
+        }
+        Status::Exited(_) => {
+            why.push("systemd still reports pve-cluster active".into());
+            Err(why.join("; "))
+        }
+        _ => {
+            why.push(describe(&spec, &r, timeout));
+            Err(why.join("; "))
+        }
+    }
+}
+
+fn copy_side_file(dir: &DirFd, name: &str, to: &Path) -> io::Result<()> {
+    let src = rustix::fs::openat(
+        &dir.fd,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut src = File::from(src);
+    let mut dst = crate::backup::create_private(to)?;
+    io::copy(&mut src, &mut dst)?;
+    dst.sync_all()
+}
+
+/// Stop, keep a safety copy, swap, start. Consumes the staged db.
+pub fn swap(
+    mut staged: Staged,
+    req: &RecoveryRequest,
+    log: &Log,
+    cancel: &AtomicBool,
+) -> Result<Swapped, RestoreError> {
+    let _lock = match &req.lock_file {
+        Some(l) => Some(crate::preflight::RunLock::acquire(l, &staged.hostname)?),
+        None => None,
+    };
+    if cancel.load(Ordering::Relaxed) {
+        return Err(RestoreError::Interrupted);
+    }
+    let mut out = Swapped {
+        db: staged.db_dir.join(DB_NAME),
+        safety_copy: None,
+        stopped: false,
+        started: false,
+        warnings: Vec::new(),
+    };
+    if req.live {
+        if let Err(why) = stop(req.service_timeout, log, cancel, &mut out.warnings) {
+            // It may be half-stopped: bring it back (with a flag SIGTERM cannot have set).
+            let _ = systemctl(
+                &["start", SERVICE],
+                req.service_timeout,
+                log,
+                &AtomicBool::new(false),
+            );
+            return Err(RestoreError::Service(format!(
+                "{why}: pve-cluster may still be running, so config.db was NOT replaced (nothing changed)"
+            )));
+        }
+        out.stopped = true;
+    }
+    let swapped = swap_files(&mut staged, req, &mut out);
+    if req.live {
+        // Started in every case once stopped: the node must not be left without pmxcfs. Not cancellable.
+        match systemctl(
+            &["start", SERVICE],
+            req.service_timeout,
+            log,
+            &AtomicBool::new(false),
+        ) {
+            Ok(()) => out.started = true,
+            Err(why) => {
+                let state = match &swapped {
+                    Ok(()) => "config.db was replaced",
+                    Err(_) => "config.db was NOT replaced",
+                };
+                let safety = out
+                    .safety_copy
+                    .as_ref()
+                    .map(|p| format!("; the previous db is in {}", p.display()))
+                    .unwrap_or_default();
+                return Err(RestoreError::Service(format!(
+                    "{state}, but pve-cluster did not start: {why}{safety}; see `journalctl -u pve-cluster`"
+                )));
+            }
+        }
+    }
+    swapped?;
+    Ok(out)
+}
+
+fn swap_files(
+    staged: &mut Staged,
+    req: &RecoveryRequest,
+    out: &mut Swapped,
+) -> Result<(), RestoreError> {
+    let dir = staged.dir.clone();
+    if !staged.current.is_empty() {
+        let name = format!(
+            "{}-pmxcfs-safety-{}",
+            staged.hostname,
+            crate::archive::name::format_time(req.now)
+        );
+        let safety = req.safety_dir.join(&name);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(&req.safety_dir)
+            .map_err(|e| {
+                RestoreError::Safety(format!("cannot create {}: {e}", req.safety_dir.display()))
+            })?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&safety)
+            .map_err(|e| {
+                RestoreError::Safety(format!("cannot create {}: {e}", safety.display()))
+            })?;
+        for name in &staged.current {
+            copy_side_file(&dir, name, &safety.join(name)).map_err(|e| {
+                RestoreError::Safety(format!("cannot copy {name} to {}: {e}", safety.display()))
+            })?;
+        }
+        File::open(&safety)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| RestoreError::Safety(e.to_string()))?;
+        out.safety_copy = Some(safety);
+    }
+    // The WAL of the old db must never be replayed onto the new one: gone before the new db is in place.
+    for name in &SIDE_FILES[1..] {
+        match rustix::fs::unlinkat(&dir.fd, *name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => {
+                return Err(RestoreError::io(
+                    "remove",
+                    &staged.db_dir.join(name),
+                    e.into(),
+                ));
+            }
+        }
+    }
+    rustix::fs::renameat(&dir.fd, staged.tmp.as_slice(), &dir.fd, DB_NAME)
+        .map_err(|e| RestoreError::io("rename the new config.db into", &staged.db_dir, e.into()))?;
+    staged.armed = false;
+    rustix::fs::fsync(&dir.fd).map_err(|e| RestoreError::io("fsync", &staged.db_dir, e.into()))?;
+    Ok(())
+}
+
+/// What to check after a recovery (pure, for the tests and the printout).
+pub fn next_steps(nodes: &[String], hostname: &str, has_corosync: bool, live: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if !nodes.iter().any(|n| n == hostname) {
+        out.push(format!(
+            "the database has node{} {} but this host is named {hostname:?}: pmxcfs shows /etc/pve/local for the \
+             host name, so set /etc/hostname and /etc/hosts to the node name (or move the guests with \
+             `proxkeep restore --map-node`) and reboot",
+            if nodes.len() == 1 { "" } else { "s" },
+            if nodes.is_empty() { "(none)".to_string() } else { nodes.join(", ") },
+        ));
+    } else {
+        out.push(format!(
+            "host name {hostname:?} matches its node directory /etc/pve/nodes/{hostname}"
+        ));
+    }
+    out.push(
+        "run `pvecm updatecerts --force` to renew this node's certificates and SSH known hosts"
+            .into(),
+    );
+    if has_corosync {
+        out.push(
+            "the database belongs to a cluster (corosync.conf): /etc/corosync/authkey and corosync.conf must match \
+             the cluster's; restore them with `proxkeep restore ARCHIVE --only corosync` if needed"
+                .into(),
+        );
+    }
+    if live {
+        out.push("check `ls /etc/pve/qemu-server /etc/pve/lxc`, then reboot the node".into());
+    } else {
+        out.push("on the restored host: check /etc/hostname, then boot it".into());
+    }
+    out
+}
+
+impl From<WalkError> for RestoreError {
+    fn from(e: WalkError) -> Self {
+        RestoreError::Refused(e.describe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_steps_name_the_mismatch() {
+        let s = next_steps(&["due".into()], "newhost", true, true);
+        assert!(
+            s[0].contains("node due") && s[0].contains("\"newhost\""),
+            "{s:?}"
+        );
+        assert!(s.iter().any(|l| l.contains("pvecm updatecerts")));
+        assert!(s.iter().any(|l| l.contains("authkey")));
+        let s = next_steps(&["due".into(), "uno".into()], "due", false, false);
+        assert!(s[0].contains("matches"), "{s:?}");
+        assert!(!s.iter().any(|l| l.contains("authkey")));
+    }
+}

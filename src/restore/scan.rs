@@ -1,0 +1,277 @@
+//! Pass 1 over an archive, before anything is planned or written: every entry's name and type is checked
+//! (a hostile archive is refused here, naming the entry), meta.json (first) and index.json (last) are read,
+//! the tar headers are compared with the index, and the compressor's own checksum is checked by reading
+//! the stream to its end. File contents are not hashed here: pass 2 hashes each file as it writes it and
+//! stops before a file whose hash differs from the index.
+
+use crate::archive::format::{FORMAT_VERSION, INDEX_PATH, Index, Kind, META_PATH, Meta};
+use crate::archive::reader::Opened;
+use crate::restore::RestoreError;
+use crate::restore::path::{Checker, TarKind, normalize, show};
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What pass 1 learned.
+#[derive(Debug)]
+pub struct Scan {
+    pub meta: Meta,
+    pub index: Index,
+    /// Contents of the small entries the caller asked for (held files, for their diffs), by normalized name.
+    pub captured: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+/// A tar header as pass 1 saw it.
+struct Seen {
+    path: Vec<u8>,
+    kind: Kind,
+    size: u64,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    link: Option<String>,
+    xattrs: Vec<String>,
+}
+
+/// meta.json and index.json are small; anything bigger is not ours.
+const SELF_MAX: u64 = 256 << 20;
+
+pub(crate) fn kind_of(k: TarKind) -> Option<Kind> {
+    match k {
+        TarKind::File => Some(Kind::File),
+        TarKind::Dir => Some(Kind::Dir),
+        TarKind::Symlink => Some(Kind::Symlink),
+        _ => None,
+    }
+}
+
+/// Read `archive` through once. `capture(name, size)` says which entries' contents to keep.
+pub fn scan(
+    archive: &Path,
+    capture: &dyn Fn(&[u8], u64) -> bool,
+    cancel: &AtomicBool,
+) -> Result<Scan, RestoreError> {
+    let shown = archive.display().to_string();
+    let damaged = |why: String| RestoreError::Damaged {
+        archive: shown.clone(),
+        why,
+    };
+    let opened = Opened::open(archive).map_err(|e| RestoreError::io("open", archive, e))?;
+    let mut reader = opened.tar();
+    let offset = reader.offset.clone();
+    let mut checker = Checker::default();
+    let mut meta: Option<Meta> = None;
+    let mut index: Option<Index> = None;
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut captured = HashMap::new();
+    let mut first = true;
+
+    let entries = reader
+        .archive
+        .entries()
+        .map_err(|e| damaged(format!("not a readable tar stream: {e}")))?;
+    for entry in entries {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(RestoreError::Interrupted);
+        }
+        let mut entry = entry.map_err(|e| {
+            damaged(format!(
+                "the stream is damaged near byte {}: {e}",
+                offset.load(Ordering::Relaxed)
+            ))
+        })?;
+        let raw = entry.path_bytes().into_owned();
+        let header = entry.header().clone();
+        let tkind = TarKind::of(header.entry_type());
+        let link = entry.link_name_bytes().map(|l| l.into_owned());
+        // The name and type are checked before anything else, so a hostile entry is reported as such.
+        let path =
+            checker
+                .check(&raw, tkind, link.as_deref())
+                .map_err(|why| RestoreError::Hostile {
+                    archive: shown.clone(),
+                    entry: show(&raw),
+                    why,
+                })?;
+        let size = header.size().unwrap_or(0);
+        if first && path != META_PATH.as_bytes() {
+            return Err(RestoreError::NotProxkeep {
+                archive: shown.clone(),
+                why: format!("its first entry is {}, not {META_PATH}", show(&raw)),
+            });
+        }
+        first = false;
+        if index.is_some() {
+            return Err(damaged(format!(
+                "{}: entry after {INDEX_PATH} (appended to the archive)",
+                show(&path)
+            )));
+        }
+        let is_meta = path == META_PATH.as_bytes();
+        let is_index = path == INDEX_PATH.as_bytes();
+        if is_meta || is_index {
+            if tkind != TarKind::File || size > SELF_MAX {
+                return Err(damaged(format!(
+                    "{}: not a plausible {} entry",
+                    show(&path),
+                    show(&path)
+                )));
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| damaged(format!("{}: cannot read: {e}", show(&path))))?;
+            if is_meta {
+                let m: Meta =
+                    serde_json::from_slice(&data).map_err(|e| RestoreError::NotProxkeep {
+                        archive: shown.clone(),
+                        why: format!("{META_PATH}: {e}"),
+                    })?;
+                if m.format_version > FORMAT_VERSION {
+                    return Err(RestoreError::TooNew {
+                        archive: shown.clone(),
+                        version: m.format_version,
+                    });
+                }
+                meta = Some(m);
+            } else {
+                index = Some(
+                    serde_json::from_slice(&data)
+                        .map_err(|e| damaged(format!("{INDEX_PATH}: {e}")))?,
+                );
+            }
+            continue;
+        }
+        let kind = kind_of(tkind).expect("the checker admits files, dirs and symlinks only");
+        let xattrs = xattr_names(&mut entry);
+        if kind == Kind::File && capture(&path, size) {
+            let mut data = Vec::with_capacity(size as usize);
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| damaged(format!("{}: cannot read: {e}", show(&path))))?;
+            captured.insert(path.clone(), data);
+        }
+        seen.push(Seen {
+            path,
+            kind,
+            size: if kind == Kind::File { size } else { 0 },
+            mode: header.mode().unwrap_or(0) & 0o7777,
+            uid: header.uid().unwrap_or(0),
+            gid: header.gid().unwrap_or(0),
+            mtime: header.mtime().unwrap_or(0),
+            link: link.map(|l| show(&l)),
+            xattrs,
+        });
+    }
+    let meta = meta.ok_or_else(|| RestoreError::NotProxkeep {
+        archive: shown.clone(),
+        why: "it is empty".into(),
+    })?;
+    let index = index.ok_or_else(|| {
+        damaged(format!(
+            "{INDEX_PATH} is missing: the archive was cut short"
+        ))
+    })?;
+    // The rest of the stream: the compressor's trailing checksum, and no garbage after the end.
+    match reader.finish() {
+        Ok((_, _, 0)) => {}
+        Ok((_, at, junk)) => {
+            return Err(damaged(format!(
+                "{junk} unexpected bytes after the end of the tar stream (near byte {at})"
+            )));
+        }
+        Err(e) => return Err(damaged(format!("the stream is damaged at its end: {e}"))),
+    }
+    let problems = compare(&index, &seen);
+    if !problems.is_empty() {
+        let n = problems.len();
+        let mut why = problems.into_iter().take(5).collect::<Vec<_>>().join("; ");
+        if n > 5 {
+            why.push_str(&format!("; and {} more", n - 5));
+        }
+        return Err(damaged(why));
+    }
+    Ok(Scan {
+        meta,
+        index,
+        captured,
+    })
+}
+
+/// The tar headers against the index: the same entries in the same order, with the same metadata.
+fn compare(index: &Index, seen: &[Seen]) -> Vec<String> {
+    let mut out = Vec::new();
+    if index.entries.len() != seen.len() {
+        out.push(format!(
+            "the index lists {} entries, the archive holds {}",
+            index.entries.len(),
+            seen.len()
+        ));
+    }
+    for (e, s) in index.entries.iter().zip(seen) {
+        let p = normalize(&e.path_bytes()).unwrap_or_default();
+        let name = show(&s.path);
+        if p != s.path {
+            out.push(format!("{name}: the index has {} at this position", e.path));
+            break;
+        }
+        if e.kind != s.kind {
+            out.push(format!(
+                "{name}: the index says {:?}, the archive holds {:?}",
+                e.kind, s.kind
+            ));
+            continue;
+        }
+        if s.size != e.size {
+            out.push(format!(
+                "{name}: size {} differs from the index ({})",
+                s.size, e.size
+            ));
+        }
+        if s.mode != e.mode_bits() & 0o7777 {
+            out.push(format!(
+                "{name}: mode {:04o} differs from the index ({})",
+                s.mode, e.mode
+            ));
+        }
+        if (s.uid, s.gid) != (u64::from(e.uid), u64::from(e.gid)) {
+            out.push(format!(
+                "{name}: owner {}:{} differs from the index ({}:{})",
+                s.uid, s.gid, e.uid, e.gid
+            ));
+        }
+        if s.mtime != e.mtime.max(0) as u64 {
+            out.push(format!("{name}: mtime differs from the index"));
+        }
+        if e.kind == Kind::Symlink && s.link != e.target {
+            out.push(format!("{name}: symlink target differs from the index"));
+        }
+        if s.xattrs != e.xattrs {
+            out.push(format!("{name}: extended attributes differ from the index"));
+        }
+        if e.kind == Kind::File && e.sha256.is_none() {
+            out.push(format!("{name}: the index has no hash for this file"));
+        }
+    }
+    out
+}
+
+/// Names of the extended attributes a tar entry carries (PAX `SCHILY.xattr.<name>` records).
+fn xattr_names<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<String> {
+    xattrs(entry).into_iter().map(|(k, _)| k).collect()
+}
+
+/// The extended attributes of a tar entry, in archive order.
+pub(crate) fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Ok(Some(exts)) = entry.pax_extensions() {
+        for ext in exts.flatten() {
+            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                out.push((name.to_string(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    out
+}

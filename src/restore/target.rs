@@ -1,0 +1,348 @@
+//! The target directory, read and written only relative to directory file descriptors.
+//!
+//! Every component of every path is opened with `O_NOFOLLOW | O_DIRECTORY` starting from the target's own
+//! descriptor, so a symlink anywhere on the way (one that was there before, or one that appears while the
+//! restore runs) is met as an error naming it, never followed out of the target. Paths are never handed to
+//! the kernel as whole strings.
+
+use crate::archive::format::hex;
+use crate::restore::path::{show, split};
+use crate::restore::plan::{DIFF_MAX, Observed};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// An open directory and the file system it is on.
+#[derive(Debug)]
+pub struct DirFd {
+    pub fd: OwnedFd,
+    pub dev: u64,
+}
+
+impl AsFd for DirFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The directory a restore writes into.
+#[derive(Debug)]
+pub struct Target {
+    pub dir: PathBuf,
+    root: Rc<DirFd>,
+}
+
+fn open_dir_fd(fd: OwnedFd) -> io::Result<DirFd> {
+    let st = rustix::fs::fstat(&fd)?;
+    Ok(DirFd { fd, dev: st.st_dev })
+}
+
+impl Target {
+    /// Open an existing directory. The directory named by the user is followed if it is a symlink (it is the
+    /// user's choice of target); nothing below it ever is.
+    pub fn open(dir: &Path) -> io::Result<Target> {
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Target {
+            dir: dir.to_path_buf(),
+            root: Rc::new(open_dir_fd(fd)?),
+        })
+    }
+
+    pub fn walker(&self) -> Walker {
+        Walker {
+            root: self.root.clone(),
+            stack: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> &DirFd {
+        &self.root
+    }
+
+    /// Whether the directory has no entries (checked on the open descriptor itself).
+    pub fn is_empty(&self) -> io::Result<bool> {
+        let mut d = rustix::fs::Dir::read_from(&self.root.fd)?;
+        for item in &mut d {
+            let item = item?;
+            let name = item.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Why a directory on the way to an entry cannot be used.
+#[derive(Debug)]
+pub enum WalkError {
+    Missing(Vec<u8>),
+    Symlink(Vec<u8>),
+    NotDir(Vec<u8>),
+    Io(Vec<u8>, io::Error),
+}
+
+impl WalkError {
+    pub fn describe(&self) -> String {
+        match self {
+            WalkError::Missing(p) => format!("/{} does not exist", show(p)),
+            WalkError::Symlink(p) => {
+                format!("passes through the symlink /{} on the target", show(p))
+            }
+            WalkError::NotDir(p) => format!("/{} on the target is not a directory", show(p)),
+            WalkError::Io(p, e) => format!("cannot open /{}: {e}", show(p)),
+        }
+    }
+}
+
+/// Opens directories below the target one component at a time, keeping the chain of the last one open so
+/// entries of the same directory (archive order) cost no extra system calls.
+pub struct Walker {
+    root: Rc<DirFd>,
+    stack: Vec<(Vec<u8>, Rc<DirFd>)>,
+}
+
+/// Permission bits of directories created only because something goes below them (not in the archive).
+const IMPLICIT_DIR_MODE: u32 = 0o755;
+
+fn classify(parent: BorrowedFd<'_>, name: &[u8], prefix: &[u8], e: Errno) -> WalkError {
+    match e {
+        Errno::NOENT => WalkError::Missing(prefix.to_vec()),
+        Errno::LOOP | Errno::NOTDIR => {
+            match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                    WalkError::Symlink(prefix.to_vec())
+                }
+                Ok(_) => WalkError::NotDir(prefix.to_vec()),
+                Err(e) => WalkError::Io(prefix.to_vec(), e.into()),
+            }
+        }
+        e => WalkError::Io(prefix.to_vec(), e.into()),
+    }
+}
+
+pub fn open_subdir(parent: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+impl Walker {
+    /// The directory `dir` (a normalized path; empty = the target itself). With `create`, missing
+    /// components are created with mode 0755 (components that are in the archive are created by their own
+    /// step, earlier in archive order, with the archive's metadata).
+    pub fn open_dir(&mut self, dir: &[u8], create: bool) -> Result<Rc<DirFd>, WalkError> {
+        let comps: Vec<&[u8]> = if dir.is_empty() {
+            Vec::new()
+        } else {
+            dir.split(|b| *b == b'/').collect()
+        };
+        let mut keep = 0;
+        while keep < self.stack.len() && keep < comps.len() && self.stack[keep].0 == comps[keep] {
+            keep += 1;
+        }
+        self.stack.truncate(keep);
+        let mut prefix_len = comps[..keep].iter().map(|c| c.len() + 1).sum::<usize>();
+        for comp in &comps[keep..] {
+            prefix_len += comp.len() + 1;
+            let prefix = &dir[..prefix_len - 1];
+            let parent = self
+                .stack
+                .last()
+                .map_or_else(|| self.root.clone(), |s| s.1.clone());
+            let fd = match open_subdir(parent.fd.as_fd(), comp) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) if create => {
+                    let made =
+                        match rustix::fs::mkdirat(&parent.fd, *comp, Mode::from_raw_mode(0o700)) {
+                            Ok(()) => true,
+                            Err(Errno::EXIST) => false,
+                            Err(e) => return Err(WalkError::Io(prefix.to_vec(), e.into())),
+                        };
+                    let fd = open_subdir(parent.fd.as_fd(), comp)
+                        .map_err(|e| classify(parent.fd.as_fd(), comp, prefix, e))?;
+                    if made {
+                        // Explicit, so the process umask does not decide.
+                        rustix::fs::fchmod(&fd, Mode::from_raw_mode(IMPLICIT_DIR_MODE))
+                            .map_err(|e| WalkError::Io(prefix.to_vec(), e.into()))?;
+                    }
+                    fd
+                }
+                Err(e) => return Err(classify(parent.fd.as_fd(), comp, prefix, e)),
+            };
+            let d = open_dir_fd(fd).map_err(|e| WalkError::Io(prefix.to_vec(), e))?;
+            self.stack.push((comp.to_vec(), Rc::new(d)));
+        }
+        Ok(self
+            .stack
+            .last()
+            .map_or_else(|| self.root.clone(), |s| s.1.clone()))
+    }
+}
+
+/// SHA-256 and (when small enough and asked for) the content of an open file.
+fn hash_file(mut f: File, keep: bool) -> io::Result<(String, Option<Vec<u8>>)> {
+    let mut hasher = Sha256::new();
+    let mut kept = keep.then(Vec::new);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        if let Some(k) = kept.as_mut() {
+            if k.len() as u64 + n as u64 > DIFF_MAX {
+                kept = None;
+            } else {
+                k.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    Ok((hex(&hasher.finalize()), kept))
+}
+
+/// What the target holds at `path` (normalized). A file is hashed only when its size is `hash_if_size` (a
+/// different size already means different content); `content` keeps small files' bytes for a diff.
+pub fn observe(
+    walker: &mut Walker,
+    path: &[u8],
+    hash_if_size: Option<u64>,
+    content: bool,
+) -> Observed {
+    let (parent, name) = split(path);
+    let dir = match walker.open_dir(parent, false) {
+        Ok(d) => d,
+        Err(WalkError::Missing(_)) => return Observed::Missing,
+        Err(e) => return Observed::Blocked(e.describe()),
+    };
+    let st = match rustix::fs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Observed::Missing,
+        Err(e) => return Observed::Blocked(format!("cannot inspect /{}: {e}", show(path))),
+    };
+    let mode = st.st_mode & 0o7777;
+    let (uid, gid) = (st.st_uid, st.st_gid);
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {
+            let size = st.st_size as u64;
+            let (sha256, kept) = if hash_if_size == Some(size) || content {
+                let opened = rustix::fs::openat(
+                    &dir.fd,
+                    name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                );
+                match opened
+                    .map_err(io::Error::from)
+                    .and_then(|fd| hash_file(File::from(fd), content))
+                {
+                    // A hash of a file of another size is never compared; keep it only when meaningful.
+                    Ok((sha, kept)) => ((hash_if_size == Some(size)).then_some(sha), kept),
+                    // Unreadable: counts as different content.
+                    Err(_) => (None, None),
+                }
+            } else {
+                (None, None)
+            };
+            Observed::File {
+                mode,
+                uid,
+                gid,
+                size,
+                sha256,
+                content: kept,
+            }
+        }
+        FileType::Directory => Observed::Dir { mode, uid, gid },
+        FileType::Symlink => match rustix::fs::readlinkat(&dir.fd, name, Vec::new()) {
+            Ok(t) => Observed::Symlink {
+                target: t.into_bytes(),
+                uid,
+                gid,
+            },
+            Err(e) => Observed::Blocked(format!("cannot read the link /{}: {e}", show(path))),
+        },
+        FileType::Fifo => Observed::Other("FIFO"),
+        FileType::Socket => Observed::Other("socket"),
+        FileType::CharacterDevice => Observed::Other("character device"),
+        FileType::BlockDevice => Observed::Other("block device"),
+        FileType::Unknown => Observed::Other("special file"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn observe_never_follows_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        std::fs::write(t.path().join("etc/hosts"), b"h\n").unwrap();
+        symlink(outside.path(), t.path().join("etc/link")).unwrap();
+        symlink("hosts", t.path().join("etc/hosts-link")).unwrap();
+        std::fs::write(t.path().join("file"), b"").unwrap();
+        let target = Target::open(t.path()).unwrap();
+        let mut w = target.walker();
+        match observe(&mut w, b"etc/hosts", Some(2), true) {
+            Observed::File {
+                size: 2,
+                sha256: Some(s),
+                content: Some(c),
+                ..
+            } => {
+                assert_eq!(s, crate::archive::sha256_hex(b"h\n"));
+                assert_eq!(c, b"h\n");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            observe(&mut w, b"etc/hosts", Some(3), false),
+            Observed::File { sha256: None, .. }
+        ));
+        assert_eq!(
+            observe(&mut w, b"etc/link/secret", None, false),
+            Observed::Blocked("passes through the symlink /etc/link on the target".into())
+        );
+        assert_eq!(
+            observe(&mut w, b"file/x", None, false),
+            Observed::Blocked("/file on the target is not a directory".into())
+        );
+        assert_eq!(
+            observe(&mut w, b"etc/hosts-link", None, false),
+            Observed::Symlink {
+                target: b"hosts".to_vec(),
+                uid: rustix::process::geteuid().as_raw(),
+                gid: rustix::process::getegid().as_raw(),
+            }
+        );
+        assert_eq!(observe(&mut w, b"nope/x", None, false), Observed::Missing);
+        assert_eq!(observe(&mut w, b"etc/nope", None, false), Observed::Missing);
+        // Creating through a symlink is refused too.
+        assert!(
+            matches!(w.open_dir(b"etc/link/sub", true), Err(WalkError::Symlink(p)) if p == b"etc/link")
+        );
+        assert!(!outside.path().join("sub").exists());
+        let d = w.open_dir(b"new/deep", true).unwrap();
+        assert_eq!(rustix::fs::fstat(&d.fd).unwrap().st_mode & 0o7777, 0o755);
+        assert!(!target.is_empty().unwrap());
+    }
+}
