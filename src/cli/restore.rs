@@ -158,12 +158,21 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 }
 
 /// ARCHIVE → a path; `latest` means the newest archive of the host `--root` shows (`/` by default).
-fn resolve(g: &Globals, spec: &str, host_root: &Path) -> Result<(config::Config, PathBuf), Exit> {
+/// `NAME:ARCHIVE` names one on a configured remote (fetched with rclone; the copy lives as long as the
+/// returned guard) or secondary.
+fn resolve(
+    g: &Globals,
+    spec: &str,
+    host_root: &Path,
+) -> Result<(config::Config, PathBuf, proxkeep::tier::Resolved), Exit> {
+    static NEVER: AtomicBool = AtomicBool::new(false);
     let config = g.load_config()?;
     let host = host::hostname(&Root::new(host_root));
-    let path =
-        proxkeep::store::resolve(spec, &config.backup_dir, &host).map_err(|e| fail(e.into()))?;
-    Ok((config, absolute(&path)))
+    let resolved =
+        proxkeep::tier::resolve_archive(spec, &config, &config.backup_dir, &host, &NEVER)
+            .map_err(|e| Exit::usage(anyhow!(e)))?;
+    let path = absolute(&resolved.path);
+    Ok((config, path, resolved))
 }
 
 /// Typed confirmation on a terminal; `--yes` without one. Ctrl-C at the prompt ends the run.
@@ -231,7 +240,7 @@ fn restore_cmd(g: &Globals, a: &RestoreArgs, cancel: &AtomicBool) -> Result<i32,
         .map(NodeMap::parse)
         .transpose()
         .map_err(|e| Exit::usage(anyhow!(e)))?;
-    let (config, archive) = resolve(g, &a.archive, g.root.dir())?;
+    let (config, archive, _fetched) = resolve(g, &a.archive, g.root.dir())?;
     if !target.is_dir() {
         return Err(Exit::usage(anyhow!(
             "--target {}: not a directory",
@@ -383,7 +392,7 @@ fn undo_command(g: &Globals, safety: &Path, target: &Path) -> String {
 
 fn extract(g: &Globals, archive: &str, dir: &Path, cancel: &AtomicBool) -> Result<i32, Exit> {
     let started = Instant::now();
-    let (config, archive) = resolve(g, archive, g.root.dir())?;
+    let (config, archive, _fetched) = resolve(g, archive, g.root.dir())?;
     let req = Request {
         archive,
         target: absolute(dir),
@@ -720,7 +729,7 @@ fn pmxcfs_restore(
         )));
     }
     let live = same_dir(&target, g.root.dir());
-    let (config, archive) = resolve(g, archive, g.root.dir())?;
+    let (config, archive, _fetched) = resolve(g, archive, g.root.dir())?;
     let req = RecoveryRequest {
         archive,
         target: target.clone(),

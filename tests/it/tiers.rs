@@ -192,6 +192,32 @@ fn rclone_sftp_and_local_remotes_upload_verify_prune_and_catch_up() {
     r.expect(0);
     assert_eq!(r.stdout().trim(), "pbs1");
 
+    // Restore straight from the remote.
+    let target = env.path("restored");
+    fs::create_dir_all(&target).unwrap();
+    let t = target.to_string_lossy().into_owned();
+    let r = run_at(
+        &env,
+        "2026-11-22T03:30:00Z",
+        server.port,
+        &loc,
+        &[
+            "restore",
+            "sf:latest",
+            "--target",
+            &t,
+            "--yes",
+            "--no-safety-backup",
+            "--only",
+            "pbs-config",
+        ],
+    );
+    r.expect(0);
+    assert_eq!(
+        fs::read(target.join("etc/proxmox-backup/datastore.cfg")).unwrap(),
+        fs::read(env.root.join("etc/proxmox-backup/datastore.cfg")).unwrap()
+    );
+
     // Prune on the remote with its own policy.
     let mut text = fs::read_to_string(&env.config).unwrap();
     text = text.replace("retries = 2\n", "retries = 2\nkeep_last = 1\n");
