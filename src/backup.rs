@@ -211,7 +211,10 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     let mut time = opts.now.unwrap_or_else(Timestamp::now);
     let name = loop {
         let n = ArchiveName::new(&facts.hostname, facts.role, time, compression);
-        if !backup_dir.join(n.to_string()).exists() {
+        // The stem names the run log too, so a same-second archive of another compression must not share it.
+        if !backup_dir.join(n.to_string()).exists()
+            && !config.log_dir.join(format!("{}.log", n.stem())).exists()
+        {
             break n;
         }
         time = Timestamp::from_second(n.time.as_second() + 1).map_err(|e| fail("time", e))?;

@@ -158,6 +158,8 @@ fn every_compression_passes_its_own_tool() {
             env.root.join("etc/pve/storage.cfg").display()
         ));
     }
+    // Three runs (possibly in the same second): three archives, three run logs.
+    assert_eq!(fs::read_dir(&env.logs).unwrap().count(), 3);
     // A level out of range is a usage error.
     env.run(&["backup", "--compression", "gzip", "--level", "12"])
         .expect(2);
