@@ -89,7 +89,8 @@ pub fn resolve(spec: &str, dir: &Path, host: &str) -> Result<PathBuf, ResolveErr
     }
 }
 
-fn latest_offset(spec: &str) -> Option<usize> {
+/// `latest` → 0, `latest~N` → N; anything else is not a `latest` spec.
+pub fn latest_offset(spec: &str) -> Option<usize> {
     match spec.strip_prefix("latest")? {
         "" => Some(0),
         rest => rest.strip_prefix('~')?.parse().ok(),

@@ -801,7 +801,7 @@ pub fn resolve_archive(
         if let Some(r) = config.remote.iter().find(|r| r.name == tier_name) {
             let mut remote = Remote::new(r, &config.retention);
             remote.cancel = cancel;
-            let file = match latest_index(rest) {
+            let file = match crate::store::latest_offset(rest) {
                 Some(n) => {
                     let list = remote.list(host).map_err(|e| e.to_string())?;
                     list.get(n).map(|a| a.file.clone()).ok_or_else(|| {
@@ -845,11 +845,4 @@ pub fn resolve_archive(
         tier: None,
         _fetched: None,
     })
-}
-
-fn latest_index(spec: &str) -> Option<usize> {
-    match spec.strip_prefix("latest")? {
-        "" => Some(0),
-        rest => rest.strip_prefix('~')?.parse().ok(),
-    }
 }
