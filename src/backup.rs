@@ -83,6 +83,9 @@ pub struct BackupReport {
     pub size: u64,
     pub compression: String,
     pub level: i32,
+    /// `age: 1 recipient (x25519)`, `age: passphrase (scrypt)`; absent for a plain archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
     pub entries: u64,
     pub files: u64,
     pub dirs: u64,
@@ -156,6 +159,35 @@ fn fail(what: &str, e: impl std::fmt::Display) -> BackupError {
     BackupError::Failed(format!("{what}: {e}"))
 }
 
+/// Warnings about where the backup's own key material lives: a passphrase file that this backup collects
+/// travels inside the archive it locks (and is useless there), one that others can read is no secret.
+fn key_warnings(ctx: &Context, enc: &crate::config::EncryptionConfig, plan: &Plan) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let Some(p) = &enc.passphrase_file else {
+        return out;
+    };
+    let collected = plan
+        .items
+        .iter()
+        .any(|i| i.kind == Kind::File && (i.host_path == *p || ctx.root.path(&i.host_path) == *p));
+    if collected {
+        out.push(Warning {
+            path: Some(p.display().to_string()),
+            message:
+                "the passphrase file is collected by this backup: the key travels with the lock \
+                      (keep it outside the collected paths, or add it to collect.exclude)"
+                    .into(),
+        });
+    }
+    if let Some(w) = crate::crypt::loose_permissions(p, "passphrase file") {
+        out.push(Warning {
+            path: Some(p.display().to_string()),
+            message: w,
+        });
+    }
+    out
+}
+
 /// Size of this host's newest archive in `dir`, for the free-space estimate.
 fn last_archive_size(dir: &Path, host: &str) -> Option<u64> {
     fs::read_dir(dir)
@@ -194,6 +226,15 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         .dir
         .clone()
         .unwrap_or_else(|| config.backup_dir.clone());
+    // Recipients and passphrase are read before anything is written: a backup configured for encryption
+    // never falls back to a plain archive.
+    let seal = match &config.encryption {
+        Some(e) => Some(
+            e.seal()
+                .map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))?,
+        ),
+        None => None,
+    };
 
     let facts = HostFacts::detect(&ctx.root);
     log.info(&format!(
@@ -202,7 +243,10 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         facts.role,
         ctx.root.dir().display()
     ));
-    let plan = collect::scan(&ctx.root, &facts, config);
+    let mut plan = collect::scan(&ctx.root, &facts, config);
+    if let Some(enc) = &config.encryption {
+        plan.warnings.extend(key_warnings(ctx, enc, &plan));
+    }
     if plan.pve_tree_from_db {
         log.warn("/etc/pve is empty (pmxcfs not mounted): its tree will be rebuilt from config.db");
     }
@@ -210,7 +254,8 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     // Name: start time, bumped past any existing archive of the same second.
     let mut time = opts.now.unwrap_or_else(Timestamp::now);
     let name = loop {
-        let n = ArchiveName::new(&facts.hostname, facts.role, time, compression);
+        let n = ArchiveName::new(&facts.hostname, facts.role, time, compression)
+            .encrypted(seal.is_some());
         // The stem names the run log too, so a same-second archive of another compression must not share it.
         if !backup_dir.join(n.to_string()).exists()
             && !config.log_dir.join(format!("{}.log", n.stem())).exists()
@@ -235,6 +280,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         size: 0,
         compression: compression.to_string(),
         level,
+        encryption: seal.as_ref().map(|s| s.describe()),
         entries: 0,
         files: 0,
         dirs: 0,
@@ -317,6 +363,9 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         ));
     }
 
+    if let Some(s) = &seal {
+        log.info(&format!("encrypting with {}", s.describe()));
+    }
     let result = write_archive(
         ctx,
         &facts,
@@ -325,6 +374,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         &name,
         compression,
         level,
+        seal.as_ref(),
         time,
         &mut report,
     );
@@ -441,6 +491,7 @@ fn write_archive(
     name: &ArchiveName,
     compression: Compression,
     level: i32,
+    seal: Option<&crate::crypt::Seal>,
     time: Timestamp,
     report: &mut BackupReport,
 ) -> Result<(PathBuf, Index), BackupError> {
@@ -510,6 +561,14 @@ fn write_archive(
         _ => None,
     };
 
+    // For an encrypted archive the read-back decrypts with a key of its own (see `Seal::encryptor`).
+    let (encryptor, readback_keys) = match seal {
+        Some(s) => {
+            let (e, k) = s.encryptor().map_err(|e| fail("cannot start age", e))?;
+            (Some(e), k)
+        }
+        None => (None, crate::crypt::Keys::default()),
+    };
     let file = create_private(&partial_path)
         .map_err(|e| fail(&format!("cannot create {}", partial_path.display()), e))?;
     let mut guard = PartialGuard {
@@ -524,7 +583,7 @@ fn write_archive(
         let src = reader::Follow::new(src, follow.clone());
         let (tx, rx) = std::sync::mpsc::channel::<Index>();
         let handle = std::thread::spawn(move || {
-            reader::verify_stream(Box::new(src), None, move || rx.recv().ok())
+            reader::verify_stream(Box::new(src), None, &readback_keys, move || rx.recv().ok())
         });
         VerifierGuard {
             tx: Some(tx),
@@ -533,8 +592,14 @@ fn write_archive(
         }
     };
     let mut verifier = verifier;
-    let mut w = ArchiveWriter::new(file, compression, level, config.compression.threads)
-        .map_err(|e| fail("cannot start the compressor", e))?;
+    let mut w = ArchiveWriter::new(
+        file,
+        compression,
+        level,
+        config.compression.threads,
+        encryptor,
+    )
+    .map_err(|e| fail("cannot start the compressor", e))?;
     let to_err = |e: io::Error| {
         if is_cancelled(&e) {
             BackupError::Interrupted
@@ -560,6 +625,7 @@ fn write_archive(
         root: ctx.root.dir().display().to_string(),
         pve_tree_from_db: db_tree.is_some(),
         purpose: "backup".into(),
+        encryption: seal.map(|s| s.describe()),
     };
     let meta_json = serde_json::to_vec_pretty(&meta).map_err(|e| fail("meta.json", e))?;
     w.append_bytes(

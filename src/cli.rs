@@ -1,5 +1,6 @@
 //! Command groups of the binary beyond backup: each file owns its subcommands and their wiring.
 
+pub mod crypt;
 pub mod inspect;
 pub mod notify;
 pub mod restore;

@@ -225,6 +225,41 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// `[metrics]`: the Prometheus textfile.
     pub metrics: MetricsConfig,
+    /// `[encryption]`: age recipients or passphrase; `None` writes plain archives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionConfig>,
+}
+
+/// `[encryption]`. Recipients are checked when the config is loaded; the two files are read by each backup.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EncryptionConfig {
+    /// `age1…` and `ssh-ed25519 …` public keys, as written.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipients_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl EncryptionConfig {
+    /// What the backup encrypts with. Reads the recipients and passphrase files: their errors name the file
+    /// (and line), never the passphrase.
+    pub fn seal(&self) -> Result<crate::crypt::Seal, crate::crypt::CryptError> {
+        use crate::crypt::{self, Seal};
+        if let Some(p) = &self.passphrase_file {
+            return crypt::read_passphrase_file(p).map(Seal::Passphrase);
+        }
+        let mut out = Vec::new();
+        for r in &self.recipients {
+            // Checked at load time already.
+            out.push(crypt::parse_recipient(r).map_err(crypt::CryptError::Key)?);
+        }
+        if let Some(f) = &self.recipients_file {
+            out.extend(crypt::read_recipients_file(f)?);
+        }
+        Ok(Seal::Recipients(out))
+    }
 }
 
 pub use crate::retention::Policy;
@@ -318,6 +353,7 @@ impl Default for Config {
             remote: Vec::new(),
             notify: NotifyConfig::default(),
             metrics: MetricsConfig::default(),
+            encryption: None,
         }
     }
 }
@@ -510,6 +546,11 @@ const SCHEMA: &[Section] = &[
         path: "metrics",
         array: false,
         keys: &["textfile"],
+    },
+    Section {
+        path: "encryption",
+        array: false,
+        keys: &["recipients", "recipients_file", "passphrase_file"],
     },
     Section {
         path: "notify.email",
@@ -1030,6 +1071,59 @@ struct RawConfig {
     remote: Option<Vec<Spanned<RawRemote>>>,
     notify: Option<notify::RawNotify>,
     metrics: Option<notify::RawMetrics>,
+    encryption: Option<Spanned<RawEncryption>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncryption {
+    recipients: Option<Vec<Spanned<String>>>,
+    recipients_file: Option<Spanned<PathBuf>>,
+    passphrase_file: Option<Spanned<PathBuf>>,
+}
+
+impl RawEncryption {
+    fn validate(self, cx: &Ctx<'_>, span: Range<usize>) -> Result<EncryptionConfig, ConfigError> {
+        let mut recipients = Vec::new();
+        for (i, r) in self.recipients.unwrap_or_default().into_iter().enumerate() {
+            let span = r.span();
+            let r = r.into_inner();
+            if let Err(why) = crate::crypt::parse_recipient(&r) {
+                return Err(cx.invalid(span, &format!("recipients[{i}]"), why));
+            }
+            recipients.push(r.trim().to_string());
+        }
+        let recipients_file = self
+            .recipients_file
+            .map(|p| absolute_path(cx, p, "recipients_file"))
+            .transpose()?;
+        let passphrase_span = self.passphrase_file.as_ref().map(|p| p.span());
+        let passphrase_file = self
+            .passphrase_file
+            .map(|p| absolute_path(cx, p, "passphrase_file"))
+            .transpose()?;
+        if let Some(span) = passphrase_span
+            && (!recipients.is_empty() || recipients_file.is_some())
+        {
+            return Err(cx.invalid(
+                span,
+                "passphrase_file",
+                "an age file is encrypted either to recipients or with a passphrase, not both",
+            ));
+        }
+        if recipients.is_empty() && recipients_file.is_none() && passphrase_file.is_none() {
+            return Err(cx.invalid(
+                span,
+                "encryption",
+                "set `recipients`, `recipients_file` or `passphrase_file` (or remove [encryption])",
+            ));
+        }
+        Ok(EncryptionConfig {
+            recipients,
+            recipients_file,
+            passphrase_file,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -1117,6 +1211,13 @@ impl RawConfig {
             remote: validate_remotes(cx, self.remote.unwrap_or_default())?,
             notify: self.notify.unwrap_or_default().validate(cx)?,
             metrics: self.metrics.unwrap_or_default().validate(cx)?,
+            encryption: match self.encryption {
+                Some(e) => {
+                    let span = e.span();
+                    Some(e.into_inner().validate(cx, span)?)
+                }
+                None => None,
+            },
         })
     }
 }
@@ -1827,6 +1928,7 @@ textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
             metrics: MetricsConfig {
                 textfile: Some("/var/lib/prometheus/node-exporter/proxkeep.prom".into()),
             },
+            encryption: None,
         }
     }
 
@@ -2240,6 +2342,11 @@ textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
         // Optional keys are left out when unset: fill them so every key is seen.
         let mut config = Config::default();
         config.metrics.textfile = Some("/m.prom".into());
+        config.encryption = Some(EncryptionConfig {
+            recipients: vec!["age1...".into()],
+            recipients_file: Some("/r".into()),
+            passphrase_file: Some("/p".into()),
+        });
         let value = toml::Table::try_from(config).unwrap();
         let mut serialized = Vec::new();
         walk(&value, "", &mut serialized);

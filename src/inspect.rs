@@ -139,6 +139,8 @@ pub struct Listed {
     pub compression: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub level: Option<i32>,
+    /// age-encrypted (from the file name: known without a key).
+    pub encrypted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
     /// From the last read-back (index.json is at the end of the archive, which `list` does not read).
@@ -202,6 +204,7 @@ fn list_one(l: &store::Listed, rec: Option<&state::Record>) -> Listed {
         size: l.size,
         compression: l.name.compression.to_string(),
         level: None,
+        encrypted: l.name.encrypted,
         purpose: None,
         files: None,
         warnings: None,
@@ -219,20 +222,34 @@ fn list_one(l: &store::Listed, rec: Option<&state::Record>) -> Listed {
 /// The state of one archive from what is cheap to know: its meta.json, its framing, and the last read-back.
 fn judge(path: &Path, rec: Option<&state::Record>, out: &mut Listed) -> (State, Option<String>) {
     let damaged = |why: String| (State::Damaged, Some(why));
-    let meta = match reader::read_meta(path) {
-        Ok(m) => m,
-        // A cut-off file is the likelier story, and the more useful one to tell.
-        Err(e) => match framing(path) {
-            Some(Structure::Broken(why)) => return damaged(why),
-            _ => return damaged(format!("cannot read meta.json: {e}")),
-        },
-    };
-    // meta.json wins over the file name for what the archive is: it is what the archive says about itself.
-    out.role = meta.role.to_string();
-    out.host = meta.host.clone();
-    out.compression = meta.compression.algorithm.clone();
-    out.level = Some(meta.compression.level);
-    out.purpose = Some(meta.purpose.clone());
+    // Without a key an encrypted archive is listed from its name, its size and the last read-back; age has no
+    // framing to check without decrypting.
+    let mut unreadable = None;
+    if out.encrypted && crate::crypt::installed().is_empty() {
+        unreadable = Some("encrypted: --identity or --passphrase-file shows more".to_string());
+    } else {
+        match reader::read_meta(path) {
+            Ok(meta) => {
+                // meta.json wins over the file name for what the archive is: it is what it says about itself.
+                out.role = meta.role.to_string();
+                out.host = meta.host.clone();
+                out.compression = meta.compression.algorithm.clone();
+                out.level = Some(meta.compression.level);
+                out.purpose = Some(meta.purpose.clone());
+            }
+            Err(e) => match crate::crypt::in_io(&e) {
+                Some(c @ crate::crypt::CryptError::WrongKey(_)) => {
+                    unreadable = Some(format!("encrypted: {c}"))
+                }
+                Some(c) => return damaged(c.to_string()),
+                // A cut-off file is the likelier story, and the more useful one to tell.
+                None => match framing(path) {
+                    Some(Structure::Broken(why)) if !out.encrypted => return damaged(why),
+                    _ => return damaged(format!("cannot read meta.json: {e}")),
+                },
+            },
+        }
+    }
     // The time stays the file name's: it is what the list is sorted by and what retention goes by.
     let Ok(file) = File::open(path) else {
         return damaged("cannot open".into());
@@ -263,6 +280,14 @@ fn judge(path: &Path, rec: Option<&state::Record>, out: &mut Listed) -> (State, 
                 r.size
             ));
         }
+    }
+    if out.encrypted {
+        let reason = match (unreadable, rec.is_some()) {
+            (Some(u), _) => Some(u),
+            (None, true) => Some("changed since it was last verified".into()),
+            (None, false) => None,
+        };
+        return (State::Unverified, reason);
     }
     // Unverified or changed since: at least check the container's framing (cheap, no decompression).
     match framing(path) {
@@ -715,13 +740,65 @@ pub struct Verified {
     /// The result could not be recorded in the state file (the verification itself is unaffected).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record_error: Option<String>,
+    /// Only the file's SHA-256 against its sidecar was checked: an encrypted archive and no key to read it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sidecar_only: bool,
+}
+
+/// An encrypted archive without a key: the file's SHA-256 against its sidecar still catches a cut-off or
+/// bit-rotted file. `None` when there is no sidecar to compare with (then nothing can be checked).
+fn verify_sidecar_only(
+    archive: &Path,
+    md: &fs::Metadata,
+) -> Result<Option<Verified>, InspectError> {
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !archive.with_file_name(format!("{name}.sha256")).exists() {
+        return Ok(None);
+    }
+    let mut hasher = crate::archive::writer::HashWriter::new(io::sink());
+    let mut f = File::open(archive).map_err(InspectError::io(archive))?;
+    io::copy(&mut f, &mut hasher).map_err(InspectError::io(archive))?;
+    let (_, sha, _) = hasher.finish();
+    let mut problems = Vec::new();
+    let sidecar = check_sidecar(archive, &name, Some(&sha), &mut problems);
+    Ok(Some(Verified {
+        archive: archive.to_path_buf(),
+        ok: problems.is_empty(),
+        compression: ArchiveName::parse(&name).map_or(Compression::None, |n| n.compression),
+        size: md.len(),
+        entries: 0,
+        sha256: Some(sha),
+        sidecar,
+        totals: None,
+        problems,
+        record_error: None,
+        sidecar_only: true,
+        name,
+    }))
 }
 
 /// Read `archive` back completely (see [`reader::verify`]), check its sidecar, and record the result in the
 /// state file of its directory when it is named like a proxkeep archive.
 pub fn verify(archive: &Path) -> Result<Verified, InspectError> {
     let md = fs::metadata(archive).map_err(InspectError::io(archive))?;
-    let v = reader::verify(archive, None).map_err(InspectError::io(archive))?;
+    let v = match reader::verify(archive, None) {
+        Ok(v) => v,
+        Err(e)
+            if matches!(
+                crate::crypt::in_io(&e),
+                Some(crate::crypt::CryptError::NoKey)
+            ) =>
+        {
+            match verify_sidecar_only(archive, &md)? {
+                Some(v) => return Ok(v),
+                None => return Err(InspectError::io(archive)(e)),
+            }
+        }
+        Err(e) => return Err(InspectError::io(archive)(e)),
+    };
     let name = archive
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -740,6 +817,7 @@ pub fn verify(archive: &Path) -> Result<Verified, InspectError> {
         totals: totals.clone(),
         problems,
         record_error: None,
+        sidecar_only: false,
         name,
     };
     if ArchiveName::parse(&out.name).is_some() {
@@ -836,6 +914,7 @@ pub fn verify_dir(dir: &Path) -> Result<Vec<Verified>, InspectError> {
         .iter()
         .map(|l| {
             verify(&l.path).unwrap_or_else(|e| Verified {
+                sidecar_only: false,
                 archive: l.path.clone(),
                 name: l.name.to_string(),
                 ok: false,

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod catalog;
 pub mod collect;
 pub mod config;
+pub mod crypt;
 pub mod host;
 pub mod inspect;
 pub mod metrics;

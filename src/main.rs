@@ -37,6 +37,14 @@ struct Cli {
     /// Errors only
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// age identity file to read encrypted archives with (repeatable): AGE-SECRET-KEY-1… lines or an
+    /// unprotected OpenSSH private key
+    #[arg(long = "identity", short = 'i', global = true, value_name = "FILE")]
+    identities: Vec<PathBuf>,
+    /// File whose first line is the passphrase of passphrase-encrypted archives [default: the config's
+    /// [encryption] passphrase_file]
+    #[arg(long, global = true, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +93,8 @@ enum Command {
     Restore(cli::restore::Commands),
     #[command(flatten)]
     Notify(cli::notify::Commands),
+    #[command(flatten)]
+    Crypt(cli::crypt::Commands),
 }
 
 #[derive(Subcommand, Debug)]
@@ -115,10 +125,54 @@ fn main() -> ExitCode {
     match run(&cli, cancel) {
         Ok(code) => ExitCode::from(code as u8),
         Err(Exit(code, e)) => {
-            eprintln!("error: {e:#}");
+            // A wrong key or damaged ciphertext is damage (6), a missing key a usage error (2), whichever
+            // layer the error came through.
+            let code = proxkeep::crypt::find(e.chain()).map_or(code, |c| c.exit_code());
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(code as u8)
         }
     }
+}
+
+/// The error and its causes, each said once: many of our errors already quote their source in their own
+/// text, which `{:#}` would repeat.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if msg.is_empty() {
+            msg = s;
+        } else if !s.is_empty() && !msg.contains(&s) {
+            msg.push_str(": ");
+            msg.push_str(&s);
+        }
+    }
+    msg
+}
+
+/// The keys read commands decrypt with: `--identity`/`--passphrase-file`, else the config's passphrase file
+/// (so a host can verify its own passphrase-encrypted archives without flags).
+fn install_keys(cli: &Cli) -> Result<(), Exit> {
+    let from_config = if cli.identities.is_empty() && cli.passphrase_file.is_none() {
+        globals(cli)
+            .load_config()
+            .ok()
+            .and_then(|c| c.encryption)
+            .and_then(|e| e.passphrase_file)
+    } else {
+        None
+    };
+    let passphrase = cli.passphrase_file.clone().or(from_config);
+    if cli.identities.is_empty() && passphrase.is_none() {
+        return Ok(());
+    }
+    let (keys, warnings) = proxkeep::crypt::Keys::load(&cli.identities, passphrase.as_deref())
+        .map_err(|e| Exit(e.exit_code(), e.into()))?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    proxkeep::crypt::install(keys);
+    Ok(())
 }
 
 fn usage(e: impl Into<anyhow::Error>) -> Exit {
@@ -147,7 +201,14 @@ fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
             root.dir().display()
         )));
     }
+    if matches!(
+        cli.command,
+        Command::Inspect(_) | Command::Restore(_) | Command::Crypt(_)
+    ) {
+        install_keys(cli)?;
+    }
     match &cli.command {
+        Command::Crypt(c) => cli::crypt::run(c, &globals(cli)),
         Command::Inspect(c) => cli::inspect::run(c, &globals(cli), cancel),
         Command::Restore(c) => cli::restore::run(c, &globals(cli), cancel),
         Command::Notify(c) => cli::notify::run(c, &globals(cli)),

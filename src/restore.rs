@@ -281,6 +281,8 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
 pub struct Execute {
     /// Where the safety archive goes (`None`: `--no-safety-backup`, or `extract`).
     pub safety_dir: Option<PathBuf>,
+    /// `[encryption]` of the config: the safety archive holds the same secrets as a backup.
+    pub encryption: Option<crate::config::EncryptionConfig>,
     /// The run lock (a restore must not race a backup); `None` for `extract`.
     pub lock_file: Option<PathBuf>,
     pub now: jiff::Timestamp,
@@ -332,6 +334,7 @@ pub fn execute(
             &changed,
             &created,
             dir,
+            how.encryption.as_ref(),
             how.now,
             log,
             cancel,

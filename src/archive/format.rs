@@ -34,6 +34,9 @@ pub struct Meta {
     /// What kind of archive: a scheduled `backup`, or a `restore-safety` copy taken before a restore.
     #[serde(default = "default_purpose")]
     pub purpose: String,
+    /// How the archive file is encrypted (`age: 1 recipient (x25519)`); absent for a plain archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
 }
 
 fn default_root() -> String {

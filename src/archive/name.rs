@@ -13,7 +13,12 @@ pub struct ArchiveName {
     /// Backup start time, whole seconds, UTC.
     pub time: Timestamp,
     pub compression: Compression,
+    /// age-encrypted: `.age` after the compression suffix.
+    pub encrypted: bool,
 }
+
+/// Suffix of an age-encrypted archive, after the compression suffix (`.tar.zst.age`).
+pub const AGE_SUFFIX: &str = ".age";
 
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 const EXTENSIONS: &[(&str, Compression)] = &[
@@ -31,7 +36,14 @@ impl ArchiveName {
             role,
             time,
             compression,
+            encrypted: false,
         }
+    }
+
+    /// The same name for an age-encrypted (or plain) archive.
+    pub fn encrypted(mut self, yes: bool) -> Self {
+        self.encrypted = yes;
+        self
     }
 
     /// File name without the compression extension (`pve1-pve-20261128T031500Z`): names the run log too.
@@ -41,6 +53,10 @@ impl ArchiveName {
 
     /// Parse a file name; `None` for anything that is not a proxkeep archive name.
     pub fn parse(file_name: &str) -> Option<ArchiveName> {
+        let (file_name, encrypted) = match file_name.strip_suffix(AGE_SUFFIX) {
+            Some(n) => (n, true),
+            None => (file_name, false),
+        };
         let (stem, compression) = EXTENSIONS
             .iter()
             .find_map(|(ext, c)| file_name.strip_suffix(ext).map(|s| (s, *c)))?;
@@ -57,13 +73,18 @@ impl ArchiveName {
             role,
             time,
             compression,
+            encrypted,
         })
     }
 }
 
 impl fmt::Display for ArchiveName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.stem(), self.compression.extension())
+        write!(f, "{}.{}", self.stem(), self.compression.extension())?;
+        if self.encrypted {
+            f.write_str(AGE_SUFFIX)?;
+        }
+        Ok(())
     }
 }
 
@@ -71,13 +92,15 @@ impl fmt::Display for ArchiveName {
 /// so listing and retention never count it as a scheduled backup (or delete it as an old one).
 pub const SAFETY_TAG: &str = "restore-safety";
 
-/// `<host>-restore-safety-<YYYYMMDDTHHMMSSZ>.tar.zst`: the copy a restore takes of what it replaces.
-pub fn safety_file_name(host: &str, time: Timestamp) -> String {
-    format!("{host}-{SAFETY_TAG}-{}.tar.zst", format_time(time))
+/// `<host>-restore-safety-<YYYYMMDDTHHMMSSZ>.tar.zst[.age]`: the copy a restore takes of what it replaces.
+pub fn safety_file_name(host: &str, time: Timestamp, encrypted: bool) -> String {
+    let age = if encrypted { AGE_SUFFIX } else { "" };
+    format!("{host}-{SAFETY_TAG}-{}.tar.zst{age}", format_time(time))
 }
 
 /// Whether a file name has the shape of [`safety_file_name`].
 pub fn is_safety_file_name(file_name: &str) -> bool {
+    let file_name = file_name.strip_suffix(AGE_SUFFIX).unwrap_or(file_name);
     let Some(stem) = file_name.strip_suffix(".tar.zst") else {
         return false;
     };
@@ -118,8 +141,13 @@ mod tests {
         let t: Timestamp = "2026-11-28T03:15:00Z".parse().unwrap();
         let n = ArchiveName::new("pve-01", Role::Dual, t, Compression::Zstd);
         assert_eq!(n.to_string(), "pve-01-dual-20261128T031500Z.tar.zst");
-        assert_eq!(ArchiveName::parse(&n.to_string()), Some(n));
+        assert_eq!(ArchiveName::parse(&n.to_string()), Some(n.clone()));
+        let e = n.clone().encrypted(true);
+        assert_eq!(e.to_string(), "pve-01-dual-20261128T031500Z.tar.zst.age");
+        assert_eq!(ArchiveName::parse(&e.to_string()), Some(e));
         for bad in [
+            "pve1-pve-20261128T031500Z.age",
+            "pve1-pve-20261128T031500Z.tar.zst.age.age",
             "pve1-pve-20261128T031500Z.tar.bz2",
             "pve1-xxx-20261128T031500Z.tar.zst",
             "pve1-pve-2026112T031500Z.tar.zst",
@@ -135,7 +163,7 @@ mod tests {
     #[test]
     fn safety_archives_are_never_backups() {
         let t: Timestamp = "2026-11-28T03:15:00Z".parse().unwrap();
-        let n = safety_file_name("pve-01", t);
+        let n = safety_file_name("pve-01", t, false);
         assert_eq!(n, "pve-01-restore-safety-20261128T031500Z.tar.zst");
         assert!(is_safety_file_name(&n));
         // Retention and listing only ever act on names that parse; this one must not.
@@ -150,16 +178,16 @@ mod tests {
     proptest! {
         #[test]
         fn safety_names_never_parse_as_backups(host in "[a-z0-9][a-z0-9-]{0,20}", secs in 0i64..4_000_000_000) {
-            let n = safety_file_name(&host, Timestamp::from_second(secs).unwrap());
+            let n = safety_file_name(&host, Timestamp::from_second(secs).unwrap(), secs % 2 == 0);
             prop_assert!(is_safety_file_name(&n));
             prop_assert_eq!(ArchiveName::parse(&n), None);
         }
 
         #[test]
-        fn round_trip(host in "[a-z0-9][a-z0-9-]{0,20}", secs in 0i64..4_000_000_000, r in 0usize..4, c in 0usize..4) {
+        fn round_trip(host in "[a-z0-9][a-z0-9-]{0,20}", secs in 0i64..4_000_000_000, r in 0usize..4, c in 0usize..4, age: bool) {
             let role = [Role::Pve, Role::Pbs, Role::Dual, Role::Linux][r];
             let comp = EXTENSIONS[c].1;
-            let n = ArchiveName::new(&host, role, Timestamp::from_second(secs).unwrap(), comp);
+            let n = ArchiveName::new(&host, role, Timestamp::from_second(secs).unwrap(), comp).encrypted(age);
             prop_assert_eq!(ArchiveName::parse(&n.to_string()), Some(n));
         }
     }

@@ -5,24 +5,29 @@ use super::format::{
     CONFIG_DB_PATH, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields,
 };
 use crate::config::Compression;
+use crate::crypt::{self, Keys};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-/// Counts and hashes the raw (compressed) bytes as they are read.
+/// Counts and hashes the bytes of the file as they are read (the encrypted bytes of an encrypted archive).
+/// The hasher is shared so it can be read out from under the decryption layer, which has no `into_inner`.
 pub struct HashReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Arc<Mutex<Sha256>>,
     offset: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for HashReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hasher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .update(&buf[..n]);
         self.offset.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
@@ -61,7 +66,8 @@ impl<R: BufRead> BufRead for Consumed<R> {
 
 /// Any byte source: a file, or a file still being written ([`Follow`]).
 pub type Source = Box<dyn Read + Send>;
-type Raw = Consumed<BufReader<HashReader<Source>>>;
+/// The compressed stream: the file itself, or the plaintext of an encrypted one.
+type Raw = Consumed<BufReader<Source>>;
 
 pub enum Decoder {
     Zstd(zstd::stream::read::Decoder<'static, Raw>),
@@ -108,37 +114,50 @@ pub fn sniff(magic: &[u8]) -> Compression {
 /// An archive opened for sequential reading.
 pub struct Opened {
     pub compression: Compression,
-    /// Raw bytes read from the file (buffered ahead of the decoder).
+    /// Whether the file is age-encrypted.
+    pub encrypted: bool,
+    /// Bytes read from the file (buffered ahead of the decoder).
     read: Arc<AtomicU64>,
-    /// Raw bytes the decoder has consumed: where a broken stream broke.
+    /// Hash of the bytes read from the file.
+    hasher: Arc<Mutex<Sha256>>,
+    /// Compressed bytes the decoder has consumed: where a broken stream broke.
     consumed: Arc<AtomicU64>,
     decoder: Decoder,
 }
 
 impl Opened {
+    /// Open an archive file; an encrypted one with the keys the CLI installed ([`crypt::install`]).
     pub fn open(path: &Path) -> io::Result<Opened> {
         Self::open_with_buffer(path, 1 << 20)
     }
 
     /// Like [`Opened::open`] with a read buffer of `capacity` bytes: small when only the start is read.
     pub fn open_with_buffer(path: &Path, capacity: usize) -> io::Result<Opened> {
-        Self::from_source(Box::new(File::open(path)?), capacity)
+        Self::from_source(Box::new(File::open(path)?), capacity, &crypt::installed())
     }
 
-    /// Open any byte source (see [`Follow`]) with a read buffer of `capacity` bytes.
-    pub fn from_source(file: Source, capacity: usize) -> io::Result<Opened> {
+    /// Open any byte source (see [`Follow`]) with a read buffer of `capacity` bytes, decrypting with `keys`
+    /// when it is age-encrypted. Decryption errors come as a [`crypt::CryptError`] inside the `io::Error`.
+    pub fn from_source(file: Source, capacity: usize, keys: &Keys) -> io::Result<Opened> {
         let read = Arc::new(AtomicU64::new(0));
+        let hasher = Arc::new(Mutex::new(Sha256::new()));
         let consumed = Arc::new(AtomicU64::new(0));
-        let buffered = BufReader::with_capacity(
-            capacity,
+        let mut hashed = BufReader::with_capacity(
+            capacity.min(64 * 1024),
             HashReader {
                 inner: file,
-                hasher: Sha256::new(),
+                hasher: hasher.clone(),
                 offset: read.clone(),
             },
         );
+        let encrypted = crypt::is_encrypted(hashed.fill_buf()?);
+        let stream: Source = if encrypted {
+            Box::new(keys.decrypt(hashed).map_err(crypt::CryptError::into_io)?)
+        } else {
+            Box::new(hashed)
+        };
         let mut raw = Consumed {
-            inner: buffered,
+            inner: BufReader::with_capacity(capacity, stream),
             consumed: consumed.clone(),
         };
         let compression = sniff(raw.fill_buf()?);
@@ -150,7 +169,9 @@ impl Opened {
         };
         Ok(Opened {
             compression,
+            encrypted,
             read,
+            hasher,
             consumed,
             decoder,
         })
@@ -167,7 +188,9 @@ impl Opened {
             archive: tar::Archive::new(self.decoder),
             offset: self.consumed,
             read: self.read,
+            hasher: self.hasher,
             compression: self.compression,
+            encrypted: self.encrypted,
         }
     }
 }
@@ -177,7 +200,9 @@ pub struct TarReader {
     /// Compressed bytes consumed by the decoder so far (see [`Opened::offset`]).
     pub offset: Arc<AtomicU64>,
     read: Arc<AtomicU64>,
+    hasher: Arc<Mutex<Sha256>>,
     pub compression: Compression,
+    pub encrypted: bool,
 }
 
 impl TarReader {
@@ -204,7 +229,7 @@ impl TarReader {
             }
             trailing += n as u64;
         }
-        let inner = raw.inner.into_inner();
+        drop(raw);
         let total = self.read.load(Ordering::Relaxed);
         if trailing > 0 && self.compression != Compression::None {
             return Err(io::Error::new(
@@ -212,7 +237,13 @@ impl TarReader {
                 format!("{trailing} bytes of garbage after the end of the compressed stream"),
             ));
         }
-        Ok((hex(&inner.hasher.finalize()), total, junk + trailing))
+        let sha = hex(&self
+            .hasher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .finalize());
+        Ok((sha, total, junk + trailing))
     }
 }
 
@@ -298,24 +329,57 @@ fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
 pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification> {
     let file_len = std::fs::metadata(path)?.len();
     let expected = expected.cloned();
-    verify_stream(Box::new(File::open(path)?), Some(file_len), move || {
-        expected
-    })
+    verify_stream(
+        Box::new(File::open(path)?),
+        Some(file_len),
+        &crypt::installed(),
+        move || expected,
+    )
 }
 
 /// [`verify`] over any source; `expected` is asked for only once the stream has been read to its end, so a
 /// verifier can run while the archive is still being written ([`Follow`]) and get the writer's index at the end.
 /// `file_len`, when known, lets a stream that stops at the end of the file be reported as cut off.
+/// An encrypted archive is decrypted with `keys`: a damaged encryption header is a problem found; a missing or
+/// wrong key is an error (it says nothing about the archive, so it must not be recorded as damage).
 pub fn verify_stream(
     src: Source,
     file_len: Option<u64>,
+    keys: &Keys,
     expected: impl FnOnce() -> Option<Index>,
 ) -> io::Result<Verification> {
-    let opened = Opened::from_source(src, 1 << 20)?;
+    let opened = match Opened::from_source(src, 1 << 20, keys) {
+        Ok(o) => o,
+        Err(e) => match crypt::in_io(&e) {
+            Some(c @ (crypt::CryptError::Header(_) | crypt::CryptError::Stream(_))) => {
+                return Ok(Verification {
+                    compression: Compression::None,
+                    meta: None,
+                    index: None,
+                    sha256: None,
+                    bytes: 0,
+                    entries: 0,
+                    index_sha256: None,
+                    problems: vec![Problem {
+                        path: None,
+                        offset: None,
+                        message: c.to_string(),
+                    }],
+                });
+            }
+            _ => return Err(e),
+        },
+    };
     let file_len = file_len.unwrap_or(u64::MAX);
-    // A decoder error with everything consumed means the file ends inside the stream: say so plainly.
+    let encrypted = opened.encrypted;
+    // A decoder error with everything consumed means the file ends inside the stream: say so plainly. Inside
+    // an encrypted archive, age's own error says what is wrong, and offsets are of the decrypted stream.
     let broken = |at: u64, what: &str, e: &io::Error| {
-        if at >= file_len {
+        if crypt::in_io(e).is_some() {
+            format!("{e}{what}")
+        } else if encrypted {
+            format!("archive stream is damaged{what} (at byte {at} of the decrypted stream): {e}")
+        } else if at >= file_len {
             format!("the file ends at byte {file_len} inside the stream (cut off){what}: {e}")
         } else {
             format!("archive stream is damaged{what}: {e}")
@@ -359,7 +423,7 @@ pub fn verify_stream(
                 let at = offset.load(Ordering::Relaxed);
                 v.problems.push(Problem {
                     path: None,
-                    offset: Some(at),
+                    offset: (!encrypted).then_some(at),
                     message: broken(at, "", &e),
                 });
                 stream_ok = false;
@@ -412,7 +476,7 @@ pub fn verify_stream(
             let at = offset.load(Ordering::Relaxed);
             v.problems.push(Problem {
                 path: Some(path_fields(&path).0),
-                offset: Some(at),
+                offset: (!encrypted).then_some(at),
                 message: broken(at, " while reading this entry", &e),
             });
             stream_ok = false;
@@ -474,7 +538,7 @@ pub fn verify_stream(
                 let at = offset.load(Ordering::Relaxed);
                 v.problems.push(Problem {
                     path: None,
-                    offset: Some(at),
+                    offset: (!encrypted).then_some(at),
                     message: broken(at, " at its end", &e),
                 })
             }

@@ -1,4 +1,4 @@
-//! The writer stack: tar → compressor → SHA-256 of the final bytes → file, in one pass.
+//! The writer stack: tar → compressor → age (when encrypting) → SHA-256 of the final bytes → file, in one pass.
 //!
 //! Every layer is finished explicitly, innermost first, so a trailer that fails to write is an error and
 //! never a silently truncated archive (zstd's `auto_finish` and friends would swallow it on drop).
@@ -119,6 +119,43 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
+/// The encryption layer: age's STREAM over the compressed bytes, or nothing.
+pub enum Sealer<W: Write> {
+    Age(age::stream::StreamWriter<W>),
+    Plain(W),
+}
+
+impl<W: Write> Sealer<W> {
+    pub fn new(inner: W, encryptor: Option<age::Encryptor>) -> io::Result<Self> {
+        Ok(match encryptor {
+            Some(e) => Sealer::Age(e.wrap_output(inner)?),
+            None => Sealer::Plain(inner),
+        })
+    }
+    /// Writes age's last chunk; without it the file cannot be decrypted.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Sealer::Age(w) => w.finish(),
+            Sealer::Plain(w) => Ok(w),
+        }
+    }
+}
+
+impl<W: Write> Write for Sealer<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sealer::Age(w) => w.write(buf),
+            Sealer::Plain(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sealer::Age(w) => w.flush(),
+            Sealer::Plain(w) => w.flush(),
+        }
+    }
+}
+
 /// Metadata of one entry to append.
 #[derive(Debug, Clone)]
 pub struct EntryHeader<'a> {
@@ -133,7 +170,7 @@ pub struct EntryHeader<'a> {
     pub xattrs: &'a [(String, Vec<u8>)],
 }
 
-type Stack = tar::Builder<Encoder<HashWriter<BufWriter<File>>>>;
+type Stack = tar::Builder<Encoder<Sealer<HashWriter<BufWriter<File>>>>>;
 
 /// Result of a finished archive.
 #[derive(Debug, Clone)]
@@ -148,9 +185,17 @@ pub struct ArchiveWriter {
 }
 
 impl ArchiveWriter {
-    pub fn new(file: File, compression: Compression, level: i32, threads: u32) -> io::Result<Self> {
+    /// `encryptor`: age-encrypt the compressed stream (see [`crate::crypt::Seal::encryptor`]).
+    pub fn new(
+        file: File,
+        compression: Compression,
+        level: i32,
+        threads: u32,
+        encryptor: Option<age::Encryptor>,
+    ) -> io::Result<Self> {
         let sink = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
-        let mut tar = tar::Builder::new(Encoder::new(sink, compression, level, threads)?);
+        let sealed = Sealer::new(sink, encryptor)?;
+        let mut tar = tar::Builder::new(Encoder::new(sealed, compression, level, threads)?);
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
         Ok(ArchiveWriter { tar })
@@ -206,10 +251,10 @@ impl ArchiveWriter {
             .append_link(&mut header, as_path(h.path), as_path(target))
     }
 
-    /// Write the tar trailer, finish the compressor, flush and fsync the file.
+    /// Write the tar trailer, finish the compressor and age, flush and fsync the file.
     pub fn finish(self) -> io::Result<(File, Written)> {
         let encoder = self.tar.into_inner()?;
-        let hashed = encoder.finish()?;
+        let hashed = encoder.finish()?.finish()?;
         let (buf, sha256, bytes) = hashed.finish();
         let file = buf.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;

@@ -328,10 +328,13 @@ fn list(g: &Globals, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
                 local_time(a.timestamp, "%Y-%m-%d %H:%M:%S"),
                 a.role.clone(),
                 format_size(a.size),
-                a.level.map_or_else(
-                    || a.compression.clone(),
-                    |l| format!("{} {l}", a.compression),
-                ),
+                {
+                    let c = a.level.map_or_else(
+                        || a.compression.clone(),
+                        |l| format!("{} {l}", a.compression),
+                    );
+                    if a.encrypted { format!("{c}, age") } else { c }
+                },
                 dash(a.files),
                 dash(a.warnings),
                 a.state.name().to_string(),
@@ -371,6 +374,16 @@ fn list(g: &Globals, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
     }
     if archives
         .iter()
+        .any(|a| a.encrypted && a.purpose.is_none() && a.state != State::Damaged)
+    {
+        writeln!(
+            out,
+            "(age-encrypted archives: their details need --identity FILE or --passphrase-file FILE)"
+        )
+        .map_err(output)?;
+    }
+    if archives
+        .iter()
         .any(|a| a.files.is_none() && a.state != State::Damaged)
     {
         writeln!(
@@ -402,6 +415,9 @@ fn show(g: &Globals, path: &Path) -> Result<i32, Exit> {
         m.compression.algorithm,
         m.compression.level
     );
+    if let Some(e) = &m.encryption {
+        let _ = writeln!(o, "encryption   {e}");
+    }
     let _ = writeln!(o, "host         {} (role {})", m.host, m.role);
     let v = &m.versions;
     let versions: Vec<String> = [
@@ -670,7 +686,16 @@ fn verify_one(g: &Globals, path: &Path) -> Result<i32, Exit> {
     }
     let mut out = io::stdout().lock();
     let comp = v.compression.to_string();
-    if v.ok {
+    if v.ok && v.sidecar_only {
+        writeln!(out, "ok       {}", v.archive.display()).map_err(output)?;
+        writeln!(
+            out,
+            "sha256   {} matches its sidecar; the content was not checked: it is encrypted \
+             (--identity FILE or --passphrase-file FILE reads it back completely)",
+            v.sha256.as_deref().unwrap_or("-"),
+        )
+        .map_err(output)?;
+    } else if v.ok {
         writeln!(out, "ok       {}", v.archive.display()).map_err(output)?;
         writeln!(
             out,
@@ -723,7 +748,9 @@ fn verify_all(g: &Globals, dir: &Path) -> Result<i32, Exit> {
                 format_size(v.size),
                 v.entries.to_string(),
                 v.sidecar.to_string(),
-                if v.ok {
+                if v.ok && v.sidecar_only {
+                    "ok (sha256 only: encrypted)".into()
+                } else if v.ok {
                     "ok".into()
                 } else {
                     format!("DAMAGED ({})", v.problems.len())

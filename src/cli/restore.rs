@@ -343,6 +343,7 @@ fn restore_cmd(g: &Globals, a: &RestoreArgs, cancel: &AtomicBool) -> Result<i32,
 fn execution(config: &config::Config, no_safety: bool, extract: bool) -> Execute {
     Execute {
         safety_dir: (!no_safety && !extract).then(|| absolute(&config.backup_dir)),
+        encryption: config.encryption.clone(),
         lock_file: (!extract).then(|| config.lock_file.clone()),
         now: now(),
         apply: ApplyOptions {

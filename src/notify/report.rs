@@ -565,6 +565,7 @@ mod tests {
             size: 2048,
             compression: "zstd".into(),
             level: 3,
+            encryption: None,
             entries: 10,
             files: 7,
             dirs: 2,

@@ -11,7 +11,8 @@ use crate::archive::reader;
 use crate::archive::writer::{ArchiveWriter, is_cancelled};
 use crate::backup::{append_item, create_private, internal_header, warning_text, write_atomic};
 use crate::collect::Item;
-use crate::config::Compression;
+use crate::config::{Compression, EncryptionConfig};
+use crate::crypt::Keys;
 use crate::host::{HostFacts, Root};
 use crate::output::Log;
 use crate::restore::RestoreError;
@@ -46,11 +47,22 @@ pub fn write(
     changed: &[&Step],
     created: &[&Step],
     backup_dir: &Path,
+    encryption: Option<&EncryptionConfig>,
     now: Timestamp,
     log: &Log,
     cancel: &AtomicBool,
 ) -> Result<PathBuf, RestoreError> {
     let err = |why: String| RestoreError::Safety(why);
+    let (encryptor, readback_keys, described) = match encryption {
+        Some(e) => {
+            let seal = e.seal().map_err(|e| err(format!("[encryption]: {e}")))?;
+            let (enc, keys) = seal
+                .encryptor()
+                .map_err(|e| err(format!("cannot start age: {e}")))?;
+            (Some(enc), keys, Some(seal.describe()))
+        }
+        None => (None, Keys::default(), None),
+    };
     let check = crate::preflight::directory("backup directory", backup_dir, true);
     if !check.ok {
         return Err(err(check.line()));
@@ -59,7 +71,7 @@ pub fn write(
     let facts = HostFacts::detect(&root);
     let mut time = Timestamp::from_second(now.as_second()).unwrap_or(now);
     let name = loop {
-        let n = safety_file_name(&facts.hostname, time);
+        let n = safety_file_name(&facts.hostname, time, encryptor.is_some());
         if !backup_dir.join(&n).exists() {
             break n;
         }
@@ -101,8 +113,9 @@ pub fn write(
         root: target.display().to_string(),
         pve_tree_from_db: false,
         purpose: PURPOSE.into(),
+        encryption: described,
     };
-    let mut w = ArchiveWriter::new(file, Compression::Zstd, 3, 0).map_err(io_err)?;
+    let mut w = ArchiveWriter::new(file, Compression::Zstd, 3, 0, encryptor).map_err(io_err)?;
     let meta_json = serde_json::to_vec_pretty(&meta).map_err(|e| err(e.to_string()))?;
     w.append_bytes(
         &internal_header(META_PATH, meta_json.len(), time),
@@ -147,8 +160,13 @@ pub fn write(
     if cancel.load(Ordering::Relaxed) {
         return Err(RestoreError::Interrupted);
     }
-    let v = reader::verify(&partial_path, Some(&index))
-        .map_err(|e| err(format!("read-back of {}: {e}", partial_path.display())))?;
+    let read_back = || -> std::io::Result<reader::Verification> {
+        let len = fs::metadata(&partial_path)?.len();
+        let src = Box::new(File::open(&partial_path)?);
+        reader::verify_stream(src, Some(len), &readback_keys, || Some(index.clone()))
+    };
+    let v =
+        read_back().map_err(|e| err(format!("read-back of {}: {e}", partial_path.display())))?;
     if !v.ok() || v.sha256.as_deref() != Some(written.sha256.as_str()) {
         let shown: Vec<String> = v.problems.iter().take(3).map(|p| p.to_string()).collect();
         return Err(err(format!(
