@@ -3,6 +3,7 @@
 
 mod backup;
 mod cli;
+mod crypt;
 mod inspect;
 mod notify;
 mod restore;
