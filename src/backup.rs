@@ -161,8 +161,44 @@ fn fail(what: &str, e: impl std::fmt::Display) -> BackupError {
 
 /// Warnings about where the backup's own key material lives: a passphrase file that this backup collects
 /// travels inside the archive it locks (and is useless there), one that others can read is no secret.
-fn key_warnings(ctx: &Context, enc: &crate::config::EncryptionConfig, plan: &Plan) -> Vec<Warning> {
+/// An SSH private key whose `.pub` names one of the recipients, both collected, is the same mistake.
+fn key_warnings(
+    ctx: &Context,
+    enc: &crate::config::EncryptionConfig,
+    seal: Option<&crate::crypt::Seal>,
+    plan: &Plan,
+) -> Vec<Warning> {
     let mut out = Vec::new();
+    let type_and_key = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let ssh: Vec<String> = match seal {
+        Some(crate::crypt::Seal::Recipients(rs)) => rs
+            .iter()
+            .filter(|r| r.kind() != "x25519")
+            .map(|r| type_and_key(&format!("{r:?}")))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for item in plan.items.iter().filter(|i| {
+        !ssh.is_empty()
+            && i.kind == Kind::File
+            && i.size < 16 * 1024
+            && i.host_path.extension().is_some_and(|e| e == "pub")
+    }) {
+        let Ok(text) = fs::read_to_string(ctx.root.path(&item.host_path)) else {
+            continue;
+        };
+        let private = item.host_path.with_extension("");
+        if ssh.contains(&type_and_key(&text)) && plan.items.iter().any(|i| i.host_path == private) {
+            out.push(Warning {
+                path: Some(private.display().to_string()),
+                message: format!(
+                    "is the SSH key of recipient {}: the key travels with the lock \
+                     (use a key kept off this host, or add it to [collect] exclude)",
+                    type_and_key(&text)
+                ),
+            });
+        }
+    }
     let Some(p) = &enc.passphrase_file else {
         return out;
     };
@@ -245,7 +281,8 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     ));
     let mut plan = collect::scan(&ctx.root, &facts, config);
     if let Some(enc) = &config.encryption {
-        plan.warnings.extend(key_warnings(ctx, enc, &plan));
+        plan.warnings
+            .extend(key_warnings(ctx, enc, seal.as_ref(), &plan));
     }
     if plan.pve_tree_from_db {
         log.warn("/etc/pve is empty (pmxcfs not mounted): its tree will be rebuilt from config.db");
@@ -634,6 +671,17 @@ fn write_archive(
     )
     .map_err(to_err)?;
 
+    // With X25519 recipients, watch the streamed files for the matching secret key (see below).
+    let own_recipients: Vec<String> = match seal {
+        Some(crate::crypt::Seal::Recipients(rs)) => rs
+            .iter()
+            .filter(|r| r.kind() == "x25519")
+            .map(|r| format!("{r:?}"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let sniff = !own_recipients.is_empty();
+    let mut found_keys: Vec<(String, String)> = Vec::new();
     let progress = log.progress();
     progress.phase("archiving");
     let specs: Vec<runner::CommandSpec> = plan.commands.iter().map(|c| c.spec.clone()).collect();
@@ -656,8 +704,16 @@ fn write_archive(
             }
             for item in &plan.items {
                 check_cancel(cancel)?;
-                let bytes = append_item(&mut w, &ctx.root, item, &mut index, log, cancel)
-                    .map_err(to_err)?;
+                let bytes = append_item(
+                    &mut w,
+                    &ctx.root,
+                    item,
+                    &mut index,
+                    log,
+                    cancel,
+                    sniff.then_some(&mut found_keys),
+                )
+                .map_err(to_err)?;
                 progress.advance(1, bytes);
             }
             if let Some(s) = &snapshot {
@@ -685,6 +741,19 @@ fn write_archive(
         body.map(|()| results)
     })?;
     check_cancel(cancel)?;
+    for (path, recipient) in &found_keys {
+        if own_recipients.contains(recipient) {
+            let w = Warning {
+                path: Some(path.clone()),
+                message: format!(
+                    "holds the age identity of recipient {recipient}: the key travels with the lock \
+                     (keep it off this host, or add it to [collect] exclude)"
+                ),
+            };
+            log.warn(&warning_text(&w));
+            index.warnings.push(w);
+        }
+    }
 
     for (pc, r) in plan.commands.iter().zip(&results) {
         let cmd = pc.spec.display();
@@ -948,6 +1017,7 @@ fn append_db_entry(
 
 /// Append one host item. Problems with the *source* (vanished, unreadable, changed while read) become
 /// warnings; an `Err` is a problem with the archive itself and ends the run.
+/// `found_keys`: when given, the recipients of age secret keys seen in file contents are added, with the path.
 pub(crate) fn append_item(
     w: &mut ArchiveWriter,
     root: &Root,
@@ -955,6 +1025,7 @@ pub(crate) fn append_item(
     index: &mut Index,
     log: &Log,
     cancel: &AtomicBool,
+    found_keys: Option<&mut Vec<(String, String)>>,
 ) -> io::Result<u64> {
     let fs_path = root.path(&item.host_path);
     let host = item.host_path.display().to_string();
@@ -1010,14 +1081,17 @@ pub(crate) fn append_item(
                 size: md.len(),
                 xattrs: &xattrs,
             };
-            let mut r = ExactReader::new(
+            let mut sniffer = crate::crypt::IdentitySniffer::new(
                 io::BufReader::with_capacity(256 * 1024, &file),
-                md.len(),
-                cancel,
+                found_keys.is_some(),
             );
+            let mut r = ExactReader::new(&mut sniffer, md.len(), cancel);
             w.append_reader(&h, &mut r)?;
             let read_error = r.error.take();
             let (sha, outcome) = r.finish()?;
+            if let Some(found) = found_keys {
+                found.extend(sniffer.found.drain(..).map(|k| (host.clone(), k)));
+            }
             match outcome {
                 ReadOutcome::Exact => {}
                 ReadOutcome::Shrunk { missing } => warn(

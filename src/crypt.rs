@@ -427,6 +427,89 @@ pub fn loose_permissions(path: &Path, what: &str) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Keys inside the backup
+// ---------------------------------------------------------------------------------------------
+
+const SECRET_KEY_PREFIX: &[u8] = b"AGE-SECRET-KEY-1";
+/// `AGE-SECRET-KEY-1` and 58 bech32 characters.
+const SECRET_KEY_LEN: usize = 74;
+
+/// Passes bytes through and notes the recipient of every age X25519 secret key in them, so a backup can tell
+/// when it is about to lock the key inside the archive it encrypts to it. The search is SIMD (memchr), and a
+/// key split across two reads is found too.
+pub struct IdentitySniffer<R> {
+    inner: R,
+    /// The last `SECRET_KEY_LEN - 1` bytes seen: a key that starts in them did not fit in the earlier read.
+    carry: Vec<u8>,
+    /// Recipients (`age1…`) of the keys found.
+    pub found: Vec<String>,
+    enabled: bool,
+}
+
+impl<R> IdentitySniffer<R> {
+    /// A sniffer that looks only when `enabled` (else a plain pass-through).
+    pub fn new(inner: R, enabled: bool) -> Self {
+        IdentitySniffer {
+            inner,
+            carry: Vec::new(),
+            found: Vec::new(),
+            enabled,
+        }
+    }
+
+    fn hit(&mut self, key: &[u8]) {
+        if let Some(id) = std::str::from_utf8(key)
+            .ok()
+            .and_then(|s| s.parse::<age::x25519::Identity>().ok())
+        {
+            let public = id.to_public().to_string();
+            if !self.found.contains(&public) {
+                self.found.push(public);
+            }
+        }
+    }
+
+    fn scan(&mut self, data: &[u8]) {
+        use memchr::memmem;
+        if !self.carry.is_empty() {
+            let mut window = self.carry.clone();
+            window.extend_from_slice(&data[..data.len().min(SECRET_KEY_LEN)]);
+            let starts: Vec<usize> = memmem::find_iter(&window, SECRET_KEY_PREFIX)
+                .filter(|p| *p < self.carry.len() && p + SECRET_KEY_LEN <= window.len())
+                .collect();
+            for p in starts {
+                self.hit(&window[p..p + SECRET_KEY_LEN]);
+            }
+        }
+        let starts: Vec<usize> = memmem::find_iter(data, SECRET_KEY_PREFIX)
+            .filter(|p| p + SECRET_KEY_LEN <= data.len())
+            .collect();
+        for p in starts {
+            self.hit(&data[p..p + SECRET_KEY_LEN]);
+        }
+        let keep = SECRET_KEY_LEN - 1;
+        if data.len() >= keep {
+            self.carry.clear();
+            self.carry.extend_from_slice(&data[data.len() - keep..]);
+        } else {
+            self.carry.extend_from_slice(data);
+            let excess = self.carry.len().saturating_sub(keep);
+            self.carry.drain(..excess);
+        }
+    }
+}
+
+impl<R: Read> Read for IdentitySniffer<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.enabled {
+            self.scan(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // proxkeep decrypt
 // ---------------------------------------------------------------------------------------------
 
@@ -699,6 +782,30 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let (_, warnings) = Keys::load(&[path], None).unwrap();
         assert!(warnings[0].contains("0644"), "{warnings:?}");
+    }
+
+    #[test]
+    fn sniffer_finds_keys_anywhere_in_the_stream() {
+        let (text, public) = generate("2026-11-28T00:00:00Z");
+        let text = text.expose_secret().as_bytes().to_vec();
+        for pad in [0usize, 1, 10, 73, 74, 100, 4090] {
+            let mut data = vec![b'x'; pad];
+            data.extend_from_slice(&text);
+            data.extend_from_slice(b"tail");
+            // Every read size, so the key is split at every offset.
+            for chunk in [1usize, 7, 50, 73, 74, 75, 4096] {
+                let mut s = IdentitySniffer::new(io::Cursor::new(data.clone()), true);
+                let mut buf = vec![0u8; chunk];
+                while s.read(&mut buf).unwrap() > 0 {}
+                assert_eq!(s.found, vec![public.clone()], "pad {pad} chunk {chunk}");
+            }
+        }
+        let mut s = IdentitySniffer::new(
+            io::Cursor::new(b"AGE-SECRET-KEY-1 not a key".to_vec()),
+            true,
+        );
+        io::copy(&mut s, &mut io::sink()).unwrap();
+        assert!(s.found.is_empty());
     }
 
     #[test]

@@ -614,6 +614,9 @@ fn print_summary(r: &backup::BackupReport) {
         r.compression,
         r.level
     );
+    if let Some(e) = &r.encryption {
+        println!("encrypt  {e}");
+    }
     println!(
         "entries  {} ({} files, {} dirs, {} links; {} of file data), {} command outputs",
         r.entries,

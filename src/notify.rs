@@ -76,6 +76,16 @@ pub fn redactor(config: &Config) -> Redactor {
     for s in config.notify.secrets() {
         r.add(s);
     }
+    // The passphrase is never put in a message on purpose; this keeps it out if some error ever quoted it.
+    if let Some(p) = config
+        .encryption
+        .as_ref()
+        .and_then(|e| e.passphrase_file.as_ref())
+        && let Ok(pass) = crate::crypt::read_passphrase_file(p)
+    {
+        use age::secrecy::ExposeSecret;
+        r.add(pass.expose_secret());
+    }
     r
 }
 

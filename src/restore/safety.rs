@@ -133,7 +133,7 @@ pub fn write(
             kind: s.observed.unwrap_or(Kind::File),
             size: 0,
         };
-        append_item(&mut w, &root, &item, &mut index, log, cancel).map_err(io_err)?;
+        append_item(&mut w, &root, &item, &mut index, log, cancel, None).map_err(io_err)?;
     }
     if let Some(warning) = index.warnings.first() {
         // Without it, the undo would be incomplete: better not to start.

@@ -616,11 +616,39 @@ fn key_files_in_collected_paths_or_readable_by_others_are_warned_about() {
         "{}",
         r.stderr()
     );
-    // An identity others can read is warned about when used.
+    // Encrypting to that key anyway: the backup spots the secret key in the stream and warns (exit 3).
+    let inside_public = r.stdout().trim().to_string();
+    recipients_config(&mut env, &[&inside_public]);
+    let r = env.run(&["backup"]);
+    r.expect(3);
+    assert!(
+        r.stderr().contains(&format!(
+            "/root/.ssh/proxkeep-identity.txt: holds the age identity of recipient {inside_public}"
+        )),
+        "{}",
+        r.stderr()
+    );
+    // root's SSH key as the recipient, while /root/.ssh is collected: the same mistake, said the same way.
+    sh_ok(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f '{}'",
+        env.root.join("root/.ssh/id_ed25519").display()
+    ));
+    let ssh_pub = fs::read_to_string(env.root.join("root/.ssh/id_ed25519.pub")).unwrap();
+    recipients_config(&mut env, &[ssh_pub.trim()]);
+    let r = env.run(&["backup"]);
+    r.expect(3);
+    assert!(
+        r.stderr()
+            .contains("/root/.ssh/id_ed25519: is the SSH key of recipient ssh-ed25519"),
+        "{}",
+        r.stderr()
+    );
+    // Keys of other recipients in the tree are none of the backup's business: no warning.
     let (key, public) = keygen(&env, "key.txt");
-    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     recipients_config(&mut env, &[&public]);
-    backup(&env);
+    env.run(&["backup"]).expect(0);
+    // An identity others can read is warned about when used.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let r = env.run(&["verify", "-i", key.to_str().unwrap()]);
     r.expect(0);
     assert!(r.stderr().contains("mode 0644"), "{}", r.stderr());
