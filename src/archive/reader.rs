@@ -288,6 +288,19 @@ pub struct Verification {
 }
 
 impl Verification {
+    fn empty(compression: Compression) -> Self {
+        Verification {
+            compression,
+            meta: None,
+            index: None,
+            sha256: None,
+            bytes: 0,
+            entries: 0,
+            index_sha256: None,
+            problems: Vec::new(),
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -352,20 +365,9 @@ pub fn verify_stream(
         Ok(o) => o,
         Err(e) => match crypt::in_io(&e) {
             Some(c @ (crypt::CryptError::Header(_) | crypt::CryptError::Stream(_))) => {
-                return Ok(Verification {
-                    compression: Compression::None,
-                    meta: None,
-                    index: None,
-                    sha256: None,
-                    bytes: 0,
-                    entries: 0,
-                    index_sha256: None,
-                    problems: vec![Problem {
-                        path: None,
-                        offset: None,
-                        message: c.to_string(),
-                    }],
-                });
+                let mut v = Verification::empty(Compression::None);
+                v.problems.push(problem(None, c.to_string()));
+                return Ok(v);
             }
             _ => return Err(e),
         },
@@ -388,16 +390,7 @@ pub fn verify_stream(
     let compression = opened.compression;
     let mut reader = opened.tar();
     let offset = reader.offset.clone();
-    let mut v = Verification {
-        compression,
-        meta: None,
-        index: None,
-        sha256: None,
-        bytes: 0,
-        entries: 0,
-        index_sha256: None,
-        problems: Vec::new(),
-    };
+    let mut v = Verification::empty(compression);
     let mut seen: Vec<Seen> = Vec::new();
     let mut after_index = false;
     let (mut meta_seen, mut index_seen) = (false, false);
