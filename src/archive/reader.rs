@@ -143,7 +143,7 @@ impl Opened {
         let hasher = Arc::new(Mutex::new(Sha256::new()));
         let consumed = Arc::new(AtomicU64::new(0));
         let mut hashed = BufReader::with_capacity(
-            capacity.min(64 * 1024),
+            capacity,
             HashReader {
                 inner: file,
                 hasher: hasher.clone(),
