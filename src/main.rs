@@ -447,6 +447,17 @@ fn run_checks(root: &Root, config: &config::Config) -> Vec<preflight::Check> {
     if config.backup_dir.is_dir() {
         checks.push(preflight::writable(&config.backup_dir));
     }
+    if let Some(enc) = &config.encryption {
+        // The recipients and passphrase files are read by every backup: catch a moved or broken one now.
+        checks.push(match enc.seal() {
+            Ok(seal) => Check::pass("encryption", seal.describe()),
+            Err(e) => Check::fail(
+                "encryption",
+                e.to_string(),
+                "fix [encryption] (a backup stops rather than write a plain archive)",
+            ),
+        });
+    }
     checks.push(
         match preflight::RunLock::acquire(&config.lock_file, &facts.hostname) {
             Ok(_) => Check::pass("lock", format!("{} is free", config.lock_file.display())),

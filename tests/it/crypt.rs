@@ -94,6 +94,14 @@ fn the_age_cli_decrypts_a_proxkeep_archive_and_gnu_tar_lists_it() {
         "[encryption]\nrecipients = [\"{public}\"]\nrecipients_file = \"{}\"\n",
         env.path("recipients.txt").display()
     ));
+    let check = env.run(&["check"]);
+    assert!(
+        check
+            .stdout()
+            .contains("✓ encryption: age: 2 recipients (x25519)"),
+        "{}",
+        check.stdout()
+    );
     let archive = backup(&env);
     assert_eq!(
         fs::metadata(&archive).unwrap().permissions().mode() & 0o777,
@@ -547,6 +555,15 @@ fn a_bad_recipient_stops_the_backup_before_anything_is_written() {
     r.expect(2);
     assert!(r.stderr().contains("r.txt, line 3"), "{}", r.stderr());
     env.write_config("[encryption]\nrecipients_file = \"/nonexistent/recipients.txt\"\n");
+    // `check` catches it ahead of the night's backup.
+    let c = env.run(&["check"]);
+    c.expect(4);
+    assert!(
+        c.stdout()
+            .contains("✗ encryption: cannot read the recipients file"),
+        "{}",
+        c.stdout()
+    );
     let r = env.run(&["backup"]);
     r.expect(2);
     assert!(
