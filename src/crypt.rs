@@ -298,11 +298,14 @@ impl Keys {
     }
 
     /// Start decrypting `src`, an age file (binary or armored) positioned at its first byte.
-    pub fn decrypt<R: Read + Send + 'static>(&self, src: R) -> Result<Decrypting, CryptError> {
+    pub fn decrypt<R: io::BufRead + Send + 'static>(
+        &self,
+        src: R,
+    ) -> Result<Decrypting, CryptError> {
         if self.is_empty() {
             return Err(CryptError::NoKey);
         }
-        let src = age::armor::ArmoredReader::new(io::BufReader::with_capacity(64 * 1024, src));
+        let src = age::armor::ArmoredReader::new(src);
         let decryptor = age::Decryptor::new(src).map_err(header_error)?;
         let scrypt = decryptor.is_scrypt();
         let scrypt_identity = self.passphrase.as_ref().map(|p| {
