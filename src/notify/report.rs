@@ -56,10 +56,30 @@ pub struct ArchiveInfo {
     pub sha256: Option<String>,
     pub compression: String,
     pub level: i32,
+    /// How the archive is encrypted (`age: 1 recipient (x25519)`); absent for a plain archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
     pub entries: u64,
     pub files: u64,
     /// Bytes of file data before compression.
     pub bytes: u64,
+}
+
+impl ArchiveInfo {
+    /// `1.2 MiB (zstd 3)`, `1.2 MiB (zstd 3, age: 1 recipient (x25519))`.
+    fn size_line(&self) -> String {
+        let enc = self
+            .encryption
+            .as_ref()
+            .map(|e| format!(", {e}"))
+            .unwrap_or_default();
+        format!(
+            "{} ({} {}{enc})",
+            format_size(self.size),
+            self.compression,
+            self.level
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -178,6 +198,7 @@ impl Report {
             sha256: r.sha256.clone(),
             compression: r.compression.clone(),
             level: r.level,
+            encryption: r.encryption.clone(),
             entries: r.entries,
             files: r.files,
             bytes: r.bytes,
@@ -247,6 +268,7 @@ impl Report {
             sha256: None,
             compression: "zstd".into(),
             level: 3,
+            encryption: None,
             entries: 512,
             files: 420,
             bytes: 8_765_432,
@@ -353,13 +375,7 @@ impl Report {
         let _ = writeln!(s, "host         {} ({})", self.host, self.role);
         if let Some(a) = &self.archive {
             let _ = writeln!(s, "archive      {}", a.name);
-            let _ = writeln!(
-                s,
-                "size         {} ({} {})",
-                format_size(a.size),
-                a.compression,
-                a.level
-            );
+            let _ = writeln!(s, "size         {}", a.size_line());
             let _ = writeln!(
                 s,
                 "files        {} ({} entries, {} of file data)",
@@ -438,15 +454,7 @@ impl Report {
         row("host", format!("{} ({})", esc(&self.host), esc(&self.role)));
         if let Some(a) = &self.archive {
             row("archive", format!("<code>{}</code>", esc(&a.name)));
-            row(
-                "size",
-                esc(&format!(
-                    "{} ({} {})",
-                    format_size(a.size),
-                    a.compression,
-                    a.level
-                )),
-            );
+            row("size", esc(&a.size_line()));
             row(
                 "files",
                 esc(&format!(
@@ -626,6 +634,27 @@ mod tests {
         assert_eq!(json["schema"], SCHEMA);
         assert_eq!(json["archive"]["files"], 7);
         assert_eq!(json["tiers"][1]["ok"], false);
+    }
+
+    #[test]
+    fn an_encrypted_archive_says_so_in_every_rendering() {
+        let mut b = backup_report(0);
+        b.encryption = Some("age: 1 recipient (x25519)".into());
+        let r = Report::from_backup(&b, &run());
+        assert!(
+            r.text().contains(", age: 1 recipient (x25519))"),
+            "{}",
+            r.text()
+        );
+        assert!(r.html().contains("age: 1 recipient (x25519)"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["archive"]["encryption"], "age: 1 recipient (x25519)");
+        let plain = Report::from_backup(&backup_report(0), &run());
+        assert!(
+            serde_json::to_value(&plain).unwrap()["archive"]
+                .get("encryption")
+                .is_none()
+        );
     }
 
     #[test]
