@@ -61,8 +61,8 @@ impl Default for ApplyOptions {
             chown: rustix::process::geteuid().is_root(),
             batch_files: 1024,
             batch_bytes: 64 << 20,
-            // Writing is mostly kernel time (page cache copies, inode allocation): one writer per core, beside
-            // the decompressing thread, keeps every core busy; more only contend on the same directories.
+            // Writing is mostly kernel time (page-cache copies, inode allocation), which spreads over the
+            // cores: one writer per core (2 to 4). More were no faster on the 2-core bench machine.
             writers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4)),
         }
     }
@@ -218,9 +218,8 @@ struct Writer<'a> {
     batch_bytes: u64,
     tmp_counter: u64,
     /// Directories whose mode and mtime are set at the end: writing into a directory changes its mtime,
-    /// and a read-only mode from the archive must not stop what goes into it. With the sequence number of
-    /// the next file at the time, so a directory after the stopping entry is left alone.
-    dir_meta: Vec<(Vec<u8>, Option<u32>, i64, u64)>,
+    /// and a read-only mode from the archive must not stop what goes into it.
+    dir_meta: Vec<(Vec<u8>, Option<u32>, i64)>,
     /// File systems written to (synced once more at the end).
     devs: HashMap<u64, Arc<DirFd>>,
     order: InOrder,
@@ -349,7 +348,7 @@ pub fn apply(
             .collect();
         for (p, t) in same_dirs {
             if written_parents.contains(p) {
-                w.dir_meta.push((p.to_vec(), None, t, 0));
+                w.dir_meta.push((p.to_vec(), None, t));
             }
         }
         w.set_dir_meta();
@@ -495,21 +494,17 @@ impl Writer<'_> {
         }
     }
 
-    /// Keep the first stop in archive order; one that comes second is kept as a warning.
+    /// Keep the first stop in archive order: what comes after it would not have been reached by a restore
+    /// writing one file at a time. One replaced by an earlier one was seen all the same: kept as a warning.
     fn note_stop(&mut self, seq: u64, stop: Stop) {
-        match &self.stop {
-            Some((s, _)) if *s <= seq => {
-                if *s < seq && stop != Stop::Interrupted {
-                    self.warn(format!("also: {stop}"));
-                }
-            }
-            _ => {
-                if let Some((_, earlier)) = self.stop.replace((seq, stop))
-                    && earlier != Stop::Interrupted
-                {
-                    self.warn(format!("also: {earlier}"));
-                }
-            }
+        if self.stop.as_ref().is_some_and(|(s, _)| *s <= seq) {
+            return;
+        }
+        if let Some((_, earlier)) = self.stop.replace((seq, stop.clone()))
+            && earlier != Stop::Interrupted
+            && earlier != stop
+        {
+            self.warn(format!("also: {earlier}"));
         }
     }
 
@@ -625,7 +620,6 @@ impl Writer<'_> {
                     }
                 }
                 self.send_batch();
-                self.dir_meta.retain(|d| d.3 <= cut);
             }
         }
         drop(self.to_sync.take());
@@ -726,10 +720,10 @@ impl Writer<'_> {
                     }
                 }
                 Err(e) => {
+                    // Its writer removes what it wrote and reports the damage at this file's place.
                     let _ = chunks.send(Err(e.to_string()));
-                    let stop = unreadable(e);
-                    self.note_stop(seq, stop.clone());
-                    return Err(stop);
+                    self.note_stop(seq, unreadable(e));
+                    return Ok(());
                 }
             }
         }
@@ -839,9 +833,8 @@ impl Writer<'_> {
             self.set_xattrs(&shown, &xa, |k, v| {
                 rustix::fs::fsetxattr(&fd, k, v, XattrFlags::empty())
             });
-            let seq = self.order.next_seq();
             self.dir_meta
-                .push((want.path.clone(), Some(want.mode), want.mtime, seq));
+                .push((want.path.clone(), Some(want.mode), want.mtime));
         }
         let action = step.action.name();
         if action == "replace" {
@@ -910,7 +903,7 @@ impl Writer<'_> {
         // A directory listed twice keeps the entry that sets its mode.
         dirs.sort_by(|a, b| (&a.0, a.1.is_none()).cmp(&(&b.0, b.1.is_none())));
         dirs.dedup_by(|later, first| later.0 == first.0);
-        for (p, mode, t, _) in dirs {
+        for (p, mode, t) in dirs {
             let r = (|| -> Result<(), String> {
                 let dir = self.walker.open_dir(&p, false).map_err(|e| e.describe())?;
                 if let Some(mode) = mode {
@@ -1154,5 +1147,50 @@ fn flush(batch: Vec<Pending>, extract: bool) -> Flushed {
     Flushed {
         renamed,
         failed: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_go_on_in_archive_order_and_stop_at_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let target = Target::open(t.path()).unwrap();
+        let dir = target.walker().open_dir(b"", false).unwrap();
+        let pending = |seq| Pending {
+            seq,
+            dir: dir.clone(),
+            tmp: Vec::new(),
+            name: Vec::new(),
+            done: Done {
+                path: format!("/f{seq}"),
+                category: "c".into(),
+                action: "create",
+                kind: Kind::File,
+            },
+            bytes: 0,
+            replace: false,
+            warnings: Vec::new(),
+        };
+        let mut o = InOrder::default();
+        let seqs: Vec<u64> = (0..4).map(|_| o.reserve()).collect();
+        assert_eq!(seqs, [0, 1, 2, 3]);
+        o.put(1, Ok(pending(1)));
+        assert!(o.pop_ready().is_none(), "0 is not back yet");
+        o.put(0, Ok(pending(0)));
+        o.put(3, Ok(pending(3)));
+        o.put(
+            2,
+            Err(Stop::Damaged {
+                entry: "/f2".into(),
+                why: "x".into(),
+            }),
+        );
+        assert_eq!(o.pop_ready().map(|p| p.seq), Some(0));
+        assert_eq!(o.pop_ready().map(|p| p.seq), Some(1));
+        assert!(o.pop_ready().is_none(), "nothing after the damaged one");
+        assert_eq!(o.next_seq(), 4);
     }
 }
