@@ -27,6 +27,7 @@ use crate::archive::reader::Opened;
 use crate::output::Progress;
 use crate::restore::path::{Checker, NodeMap, TarKind, show, split};
 use crate::restore::plan::{Action, Plan, Step, Wanted};
+use crate::restore::readahead::ReadAhead;
 use crate::restore::scan::xattrs;
 use crate::restore::target::{DirFd, Target, Walker, open_subdir};
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, RenameFlags, Timespec, Timestamps, Uid, XattrFlags};
@@ -374,7 +375,7 @@ impl Writer<'_> {
         let opts = self.opts;
         let opened = Opened::open(archive)
             .map_err(|e| failed(&archive.display().to_string(), "open the archive", e))?;
-        let mut reader = opened.tar();
+        let mut reader = tar::Archive::new(ReadAhead::spawn(opened.tar().archive.into_inner()));
         let mut checker = Checker::default();
         let changed = |entry: &str, why: String| Stop::Damaged {
             entry: entry.to_string(),
@@ -383,7 +384,6 @@ impl Writer<'_> {
             ),
         };
         let entries = reader
-            .archive
             .entries()
             .map_err(|e| changed("archive", e.to_string()))?;
         for entry in entries {
