@@ -117,6 +117,13 @@ pub struct ApplyReport {
     pub not_done: u64,
     pub warnings: Vec<String>,
     pub stopped: Option<Stop>,
+    /// Temp files left by an earlier restore that was killed, removed from the directories written to.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stale_temps_removed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 const MAX_WARNINGS: usize = 200;
@@ -234,6 +241,8 @@ struct Writer<'a> {
     synced: Receiver<Flushed>,
     /// The first stop in archive order, with the sequence number of the entry it is about.
     stop: Option<(u64, Stop)>,
+    /// Directories already cleared of stale temp files, or made by this run (nothing stale in them).
+    swept: HashSet<Vec<u8>>,
 }
 
 fn times(mtime: i64) -> Timestamps {
@@ -334,6 +343,7 @@ pub fn apply(
             syncing: 0,
             synced,
             stop: None,
+            swept: HashSet::new(),
         };
         if let Err(stop) = w.read_all(archive, wanted, &mut todo, map, progress) {
             let seq = w.order.next_seq();
@@ -652,6 +662,10 @@ impl Writer<'_> {
                 why: e.describe(),
             })?;
         self.devs.entry(d.dev).or_insert_with(|| d.clone());
+        if !self.swept.contains(parent) {
+            self.swept.insert(parent.to_vec());
+            self.report.stale_temps_removed += sweep_stale_temps(&d);
+        }
         Ok(d)
     }
 
@@ -808,7 +822,9 @@ impl Writer<'_> {
         let exists = step.observed == Some(Kind::Dir);
         if !exists {
             match rustix::fs::mkdirat(&parent.fd, name, Mode::from_raw_mode(0o700)) {
-                Ok(()) => {}
+                Ok(()) => {
+                    self.swept.insert(want.path.clone());
+                }
                 // Made meanwhile (by a file's parent walk, or someone else): its metadata is set below.
                 Err(Errno::EXIST) => {}
                 Err(e) => return Err(failed(&shown, "create the directory", e)),
@@ -930,6 +946,45 @@ impl Writer<'_> {
             }
         }
     }
+}
+
+/// The PID in a temp file name this code makes (`.proxkeep-<pid>-<n>.tmp`, see `tmp_name`); `None` for any
+/// other name.
+fn temp_pid(name: &[u8]) -> Option<i32> {
+    let rest = name.strip_prefix(b".proxkeep-")?.strip_suffix(b".tmp")?;
+    let dash = rest.iter().position(|b| *b == b'-')?;
+    let (pid, n) = (&rest[..dash], &rest[dash + 1..]);
+    let digits = |d: &[u8]| !d.is_empty() && d.len() <= 20 && d.iter().all(u8::is_ascii_digit);
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    std::str::from_utf8(pid)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+}
+
+/// Remove the temp files a killed restore (SIGKILL, power loss) left in `dir`: only names this code makes,
+/// and only when their process is gone (not this one, nor one still running). Returns how many went.
+fn sweep_stale_temps(dir: &DirFd) -> u64 {
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir.fd) else {
+        return 0;
+    };
+    let me = std::process::id() as i32;
+    let mut removed = 0;
+    for item in entries.flatten() {
+        let name = item.file_name().to_bytes();
+        let Some(pid) = temp_pid(name) else { continue };
+        let gone = pid != me
+            && rustix::process::Pid::from_raw(pid)
+                .is_some_and(|p| rustix::process::test_kill_process(p) == Err(Errno::SRCH));
+        // A directory of that name is not ours: unlinkat without REMOVEDIR leaves it.
+        if gone && rustix::fs::unlinkat(&dir.fd, name, AtFlags::empty()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Read until `buf` holds `limit` bytes or the entry ends.
@@ -1153,6 +1208,27 @@ fn flush(batch: Vec<Pending>, extract: bool) -> Flushed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_own_temp_names_are_recognized() {
+        assert_eq!(temp_pid(b".proxkeep-1234-7.tmp"), Some(1234));
+        assert_eq!(temp_pid(b".proxkeep-1-1.tmp"), Some(1));
+        for other in [
+            &b".proxkeep-0-1.tmp"[..],
+            b".proxkeep--1.tmp",
+            b".proxkeep-12-.tmp",
+            b".proxkeep-12.tmp",
+            b".proxkeep-1a-2.tmp",
+            b".proxkeep-1-2.tmp.x",
+            b"x.proxkeep-1-2.tmp",
+            b".proxkeep-+1-2.tmp",
+            b".proxkeep-1-2-3.tmp",
+            b".proxkeep-99999999999-1.tmp",
+            b"hosts",
+        ] {
+            assert_eq!(temp_pid(other), None, "{}", show(other));
+        }
+    }
 
     #[test]
     fn results_go_on_in_archive_order_and_stop_at_an_error() {

@@ -1132,6 +1132,57 @@ fn sigterm_in_the_middle_of_a_restore_leaves_no_partial_file_and_says_what_was_d
 }
 
 #[test]
+fn a_later_restore_removes_the_temp_files_a_killed_one_left_and_nothing_else() {
+    let env = Env::new("pve-node");
+    let archive = backup(&env);
+    let target = new_dir(&env, "target");
+    // Above the largest pid_max Linux allows: no process can have this PID.
+    let gone = 4_194_305;
+    let live = std::process::id();
+    let etc = target.join("etc");
+    fs::create_dir_all(&etc).unwrap();
+    let stale = [
+        format!(".proxkeep-{gone}-1.tmp"),
+        format!(".proxkeep-{gone}-22.tmp"),
+    ];
+    let kept = [
+        format!(".proxkeep-{live}-1.tmp"),
+        format!("x.proxkeep-{gone}-1.tmp"),
+        format!(".proxkeep-{gone}-1.tmp.bak"),
+        format!(".proxkeep-{gone}-x.tmp"),
+        "hosts.proxkeep-1-1.tmp".to_string(),
+    ];
+    for n in stale.iter().chain(&kept) {
+        fs::write(etc.join(n), b"partial").unwrap();
+    }
+    // Symlinks are written through temp names too.
+    let stale_link = format!(".proxkeep-{gone}-3.tmp");
+    symlink("nowhere", etc.join(&stale_link)).unwrap();
+    // A directory of that name is not something a restore makes.
+    let dir_named = format!(".proxkeep-{gone}-4.tmp");
+    fs::create_dir(etc.join(&dir_named)).unwrap();
+    let r = restore(
+        &env,
+        &archive,
+        &target,
+        &["--path", "/", "--yes", "--no-safety-backup", "--json"],
+    );
+    r.expect(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(v["outcome"]["report"]["stale_temps_removed"], 3, "{v}");
+    for n in stale.iter().chain([&stale_link]) {
+        assert!(
+            fs::symlink_metadata(etc.join(n)).is_err(),
+            "{n} is still there"
+        );
+    }
+    for n in kept.iter().chain([&dir_named]) {
+        assert!(etc.join(n).exists(), "{n} was removed");
+    }
+    assert_eq!(fs::read(etc.join(&kept[0])).unwrap(), b"partial");
+}
+
+#[test]
 fn sigterm_while_a_follow_up_command_hangs_ends_it_and_reports_the_restore_as_done() {
     let env = Env::new("pve-node");
     let archive = backup(&env);
