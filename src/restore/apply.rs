@@ -747,8 +747,13 @@ impl Writer<'_> {
         let seq = job.seq;
         match jobs.send(job) {
             Ok(()) => self.in_flight += 1,
-            // Only if every writer is gone (they panicked): the scope reports that.
-            Err(_) => self.order.put(seq, Err(Stop::Interrupted)),
+            // Only if every writer is gone (they panicked, which the scope then reports): stop here, so what
+            // was written before still gets its name and nothing after it is attempted.
+            Err(e) => {
+                let stop = failed(&e.0.want.shown(), "write", "no writer thread is left");
+                self.note_stop(seq, stop.clone());
+                self.order.put(seq, Err(stop));
+            }
         }
     }
 
