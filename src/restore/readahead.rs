@@ -14,9 +14,11 @@ const AHEAD: usize = 8;
 
 /// The reading end: decoded bytes in order, then the decoder's error if it met one, then the end.
 pub struct ReadAhead<R> {
-    chunks: Receiver<io::Result<Vec<u8>>>,
+    /// Full-size buffers with the length of what they hold (kept full-size: no zeroing on reuse).
+    chunks: Receiver<io::Result<(Vec<u8>, usize)>>,
     spare: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
+    len: usize,
     pos: usize,
     /// Gives back the decoder (at its end, or where it failed), for checks past the decoded stream.
     thread: JoinHandle<R>,
@@ -24,12 +26,11 @@ pub struct ReadAhead<R> {
 
 impl<R: Read + Send + 'static> ReadAhead<R> {
     pub fn spawn(mut src: R) -> ReadAhead<R> {
-        let (tx, chunks) = sync_channel::<io::Result<Vec<u8>>>(AHEAD);
+        let (tx, chunks) = sync_channel::<io::Result<(Vec<u8>, usize)>>(AHEAD);
         let (spare, spares) = sync_channel::<Vec<u8>>(AHEAD + 2);
         let thread = std::thread::spawn(move || {
             loop {
                 let mut buf = spares.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
-                buf.resize(CHUNK, 0);
                 let mut n = 0;
                 let mut failure = None;
                 while n < CHUNK {
@@ -43,9 +44,8 @@ impl<R: Read + Send + 'static> ReadAhead<R> {
                         }
                     }
                 }
-                buf.truncate(n);
                 // A closed channel: the reader stopped early and wants nothing more.
-                if n > 0 && tx.send(Ok(buf)).is_err() {
+                if n > 0 && tx.send(Ok((buf, n))).is_err() {
                     break;
                 }
                 if let Some(e) = failure {
@@ -62,6 +62,7 @@ impl<R: Read + Send + 'static> ReadAhead<R> {
             chunks,
             spare,
             cur: Vec::new(),
+            len: 0,
             pos: 0,
             thread,
         }
@@ -81,18 +82,20 @@ impl<R: Read + Send + 'static> ReadAhead<R> {
 
 impl<R> Read for ReadAhead<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.cur.len() {
+        while self.pos == self.len {
             match self.chunks.recv() {
-                Ok(Ok(next)) => {
+                Ok(Ok((next, len))) => {
                     let used = std::mem::replace(&mut self.cur, next);
-                    self.pos = 0;
-                    let _ = self.spare.try_send(used);
+                    (self.len, self.pos) = (len, 0);
+                    if !used.is_empty() {
+                        let _ = self.spare.try_send(used);
+                    }
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Ok(0),
             }
         }
-        let n = out.len().min(self.cur.len() - self.pos);
+        let n = out.len().min(self.len - self.pos);
         out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
