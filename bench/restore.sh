@@ -12,7 +12,7 @@
 # at all, so "tar -x + sync" is shown as well. proxkeep also reads the archive twice (pass 1 checks every
 # header and reads the index at the end before anything is written), and hashes every file.
 #
-# proxkeep's pass 2 is a pipeline (decoder thread, reading thread, writer threads, syncer thread; see
+# proxkeep's pass 2 is a pipeline (reading and decompressing thread, writer threads, syncer thread; see
 # docs/architecture.md), so on 2 cores it runs with both cores busy where tar -x leaves one partly idle.
 # Every run writes into its own new directory and nothing is deleted until the end: ext4 scans past recently
 # deleted inodes when it allocates new ones, which made runs after an `rm -rf` of the previous output 5-10x

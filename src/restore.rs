@@ -12,7 +12,6 @@ pub mod apply;
 pub mod guard;
 pub mod path;
 pub mod plan;
-pub mod readahead;
 pub mod recovery;
 pub mod safety;
 pub mod scan;

@@ -8,7 +8,6 @@ use crate::archive::format::{FORMAT_VERSION, INDEX_PATH, Index, Kind, META_PATH,
 use crate::archive::reader::Opened;
 use crate::restore::RestoreError;
 use crate::restore::path::{Checker, TarKind, normalize, show};
-use crate::restore::readahead::ReadAhead;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -62,14 +61,6 @@ pub fn scan(
     let opened = Opened::open(archive).map_err(|e| RestoreError::io("open", archive, e))?;
     let mut reader = opened.tar();
     let offset = reader.offset.clone();
-    // The decoder goes to a thread of its own (decompression overlaps the parsing) and comes back for the
-    // checks after the tar stream (`finish`); an empty stand-in holds its place meanwhile.
-    let stand_in = Opened::from_source(Box::new(std::io::empty()), 1)
-        .map_err(|e| RestoreError::io("open", archive, e))?
-        .tar()
-        .archive;
-    let decoder = std::mem::replace(&mut reader.archive, stand_in).into_inner();
-    let mut tar = tar::Archive::new(ReadAhead::spawn(decoder));
     let mut checker = Checker::default();
     let mut meta: Option<Meta> = None;
     let mut index: Option<Index> = None;
@@ -77,7 +68,8 @@ pub fn scan(
     let mut captured = HashMap::new();
     let mut first = true;
 
-    let entries = tar
+    let entries = reader
+        .archive
         .entries()
         .map_err(|e| damaged(format!("not a readable tar stream: {e}")))?;
     for entry in entries {
@@ -182,23 +174,10 @@ pub fn scan(
             "{INDEX_PATH} is missing: the archive was cut short"
         ))
     })?;
-    // The rest of the stream: no garbage after the tar end, the compressor's trailing checksum, nothing
-    // after the compressed stream.
-    let mut ahead = tar.into_inner();
-    let mut junk = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    let rest = loop {
-        match ahead.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => junk += buf[..n].iter().filter(|b| **b != 0).count() as u64,
-            Err(e) => break Err(e),
-        }
-    };
-    reader.archive = tar::Archive::new(ahead.into_source());
-    match rest.and_then(|()| reader.finish()) {
-        Ok((_, _, more)) if junk + more == 0 => {}
-        Ok((_, at, more)) => {
-            let junk = junk + more;
+    // The rest of the stream: the compressor's trailing checksum, and no garbage after the end.
+    match reader.finish() {
+        Ok((_, _, 0)) => {}
+        Ok((_, at, junk)) => {
             return Err(damaged(format!(
                 "{junk} unexpected bytes after the end of the tar stream (near byte {at})"
             )));
