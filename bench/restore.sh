@@ -14,6 +14,14 @@
 #
 # proxkeep's pass 2 is a pipeline (reading and decompressing thread, writer threads, syncer thread; see
 # docs/architecture.md), so on 2 cores it runs with both cores busy where tar -x leaves one partly idle.
+#
+# Figures (2 cores, ext4 on a virtio disk, kernel 6.18, `bench/restore.sh 5`, medians): tar -x 1.183 s,
+# tar -x + sync 1.16x, restore 1.21x, extract 1.22x (before the pipeline: about 1.5x and 1.6x; paired runs of the
+# old binary on an idle machine, 1.8x). The run-to-run spread is large: the fastest tar -x run against the
+# fastest restore is 0.936 s against 1.330 s (1.42x), while on a file system still scanning past recently
+# deleted inodes tar -x takes 1.8-5.4 s and restore/extract come out at 0.8-1.0x. Most of the remaining gap is
+# work tar -x does not do: pass 1 (about 0.27 s, decompression-bound), SHA-256 of every file, and the
+# writeback that syncfs brings into the timed run.
 # Every run writes into its own new directory and nothing is deleted until the end: ext4 scans past recently
 # deleted inodes when it allocates new ones, which made runs after an `rm -rf` of the previous output 5-10x
 # slower here, whichever tool ran. That lasts minutes: a second invocation started right after the first one
