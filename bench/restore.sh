@@ -6,11 +6,27 @@
 #
 # Not a test: timings depend on the machine. Everything happens under a temp dir in /var/tmp (a disk, like a
 # real restore; not tmpfs) that is removed at the end. Before every timed run the page cache is flushed with
-# `sync`, so dirty data of the previous run is not billed to the next one. proxkeep makes every file durable
-# (syncfs per batch before the renames); tar does not sync at all, so "tar -x + sync" is shown as well.
-# Every run writes into its own new directory and nothing is deleted until the end: ext4 (without a journal
-# at least) scans past recently deleted inodes when it allocates new ones, which made runs after an
-# `rm -rf` of the previous output 5-10x slower here, whichever tool ran.
+# `sync`, so dirty data of the previous run is not billed to the next one, and the script waits for the machine
+# to be idle (other jobs on a shared machine moved the medians by 30% and more). proxkeep makes every file
+# durable (syncfs per batch before the renames, the kernel's writeback inside the timed run); tar does not sync
+# at all, so "tar -x + sync" is shown as well. proxkeep also reads the archive twice (pass 1 checks every
+# header and reads the index at the end before anything is written), and hashes every file.
+#
+# proxkeep's pass 2 is a pipeline (reading and decompressing thread, writer threads, syncer thread; see
+# docs/architecture.md), so on 2 cores it runs with both cores busy where tar -x leaves one partly idle.
+#
+# Figures (2 cores, ext4 on a virtio disk, kernel 6.18, `bench/restore.sh 5`, medians): tar -x 1.183 s,
+# tar -x + sync 1.16x, restore 1.21x, extract 1.22x (before the pipeline: about 1.5x and 1.6x; paired runs of the
+# old binary on an idle machine, 1.8x). The run-to-run spread is large: the fastest tar -x run against the
+# fastest restore is 0.936 s against 1.330 s (1.42x), while on a file system still scanning past recently
+# deleted inodes tar -x takes 1.8-5.4 s and restore/extract come out at 0.8-1.0x. Most of the remaining gap is
+# work tar -x does not do: pass 1 (about 0.27 s, decompression-bound), SHA-256 of every file, and the
+# writeback that syncfs brings into the timed run.
+# Every run writes into its own new directory and nothing is deleted until the end: ext4 scans past recently
+# deleted inodes when it allocates new ones, which made runs after an `rm -rf` of the previous output 5-10x
+# slower here, whichever tool ran. That lasts minutes: a second invocation started right after the first one
+# removed its temp dir measured tar -x at 5.4 s instead of 1.0-1.4 s (and proxkeep, whose writer threads share
+# that scanning, at 0.8x of it). Leave a few minutes between invocations, or between a big rm and this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
@@ -34,11 +50,23 @@ ARCHIVE=$(ls "$WORK"/backups/*.tar.zst)
 echo "archive: $(du -h "$ARCHIVE" | cut -f1) ($(tar -tf "$ARCHIVE" | wc -l) entries), $(nproc) cores, $(uname -r)"
 
 now() { date +%s.%N; }
+# Percent of the CPUs busy over half a second (all processes: on a shared machine another job's load must not be
+# billed to whichever tool runs meanwhile).
+busy() {
+  local a b c d e f g t1 i1
+  read -r _ a b c d e f g _ </proc/stat; t1=$((a + b + c + d + e + f + g)); i1=$d; sleep 0.5
+  read -r _ a b c d e f g _ </proc/stat; echo $((100 - 100 * (d - i1) / (a + b + c + d + e + f + g - t1)))
+}
+idle() { # wait (at most ~2 minutes) until the machine is idle
+  local w=0
+  while (( $(busy) > 10 && w < 240 )); do w=$((w + 1)); done
+  (( w < 240 )) || echo "note: the machine stayed busy; this run is not on an idle machine" >&2
+}
 declare -A T
 N=0
 timed() { # name command...
   local name=$1; shift
-  N=$((N + 1)); OUT="$WORK/out-$N"; mkdir "$OUT"; sync
+  N=$((N + 1)); OUT="$WORK/out-$N"; mkdir "$OUT"; sync; idle
   local t0; t0=$(now)
   "$@"
   local t1; t1=$(now)

@@ -751,21 +751,33 @@ const FOLLOW_UPS: &[(&[&str], &[&str], bool, &str)] = &[
 
 /// Follow-up commands for what a restore wrote (host paths like `/etc/network/interfaces`).
 pub fn follow_ups<'a>(written: impl IntoIterator<Item = &'a str>) -> Vec<FollowUp> {
-    let written: Vec<&str> = written.into_iter().collect();
-    let mut out = Vec::new();
-    for (globs, cmd, automatic, why) in FOLLOW_UPS {
-        let Ok(set) = glob_set(globs.iter().copied()) else {
-            continue;
-        };
-        if written.iter().any(|p| set.is_match(p)) {
-            out.push(FollowUp {
-                command: cmd.iter().map(|s| s.to_string()).collect(),
-                why: why.to_string(),
-                automatic: *automatic,
-            });
+    // One set of every follow-up's globs, so each path is matched once: a restore writes tens of thousands.
+    let owner: Vec<usize> = FOLLOW_UPS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, f)| f.0.iter().map(move |_| i))
+        .collect();
+    let Ok(set) = glob_set(FOLLOW_UPS.iter().flat_map(|f| f.0.iter().copied())) else {
+        return Vec::new();
+    };
+    let mut hit = vec![false; FOLLOW_UPS.len()];
+    let mut matched = Vec::new();
+    for p in written {
+        set.matches_into(p, &mut matched);
+        for g in &matched {
+            hit[owner[*g]] = true;
         }
     }
-    out
+    FOLLOW_UPS
+        .iter()
+        .zip(hit)
+        .filter(|(_, hit)| *hit)
+        .map(|((_, cmd, automatic, why), _)| FollowUp {
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            why: why.to_string(),
+            automatic: *automatic,
+        })
+        .collect()
 }
 
 /// Paths and categories a plan shows, grouped for printing: `BTreeMap` keeps the output stable.

@@ -29,7 +29,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ pub struct RecoveryRequest {
 pub struct Staged {
     /// `<target>/var/lib/pve-cluster` (for messages).
     pub db_dir: PathBuf,
-    dir: Rc<DirFd>,
+    dir: Arc<DirFd>,
     tmp: Vec<u8>,
     armed: bool,
     pub size: u64,

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// An open directory and the file system it is on.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ impl AsFd for DirFd {
 #[derive(Debug)]
 pub struct Target {
     pub dir: PathBuf,
-    root: Rc<DirFd>,
+    root: Arc<DirFd>,
 }
 
 fn open_dir_fd(fd: OwnedFd) -> io::Result<DirFd> {
@@ -53,7 +53,7 @@ impl Target {
         )?;
         Ok(Target {
             dir: dir.to_path_buf(),
-            root: Rc::new(open_dir_fd(fd)?),
+            root: Arc::new(open_dir_fd(fd)?),
         })
     }
 
@@ -107,8 +107,8 @@ impl WalkError {
 /// Opens directories below the target one component at a time, keeping the chain of the last one open so
 /// entries of the same directory (archive order) cost no extra system calls.
 pub struct Walker {
-    root: Rc<DirFd>,
-    stack: Vec<(Vec<u8>, Rc<DirFd>)>,
+    root: Arc<DirFd>,
+    stack: Vec<(Vec<u8>, Arc<DirFd>)>,
 }
 
 /// Permission bits of directories created only because something goes below them (not in the archive).
@@ -143,7 +143,7 @@ impl Walker {
     /// The directory `dir` (a normalized path; empty = the target itself). With `create`, missing
     /// components are created with mode 0755 (components that are in the archive are created by their own
     /// step, earlier in archive order, with the archive's metadata).
-    pub fn open_dir(&mut self, dir: &[u8], create: bool) -> Result<Rc<DirFd>, WalkError> {
+    pub fn open_dir(&mut self, dir: &[u8], create: bool) -> Result<Arc<DirFd>, WalkError> {
         let comps: Vec<&[u8]> = if dir.is_empty() {
             Vec::new()
         } else {
@@ -183,7 +183,7 @@ impl Walker {
                 Err(e) => return Err(classify(parent.fd.as_fd(), comp, prefix, e)),
             };
             let d = open_dir_fd(fd).map_err(|e| WalkError::Io(prefix.to_vec(), e))?;
-            self.stack.push((comp.to_vec(), Rc::new(d)));
+            self.stack.push((comp.to_vec(), Arc::new(d)));
         }
         Ok(self
             .stack

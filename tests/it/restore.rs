@@ -919,6 +919,103 @@ fn damaged_content_stops_before_the_damaged_file_is_written() {
     }
 }
 
+#[test]
+fn a_damaged_big_file_stops_the_restore_on_its_writer_with_nothing_after_it_in_place() {
+    let mut env = Env::new("pve-node");
+    // A file bigger than what is handed to a writer whole (it streams to its writer in chunks), damaged in its
+    // last chunk, so the writer has already written most of it when the hash shows the damage; hundreds of
+    // small files before and after it keep the other writers busy meanwhile.
+    let dir = env.root.join("srv/big");
+    fs::create_dir_all(&dir).unwrap();
+    for i in 0..300 {
+        fs::write(
+            dir.join(format!("a{i:03}.conf")),
+            format!("a {i}\n").repeat(50),
+        )
+        .unwrap();
+        fs::write(
+            dir.join(format!("z{i:03}.conf")),
+            format!("z {i}\n").repeat(50),
+        )
+        .unwrap();
+    }
+    let big: Vec<u8> = (0..5 * 1024 * 1024 + 123)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    fs::write(dir.join("m-big.bin"), &big).unwrap();
+    env.write_config(
+        "[collect]\nextra_paths = [\"/srv/big\"]\n[compression]\nalgorithm = \"none\"\n",
+    );
+    let archive = backup(&env);
+    let victim = "srv/big/m-big.bin";
+    let offset: usize = sh_ok(&format!(
+        "python3 -c \"import tarfile; print(tarfile.open('{}').getmember('{victim}').offset_data)\"",
+        archive.display()
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    let mut data = fs::read(&archive).unwrap();
+    data[offset + big.len() - 7] ^= 0x01;
+    fs::write(&archive, data).unwrap();
+    let index = index_of(&archive);
+    let files: Vec<&str> = entries(&index)
+        .iter()
+        .filter(|e| e["kind"] == "file")
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    let pos = files.iter().position(|p| *p == victim).unwrap();
+    assert!(
+        pos >= 300 && files.len() - pos > 300,
+        "{pos} of {}",
+        files.len()
+    );
+
+    for extract in [false, true] {
+        let target = env.path(if extract { "extracted" } else { "restored" });
+        let r = if extract {
+            env.run(&[
+                "extract",
+                archive.to_str().unwrap(),
+                target.to_str().unwrap(),
+            ])
+        } else {
+            fs::create_dir_all(&target).unwrap();
+            restore(
+                &env,
+                &archive,
+                &target,
+                &["--yes", "--only", "extra", "--no-safety-backup"],
+            )
+        };
+        r.expect(6);
+        let out = r.stdout();
+        assert!(
+            out.contains("STOPPED, the archive is damaged") && out.contains("/srv/big/m-big.bin"),
+            "{out}"
+        );
+        assert!(out.contains("does not match the index"), "{out}");
+        assert!(
+            !target.join(victim).exists(),
+            "the damaged file was written"
+        );
+        assert!(temp_files(&target).is_empty(), "{:?}", temp_files(&target));
+        for (i, f) in files.iter().enumerate() {
+            let p = target.join(f);
+            if i < pos {
+                if f.starts_with("srv/big/") {
+                    assert!(
+                        p.exists(),
+                        "{f} comes before the damage and was not restored"
+                    );
+                }
+            } else {
+                assert!(!p.exists(), "{f} comes after the damage and was restored");
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // interruption
 
@@ -1032,6 +1129,57 @@ fn sigterm_in_the_middle_of_a_restore_leaves_no_partial_file_and_says_what_was_d
         "{:?}",
         env.partials()
     );
+}
+
+#[test]
+fn a_later_restore_removes_the_temp_files_a_killed_one_left_and_nothing_else() {
+    let env = Env::new("pve-node");
+    let archive = backup(&env);
+    let target = new_dir(&env, "target");
+    // Above the largest pid_max Linux allows: no process can have this PID.
+    let gone = 4_194_305;
+    let live = std::process::id();
+    let etc = target.join("etc");
+    fs::create_dir_all(&etc).unwrap();
+    let stale = [
+        format!(".proxkeep-{gone}-1.tmp"),
+        format!(".proxkeep-{gone}-22.tmp"),
+    ];
+    let kept = [
+        format!(".proxkeep-{live}-1.tmp"),
+        format!("x.proxkeep-{gone}-1.tmp"),
+        format!(".proxkeep-{gone}-1.tmp.bak"),
+        format!(".proxkeep-{gone}-x.tmp"),
+        "hosts.proxkeep-1-1.tmp".to_string(),
+    ];
+    for n in stale.iter().chain(&kept) {
+        fs::write(etc.join(n), b"partial").unwrap();
+    }
+    // Symlinks are written through temp names too.
+    let stale_link = format!(".proxkeep-{gone}-3.tmp");
+    symlink("nowhere", etc.join(&stale_link)).unwrap();
+    // A directory of that name is not something a restore makes.
+    let dir_named = format!(".proxkeep-{gone}-4.tmp");
+    fs::create_dir(etc.join(&dir_named)).unwrap();
+    let r = restore(
+        &env,
+        &archive,
+        &target,
+        &["--path", "/", "--yes", "--no-safety-backup", "--json"],
+    );
+    r.expect(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(v["outcome"]["report"]["stale_temps_removed"], 3, "{v}");
+    for n in stale.iter().chain([&stale_link]) {
+        assert!(
+            fs::symlink_metadata(etc.join(n)).is_err(),
+            "{n} is still there"
+        );
+    }
+    for n in kept.iter().chain([&dir_named]) {
+        assert!(etc.join(n).exists(), "{n} was removed");
+    }
+    assert_eq!(fs::read(etc.join(&kept[0])).unwrap(), b"partial");
 }
 
 #[test]
