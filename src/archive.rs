@@ -1,5 +1,6 @@
 //! The archive: one self-describing tar file (see `docs/format.md`).
 
+pub mod compression;
 pub mod format;
 pub mod name;
 pub mod probe;

@@ -10,13 +10,14 @@ use crate::archive::reader;
 use crate::archive::writer::{ArchiveWriter, EntryHeader, ExactReader, ReadOutcome, is_cancelled};
 use crate::collect::{self, CategoryCount, Item, Plan};
 use crate::config::{Compression, Config, format_size};
+use crate::fsx::{create_private, write_atomic};
 use crate::host::{HostFacts, Root};
 use crate::output::Log;
 use crate::preflight::{self, Check, RunLock};
 use crate::{pmxcfs, runner};
 use jiff::Timestamp;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -487,36 +488,6 @@ impl Log {
             self.detach();
         }
     }
-}
-
-/// Create a new file with mode 0600 (never following or replacing an existing one).
-pub fn create_private(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-}
-
-/// Write `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".proxkeep-{name}."))
-        .suffix(&format!(".{}.tmp", std::process::id()))
-        .tempfile_in(dir)?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    File::open(dir)?.sync_all()
 }
 
 #[allow(clippy::too_many_arguments)]

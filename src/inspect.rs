@@ -8,13 +8,13 @@ pub mod diff;
 pub mod state;
 pub mod table;
 
+use crate::archive::compression::Compression;
 use crate::archive::format::{
     INDEX_PATH, Index, IndexEntry, META_PATH, Meta, Totals, hex, path_fields,
 };
 use crate::archive::name::ArchiveName;
 use crate::archive::probe::{self, Structure};
 use crate::archive::reader::{self, Opened, Problem, TarReader};
-use crate::config::Compression;
 use crate::store::{self, ResolveError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};

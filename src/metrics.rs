@@ -253,7 +253,7 @@ pub fn write(path: &Path, r: &Report, notify_failures: &[(String, u32)]) -> io::
         std::fs::create_dir_all(dir)?;
     }
     let text = render(r, notify_failures, &prev);
-    crate::backup::write_atomic(path, text.as_bytes(), 0o644)
+    crate::fsx::write_atomic(path, text.as_bytes(), 0o644)
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ pub fn latest_offset(spec: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Compression;
+    use crate::archive::compression::Compression;
     use crate::host::Role;
 
     #[test]

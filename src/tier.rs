@@ -6,13 +6,14 @@
 
 use crate::archive::name::ArchiveName;
 use crate::config::{Config, Policy};
+use crate::fsx::{is_mount_point, sha256_file};
 use crate::retention::{self, Candidate, Decision, Verified};
 use crate::runner::{self, CommandSpec, RunOptions};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -90,41 +91,6 @@ fn fs_cmd(
             r.stderr_tail(300)
         ))),
     }
-}
-
-/// Mount points from `/proc/self/mountinfo` (field 5, with the kernel's octal escapes undone).
-pub fn parse_mountinfo(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| {
-            let mut out = Vec::new();
-            let b = m.as_bytes();
-            let mut i = 0;
-            while i < b.len() {
-                if b[i] == b'\\'
-                    && i + 3 < b.len() + 0
-                    && b[i + 1..i + 4].iter().all(u8::is_ascii_digit)
-                {
-                    let v =
-                        u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("0"), 8)
-                            .unwrap_or(0);
-                    out.push(v);
-                    i += 4;
-                } else {
-                    out.push(b[i]);
-                    i += 1;
-                }
-            }
-            use std::os::unix::ffi::OsStringExt;
-            PathBuf::from(std::ffi::OsString::from_vec(out))
-        })
-        .collect()
-}
-
-pub fn is_mount_point(path: &Path) -> bool {
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let want = path.components().collect::<PathBuf>();
-    parse_mountinfo(&text).iter().any(|m| *m == want)
 }
 
 /// Verification results recorded in a directory's `.proxkeep-verify.json` (file name → ok?).
@@ -246,21 +212,6 @@ pub struct Secondary {
     pub require_mount: bool,
     pub timeout: Duration,
     pub policy: Policy,
-}
-
-fn sha256_file(path: &Path) -> io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(crate::archive::format::hex(&h.finalize()))
 }
 
 impl Secondary {
@@ -724,16 +675,6 @@ pub fn sync_tier(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_parsing_unescapes() {
-        let text = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
-                    90 22 0:50 / /mnt/my\\040nas rw - nfs4 srv:/x rw\n";
-        assert_eq!(
-            parse_mountinfo(text),
-            vec![PathBuf::from("/"), PathBuf::from("/mnt/my nas")]
-        );
-    }
 
     #[test]
     fn lsjson_and_hashsum_parsing() {

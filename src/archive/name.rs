@@ -1,7 +1,7 @@
 //! The one place that knows how archive files are named: `<host>-<role>-<YYYYMMDDTHHMMSSZ>.<ext>`.
 //! Listing, retention and tiers all rely on this rule, so only names that parse are ever treated as ours.
 
-use crate::config::Compression;
+use crate::archive::compression::Compression;
 use crate::host::Role;
 use jiff::Timestamp;
 use std::fmt;

@@ -12,7 +12,7 @@
 //! - gzip: a deflate stream cannot be walked without inflating it, so only its header is checked; a cut gzip
 //!   archive is recognized by the size recorded when it was verified (see `inspect::state`).
 
-use crate::config::Compression;
+use crate::archive::compression::Compression;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;

@@ -4,7 +4,7 @@
 use super::format::{
     CONFIG_DB_PATH, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields,
 };
-use crate::config::Compression;
+use crate::archive::compression::Compression;
 use crate::crypt::{self, Keys};
 use sha2::{Digest, Sha256};
 use std::fs::File;

@@ -4,7 +4,7 @@
 //! never a silently truncated archive (zstd's `auto_finish` and friends would swallow it on drop).
 
 use super::format::{Kind, hex};
-use crate::config::Compression;
+use crate::archive::compression::Compression;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};

@@ -106,7 +106,7 @@ pub fn record(dir: &Path, name: &str, rec: Record) -> io::Result<()> {
     state.archives.retain(|n, _| dir.join(n).is_file());
     let mut data = serde_json::to_vec_pretty(&state).map_err(io::Error::other)?;
     data.push(b'\n');
-    crate::backup::write_atomic(&dir.join(STATE_FILE), &data, 0o600)
+    crate::fsx::write_atomic(&dir.join(STATE_FILE), &data, 0o600)
     // The flock ends when `dir_fd` is closed.
 }
 

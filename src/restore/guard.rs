@@ -2,57 +2,9 @@
 //! pmxcfs mount (from `/proc/self/mountinfo`), how `/etc/pve` may therefore be written, and whether this
 //! node is part of a quorate cluster (from `pvecm status`). The impure parts only read those texts.
 
+use crate::fsx::{Mount, parse_mountinfo};
 use crate::restore::plan::PveWrite;
 use crate::runner::{CommandResult, Status};
-
-/// One line of `/proc/self/mountinfo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub mount_point: String,
-    pub fstype: String,
-    pub source: String,
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parse mountinfo (proc(5)): `id parent major:minor root mount-point options [optional...] - fstype source super-options`.
-pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split(' ').nth(4)?;
-            let mut r = right.split(' ');
-            let fstype = r.next()?;
-            let source = r.next().unwrap_or("");
-            Some(Mount {
-                mount_point: unescape(mount_point),
-                fstype: unescape(fstype),
-                source: unescape(source),
-            })
-        })
-        .collect()
-}
 
 /// Whether the last mount at `at` is a FUSE file system (pmxcfs shows as `fuse`, source `/dev/fuse`).
 pub fn pmxcfs_mounted(mounts: &[Mount], at: &str) -> bool {

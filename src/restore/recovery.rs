@@ -358,7 +358,7 @@ fn copy_side_file(dir: &DirFd, name: &str, to: &Path) -> io::Result<()> {
         Mode::empty(),
     )?;
     let mut src = File::from(src);
-    let mut dst = crate::backup::create_private(to)?;
+    let mut dst = crate::fsx::create_private(to)?;
     io::copy(&mut src, &mut dst)?;
     dst.sync_all()
 }

@@ -9,10 +9,11 @@ use crate::archive::format::{
 use crate::archive::name::safety_file_name;
 use crate::archive::reader;
 use crate::archive::writer::{ArchiveWriter, is_cancelled};
-use crate::backup::{append_item, create_private, internal_header, warning_text, write_atomic};
+use crate::backup::{append_item, internal_header, warning_text};
 use crate::collect::Item;
 use crate::config::{Compression, EncryptionConfig};
 use crate::crypt::Keys;
+use crate::fsx::{create_private, write_atomic};
 use crate::host::{HostFacts, Root};
 use crate::output::Log;
 use crate::restore::RestoreError;

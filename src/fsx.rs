@@ -1,0 +1,150 @@
+//! File-system helpers every layer uses: atomic and private writes, hashing a stream, mount points.
+
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Create a new file with mode 0600 (never following or replacing an existing one).
+pub fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
+/// Write `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".proxkeep-{name}."))
+        .suffix(&format!(".{}.tmp", std::process::id()))
+        .tempfile_in(dir)?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
+}
+
+/// SHA-256 (lower-case hex) and length of everything `r` yields.
+pub fn hash_reader(mut r: impl Read) -> io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((crate::archive::format::hex(&hasher.finalize()), total))
+}
+
+/// SHA-256 (lower-case hex) of a file's content.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    hash_reader(File::open(path)?).map(|(h, _)| h)
+}
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub mount_point: String,
+    pub fstype: String,
+    pub source: String,
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) if b[i] == b'\\' => {
+                out.push(((d[0] - b'0') << 6) | ((d[1] - b'0') << 3) | (d[2] - b'0'));
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parse mountinfo (proc(5)): `id parent major:minor root mount-point options [optional...] - fstype source super-options`.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = left.split(' ').nth(4)?;
+            let mut r = right.split(' ');
+            let fstype = r.next()?;
+            let source = r.next().unwrap_or("");
+            Some(Mount {
+                mount_point: unescape(mount_point),
+                fstype: unescape(fstype),
+                source: unescape(source),
+            })
+        })
+        .collect()
+}
+
+/// The mounts of this process's namespace (empty when `/proc` cannot be read).
+pub fn mounts() -> Vec<Mount> {
+    parse_mountinfo(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+}
+
+/// Whether `path` is a mount point of this process's namespace.
+pub fn is_mount_point(path: &Path) -> bool {
+    let want = path.components().collect::<PathBuf>();
+    mounts().iter().any(|m| Path::new(&m.mount_point) == want)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_unescapes() {
+        let text = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                    90 22 0:50 / /mnt/my\\040nas rw - nfs4 srv:/x rw\ngarbage\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m[1],
+            Mount {
+                mount_point: "/mnt/my nas".into(),
+                fstype: "nfs4".into(),
+                source: "srv:/x".into()
+            }
+        );
+    }
+
+    #[test]
+    fn hashes_a_stream() {
+        let (h, n) = hash_reader(&b"abc"[..]).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
