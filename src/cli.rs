@@ -33,7 +33,11 @@ impl Exit {
 impl Globals {
     pub fn load_config(&self) -> Result<Config, Exit> {
         let names = proxkeep::catalog::category_names();
-        config::load(self.config_path.as_deref(), &names)
+        let checks = config::Checks {
+            categories: &names,
+            recipient: |r| proxkeep::crypt::parse_recipient(r).map(drop),
+        };
+        config::load(self.config_path.as_deref(), &checks)
             .map(|(c, _)| c)
             .map_err(Exit::usage)
     }

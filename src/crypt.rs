@@ -637,6 +637,25 @@ pub fn write_identity_file(path: &Path, text: &SecretString) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+impl crate::config::EncryptionConfig {
+    /// What the backup encrypts with. Reads the recipients and passphrase files: their errors name the file
+    /// (and line), never the passphrase.
+    pub fn seal(&self) -> Result<Seal, CryptError> {
+        if let Some(p) = &self.passphrase_file {
+            return read_passphrase_file(p).map(Seal::Passphrase);
+        }
+        let mut out = Vec::new();
+        for r in &self.recipients {
+            // Checked at load time already.
+            out.push(parse_recipient(r).map_err(CryptError::Key)?);
+        }
+        if let Some(f) = &self.recipients_file {
+            out.extend(read_recipients_file(f)?);
+        }
+        Ok(Seal::Recipients(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

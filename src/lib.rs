@@ -22,6 +22,7 @@ pub mod runner;
 pub mod secrets;
 pub mod store;
 pub mod tier;
+pub mod units;
 
 /// Exit codes (documented in the README).
 pub mod exit {

@@ -5,7 +5,7 @@ use proxkeep::backup::{self, BackupError, BackupOptions};
 use proxkeep::config::{self, Compression};
 use proxkeep::host::{HostFacts, Root};
 use proxkeep::output::Log;
-use proxkeep::{catalog, collect, exit, preflight};
+use proxkeep::{catalog, collect, exit, preflight, units};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -532,7 +532,7 @@ fn print_catalog(json: bool, facts: &HostFacts, plan: &collect::Plan) -> anyhow:
                 n.files,
                 n.dirs,
                 n.symlinks,
-                config::format_size(n.bytes),
+                units::format_size(n.bytes),
                 n.commands
             ),
             _ if active => "nothing found".into(),
@@ -597,7 +597,7 @@ fn print_dry_run(r: &backup::BackupReport) {
             c.files,
             c.dirs,
             c.symlinks,
-            config::format_size(c.bytes),
+            units::format_size(c.bytes),
             c.commands
         );
     }
@@ -607,7 +607,7 @@ fn print_dry_run(r: &backup::BackupReport) {
         r.files,
         r.dirs,
         r.symlinks,
-        config::format_size(r.bytes),
+        units::format_size(r.bytes),
         r.commands
     );
     if r.pve_tree_from_db {
@@ -621,7 +621,7 @@ fn print_summary(r: &backup::BackupReport) {
     }
     println!(
         "size     {} ({} {})",
-        config::format_size(r.size),
+        units::format_size(r.size),
         r.compression,
         r.level
     );
@@ -634,7 +634,7 @@ fn print_summary(r: &backup::BackupReport) {
         r.files,
         r.dirs,
         r.symlinks,
-        config::format_size(r.bytes),
+        units::format_size(r.bytes),
         r.commands
     );
     if let Some(s) = &r.sha256 {

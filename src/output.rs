@@ -247,7 +247,7 @@ impl TermProgress {
             "\r\x1b[K{}: {} files, {}",
             st.0,
             self.files.load(Ordering::Relaxed),
-            crate::config::format_size(self.bytes.load(Ordering::Relaxed))
+            crate::units::format_size(self.bytes.load(Ordering::Relaxed))
         );
     }
 }

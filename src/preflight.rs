@@ -102,7 +102,7 @@ pub fn available_bytes(dir: &Path) -> std::io::Result<u64> {
 
 /// Free space must cover max(configured minimum, needed).
 pub fn free_space(dir: &Path, min_free: u64, needed: u64, needed_why: &str) -> Check {
-    use crate::config::format_size;
+    use crate::units::format_size;
     let want = min_free.max(needed);
     match available_bytes(dir) {
         Ok(avail) if avail >= want => Check::pass(

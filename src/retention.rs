@@ -10,15 +10,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use std::collections::HashSet;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Policy {
-    pub keep_last: u32,
-    pub keep_hourly: u32,
-    pub keep_daily: u32,
-    pub keep_weekly: u32,
-    pub keep_monthly: u32,
-    pub keep_yearly: u32,
-}
+pub use crate::config::Policy;
 
 impl Policy {
     pub fn keeps_everything(&self) -> bool {

@@ -124,7 +124,7 @@ fn decrypt(g: &Globals, archive: &str, out: &Path, dir: Option<&Path>) -> Result
             "{} -> {} ({})",
             src.display(),
             out.display(),
-            proxkeep::config::format_size(bytes)
+            proxkeep::units::format_size(bytes)
         );
     } else {
         println!(

@@ -4,11 +4,11 @@
 use super::{Exit, Globals};
 use clap::Subcommand;
 use proxkeep::archive::reader::Problem;
-use proxkeep::config::format_size;
 use proxkeep::exit;
 use proxkeep::inspect::table::{Align, local_time, render};
 use proxkeep::inspect::{self, InspectError, State, diff};
 use proxkeep::tier;
+use proxkeep::units::format_size;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

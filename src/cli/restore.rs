@@ -4,7 +4,7 @@
 use super::{Exit, Globals};
 use anyhow::anyhow;
 use clap::Subcommand;
-use proxkeep::config::{self, format_size};
+use proxkeep::config;
 use proxkeep::exit;
 use proxkeep::host::{self, Root};
 use proxkeep::output::{Log, Redactor};
@@ -14,6 +14,7 @@ use proxkeep::restore::plan::{Action, Step};
 use proxkeep::restore::recovery::{self, RecoveryRequest};
 use proxkeep::restore::{self, Execute, Mode, Outcome, Prepared, Request, RestoreError};
 use proxkeep::runner::CommandSpec;
+use proxkeep::units::{self, format_size};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,7 +137,7 @@ fn fail(e: RestoreError) -> Exit {
 }
 
 fn duration(s: &str) -> Result<Duration, Exit> {
-    config::parse_duration(s).map_err(|e| Exit::usage(anyhow!("--service-timeout: {e}")))
+    units::parse_duration(s).map_err(|e| Exit::usage(anyhow!("--service-timeout: {e}")))
 }
 
 fn now() -> jiff::Timestamp {

@@ -26,10 +26,12 @@
 //! Secrets (passwords, tokens, topic/webhook/ping URLs, header values, HMAC keys) are listed by
 //! [`NotifyConfig::secrets`] so the run's redactor can keep them out of every line that leaves the process.
 
-use super::{ConfigError, Ctx, IntOrStr, absolute_path, duration_value, ser_duration};
+use super::raw::{Ctx, IntOrStr, absolute_path, closest, duration_value, unique_name};
+use super::{ConfigError, ser_duration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
@@ -127,10 +129,7 @@ pub struct EmailConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// PEM file with the CA (or self-signed certificate) to trust instead of the system store.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_path"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
 }
 
@@ -144,10 +143,7 @@ pub struct TelegramConfig {
     pub chat_id: ChatId,
     /// Bot API base URL: a self-hosted Bot API server, or a test stand-in.
     pub api_url: String,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_path"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
 }
 
@@ -167,10 +163,7 @@ pub struct GotifyConfig {
     pub url: String,
     /// Application token (sent as `X-Gotify-Key`, never in the URL).
     pub token: String,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_path"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
 }
 
@@ -183,10 +176,7 @@ pub struct NtfyConfig {
     pub url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_path"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
 }
 
@@ -232,10 +222,7 @@ pub struct WebhookConfig {
     /// Key of the `X-Proxkeep-Signature: sha256=<hex>` header (HMAC-SHA256 over the exact body).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hmac_secret: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_path"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
 }
 
@@ -253,10 +240,7 @@ pub struct PingConfig {
     pub timeout: Duration,
     #[serde(serialize_with = "ser_duration")]
     pub retry_budget: Duration,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_path"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
 }
 
@@ -339,18 +323,8 @@ impl NotifyConfig {
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct MetricsConfig {
     /// Prometheus textfile (node_exporter's textfile collector). Unset: no metrics are written.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_path"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub textfile: Option<PathBuf>,
-}
-
-fn ser_opt_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
-    match p {
-        Some(p) => s.serialize_str(&p.to_string_lossy()),
-        None => s.serialize_none(),
-    }
 }
 
 /// The password of `scheme://user:password@host/...`, if any.
@@ -393,18 +367,46 @@ pub(super) struct RawMetrics {
     textfile: Option<Spanned<PathBuf>>,
 }
 
-/// Keys every channel table has (spelled out in each struct: `Spanned` does not survive `flatten`).
+/// The keys every channel table has.
+struct Shared {
+    name: Option<Spanned<String>>,
+    on: Option<Vec<Spanned<String>>>,
+    timeout: Option<Spanned<IntOrStr>>,
+    retry_budget: Option<Spanned<IntOrStr>>,
+    ca_file: Option<Spanned<PathBuf>>,
+}
+
+trait HasShared {
+    /// Takes the shared keys out of the table.
+    fn shared(&mut self) -> Shared;
+}
+
+/// A channel table: the shared keys (spelled out in each struct: `Spanned` does not survive `flatten`), then
+/// the kind's own. `ping` has no `on` (every run pings): `#[serde(skip)]` keeps that key out of its table.
 macro_rules! raw_channel {
-    ($name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+    ($(#[$on:meta])? $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct $name {
             name: Option<Spanned<String>>,
+            $(#[$on])?
             on: Option<Vec<Spanned<String>>>,
             timeout: Option<Spanned<IntOrStr>>,
             retry_budget: Option<Spanned<IntOrStr>>,
             ca_file: Option<Spanned<PathBuf>>,
             $($field: $ty),*
+        }
+
+        impl HasShared for $name {
+            fn shared(&mut self) -> Shared {
+                Shared {
+                    name: self.name.take(),
+                    on: self.on.take(),
+                    timeout: self.timeout.take(),
+                    retry_budget: self.retry_budget.take(),
+                    ca_file: self.ca_file.take(),
+                }
+            }
         }
     };
 }
@@ -440,508 +442,417 @@ raw_channel!(RawWebhook {
     headers: Option<Spanned<BTreeMap<String, String>>>,
     hmac_secret: Option<Spanned<String>>,
 });
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPing {
-    name: Option<Spanned<String>>,
+raw_channel!(#[serde(skip)] RawPing {
     url: Option<Spanned<String>>,
     start: Option<bool>,
     warning_as_failure: Option<bool>,
-    timeout: Option<Spanned<IntOrStr>>,
-    retry_budget: Option<Spanned<IntOrStr>>,
-    ca_file: Option<Spanned<PathBuf>>,
+});
+
+/// One kind of channel: the validation particular to it, after the shared keys.
+trait Channel: HasShared + Sized {
+    const KIND: &'static str;
+    type Config;
+    fn finish(
+        self,
+        ch: &Chan<'_>,
+        common: Common,
+        ca_file: Option<PathBuf>,
+    ) -> Result<Self::Config, ConfigError>;
 }
 
-/// Names seen so far, across every kind.
-struct Names(Vec<String>);
+/// The channel table being validated: where it is and what kind, for keys and errors.
+struct Chan<'a> {
+    cx: &'a Ctx<'a>,
+    kind: &'static str,
+    table: Range<usize>,
+}
 
-impl Names {
-    fn take(
-        &mut self,
-        cx: &Ctx<'_>,
-        kind: &str,
+impl Chan<'_> {
+    /// `notify.KIND.key`
+    fn key(&self, key: &str) -> String {
+        format!("notify.{}.{key}", self.kind)
+    }
+
+    fn invalid(&self, span: Range<usize>, key: &str, detail: impl fmt::Display) -> ConfigError {
+        self.cx.invalid(span, &self.key(key), detail)
+    }
+
+    /// An error about the table as a whole (a key missing, or two that go together).
+    fn at_table(&self, key: &str, message: String) -> ConfigError {
+        self.cx
+            .error(self.table.clone(), &self.key(key), message, None)
+    }
+
+    fn required<T>(&self, v: Option<Spanned<T>>, key: &str) -> Result<Spanned<T>, ConfigError> {
+        v.ok_or_else(|| self.at_table(key, format!("`{}` is required", self.key(key))))
+    }
+
+    fn url(&self, v: Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        let span = v.span();
+        let url = v.into_inner();
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        match rest {
+            Some(r)
+                if !r.is_empty() && !r.starts_with('/') && !url.contains(char::is_whitespace) =>
+            {
+                Ok(url)
+            }
+            // The URL may hold a secret: the message names the key, not the value.
+            _ => Err(self.invalid(span, key, "expected an http:// or https:// URL with a host")),
+        }
+    }
+
+    /// A required URL without a trailing slash.
+    fn base_url(&self, v: Option<Spanned<String>>, key: &str) -> Result<String, ConfigError> {
+        let url = self.url(self.required(v, key)?, key)?;
+        Ok(url.trim_end_matches('/').to_string())
+    }
+
+    fn non_empty(&self, v: Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        match v.get_ref().trim().is_empty() {
+            true => Err(self.invalid(v.span(), key, "must not be empty")),
+            false => Ok(v.into_inner()),
+        }
+    }
+
+    fn optional(
+        &self,
+        v: Option<Spanned<String>>,
+        key: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        v.map(|v| self.non_empty(v, key)).transpose()
+    }
+
+    fn mailbox(&self, v: Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        match v.get_ref().parse::<lettre::message::Mailbox>() {
+            Ok(_) => Ok(v.into_inner()),
+            Err(_) => Err(self.invalid(
+                v.span(),
+                key,
+                format!("`{}` is not an email address", v.get_ref()),
+            )),
+        }
+    }
+
+    fn common(
+        &self,
+        names: &mut Vec<String>,
         index: usize,
-        value: Option<Spanned<String>>,
-        table: std::ops::Range<usize>,
-    ) -> Result<String, ConfigError> {
-        let key = format!("notify.{kind}.name");
-        let (span, name) = match value {
-            Some(v) => (v.span(), v.into_inner()),
-            None if index == 0 => (table, kind.to_string()),
-            None => (table, format!("{kind}-{}", index + 1)),
+        s: Shared,
+    ) -> Result<Common, ConfigError> {
+        let default = match index {
+            0 => self.kind.to_string(),
+            _ => format!("{}-{}", self.kind, index + 1),
         };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(cx.invalid(
-                span,
-                &key,
-                format!("`{name}`: use letters, digits, '-', '_' or '.'"),
-            ));
-        }
-        if self.0.contains(&name) {
-            return Err(cx.invalid(
-                span,
-                &key,
-                format!("`{name}` is used by another channel (names must be unique; set `name`)"),
-            ));
-        }
-        self.0.push(name.clone());
-        Ok(name)
-    }
-}
-
-fn required<T>(
-    cx: &Ctx<'_>,
-    v: Option<Spanned<T>>,
-    table: &std::ops::Range<usize>,
-    key: &str,
-) -> Result<Spanned<T>, ConfigError> {
-    v.ok_or_else(|| cx.error(table.clone(), key, format!("`{key}` is required"), None))
-}
-
-fn http_url(cx: &Ctx<'_>, v: Spanned<String>, key: &str) -> Result<String, ConfigError> {
-    let span = v.span();
-    let url = v.into_inner();
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !url.contains(char::is_whitespace) => {
-            Ok(url)
-        }
-        // The URL may hold a secret: the message names the key, not the value.
-        _ => Err(cx.invalid(span, key, "expected an http:// or https:// URL with a host")),
-    }
-}
-
-fn non_empty(cx: &Ctx<'_>, v: Spanned<String>, key: &str) -> Result<String, ConfigError> {
-    let span = v.span();
-    let s = v.into_inner();
-    if s.trim().is_empty() {
-        return Err(cx.invalid(span, key, "must not be empty"));
-    }
-    Ok(s)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn common(
-    cx: &Ctx<'_>,
-    names: &mut Names,
-    kind: &str,
-    index: usize,
-    table: std::ops::Range<usize>,
-    name: Option<Spanned<String>>,
-    on: Option<Vec<Spanned<String>>>,
-    timeout: Option<Spanned<IntOrStr>>,
-    retry_budget: Option<Spanned<IntOrStr>>,
-) -> Result<Common, ConfigError> {
-    let name = names.take(cx, kind, index, name, table)?;
-    let on = match on {
-        None => DEFAULT_EVENTS.to_vec(),
-        Some(list) => {
-            let mut out = Vec::new();
-            for e in list {
-                let ev = match e.get_ref().as_str() {
-                    "failure" => Event::Failure,
-                    "warning" => Event::Warning,
-                    "success" => Event::Success,
-                    other => {
-                        let suggestion = super::closest(other, ["failure", "warning", "success"]);
-                        return Err(cx.error(
-                            e.span(),
-                            &format!("notify.{kind}.on"),
-                            format!(
-                                "invalid value for `notify.{kind}.on`: unknown event `{other}` (valid: failure, warning, success)"
-                            ),
-                            suggestion.map(str::to_owned),
-                        ));
-                    }
-                };
-                if !out.contains(&ev) {
-                    out.push(ev);
-                }
+        let name = super::raw::name_or(s.name, self.table.clone(), default);
+        let taken = "another channel (names must be unique; set `name`)";
+        let name = unique_name(self.cx, name, &self.key("name"), names, taken)?;
+        let given = s.on.is_some();
+        let mut on = Vec::new();
+        for e in s.on.unwrap_or_default() {
+            let all = [Event::Failure, Event::Warning, Event::Success];
+            let Some(event) = all.into_iter().find(|ev| ev.name() == e.get_ref()) else {
+                let key = self.key("on");
+                let suggestion = closest(e.get_ref(), all.map(Event::name));
+                let message = format!(
+                    "invalid value for `{key}`: unknown event `{}` (valid: failure, warning, success)",
+                    e.get_ref()
+                );
+                return Err(self
+                    .cx
+                    .error(e.span(), &key, message, suggestion.map(str::to_owned)));
+            };
+            if !on.contains(&event) {
+                on.push(event);
             }
-            out.sort();
-            out
         }
-    };
-    Ok(Common {
-        name,
-        on,
-        timeout: match timeout {
-            Some(t) => duration_value(cx, t, &format!("notify.{kind}.timeout"))?,
-            None => DEFAULT_TIMEOUT,
-        },
-        retry_budget: match retry_budget {
-            Some(t) => duration_value(cx, t, &format!("notify.{kind}.retry_budget"))?,
-            None => DEFAULT_RETRY_BUDGET,
-        },
-    })
-}
-
-fn ca(
-    cx: &Ctx<'_>,
-    v: Option<Spanned<PathBuf>>,
-    kind: &str,
-) -> Result<Option<PathBuf>, ConfigError> {
-    v.map(|p| absolute_path(cx, p, &format!("notify.{kind}.ca_file")))
-        .transpose()
-}
-
-impl RawMetrics {
-    pub(super) fn validate(self, cx: &Ctx<'_>) -> Result<MetricsConfig, ConfigError> {
-        let textfile = match self.textfile {
-            None => None,
-            Some(p) => {
-                let span = p.span();
-                let path = absolute_path(cx, p, "metrics.textfile")?;
-                // node_exporter's textfile collector only reads `*.prom`; anything else would be silently ignored.
-                if path.extension().is_none_or(|e| e != "prom") {
-                    return Err(cx.invalid(
-                        span,
-                        "metrics.textfile",
-                        "must end in `.prom` (node_exporter's textfile collector reads only *.prom files)",
-                    ));
-                }
-                Some(path)
-            }
+        on.sort();
+        let duration = |v: Option<Spanned<IntOrStr>>, key: &str, default: Duration| {
+            v.map_or(Ok(default), |v| duration_value(self.cx, v, &self.key(key)))
         };
-        Ok(MetricsConfig { textfile })
+        Ok(Common {
+            name,
+            on: if given { on } else { DEFAULT_EVENTS.to_vec() },
+            timeout: duration(s.timeout, "timeout", DEFAULT_TIMEOUT)?,
+            retry_budget: duration(s.retry_budget, "retry_budget", DEFAULT_RETRY_BUDGET)?,
+        })
     }
+}
+
+/// Every table of one kind, in order; `names` are the channel names taken so far, across kinds.
+fn channels<R: Channel>(
+    cx: &Ctx<'_>,
+    names: &mut Vec<String>,
+    list: Option<Vec<Spanned<R>>>,
+) -> Result<Vec<R::Config>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, entry) in list.unwrap_or_default().into_iter().enumerate() {
+        let ch = Chan {
+            cx,
+            kind: R::KIND,
+            table: entry.span(),
+        };
+        let mut raw = entry.into_inner();
+        let mut shared = raw.shared();
+        let ca_file = shared.ca_file.take();
+        let common = ch.common(names, i, shared)?;
+        let ca_file = (ca_file.map(|p| absolute_path(cx, p, &ch.key("ca_file")))).transpose()?;
+        out.push(raw.finish(&ch, common, ca_file)?);
+    }
+    Ok(out)
 }
 
 impl RawNotify {
     pub(super) fn validate(self, cx: &Ctx<'_>) -> Result<NotifyConfig, ConfigError> {
-        let mut names = Names(Vec::new());
-        let mut out = NotifyConfig::default();
+        let mut names = Vec::new();
+        Ok(NotifyConfig {
+            email: channels(cx, &mut names, self.email)?,
+            telegram: channels(cx, &mut names, self.telegram)?,
+            gotify: channels(cx, &mut names, self.gotify)?,
+            ntfy: channels(cx, &mut names, self.ntfy)?,
+            webhook: channels(cx, &mut names, self.webhook)?,
+            ping: channels(cx, &mut names, self.ping)?,
+        })
+    }
+}
 
-        for (i, entry) in self.email.unwrap_or_default().into_iter().enumerate() {
-            let span = entry.span();
-            let r = entry.into_inner();
-            let common = common(
-                cx,
-                &mut names,
-                "email",
-                i,
-                span.clone(),
-                r.name,
-                r.on,
-                r.timeout,
-                r.retry_budget,
-            )?;
-            let to_v = required(cx, r.to, &span, "notify.email.to")?;
-            let to_span = to_v.span();
-            let mut to = Vec::new();
-            for addr in to_v.into_inner() {
-                let s = addr.span();
-                let a = addr.into_inner();
-                if a.parse::<lettre::message::Mailbox>().is_err() {
-                    return Err(cx.invalid(
-                        s,
-                        "notify.email.to",
-                        format!("`{a}` is not an email address"),
+impl Channel for RawEmail {
+    const KIND: &'static str = "email";
+    type Config = EmailConfig;
+
+    fn finish(
+        self,
+        ch: &Chan,
+        common: Common,
+        ca_file: Option<PathBuf>,
+    ) -> Result<EmailConfig, ConfigError> {
+        let to_v = ch.required(self.to, "to")?;
+        let to_span = to_v.span();
+        let to = (to_v.into_inner().into_iter())
+            .map(|a| ch.mailbox(a, "to"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if to.is_empty() {
+            return Err(ch.invalid(to_span, "to", "needs at least one address"));
+        }
+        let from = self.from.map(|f| ch.mailbox(f, "from")).transpose()?;
+        let host = ch.optional(self.host, "host")?;
+        let transport = self.transport.unwrap_or(match host {
+            Some(_) => MailTransport::Smtp,
+            None => MailTransport::Sendmail,
+        });
+        if transport == MailTransport::Smtp && host.is_none() {
+            let message = "`notify.email.host` is required with transport = \"smtp\"";
+            return Err(ch.at_table("host", message.into()));
+        }
+        let tls = self.tls.unwrap_or(SmtpTls::Starttls);
+        let port = match self.port {
+            None => tls.default_port(),
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    let detail = format!("{} is not a port (1..=65535)", p.get_ref());
+                    return Err(ch.invalid(p.span(), "port", detail));
+                }
+            },
+        };
+        let username = ch.optional(self.username, "username")?;
+        let password = self.password.map(Spanned::into_inner);
+        if username.is_some() != password.is_some() {
+            let message = "`username` and `password` go together (SMTP AUTH needs both)";
+            return Err(ch.at_table("password", message.into()));
+        }
+        Ok(EmailConfig {
+            common,
+            to,
+            from,
+            transport,
+            sendmail: ch.optional(self.sendmail, "sendmail")?,
+            host,
+            port,
+            tls,
+            username,
+            password,
+            ca_file,
+        })
+    }
+}
+
+impl Channel for RawTelegram {
+    const KIND: &'static str = "telegram";
+    type Config = TelegramConfig;
+
+    fn finish(
+        self,
+        ch: &Chan,
+        common: Common,
+        ca_file: Option<PathBuf>,
+    ) -> Result<TelegramConfig, ConfigError> {
+        let bot_token = ch.non_empty(ch.required(self.bot_token, "bot_token")?, "bot_token")?;
+        let chat_id = ch.required(self.chat_id, "chat_id")?.into_inner();
+        let api_url = match self.api_url {
+            Some(u) => ch.base_url(Some(u), "api_url")?,
+            None => "https://api.telegram.org".into(),
+        };
+        Ok(TelegramConfig {
+            common,
+            bot_token,
+            chat_id,
+            api_url,
+            ca_file,
+        })
+    }
+}
+
+impl Channel for RawGotify {
+    const KIND: &'static str = "gotify";
+    type Config = GotifyConfig;
+
+    fn finish(
+        self,
+        ch: &Chan,
+        common: Common,
+        ca_file: Option<PathBuf>,
+    ) -> Result<GotifyConfig, ConfigError> {
+        Ok(GotifyConfig {
+            common,
+            url: ch.base_url(self.url, "url")?,
+            token: ch.non_empty(ch.required(self.token, "token")?, "token")?,
+            ca_file,
+        })
+    }
+}
+
+impl Channel for RawNtfy {
+    const KIND: &'static str = "ntfy";
+    type Config = NtfyConfig;
+
+    fn finish(
+        self,
+        ch: &Chan,
+        common: Common,
+        ca_file: Option<PathBuf>,
+    ) -> Result<NtfyConfig, ConfigError> {
+        let url = ch.required(self.url, "url")?;
+        let span = url.span();
+        let url = ch.url(url, "url")?;
+        if !has_path(&url) {
+            let detail = "expected the topic URL, e.g. https://ntfy.example/backups";
+            return Err(ch.invalid(span, "url", detail));
+        }
+        Ok(NtfyConfig {
+            common,
+            url: url.trim_end_matches('/').to_string(),
+            token: ch.optional(self.token, "token")?,
+            ca_file,
+        })
+    }
+}
+
+/// Whether the URL has a non-empty path (ntfy's topic).
+fn has_path(url: &str) -> bool {
+    url.split_once("://")
+        .and_then(|(_, r)| r.split_once('/'))
+        .is_some_and(|(_, p)| {
+            !p.split(['?', '#'])
+                .next()
+                .unwrap_or("")
+                .trim_matches('/')
+                .is_empty()
+        })
+}
+
+impl Channel for RawWebhook {
+    const KIND: &'static str = "webhook";
+    type Config = WebhookConfig;
+
+    fn finish(
+        self,
+        ch: &Chan,
+        common: Common,
+        ca_file: Option<PathBuf>,
+    ) -> Result<WebhookConfig, ConfigError> {
+        let url = ch.url(ch.required(self.url, "url")?, "url")?;
+        let method = match self.method {
+            None => HttpMethod::Post,
+            Some(m) => match m.get_ref().to_ascii_uppercase().as_str() {
+                "POST" => HttpMethod::Post,
+                "PUT" => HttpMethod::Put,
+                other => {
+                    return Err(ch.invalid(
+                        m.span(),
+                        "method",
+                        format!("`{other}` (valid: POST, PUT)"),
                     ));
                 }
-                to.push(a);
+            },
+        };
+        let (span, headers) = self
+            .headers
+            .map_or((0..0, BTreeMap::new()), |h| (h.span(), h.into_inner()));
+        for (k, v) in &headers {
+            let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if k.is_empty() || !k.bytes().all(token_char) {
+                return Err(ch.invalid(span, "headers", format!("`{k}` is not a header name")));
             }
-            if to.is_empty() {
-                return Err(cx.invalid(to_span, "notify.email.to", "needs at least one address"));
+            if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                let detail = format!("the value of `{k}` contains a line break");
+                return Err(ch.invalid(span, "headers", detail));
             }
-            let from = match r.from {
-                None => None,
-                Some(f) => {
-                    let s = f.span();
-                    let a = f.into_inner();
-                    if a.parse::<lettre::message::Mailbox>().is_err() {
-                        return Err(cx.invalid(
-                            s,
-                            "notify.email.from",
-                            format!("`{a}` is not an email address"),
-                        ));
-                    }
-                    Some(a)
-                }
-            };
-            let host = r
-                .host
-                .map(|h| non_empty(cx, h, "notify.email.host"))
-                .transpose()?;
-            let transport = r.transport.unwrap_or(if host.is_some() {
-                MailTransport::Smtp
-            } else {
-                MailTransport::Sendmail
-            });
-            if transport == MailTransport::Smtp && host.is_none() {
-                return Err(cx.error(
-                    span,
-                    "notify.email.host",
-                    "`notify.email.host` is required with transport = \"smtp\"".into(),
-                    None,
-                ));
-            }
-            let tls = r.tls.unwrap_or(SmtpTls::Starttls);
-            let port = match r.port {
-                None => tls.default_port(),
-                Some(p) => u16::try_from(*p.get_ref())
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| {
-                        cx.invalid(
-                            p.span(),
-                            "notify.email.port",
-                            format!("{} is not a port (1..=65535)", p.get_ref()),
-                        )
-                    })?,
-            };
-            let username = r
-                .username
-                .map(|u| non_empty(cx, u, "notify.email.username"))
-                .transpose()?;
-            let password = r.password.map(|p| p.into_inner());
-            if username.is_some() != password.is_some() {
-                return Err(cx.error(
-                    span,
-                    "notify.email.password",
-                    "`username` and `password` go together (SMTP AUTH needs both)".into(),
-                    None,
-                ));
-            }
-            out.email.push(EmailConfig {
-                common,
-                to,
-                from,
-                transport,
-                sendmail: r
-                    .sendmail
-                    .map(|s| non_empty(cx, s, "notify.email.sendmail"))
-                    .transpose()?,
-                host,
-                port,
-                tls,
-                username,
-                password,
-                ca_file: ca(cx, r.ca_file, "email")?,
-            });
         }
+        Ok(WebhookConfig {
+            common,
+            url,
+            method,
+            format: self.format.unwrap_or(WebhookFormat::Json),
+            headers,
+            hmac_secret: ch.optional(self.hmac_secret, "hmac_secret")?,
+            ca_file,
+        })
+    }
+}
 
-        for (i, entry) in self.telegram.unwrap_or_default().into_iter().enumerate() {
-            let span = entry.span();
-            let r = entry.into_inner();
-            let common = common(
-                cx,
-                &mut names,
-                "telegram",
-                i,
-                span.clone(),
-                r.name,
-                r.on,
-                r.timeout,
-                r.retry_budget,
-            )?;
-            let bot_token = non_empty(
-                cx,
-                required(cx, r.bot_token, &span, "notify.telegram.bot_token")?,
-                "notify.telegram.bot_token",
-            )?;
-            let chat_id = required(cx, r.chat_id, &span, "notify.telegram.chat_id")?.into_inner();
-            let api_url = match r.api_url {
-                Some(u) => http_url(cx, u, "notify.telegram.api_url")?
-                    .trim_end_matches('/')
-                    .to_string(),
-                None => "https://api.telegram.org".into(),
-            };
-            out.telegram.push(TelegramConfig {
-                common,
-                bot_token,
-                chat_id,
-                api_url,
-                ca_file: ca(cx, r.ca_file, "telegram")?,
-            });
-        }
+impl Channel for RawPing {
+    const KIND: &'static str = "ping";
+    type Config = PingConfig;
 
-        for (i, entry) in self.gotify.unwrap_or_default().into_iter().enumerate() {
-            let span = entry.span();
-            let r = entry.into_inner();
-            let common = common(
-                cx,
-                &mut names,
-                "gotify",
-                i,
-                span.clone(),
-                r.name,
-                r.on,
-                r.timeout,
-                r.retry_budget,
-            )?;
-            let url = http_url(
-                cx,
-                required(cx, r.url, &span, "notify.gotify.url")?,
-                "notify.gotify.url",
-            )?;
-            let token = non_empty(
-                cx,
-                required(cx, r.token, &span, "notify.gotify.token")?,
-                "notify.gotify.token",
-            )?;
-            out.gotify.push(GotifyConfig {
-                common,
-                url: url.trim_end_matches('/').to_string(),
-                token,
-                ca_file: ca(cx, r.ca_file, "gotify")?,
-            });
-        }
+    fn finish(
+        self,
+        ch: &Chan,
+        common: Common,
+        ca_file: Option<PathBuf>,
+    ) -> Result<PingConfig, ConfigError> {
+        Ok(PingConfig {
+            name: common.name,
+            url: ch.base_url(self.url, "url")?,
+            start: self.start.unwrap_or(true),
+            warning_as_failure: self.warning_as_failure.unwrap_or(false),
+            timeout: common.timeout,
+            retry_budget: common.retry_budget,
+            ca_file,
+        })
+    }
+}
 
-        for (i, entry) in self.ntfy.unwrap_or_default().into_iter().enumerate() {
-            let span = entry.span();
-            let r = entry.into_inner();
-            let common = common(
-                cx,
-                &mut names,
-                "ntfy",
-                i,
-                span.clone(),
-                r.name,
-                r.on,
-                r.timeout,
-                r.retry_budget,
-            )?;
-            let url_v = required(cx, r.url, &span, "notify.ntfy.url")?;
-            let url_span = url_v.span();
-            let url = http_url(cx, url_v, "notify.ntfy.url")?;
-            let has_topic = url
-                .split_once("://")
-                .and_then(|(_, r)| r.split_once('/'))
-                .is_some_and(|(_, p)| {
-                    !p.split(['?', '#'])
-                        .next()
-                        .unwrap_or("")
-                        .trim_matches('/')
-                        .is_empty()
-                });
-            if !has_topic {
-                return Err(cx.invalid(
-                    url_span,
-                    "notify.ntfy.url",
-                    "expected the topic URL, e.g. https://ntfy.example/backups",
-                ));
-            }
-            out.ntfy.push(NtfyConfig {
-                common,
-                url: url.trim_end_matches('/').to_string(),
-                token: r
-                    .token
-                    .map(|t| non_empty(cx, t, "notify.ntfy.token"))
-                    .transpose()?,
-                ca_file: ca(cx, r.ca_file, "ntfy")?,
-            });
+impl RawMetrics {
+    pub(super) fn validate(self, cx: &Ctx<'_>) -> Result<MetricsConfig, ConfigError> {
+        let Some(p) = self.textfile else {
+            return Ok(MetricsConfig::default());
+        };
+        let span = p.span();
+        let path = absolute_path(cx, p, "metrics.textfile")?;
+        // node_exporter's textfile collector only reads `*.prom`; anything else would be silently ignored.
+        if path.extension().is_none_or(|e| e != "prom") {
+            return Err(cx.invalid(
+                span,
+                "metrics.textfile",
+                "must end in `.prom` (node_exporter's textfile collector reads only *.prom files)",
+            ));
         }
-
-        for (i, entry) in self.webhook.unwrap_or_default().into_iter().enumerate() {
-            let span = entry.span();
-            let r = entry.into_inner();
-            let common = common(
-                cx,
-                &mut names,
-                "webhook",
-                i,
-                span.clone(),
-                r.name,
-                r.on,
-                r.timeout,
-                r.retry_budget,
-            )?;
-            let url = http_url(
-                cx,
-                required(cx, r.url, &span, "notify.webhook.url")?,
-                "notify.webhook.url",
-            )?;
-            let method = match r.method {
-                None => HttpMethod::Post,
-                Some(m) => match m.get_ref().to_ascii_uppercase().as_str() {
-                    "POST" => HttpMethod::Post,
-                    "PUT" => HttpMethod::Put,
-                    other => {
-                        return Err(cx.invalid(
-                            m.span(),
-                            "notify.webhook.method",
-                            format!("`{other}` (valid: POST, PUT)"),
-                        ));
-                    }
-                },
-            };
-            let headers = match r.headers {
-                None => BTreeMap::new(),
-                Some(h) => {
-                    let span = h.span();
-                    let h = h.into_inner();
-                    for (k, v) in &h {
-                        let token = !k.is_empty()
-                            && k.bytes().all(|b| {
-                                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-                            });
-                        if !token {
-                            return Err(cx.invalid(
-                                span,
-                                "notify.webhook.headers",
-                                format!("`{k}` is not a header name"),
-                            ));
-                        }
-                        if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                            return Err(cx.invalid(
-                                span,
-                                "notify.webhook.headers",
-                                format!("the value of `{k}` contains a line break"),
-                            ));
-                        }
-                    }
-                    h
-                }
-            };
-            let hmac_secret = r
-                .hmac_secret
-                .map(|s| non_empty(cx, s, "notify.webhook.hmac_secret"))
-                .transpose()?;
-            out.webhook.push(WebhookConfig {
-                common,
-                url,
-                method,
-                format: r.format.unwrap_or(WebhookFormat::Json),
-                headers,
-                hmac_secret,
-                ca_file: ca(cx, r.ca_file, "webhook")?,
-            });
-        }
-
-        for (i, entry) in self.ping.unwrap_or_default().into_iter().enumerate() {
-            let span = entry.span();
-            let r = entry.into_inner();
-            let name = names.take(cx, "ping", i, r.name, span.clone())?;
-            let url = http_url(
-                cx,
-                required(cx, r.url, &span, "notify.ping.url")?,
-                "notify.ping.url",
-            )?;
-            out.ping.push(PingConfig {
-                name,
-                url: url.trim_end_matches('/').to_string(),
-                start: r.start.unwrap_or(true),
-                warning_as_failure: r.warning_as_failure.unwrap_or(false),
-                timeout: match r.timeout {
-                    Some(t) => duration_value(cx, t, "notify.ping.timeout")?,
-                    None => DEFAULT_TIMEOUT,
-                },
-                retry_budget: match r.retry_budget {
-                    Some(t) => duration_value(cx, t, "notify.ping.retry_budget")?,
-                    None => DEFAULT_RETRY_BUDGET,
-                },
-                ca_file: ca(cx, r.ca_file, "ping")?,
-            });
-        }
-        Ok(out)
+        Ok(MetricsConfig {
+            textfile: Some(path),
+        })
     }
 }
 
@@ -954,12 +865,13 @@ mod tests {
     const ORIGIN: &str = "/etc/proxkeep/proxkeep.toml";
 
     fn ok(text: &str) -> super::super::Config {
-        parse(text, Path::new(ORIGIN), &[]).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+        parse(text, Path::new(ORIGIN), &super::super::Checks::NONE)
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"))
     }
 
     /// (line, key, message, suggestion)
     fn err(text: &str) -> (usize, String, String, Option<String>) {
-        match parse(text, Path::new(ORIGIN), &[]) {
+        match parse(text, Path::new(ORIGIN), &super::super::Checks::NONE) {
             Err(ConfigError::Invalid {
                 line,
                 key,

@@ -2,8 +2,9 @@
 //! short title). It is redacted when built, so no renderer can leak a secret that reached a warning or error.
 
 use crate::backup::{self, BackupError, BackupReport};
-use crate::config::{Event, format_size};
+use crate::config::Event;
 use crate::output::Redactor;
+use crate::units::format_size;
 use jiff::Timestamp;
 use serde::Serialize;
 use std::fmt::Write as _;
