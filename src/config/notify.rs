@@ -346,10 +346,6 @@ fn url_path(url: &str) -> Option<String> {
     (path.len() >= 8).then(|| path.to_string())
 }
 
-// ---------------------------------------------------------------------------------------------
-// Raw structs and validation
-// ---------------------------------------------------------------------------------------------
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNotify {
@@ -452,12 +448,7 @@ raw_channel!(#[serde(skip)] RawPing {
 trait Channel: HasShared + Sized {
     const KIND: &'static str;
     type Config;
-    fn finish(
-        self,
-        ch: &Chan<'_>,
-        common: Common,
-        ca_file: Option<PathBuf>,
-    ) -> Result<Self::Config, ConfigError>;
+    fn finish(self, ch: &Chan, common: Common) -> Result<Self::Config, ConfigError>;
 }
 
 /// The channel table being validated: where it is and what kind, for keys and errors.
@@ -465,6 +456,8 @@ struct Chan<'a> {
     cx: &'a Ctx<'a>,
     kind: &'static str,
     table: Range<usize>,
+    /// `ca_file`, checked: every kind has it.
+    ca_file: Option<PathBuf>,
 }
 
 impl Chan<'_> {
@@ -589,17 +582,19 @@ fn channels<R: Channel>(
 ) -> Result<Vec<R::Config>, ConfigError> {
     let mut out = Vec::new();
     for (i, entry) in list.unwrap_or_default().into_iter().enumerate() {
-        let ch = Chan {
+        let mut ch = Chan {
             cx,
             kind: R::KIND,
             table: entry.span(),
+            ca_file: None,
         };
         let mut raw = entry.into_inner();
         let mut shared = raw.shared();
         let ca_file = shared.ca_file.take();
         let common = ch.common(names, i, shared)?;
-        let ca_file = (ca_file.map(|p| absolute_path(cx, p, &ch.key("ca_file")))).transpose()?;
-        out.push(raw.finish(&ch, common, ca_file)?);
+        let key = ch.key("ca_file");
+        ch.ca_file = ca_file.map(|p| absolute_path(cx, p, &key)).transpose()?;
+        out.push(raw.finish(&ch, common)?);
     }
     Ok(out)
 }
@@ -622,12 +617,7 @@ impl Channel for RawEmail {
     const KIND: &'static str = "email";
     type Config = EmailConfig;
 
-    fn finish(
-        self,
-        ch: &Chan,
-        common: Common,
-        ca_file: Option<PathBuf>,
-    ) -> Result<EmailConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<EmailConfig, ConfigError> {
         let to_v = ch.required(self.to, "to")?;
         let to_span = to_v.span();
         let to = (to_v.into_inner().into_iter())
@@ -674,7 +664,7 @@ impl Channel for RawEmail {
             tls,
             username,
             password,
-            ca_file,
+            ca_file: ch.ca_file.clone(),
         })
     }
 }
@@ -683,12 +673,7 @@ impl Channel for RawTelegram {
     const KIND: &'static str = "telegram";
     type Config = TelegramConfig;
 
-    fn finish(
-        self,
-        ch: &Chan,
-        common: Common,
-        ca_file: Option<PathBuf>,
-    ) -> Result<TelegramConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<TelegramConfig, ConfigError> {
         let bot_token = ch.non_empty(ch.required(self.bot_token, "bot_token")?, "bot_token")?;
         let chat_id = ch.required(self.chat_id, "chat_id")?.into_inner();
         let api_url = match self.api_url {
@@ -700,7 +685,7 @@ impl Channel for RawTelegram {
             bot_token,
             chat_id,
             api_url,
-            ca_file,
+            ca_file: ch.ca_file.clone(),
         })
     }
 }
@@ -709,17 +694,12 @@ impl Channel for RawGotify {
     const KIND: &'static str = "gotify";
     type Config = GotifyConfig;
 
-    fn finish(
-        self,
-        ch: &Chan,
-        common: Common,
-        ca_file: Option<PathBuf>,
-    ) -> Result<GotifyConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<GotifyConfig, ConfigError> {
         Ok(GotifyConfig {
             common,
             url: ch.base_url(self.url, "url")?,
             token: ch.non_empty(ch.required(self.token, "token")?, "token")?,
-            ca_file,
+            ca_file: ch.ca_file.clone(),
         })
     }
 }
@@ -728,12 +708,7 @@ impl Channel for RawNtfy {
     const KIND: &'static str = "ntfy";
     type Config = NtfyConfig;
 
-    fn finish(
-        self,
-        ch: &Chan,
-        common: Common,
-        ca_file: Option<PathBuf>,
-    ) -> Result<NtfyConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<NtfyConfig, ConfigError> {
         let url = ch.required(self.url, "url")?;
         let span = url.span();
         let url = ch.url(url, "url")?;
@@ -745,7 +720,7 @@ impl Channel for RawNtfy {
             common,
             url: url.trim_end_matches('/').to_string(),
             token: ch.optional(self.token, "token")?,
-            ca_file,
+            ca_file: ch.ca_file.clone(),
         })
     }
 }
@@ -767,12 +742,7 @@ impl Channel for RawWebhook {
     const KIND: &'static str = "webhook";
     type Config = WebhookConfig;
 
-    fn finish(
-        self,
-        ch: &Chan,
-        common: Common,
-        ca_file: Option<PathBuf>,
-    ) -> Result<WebhookConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<WebhookConfig, ConfigError> {
         let url = ch.url(ch.required(self.url, "url")?, "url")?;
         let method = match self.method {
             None => HttpMethod::Post,
@@ -808,7 +778,7 @@ impl Channel for RawWebhook {
             format: self.format.unwrap_or(WebhookFormat::Json),
             headers,
             hmac_secret: ch.optional(self.hmac_secret, "hmac_secret")?,
-            ca_file,
+            ca_file: ch.ca_file.clone(),
         })
     }
 }
@@ -817,12 +787,7 @@ impl Channel for RawPing {
     const KIND: &'static str = "ping";
     type Config = PingConfig;
 
-    fn finish(
-        self,
-        ch: &Chan,
-        common: Common,
-        ca_file: Option<PathBuf>,
-    ) -> Result<PingConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<PingConfig, ConfigError> {
         Ok(PingConfig {
             name: common.name,
             url: ch.base_url(self.url, "url")?,
@@ -830,7 +795,7 @@ impl Channel for RawPing {
             warning_as_failure: self.warning_as_failure.unwrap_or(false),
             timeout: common.timeout,
             retry_budget: common.retry_budget,
-            ca_file,
+            ca_file: ch.ca_file.clone(),
         })
     }
 }

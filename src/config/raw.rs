@@ -162,9 +162,7 @@ impl Ctx<'_> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
 // Known keys and suggestions
-// ---------------------------------------------------------------------------------------------
 
 /// One table of the config file.
 pub(super) struct Section {
@@ -326,9 +324,7 @@ pub(super) fn suggestion_from_serde_message(msg: &str) -> Option<String> {
     closest(bad, quoted).map(str::to_owned)
 }
 
-// ---------------------------------------------------------------------------------------------
 // Raw structs and their validation
-// ---------------------------------------------------------------------------------------------
 
 /// A TOML integer or string (sizes, durations).
 #[derive(Deserialize)]
