@@ -26,7 +26,7 @@
 //! Secrets (passwords, tokens, topic/webhook/ping URLs, header values, HMAC keys) are listed by
 //! [`NotifyConfig::secrets`] so the run's redactor can keep them out of every line that leaves the process.
 
-use super::raw::{Ctx, IntOrStr, absolute_path, closest, duration_value, unique_name};
+use super::raw::{Ctx, Positive, Result, absolute_path, closest, unique_name};
 use super::{ConfigError, ser_duration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -367,8 +367,8 @@ pub(super) struct RawMetrics {
 struct Shared {
     name: Option<Spanned<String>>,
     on: Option<Vec<Spanned<String>>>,
-    timeout: Option<Spanned<IntOrStr>>,
-    retry_budget: Option<Spanned<IntOrStr>>,
+    timeout: Option<Positive>,
+    retry_budget: Option<Positive>,
     ca_file: Option<Spanned<PathBuf>>,
 }
 
@@ -387,8 +387,8 @@ macro_rules! raw_channel {
             name: Option<Spanned<String>>,
             $(#[$on])?
             on: Option<Vec<Spanned<String>>>,
-            timeout: Option<Spanned<IntOrStr>>,
-            retry_budget: Option<Spanned<IntOrStr>>,
+            timeout: Option<Positive>,
+            retry_budget: Option<Positive>,
             ca_file: Option<Spanned<PathBuf>>,
             $($field: $ty),*
         }
@@ -448,7 +448,7 @@ raw_channel!(#[serde(skip)] RawPing {
 trait Channel: HasShared + Sized {
     const KIND: &'static str;
     type Config;
-    fn finish(self, ch: &Chan, common: Common) -> Result<Self::Config, ConfigError>;
+    fn finish(self, ch: &Chan, common: Common) -> Result<Self::Config>;
 }
 
 /// The channel table being validated: where it is and what kind, for keys and errors.
@@ -476,11 +476,11 @@ impl Chan<'_> {
             .error(self.table.clone(), &self.key(key), message, None)
     }
 
-    fn required<T>(&self, v: Option<Spanned<T>>, key: &str) -> Result<Spanned<T>, ConfigError> {
+    fn required<T>(&self, v: Option<Spanned<T>>, key: &str) -> Result<Spanned<T>> {
         v.ok_or_else(|| self.at_table(key, format!("`{}` is required", self.key(key))))
     }
 
-    fn url(&self, v: Spanned<String>, key: &str) -> Result<String, ConfigError> {
+    fn url(&self, v: Spanned<String>, key: &str) -> Result<String> {
         let span = v.span();
         let url = v.into_inner();
         let rest = url
@@ -498,43 +498,31 @@ impl Chan<'_> {
     }
 
     /// A required URL without a trailing slash.
-    fn base_url(&self, v: Option<Spanned<String>>, key: &str) -> Result<String, ConfigError> {
+    fn base_url(&self, v: Option<Spanned<String>>, key: &str) -> Result<String> {
         let url = self.url(self.required(v, key)?, key)?;
         Ok(url.trim_end_matches('/').to_string())
     }
 
-    fn non_empty(&self, v: Spanned<String>, key: &str) -> Result<String, ConfigError> {
+    fn non_empty(&self, v: Spanned<String>, key: &str) -> Result<String> {
         match v.get_ref().trim().is_empty() {
             true => Err(self.invalid(v.span(), key, "must not be empty")),
             false => Ok(v.into_inner()),
         }
     }
 
-    fn optional(
-        &self,
-        v: Option<Spanned<String>>,
-        key: &str,
-    ) -> Result<Option<String>, ConfigError> {
+    fn optional(&self, v: Option<Spanned<String>>, key: &str) -> Result<Option<String>> {
         v.map(|v| self.non_empty(v, key)).transpose()
     }
 
-    fn mailbox(&self, v: Spanned<String>, key: &str) -> Result<String, ConfigError> {
-        match v.get_ref().parse::<lettre::message::Mailbox>() {
-            Ok(_) => Ok(v.into_inner()),
-            Err(_) => Err(self.invalid(
-                v.span(),
-                key,
-                format!("`{}` is not an email address", v.get_ref()),
-            )),
+    fn mailbox(&self, v: Spanned<String>, key: &str) -> Result<String> {
+        if v.get_ref().parse::<lettre::message::Mailbox>().is_err() {
+            let detail = format!("`{}` is not an email address", v.get_ref());
+            return Err(self.invalid(v.span(), key, detail));
         }
+        Ok(v.into_inner())
     }
 
-    fn common(
-        &self,
-        names: &mut Vec<String>,
-        index: usize,
-        s: Shared,
-    ) -> Result<Common, ConfigError> {
+    fn common(&self, names: &mut Vec<String>, index: usize, s: Shared) -> Result<Common> {
         let default = match index {
             0 => self.kind.to_string(),
             _ => format!("{}-{}", self.kind, index + 1),
@@ -562,14 +550,11 @@ impl Chan<'_> {
             }
         }
         on.sort();
-        let duration = |v: Option<Spanned<IntOrStr>>, key: &str, default: Duration| {
-            v.map_or(Ok(default), |v| duration_value(self.cx, v, &self.key(key)))
-        };
         Ok(Common {
             name,
             on: if given { on } else { DEFAULT_EVENTS.to_vec() },
-            timeout: duration(s.timeout, "timeout", DEFAULT_TIMEOUT)?,
-            retry_budget: duration(s.retry_budget, "retry_budget", DEFAULT_RETRY_BUDGET)?,
+            timeout: s.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+            retry_budget: s.retry_budget.map_or(DEFAULT_RETRY_BUDGET, |t| t.0),
         })
     }
 }
@@ -579,7 +564,7 @@ fn channels<R: Channel>(
     cx: &Ctx<'_>,
     names: &mut Vec<String>,
     list: Option<Vec<Spanned<R>>>,
-) -> Result<Vec<R::Config>, ConfigError> {
+) -> Result<Vec<R::Config>> {
     let mut out = Vec::new();
     for (i, entry) in list.unwrap_or_default().into_iter().enumerate() {
         let mut ch = Chan {
@@ -600,7 +585,7 @@ fn channels<R: Channel>(
 }
 
 impl RawNotify {
-    pub(super) fn validate(self, cx: &Ctx<'_>) -> Result<NotifyConfig, ConfigError> {
+    pub(super) fn validate(self, cx: &Ctx<'_>) -> Result<NotifyConfig> {
         let mut names = Vec::new();
         Ok(NotifyConfig {
             email: channels(cx, &mut names, self.email)?,
@@ -617,7 +602,7 @@ impl Channel for RawEmail {
     const KIND: &'static str = "email";
     type Config = EmailConfig;
 
-    fn finish(self, ch: &Chan, common: Common) -> Result<EmailConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<EmailConfig> {
         let to_v = ch.required(self.to, "to")?;
         let to_span = to_v.span();
         let to = (to_v.into_inner().into_iter())
@@ -673,7 +658,7 @@ impl Channel for RawTelegram {
     const KIND: &'static str = "telegram";
     type Config = TelegramConfig;
 
-    fn finish(self, ch: &Chan, common: Common) -> Result<TelegramConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<TelegramConfig> {
         let bot_token = ch.non_empty(ch.required(self.bot_token, "bot_token")?, "bot_token")?;
         let chat_id = ch.required(self.chat_id, "chat_id")?.into_inner();
         let api_url = match self.api_url {
@@ -694,7 +679,7 @@ impl Channel for RawGotify {
     const KIND: &'static str = "gotify";
     type Config = GotifyConfig;
 
-    fn finish(self, ch: &Chan, common: Common) -> Result<GotifyConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<GotifyConfig> {
         Ok(GotifyConfig {
             common,
             url: ch.base_url(self.url, "url")?,
@@ -708,11 +693,18 @@ impl Channel for RawNtfy {
     const KIND: &'static str = "ntfy";
     type Config = NtfyConfig;
 
-    fn finish(self, ch: &Chan, common: Common) -> Result<NtfyConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<NtfyConfig> {
         let url = ch.required(self.url, "url")?;
         let span = url.span();
         let url = ch.url(url, "url")?;
-        if !has_path(&url) {
+        let path = (url.split_once("://").and_then(|(_, r)| r.split_once('/'))).map_or("", |p| p.1);
+        if path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("")
+            .trim_matches('/')
+            .is_empty()
+        {
             let detail = "expected the topic URL, e.g. https://ntfy.example/backups";
             return Err(ch.invalid(span, "url", detail));
         }
@@ -725,24 +717,11 @@ impl Channel for RawNtfy {
     }
 }
 
-/// Whether the URL has a non-empty path (ntfy's topic).
-fn has_path(url: &str) -> bool {
-    url.split_once("://")
-        .and_then(|(_, r)| r.split_once('/'))
-        .is_some_and(|(_, p)| {
-            !p.split(['?', '#'])
-                .next()
-                .unwrap_or("")
-                .trim_matches('/')
-                .is_empty()
-        })
-}
-
 impl Channel for RawWebhook {
     const KIND: &'static str = "webhook";
     type Config = WebhookConfig;
 
-    fn finish(self, ch: &Chan, common: Common) -> Result<WebhookConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<WebhookConfig> {
         let url = ch.url(ch.required(self.url, "url")?, "url")?;
         let method = match self.method {
             None => HttpMethod::Post,
@@ -750,11 +729,8 @@ impl Channel for RawWebhook {
                 "POST" => HttpMethod::Post,
                 "PUT" => HttpMethod::Put,
                 other => {
-                    return Err(ch.invalid(
-                        m.span(),
-                        "method",
-                        format!("`{other}` (valid: POST, PUT)"),
-                    ));
+                    let detail = format!("`{other}` (valid: POST, PUT)");
+                    return Err(ch.invalid(m.span(), "method", detail));
                 }
             },
         };
@@ -787,7 +763,7 @@ impl Channel for RawPing {
     const KIND: &'static str = "ping";
     type Config = PingConfig;
 
-    fn finish(self, ch: &Chan, common: Common) -> Result<PingConfig, ConfigError> {
+    fn finish(self, ch: &Chan, common: Common) -> Result<PingConfig> {
         Ok(PingConfig {
             name: common.name,
             url: ch.base_url(self.url, "url")?,
@@ -801,7 +777,7 @@ impl Channel for RawPing {
 }
 
 impl RawMetrics {
-    pub(super) fn validate(self, cx: &Ctx<'_>) -> Result<MetricsConfig, ConfigError> {
+    pub(super) fn validate(self, cx: &Ctx<'_>) -> Result<MetricsConfig> {
         let Some(p) = self.textfile else {
             return Ok(MetricsConfig::default());
         };
@@ -809,11 +785,9 @@ impl RawMetrics {
         let path = absolute_path(cx, p, "metrics.textfile")?;
         // node_exporter's textfile collector only reads `*.prom`; anything else would be silently ignored.
         if path.extension().is_none_or(|e| e != "prom") {
-            return Err(cx.invalid(
-                span,
-                "metrics.textfile",
-                "must end in `.prom` (node_exporter's textfile collector reads only *.prom files)",
-            ));
+            let detail =
+                "must end in `.prom` (node_exporter's textfile collector reads only *.prom files)";
+            return Err(cx.invalid(span, "metrics.textfile", detail));
         }
         Ok(MetricsConfig {
             textfile: Some(path),

@@ -26,6 +26,8 @@ use super::{
 };
 use crate::units::{parse_duration, parse_size};
 
+pub(super) type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
 /// Location context for building [`ConfigError::Invalid`].
 pub(super) struct Ctx<'a> {
     pub(super) text: &'a str,
@@ -81,11 +83,7 @@ impl Ctx<'_> {
     }
 
     /// Steps 2 and 3 (see the module doc) for the parsed document `doc`.
-    pub(super) fn config(
-        &self,
-        doc: Spanned<DeTable<'_>>,
-        checks: &Checks,
-    ) -> Result<Config, ConfigError> {
+    pub(super) fn config(&self, doc: Spanned<DeTable<'_>>, checks: &Checks) -> Result<Config> {
         let mut errors = Vec::new();
         self.check_keys(doc.get_ref(), "", &mut errors);
         if let Some(first) = errors.into_iter().min_by_key(|e| match e {
@@ -329,9 +327,42 @@ pub(super) fn suggestion_from_serde_message(msg: &str) -> Option<String> {
 /// A TOML integer or string (sizes, durations).
 #[derive(Deserialize)]
 #[serde(untagged, expecting = "an integer or a string")]
-pub(super) enum IntOrStr {
+enum IntOrStr {
     Int(i64),
     Str(String),
+}
+
+/// Bytes: an integer or a size like "1GiB". (Checked while deserializing: toml's error gets the value's span.)
+struct Size(u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match IntOrStr::deserialize(d)? {
+            IntOrStr::Int(n) => u64::try_from(n).map_err(|_| "size must not be negative".into()),
+            IntOrStr::Str(s) => parse_size(&s),
+        }
+        .map(Size)
+        .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A positive duration: integer seconds or a string like "30s".
+pub(super) struct Positive(pub(super) Duration);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let d = match IntOrStr::deserialize(d)? {
+            IntOrStr::Int(n) => (u64::try_from(n).map(Duration::from_secs))
+                .map_err(|_| "duration must not be negative".into()),
+            IntOrStr::Str(s) => parse_duration(&s),
+        };
+        match d {
+            Ok(d) if d.is_zero() => Err("duration must be greater than zero".to_owned()),
+            other => other,
+        }
+        .map(Positive)
+        .map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Deserialize)]
@@ -340,7 +371,7 @@ struct RawConfig {
     backup_dir: Option<Spanned<PathBuf>>,
     log_dir: Option<Spanned<PathBuf>>,
     lock_file: Option<Spanned<PathBuf>>,
-    min_free_space: Option<Spanned<IntOrStr>>,
+    min_free_space: Option<Size>,
     compression: Option<RawCompression>,
     collect: Option<RawCollect>,
     commands: Option<RawCommands>,
@@ -395,14 +426,14 @@ raw_tier!(RawSecondary {
     name: Option<Spanned<String>>,
     path: Spanned<PathBuf>,
     require_mount: Option<bool>,
-    timeout: Option<Spanned<IntOrStr>>,
+    timeout: Option<Positive>,
 });
 
 raw_tier!(RawRemote {
     name: Option<Spanned<String>>,
     target: Spanned<String>,
     flags: Option<Vec<String>>,
-    timeout: Option<Spanned<IntOrStr>>,
+    timeout: Option<Positive>,
     retries: Option<u32>,
 });
 
@@ -426,29 +457,15 @@ struct RawCollect {
 #[serde(deny_unknown_fields)]
 struct RawCommands {
     run: Option<RunCommands>,
-    timeout: Option<Spanned<IntOrStr>>,
+    timeout: Option<Positive>,
     concurrency: Option<Spanned<i64>>,
 }
 
 impl RawConfig {
-    fn validate(self, cx: &Ctx<'_>, checks: &Checks) -> Result<Config, ConfigError> {
+    fn validate(self, cx: &Ctx<'_>, checks: &Checks) -> Result<Config> {
         let defaults = Config::default();
         let dir = |value: Option<Spanned<PathBuf>>, key: &str, default: PathBuf| {
             value.map_or(Ok(default), |v| absolute_path(cx, v, key))
-        };
-        let min_free_space = match self.min_free_space {
-            None => defaults.min_free_space,
-            Some(v) => {
-                let span = v.span();
-                match v.into_inner() {
-                    IntOrStr::Int(n) => u64::try_from(n).map_err(|_| {
-                        cx.invalid(span, "min_free_space", "size must not be negative")
-                    })?,
-                    IntOrStr::Str(s) => {
-                        parse_size(&s).map_err(|e| cx.invalid(span, "min_free_space", e))?
-                    }
-                }
-            }
         };
         // Names are unique among the secondaries, and among the remotes.
         let (mut secondaries, mut remotes) = (Vec::new(), Vec::new());
@@ -456,7 +473,7 @@ impl RawConfig {
             backup_dir: dir(self.backup_dir, "backup_dir", defaults.backup_dir)?,
             log_dir: dir(self.log_dir, "log_dir", defaults.log_dir)?,
             lock_file: dir(self.lock_file, "lock_file", defaults.lock_file)?,
-            min_free_space,
+            min_free_space: self.min_free_space.map_or(defaults.min_free_space, |s| s.0),
             compression: self.compression.unwrap_or_default().validate(cx)?,
             collect: self.collect.unwrap_or_default().validate(cx, checks)?,
             commands: self.commands.unwrap_or_default().validate(cx)?,
@@ -488,7 +505,7 @@ impl RawEncryption {
         cx: &Ctx<'_>,
         span: Range<usize>,
         checks: &Checks,
-    ) -> Result<EncryptionConfig, ConfigError> {
+    ) -> Result<EncryptionConfig> {
         let mut recipients = Vec::new();
         for (i, r) in self.recipients.unwrap_or_default().into_iter().enumerate() {
             if let Err(why) = (checks.recipient)(r.get_ref()) {
@@ -529,26 +546,6 @@ impl RawEncryption {
     }
 }
 
-/// A positive duration given as integer seconds or a string like "30s".
-pub(super) fn duration_value(
-    cx: &Ctx<'_>,
-    v: Spanned<IntOrStr>,
-    key: &str,
-) -> Result<Duration, ConfigError> {
-    let span = v.span();
-    let d = match v.into_inner() {
-        IntOrStr::Int(n) => Duration::from_secs(
-            u64::try_from(n)
-                .map_err(|_| cx.invalid(span.clone(), key, "duration must not be negative"))?,
-        ),
-        IntOrStr::Str(s) => parse_duration(&s).map_err(|e| cx.invalid(span.clone(), key, e))?,
-    };
-    if d.is_zero() {
-        return Err(cx.invalid(span, key, "duration must be greater than zero"));
-    }
-    Ok(d)
-}
-
 /// A tier or channel name: letters, digits, '-', '_' or '.', and not in `seen` (`taken` says by what).
 pub(super) fn unique_name(
     cx: &Ctx<'_>,
@@ -556,7 +553,7 @@ pub(super) fn unique_name(
     key: &str,
     seen: &mut Vec<String>,
     taken: &str,
-) -> Result<String, ConfigError> {
+) -> Result<String> {
     let valid = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
     if name.is_empty() || !name.chars().all(valid) {
         let detail = format!("`{name}`: use letters, digits, '-', '_' or '.'");
@@ -582,7 +579,7 @@ fn secondary(
     cx: &Ctx<'_>,
     entry: Spanned<RawSecondary>,
     seen: &mut Vec<String>,
-) -> Result<SecondaryConfig, ConfigError> {
+) -> Result<SecondaryConfig> {
     let span = entry.span();
     let r = entry.into_inner();
     let retention = r.retention();
@@ -596,20 +593,13 @@ fn secondary(
     Ok(SecondaryConfig {
         name: unique_name(cx, name, "secondary.name", seen, "another tier")?,
         require_mount: r.require_mount.unwrap_or(under_removable),
-        timeout: match r.timeout {
-            Some(t) => duration_value(cx, t, "secondary.timeout")?,
-            None => Duration::from_secs(60),
-        },
+        timeout: r.timeout.map_or(Duration::from_secs(60), |t| t.0),
         path,
         retention,
     })
 }
 
-fn remote(
-    cx: &Ctx<'_>,
-    entry: Spanned<RawRemote>,
-    seen: &mut Vec<String>,
-) -> Result<RemoteConfig, ConfigError> {
+fn remote(cx: &Ctx<'_>, entry: Spanned<RawRemote>, seen: &mut Vec<String>) -> Result<RemoteConfig> {
     let span = entry.span();
     let r = entry.into_inner();
     let retention = r.retention();
@@ -624,21 +614,14 @@ fn remote(
         name: unique_name(cx, name, "remote.name", seen, "another tier")?,
         target: target.trim_end_matches('/').to_string(),
         flags: r.flags.unwrap_or_default(),
-        timeout: match r.timeout {
-            Some(t) => duration_value(cx, t, "remote.timeout")?,
-            None => Duration::from_secs(600),
-        },
+        timeout: r.timeout.map_or(Duration::from_secs(600), |t| t.0),
         retries: r.retries.unwrap_or(3).max(1),
         retention,
     })
 }
 
 /// An absolute path without `..` components (it is joined to the host root later).
-pub(super) fn absolute_path(
-    cx: &Ctx<'_>,
-    value: Spanned<PathBuf>,
-    key: &str,
-) -> Result<PathBuf, ConfigError> {
+pub(super) fn absolute_path(cx: &Ctx<'_>, value: Spanned<PathBuf>, key: &str) -> Result<PathBuf> {
     let span = value.span();
     let path = value.into_inner();
     if !path.is_absolute() {
@@ -653,7 +636,7 @@ pub(super) fn absolute_path(
 }
 
 impl RawCompression {
-    fn validate(self, cx: &Ctx<'_>) -> Result<CompressionConfig, ConfigError> {
+    fn validate(self, cx: &Ctx<'_>) -> Result<CompressionConfig> {
         let algorithm = self.algorithm.unwrap_or(Compression::Zstd);
         let range = algorithm.level_range();
         let level = match self.level {
@@ -679,7 +662,7 @@ impl RawCompression {
 }
 
 impl RawCollect {
-    fn validate(self, cx: &Ctx<'_>, checks: &Checks) -> Result<CollectConfig, ConfigError> {
+    fn validate(self, cx: &Ctx<'_>, checks: &Checks) -> Result<CollectConfig> {
         const SKIP: &str = "collect.skip_categories";
         const EXCLUDE: &str = "collect.exclude";
         let known = checks.categories;
@@ -734,12 +717,8 @@ impl RawCollect {
 }
 
 impl RawCommands {
-    fn validate(self, cx: &Ctx<'_>) -> Result<CommandsConfig, ConfigError> {
+    fn validate(self, cx: &Ctx<'_>) -> Result<CommandsConfig> {
         let defaults = CommandsConfig::default();
-        let timeout = match self.timeout {
-            Some(v) => duration_value(cx, v, "commands.timeout")?,
-            None => defaults.timeout,
-        };
         let concurrency = match self.concurrency {
             None => defaults.concurrency,
             Some(v) => match usize::try_from(*v.get_ref()) {
@@ -752,7 +731,7 @@ impl RawCommands {
         };
         Ok(CommandsConfig {
             run: self.run.unwrap_or(defaults.run),
-            timeout,
+            timeout: self.timeout.map_or(defaults.timeout, |t| t.0),
             concurrency,
         })
     }
