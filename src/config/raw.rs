@@ -217,14 +217,10 @@ fn expected_fields(path: &[(String, bool)]) -> Option<Vec<String>> {
         };
     }
     let err = toml::from_str::<RawConfig>(&text).err()?;
-    let rest = err.message().strip_prefix("unknown field `?`")?;
-    Some(
-        rest.split('`')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_owned)
-            .collect(),
-    )
+    let (bad, fields) = unknown_name(err.message())?;
+    // Not "unknown variant `?`": that is an enum.
+    let field = err.message().starts_with("unknown field") && bad == "?";
+    field.then(|| fields.map(str::to_owned).collect())
 }
 
 fn section(path: &str) -> Option<&'static Section> {
@@ -252,10 +248,7 @@ pub(super) fn suggest_key(key: &str, parent: &str) -> Option<String> {
 
 /// Optimal string alignment distance (Levenshtein plus adjacent transpositions), ignoring case and `-`/`_`.
 pub(super) fn distance(a: &str, b: &str) -> usize {
-    let normalize = |s: &str| -> String {
-        let s = s.to_ascii_lowercase();
-        s.replace('-', "_")
-    };
+    let normalize = |s: &str| s.to_ascii_lowercase().replace('-', "_");
     strsim::osa_distance(&normalize(a), &normalize(b))
 }
 
@@ -311,15 +304,19 @@ fn key_at(table: &DeTable<'_>, path: &str, span: &Range<usize>) -> Option<(usize
     best
 }
 
-/// Suggestion for serde's "unknown field `x`, expected one of `a`, `b`" and
-/// "unknown variant `x`, expected ..." messages.
-pub(super) fn suggestion_from_serde_message(msg: &str) -> Option<String> {
+/// The name and the alternatives in serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown variant").
+fn unknown_name(msg: &str) -> Option<(&str, impl Iterator<Item = &str>)> {
     let rest = msg
         .strip_prefix("unknown field ")
         .or_else(|| msg.strip_prefix("unknown variant "))?;
     let mut quoted = rest.split('`').skip(1).step_by(2);
-    let bad = quoted.next()?;
-    closest(bad, quoted).map(str::to_owned)
+    Some((quoted.next()?, quoted))
+}
+
+/// Suggestion for serde's "unknown field" and "unknown variant" messages.
+pub(super) fn suggestion_from_serde_message(msg: &str) -> Option<String> {
+    let (bad, names) = unknown_name(msg)?;
+    closest(bad, names).map(str::to_owned)
 }
 
 // Raw structs and their validation
