@@ -181,7 +181,7 @@ impl EncryptionConfig {
     }
 }
 
-pub use crate::retention::Policy;
+pub use crate::store::retention::Policy;
 
 /// Per-tier overrides of the `[retention]` keys.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,6 @@
 //! fail with [`InspectError::Damaged`]: on a broken archive the readable part is exactly what an admin needs.
 
 pub mod diff;
-pub mod state;
 pub mod table;
 
 use crate::archive::compression::Compression;
@@ -15,7 +14,7 @@ use crate::archive::format::{
 use crate::archive::name::ArchiveName;
 use crate::archive::probe::{self, Structure};
 use crate::archive::reader::{self, Opened, Problem, TarReader};
-use crate::store::{self, ResolveError};
+use crate::store::{self, ResolveError, state};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

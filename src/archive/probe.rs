@@ -10,7 +10,7 @@
 //! - xz: the stream footer must be the last 12 bytes (magic `YZ`, a valid CRC32, the header's flags).
 //! - tar: the size is a multiple of 512 and the file ends with the two zero blocks of the end marker.
 //! - gzip: a deflate stream cannot be walked without inflating it, so only its header is checked; a cut gzip
-//!   archive is recognized by the size recorded when it was verified (see `inspect::state`).
+//!   archive is recognized by the size recorded when it was verified (see `store::state`).
 
 use crate::archive::compression::Compression;
 use std::fs::File;

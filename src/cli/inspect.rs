@@ -8,7 +8,7 @@ use proxkeep::config::format_size;
 use proxkeep::exit;
 use proxkeep::inspect::table::{Align, local_time, render};
 use proxkeep::inspect::{self, InspectError, State, diff};
-use proxkeep::tier;
+use proxkeep::store::tier;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,4 +1,10 @@
-//! The local backup directory: which files are this host's archives, and what an ARCHIVE argument names.
+//! Where archives are kept. Here: the local backup directory, which files are this host's archives, and what an
+//! ARCHIVE argument names. Below: the verify state recorded beside them ([`state`]), the tiers they are copied to
+//! ([`tier`]) and which of them retention keeps ([`retention`]).
+
+pub mod retention;
+pub mod state;
+pub mod tier;
 
 use crate::archive::name::ArchiveName;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 use crate::archive::name::ArchiveName;
 use crate::config::{Config, Policy};
 use crate::fsx::{is_mount_point, sha256_file};
-use crate::retention::{self, Candidate, Decision, Verified};
+use super::retention::{self, Candidate, Decision, Verified};
 use crate::runner::{self, CommandSpec, RunOptions};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -95,7 +95,7 @@ fn fs_cmd(
 
 /// Verification results recorded in a directory's `.proxkeep-verify.json` (file name → ok?).
 pub fn recorded_verification(dir: &Path) -> HashMap<String, bool> {
-    crate::inspect::state::load(dir)
+    super::state::load(dir)
         .archives
         .into_iter()
         .map(|(name, rec)| (name, rec.ok))
@@ -173,7 +173,7 @@ impl Tier for Local {
         self.policy
     }
     fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError> {
-        Ok(crate::store::list(&self.dir, Some(host))
+        Ok(super::list(&self.dir, Some(host))
             .map_err(|e| TierError::Io(format!("{}: {e}", self.dir.display())))?
             .into_iter()
             .map(|l| TierArchive {
@@ -672,44 +672,6 @@ pub fn sync_tier(
     report
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lsjson_and_hashsum_parsing() {
-        let out = br#"[{"Path":"a.tar.zst","Name":"a.tar.zst","Size":12,"MimeType":"x","ModTime":"2026-01-01T00:00:00Z","IsDir":false,"Hashes":{"sha1":"ab","md5":"cd"}}]"#;
-        let v = parse_lsjson(out).unwrap();
-        assert_eq!(v[0].0, "a.tar.zst");
-        assert_eq!(v[0].1, 12);
-        assert_eq!(v[0].2["sha1"], "ab");
-        assert!(parse_lsjson(b"garbage").is_err());
-        assert_eq!(
-            parse_hashsum(b"F572D396  /tmp/a.txt\n"),
-            Some("f572d396".into())
-        );
-    }
-
-    #[test]
-    fn only_this_hosts_archives_are_listed() {
-        let names = vec![
-            ("pve1-pve-20261127T030000Z.tar.zst".to_string(), 1),
-            ("pve2-pve-20261127T030000Z.tar.zst".to_string(), 1),
-            ("pve1-pve-20261127T030000Z.tar.zst.sha256".to_string(), 1),
-            ("holiday.jpg".to_string(), 1),
-            ("pve1-pve-20261128T030000Z.tar.zst".to_string(), 1),
-        ];
-        let v = parse_listing(names, "pve1");
-        assert_eq!(
-            v.iter().map(|a| a.file.as_str()).collect::<Vec<_>>(),
-            vec![
-                "pve1-pve-20261128T030000Z.tar.zst",
-                "pve1-pve-20261127T030000Z.tar.zst"
-            ]
-        );
-    }
-}
-
 /// An ARCHIVE argument made concrete: a local file, or a copy fetched from a remote (removed on drop).
 #[derive(Debug)]
 pub struct Resolved {
@@ -721,7 +683,7 @@ pub struct Resolved {
 
 /// Resolve an ARCHIVE argument: `NAME:ARCHIVE` on a configured remote or secondary (ARCHIVE may be `latest` or
 /// `latest~N`), else a path, a file name in the backup directory, `latest` or `latest~N` (see
-/// [`crate::store::resolve`]). A remote archive is fetched with rclone (and its sidecar checked when present)
+/// [`super::resolve`]). A remote archive is fetched with rclone (and its sidecar checked when present)
 /// into a private temp directory.
 pub fn resolve_archive(
     spec: &str,
@@ -732,7 +694,7 @@ pub fn resolve_archive(
 ) -> Result<Resolved, String> {
     if let Some((tier_name, rest)) = spec.split_once(':') {
         if let Some(s) = config.secondary.iter().find(|s| s.name == tier_name) {
-            let path = crate::store::resolve(rest, &s.path, host).map_err(|e| e.to_string())?;
+            let path = super::resolve(rest, &s.path, host).map_err(|e| e.to_string())?;
             return Ok(Resolved {
                 path,
                 tier: Some(format!("secondary:{}", s.name)),
@@ -742,7 +704,7 @@ pub fn resolve_archive(
         if let Some(r) = config.remote.iter().find(|r| r.name == tier_name) {
             let mut remote = Remote::new(r, &config.retention);
             remote.cancel = cancel;
-            let file = match crate::store::latest_offset(rest) {
+            let file = match super::latest_offset(rest) {
                 Some(n) => {
                     let list = remote.list(host).map_err(|e| e.to_string())?;
                     list.get(n).map(|a| a.file.clone()).ok_or_else(|| {
@@ -780,10 +742,48 @@ pub fn resolve_archive(
             });
         }
     }
-    let path = crate::store::resolve(spec, backup_dir, host).map_err(|e| e.to_string())?;
+    let path = super::resolve(spec, backup_dir, host).map_err(|e| e.to_string())?;
     Ok(Resolved {
         path,
         tier: None,
         _fetched: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsjson_and_hashsum_parsing() {
+        let out = br#"[{"Path":"a.tar.zst","Name":"a.tar.zst","Size":12,"MimeType":"x","ModTime":"2026-01-01T00:00:00Z","IsDir":false,"Hashes":{"sha1":"ab","md5":"cd"}}]"#;
+        let v = parse_lsjson(out).unwrap();
+        assert_eq!(v[0].0, "a.tar.zst");
+        assert_eq!(v[0].1, 12);
+        assert_eq!(v[0].2["sha1"], "ab");
+        assert!(parse_lsjson(b"garbage").is_err());
+        assert_eq!(
+            parse_hashsum(b"F572D396  /tmp/a.txt\n"),
+            Some("f572d396".into())
+        );
+    }
+
+    #[test]
+    fn only_this_hosts_archives_are_listed() {
+        let names = vec![
+            ("pve1-pve-20261127T030000Z.tar.zst".to_string(), 1),
+            ("pve2-pve-20261127T030000Z.tar.zst".to_string(), 1),
+            ("pve1-pve-20261127T030000Z.tar.zst.sha256".to_string(), 1),
+            ("holiday.jpg".to_string(), 1),
+            ("pve1-pve-20261128T030000Z.tar.zst".to_string(), 1),
+        ];
+        let v = parse_listing(names, "pve1");
+        assert_eq!(
+            v.iter().map(|a| a.file.as_str()).collect::<Vec<_>>(),
+            vec![
+                "pve1-pve-20261128T030000Z.tar.zst",
+                "pve1-pve-20261127T030000Z.tar.zst"
+            ]
+        );
+    }
 }
