@@ -4,10 +4,10 @@
 //! A tier failure is a warning, never a failure of the primary backup. Every file-system call on a secondary
 //! runs under a deadline (a dead NFS mount must not hang the run) and every rclone call under a timeout.
 
+use super::retention::{self, Candidate, Decision, Verified};
 use crate::archive::name::ArchiveName;
 use crate::config::{Config, Policy};
 use crate::fsx::{is_mount_point, sha256_file};
-use super::retention::{self, Candidate, Decision, Verified};
 use crate::runner::{self, CommandSpec, RunOptions};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
