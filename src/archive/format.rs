@@ -60,6 +60,26 @@ pub enum Kind {
     Symlink,
 }
 
+impl Kind {
+    /// The kind of a tar entry; `None` for what an archive never stores (hard links, devices, FIFOs).
+    pub fn of_tar(t: tar::EntryType) -> Option<Kind> {
+        match t {
+            tar::EntryType::Regular | tar::EntryType::Continuous => Some(Kind::File),
+            tar::EntryType::Directory => Some(Kind::Dir),
+            tar::EntryType::Symlink => Some(Kind::Symlink),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Dir => "dir",
+            Kind::Symlink => "symlink",
+        }
+    }
+}
+
 /// One archive entry as recorded in the index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexEntry {

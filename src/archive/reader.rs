@@ -1,9 +1,7 @@
 //! Reading archives back: decompression picked from the file's magic bytes, and a full verification that
 //! every entry matches the index. The backup's read-back and `proxkeep verify` are the same code.
 
-use super::format::{
-    CONFIG_DB_PATH, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields,
-};
+use super::format::{INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
 use crate::archive::compression::Compression;
 use crate::crypt::{self, Keys};
 use sha2::{Digest, Sha256};
@@ -177,12 +175,6 @@ impl Opened {
         })
     }
 
-    /// Compressed bytes the decoder consumed so far: where a broken stream broke, within one compressor
-    /// block (zstd: 128 KiB at most; none: exact).
-    pub fn offset(&self) -> u64 {
-        self.consumed.load(Ordering::Relaxed)
-    }
-
     pub fn tar(self) -> TarReader {
         TarReader {
             archive: tar::Archive::new(self.decoder),
@@ -197,7 +189,8 @@ impl Opened {
 
 pub struct TarReader {
     pub archive: tar::Archive<Decoder>,
-    /// Compressed bytes consumed by the decoder so far (see [`Opened::offset`]).
+    /// Compressed bytes the decoder consumed so far: where a broken stream broke, within one compressor
+    /// block (zstd: 128 KiB at most; none: exact).
     pub offset: Arc<AtomicU64>,
     read: Arc<AtomicU64>,
     hasher: Arc<Mutex<Sha256>>,
@@ -320,15 +313,6 @@ struct Seen {
     xattrs: Vec<String>,
 }
 
-fn kind_of(t: tar::EntryType) -> Option<Kind> {
-    match t {
-        tar::EntryType::Regular | tar::EntryType::Continuous => Some(Kind::File),
-        tar::EntryType::Directory => Some(Kind::Dir),
-        tar::EntryType::Symlink => Some(Kind::Symlink),
-        _ => None,
-    }
-}
-
 fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
     Problem {
         path: path.map(|p| path_fields(p).0),
@@ -374,10 +358,14 @@ pub fn verify_stream(
     };
     let file_len = file_len.unwrap_or(u64::MAX);
     let encrypted = opened.encrypted;
+    let compression = opened.compression;
+    let mut reader = opened.tar();
+    let offset = reader.offset.clone();
     // A decoder error with everything consumed means the file ends inside the stream: say so plainly. Inside
     // an encrypted archive, age's own error says what is wrong, and offsets are of the decrypted stream.
-    let broken = |at: u64, what: &str, e: &io::Error| {
-        if crypt::in_io(e).is_some() {
+    let broken = |path: Option<&[u8]>, what: &str, e: &io::Error| {
+        let at = offset.load(Ordering::Relaxed);
+        let message = if crypt::in_io(e).is_some() {
             format!("{e}{what}")
         } else if encrypted {
             format!("archive stream is damaged{what} (at byte {at} of the decrypted stream): {e}")
@@ -385,11 +373,12 @@ pub fn verify_stream(
             format!("the file ends at byte {file_len} inside the stream (cut off){what}: {e}")
         } else {
             format!("archive stream is damaged{what}: {e}")
+        };
+        Problem {
+            offset: (!encrypted).then_some(at),
+            ..problem(path, message)
         }
     };
-    let compression = opened.compression;
-    let mut reader = opened.tar();
-    let offset = reader.offset.clone();
     let mut v = Verification::empty(compression);
     let mut seen: Vec<Seen> = Vec::new();
     let mut after_index = false;
@@ -413,12 +402,7 @@ pub fn verify_stream(
         let mut entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                let at = offset.load(Ordering::Relaxed);
-                v.problems.push(Problem {
-                    path: None,
-                    offset: (!encrypted).then_some(at),
-                    message: broken(at, "", &e),
-                });
+                v.problems.push(broken(None, "", &e));
                 stream_ok = false;
                 break;
             }
@@ -466,12 +450,8 @@ pub fn verify_stream(
             }
         };
         if let Err(e) = read {
-            let at = offset.load(Ordering::Relaxed);
-            v.problems.push(Problem {
-                path: Some(path_fields(&path).0),
-                offset: (!encrypted).then_some(at),
-                message: broken(at, " while reading this entry", &e),
-            });
+            v.problems
+                .push(broken(Some(&path), " while reading this entry", &e));
             stream_ok = false;
             break;
         }
@@ -497,7 +477,7 @@ pub fn verify_stream(
             after_index = true;
             continue;
         }
-        let kind = kind_of(header.entry_type());
+        let kind = Kind::of_tar(header.entry_type());
         seen.push(Seen {
             target: entry.link_name_bytes().map(|t| t.into_owned()),
             path,
@@ -527,14 +507,7 @@ pub fn verify_stream(
                     });
                 }
             }
-            Err(e) => {
-                let at = offset.load(Ordering::Relaxed);
-                v.problems.push(Problem {
-                    path: None,
-                    offset: (!encrypted).then_some(at),
-                    message: broken(at, " at its end", &e),
-                })
-            }
+            Err(e) => v.problems.push(broken(None, " at its end", &e)),
         }
     } else {
         v.bytes = offset.load(Ordering::Relaxed);
@@ -655,9 +628,6 @@ pub fn read_meta(path: &Path) -> io::Result<Meta> {
     first.read_to_end(&mut data)?;
     serde_json::from_slice(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
-
-/// Archive path of the pmxcfs snapshot (re-exported for readers).
-pub const PMXCFS_DB: &str = CONFIG_DB_PATH;
 
 /// Shared between an archive writer and a [`Follow`] reader of the same file.
 #[derive(Debug, Default)]

@@ -88,7 +88,7 @@ impl std::fmt::Display for Detail {
         let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
         match self {
             Detail::Kind { from, to } => {
-                write!(f, "kind {} → {}", kind_name(*from), kind_name(*to))
+                write!(f, "kind {} → {}", from.name(), to.name())
             }
             Detail::Content {
                 from_size: Some(a),
@@ -106,14 +106,6 @@ impl std::fmt::Display for Detail {
                 write!(f, "xattrs [{}] → [{}]", from.join(","), to.join(","))
             }
         }
-    }
-}
-
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::File => "file",
-        Kind::Dir => "dir",
-        Kind::Symlink => "symlink",
     }
 }
 

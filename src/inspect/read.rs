@@ -162,12 +162,10 @@ pub struct LsEntry {
 }
 
 fn kind_name(t: tar::EntryType) -> &'static str {
-    match t {
-        tar::EntryType::Regular | tar::EntryType::Continuous => "file",
-        tar::EntryType::Directory => "dir",
-        tar::EntryType::Symlink => "symlink",
-        tar::EntryType::Link => "hardlink",
-        _ => "other",
+    match Kind::of_tar(t) {
+        Some(k) => k.name(),
+        None if t == tar::EntryType::Link => "hardlink",
+        None => "other",
     }
 }
 
