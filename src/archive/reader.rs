@@ -382,7 +382,7 @@ pub fn verify_stream(
     let mut v = Verification::empty(compression);
     let mut seen: Vec<Seen> = Vec::new();
     let mut after_index = false;
-    let (mut meta_seen, mut index_seen) = (false, false);
+    let mut meta_seen = false;
     let mut first = true;
     let mut stream_ok = true;
     let mut buf = vec![0u8; 256 * 1024];
@@ -425,56 +425,30 @@ pub fn verify_stream(
                 "entry found after proxkeep/index.json (appended to the archive)",
             ));
         }
-        let mut xattrs = Vec::new();
-        if let Ok(Some(exts)) = entry.pax_extensions() {
-            for ext in exts.flatten() {
-                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
-                    xattrs.push(name.to_string());
-                }
-            }
-        }
-        // Read content, hashing it (meta and index are small and parsed instead).
-        let mut hasher = Sha256::new();
-        let mut small = Vec::new();
-        let keep = is_meta || is_index;
-        let read = loop {
-            match entry.read(&mut buf) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                    if keep {
-                        small.extend_from_slice(&buf[..n]);
-                    }
-                }
-                Err(e) => break Err(e),
+        let xattrs = xattr_names(&mut entry);
+        // Meta and index are small and parsed; their bytes are kept.
+        let (hasher, small) = match read_content(&mut entry, &mut buf, is_meta || is_index) {
+            Ok(r) => r,
+            Err(e) => {
+                v.problems
+                    .push(broken(Some(&path), " while reading this entry", &e));
+                stream_ok = false;
+                break;
             }
         };
-        if let Err(e) = read {
-            v.problems
-                .push(broken(Some(&path), " while reading this entry", &e));
-            stream_ok = false;
-            break;
-        }
-        if is_meta {
-            meta_seen = true;
-            match serde_json::from_slice::<Meta>(&small) {
-                Ok(m) => v.meta = Some(m),
-                Err(e) => v
-                    .problems
-                    .push(problem(Some(&path), format!("cannot parse: {e}"))),
+        if is_meta || is_index {
+            let parsed = if is_meta {
+                meta_seen = true;
+                serde_json::from_slice(&small).map(|m| v.meta = Some(m))
+            } else {
+                after_index = true;
+                v.index_sha256 = Some(hex(&hasher.finalize()));
+                serde_json::from_slice(&small).map(|i| v.index = Some(i))
+            };
+            if let Err(e) = parsed {
+                v.problems
+                    .push(problem(Some(&path), format!("cannot parse: {e}")));
             }
-            continue;
-        }
-        if is_index {
-            v.index_sha256 = Some(hex(&hasher.clone().finalize()));
-            index_seen = true;
-            match serde_json::from_slice::<Index>(&small) {
-                Ok(i) => v.index = Some(i),
-                Err(e) => v
-                    .problems
-                    .push(problem(Some(&path), format!("cannot parse: {e}"))),
-            }
-            after_index = true;
             continue;
         }
         let kind = Kind::of_tar(header.entry_type());
@@ -512,28 +486,73 @@ pub fn verify_stream(
     } else {
         v.bytes = offset.load(Ordering::Relaxed);
     }
+    check_ends(&mut v, &seen, stream_ok, meta_seen, expected());
+    Ok(v)
+}
 
+/// Once the stream is read: meta.json and index.json there, the index the one `expected`, and every entry
+/// seen as the index lists it (`complete`: the stream was read to its end).
+fn check_ends(
+    v: &mut Verification,
+    seen: &[Seen],
+    complete: bool,
+    meta_seen: bool,
+    expected: Option<Index>,
+) {
     if !meta_seen && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
         v.problems
             .push(problem(None, "proxkeep/meta.json is missing"));
     }
-    let expected = expected();
-    let expected = expected.as_ref();
-    match (&v.index, expected) {
-        (None, _) if stream_ok && !index_seen => v
-            .problems
-            .push(problem(None, "proxkeep/index.json is missing")),
-        (None, _) => {}
-        (Some(idx), Some(exp)) if idx != exp => v.problems.push(problem(
+    // The index's hash is taken whenever the entry is there, parsable or not.
+    if complete && v.index_sha256.is_none() {
+        v.problems
+            .push(problem(None, "proxkeep/index.json is missing"));
+    }
+    if let (Some(idx), Some(exp)) = (&v.index, &expected)
+        && idx != exp
+    {
+        v.problems.push(problem(
             Some(INDEX_PATH.as_bytes()),
             "differs from the index the backup wrote",
-        )),
-        _ => {}
+        ));
     }
-    if let Some(idx) = v.index.as_ref().or(expected) {
-        compare(idx, &seen, stream_ok, &mut v.problems);
+    if let Some(idx) = v.index.as_ref().or(expected.as_ref()) {
+        compare(idx, seen, complete, &mut v.problems);
     }
-    Ok(v)
+}
+
+/// The names of the extended attributes stored with an entry (its `SCHILY.xattr.*` PAX records).
+fn xattr_names(entry: &mut tar::Entry<'_, Decoder>) -> Vec<String> {
+    let Ok(Some(exts)) = entry.pax_extensions() else {
+        return Vec::new();
+    };
+    exts.flatten()
+        .filter_map(|ext| {
+            let name = ext.key().ok()?.strip_prefix("SCHILY.xattr.")?;
+            Some(name.to_string())
+        })
+        .collect()
+}
+
+/// Read an entry's content to its end, hashing it; its bytes are returned too when `keep`.
+fn read_content(
+    entry: &mut impl Read,
+    buf: &mut [u8],
+    keep: bool,
+) -> io::Result<(Sha256, Vec<u8>)> {
+    let mut hasher = Sha256::new();
+    let mut kept = Vec::new();
+    loop {
+        match entry.read(buf)? {
+            0 => return Ok((hasher, kept)),
+            n => {
+                hasher.update(&buf[..n]);
+                if keep {
+                    kept.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+    }
 }
 
 fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Problem>) {
