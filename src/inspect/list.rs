@@ -87,7 +87,7 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError>
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .map(|l| list_one(l, records.get(&l.name.to_string())))
+                        .map(|l| list_one(dir, l, records.get(&l.name.to_string())))
                         .collect::<Vec<_>>()
                 })
             })
@@ -99,10 +99,10 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError>
     }))
 }
 
-fn list_one(l: &store::Listed, rec: Option<&state::Record>) -> Listed {
+fn list_one(dir: &Path, l: &store::Listed, rec: Option<&state::Record>) -> Listed {
     let name = l.name.to_string();
     let mut out = Listed {
-        path: l.path.clone(),
+        path: dir.join(&l.file),
         host: l.name.host.clone(),
         role: l.name.role.to_string(),
         time: l.name.time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
@@ -119,7 +119,7 @@ fn list_one(l: &store::Listed, rec: Option<&state::Record>) -> Listed {
         verified: None,
         name,
     };
-    let (state, reason) = judge(&l.path, rec, &mut out);
+    let (state, reason) = judge(&dir.join(&l.file), rec, &mut out);
     out.state = state;
     out.reason = reason;
     out

@@ -183,7 +183,8 @@ pub fn verify_dir(dir: &Path) -> Result<Vec<Verified>, InspectError> {
     Ok(found
         .iter()
         .map(|l| {
-            verify(&l.path).unwrap_or_else(|e| {
+            let path = dir.join(&l.file);
+            verify(&path).unwrap_or_else(|e| {
                 let problem = Problem {
                     path: None,
                     offset: None,
@@ -191,7 +192,7 @@ pub fn verify_dir(dir: &Path) -> Result<Vec<Verified>, InspectError> {
                 };
                 let name = l.name.to_string();
                 Verified::new(
-                    &l.path,
+                    &path,
                     name,
                     l.name.compression,
                     l.size,

@@ -19,12 +19,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// One archive as a tier sees it.
-#[derive(Debug, Clone)]
-pub struct TierArchive {
-    pub file: String,
-    pub name: ArchiveName,
-    pub size: u64,
-}
+pub type TierArchive = super::Listed;
 
 /// What happened on one tier in this run.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -126,15 +121,7 @@ pub fn plan_for(
 }
 
 fn parse_listing(names: impl IntoIterator<Item = (String, u64)>, host: &str) -> Vec<TierArchive> {
-    let mut out: Vec<TierArchive> = names
-        .into_iter()
-        .filter_map(|(file, size)| {
-            let name = ArchiveName::parse(&file)?;
-            (name.host == host).then_some(TierArchive { file, name, size })
-        })
-        .collect();
-    out.sort_by(|a, b| b.name.time.cmp(&a.name.time));
-    out
+    super::archives(names, Some(host))
 }
 
 /// A place that holds archives.
@@ -168,15 +155,8 @@ impl Tier for Local {
         self.policy
     }
     fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError> {
-        Ok(super::list(&self.dir, Some(host))
-            .map_err(|e| TierError::Io(format!("{}: {e}", self.dir.display())))?
-            .into_iter()
-            .map(|l| TierArchive {
-                file: l.name.to_string(),
-                name: l.name,
-                size: l.size,
-            })
-            .collect())
+        super::list(&self.dir, Some(host))
+            .map_err(|e| TierError::Io(format!("{}: {e}", self.dir.display())))
     }
     fn put(&self, _: &Path, _: &str) -> Result<(), TierError> {
         Ok(())
