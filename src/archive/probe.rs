@@ -73,6 +73,14 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
             "cut off at byte {len}: {what} at byte {at} runs past the end"
         )))
     };
+    // A header past the bytes read: cut off if that was the whole file, else the tail decides.
+    let short = |what: &str, at: u64, checksum: bool| {
+        if complete {
+            cut(what, at)
+        } else {
+            zstd_tail(file, len, checksum)
+        }
+    };
     let mut pos = 0u64;
     let mut checksum = true;
     while pos < len {
@@ -89,11 +97,7 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
         if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
             // Skippable frame: magic, 4-byte size, payload.
             let Some(sz) = at(pos + 4, 4) else {
-                return if complete {
-                    cut("a skippable frame header", pos)
-                } else {
-                    zstd_tail(file, len, checksum)
-                };
+                return short("a skippable frame header", pos, checksum);
             };
             let size = u64::from(u32::from_le_bytes([sz[0], sz[1], sz[2], sz[3]]));
             pos += 8 + size;
@@ -109,11 +113,7 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
         }
         let frame_start = pos;
         let Some(&[fhd]) = at(pos + 4, 1) else {
-            return if complete {
-                cut("a frame header", frame_start)
-            } else {
-                zstd_tail(file, len, checksum)
-            };
+            return short("a frame header", frame_start, checksum);
         };
         let single_segment = fhd & 0x20 != 0;
         checksum = fhd & 0x04 != 0;
@@ -127,11 +127,7 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
         pos += 5 + u64::from(!single_segment) + dict_id + fcs;
         loop {
             let Some(b) = at(pos, 3) else {
-                return if complete {
-                    cut("a block header", pos.min(len))
-                } else {
-                    zstd_tail(file, len, checksum)
-                };
+                return short("a block header", pos.min(len), checksum);
             };
             let Some((last, _, content)) = zstd_block(b) else {
                 return Ok(Structure::Broken(format!(

@@ -288,6 +288,21 @@ pub struct Step {
 }
 
 impl Step {
+    /// A step not implied by another, not through pmxcfs, with nothing observed and no diff.
+    fn new(wanted: Option<usize>, path: &[u8], category: &str, kind: Kind, action: Action) -> Step {
+        Step {
+            wanted,
+            path: path.to_vec(),
+            category: category.to_string(),
+            kind,
+            action,
+            implicit: false,
+            through_pmxcfs: false,
+            observed: None,
+            diff: None,
+        }
+    }
+
     pub fn shown(&self) -> String {
         format!("/{}", show(&self.path))
     }
@@ -534,15 +549,10 @@ pub fn plan(
             );
         }
         decisions.push(Decision::Step(Step {
-            wanted: Some(i),
-            path: w.path.clone(),
-            category: w.category.clone(),
-            kind: w.kind,
-            action,
-            implicit: false,
             through_pmxcfs: through,
             observed: obs.kind(),
             diff,
+            ..Step::new(Some(i), &w.path, &w.category, w.kind, action)
         }));
     }
     // Directories above what will be written, missing on the target, come from the archive too.
@@ -564,15 +574,9 @@ pub fn plan(
                 if w.kind == Kind::Dir && needed.contains(&w.path) && *obs == Observed::Missing {
                     let through = under_etc_pve(&w.path) && rules.pve == PveWrite::ThroughMount;
                     out.steps.push(Step {
-                        wanted: Some(i),
-                        path: w.path.clone(),
-                        category: w.category.clone(),
-                        kind: Kind::Dir,
-                        action: Action::Create,
                         implicit: true,
                         through_pmxcfs: through,
-                        observed: None,
-                        diff: None,
+                        ..Step::new(Some(i), &w.path, &w.category, Kind::Dir, Action::Create)
                     });
                 } else {
                     out.not_selected += 1;
@@ -587,15 +591,8 @@ pub fn plan(
         let obs = observed.get(path).unwrap_or(&MISSING);
         if let Some(kind) = obs.kind() {
             out.steps.push(Step {
-                wanted: None,
-                path: path.clone(),
-                category: category.clone(),
-                kind,
-                action: Action::Remove,
-                implicit: false,
-                through_pmxcfs: false,
                 observed: Some(kind),
-                diff: None,
+                ..Step::new(None, path, category, kind, Action::Remove)
             });
         }
     }
