@@ -102,7 +102,7 @@ pub struct BackupReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_file: Option<PathBuf>,
     /// Local directory, secondaries and remotes: copies and retention.
-    pub tiers: Vec<crate::tier::TierReport>,
+    pub tiers: Vec<crate::store::tier::TierReport>,
 }
 
 /// The concurrent read-back; dropping it without `finish` (an error path) tells it to stop.
@@ -840,7 +840,7 @@ fn write_archive(
     // The read-back above was a full verify: record it, so `list` shows the archive `ok` without reading it.
     let totals = Some(index.totals.clone());
     let recorded = fs::metadata(&final_path).and_then(|md| {
-        let rec = crate::inspect::state::Record::new(
+        let rec = crate::store::state::Record::new(
             &md,
             true,
             Some(written.sha256.clone()),
@@ -848,12 +848,12 @@ fn write_archive(
             totals,
             "backup",
         );
-        crate::inspect::state::record(backup_dir, &final_name, rec)
+        crate::store::state::record(backup_dir, &final_name, rec)
     });
     if let Err(e) = recorded {
         log.warn(&format!(
             "cannot record the verification in {}: {e}",
-            crate::inspect::state::STATE_FILE
+            crate::store::state::STATE_FILE
         ));
     }
     report.sha256 = Some(written.sha256);
@@ -1181,8 +1181,8 @@ fn distribute(
     archive: &Path,
     sha256: &str,
     time: Timestamp,
-) -> Vec<crate::tier::TierReport> {
-    use crate::tier;
+) -> Vec<crate::store::tier::TierReport> {
+    use crate::store::tier;
     let tz = jiff::tz::TimeZone::system();
     let now = time;
     let tiers = tier::tiers(&ctx.config, backup_dir, ctx.cancel);

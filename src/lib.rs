@@ -17,11 +17,9 @@ pub mod output;
 pub mod pmxcfs;
 pub mod preflight;
 pub mod restore;
-pub mod retention;
 pub mod runner;
 pub mod secrets;
 pub mod store;
-pub mod tier;
 pub mod units;
 
 /// Exit codes (documented in the README).

@@ -331,7 +331,7 @@ fn run_prune(
     dir: Option<PathBuf>,
     cancel: &'static AtomicBool,
 ) -> Result<i32, Exit> {
-    use proxkeep::tier::{self, TierReport};
+    use proxkeep::store::tier::{self, TierReport};
     let dir = dir.unwrap_or_else(|| config.backup_dir.clone());
     let host = proxkeep::host::hostname(root);
     let now = std::env::var("PROXKEEP_NOW")
@@ -383,12 +383,12 @@ fn run_prune(
                     );
                     for (a, d) in &plan {
                         let what = match d {
-                            proxkeep::retention::Decision::Keep(r) => format!("keep    {r}"),
-                            proxkeep::retention::Decision::Remove if dry_run => {
+                            proxkeep::store::retention::Decision::Keep(r) => format!("keep    {r}"),
+                            proxkeep::store::retention::Decision::Remove if dry_run => {
                                 "remove  (would)".to_string()
                             }
-                            proxkeep::retention::Decision::Remove => "removed".to_string(),
-                            proxkeep::retention::Decision::Damaged => {
+                            proxkeep::store::retention::Decision::Remove => "removed".to_string(),
+                            proxkeep::store::retention::Decision::Damaged => {
                                 "DAMAGED kept: failed verification, check it".into()
                             }
                         };

@@ -60,6 +60,26 @@ pub enum Kind {
     Symlink,
 }
 
+impl Kind {
+    /// The kind of a tar entry; `None` for what an archive never stores (hard links, devices, FIFOs).
+    pub fn of_tar(t: tar::EntryType) -> Option<Kind> {
+        match t {
+            tar::EntryType::Regular | tar::EntryType::Continuous => Some(Kind::File),
+            tar::EntryType::Directory => Some(Kind::Dir),
+            tar::EntryType::Symlink => Some(Kind::Symlink),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Dir => "dir",
+            Kind::Symlink => "symlink",
+        }
+    }
+}
+
 /// One archive entry as recorded in the index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexEntry {
@@ -201,24 +221,14 @@ impl Default for Index {
     }
 }
 
+/// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
+    base16ct::lower::encode_string(bytes)
 }
 
+/// Hex of either case → bytes; `None` for anything else.
 pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    base16ct::mixed::decode_vec(s).ok()
 }
 
 /// Path bytes → (display string, hex when not UTF-8).

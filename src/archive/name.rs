@@ -64,7 +64,7 @@ impl ArchiveName {
         let (rest, time) = stem.rsplit_once('-')?;
         let (host, role) = rest.rsplit_once('-')?;
         let role = Role::parse(role)?;
-        if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if !host_ok(host) {
             return None;
         }
         let time = parse_time(time)?;
@@ -113,9 +113,12 @@ pub fn is_safety_file_name(file_name: &str) -> bool {
     else {
         return false;
     };
-    !host.is_empty()
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && parse_time(time).is_some()
+    host_ok(host) && parse_time(time).is_some()
+}
+
+/// A host name as archive names carry it: letters, digits and `-`.
+fn host_ok(host: &str) -> bool {
+    !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 pub fn format_time(t: Timestamp) -> String {

@@ -10,7 +10,7 @@
 //! - xz: the stream footer must be the last 12 bytes (magic `YZ`, a valid CRC32, the header's flags).
 //! - tar: the size is a multiple of 512 and the file ends with the two zero blocks of the end marker.
 //! - gzip: a deflate stream cannot be walked without inflating it, so only its header is checked; a cut gzip
-//!   archive is recognized by the size recorded when it was verified (see `inspect::state`).
+//!   archive is recognized by the size recorded when it was verified (see `store::state`).
 
 use crate::archive::compression::Compression;
 use std::fs::File;
@@ -73,6 +73,14 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
             "cut off at byte {len}: {what} at byte {at} runs past the end"
         )))
     };
+    // A header past the bytes read: cut off if that was the whole file, else the tail decides.
+    let short = |what: &str, at: u64, checksum: bool| {
+        if complete {
+            cut(what, at)
+        } else {
+            zstd_tail(file, len, checksum)
+        }
+    };
     let mut pos = 0u64;
     let mut checksum = true;
     while pos < len {
@@ -89,11 +97,7 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
         if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
             // Skippable frame: magic, 4-byte size, payload.
             let Some(sz) = at(pos + 4, 4) else {
-                return if complete {
-                    cut("a skippable frame header", pos)
-                } else {
-                    zstd_tail(file, len, checksum)
-                };
+                return short("a skippable frame header", pos, checksum);
             };
             let size = u64::from(u32::from_le_bytes([sz[0], sz[1], sz[2], sz[3]]));
             pos += 8 + size;
@@ -109,11 +113,7 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
         }
         let frame_start = pos;
         let Some(&[fhd]) = at(pos + 4, 1) else {
-            return if complete {
-                cut("a frame header", frame_start)
-            } else {
-                zstd_tail(file, len, checksum)
-            };
+            return short("a frame header", frame_start, checksum);
         };
         let single_segment = fhd & 0x20 != 0;
         checksum = fhd & 0x04 != 0;
@@ -127,25 +127,15 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
         pos += 5 + u64::from(!single_segment) + dict_id + fcs;
         loop {
             let Some(b) = at(pos, 3) else {
-                return if complete {
-                    cut("a block header", pos.min(len))
-                } else {
-                    zstd_tail(file, len, checksum)
-                };
+                return short("a block header", pos.min(len), checksum);
             };
-            let header = u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16;
-            let size = u64::from(header >> 3);
-            let content = match (header >> 1) & 3 {
-                0 | 2 => size, // raw, compressed
-                1 => 1,        // RLE: one byte repeated
-                _ => {
-                    return Ok(Structure::Broken(format!(
-                        "invalid zstd block header at byte {pos}"
-                    )));
-                }
+            let Some((last, _, content)) = zstd_block(b) else {
+                return Ok(Structure::Broken(format!(
+                    "invalid zstd block header at byte {pos}"
+                )));
             };
             pos += 3 + content;
-            if header & 1 != 0 {
+            if last {
                 break;
             }
         }
@@ -162,6 +152,19 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
     Ok(Structure::Complete)
 }
 
+/// A zstd block header (3 bytes, little-endian): (last block?, size field, bytes of content that follow);
+/// `None` for the reserved block type.
+fn zstd_block(b: &[u8]) -> Option<(bool, u64, u64)> {
+    let header = u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16;
+    let size = u64::from(header >> 3);
+    let content = match (header >> 1) & 3 {
+        0 | 2 => size, // raw, compressed
+        1 => 1,        // RLE: one byte repeated
+        _ => return None,
+    };
+    Some((header & 1 != 0, size, content))
+}
+
 /// Whether the file ends like a zstd frame: a last-block header in the final 128 KiB whose block, and the
 /// frame checksum (when the frame being walked has one), end exactly at the end of the file.
 fn zstd_tail(file: &File, len: u64, checksum: bool) -> io::Result<Structure> {
@@ -171,15 +174,10 @@ fn zstd_tail(file: &File, len: u64, checksum: bool) -> io::Result<Structure> {
     let trailer = if checksum { 4 } else { 0 };
     if tail.len() >= 3 + trailer {
         for p in 0..=tail.len() - 3 - trailer {
-            let header =
-                u32::from(tail[p]) | u32::from(tail[p + 1]) << 8 | u32::from(tail[p + 2]) << 16;
-            let size = u64::from(header >> 3);
-            let content = match (header >> 1) & 3 {
-                0 | 2 => size,
-                1 => 1,
-                _ => continue,
+            let Some((last, size, content)) = zstd_block(&tail[p..]) else {
+                continue;
             };
-            if header & 1 == 1
+            if last
                 && size <= ZSTD_MAX_BLOCK
                 && p as u64 + 3 + content + trailer as u64 == tail.len() as u64
             {
@@ -190,22 +188,6 @@ fn zstd_tail(file: &File, len: u64, checksum: bool) -> io::Result<Structure> {
     Ok(Structure::Broken(format!(
         "cut off at byte {len}: the file does not end where a zstd frame ends"
     )))
-}
-
-/// CRC-32 (IEEE), as xz uses for its headers; bitwise, since it only ever covers a few bytes here.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 fn xz_footer(file: &File, len: u64) -> io::Result<Structure> {
@@ -225,7 +207,7 @@ fn xz_footer(file: &File, len: u64) -> io::Result<Structure> {
         )));
     }
     let stored = u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]);
-    if crc32(&footer[4..10]) != stored || footer[8..10] != header[6..8] {
+    if crc32fast::hash(&footer[4..10]) != stored || footer[8..10] != header[6..8] {
         return Ok(Structure::Broken(format!(
             "the xz stream footer at byte {} is damaged",
             end - 12
@@ -403,7 +385,7 @@ mod tests {
         let mut padded = x.clone();
         padded.extend_from_slice(&[0; 8]);
         assert_eq!(check(&padded, Compression::Xz), Structure::Complete);
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
     }
 
     #[test]

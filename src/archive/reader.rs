@@ -1,9 +1,7 @@
 //! Reading archives back: decompression picked from the file's magic bytes, and a full verification that
 //! every entry matches the index. The backup's read-back and `proxkeep verify` are the same code.
 
-use super::format::{
-    CONFIG_DB_PATH, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields,
-};
+use super::format::{INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
 use crate::archive::compression::Compression;
 use crate::crypt::{self, Keys};
 use sha2::{Digest, Sha256};
@@ -177,12 +175,6 @@ impl Opened {
         })
     }
 
-    /// Compressed bytes the decoder consumed so far: where a broken stream broke, within one compressor
-    /// block (zstd: 128 KiB at most; none: exact).
-    pub fn offset(&self) -> u64 {
-        self.consumed.load(Ordering::Relaxed)
-    }
-
     pub fn tar(self) -> TarReader {
         TarReader {
             archive: tar::Archive::new(self.decoder),
@@ -197,7 +189,8 @@ impl Opened {
 
 pub struct TarReader {
     pub archive: tar::Archive<Decoder>,
-    /// Compressed bytes consumed by the decoder so far (see [`Opened::offset`]).
+    /// Compressed bytes the decoder consumed so far: where a broken stream broke, within one compressor
+    /// block (zstd: 128 KiB at most; none: exact).
     pub offset: Arc<AtomicU64>,
     read: Arc<AtomicU64>,
     hasher: Arc<Mutex<Sha256>>,
@@ -320,15 +313,6 @@ struct Seen {
     xattrs: Vec<String>,
 }
 
-fn kind_of(t: tar::EntryType) -> Option<Kind> {
-    match t {
-        tar::EntryType::Regular | tar::EntryType::Continuous => Some(Kind::File),
-        tar::EntryType::Directory => Some(Kind::Dir),
-        tar::EntryType::Symlink => Some(Kind::Symlink),
-        _ => None,
-    }
-}
-
 fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
     Problem {
         path: path.map(|p| path_fields(p).0),
@@ -374,10 +358,14 @@ pub fn verify_stream(
     };
     let file_len = file_len.unwrap_or(u64::MAX);
     let encrypted = opened.encrypted;
+    let compression = opened.compression;
+    let mut reader = opened.tar();
+    let offset = reader.offset.clone();
     // A decoder error with everything consumed means the file ends inside the stream: say so plainly. Inside
     // an encrypted archive, age's own error says what is wrong, and offsets are of the decrypted stream.
-    let broken = |at: u64, what: &str, e: &io::Error| {
-        if crypt::in_io(e).is_some() {
+    let broken = |path: Option<&[u8]>, what: &str, e: &io::Error| {
+        let at = offset.load(Ordering::Relaxed);
+        let message = if crypt::in_io(e).is_some() {
             format!("{e}{what}")
         } else if encrypted {
             format!("archive stream is damaged{what} (at byte {at} of the decrypted stream): {e}")
@@ -385,15 +373,16 @@ pub fn verify_stream(
             format!("the file ends at byte {file_len} inside the stream (cut off){what}: {e}")
         } else {
             format!("archive stream is damaged{what}: {e}")
+        };
+        Problem {
+            offset: (!encrypted).then_some(at),
+            ..problem(path, message)
         }
     };
-    let compression = opened.compression;
-    let mut reader = opened.tar();
-    let offset = reader.offset.clone();
     let mut v = Verification::empty(compression);
     let mut seen: Vec<Seen> = Vec::new();
     let mut after_index = false;
-    let (mut meta_seen, mut index_seen) = (false, false);
+    let mut meta_seen = false;
     let mut first = true;
     let mut stream_ok = true;
     let mut buf = vec![0u8; 256 * 1024];
@@ -413,12 +402,7 @@ pub fn verify_stream(
         let mut entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                let at = offset.load(Ordering::Relaxed);
-                v.problems.push(Problem {
-                    path: None,
-                    offset: (!encrypted).then_some(at),
-                    message: broken(at, "", &e),
-                });
+                v.problems.push(broken(None, "", &e));
                 stream_ok = false;
                 break;
             }
@@ -441,63 +425,33 @@ pub fn verify_stream(
                 "entry found after proxkeep/index.json (appended to the archive)",
             ));
         }
-        let mut xattrs = Vec::new();
-        if let Ok(Some(exts)) = entry.pax_extensions() {
-            for ext in exts.flatten() {
-                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
-                    xattrs.push(name.to_string());
-                }
-            }
-        }
-        // Read content, hashing it (meta and index are small and parsed instead).
-        let mut hasher = Sha256::new();
-        let mut small = Vec::new();
-        let keep = is_meta || is_index;
-        let read = loop {
-            match entry.read(&mut buf) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                    if keep {
-                        small.extend_from_slice(&buf[..n]);
-                    }
-                }
-                Err(e) => break Err(e),
+        let xattrs = xattr_names(&mut entry);
+        // Meta and index are small and parsed; their bytes are kept.
+        let (hasher, small) = match read_content(&mut entry, &mut buf, is_meta || is_index) {
+            Ok(r) => r,
+            Err(e) => {
+                v.problems
+                    .push(broken(Some(&path), " while reading this entry", &e));
+                stream_ok = false;
+                break;
             }
         };
-        if let Err(e) = read {
-            let at = offset.load(Ordering::Relaxed);
-            v.problems.push(Problem {
-                path: Some(path_fields(&path).0),
-                offset: (!encrypted).then_some(at),
-                message: broken(at, " while reading this entry", &e),
-            });
-            stream_ok = false;
-            break;
-        }
-        if is_meta {
-            meta_seen = true;
-            match serde_json::from_slice::<Meta>(&small) {
-                Ok(m) => v.meta = Some(m),
-                Err(e) => v
-                    .problems
-                    .push(problem(Some(&path), format!("cannot parse: {e}"))),
+        if is_meta || is_index {
+            let parsed = if is_meta {
+                meta_seen = true;
+                serde_json::from_slice(&small).map(|m| v.meta = Some(m))
+            } else {
+                after_index = true;
+                v.index_sha256 = Some(hex(&hasher.finalize()));
+                serde_json::from_slice(&small).map(|i| v.index = Some(i))
+            };
+            if let Err(e) = parsed {
+                v.problems
+                    .push(problem(Some(&path), format!("cannot parse: {e}")));
             }
             continue;
         }
-        if is_index {
-            v.index_sha256 = Some(hex(&hasher.clone().finalize()));
-            index_seen = true;
-            match serde_json::from_slice::<Index>(&small) {
-                Ok(i) => v.index = Some(i),
-                Err(e) => v
-                    .problems
-                    .push(problem(Some(&path), format!("cannot parse: {e}"))),
-            }
-            after_index = true;
-            continue;
-        }
-        let kind = kind_of(header.entry_type());
+        let kind = Kind::of_tar(header.entry_type());
         seen.push(Seen {
             target: entry.link_name_bytes().map(|t| t.into_owned()),
             path,
@@ -527,40 +481,78 @@ pub fn verify_stream(
                     });
                 }
             }
-            Err(e) => {
-                let at = offset.load(Ordering::Relaxed);
-                v.problems.push(Problem {
-                    path: None,
-                    offset: (!encrypted).then_some(at),
-                    message: broken(at, " at its end", &e),
-                })
-            }
+            Err(e) => v.problems.push(broken(None, " at its end", &e)),
         }
     } else {
         v.bytes = offset.load(Ordering::Relaxed);
     }
+    check_ends(&mut v, &seen, stream_ok, meta_seen, expected());
+    Ok(v)
+}
 
+/// Once the stream is read: meta.json and index.json there, the index the one `expected`, and every entry
+/// seen as the index lists it (`complete`: the stream was read to its end).
+fn check_ends(
+    v: &mut Verification,
+    seen: &[Seen],
+    complete: bool,
+    meta_seen: bool,
+    expected: Option<Index>,
+) {
     if !meta_seen && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
         v.problems
             .push(problem(None, "proxkeep/meta.json is missing"));
     }
-    let expected = expected();
-    let expected = expected.as_ref();
-    match (&v.index, expected) {
-        (None, _) if stream_ok && !index_seen => v
-            .problems
-            .push(problem(None, "proxkeep/index.json is missing")),
-        (None, _) => {}
-        (Some(idx), Some(exp)) if idx != exp => v.problems.push(problem(
+    // The index's hash is taken whenever the entry is there, parsable or not.
+    if complete && v.index_sha256.is_none() {
+        v.problems
+            .push(problem(None, "proxkeep/index.json is missing"));
+    }
+    if let (Some(idx), Some(exp)) = (&v.index, &expected)
+        && idx != exp
+    {
+        v.problems.push(problem(
             Some(INDEX_PATH.as_bytes()),
             "differs from the index the backup wrote",
-        )),
-        _ => {}
+        ));
     }
-    if let Some(idx) = v.index.as_ref().or(expected) {
-        compare(idx, &seen, stream_ok, &mut v.problems);
+    if let Some(idx) = v.index.as_ref().or(expected.as_ref()) {
+        compare(idx, seen, complete, &mut v.problems);
     }
-    Ok(v)
+}
+
+/// The names of the extended attributes stored with an entry (its `SCHILY.xattr.*` PAX records).
+fn xattr_names(entry: &mut tar::Entry<'_, Decoder>) -> Vec<String> {
+    let Ok(Some(exts)) = entry.pax_extensions() else {
+        return Vec::new();
+    };
+    exts.flatten()
+        .filter_map(|ext| {
+            let name = ext.key().ok()?.strip_prefix("SCHILY.xattr.")?;
+            Some(name.to_string())
+        })
+        .collect()
+}
+
+/// Read an entry's content to its end, hashing it; its bytes are returned too when `keep`.
+fn read_content(
+    entry: &mut impl Read,
+    buf: &mut [u8],
+    keep: bool,
+) -> io::Result<(Sha256, Vec<u8>)> {
+    let mut hasher = Sha256::new();
+    let mut kept = Vec::new();
+    loop {
+        match entry.read(buf)? {
+            0 => return Ok((hasher, kept)),
+            n => {
+                hasher.update(&buf[..n]);
+                if keep {
+                    kept.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+    }
 }
 
 fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Problem>) {
@@ -655,9 +647,6 @@ pub fn read_meta(path: &Path) -> io::Result<Meta> {
     first.read_to_end(&mut data)?;
     serde_json::from_slice(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
-
-/// Archive path of the pmxcfs snapshot (re-exported for readers).
-pub const PMXCFS_DB: &str = CONFIG_DB_PATH;
 
 /// Shared between an archive writer and a [`Follow`] reader of the same file.
 #[derive(Debug, Default)]

@@ -4,7 +4,8 @@ use super::{Exit, Globals};
 use anyhow::anyhow;
 use clap::Subcommand;
 use proxkeep::crypt;
-use proxkeep::{collect, exit, host, tier};
+use proxkeep::store::tier;
+use proxkeep::{collect, exit, host};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 

@@ -7,7 +7,7 @@ use proxkeep::archive::reader::Problem;
 use proxkeep::exit;
 use proxkeep::inspect::table::{Align, local_time, render};
 use proxkeep::inspect::{self, InspectError, State, diff};
-use proxkeep::tier;
+use proxkeep::store::tier;
 use proxkeep::units::format_size;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};

@@ -165,12 +165,12 @@ fn resolve(
     g: &Globals,
     spec: &str,
     host_root: &Path,
-) -> Result<(config::Config, PathBuf, proxkeep::tier::Resolved), Exit> {
+) -> Result<(config::Config, PathBuf, proxkeep::store::tier::Resolved), Exit> {
     static NEVER: AtomicBool = AtomicBool::new(false);
     let config = g.load_config()?;
     let host = host::hostname(&Root::new(host_root));
     let resolved =
-        proxkeep::tier::resolve_archive(spec, &config, &config.backup_dir, &host, &NEVER)
+        proxkeep::store::tier::resolve_archive(spec, &config, &config.backup_dir, &host, &NEVER)
             .map_err(|e| Exit::usage(anyhow!(e)))?;
     let path = absolute(&resolved.path);
     Ok((config, path, resolved))

@@ -10,21 +10,20 @@
 //! command outputs such as `pvesh get /cluster/resources` carry uptimes and so differ on every run.
 
 use super::InspectError;
-use crate::archive::format::{Index, IndexEntry, Kind, Warning, hex, path_fields};
-use crate::archive::reader::Opened;
+use crate::archive::format::{Index, IndexEntry, Kind, Warning, path_fields};
 use crate::collect;
 use crate::config::Config;
+use crate::fsx::hash_reader;
 use crate::host::{HostFacts, Root};
 use crate::secrets::is_secret;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 /// Files larger than this get no unified diff (config files are far smaller; a 40 MB log is not reviewed so).
 pub const PATCH_LIMIT: u64 = 1 << 20;
@@ -89,7 +88,7 @@ impl std::fmt::Display for Detail {
         let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
         match self {
             Detail::Kind { from, to } => {
-                write!(f, "kind {} → {}", kind_name(*from), kind_name(*to))
+                write!(f, "kind {} → {}", from.name(), to.name())
             }
             Detail::Content {
                 from_size: Some(a),
@@ -107,14 +106,6 @@ impl std::fmt::Display for Detail {
                 write!(f, "xattrs [{}] → [{}]", from.join(","), to.join(","))
             }
         }
-    }
-}
-
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::File => "file",
-        Kind::Dir => "dir",
-        Kind::Symlink => "symlink",
     }
 }
 
@@ -236,20 +227,12 @@ fn details(o: &IndexEntry, n: &IndexEntry, show_content: bool) -> Vec<Detail> {
             to: n.kind,
         });
     } else if o.kind == Kind::File && (o.sha256 != n.sha256 || o.size != n.size) {
-        d.push(if show_content {
-            Detail::Content {
-                from_size: Some(o.size),
-                to_size: Some(n.size),
-                from_sha256: o.sha256.clone(),
-                to_sha256: n.sha256.clone(),
-            }
-        } else {
-            Detail::Content {
-                from_size: None,
-                to_size: None,
-                from_sha256: None,
-                to_sha256: None,
-            }
+        let shown = |v: &Option<String>| v.clone().filter(|_| show_content);
+        d.push(Detail::Content {
+            from_size: show_content.then_some(o.size),
+            to_size: show_content.then_some(n.size),
+            from_sha256: shown(&o.sha256),
+            to_sha256: shown(&n.sha256),
         });
     }
     if o.mode_bits() != n.mode_bits() && o.kind != Kind::Symlink && n.kind != Kind::Symlink {
@@ -301,33 +284,41 @@ fn report(
 // patches
 // ------------------------------------------------------------------------------------------------
 
-/// Unified diff of one file; `Err(note)` when the content is not text. `None` is an absent side.
-pub fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> Result<String, &'static str> {
-    let text = |b: Option<&[u8]>| -> Result<String, &'static str> {
+/// A unified diff (3 lines of context) of two versions of a text, headed `--- from` and `+++ to`; `None` is an
+/// absent side. `Err(note)` when a side is binary: a NUL byte, or (unless `lossy`) not UTF-8. `diff --patch`
+/// and the restore plan's diffs of held files both come from here.
+pub fn text_diff<'a>(
+    from: &str,
+    to: &str,
+    old: Option<&'a [u8]>,
+    new: Option<&'a [u8]>,
+    lossy: bool,
+) -> Result<String, &'static str> {
+    let text = |b: Option<&'a [u8]>| -> Result<Cow<'a, str>, &'static str> {
         match b {
-            None => Ok(String::new()),
+            None => Ok(Cow::Borrowed("")),
             Some(b) if b.contains(&0) => Err("binary content"),
+            Some(b) if lossy => Ok(String::from_utf8_lossy(b)),
             Some(b) => std::str::from_utf8(b)
-                .map(str::to_string)
+                .map(Cow::Borrowed)
                 .map_err(|_| "binary content (not UTF-8)"),
         }
     };
     let (o, n) = (text(old)?, text(new)?);
-    let from = if old.is_some() {
-        format!("a/{path}")
-    } else {
-        "/dev/null".into()
-    };
-    let to = if new.is_some() {
-        format!("b/{path}")
-    } else {
-        "/dev/null".into()
-    };
-    Ok(similar::TextDiff::from_lines(&o, &n)
+    Ok(similar::TextDiff::from_lines(o.as_ref(), n.as_ref())
         .unified_diff()
         .context_radius(3)
-        .header(&from, &to)
+        .header(from, to)
         .to_string())
+}
+
+/// Unified diff of one file, `a/path` against `b/path`.
+fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> Result<String, &'static str> {
+    let side = |b: Option<&[u8]>, ab: &str| match b {
+        Some(_) => format!("{ab}/{path}"),
+        None => "/dev/null".into(),
+    };
+    text_diff(&side(old, "a"), &side(new, "b"), old, new, false)
 }
 
 /// Which side's content a difference's patch needs: (old, new).
@@ -352,18 +343,9 @@ pub fn archive_files(
     if wanted.is_empty() {
         return Ok(out);
     }
-    let mut reader = Opened::open(archive)
-        .map_err(InspectError::io(archive))?
-        .tar();
+    let mut reader = super::open_tar(archive)?;
     let offset = reader.offset.clone();
-    let broken = |e: io::Error| {
-        InspectError::damaged(
-            archive,
-            None,
-            Some(offset.load(Ordering::Relaxed)),
-            format!("archive stream is damaged: {e}"),
-        )
-    };
+    let broken = |e: io::Error| InspectError::broken(archive, None, &offset, "", e);
     for entry in reader.archive.entries().map_err(broken)? {
         let mut entry = entry.map_err(broken)?;
         let p = entry.path_bytes().into_owned();
@@ -636,20 +618,12 @@ fn live_entry(fs_path: &Path, raw: &[u8], category: &str, kind: Kind) -> io::Res
     let md = if kind == Kind::File {
         // As the backup opens it: never follow a link, never block on a FIFO swapped in.
         let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .read(true)
             .custom_flags(flags.bits() as i32)
             .open(fs_path)?;
         let md = f.metadata()?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            match f.read(&mut buf)? {
-                0 => break,
-                n => hasher.update(&buf[..n]),
-            }
-        }
-        e.sha256 = Some(hex(&hasher.finalize()));
+        e.sha256 = Some(hash_reader(&f)?.0);
         e.size = md.len();
         e.xattrs = collect::xattrs_fd(&f).into_iter().map(|(k, _)| k).collect();
         md

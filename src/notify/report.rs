@@ -551,7 +551,7 @@ pub fn esc(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::archive::format::Warning;
-    use crate::tier::TierReport;
+    use crate::store::tier::TierReport;
 
     fn run() -> RunInfo {
         RunInfo {

@@ -3,6 +3,7 @@
 //! it is table- and property-tested here without touching a disk.
 
 use crate::archive::format::{Index, Kind};
+use crate::inspect::diff::text_diff;
 use crate::restore::path::{NodeMap, ancestors, normalize, show};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -287,6 +288,21 @@ pub struct Step {
 }
 
 impl Step {
+    /// A step not implied by another, not through pmxcfs, with nothing observed and no diff.
+    fn new(wanted: Option<usize>, path: &[u8], category: &str, kind: Kind, action: Action) -> Step {
+        Step {
+            wanted,
+            path: path.to_vec(),
+            category: category.to_string(),
+            kind,
+            action,
+            implicit: false,
+            through_pmxcfs: false,
+            observed: None,
+            diff: None,
+        }
+    }
+
     pub fn shown(&self) -> String {
         format!("/{}", show(&self.path))
     }
@@ -471,29 +487,18 @@ fn held_diff(
     }
 }
 
-/// A unified diff (3 lines of context) from the target's version to the archive's. `None` = absent.
+/// A unified diff from the target's version to the archive's (see [`text_diff`]). `None` = absent.
 pub fn unified_diff(shown: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
-    let binary = |b: Option<&[u8]>| b.is_some_and(|b| b.contains(&0));
-    if binary(old) || binary(new) {
-        return format!("{shown}: binary content differs");
-    }
-    let old_text = String::from_utf8_lossy(old.unwrap_or_default());
-    let new_text = String::from_utf8_lossy(new.unwrap_or_default());
-    let old_name = if old.is_some() {
-        format!("{shown} (target)")
-    } else {
-        "/dev/null (absent on the target)".into()
+    let from = match old {
+        Some(_) => format!("{shown} (target)"),
+        None => "/dev/null (absent on the target)".into(),
     };
-    let new_name = if new.is_some() {
-        format!("{shown} (archive)")
-    } else {
-        "/dev/null".into()
+    let to = match new {
+        Some(_) => format!("{shown} (archive)"),
+        None => "/dev/null".into(),
     };
-    similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref())
-        .unified_diff()
-        .context_radius(3)
-        .header(&old_name, &new_name)
-        .to_string()
+    text_diff(&from, &to, old, new, true)
+        .unwrap_or_else(|_| format!("{shown}: binary content differs"))
 }
 
 /// The plan. `observed` holds what the target has at every path of `wanted` and `absent` (a missing key
@@ -544,15 +549,10 @@ pub fn plan(
             );
         }
         decisions.push(Decision::Step(Step {
-            wanted: Some(i),
-            path: w.path.clone(),
-            category: w.category.clone(),
-            kind: w.kind,
-            action,
-            implicit: false,
             through_pmxcfs: through,
             observed: obs.kind(),
             diff,
+            ..Step::new(Some(i), &w.path, &w.category, w.kind, action)
         }));
     }
     // Directories above what will be written, missing on the target, come from the archive too.
@@ -574,15 +574,9 @@ pub fn plan(
                 if w.kind == Kind::Dir && needed.contains(&w.path) && *obs == Observed::Missing {
                     let through = under_etc_pve(&w.path) && rules.pve == PveWrite::ThroughMount;
                     out.steps.push(Step {
-                        wanted: Some(i),
-                        path: w.path.clone(),
-                        category: w.category.clone(),
-                        kind: Kind::Dir,
-                        action: Action::Create,
                         implicit: true,
                         through_pmxcfs: through,
-                        observed: None,
-                        diff: None,
+                        ..Step::new(Some(i), &w.path, &w.category, Kind::Dir, Action::Create)
                     });
                 } else {
                     out.not_selected += 1;
@@ -597,15 +591,8 @@ pub fn plan(
         let obs = observed.get(path).unwrap_or(&MISSING);
         if let Some(kind) = obs.kind() {
             out.steps.push(Step {
-                wanted: None,
-                path: path.clone(),
-                category: category.clone(),
-                kind,
-                action: Action::Remove,
-                implicit: false,
-                through_pmxcfs: false,
                 observed: Some(kind),
-                diff: None,
+                ..Step::new(None, path, category, kind, Action::Remove)
             });
         }
     }

@@ -90,25 +90,20 @@ pub fn plan(
         return list.into_iter().zip(marks.into_iter().flatten()).collect();
     }
 
-    let rules: [(&str, u32, &dyn Fn(&Candidate) -> String); 6] = [
-        ("keep_last", policy.keep_last, &|c: &Candidate| c.id.clone()),
-        ("keep_hourly", policy.keep_hourly, &|c: &Candidate| {
-            fmt(c, tz, "%Y-%m-%dT%H")
-        }),
-        ("keep_daily", policy.keep_daily, &|c: &Candidate| {
-            fmt(c, tz, "%Y-%m-%d")
-        }),
-        ("keep_weekly", policy.keep_weekly, &|c: &Candidate| {
-            fmt(c, tz, "%G-W%V")
-        }),
-        ("keep_monthly", policy.keep_monthly, &|c: &Candidate| {
-            fmt(c, tz, "%Y-%m")
-        }),
-        ("keep_yearly", policy.keep_yearly, &|c: &Candidate| {
-            fmt(c, tz, "%Y")
-        }),
+    // Each rule with the time format of its bucket; keep_last's bucket is the archive itself.
+    let rules = [
+        ("keep_last", policy.keep_last, ""),
+        ("keep_hourly", policy.keep_hourly, "%Y-%m-%dT%H"),
+        ("keep_daily", policy.keep_daily, "%Y-%m-%d"),
+        ("keep_weekly", policy.keep_weekly, "%G-W%V"),
+        ("keep_monthly", policy.keep_monthly, "%Y-%m"),
+        ("keep_yearly", policy.keep_yearly, "%Y"),
     ];
-    for (name, keep, bucket) in rules {
+    for (name, keep, format) in rules {
+        let bucket = |c: &Candidate| match format {
+            "" => c.id.clone(),
+            f => tz.to_datetime(c.time).strftime(f).to_string(),
+        };
         if keep == 0 {
             continue;
         }
@@ -150,10 +145,6 @@ pub fn plan(
     list.into_iter()
         .zip(marks.into_iter().map(|m| m.unwrap_or(Decision::Remove)))
         .collect()
-}
-
-fn fmt(c: &Candidate, tz: &TimeZone, f: &str) -> String {
-    tz.to_datetime(c.time).strftime(f).to_string()
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 //! A tier failure is a warning, never a failure of the primary backup. Every file-system call on a secondary
 //! runs under a deadline (a dead NFS mount must not hang the run) and every rclone call under a timeout.
 
+use super::retention::{self, Candidate, Decision, Verified};
 use crate::archive::name::ArchiveName;
 use crate::config::{Config, Policy};
 use crate::fsx::{is_mount_point, sha256_file};
-use crate::retention::{self, Candidate, Decision, Verified};
 use crate::runner::{self, CommandSpec, RunOptions};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -19,12 +19,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// One archive as a tier sees it.
-#[derive(Debug, Clone)]
-pub struct TierArchive {
-    pub file: String,
-    pub name: ArchiveName,
-    pub size: u64,
-}
+pub type TierArchive = super::Listed;
 
 /// What happened on one tier in this run.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -69,17 +64,12 @@ fn fs_cmd(
     program: &str,
     args: &[&str],
 ) -> Result<Vec<u8>, TierError> {
-    let spec = CommandSpec {
-        program: program.into(),
-        args: args.iter().map(|a| a.to_string()).collect(),
-        env: Vec::new(),
-    };
     let opts = RunOptions {
         timeout: deadline,
         grace: Duration::from_millis(200),
         ..Default::default()
     };
-    let r = runner::run(&spec, &opts, &NEVER);
+    let r = runner::run(&CommandSpec::new(program, args), &opts, &NEVER);
     match r.status {
         runner::Status::Exited(0) => Ok(r.stdout),
         runner::Status::TimedOut => Err(TierError::Deadline {
@@ -95,7 +85,7 @@ fn fs_cmd(
 
 /// Verification results recorded in a directory's `.proxkeep-verify.json` (file name → ok?).
 pub fn recorded_verification(dir: &Path) -> HashMap<String, bool> {
-    crate::inspect::state::load(dir)
+    super::state::load(dir)
         .archives
         .into_iter()
         .map(|(name, rec)| (name, rec.ok))
@@ -131,15 +121,7 @@ pub fn plan_for(
 }
 
 fn parse_listing(names: impl IntoIterator<Item = (String, u64)>, host: &str) -> Vec<TierArchive> {
-    let mut out: Vec<TierArchive> = names
-        .into_iter()
-        .filter_map(|(file, size)| {
-            let name = ArchiveName::parse(&file)?;
-            (name.host == host).then_some(TierArchive { file, name, size })
-        })
-        .collect();
-    out.sort_by(|a, b| b.name.time.cmp(&a.name.time));
-    out
+    super::archives(names, Some(host))
 }
 
 /// A place that holds archives.
@@ -173,15 +155,8 @@ impl Tier for Local {
         self.policy
     }
     fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError> {
-        Ok(crate::store::list(&self.dir, Some(host))
-            .map_err(|e| TierError::Io(format!("{}: {e}", self.dir.display())))?
-            .into_iter()
-            .map(|l| TierArchive {
-                file: l.name.to_string(),
-                name: l.name,
-                size: l.size,
-            })
-            .collect())
+        super::list(&self.dir, Some(host))
+            .map_err(|e| TierError::Io(format!("{}: {e}", self.dir.display())))
     }
     fn put(&self, _: &Path, _: &str) -> Result<(), TierError> {
         Ok(())
@@ -205,6 +180,19 @@ fn remove_set(dir: &Path, file: &str) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The file name of `local`, and what to copy for it as (source, name there): the archive, then its sidecar
+/// when there is one.
+fn upload_set(local: &Path) -> (String, Vec<(String, String)>) {
+    let name = super::file_name(local);
+    let mut files = vec![(local.to_string_lossy().into_owned(), name.clone())];
+    let sidecar = local.with_file_name(format!("{name}.sha256"));
+    if sidecar.is_file() {
+        let s = sidecar.to_string_lossy().into_owned();
+        files.push((s, format!("{name}.sha256")));
+    }
+    (name, files)
+}
+
 /// A mounted directory (NFS, CIFS, USB disk).
 pub struct Secondary {
     pub name: String,
@@ -217,6 +205,11 @@ pub struct Secondary {
 impl Secondary {
     fn p(&self, name: &str) -> String {
         self.path.join(name).to_string_lossy().into_owned()
+    }
+
+    fn sync_dir(&self) -> Result<Vec<u8>, TierError> {
+        let dir = self.path.to_string_lossy();
+        fs_cmd("fsync directory", self.timeout, "sync", &[&dir])
     }
 }
 
@@ -274,22 +267,13 @@ impl Tier for Secondary {
         Ok(parse_listing(names, host))
     }
     fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError> {
-        let name = local
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (name, files) = upload_set(local);
         let size = fs::metadata(local).map(|m| m.len()).unwrap_or(0);
         // Copying gets the deadline plus time for the bytes at a slow 1 MB/s.
         let budget = self.timeout + Duration::from_secs(size / 1_000_000);
-        let mut files = vec![(local.to_path_buf(), name.clone())];
-        let sidecar = local.with_file_name(format!("{name}.sha256"));
-        if sidecar.is_file() {
-            files.push((sidecar, format!("{name}.sha256")));
-        }
         for (src, dest) in files {
             // Temp file in the destination, fsync, rename, fsync the directory.
             let tmp = self.p(&format!(".{dest}.{}.partial", std::process::id()));
-            let src = src.to_string_lossy().into_owned();
             let step = (|| {
                 fs_cmd(
                     &format!("copy {dest}"),
@@ -304,12 +288,7 @@ impl Tier for Secondary {
                     "mv",
                     &["-f", "-T", &tmp, &self.p(&dest)],
                 )?;
-                fs_cmd(
-                    "fsync directory",
-                    self.timeout,
-                    "sync",
-                    &[&self.path.to_string_lossy()],
-                )
+                self.sync_dir()
             })();
             if let Err(e) = step {
                 let _ = fs_cmd("clean up", self.timeout, "rm", &["-f", &tmp]);
@@ -343,13 +322,7 @@ impl Tier for Secondary {
             "rm",
             &["-f", &self.p(file), &self.p(&format!("{file}.sha256"))],
         )?;
-        fs_cmd(
-            "fsync directory",
-            self.timeout,
-            "sync",
-            &[&self.path.to_string_lossy()],
-        )
-        .map(|_| ())
+        self.sync_dir().map(|_| ())
     }
 }
 
@@ -375,9 +348,11 @@ struct LsEntry {
 }
 
 /// Parse `rclone lsjson` output.
-fn parse_lsjson(text: &[u8]) -> Result<Vec<(String, u64, HashMap<String, String>)>, String> {
-    let v: Vec<LsEntry> =
-        serde_json::from_slice(text).map_err(|e| format!("unexpected lsjson output: {e}"))?;
+fn parse_lsjson(text: &[u8]) -> Result<Vec<(String, u64, HashMap<String, String>)>, TierError> {
+    let v: Vec<LsEntry> = serde_json::from_slice(text).map_err(|e| TierError::Rclone {
+        what: "lsjson".into(),
+        detail: format!("unexpected lsjson output: {e}"),
+    })?;
     Ok(v.into_iter()
         .map(|e| (e.name, e.size.max(0) as u64, e.hashes))
         .collect())
@@ -394,7 +369,11 @@ fn parse_hashsum(text: &[u8]) -> Option<String> {
 static NEVER: AtomicBool = AtomicBool::new(false);
 
 impl Remote {
-    pub fn new(cfg: &crate::config::RemoteConfig, default: &Policy) -> Self {
+    pub fn new(
+        cfg: &crate::config::RemoteConfig,
+        default: &Policy,
+        cancel: &'static AtomicBool,
+    ) -> Self {
         Remote {
             name: cfg.name.clone(),
             target: cfg.target.clone(),
@@ -402,7 +381,7 @@ impl Remote {
             timeout: cfg.timeout,
             retries: cfg.retries,
             policy: cfg.retention.apply(default),
-            cancel: &NEVER,
+            cancel,
         }
     }
 
@@ -415,17 +394,12 @@ impl Remote {
     }
 
     fn rclone(&self, what: &str, args: &[&str]) -> Result<Vec<u8>, TierError> {
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend(self.flags.iter().cloned());
-        let spec = CommandSpec {
-            program: "rclone".into(),
-            args: all,
-            env: Vec::new(),
-        };
         let opts = RunOptions {
             timeout: self.timeout,
             ..Default::default()
         };
+        let mut spec = CommandSpec::new("rclone", args);
+        spec.args.extend(self.flags.iter().cloned());
         let r = runner::run(&spec, &opts, self.cancel);
         if r.success() {
             Ok(r.stdout)
@@ -457,10 +431,7 @@ impl Remote {
             "lsjson",
             &["lsjson", "--hash", "--files-only", &self.path_of(file)],
         )?;
-        let v = parse_lsjson(&out).map_err(|e| TierError::Rclone {
-            what: "lsjson".into(),
-            detail: e,
-        })?;
+        let v = parse_lsjson(&out)?;
         Ok(v.into_iter().next().map(|(_, s, h)| (s, h)))
     }
 }
@@ -479,59 +450,40 @@ impl Tier for Remote {
             Err(TierError::Rclone { detail, .. }) if detail.starts_with("exit 3") => b"[]".to_vec(),
             Err(e) => return Err(e),
         };
-        let v = parse_lsjson(&out).map_err(|e| TierError::Rclone {
-            what: "lsjson".into(),
-            detail: e,
-        })?;
+        let v = parse_lsjson(&out)?;
         Ok(parse_listing(v.into_iter().map(|(n, s, _)| (n, s)), host))
     }
     fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError> {
-        let name = local
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let local_s = local.to_string_lossy().into_owned();
-        self.rclone_retry("copyto", &["copyto", &local_s, &self.path_of(&name)])?;
-        let sidecar = local.with_file_name(format!("{name}.sha256"));
-        if sidecar.is_file() {
-            let s = sidecar.to_string_lossy().into_owned();
-            self.rclone_retry(
-                "copyto",
-                &["copyto", &s, &self.path_of(&format!("{name}.sha256"))],
-            )?;
+        let (name, files) = upload_set(local);
+        for (src, dest) in &files {
+            self.rclone_retry("copyto", &["copyto", src, &self.path_of(dest)])?;
         }
+        let mismatch = |detail: String| {
+            Err(TierError::Mismatch {
+                file: name.clone(),
+                detail,
+            })
+        };
         // Check the copy: a hash the backend gives, else the size.
         let size = fs::metadata(local).map(|m| m.len()).unwrap_or(0);
         let Some((rsize, hashes)) = self.stat(&name)? else {
-            return Err(TierError::Mismatch {
-                file: name,
-                detail: "not found after upload".into(),
-            });
+            return mismatch("not found after upload".into());
         };
         if rsize != size {
-            return Err(TierError::Mismatch {
-                file: name,
-                detail: format!("size {rsize}, expected {size}"),
-            });
+            return mismatch(format!("size {rsize}, expected {size}"));
         }
         if let Some(h) = hashes.get("sha256") {
             if !h.eq_ignore_ascii_case(sha256) {
-                return Err(TierError::Mismatch {
-                    file: name,
-                    detail: format!("sha256 {h}, expected {sha256}"),
-                });
+                return mismatch(format!("sha256 {h}, expected {sha256}"));
             }
         } else if let Some((kind, h)) = ["sha1", "md5"]
             .iter()
             .find_map(|k| hashes.get(*k).map(|h| (*k, h)))
         {
-            let out = self.rclone("hashsum", &["hashsum", kind, &local_s])?;
+            let out = self.rclone("hashsum", &["hashsum", kind, &files[0].0])?;
             let mine = parse_hashsum(&out).unwrap_or_default();
             if !mine.eq_ignore_ascii_case(h) {
-                return Err(TierError::Mismatch {
-                    file: name,
-                    detail: format!("{kind} {h}, expected {mine}"),
-                });
+                return mismatch(format!("{kind} {h}, expected {mine}"));
             }
         }
         Ok(())
@@ -568,9 +520,7 @@ pub fn tiers(
         }));
     }
     for r in &config.remote {
-        let mut remote = Remote::new(r, &config.retention);
-        remote.cancel = cancel;
-        v.push(Box::new(remote));
+        v.push(Box::new(Remote::new(r, &config.retention, cancel)));
     }
     v
 }
@@ -672,44 +622,6 @@ pub fn sync_tier(
     report
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lsjson_and_hashsum_parsing() {
-        let out = br#"[{"Path":"a.tar.zst","Name":"a.tar.zst","Size":12,"MimeType":"x","ModTime":"2026-01-01T00:00:00Z","IsDir":false,"Hashes":{"sha1":"ab","md5":"cd"}}]"#;
-        let v = parse_lsjson(out).unwrap();
-        assert_eq!(v[0].0, "a.tar.zst");
-        assert_eq!(v[0].1, 12);
-        assert_eq!(v[0].2["sha1"], "ab");
-        assert!(parse_lsjson(b"garbage").is_err());
-        assert_eq!(
-            parse_hashsum(b"F572D396  /tmp/a.txt\n"),
-            Some("f572d396".into())
-        );
-    }
-
-    #[test]
-    fn only_this_hosts_archives_are_listed() {
-        let names = vec![
-            ("pve1-pve-20261127T030000Z.tar.zst".to_string(), 1),
-            ("pve2-pve-20261127T030000Z.tar.zst".to_string(), 1),
-            ("pve1-pve-20261127T030000Z.tar.zst.sha256".to_string(), 1),
-            ("holiday.jpg".to_string(), 1),
-            ("pve1-pve-20261128T030000Z.tar.zst".to_string(), 1),
-        ];
-        let v = parse_listing(names, "pve1");
-        assert_eq!(
-            v.iter().map(|a| a.file.as_str()).collect::<Vec<_>>(),
-            vec![
-                "pve1-pve-20261128T030000Z.tar.zst",
-                "pve1-pve-20261127T030000Z.tar.zst"
-            ]
-        );
-    }
-}
-
 /// An ARCHIVE argument made concrete: a local file, or a copy fetched from a remote (removed on drop).
 #[derive(Debug)]
 pub struct Resolved {
@@ -721,7 +633,7 @@ pub struct Resolved {
 
 /// Resolve an ARCHIVE argument: `NAME:ARCHIVE` on a configured remote or secondary (ARCHIVE may be `latest` or
 /// `latest~N`), else a path, a file name in the backup directory, `latest` or `latest~N` (see
-/// [`crate::store::resolve`]). A remote archive is fetched with rclone (and its sidecar checked when present)
+/// [`super::resolve`]). A remote archive is fetched with rclone (and its sidecar checked when present)
 /// into a private temp directory.
 pub fn resolve_archive(
     spec: &str,
@@ -732,7 +644,7 @@ pub fn resolve_archive(
 ) -> Result<Resolved, String> {
     if let Some((tier_name, rest)) = spec.split_once(':') {
         if let Some(s) = config.secondary.iter().find(|s| s.name == tier_name) {
-            let path = crate::store::resolve(rest, &s.path, host).map_err(|e| e.to_string())?;
+            let path = super::resolve(rest, &s.path, host).map_err(|e| e.to_string())?;
             return Ok(Resolved {
                 path,
                 tier: Some(format!("secondary:{}", s.name)),
@@ -740,9 +652,8 @@ pub fn resolve_archive(
             });
         }
         if let Some(r) = config.remote.iter().find(|r| r.name == tier_name) {
-            let mut remote = Remote::new(r, &config.retention);
-            remote.cancel = cancel;
-            let file = match crate::store::latest_offset(rest) {
+            let remote = Remote::new(r, &config.retention, cancel);
+            let file = match super::latest_offset(rest) {
                 Some(n) => {
                     let list = remote.list(host).map_err(|e| e.to_string())?;
                     list.get(n).map(|a| a.file.clone()).ok_or_else(|| {
@@ -780,10 +691,48 @@ pub fn resolve_archive(
             });
         }
     }
-    let path = crate::store::resolve(spec, backup_dir, host).map_err(|e| e.to_string())?;
+    let path = super::resolve(spec, backup_dir, host).map_err(|e| e.to_string())?;
     Ok(Resolved {
         path,
         tier: None,
         _fetched: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsjson_and_hashsum_parsing() {
+        let out = br#"[{"Path":"a.tar.zst","Name":"a.tar.zst","Size":12,"MimeType":"x","ModTime":"2026-01-01T00:00:00Z","IsDir":false,"Hashes":{"sha1":"ab","md5":"cd"}}]"#;
+        let v = parse_lsjson(out).unwrap();
+        assert_eq!(v[0].0, "a.tar.zst");
+        assert_eq!(v[0].1, 12);
+        assert_eq!(v[0].2["sha1"], "ab");
+        assert!(parse_lsjson(b"garbage").is_err());
+        assert_eq!(
+            parse_hashsum(b"F572D396  /tmp/a.txt\n"),
+            Some("f572d396".into())
+        );
+    }
+
+    #[test]
+    fn only_this_hosts_archives_are_listed() {
+        let names = vec![
+            ("pve1-pve-20261127T030000Z.tar.zst".to_string(), 1),
+            ("pve2-pve-20261127T030000Z.tar.zst".to_string(), 1),
+            ("pve1-pve-20261127T030000Z.tar.zst.sha256".to_string(), 1),
+            ("holiday.jpg".to_string(), 1),
+            ("pve1-pve-20261128T030000Z.tar.zst".to_string(), 1),
+        ];
+        let v = parse_listing(names, "pve1");
+        assert_eq!(
+            v.iter().map(|a| a.file.as_str()).collect::<Vec<_>>(),
+            vec![
+                "pve1-pve-20261128T030000Z.tar.zst",
+                "pve1-pve-20261127T030000Z.tar.zst"
+            ]
+        );
+    }
 }

@@ -1,45 +1,50 @@
-//! The local backup directory: which files are this host's archives, and what an ARCHIVE argument names.
+//! Where archives are kept. Here: the local backup directory, which files are this host's archives, and what an
+//! ARCHIVE argument names. Below: the verify state recorded beside them ([`state`]), the tiers they are copied to
+//! ([`tier`]) and which of them retention keeps ([`retention`]).
+
+pub mod retention;
+pub mod state;
+pub mod tier;
 
 use crate::archive::name::ArchiveName;
 use std::path::{Path, PathBuf};
 
-/// One archive file found in a directory.
+/// One archive file, in a directory or on a tier.
 #[derive(Debug, Clone)]
 pub struct Listed {
-    pub path: PathBuf,
+    pub file: String,
     pub name: ArchiveName,
     pub size: u64,
 }
 
-/// Archives in `dir` (of `host` when given), newest first. Anything whose name does not parse as a proxkeep
-/// archive is ignored, never an error.
-pub fn list(dir: &Path, host: Option<&str>) -> std::io::Result<Vec<Listed>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let Ok(e) = e else { continue };
-        let Some(name) = e.file_name().to_str().and_then(ArchiveName::parse) else {
-            continue;
-        };
-        if host.is_some_and(|h| h != name.host) {
-            continue;
-        }
-        let Ok(md) = e.metadata() else { continue };
-        if !md.is_file() {
-            continue;
-        }
-        out.push(Listed {
-            path: e.path(),
-            name,
-            size: md.len(),
-        });
-    }
+/// Of (file name, size) pairs, the archives of `host` (of any host when `None`), newest first. Anything whose
+/// name does not parse as a proxkeep archive is ignored, never an error.
+pub fn archives(files: impl IntoIterator<Item = (String, u64)>, host: Option<&str>) -> Vec<Listed> {
+    let mut out: Vec<Listed> = files
+        .into_iter()
+        .filter_map(|(file, size)| {
+            let name = ArchiveName::parse(&file)?;
+            host.is_none_or(|h| h == name.host)
+                .then_some(Listed { file, name, size })
+        })
+        .collect();
     out.sort_by(|a, b| {
         b.name
             .time
             .cmp(&a.name.time)
-            .then_with(|| b.path.cmp(&a.path))
+            .then_with(|| b.file.cmp(&a.file))
     });
-    Ok(out)
+    out
+}
+
+/// The archives in `dir` (see [`archives`]): regular files only.
+pub fn list(dir: &Path, host: Option<&str>) -> std::io::Result<Vec<Listed>> {
+    let files = std::fs::read_dir(dir)?.flatten().filter_map(|e| {
+        let name = e.file_name().into_string().ok()?;
+        let md = e.metadata().ok().filter(|md| md.is_file())?;
+        Some((name, md.len()))
+    });
+    Ok(archives(files, host))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +70,7 @@ pub fn resolve(spec: &str, dir: &Path, host: &str) -> Result<PathBuf, ResolveErr
             dir: dir.to_path_buf(),
             source,
         })?;
-        return all.get(n).map(|l| l.path.clone()).ok_or_else(|| {
+        return all.get(n).map(|l| dir.join(&l.file)).ok_or_else(|| {
             not_found(format!(
                 "{} archive(s) of host {host} in {}",
                 all.len(),
@@ -87,6 +92,13 @@ pub fn resolve(spec: &str, dir: &Path, host: &str) -> Result<PathBuf, ResolveErr
     } else {
         Err(not_found(format!("not a file in {}", dir.display())))
     }
+}
+
+/// The last component of `path` as text (empty for none): an archive's file name.
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `latest` → 0, `latest~N` → N; anything else is not a `latest` spec.
@@ -123,9 +135,7 @@ mod tests {
         std::fs::create_dir(d.path().join("pve1-pve-20261128T031500Z.tar.zst")).unwrap();
         let l = list(d.path(), Some("pve1")).unwrap();
         assert_eq!(
-            l.iter()
-                .map(|x| x.path.file_name().unwrap().to_str().unwrap())
-                .collect::<Vec<_>>(),
+            l.iter().map(|x| x.file.as_str()).collect::<Vec<_>>(),
             vec![new.as_str(), old.as_str()]
         );
         assert_eq!(list(d.path(), None).unwrap().len(), 3);
