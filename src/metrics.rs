@@ -259,7 +259,6 @@ pub fn write(path: &Path, r: &Report, notify_failures: &[(String, u32)]) -> io::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupError;
     use crate::notify::report::{RunInfo, TierInfo};
     use jiff::Timestamp;
 
@@ -328,7 +327,7 @@ mod tests {
             ended: Timestamp::from_second(1_767_312_001).unwrap(),
             ..run()
         };
-        let failed = Report::from_error(&BackupError::Failed("x".into()), &failed_run);
+        let failed = Report::failed(&failed_run, 1, "backup failed: x".into(), vec![]);
         let second = render(&failed, &[("mail".into(), 1)], &prev);
         assert!(
             second.contains("proxkeep_last_success_timestamp_seconds 1767225610\n"),

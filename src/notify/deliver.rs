@@ -98,6 +98,17 @@ pub struct Outcome {
     pub retries: Vec<String>,
 }
 
+impl Outcome {
+    /// No attempt was made: `e` stopped the message before the first.
+    pub fn not_sent(e: NotifyError) -> Outcome {
+        Outcome {
+            attempts: 0,
+            result: Err(e),
+            retries: vec![],
+        }
+    }
+}
+
 /// Call `attempt` (given the time it may take) until it succeeds, fails for good, or `deadline` leaves no
 /// room for another try. `per_attempt` caps each attempt.
 pub fn with_retries(
