@@ -168,7 +168,7 @@ fn within_budget<T>(
 
 fn send_http(ch: Channel<'_>, requests: Vec<HttpRequest>) -> Outcome {
     match Http::new(ch.parts().1) {
-        Ok(http) => within_budget(ch, requests, |req, t| http.send(req, t).map(|_| ())),
+        Ok(http) => within_budget(ch, requests, |req, t| http.send(req, t)),
         Err(e) => Outcome::not_sent(e),
     }
 }

@@ -118,29 +118,17 @@ pub fn with_retries(
 ) -> Outcome {
     let mut retries = Vec::new();
     let mut n = 0;
-    loop {
+    let result = loop {
         n += 1;
         let left = deadline.saturating_duration_since(Instant::now());
         let started = Instant::now();
-        let result = attempt(per_attempt.min(left).max(MIN_ATTEMPT));
-        let err = match result {
-            Ok(()) => {
-                return Outcome {
-                    attempts: n,
-                    result: Ok(()),
-                    retries,
-                };
-            }
-            Err(e) => e,
+        let Err(err) = attempt(per_attempt.min(left).max(MIN_ATTEMPT)) else {
+            break Ok(());
         };
         let wait = backoff(n);
         let room = deadline.saturating_duration_since(Instant::now());
         if !err.retryable() || room < wait + MIN_ATTEMPT {
-            return Outcome {
-                attempts: n,
-                result: Err(err),
-                retries,
-            };
+            break Err(err);
         }
         retries.push(format!(
             "attempt {n} failed after {:.1} s: {err}; retrying in {:.1} s",
@@ -148,6 +136,11 @@ pub fn with_retries(
             wait.as_secs_f64()
         ));
         std::thread::sleep(wait);
+    };
+    Outcome {
+        attempts: n,
+        result,
+        retries,
     }
 }
 
@@ -180,9 +173,7 @@ impl Http {
         let roots = match ca_file {
             // With a CA file, trust exactly what it holds: the point is a private CA or a self-signed server.
             Some(p) => {
-                let pem = std::fs::read(p).map_err(|e| {
-                    NotifyError::Setup(format!("cannot read ca_file {}: {e}", p.display()))
-                })?;
+                let pem = read_ca_file(p)?;
                 let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
                     .filter_map(|item| match item {
                         Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -210,8 +201,8 @@ impl Http {
         })
     }
 
-    /// Send once; 2xx is success. Returns the response body (Telegram's answer, for instance).
-    pub fn send(&self, req: &HttpRequest, timeout: Duration) -> Result<String, NotifyError> {
+    /// Send once; 2xx is success.
+    pub fn send(&self, req: &HttpRequest, timeout: Duration) -> Result<(), NotifyError> {
         let mut b = ureq::http::Request::builder()
             .method(req.method)
             .uri(&req.url);
@@ -237,7 +228,7 @@ impl Http {
             .read_to_string()
             .unwrap_or_default();
         if (200..300).contains(&status) {
-            Ok(body)
+            Ok(())
         } else {
             Err(NotifyError::Status {
                 status,
@@ -272,6 +263,12 @@ fn map_error(e: ureq::Error, started: Instant) -> NotifyError {
         }
         other => NotifyError::Transport(other.to_string()),
     }
+}
+
+/// The PEM text of a channel's `ca_file`.
+pub fn read_ca_file(p: &Path) -> Result<Vec<u8>, NotifyError> {
+    std::fs::read(p)
+        .map_err(|e| NotifyError::Setup(format!("cannot read ca_file {}: {e}", p.display())))
 }
 
 /// At most `max` characters of `s`, with an ellipsis when cut.

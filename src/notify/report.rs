@@ -12,37 +12,26 @@ pub const SCHEMA: &str = "proxkeep.report/1";
 /// Warnings and errors carried by the report; the rest are counted.
 pub const MAX_PROBLEMS: usize = 10;
 
+/// How a run went; the discriminant is `proxkeep_run_status` and indexes the per-status tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    Ok,
-    Warning,
-    Failed,
+    Ok = 0,
+    Warning = 1,
+    Failed = 2,
 }
 
 impl Status {
     pub fn event(self) -> Event {
-        match self {
-            Status::Ok => Event::Success,
-            Status::Warning => Event::Warning,
-            Status::Failed => Event::Failure,
-        }
+        [Event::Success, Event::Warning, Event::Failure][self as usize]
     }
     /// As the subject line spells it: a failure must stand out in a list of nightly mails.
     pub fn word(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Warning => "warning",
-            Status::Failed => "FAILED",
-        }
+        ["ok", "warning", "FAILED"][self as usize]
     }
     /// `proxkeep_run_status`: 0 ok, 1 warning, 2 failed.
     pub fn code(self) -> u8 {
-        match self {
-            Status::Ok => 0,
-            Status::Warning => 1,
-            Status::Failed => 2,
-        }
+        self as u8
     }
 }
 
@@ -353,11 +342,7 @@ impl Report {
 
     /// HTML body of the mail: the same facts as the text, the rows in a table and the lists below it.
     pub fn html(&self) -> String {
-        let colour = match self.status {
-            Status::Ok => "#1a7f37",
-            Status::Warning => "#9a6700",
-            Status::Failed => "#cf222e",
-        };
+        let colour = ["#1a7f37", "#9a6700", "#cf222e"][self.status as usize];
         let mut s = format!(
             "<!DOCTYPE html>\n<html><body style=\"font-family:sans-serif\">\n<h2 style=\"color:{colour}\">{}</h2>\n",
             esc(&self.title())
