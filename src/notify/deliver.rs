@@ -67,14 +67,11 @@ pub fn tls_rejection(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     };
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return verdict(r);
-        }
-        if let Some(r) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
+        let in_io = || {
+            let io = err.downcast_ref::<std::io::Error>()?;
+            io.get_ref()?.downcast_ref::<rustls::Error>()
+        };
+        if let Some(r) = err.downcast_ref::<rustls::Error>().or_else(in_io) {
             return verdict(r);
         }
         cur = err.source();

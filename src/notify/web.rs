@@ -144,15 +144,7 @@ pub fn ntfy(c: &NtfyConfig, r: &Report) -> HttpRequest {
 
 /// Header values must be visible ASCII; a host name always is, but be safe.
 fn ascii_header(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii() && !c.is_ascii_control() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect()
+    s.replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "?")
 }
 
 /// Lowercase hex HMAC-SHA256 of `body` under `key`.
@@ -195,20 +187,17 @@ pub fn webhook(c: &WebhookConfig, r: &Report) -> HttpRequest {
 
 /// `<url>/<suffix>`, keeping a query string at the end (`…/uuid/fail?rid=…`).
 pub fn ping_url(base: &str, suffix: &str) -> String {
-    let (path, query) = match base.split_once('?') {
-        Some((p, q)) => (p.trim_end_matches('/'), Some(q)),
-        None => (base.trim_end_matches('/'), None),
-    };
-    let mut out = path.to_string();
+    let (path, query) = base
+        .split_once('?')
+        .map_or((base, None), |(p, q)| (p, Some(q)));
+    let mut out = path.trim_end_matches('/').to_string();
     if !suffix.is_empty() {
-        out.push('/');
-        out.push_str(suffix);
+        out = format!("{out}/{suffix}");
     }
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
+    match query {
+        Some(q) => format!("{out}?{q}"),
+        None => out,
     }
-    out
 }
 
 /// What a ping says.
