@@ -152,7 +152,7 @@ pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) ->
     o.single(
         "proxkeep_run_status",
         "Outcome of the last run: 0 ok, 1 warning (archive written, with warnings), 2 failed.",
-        r.status.code(),
+        r.status as u8,
     );
     o.single(
         "proxkeep_run_exit_code",

@@ -53,11 +53,8 @@ impl Delivery {
             "fail" => " /fail",
             _ => " success",
         };
-        let tries = if self.attempts == 1 {
-            "1 attempt".to_string()
-        } else {
-            format!("{} attempts", self.attempts)
-        };
+        let s = if self.attempts == 1 { "" } else { "s" };
+        let tries = format!("{} attempt{s}", self.attempts);
         match &self.error {
             None => format!("✓ {who}{what}: sent ({tries})"),
             Some(e) => format!("✗ {who}{what}: failed after {tries}: {e}"),

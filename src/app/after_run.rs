@@ -9,7 +9,7 @@
 use crate::backup::{self, BackupError, BackupReport};
 use crate::config::{Config, NotifyConfig};
 use crate::host::{HostFacts, Root};
-use crate::notify::report::{ArchiveInfo, Report, RetentionInfo, RunInfo, Status, TierInfo};
+use crate::notify::report::{ArchiveInfo, Report, RunInfo, Status, TierInfo};
 use crate::notify::{self, Delivery};
 use crate::output::Log;
 use jiff::Timestamp;
@@ -138,25 +138,22 @@ pub fn backup_report(r: &BackupReport, run: &RunInfo) -> Report {
         files: r.files,
         bytes: r.bytes,
     });
-    rep.tiers = r
-        .tiers
-        .iter()
-        .map(|t| TierInfo {
-            tier: t.tier.clone(),
-            ok: t.ok && t.error.is_none(),
-            error: t.error.clone(),
-            copied: t.copied.len(),
-            removed: t.removed.len(),
-            damaged: t.damaged.len(),
-            archives: t.archives,
-            bytes: t.bytes,
-            last_copy: t.last_copy,
-        })
-        .collect();
-    rep.retention = RetentionInfo {
-        removed: rep.tiers.iter().map(|t| t.removed).sum(),
-        damaged: rep.tiers.iter().map(|t| t.damaged).sum(),
-    };
+    rep.set_tiers(
+        r.tiers
+            .iter()
+            .map(|t| TierInfo {
+                tier: t.tier.clone(),
+                ok: t.ok && t.error.is_none(),
+                error: t.error.clone(),
+                copied: t.copied.len(),
+                removed: t.removed.len(),
+                damaged: t.damaged.len(),
+                archives: t.archives,
+                bytes: t.bytes,
+                last_copy: t.last_copy,
+            })
+            .collect(),
+    );
     rep.set_problems(r.warnings.iter().map(backup::warning_text).collect());
     rep.log_file = r.log_file.as_ref().map(|p| p.display().to_string());
     rep

@@ -123,12 +123,8 @@ fn send_smtp(c: &EmailConfig, msg: &Message, timeout: Duration) -> Result<(), No
             || e.is_tls()
             || e.is_client()
             || super::deliver::tls_rejection(&e).is_some();
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message.push_str(&format!(": {s}"));
-            src = s.source();
-        }
+        // The error and its sources, `: `-joined.
+        let message = format!("{:#}", anyhow::Error::from(e));
         NotifyError::Smtp { message, permanent }
     })
 }

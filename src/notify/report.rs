@@ -29,10 +29,6 @@ impl Status {
     pub fn word(self) -> &'static str {
         ["ok", "warning", "FAILED"][self as usize]
     }
-    /// `proxkeep_run_status`: 0 ok, 1 warning, 2 failed.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,6 +171,15 @@ impl Report {
         self.problems = all.into_iter().take(MAX_PROBLEMS).collect();
     }
 
+    /// The tiers, and the retention over all of them.
+    pub fn set_tiers(&mut self, tiers: Vec<TierInfo>) {
+        self.retention = RetentionInfo {
+            removed: tiers.iter().map(|t| t.removed).sum(),
+            damaged: tiers.iter().map(|t| t.damaged).sum(),
+        };
+        self.tiers = tiers;
+    }
+
     /// The config file did not load (exit 2): reported to the channels its valid part names.
     pub fn config_error(message: &str, run: &RunInfo) -> Report {
         let error = format!("configuration error: {message}");
@@ -203,7 +208,7 @@ impl Report {
             files: 420,
             bytes: 8_765_432,
         });
-        rep.tiers = vec![TierInfo {
+        rep.set_tiers(vec![TierInfo {
             tier: "local".into(),
             ok: true,
             error: None,
@@ -213,11 +218,7 @@ impl Report {
             archives: 7,
             bytes: 8_641_969,
             last_copy: None,
-        }];
-        rep.retention = RetentionInfo {
-            removed: 1,
-            damaged: 0,
-        };
+        }]);
         rep.set_problems(vec![
             "this is a test message from `proxkeep notify test`: no backup ran".into(),
         ]);
