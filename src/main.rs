@@ -267,7 +267,7 @@ fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
             let config = load_config(cli)
                 .map_err(|e| cli::notify::backup_config_failed(&globals(cli), e))?;
             let log = Log::new(verbosity, proxkeep::notify::redactor(&config));
-            let hooks = (!*dry_run).then(|| proxkeep::notify::Hooks::begin(&config));
+            let hooks = (!*dry_run).then(|| proxkeep::app::after_run::Hooks::begin(&config));
             let ctx = backup::Context {
                 root,
                 config,

@@ -20,11 +20,24 @@ pub struct Previous {
     pub tiers: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
-const TIER_GAUGES: [&str; 4] = [
-    "proxkeep_tier_archives",
-    "proxkeep_tier_bytes",
-    "proxkeep_tier_last_copy_timestamp_seconds",
-    "proxkeep_tier_ok",
+/// The per-tier gauges (name, help), carried over from the previous file for tiers a run did not reach.
+const TIER_GAUGES: [(&str, &str); 4] = [
+    (
+        "proxkeep_tier_archives",
+        "This host's archives on the tier after the last run that reached it.",
+    ),
+    (
+        "proxkeep_tier_bytes",
+        "Bytes of this host's archives on the tier after the last run that reached it.",
+    ),
+    (
+        "proxkeep_tier_last_copy_timestamp_seconds",
+        "Unix time an archive was last copied to the tier (kept across runs).",
+    ),
+    (
+        "proxkeep_tier_ok",
+        "1 if the tier took part in the last run without error, 0 if it failed.",
+    ),
 ];
 
 /// Escape a label value: backslash, double quote and newline (the text format's only escapes).
@@ -32,6 +45,15 @@ pub fn escape_label(v: &str) -> String {
     v.replace('\\', r"\\")
         .replace('"', "\\\"")
         .replace('\n', r"\n")
+}
+
+/// `{name="value",...}`, the values escaped.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
 }
 
 fn unescape_label(v: &str) -> String {
@@ -70,7 +92,7 @@ pub fn parse_previous(text: &str) -> Previous {
         };
         if name == "proxkeep_last_success_timestamp_seconds" && value > 0.0 {
             p.last_success = Some(value);
-        } else if TIER_GAUGES.contains(&name) {
+        } else if TIER_GAUGES.iter().any(|(n, _)| *n == name) {
             // Our own files carry exactly one label here: tier="…".
             if let Some(v) = labels
                 .strip_prefix("tier=\"")
@@ -130,7 +152,7 @@ pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) ->
     o.single(
         "proxkeep_run_status",
         "Outcome of the last run: 0 ok, 1 warning (archive written, with warnings), 2 failed.",
-        r.status.code(),
+        r.status as u8,
     );
     o.single(
         "proxkeep_run_exit_code",
@@ -181,31 +203,10 @@ pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) ->
             );
         }
     }
-    let helps = [
-        (
-            "proxkeep_tier_archives",
-            "This host's archives on the tier after the last run that reached it.",
-        ),
-        (
-            "proxkeep_tier_bytes",
-            "Bytes of this host's archives on the tier after the last run that reached it.",
-        ),
-        (
-            "proxkeep_tier_last_copy_timestamp_seconds",
-            "Unix time an archive was last copied to the tier (kept across runs).",
-        ),
-        (
-            "proxkeep_tier_ok",
-            "1 if the tier took part in the last run without error, 0 if it failed.",
-        ),
-    ];
-    for (name, help) in helps {
+    for (name, help) in TIER_GAUGES {
         let samples: Vec<(String, String)> = tiers
             .iter()
-            .filter_map(|(tier, m)| {
-                m.get(name)
-                    .map(|v| (format!("{{tier=\"{}\"}}", escape_label(tier)), num(*v)))
-            })
+            .filter_map(|(tier, m)| m.get(name).map(|v| (labels(&[("tier", tier)]), num(*v))))
             .collect();
         if !samples.is_empty() {
             o.family(name, help, &samples);
@@ -214,12 +215,7 @@ pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) ->
     if !notify_failures.is_empty() {
         let samples: Vec<(String, String)> = notify_failures
             .iter()
-            .map(|(c, n)| {
-                (
-                    format!("{{channel=\"{}\"}}", escape_label(c)),
-                    n.to_string(),
-                )
-            })
+            .map(|(c, n)| (labels(&[("channel", c)]), n.to_string()))
             .collect();
         o.family(
             "proxkeep_notify_failures",
@@ -227,18 +223,15 @@ pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) ->
             &samples,
         );
     }
+    let info = labels(&[
+        ("version", &r.version),
+        ("host", &r.host),
+        ("role", &r.role),
+    ]);
     o.family(
         "proxkeep_info",
         "proxkeep version and the host it backs up.",
-        &[(
-            format!(
-                "{{version=\"{}\",host=\"{}\",role=\"{}\"}}",
-                escape_label(&r.version),
-                escape_label(&r.host),
-                escape_label(&r.role)
-            ),
-            "1".into(),
-        )],
+        &[(info, "1".into())],
     );
     o.0
 }
@@ -259,7 +252,6 @@ pub fn write(path: &Path, r: &Report, notify_failures: &[(String, u32)]) -> io::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupError;
     use crate::notify::report::{RunInfo, TierInfo};
     use jiff::Timestamp;
 
@@ -328,7 +320,7 @@ mod tests {
             ended: Timestamp::from_second(1_767_312_001).unwrap(),
             ..run()
         };
-        let failed = Report::from_error(&BackupError::Failed("x".into()), &failed_run);
+        let failed = Report::failed(&failed_run, 1, "backup failed: x".into(), vec![]);
         let second = render(&failed, &[("mail".into(), 1)], &prev);
         assert!(
             second.contains("proxkeep_last_success_timestamp_seconds 1767225610\n"),

@@ -2,9 +2,10 @@
 
 use super::{Exit, Globals};
 use clap::Subcommand;
+use proxkeep::app::after_run::Hooks;
 use proxkeep::config;
 use proxkeep::host::HostFacts;
-use proxkeep::notify::{self, Hooks, RunInfo};
+use proxkeep::notify::{self, RunInfo};
 use proxkeep::output::Log;
 
 #[derive(Subcommand, Debug)]

@@ -67,14 +67,11 @@ pub fn tls_rejection(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     };
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return verdict(r);
-        }
-        if let Some(r) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
+        let in_io = || {
+            let io = err.downcast_ref::<std::io::Error>()?;
+            io.get_ref()?.downcast_ref::<rustls::Error>()
+        };
+        if let Some(r) = err.downcast_ref::<rustls::Error>().or_else(in_io) {
             return verdict(r);
         }
         cur = err.source();
@@ -98,6 +95,17 @@ pub struct Outcome {
     pub retries: Vec<String>,
 }
 
+impl Outcome {
+    /// No attempt was made: `e` stopped the message before the first.
+    pub fn not_sent(e: NotifyError) -> Outcome {
+        Outcome {
+            attempts: 0,
+            result: Err(e),
+            retries: vec![],
+        }
+    }
+}
+
 /// Call `attempt` (given the time it may take) until it succeeds, fails for good, or `deadline` leaves no
 /// room for another try. `per_attempt` caps each attempt.
 pub fn with_retries(
@@ -107,29 +115,17 @@ pub fn with_retries(
 ) -> Outcome {
     let mut retries = Vec::new();
     let mut n = 0;
-    loop {
+    let result = loop {
         n += 1;
         let left = deadline.saturating_duration_since(Instant::now());
         let started = Instant::now();
-        let result = attempt(per_attempt.min(left).max(MIN_ATTEMPT));
-        let err = match result {
-            Ok(()) => {
-                return Outcome {
-                    attempts: n,
-                    result: Ok(()),
-                    retries,
-                };
-            }
-            Err(e) => e,
+        let Err(err) = attempt(per_attempt.min(left).max(MIN_ATTEMPT)) else {
+            break Ok(());
         };
         let wait = backoff(n);
         let room = deadline.saturating_duration_since(Instant::now());
         if !err.retryable() || room < wait + MIN_ATTEMPT {
-            return Outcome {
-                attempts: n,
-                result: Err(err),
-                retries,
-            };
+            break Err(err);
         }
         retries.push(format!(
             "attempt {n} failed after {:.1} s: {err}; retrying in {:.1} s",
@@ -137,6 +133,11 @@ pub fn with_retries(
             wait.as_secs_f64()
         ));
         std::thread::sleep(wait);
+    };
+    Outcome {
+        attempts: n,
+        result,
+        retries,
     }
 }
 
@@ -169,9 +170,7 @@ impl Http {
         let roots = match ca_file {
             // With a CA file, trust exactly what it holds: the point is a private CA or a self-signed server.
             Some(p) => {
-                let pem = std::fs::read(p).map_err(|e| {
-                    NotifyError::Setup(format!("cannot read ca_file {}: {e}", p.display()))
-                })?;
+                let pem = read_ca_file(p)?;
                 let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
                     .filter_map(|item| match item {
                         Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -199,8 +198,8 @@ impl Http {
         })
     }
 
-    /// Send once; 2xx is success. Returns the response body (Telegram's answer, for instance).
-    pub fn send(&self, req: &HttpRequest, timeout: Duration) -> Result<String, NotifyError> {
+    /// Send once; 2xx is success.
+    pub fn send(&self, req: &HttpRequest, timeout: Duration) -> Result<(), NotifyError> {
         let mut b = ureq::http::Request::builder()
             .method(req.method)
             .uri(&req.url);
@@ -226,7 +225,7 @@ impl Http {
             .read_to_string()
             .unwrap_or_default();
         if (200..300).contains(&status) {
-            Ok(body)
+            Ok(())
         } else {
             Err(NotifyError::Status {
                 status,
@@ -261,6 +260,12 @@ fn map_error(e: ureq::Error, started: Instant) -> NotifyError {
         }
         other => NotifyError::Transport(other.to_string()),
     }
+}
+
+/// The PEM text of a channel's `ca_file`.
+pub fn read_ca_file(p: &Path) -> Result<Vec<u8>, NotifyError> {
+    std::fs::read(p)
+        .map_err(|e| NotifyError::Setup(format!("cannot read ca_file {}: {e}", p.display())))
 }
 
 /// At most `max` characters of `s`, with an ellipsis when cut.

@@ -1,7 +1,7 @@
 //! Email: a multipart/alternative message (text + HTML) sent through sendmail (what PVE and PBS ship with
 //! postfix, and what Proxmox's own notifications use) or SMTP (implicit TLS, STARTTLS, or plain to a local relay).
 
-use super::deliver::{NotifyError, clip};
+use super::deliver::{NotifyError, clip, read_ca_file};
 use super::report::Report;
 use crate::config::{EmailConfig, MailTransport, SmtpTls};
 use crate::runner::{self, CommandSpec, RunOptions, Status};
@@ -93,10 +93,7 @@ fn send_smtp(c: &EmailConfig, msg: &Message, timeout: Duration) -> Result<(), No
     let tls_params = || -> Result<TlsParameters, NotifyError> {
         let mut b = TlsParameters::builder(host.clone());
         if let Some(ca) = &c.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| {
-                NotifyError::Setup(format!("cannot read ca_file {}: {e}", ca.display()))
-            })?;
-            let cert = Certificate::from_pem(&pem)
+            let cert = Certificate::from_pem(&read_ca_file(ca)?)
                 .map_err(|e| NotifyError::Setup(format!("ca_file {}: {e}", ca.display())))?;
             b = b.add_root_certificate(cert);
         }
@@ -126,12 +123,8 @@ fn send_smtp(c: &EmailConfig, msg: &Message, timeout: Duration) -> Result<(), No
             || e.is_tls()
             || e.is_client()
             || super::deliver::tls_rejection(&e).is_some();
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message.push_str(&format!(": {s}"));
-            src = s.source();
-        }
+        // The error and its sources, `: `-joined.
+        let message = format!("{:#}", anyhow::Error::from(e));
         NotifyError::Smtp { message, permanent }
     })
 }

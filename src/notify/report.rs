@@ -1,7 +1,6 @@
 //! The one report of a run, built once from the backup's outcome and rendered per channel (text, HTML, JSON,
 //! short title). It is redacted when built, so no renderer can leak a secret that reached a warning or error.
 
-use crate::backup::{self, BackupError, BackupReport};
 use crate::config::Event;
 use crate::output::Redactor;
 use crate::units::format_size;
@@ -14,37 +13,22 @@ pub const SCHEMA: &str = "proxkeep.report/1";
 /// Warnings and errors carried by the report; the rest are counted.
 pub const MAX_PROBLEMS: usize = 10;
 
+/// How a run went; the discriminant is `proxkeep_run_status` and indexes the per-status tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    Ok,
-    Warning,
-    Failed,
+    Ok = 0,
+    Warning = 1,
+    Failed = 2,
 }
 
 impl Status {
     pub fn event(self) -> Event {
-        match self {
-            Status::Ok => Event::Success,
-            Status::Warning => Event::Warning,
-            Status::Failed => Event::Failure,
-        }
+        [Event::Success, Event::Warning, Event::Failure][self as usize]
     }
     /// As the subject line spells it: a failure must stand out in a list of nightly mails.
     pub fn word(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Warning => "warning",
-            Status::Failed => "FAILED",
-        }
-    }
-    /// `proxkeep_run_status`: 0 ok, 1 warning, 2 failed.
-    pub fn code(self) -> u8 {
-        match self {
-            Status::Ok => 0,
-            Status::Warning => 1,
-            Status::Failed => 2,
-        }
+        ["ok", "warning", "FAILED"][self as usize]
     }
 }
 
@@ -150,7 +134,8 @@ pub struct RunInfo {
 }
 
 impl Report {
-    fn base(run: &RunInfo, status: Status, exit_code: i32) -> Report {
+    /// The fields every report has; the constructors fill in the rest.
+    pub fn new(run: &RunInfo, status: Status, exit_code: i32) -> Report {
         Report {
             schema: SCHEMA,
             status,
@@ -173,88 +158,38 @@ impl Report {
         }
     }
 
-    fn set_problems(&mut self, all: Vec<String>) {
-        self.problems_total = all.len();
-        self.problems = all.into_iter().take(MAX_PROBLEMS).collect();
-    }
-
-    /// A run that wrote and verified an archive (status ok or warning).
-    pub fn from_backup(r: &BackupReport, run: &RunInfo) -> Report {
-        let status = if r.warnings.is_empty() {
-            Status::Ok
-        } else {
-            Status::Warning
-        };
-        let mut rep = Report::base(run, status, r.exit_code);
-        rep.host = r.host.clone();
-        rep.role = r.role.clone();
-        rep.duration_ms = r.duration_ms;
-        rep.archive = r.archive.as_ref().map(|p| ArchiveInfo {
-            name: p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            path: p.display().to_string(),
-            size: r.size,
-            sha256: r.sha256.clone(),
-            compression: r.compression.clone(),
-            level: r.level,
-            encryption: r.encryption.clone(),
-            entries: r.entries,
-            files: r.files,
-            bytes: r.bytes,
-        });
-        rep.tiers = r
-            .tiers
-            .iter()
-            .map(|t| TierInfo {
-                tier: t.tier.clone(),
-                ok: t.ok && t.error.is_none(),
-                error: t.error.clone(),
-                copied: t.copied.len(),
-                removed: t.removed.len(),
-                damaged: t.damaged.len(),
-                archives: t.archives,
-                bytes: t.bytes,
-                last_copy: t.last_copy,
-            })
-            .collect();
-        rep.retention = RetentionInfo {
-            removed: rep.tiers.iter().map(|t| t.removed).sum(),
-            damaged: rep.tiers.iter().map(|t| t.damaged).sum(),
-        };
-        rep.set_problems(r.warnings.iter().map(backup::warning_text).collect());
-        rep.log_file = r.log_file.as_ref().map(|p| p.display().to_string());
-        rep
-    }
-
-    /// A run that ended without an archive: preflight (4), lock (5), failure (1), interrupted (130), invalid (2).
-    pub fn from_error(e: &BackupError, run: &RunInfo) -> Report {
-        let mut rep = Report::base(run, Status::Failed, e.exit_code());
-        rep.error = Some(e.to_string());
-        let problems = match e {
-            BackupError::Preflight(checks) => checks
-                .iter()
-                .filter(|c| !c.ok)
-                .map(|c| c.line().replace("\n    ", " "))
-                .collect(),
-            other => vec![other.to_string()],
-        };
+    /// A run that ended without an archive, with `error` and the `problems` behind it.
+    pub fn failed(run: &RunInfo, exit_code: i32, error: String, problems: Vec<String>) -> Report {
+        let mut rep = Report::new(run, Status::Failed, exit_code);
+        rep.error = Some(error);
         rep.set_problems(problems);
         rep
     }
 
+    /// Keeps the first [`MAX_PROBLEMS`] and counts all.
+    pub fn set_problems(&mut self, all: Vec<String>) {
+        self.problems_total = all.len();
+        self.problems = all.into_iter().take(MAX_PROBLEMS).collect();
+    }
+
+    /// The tiers, and the retention over all of them.
+    pub fn set_tiers(&mut self, tiers: Vec<TierInfo>) {
+        self.retention = RetentionInfo {
+            removed: tiers.iter().map(|t| t.removed).sum(),
+            damaged: tiers.iter().map(|t| t.damaged).sum(),
+        };
+        self.tiers = tiers;
+    }
+
     /// The config file did not load (exit 2): reported to the channels its valid part names.
     pub fn config_error(message: &str, run: &RunInfo) -> Report {
-        let mut rep = Report::base(run, Status::Failed, crate::exit::USAGE);
-        rep.error = Some(format!("configuration error: {message}"));
-        rep.set_problems(vec![format!("configuration error: {message}")]);
-        rep
+        let error = format!("configuration error: {message}");
+        Report::failed(run, crate::exit::USAGE, error.clone(), vec![error])
     }
 
     /// What `proxkeep notify test` sends: plausible values in every field, marked as a test.
     pub fn sample(run: &RunInfo) -> Report {
-        let mut rep = Report::base(run, Status::Ok, 0);
+        let mut rep = Report::new(run, Status::Ok, 0);
         rep.test = true;
         let name = format!(
             "{}-{}-{}.tar.zst",
@@ -274,7 +209,7 @@ impl Report {
             files: 420,
             bytes: 8_765_432,
         });
-        rep.tiers = vec![TierInfo {
+        rep.set_tiers(vec![TierInfo {
             tier: "local".into(),
             ok: true,
             error: None,
@@ -284,11 +219,7 @@ impl Report {
             archives: 7,
             bytes: 8_641_969,
             last_copy: None,
-        }];
-        rep.retention = RetentionInfo {
-            removed: 1,
-            damaged: 0,
-        };
+        }]);
         rep.set_problems(vec![
             "this is a test message from `proxkeep notify test`: no backup ran".into(),
         ]);
@@ -297,31 +228,17 @@ impl Report {
 
     /// Replace every configured secret in every text field.
     pub fn redact(&mut self, r: &Redactor) {
-        let f = |s: &mut String| *s = r.apply(s);
-        if let Some(e) = &mut self.error {
-            f(e);
-        }
-        for p in &mut self.problems {
-            f(p);
-        }
-        for t in &mut self.tiers {
-            if let Some(e) = &mut t.error {
-                f(e);
-            }
-        }
-        if let Some(a) = &mut self.archive {
-            f(&mut a.path);
+        let fields = self.error.iter_mut().chain(&mut self.problems);
+        let tiers = self.tiers.iter_mut().filter_map(|t| t.error.as_mut());
+        let archive = self.archive.iter_mut().map(|a| &mut a.path);
+        for s in fields.chain(tiers).chain(archive) {
+            *s = r.apply(s);
         }
     }
 
     /// `[proxkeep] <host>: backup ok|warning|FAILED` (the subject line).
     pub fn subject(&self) -> String {
-        let test = if self.test { " (test)" } else { "" };
-        format!(
-            "[proxkeep] {}: backup {}{test}",
-            self.host,
-            self.status.word()
-        )
+        format!("[proxkeep] {}", self.title())
     }
 
     /// Short title for push channels (Gotify, ntfy).
@@ -330,75 +247,59 @@ impl Report {
         format!("{}: backup {}{test}", self.host, self.status.word())
     }
 
-    /// One line: what a phone's lock screen shows.
-    pub fn headline(&self) -> String {
-        match (&self.archive, &self.error) {
-            (_, Some(e)) => format!(
-                "{}: backup FAILED (exit {}): {e}",
-                self.host, self.exit_code
-            ),
-            (Some(a), None) => format!(
-                "{}: backup {} (exit {}): {} ({}), {} files, {:.1} s",
-                self.host,
-                self.status.word(),
-                self.exit_code,
-                a.name,
-                format_size(a.size),
-                a.files,
-                self.duration_ms as f64 / 1000.0
-            ),
-            (None, None) => format!(
-                "{}: backup {} (exit {})",
-                self.host,
-                self.status.word(),
-                self.exit_code
-            ),
-        }
+    fn seconds(&self) -> String {
+        format!("{:.1} s", self.duration_ms as f64 / 1000.0)
     }
 
-    /// Plain-text body: mail, Telegram, ntfy, Gotify, Discord/Slack.
-    pub fn text(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "{}", self.headline());
-        if self.test {
-            let _ = writeln!(
-                s,
-                "(test message from `proxkeep notify test`: no backup ran)"
-            );
-        }
-        let _ = writeln!(s);
-        let _ = writeln!(
-            s,
-            "status       {} (exit {})",
+    /// One line: what a phone's lock screen shows.
+    pub fn headline(&self) -> String {
+        let head = format!(
+            "{}: backup {} (exit {})",
+            self.host,
             self.status.word(),
             self.exit_code
         );
-        let _ = writeln!(s, "host         {} ({})", self.host, self.role);
+        match (&self.archive, &self.error) {
+            (_, Some(e)) => format!("{head}: {e}"),
+            (Some(a), None) => format!(
+                "{head}: {} ({}), {} files, {}",
+                a.name,
+                format_size(a.size),
+                a.files,
+                self.seconds()
+            ),
+            (None, None) => head,
+        }
+    }
+
+    /// The facts both bodies show, in the text body's order.
+    fn parts(&self) -> Vec<Part> {
+        let word = self.status.word();
+        let mut v = vec![
+            Part::Row("status", format!("{word} (exit {})", self.exit_code)),
+            Part::Row("host", format!("{} ({})", self.host, self.role)),
+        ];
         if let Some(a) = &self.archive {
-            let _ = writeln!(s, "archive      {}", a.name);
-            let _ = writeln!(s, "size         {}", a.size_line());
-            let _ = writeln!(
-                s,
-                "files        {} ({} entries, {} of file data)",
+            let files = format!(
+                "{} ({} entries, {} of file data)",
                 a.files,
                 a.entries,
                 format_size(a.bytes)
             );
+            v.extend([
+                Part::Code("archive", a.name.clone()),
+                Part::Row("size", a.size_line()),
+                Part::Row("files", files),
+            ]);
         }
-        if let Some(e) = &self.error {
-            let _ = writeln!(s, "error        {e}");
-        }
-        let _ = writeln!(s, "duration     {:.1} s", self.duration_ms as f64 / 1000.0);
+        v.extend(self.error.iter().map(|e| Part::Row("error", e.clone())));
+        v.push(Part::Row("duration", self.seconds()));
         if !self.tiers.is_empty() {
-            let _ = writeln!(s, "tiers");
-            for t in &self.tiers {
-                let _ = writeln!(s, "  {}", tier_line(t));
-            }
-            let _ = writeln!(
-                s,
-                "retention    {} removed, {} damaged kept",
-                self.retention.removed, self.retention.damaged
-            );
+            let tiers = self.tiers.iter().map(tier_line).collect();
+            let (removed, damaged) = (self.retention.removed, self.retention.damaged);
+            v.push(Part::List("tiers".into(), tiers, "  "));
+            let retention = format!("{removed} removed, {damaged} damaged kept");
+            v.push(Part::Row("retention", retention));
         }
         if !self.problems.is_empty() {
             let label = if self.status == Status::Failed {
@@ -406,33 +307,45 @@ impl Report {
             } else {
                 "warnings"
             };
-            let _ = writeln!(
-                s,
-                "{label} ({} of {})",
-                self.problems.len(),
-                self.problems_total
-            );
-            for p in &self.problems {
-                let _ = writeln!(s, "  - {p}");
+            let (n, total) = (self.problems.len(), self.problems_total);
+            v.push(Part::List(
+                format!("{label} ({n} of {total})"),
+                self.problems.clone(),
+                "  - ",
+            ));
+        }
+        v.extend(self.log_file.iter().map(|l| Part::Code("log", l.clone())));
+        v.push(Part::Row("proxkeep", self.version.clone()));
+        v
+    }
+
+    /// Plain-text body: mail, Telegram, ntfy, Gotify, Discord/Slack.
+    pub fn text(&self) -> String {
+        let mut s = format!("{}\n", self.headline());
+        if self.test {
+            s.push_str("(test message from `proxkeep notify test`: no backup ran)\n");
+        }
+        s.push('\n');
+        for part in self.parts() {
+            match part {
+                Part::Row(k, v) | Part::Code(k, v) => {
+                    let _ = writeln!(s, "{k:<13}{v}");
+                }
+                Part::List(heading, items, bullet) => {
+                    let _ = writeln!(s, "{heading}");
+                    for i in items {
+                        let _ = writeln!(s, "{bullet}{i}");
+                    }
+                }
             }
         }
-        if let Some(l) = &self.log_file {
-            let _ = writeln!(s, "log          {l}");
-        }
-        let _ = writeln!(s, "proxkeep     {}", self.version);
         s
     }
 
-    /// HTML body of the mail (the text part carries the same facts).
+    /// HTML body of the mail: the same facts as the text, the rows in a table and the lists below it.
     pub fn html(&self) -> String {
-        let colour = match self.status {
-            Status::Ok => "#1a7f37",
-            Status::Warning => "#9a6700",
-            Status::Failed => "#cf222e",
-        };
-        let mut s = String::new();
-        let _ = write!(
-            s,
+        let colour = ["#1a7f37", "#9a6700", "#cf222e"][self.status as usize];
+        let mut s = format!(
             "<!DOCTYPE html>\n<html><body style=\"font-family:sans-serif\">\n<h2 style=\"color:{colour}\">{}</h2>\n",
             esc(&self.title())
         );
@@ -440,80 +353,36 @@ impl Report {
             s.push_str("<p><em>Test message from <code>proxkeep notify test</code>: no backup ran.</em></p>\n");
         }
         s.push_str("<table cellpadding=\"3\">\n");
-        let mut row = |k: &str, v: String| {
-            let _ = writeln!(
-                s,
-                "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
-                esc(k),
-                v
-            );
-        };
-        row(
-            "status",
-            format!("{} (exit {})", esc(self.status.word()), self.exit_code),
-        );
-        row("host", format!("{} ({})", esc(&self.host), esc(&self.role)));
-        if let Some(a) = &self.archive {
-            row("archive", format!("<code>{}</code>", esc(&a.name)));
-            row("size", esc(&a.size_line()));
-            row(
-                "files",
-                esc(&format!(
-                    "{} ({} entries, {} of file data)",
-                    a.files,
-                    a.entries,
-                    format_size(a.bytes)
-                )),
-            );
+        let parts = self.parts();
+        for part in &parts {
+            let (k, v) = match part {
+                Part::Row(k, v) => (k, esc(v)),
+                Part::Code(k, v) => (k, format!("<code>{}</code>", esc(v))),
+                Part::List(..) => continue,
+            };
+            let _ = writeln!(s, "<tr><th align=\"left\">{k}</th><td>{v}</td></tr>");
         }
-        if let Some(e) = &self.error {
-            row("error", esc(e));
-        }
-        row(
-            "duration",
-            format!("{:.1} s", self.duration_ms as f64 / 1000.0),
-        );
-        if !self.tiers.is_empty() {
-            row(
-                "retention",
-                esc(&format!(
-                    "{} removed, {} damaged kept",
-                    self.retention.removed, self.retention.damaged
-                )),
-            );
-        }
-        if let Some(l) = &self.log_file {
-            row("log", format!("<code>{}</code>", esc(l)));
-        }
-        row("proxkeep", esc(&self.version));
         s.push_str("</table>\n");
-        if !self.tiers.is_empty() {
-            s.push_str("<h3>Tiers</h3>\n<ul>\n");
-            for t in &self.tiers {
-                let _ = writeln!(s, "<li>{}</li>", esc(&tier_line(t)));
+        for part in &parts {
+            if let Part::List(heading, items, _) = part {
+                let (first, rest) = heading.split_at(1);
+                let _ = writeln!(s, "<h3>{}{}</h3>\n<ul>", first.to_uppercase(), esc(rest));
+                for i in items {
+                    let _ = writeln!(s, "<li>{}</li>", esc(i));
+                }
+                s.push_str("</ul>\n");
             }
-            s.push_str("</ul>\n");
-        }
-        if !self.problems.is_empty() {
-            let _ = writeln!(
-                s,
-                "<h3>{} ({} of {})</h3>\n<ul>",
-                if self.status == Status::Failed {
-                    "Errors"
-                } else {
-                    "Warnings"
-                },
-                self.problems.len(),
-                self.problems_total
-            );
-            for p in &self.problems {
-                let _ = writeln!(s, "<li>{}</li>", esc(p));
-            }
-            s.push_str("</ul>\n");
         }
         s.push_str("</body></html>\n");
         s
     }
+}
+
+/// One fact of the bodies: a row (in HTML, as `<code>` for a `Code`), or a headed list.
+enum Part {
+    Row(&'static str, String),
+    Code(&'static str, String),
+    List(String, Vec<String>, &'static str),
 }
 
 fn tier_line(t: &TierInfo) -> String {
@@ -545,151 +414,4 @@ pub fn esc(s: &str) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::archive::format::Warning;
-    use crate::store::tier::TierReport;
-
-    fn run() -> RunInfo {
-        RunInfo {
-            host: "pve1".into(),
-            role: "pve".into(),
-            started: Timestamp::from_second(1_767_225_600).unwrap(),
-            ended: Timestamp::from_second(1_767_225_612).unwrap(),
-        }
-    }
-
-    fn backup_report(warnings: usize) -> BackupReport {
-        BackupReport {
-            status: if warnings == 0 { "ok" } else { "warning" },
-            exit_code: if warnings == 0 { 0 } else { 3 },
-            dry_run: false,
-            host: "pve1".into(),
-            role: "pve".into(),
-            archive: Some("/b/pve1-pve-20260101T000000Z.tar.zst".into()),
-            sha256: Some("ab".repeat(32)),
-            size: 2048,
-            compression: "zstd".into(),
-            level: 3,
-            encryption: None,
-            entries: 10,
-            files: 7,
-            dirs: 2,
-            symlinks: 1,
-            bytes: 4096,
-            commands: 0,
-            pve_tree_from_db: false,
-            duration_ms: 1500,
-            categories: vec![],
-            checks: vec![],
-            warnings: (0..warnings)
-                .map(|i| Warning {
-                    path: Some(format!("/etc/f{i}")),
-                    message: format!("problem {i} with s3cr3t-token"),
-                })
-                .collect(),
-            log_file: Some("/var/log/proxkeep/x.log".into()),
-            tiers: vec![
-                TierReport {
-                    tier: "local".into(),
-                    ok: true,
-                    removed: vec!["a".into(), "b".into()],
-                    archives: 3,
-                    bytes: 6000,
-                    ..Default::default()
-                },
-                TierReport {
-                    tier: "secondary:nas".into(),
-                    ok: false,
-                    error: Some("/mnt/nas is not a mount point".into()),
-                    ..Default::default()
-                },
-            ],
-        }
-    }
-
-    #[test]
-    fn warning_report_caps_problems_and_redacts() {
-        let mut r = Report::from_backup(&backup_report(14), &run());
-        let mut red = Redactor::default();
-        red.add("s3cr3t-token");
-        r.redact(&red);
-        assert_eq!(r.status, Status::Warning);
-        assert_eq!(r.event, Event::Warning);
-        assert_eq!(r.problems.len(), MAX_PROBLEMS);
-        assert_eq!(r.problems_total, 14);
-        assert_eq!(r.retention.removed, 2);
-        assert_eq!(r.subject(), "[proxkeep] pve1: backup warning");
-        let text = r.text();
-        assert!(!text.contains("s3cr3t-token"), "{text}");
-        assert!(text.contains("warnings (10 of 14)"), "{text}");
-        assert!(text.contains("secondary:nas: FAILED: /mnt/nas is not a mount point"));
-        assert!(text.contains("local: ok, 0 copied, 2 removed by retention"));
-        assert!(text.contains("pve1-pve-20260101T000000Z.tar.zst"));
-        let html = r.html();
-        assert!(html.contains("<h3>Warnings (10 of 14)</h3>"));
-        let json = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["schema"], SCHEMA);
-        assert_eq!(json["archive"]["files"], 7);
-        assert_eq!(json["tiers"][1]["ok"], false);
-    }
-
-    #[test]
-    fn an_encrypted_archive_says_so_in_every_rendering() {
-        let mut b = backup_report(0);
-        b.encryption = Some("age: 1 recipient (x25519)".into());
-        let r = Report::from_backup(&b, &run());
-        assert!(
-            r.text().contains(", age: 1 recipient (x25519))"),
-            "{}",
-            r.text()
-        );
-        assert!(r.html().contains("age: 1 recipient (x25519)"));
-        let json = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["archive"]["encryption"], "age: 1 recipient (x25519)");
-        let plain = Report::from_backup(&backup_report(0), &run());
-        assert!(
-            serde_json::to_value(&plain).unwrap()["archive"]
-                .get("encryption")
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn failure_reports() {
-        let e = BackupError::Failed("disk on fire".into());
-        let r = Report::from_error(&e, &run());
-        assert_eq!(r.status, Status::Failed);
-        assert_eq!(r.exit_code, 1);
-        assert_eq!(r.duration_ms, 12_000);
-        assert_eq!(r.subject(), "[proxkeep] pve1: backup FAILED");
-        assert!(
-            r.text()
-                .contains("error        backup failed: disk on fire")
-        );
-        let c = Report::config_error("/etc/proxkeep/proxkeep.toml:3:1: unknown key", &run());
-        assert_eq!(c.exit_code, 2);
-        assert_eq!(
-            Report::sample(&run()).subject(),
-            "[proxkeep] pve1: backup ok (test)"
-        );
-    }
-
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(
-            esc("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
-        let mut r = Report::from_error(&BackupError::Failed("<script>".into()), &run());
-        r.host = "h<1>".into();
-        let html = r.html();
-        assert!(
-            !html.contains("<script>") && !html.contains("h<1>"),
-            "{html}"
-        );
-    }
 }

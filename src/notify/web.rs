@@ -21,7 +21,7 @@ pub const NTFY_MAX_BYTES: usize = 4000;
 /// Header carrying the webhook body's HMAC-SHA256, `sha256=<lowercase hex>`.
 pub const SIGNATURE_HEADER: &str = "X-Proxkeep-Signature";
 
-fn json_request(method: &'static str, url: String, body: &serde_json::Value) -> HttpRequest {
+fn json_request(method: &'static str, url: String, body: &impl serde::Serialize) -> HttpRequest {
     HttpRequest {
         method,
         url,
@@ -84,14 +84,9 @@ pub fn telegram(c: &TelegramConfig, r: &Report) -> Vec<HttpRequest> {
         .collect()
 }
 
-/// Gotify priority by status: 8+ rings on Android by default, 4–7 notify quietly, 1–3 sit in the list.
-pub fn gotify_priority(s: Status) -> u8 {
-    match s {
-        Status::Ok => 2,
-        Status::Warning => 5,
-        Status::Failed => 8,
-    }
-}
+/// Gotify priority by status (ok, warning, failed): 8+ rings on Android by default, 4–7 notify quietly, 1–3
+/// sit in the list.
+const GOTIFY_PRIORITY: [u8; 3] = [2, 5, 8];
 
 pub fn gotify(c: &GotifyConfig, r: &Report) -> HttpRequest {
     let mut req = json_request(
@@ -100,7 +95,7 @@ pub fn gotify(c: &GotifyConfig, r: &Report) -> HttpRequest {
         &serde_json::json!({
             "title": r.title(),
             "message": r.text(),
-            "priority": gotify_priority(r.status),
+            "priority": GOTIFY_PRIORITY[r.status as usize],
             "extras": {"client::display": {"contentType": "text/plain"}},
         }),
     );
@@ -111,11 +106,12 @@ pub fn gotify(c: &GotifyConfig, r: &Report) -> HttpRequest {
 
 /// ntfy priority (1 min … 5 max) and tags (emoji short codes) by status.
 pub fn ntfy_priority_tags(s: Status) -> (u8, &'static str) {
-    match s {
-        Status::Ok => (3, "white_check_mark,proxkeep"),
-        Status::Warning => (4, "warning,proxkeep"),
-        Status::Failed => (5, "rotating_light,proxkeep"),
-    }
+    let tags = [
+        "white_check_mark,proxkeep",
+        "warning,proxkeep",
+        "rotating_light,proxkeep",
+    ];
+    ([3, 4, 5][s as usize], tags[s as usize])
 }
 
 pub fn ntfy(c: &NtfyConfig, r: &Report) -> HttpRequest {
@@ -148,15 +144,7 @@ pub fn ntfy(c: &NtfyConfig, r: &Report) -> HttpRequest {
 
 /// Header values must be visible ASCII; a host name always is, but be safe.
 fn ascii_header(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii() && !c.is_ascii_control() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect()
+    s.replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "?")
 }
 
 /// Lowercase hex HMAC-SHA256 of `body` under `key`.
@@ -170,23 +158,20 @@ pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
 }
 
 pub fn webhook(c: &WebhookConfig, r: &Report) -> HttpRequest {
-    let body = match c.format {
+    let method = c.method.as_str();
+    let mut req = match c.format {
         // Serialized from the struct, not a `Value`: keys stay in the documented order.
-        WebhookFormat::Json => serde_json::to_vec(r).unwrap_or_default(),
+        WebhookFormat::Json => json_request(method, c.url.clone(), r),
         WebhookFormat::Discord => {
             let text = super::deliver::clip(&r.text(), DISCORD_MAX - 10);
-            serde_json::to_vec(&serde_json::json!({"content": text, "username": "proxkeep"}))
-                .unwrap_or_default()
+            let body = serde_json::json!({"content": text, "username": "proxkeep"});
+            json_request(method, c.url.clone(), &body)
         }
-        WebhookFormat::Slack => {
-            serde_json::to_vec(&serde_json::json!({"text": r.text()})).unwrap_or_default()
-        }
-    };
-    let mut req = HttpRequest {
-        method: c.method.as_str(),
-        url: c.url.clone(),
-        headers: vec![("Content-Type".into(), "application/json".into())],
-        body,
+        WebhookFormat::Slack => json_request(
+            method,
+            c.url.clone(),
+            &serde_json::json!({"text": r.text()}),
+        ),
     };
     for (k, v) in &c.headers {
         req.headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
@@ -202,20 +187,17 @@ pub fn webhook(c: &WebhookConfig, r: &Report) -> HttpRequest {
 
 /// `<url>/<suffix>`, keeping a query string at the end (`…/uuid/fail?rid=…`).
 pub fn ping_url(base: &str, suffix: &str) -> String {
-    let (path, query) = match base.split_once('?') {
-        Some((p, q)) => (p.trim_end_matches('/'), Some(q)),
-        None => (base.trim_end_matches('/'), None),
-    };
-    let mut out = path.to_string();
+    let (path, query) = base
+        .split_once('?')
+        .map_or((base, None), |(p, q)| (p, Some(q)));
+    let mut out = path.trim_end_matches('/').to_string();
     if !suffix.is_empty() {
-        out.push('/');
-        out.push_str(suffix);
+        out = format!("{out}/{suffix}");
     }
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
+    match query {
+        Some(q) => format!("{out}?{q}"),
+        None => out,
     }
-    out
 }
 
 /// What a ping says.
@@ -248,35 +230,27 @@ impl Ping {
 pub const PING_BODY_MAX: usize = 10_000;
 
 pub fn ping(c: &PingConfig, kind: Ping, log_tail: &[String]) -> HttpRequest {
-    match kind {
-        Ping::Start => HttpRequest {
-            method: "GET",
-            url: ping_url(&c.url, "start"),
-            headers: vec![],
-            body: vec![],
-        },
-        Ping::Success => HttpRequest {
-            method: "GET",
-            url: ping_url(&c.url, ""),
-            headers: vec![],
-            body: vec![],
-        },
-        Ping::Fail => {
-            let mut body = log_tail.join("\n");
-            if body.len() > PING_BODY_MAX {
-                let mut start = body.len() - PING_BODY_MAX;
-                while !body.is_char_boundary(start) {
-                    start += 1;
-                }
-                body = body[start..].to_string();
-            }
-            HttpRequest {
-                method: "POST",
-                url: ping_url(&c.url, "fail"),
-                headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
-                body: body.into_bytes(),
-            }
+    let (method, suffix, mut body) = match kind {
+        Ping::Start => ("GET", "start", String::new()),
+        Ping::Success => ("GET", "", String::new()),
+        Ping::Fail => ("POST", "fail", log_tail.join("\n")),
+    };
+    if body.len() > PING_BODY_MAX {
+        let mut start = body.len() - PING_BODY_MAX;
+        while !body.is_char_boundary(start) {
+            start += 1;
         }
+        body.drain(..start);
+    }
+    let headers = match kind {
+        Ping::Fail => vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+        _ => vec![],
+    };
+    HttpRequest {
+        method,
+        url: ping_url(&c.url, suffix),
+        headers,
+        body: body.into_bytes(),
     }
 }
 
