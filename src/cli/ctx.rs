@@ -137,18 +137,21 @@ impl Ctx {
                 cannot.push(format!("read {}", full.display()));
             }
         }
+        // Reading the real host without its secrets is no backup; a tree under --root is the user's business
+        // (its unreadable files are warnings, as always).
+        let mut fatal = writes && self.root.dir() == Path::new("/") && !cannot.is_empty();
         if let Ok(c) = self.config() {
-            let lock_dir = c.lock_file.parent().unwrap_or(Path::new("/")).to_path_buf();
-            let dirs = [("read", &c.backup_dir, Access::READ_OK | Access::EXEC_OK)];
-            let writes_to = [(&c.backup_dir), (&c.log_dir), (&lock_dir)];
-            for (what, d, mode) in dirs {
-                if d.exists() && !can(d, mode) {
-                    cannot.push(format!("{what} {}", d.display()));
-                }
+            if c.backup_dir.exists() && !can(&c.backup_dir, Access::READ_OK | Access::EXEC_OK) {
+                cannot.push(format!("read {}", c.backup_dir.display()));
             }
-            for d in writes_to.into_iter().filter(|_| writes) {
+            let lock_dir = c.lock_file.parent().unwrap_or(Path::new("/"));
+            for d in [c.backup_dir.as_path(), c.log_dir.as_path(), lock_dir]
+                .into_iter()
+                .filter(|_| writes)
+            {
                 if d.exists() && !can(d, Access::WRITE_OK | Access::EXEC_OK) {
                     cannot.push(format!("write {}", d.display()));
+                    fatal = true;
                 }
             }
         }
@@ -156,7 +159,7 @@ impl Ctx {
             return Ok(());
         }
         let msg = format!("running as {user}, not root: cannot {}", cannot.join(", "));
-        if writes {
+        if fatal {
             return Err(Exit::new(
                 proxkeep::exit::PREFLIGHT,
                 anyhow!("{msg}; run it as root"),
