@@ -1,1 +1,14 @@
+//! The journeys, one module each: they take resolved inputs (config, root, clock, cancel flag), do the work
+//! through the domain modules, and return a report value that says its own exit code. Printing is the CLI's.
+
 pub mod after_run;
+pub mod catalog;
+pub mod check;
+pub mod prune;
+pub mod restore;
+
+/// A `--tier` argument names a tier by its label (`secondary:usb`) or by its bare name (`usb`).
+pub fn tier_matches(label: &str, which: &str) -> bool {
+    label == which || label.split_once(':').is_some_and(|(_, n)| n == which)
+}
+

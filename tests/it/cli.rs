@@ -71,3 +71,223 @@ fn check_prints_a_line_per_check_and_fails_with_4() {
         r.stdout()
     );
 }
+
+/// Feed a command's stdout to `python3 -m json.tool`: it must be exactly one JSON document.
+fn one_document(what: &str, r: &Run) -> serde_json::Value {
+    use std::io::Write;
+    let mut py = std::process::Command::new(tool("python3"))
+        .args(["-m", "json.tool"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    py.stdin.take().unwrap().write_all(&r.0.stdout).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: stdout is not one JSON document ({}):\n{}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr),
+        r.stdout(),
+        r.stderr()
+    );
+    r.json()
+}
+
+#[test]
+fn every_command_prints_one_json_document_and_errors_as_json() {
+    let mut env = Env::new("pve-node");
+    make_config_db(&env.root);
+    env.run(&["backup"]).expect(0);
+    let latest = env.only_archive().display().to_string();
+    let key = env.path("id.key").display().to_string();
+    let out = env.path("out").display().to_string();
+    let target = env.path("target");
+    std::fs::create_dir(&target).unwrap();
+    let target = target.display().to_string();
+    let db = env
+        .root
+        .join("var/lib/pve-cluster/config.db")
+        .display()
+        .to_string();
+    let pmx = env.path("pmx").display().to_string();
+    for (args, code) in [
+        (vec!["check"], 0),
+        (vec!["catalog"], 0),
+        (vec!["config", "show"], 0),
+        (vec!["backup", "--dry-run"], 0),
+        (vec!["list"], 0),
+        (vec!["show", "latest"], 0),
+        (vec!["ls", "latest", "etc/pve"], 0),
+        (vec!["cat", "latest", "etc/hostname"], 0),
+        (vec!["verify"], 0),
+        (vec!["verify", "--all"], 0),
+        (vec!["diff", "latest", &latest], 0),
+        (vec!["diff", "latest", "--live"], 0),
+        (vec!["prune", "--dry-run"], 0),
+        (vec!["key", "generate", "--out", &key], 0),
+        (vec!["extract", "latest", &out], 0),
+        (
+            vec!["restore", "latest", "--target", &target, "--dry-run"],
+            0,
+        ),
+        (
+            vec![
+                "restore",
+                "latest",
+                "--target",
+                &target,
+                "--yes",
+                "--no-safety-backup",
+            ],
+            0,
+        ),
+        (vec!["pmxcfs", "extract", &db, &pmx], 0),
+        (vec!["backup"], 0),
+        // Failures: the error document, with the exit code.
+        (vec!["key", "generate"], 2),
+        (vec!["show", "no-such-archive"], 2),
+        (vec!["ls", "latest", "no/such/prefix"], 1),
+        (vec!["notify", "test"], 2),
+        (vec!["decrypt", "latest", &out], 2),
+    ] {
+        let mut full = vec!["--json"];
+        full.extend(&args);
+        let r = env.run(&full);
+        let what = args.join(" ");
+        assert_eq!(r.code(), code, "{what}: {}\n{}", r.stdout(), r.stderr());
+        let doc = one_document(&what, &r);
+        if code == 0 {
+            assert!(
+                doc.get("error").is_none() || !doc["error"].is_object(),
+                "{what}: {doc}"
+            );
+        } else {
+            assert_eq!(doc["error"]["code"], code, "{what}: {doc}");
+            assert!(
+                doc["error"]["kind"].is_string() && doc["error"]["message"].is_string(),
+                "{doc}"
+            );
+        }
+    }
+    // config show: the effective config, as JSON; key generate: the recipient and the file, not the secret.
+    let cfg = env.run(&["--json", "config", "show"]).json();
+    assert_eq!(cfg["compression"]["algorithm"], "zstd", "{cfg}");
+    let key2 = env.path("id2.key").display().to_string();
+    let r = env.run(&["--json", "key", "generate", "--out", &key2]);
+    let k = r.json();
+    assert!(k["recipient"].as_str().unwrap().starts_with("age1"), "{k}");
+    assert_eq!(k["identity_file"], key2.as_str());
+    assert!(!r.stdout().contains("AGE-SECRET-KEY"));
+    // A failed backup: one document, the error and the checks that failed.
+    env.write_config("[encryption]\nrecipients_file = \"/nonexistent/recipients\"\n");
+    let r = env.run(&["--json", "backup"]);
+    let doc = one_document("backup (bad recipients)", &r);
+    assert_eq!(doc["error"]["code"], r.code(), "{doc}");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let mut env = Env::new("pve-node");
+    // Enough entries that the output outgrows a pipe's buffer.
+    let many = env.root.join("srv/many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..3000 {
+        std::fs::write(many.join(format!("file-{i:04}.conf")), format!("{i}\n")).unwrap();
+    }
+    env.write_config("[collect]\nextra_paths = [\"/srv/many\"]\n");
+    env.run(&["backup"]).expect(0);
+    std::fs::remove_dir_all(&many).unwrap();
+    let target = env.path("target");
+    std::fs::create_dir(&target).unwrap();
+    let target = target.display().to_string();
+    for (args, code) in [
+        (
+            vec!["restore", "latest", "--target", &target, "--dry-run"],
+            0,
+        ),
+        (vec!["catalog"], 0),
+        (vec!["ls", "latest"], 0),
+        (vec!["list"], 0),
+        (vec!["diff", "latest", "--live"], 0),
+        (vec!["--json", "ls", "latest"], 0),
+    ] {
+        for reader in ["head -n 1", "true"] {
+            let mut cmd = env.cmd();
+            cmd.args(&args);
+            let line: Vec<String> = std::iter::once(cmd.get_program())
+                .chain(cmd.get_args())
+                .map(|a| format!("'{}'", a.to_string_lossy()))
+                .collect();
+            let line = line.join(" ");
+            let rc = env.path("rc");
+            let script = format!(
+                "{{ {line} 2>'{err}'; echo $? >'{rc}'; }} | {reader} >/dev/null",
+                err = env.path("err").display(),
+                rc = rc.display()
+            );
+            sh_ok(&script);
+            let got: i32 = std::fs::read_to_string(&rc)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            let err = std::fs::read_to_string(env.path("err")).unwrap();
+            let what = format!("{} | {reader}", args.join(" "));
+            assert!(got == code || got == 141, "{what}: exit {got}\n{err}");
+            assert!(
+                !err.contains("panicked") && !err.contains("Broken pipe"),
+                "{what}:\n{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_non_root_user_is_told_once_what_it_cannot_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::new("pve-node");
+    env.run(&["backup"]).expect(0);
+    // The test's own files readable by `nobody`, the host's secrets (etc/pve/priv, 0700) not.
+    for p in [env.tmp.path(), env.root.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.write_config("");
+    let as_nobody = |args: &[&str]| {
+        let c = env.cmd();
+        let prog = c.get_program().to_owned();
+        let mut all: Vec<std::ffi::OsString> = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        all.push(prog);
+        all.extend(c.get_args().map(ToOwned::to_owned));
+        all.extend(args.iter().map(Into::into));
+        Run(std::process::Command::new(tool("setpriv"))
+            .args(all)
+            .output()
+            .unwrap())
+    };
+    let r = as_nobody(&["backup"]);
+    r.expect(4);
+    let err = r.stderr();
+    assert!(
+        err.contains("not root") && err.contains("etc/pve/priv"),
+        "{err}"
+    );
+    assert_eq!(err.matches("not root").count(), 1, "{err}");
+    assert!(env.archives().len() == 1, "nothing new written");
+    let r = as_nobody(&["restore", "latest", "--target", "/", "--yes"]);
+    r.expect(4);
+    assert!(r.stderr().contains("not root"), "{}", r.stderr());
+    // A read command goes on, with one warning.
+    let r = as_nobody(&["catalog"]);
+    r.expect(0);
+    assert_eq!(
+        r.stderr().matches("warning: running as").count(),
+        1,
+        "{}",
+        r.stderr()
+    );
+}

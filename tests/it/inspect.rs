@@ -1039,7 +1039,13 @@ fn ls_and_cat_on_a_cut_archive_give_what_comes_before_the_damage() {
     );
     let j = env.run(&["--json", "ls", "latest"]);
     j.expect(6);
-    assert!(j.json()["error"].as_str().unwrap().contains("damaged"));
+    assert!(
+        j.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("damaged")
+    );
+    assert_eq!(j.json()["error"]["code"], 6);
 
     // A file before the cut comes out whole, and cat says it could not check it against the (lost) index.
     let early = members

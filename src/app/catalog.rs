@@ -1,0 +1,60 @@
+//! `proxkeep catalog`: every category of the catalog, and what each finds on this host.
+
+use crate::catalog::{self, Applies, CATEGORIES, Source};
+use crate::collect::{self, CategoryCount};
+use crate::config::Config;
+use crate::host::{HostFacts, Role, Root, Versions};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct CatalogReport {
+    pub host: String,
+    pub role: Role,
+    pub versions: Versions,
+    pub categories: Vec<CategoryFound>,
+    pub held_on_restore: &'static [&'static str],
+    pub commands_run: usize,
+    pub commands_not_run: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CategoryFound {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub applies: Applies,
+    /// Collected on this host's role.
+    pub active: bool,
+    pub sources: &'static [Source],
+    pub exclude: &'static [&'static str],
+    pub found: Option<CategoryCount>,
+}
+
+pub fn run(root: &Root, config: &Config) -> CatalogReport {
+    let facts = HostFacts::detect(root);
+    let plan = collect::scan(root, &facts, config);
+    let mut counts = plan.counts();
+    let categories = CATEGORIES
+        .iter()
+        .map(|c| CategoryFound {
+            name: c.name,
+            description: c.description,
+            applies: c.applies,
+            active: plan.categories.iter().any(|n| n == c.name),
+            sources: c.sources,
+            exclude: c.exclude,
+            found: counts
+                .iter()
+                .position(|x| x.category == c.name)
+                .map(|i| counts.swap_remove(i)),
+        })
+        .collect();
+    CatalogReport {
+        host: facts.hostname,
+        role: facts.role,
+        versions: facts.versions,
+        categories,
+        held_on_restore: catalog::HELD_ON_RESTORE,
+        commands_run: plan.commands.len(),
+        commands_not_run: plan.commands_not_run,
+    }
+}

@@ -1,0 +1,112 @@
+//! `proxkeep prune`: the retention policy applied to every tier (or one), each decision with its reason.
+
+use crate::config::Config;
+use crate::store::retention::Decision;
+use crate::store::tier;
+use jiff::Timestamp;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+#[derive(Debug, Serialize)]
+pub struct TierPrune {
+    pub tier: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Vec<Pruned>>,
+    /// The tier could not be pruned (unreachable remote, unmounted disk): a warning, the others go on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pruned {
+    pub archive: String,
+    pub decision: Decision,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct PruneReport {
+    pub tiers: Vec<TierPrune>,
+    #[serde(skip)]
+    pub dry_run: bool,
+    #[serde(skip)]
+    pub host: String,
+}
+
+impl PruneReport {
+    pub fn exit_code(&self) -> i32 {
+        if self.tiers.iter().any(|t| t.error.is_some()) {
+            crate::exit::WARNINGS
+        } else {
+            crate::exit::OK
+        }
+    }
+}
+
+/// `only` selects one tier by label (`secondary:NAME`) or bare name; `Err` names the tiers there are.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    config: &Config,
+    dir: &Path,
+    host: &str,
+    only: Option<&str>,
+    dry_run: bool,
+    now: Timestamp,
+    cancel: &'static AtomicBool,
+) -> Result<PruneReport, String> {
+    let tz = jiff::tz::TimeZone::system();
+    let tiers = tier::tiers(config, dir, cancel);
+    let selected: Vec<_> = tiers
+        .iter()
+        .filter(|t| only.is_none_or(|o| super::tier_matches(&t.label(), o)))
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<String> = tiers.iter().map(|t| t.label()).collect();
+        return Err(format!(
+            "no tier {:?} (tiers: {})",
+            only.unwrap_or(""),
+            names.join(", ")
+        ));
+    }
+    let verified = tier::recorded_verification(dir);
+    let mut report = PruneReport {
+        tiers: Vec::new(),
+        dry_run,
+        host: host.to_string(),
+    };
+    for t in selected {
+        let mut rep = tier::TierReport {
+            tier: t.label(),
+            ..Default::default()
+        };
+        let v = if t.label() == "local" {
+            verified.clone()
+        } else {
+            Default::default()
+        };
+        let plan = t
+            .ready()
+            .and_then(|()| tier::prune(t.as_ref(), host, &v, now, &tz, dry_run, &mut rep));
+        report.tiers.push(match plan {
+            Ok(plan) => TierPrune {
+                tier: t.label(),
+                plan: Some(
+                    plan.into_iter()
+                        .map(|(a, decision)| Pruned {
+                            archive: a.file,
+                            decision,
+                        })
+                        .collect(),
+                ),
+                error: None,
+            },
+            Err(e) => TierPrune {
+                tier: t.label(),
+                plan: None,
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    Ok(report)
+}

@@ -1,0 +1,364 @@
+//! `check`, `catalog`, `config show`, `prune`, `backup`, `notify test`: the host-side commands' presenters.
+
+use super::args::{NotifyAction, NotifyCommand};
+use super::{Exit, ctx::Ctx, emit::Emit};
+use anyhow::anyhow;
+use proxkeep::app::{self, catalog::CatalogReport, prune::PruneReport};
+use proxkeep::archive::compression::Compression;
+use proxkeep::backup::{self, BackupError, BackupOptions, BackupReport};
+use proxkeep::catalog::{self, Source};
+use proxkeep::config;
+use proxkeep::units::format_size;
+use proxkeep::exit;
+use proxkeep::host::HostFacts;
+use proxkeep::app::after_run::Hooks;
+use proxkeep::notify::{self, RunInfo};
+use proxkeep::store::retention::Decision;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+pub fn check(ctx: &Ctx) -> Result<i32, Exit> {
+    let report = app::check::run(&ctx.root, ctx.config()?);
+    ctx.out.result(&report, |o| {
+        report
+            .checks
+            .iter()
+            .try_for_each(|c| writeln!(o, "{}", c.line()))
+    })?;
+    Ok(report.exit_code())
+}
+
+pub fn config_show(ctx: &Ctx) -> Result<i32, Exit> {
+    let text = config::render_redacted(ctx.config()?);
+    if ctx.json() {
+        // The same redacted rendering, as a JSON document.
+        let value: toml::Value = toml::from_str(&text).map_err(Exit::failed)?;
+        ctx.out.json(&value)?;
+    } else {
+        ctx.out.text(|o| o.write_all(text.as_bytes()))?;
+    }
+    Ok(exit::OK)
+}
+
+pub fn catalog(ctx: &Ctx) -> Result<i32, Exit> {
+    let report = app::catalog::run(&ctx.root, ctx.config()?);
+    ctx.out.result(&report, |o| catalog_text(&report, o))?;
+    Ok(exit::OK)
+}
+
+fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "host {} role {}", r.host, r.role)?;
+    for c in &r.categories {
+        let found = match &c.found {
+            Some(n) if c.active => format!(
+                "{} files, {} dirs, {} links, {}, {} commands",
+                n.files,
+                n.dirs,
+                n.symlinks,
+                format_size(n.bytes),
+                n.commands
+            ),
+            _ if c.active => "nothing found".into(),
+            _ => format!("not collected on a {} host", r.role),
+        };
+        writeln!(
+            out,
+            "\n{} ({:?}): {}\n  {found}",
+            c.name, c.applies, c.description
+        )?;
+        for s in c.sources {
+            let line = match s {
+                Source::Path { path } => format!("path    {path}"),
+                Source::Glob { pattern } => format!("glob    {pattern}"),
+                Source::Command {
+                    output,
+                    program,
+                    args,
+                } => format!("command {program} {} > {output}", args.join(" ")),
+                Source::Pmxcfs => format!("pmxcfs  {} (online snapshot)", catalog::CONFIG_DB),
+            };
+            writeln!(out, "    {line}")?;
+        }
+        for e in c.exclude {
+            writeln!(out, "    exclude {e}")?;
+        }
+    }
+    writeln!(out, "\nextra: paths from [collect] extra_paths")?;
+    if r.commands_not_run > 0 {
+        writeln!(
+            out,
+            "\n{} commands run only when --root is / (or with [commands] run = \"always\")",
+            r.commands_not_run
+        )?;
+    }
+    Ok(())
+}
+
+pub fn prune(
+    ctx: &Ctx,
+    dry_run: bool,
+    tier: Option<&str>,
+    dir: &Option<PathBuf>,
+) -> Result<i32, Exit> {
+    let dir = ctx.backup_dir(dir)?;
+    let report = app::prune::run(
+        ctx.config()?,
+        &dir,
+        &ctx.hostname(),
+        tier,
+        dry_run,
+        ctx.now,
+        ctx.cancel,
+    )
+    .map_err(|e| Exit::usage(anyhow!(e)))?;
+    for t in &report.tiers {
+        if let Some(e) = &t.error {
+            eprintln!("warning: tier {}: {e}", t.tier);
+        }
+    }
+    ctx.out.result(&report, |o| prune_text(&report, o))?;
+    Ok(report.exit_code())
+}
+
+fn prune_text(r: &PruneReport, out: &mut dyn Write) -> io::Result<()> {
+    for t in &r.tiers {
+        let Some(plan) = &t.plan else { continue };
+        writeln!(
+            out,
+            "{} ({}):",
+            t.tier,
+            if r.dry_run { "dry run" } else { "pruned" }
+        )?;
+        for p in plan {
+            let what = match &p.decision {
+                Decision::Keep(why) => format!("keep    {why}"),
+                Decision::Remove if r.dry_run => "remove  (would)".into(),
+                Decision::Remove => "removed".into(),
+                Decision::Damaged => "DAMAGED kept: failed verification, check it".into(),
+            };
+            writeln!(out, "  {}  {what}", p.archive)?;
+        }
+        if plan.is_empty() {
+            writeln!(out, "  no archives of {}", r.host)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn backup(
+    ctx: &mut Ctx,
+    dry_run: bool,
+    dir: &Option<PathBuf>,
+    compression: Option<Compression>,
+    level: Option<i32>,
+) -> Result<i32, Exit> {
+    // Notifications and metrics: reported for every outcome, never changing the exit code.
+    let config = ctx.config().map_err(|e| config_failed(ctx, e))?.clone();
+    let log = ctx.log(notify::redactor(&config));
+    ctx.out.redactor = Some(log.redactor().clone());
+    let hooks = (!dry_run).then(|| Hooks::begin(&config));
+    let bctx = backup::Context {
+        root: ctx.root.clone(),
+        config,
+        log: &log,
+        cancel: ctx.cancel,
+    };
+    let opts = BackupOptions {
+        dry_run,
+        dir: dir.clone(),
+        compression,
+        level,
+        now: Some(ctx.now),
+    };
+    let result = backup::run(&bctx, &opts);
+    let sent = hooks
+        .map(|h| h.finish_backup(&bctx.config, &bctx.root, &log, &result))
+        .unwrap_or_default();
+    match result {
+        Ok(report) => {
+            let mut doc = serde_json::to_value(&report).map_err(Exit::failed)?;
+            doc["notifications"] = serde_json::json!(sent);
+            ctx.out
+                .result(&doc, |o| match (dry_run, ctx.verbosity >= 0) {
+                    (true, _) => dry_run_text(&report, o),
+                    (false, true) => summary_text(&report, o),
+                    (false, false) => Ok(()),
+                })?;
+            Ok(report.exit_code)
+        }
+        Err(e) => {
+            let code = e.exit_code();
+            let checks = if let BackupError::Preflight(c) = &e {
+                c.clone()
+            } else {
+                vec![]
+            };
+            let extra = serde_json::json!({"status": "failed", "exit_code": code, "checks": checks, "notifications": sent});
+            let extra = serde_json::from_str(&log.redactor().apply(&extra.to_string())).ok();
+            Err(Exit(
+                code,
+                anyhow!(log.redactor().apply(&e.to_string())),
+                extra,
+            ))
+        }
+    }
+}
+
+/// `backup` could not load its config: tell whatever the readable part of the file names (channels, metrics
+/// textfile), then hand the error back unchanged (exit 2). A file that does not parse at all names nobody.
+fn config_failed(ctx: &Ctx, e: Exit) -> Exit {
+    if let Some(config) = config::load_reporting_only(ctx.config_path.as_deref()) {
+        let log = ctx.log(notify::redactor(&config));
+        let message = log.redactor().apply(&format!("{:#}", e.1));
+        Hooks::begin(&config).finish_config_error(&config, &ctx.root, &log, &message);
+    }
+    e
+}
+
+fn row(out: &mut dyn Write, cells: [&str; 6]) -> io::Result<()> {
+    let [a, b, c, d, e, f] = cells;
+    writeln!(out, "{a:<16} {b:>7} {c:>6} {d:>6} {e:>10} {f:>9}")
+}
+
+fn dry_run_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
+    for c in &r.checks {
+        writeln!(out, "{}", c.line())?;
+    }
+    let archive = r
+        .archive
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    writeln!(out, "\nwould write {archive}")?;
+    row(
+        out,
+        ["category", "files", "dirs", "links", "bytes", "commands"],
+    )?;
+    let mut line = |name: &str, files: u64, dirs: u64, links: u64, bytes: u64, cmds: u64| {
+        let n = [files, dirs, links].map(|n| n.to_string());
+        row(
+            out,
+            [
+                name,
+                &n[0],
+                &n[1],
+                &n[2],
+                &format_size(bytes),
+                &cmds.to_string(),
+            ],
+        )
+    };
+    for c in &r.categories {
+        line(
+            &c.category,
+            c.files,
+            c.dirs,
+            c.symlinks,
+            c.bytes,
+            c.commands,
+        )?;
+    }
+    line(
+        "total",
+        r.files,
+        r.dirs,
+        r.symlinks,
+        r.bytes,
+        r.commands as u64,
+    )?;
+    if r.pve_tree_from_db {
+        writeln!(
+            out,
+            "/etc/pve is not mounted: its tree would be rebuilt from config.db"
+        )?;
+    }
+    Ok(())
+}
+
+fn summary_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
+    if let Some(a) = &r.archive {
+        writeln!(out, "archive  {}", a.display())?;
+    }
+    writeln!(
+        out,
+        "size     {} ({} {})",
+        format_size(r.size),
+        r.compression,
+        r.level
+    )?;
+    if let Some(e) = &r.encryption {
+        writeln!(out, "encrypt  {e}")?;
+    }
+    writeln!(
+        out,
+        "entries  {} ({} files, {} dirs, {} links; {} of file data), {} command outputs",
+        r.entries,
+        r.files,
+        r.dirs,
+        r.symlinks,
+        format_size(r.bytes),
+        r.commands
+    )?;
+    if let Some(s) = &r.sha256 {
+        writeln!(out, "sha256   {s}")?;
+    }
+    writeln!(
+        out,
+        "verified every entry read back against the index in {:.1} s",
+        r.duration_ms as f64 / 1000.0
+    )?;
+    if !r.warnings.is_empty() {
+        writeln!(out, "warnings {} (exit 3):", r.warnings.len())?;
+        for w in r.warnings.iter().take(20) {
+            writeln!(out, "  {}", backup::warning_text(w))?;
+        }
+    }
+    if let Some(l) = &r.log_file {
+        writeln!(out, "log      {}", l.display())?;
+    }
+    Ok(())
+}
+
+pub fn notify_test(ctx: &Ctx, cmd: &NotifyCommand) -> Result<i32, Exit> {
+    let NotifyCommand::Notify {
+        action: NotifyAction::Test { channel },
+    } = cmd;
+    let config = ctx.config()?;
+    let names = config.notify.channel_names();
+    if names.is_empty() {
+        return Err(Exit::usage(anyhow!(
+            "no notification channels are configured (add [[notify.email]], [[notify.ntfy]], ... to the config)"
+        )));
+    }
+    // Results go to stdout; the log (stderr) only shows retries and details with -v.
+    let log = proxkeep::output::Log::new(
+        if ctx.verbosity > 0 { ctx.verbosity } else { -1 },
+        notify::redactor(config),
+    );
+    let facts = HostFacts::detect(&ctx.root);
+    let run = RunInfo {
+        host: facts.hostname,
+        role: facts.role.to_string(),
+        started: ctx.now,
+        ended: ctx.now,
+    };
+    let Some(results) = notify::test(config, &log, &run, channel.as_deref()) else {
+        return Err(Exit::usage(anyhow!(
+            "no channel named {:?} (channels: {})",
+            channel.as_deref().unwrap_or(""),
+            names.join(", ")
+        )));
+    };
+    let out = Emit {
+        redactor: Some(log.redactor().clone()),
+        ..ctx.out.clone()
+    };
+    out.result(&serde_json::json!({ "channels": results }), |o| {
+        results.iter().try_for_each(|d| writeln!(o, "{}", d.line()))
+    })?;
+    Ok(if results.iter().all(|d| d.ok) {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}

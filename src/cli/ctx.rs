@@ -1,0 +1,183 @@
+//! What every command needs, resolved once: the config, the host root, the clock, the backup directory, the
+//! cancel flag, and how to print.
+
+use super::Exit;
+use super::args::{Cli, Command, PmxcfsCommand, RestoreCommand};
+use super::emit::Emit;
+use anyhow::anyhow;
+use proxkeep::config::{self, Config};
+use proxkeep::host::{self, Root};
+use proxkeep::output::{Log, Redactor};
+use proxkeep::store::tier::{self, Resolved};
+use rustix::fs::Access;
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+pub struct Ctx {
+    pub config_path: Option<PathBuf>,
+    pub root: Root,
+    pub verbosity: i8,
+    /// `PROXKEEP_NOW` (tests) or the clock, read once.
+    pub now: jiff::Timestamp,
+    pub cancel: &'static AtomicBool,
+    pub out: Emit,
+    config: OnceCell<Config>,
+}
+
+impl Ctx {
+    pub fn new(cli: &Cli, cancel: &'static AtomicBool) -> Result<Ctx, Exit> {
+        let verbosity = if cli.quiet { -1 } else { cli.verbose as i8 };
+        let root = Root::new(cli.root.clone().unwrap_or_else(|| PathBuf::from("/")));
+        if !root.dir().is_dir() {
+            return Err(Exit::usage(anyhow!(
+                "--root {}: not a directory",
+                root.dir().display()
+            )));
+        }
+        let now = std::env::var("PROXKEEP_NOW")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        Ok(Ctx {
+            config_path: cli.config.clone(),
+            root,
+            verbosity,
+            now: now.unwrap_or_else(jiff::Timestamp::now),
+            cancel,
+            out: Emit {
+                json: cli.json,
+                redactor: None,
+            },
+            config: OnceCell::new(),
+        })
+    }
+
+    pub fn json(&self) -> bool {
+        self.out.json
+    }
+
+    /// The config (loaded on first use: commands that do not need it work without one). A bad file is exit 2.
+    pub fn config(&self) -> Result<&Config, Exit> {
+        if let Some(c) = self.config.get() {
+            return Ok(c);
+        }
+        let names = proxkeep::catalog::category_names();
+        let checks = config::Checks {
+            categories: &names,
+            recipient: |r| proxkeep::crypt::parse_recipient(r).map(drop),
+        };
+        let (c, _) = config::load(self.config_path.as_deref(), &checks).map_err(Exit::usage)?;
+        Ok(self.config.get_or_init(|| c))
+    }
+
+    /// `--dir` or the config's backup directory.
+    pub fn backup_dir(&self, dir: &Option<PathBuf>) -> Result<PathBuf, Exit> {
+        match dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(self.config()?.backup_dir.clone()),
+        }
+    }
+
+    pub fn hostname(&self) -> String {
+        host::hostname(&self.root)
+    }
+
+    /// A run log to stderr at the global verbosity.
+    pub fn log(&self, redactor: Redactor) -> Log {
+        Log::new(self.verbosity, redactor)
+    }
+
+    /// An ARCHIVE argument: a path, a file name in the backup dir, `latest`, `latest~N`, or `NAME:ARCHIVE` on a
+    /// configured remote (fetched; the copy lives as long as the returned value) or secondary.
+    pub fn resolve(&self, spec: &str, dir: &Option<PathBuf>) -> Result<Resolved, Exit> {
+        static NEVER: AtomicBool = AtomicBool::new(false);
+        let config = self.config()?;
+        let dir = self.backup_dir(dir)?;
+        tier::resolve_archive(spec, config, &dir, &self.hostname(), &NEVER)
+            .map_err(|e| Exit::usage(anyhow!(e)))
+    }
+}
+
+impl Ctx {
+    /// Not root: say once, up front, what this user cannot read or write. Writing runs (`backup`, `restore`
+    /// onto `/`) stop with exit 4; the others go on with one warning.
+    pub fn warn_unprivileged(&self, cmd: &Command) -> Result<(), Exit> {
+        if rustix::process::geteuid().is_root() {
+            return Ok(());
+        }
+        let user = std::env::var("USER")
+            .unwrap_or_else(|_| format!("uid {}", rustix::process::geteuid().as_raw()));
+        let onto_root = |t: &Option<PathBuf>| {
+            absolute(t.as_deref().unwrap_or(self.root.dir())) == Path::new("/")
+        };
+        let (writes, onto_slash) = match cmd {
+            Command::Backup { dry_run, .. } => (!dry_run, false),
+            Command::Restore(RestoreCommand::Restore(a)) => {
+                (!a.dry_run, !a.dry_run && onto_root(&a.target))
+            }
+            Command::Restore(RestoreCommand::Pmxcfs {
+                action: PmxcfsCommand::Restore { target, .. },
+            }) => (true, onto_root(target)),
+            _ => (false, false),
+        };
+        if onto_slash {
+            return Err(Exit::new(
+                proxkeep::exit::PREFLIGHT,
+                anyhow!(
+                    "running as {user}, not root: a restore onto / must set owners and write /etc; run it as root"
+                ),
+            ));
+        }
+        let mut cannot = Vec::new();
+        for p in [
+            "/etc/pve/priv",
+            "/etc/shadow",
+            "/etc/proxmox-backup",
+            "/root",
+            "/var/lib/pve-cluster/config.db",
+        ] {
+            let full = self.root.path(p);
+            if full.exists() && !can(&full, Access::READ_OK) {
+                cannot.push(format!("read {}", full.display()));
+            }
+        }
+        // Reading the real host without its secrets is no backup; a tree under --root is the user's business
+        // (its unreadable files are warnings, as always).
+        let mut fatal = writes && self.root.dir() == Path::new("/") && !cannot.is_empty();
+        if let Ok(c) = self.config() {
+            if c.backup_dir.exists() && !can(&c.backup_dir, Access::READ_OK | Access::EXEC_OK) {
+                cannot.push(format!("read {}", c.backup_dir.display()));
+            }
+            let lock_dir = c.lock_file.parent().unwrap_or(Path::new("/"));
+            for d in [c.backup_dir.as_path(), c.log_dir.as_path(), lock_dir]
+                .into_iter()
+                .filter(|_| writes)
+            {
+                if d.exists() && !can(d, Access::WRITE_OK | Access::EXEC_OK) {
+                    cannot.push(format!("write {}", d.display()));
+                    fatal = true;
+                }
+            }
+        }
+        if cannot.is_empty() {
+            return Ok(());
+        }
+        let msg = format!("running as {user}, not root: cannot {}", cannot.join(", "));
+        if fatal {
+            return Err(Exit::new(
+                proxkeep::exit::PREFLIGHT,
+                anyhow!("{msg}; run it as root"),
+            ));
+        }
+        eprintln!("warning: {msg}");
+        Ok(())
+    }
+}
+
+fn can(path: &Path, mode: Access) -> bool {
+    rustix::fs::access(path, mode).is_ok()
+}
+
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
