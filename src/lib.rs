@@ -2,8 +2,8 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments and maps errors to exit codes; everything else lives here.
 
+pub mod app;
 pub mod archive;
-pub mod backup;
 pub mod catalog;
 pub mod collect;
 pub mod config;

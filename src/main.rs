@@ -1,7 +1,7 @@
 //! The `proxkeep` binary: parse arguments, wire the library, map errors to the documented exit codes.
 
 use clap::{Parser, Subcommand};
-use proxkeep::backup::{self, BackupError, BackupOptions};
+use proxkeep::app::backup::{self, BackupError, BackupOptions};
 use proxkeep::config::{self, Compression};
 use proxkeep::host::{HostFacts, Root};
 use proxkeep::output::Log;

@@ -259,7 +259,7 @@ pub fn write(path: &Path, r: &Report, notify_failures: &[(String, u32)]) -> io::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupError;
+    use crate::app::backup::BackupError;
     use crate::notify::report::{RunInfo, TierInfo};
     use jiff::Timestamp;
 

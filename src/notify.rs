@@ -430,7 +430,7 @@ impl Hooks {
         config: &Config,
         root: &crate::host::Root,
         log: &Log,
-        outcome: &Result<crate::backup::BackupReport, crate::backup::BackupError>,
+        outcome: &Result<crate::app::backup::BackupReport, crate::app::backup::BackupError>,
     ) -> Vec<Delivery> {
         let run = |host: String, role: String| RunInfo {
             host,

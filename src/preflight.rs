@@ -266,14 +266,10 @@ pub fn partial_pid(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// Name of the hidden partial file for an archive written by this process.
-pub fn partial_name(final_name: &str) -> String {
-    format!(".{final_name}.{}.partial", std::process::id())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::session::partial_name;
 
     #[test]
     fn partial_names() {

@@ -499,7 +499,7 @@ fn show(g: &Globals, path: &Path) -> Result<i32, Exit> {
     }
     let _ = writeln!(o, "\nwarnings     {}", s.warnings.len());
     for w in &s.warnings {
-        let _ = writeln!(o, "  {}", proxkeep::backup::warning_text(w));
+        let _ = writeln!(o, "  {}", proxkeep::app::backup::warning_text(w));
     }
     if !s.skipped.is_empty() {
         let _ = writeln!(
@@ -793,7 +793,7 @@ fn verify_all(g: &Globals, dir: &Path) -> Result<i32, Exit> {
 
 fn print_diff(g: &Globals, r: &diff::Report, opts: &diff::Options) -> io::Result<()> {
     for w in &r.warnings {
-        eprintln!("warning: {}", proxkeep::backup::warning_text(w));
+        eprintln!("warning: {}", proxkeep::app::backup::warning_text(w));
     }
     let mut out = BufWriter::new(io::stdout().lock());
     if g.json {

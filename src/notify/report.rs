@@ -1,7 +1,7 @@
 //! The one report of a run, built once from the backup's outcome and rendered per channel (text, HTML, JSON,
 //! short title). It is redacted when built, so no renderer can leak a secret that reached a warning or error.
 
-use crate::backup::{self, BackupError, BackupReport};
+use crate::app::backup::{self, BackupError, BackupReport};
 use crate::config::{Event, format_size};
 use crate::output::Redactor;
 use jiff::Timestamp;

@@ -1,0 +1,3 @@
+//! The journeys: each takes what the command line resolved and returns a report value.
+
+pub mod backup;
