@@ -86,47 +86,44 @@ pub struct CategoryCount {
 
 impl Plan {
     pub fn counts(&self) -> Vec<CategoryCount> {
-        let mut out: Vec<CategoryCount> = self
-            .categories
-            .iter()
-            .map(|c| CategoryCount {
-                category: c.clone(),
-                ..Default::default()
-            })
-            .collect();
-        let slot = |out: &mut Vec<CategoryCount>, name: &str| -> usize {
-            match out.iter().position(|c| c.category == name) {
-                Some(i) => i,
-                None => {
-                    out.push(CategoryCount {
-                        category: name.to_string(),
-                        ..Default::default()
-                    });
-                    out.len() - 1
-                }
-            }
-        };
+        let mut out = Vec::new();
+        for c in &self.categories {
+            slot(&mut out, c);
+        }
         for item in &self.items {
-            let i = slot(&mut out, &item.category);
+            let c = slot(&mut out, &item.category);
             match item.kind {
                 Kind::File => {
-                    out[i].files += 1;
-                    out[i].bytes += item.size;
+                    c.files += 1;
+                    c.bytes += item.size;
                 }
-                Kind::Dir => out[i].dirs += 1,
-                Kind::Symlink => out[i].symlinks += 1,
+                Kind::Dir => c.dirs += 1,
+                Kind::Symlink => c.symlinks += 1,
             }
         }
         for c in &self.commands {
-            let i = slot(&mut out, &c.category);
-            out[i].commands += 1;
+            slot(&mut out, &c.category).commands += 1;
         }
         for a in &self.absent {
-            let i = slot(&mut out, &a.category);
-            out[i].absent += 1;
+            slot(&mut out, &a.category).absent += 1;
         }
         out
     }
+}
+
+/// The count of `category`, added at the end when it is new.
+fn slot<'a>(out: &'a mut Vec<CategoryCount>, category: &str) -> &'a mut CategoryCount {
+    let i = match out.iter().position(|c| c.category == category) {
+        Some(i) => i,
+        None => {
+            out.push(CategoryCount {
+                category: category.to_string(),
+                ..Default::default()
+            });
+            out.len() - 1
+        }
+    };
+    &mut out[i]
 }
 
 /// Build the exclude matcher: the category's own excludes plus the configured ones.
@@ -346,17 +343,13 @@ impl Scanner<'_> {
         } else if ft.is_symlink() {
             Kind::Symlink
         } else {
-            let what = if ft.is_socket() {
-                "socket"
-            } else if ft.is_fifo() {
-                "fifo"
-            } else if ft.is_char_device() {
-                "character device"
-            } else if ft.is_block_device() {
-                "block device"
-            } else {
-                "unknown"
-            };
+            let kinds = [
+                (ft.is_socket(), "socket"),
+                (ft.is_fifo(), "fifo"),
+                (ft.is_char_device(), "character device"),
+                (ft.is_block_device(), "block device"),
+            ];
+            let what = kinds.iter().find(|k| k.0).map_or("unknown", |k| k.1);
             self.plan.skipped.push(Skipped {
                 path: host_path.display().to_string(),
                 kind: what.into(),
@@ -457,7 +450,7 @@ fn append_file(
         io::BufReader::with_capacity(256 * 1024, &file),
         found_keys.is_some(),
     );
-    let cancel = s.cancel_flag();
+    let cancel = s.cancel;
     let (sha, outcome, read_error) = s.write(|w| {
         let mut r = ExactReader::new(&mut sniffer, md.len(), cancel);
         w.append_reader(&h, &mut r)?;

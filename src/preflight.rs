@@ -105,27 +105,19 @@ pub fn free_space(dir: &Path, min_free: u64, needed: u64, needed_why: &str) -> C
     use crate::config::format_size;
     let want = min_free.max(needed);
     match available_bytes(dir) {
-        Ok(avail) if avail >= want => Check::pass(
-            "free space",
-            format!(
-                "{} available in {}, need {} ({})",
-                format_size(avail),
-                dir.display(),
-                format_size(want),
-                needed_why
-            ),
-        ),
-        Ok(avail) => Check::fail(
-            "free space",
-            format!(
-                "{} available in {}, need {} ({})",
-                format_size(avail),
-                dir.display(),
-                format_size(want),
-                needed_why
-            ),
-            "free space there, point backup_dir elsewhere, or lower min_free_space",
-        ),
+        Ok(avail) => {
+            let (avail_s, want_s) = (format_size(avail), format_size(want));
+            let detail = format!(
+                "{avail_s} available in {}, need {want_s} ({needed_why})",
+                dir.display()
+            );
+            if avail >= want {
+                Check::pass("free space", detail)
+            } else {
+                let fix = "free space there, point backup_dir elsewhere, or lower min_free_space";
+                Check::fail("free space", detail, fix)
+            }
+        }
         Err(e) => Check::fail(
             "free space",
             format!("statvfs {}: {e}", dir.display()),

@@ -338,30 +338,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     }
 
     let _lock = RunLock::acquire(&config.lock_file, &facts.hostname)?;
-    let log_path = config.log_dir.join(format!("{}.log", name.stem()));
-    match create_private(&log_path) {
-        Ok(f) => {
-            log.attach(f);
-            report.log_file = Some(log_path.clone());
-        }
-        Err(e) => log.warn(&format!(
-            "cannot write the run log {}: {e}",
-            log_path.display()
-        )),
-    }
-    log.info(&format!(
-        "proxkeep {} backup of {} ({}) starting",
-        env!("CARGO_PKG_VERSION"),
-        facts.hostname,
-        facts.role
-    ));
-    for removed in preflight::sweep_partials(&backup_dir) {
-        log.info(&format!(
-            "removed partial file of a run that died: {}",
-            removed.display()
-        ));
-    }
-
+    report.log_file = start_run_log(ctx, &name, &facts, &backup_dir);
     if let Some(s) = &seal {
         log.info(&format!("encrypting with {}", s.describe()));
     }
@@ -412,6 +389,43 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     ));
     log.detach();
     Ok(report)
+}
+
+/// Attach the run log (`<stem>.log` in the log directory), say the run starts, sweep dead runs' partials.
+fn start_run_log(
+    ctx: &Context,
+    name: &ArchiveName,
+    facts: &HostFacts,
+    backup_dir: &Path,
+) -> Option<PathBuf> {
+    let log = ctx.log;
+    let log_path = ctx.config.log_dir.join(format!("{}.log", name.stem()));
+    let log_file = match create_private(&log_path) {
+        Ok(f) => {
+            log.attach(f);
+            Some(log_path)
+        }
+        Err(e) => {
+            log.warn(&format!(
+                "cannot write the run log {}: {e}",
+                log_path.display()
+            ));
+            None
+        }
+    };
+    log.info(&format!(
+        "proxkeep {} backup of {} ({}) starting",
+        env!("CARGO_PKG_VERSION"),
+        facts.hostname,
+        facts.role
+    ));
+    for removed in preflight::sweep_partials(backup_dir) {
+        log.info(&format!(
+            "removed partial file of a run that died: {}",
+            removed.display()
+        ));
+    }
+    log_file
 }
 
 /// Log what the tiers did; their errors become warnings of the run.
@@ -552,7 +566,7 @@ fn write_archive(
         let results = cmds
             .join()
             .map_err(|_| fail("command runner", "panicked"))?;
-        Ok(body.map(|()| results)?)
+        body.map(|()| results)
     })?;
     s.check_cancel()?;
     for (path, recipient) in &found_keys {
@@ -593,20 +607,27 @@ fn append_files(
     snapshot: &Option<pmxcfs::DbSnapshot>,
     db_tree: Option<&[pmxcfs::TreeEntry]>,
     mut found_keys: Option<&mut Vec<(String, String)>>,
-) -> Result<(), SessionError> {
+) -> Result<(), BackupError> {
     for e in db_tree.unwrap_or_default() {
         s.check_cancel()?;
         append_db_entry(s, e)?;
-        s.progress().advance(1, e.data.len() as u64);
+        s.progress.advance(1, e.data.len() as u64);
     }
     for item in &plan.items {
         s.check_cancel()?;
         let bytes = append_item(s, root, item, found_keys.as_deref_mut())?;
-        s.progress().advance(1, bytes);
+        s.progress.advance(1, bytes);
     }
     if let Some(snap) = snapshot {
-        let source = "config.db-snapshot";
-        s.append_internal_file(snap.file.path(), CONFIG_DB_PATH, "pve-cluster", source)?;
+        let f = snap
+            .file
+            .reopen()
+            .map_err(|e| fail("config.db snapshot", e))?;
+        let size = f
+            .metadata()
+            .map_err(|e| fail("config.db snapshot", e))?
+            .len();
+        s.append_internal(CONFIG_DB_PATH, "pve-cluster", "config.db-snapshot", f, size)?;
     }
     Ok(())
 }
@@ -669,7 +690,8 @@ fn append_commands(
             }
             runner::Status::Exited(_) | runner::Status::Signaled(_) | runner::Status::TimedOut => {
                 let path = format!("{COMMANDS_DIR}/{}/{}", pc.category, pc.output);
-                s.append_internal(&path, &pc.category, "command", &r.stdout)?;
+                let size = r.stdout.len() as u64;
+                s.append_internal(&path, &pc.category, "command", &r.stdout[..], size)?;
                 rec.output = Some(path);
                 if !r.success() {
                     let message = format!("command `{cmd}` {}: {}", r.status, r.stderr_tail(300));

@@ -14,7 +14,7 @@ use crate::host::HostFacts;
 use crate::output::{Log, NoProgress, Progress};
 use jiff::Timestamp;
 use std::fmt::Display;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -89,20 +89,6 @@ pub fn warning_text(w: &Warning) -> String {
     }
 }
 
-/// Removes the partial file unless it became the archive.
-struct Partial {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// The concurrent read-back; dropping it without `finish` (an error path) tells it to stop.
 struct Verifier {
     handle: Option<std::thread::JoinHandle<io::Result<reader::Verification>>>,
@@ -165,15 +151,16 @@ fn io_err(partial: &Path, e: io::Error) -> SessionError {
 pub struct Session<'a> {
     w: ArchiveWriter,
     verifier: Verifier,
-    partial: Partial,
+    /// Removed when dropped, unless it became the archive.
+    partial: tempfile::TempPath,
     dir: PathBuf,
     name: String,
     time: Timestamp,
     /// What index.json will say; entries are added by the `append` methods, warnings by [`Session::warn`].
     pub index: Index,
     log: &'a Log,
-    cancel: &'a AtomicBool,
-    progress: Box<dyn Progress>,
+    pub cancel: &'a AtomicBool,
+    pub progress: Box<dyn Progress>,
     started: Instant,
 }
 
@@ -197,10 +184,10 @@ impl<'a> Session<'a> {
             None => (None, Keys::default()),
         };
         let path = dir.join(partial_name(&name));
-        let file = create_private(&path)
-            .map_err(|e| failed(format_args!("cannot create {}", path.display()), e))?;
-        let partial = Partial { path, armed: true };
-        let verifier = Verifier::start(&partial.path, keys).map_err(|e| failed("read-back", e))?;
+        let created = |e| failed(format_args!("cannot create {}", path.display()), e);
+        let file = create_private(&path).map_err(created)?;
+        let partial = tempfile::TempPath::try_from_path(&path).map_err(created)?;
+        let verifier = Verifier::start(&partial, keys).map_err(|e| failed("read-back", e))?;
         let w = ArchiveWriter::new(file, spec.compression, spec.level, spec.threads, encryptor)
             .map_err(|e| failed("cannot start the compressor", e))?;
         let meta = Meta {
@@ -242,20 +229,12 @@ impl<'a> Session<'a> {
         };
         s.write(|w| {
             w.append_bytes(
-                &internal_header(META_PATH, meta_json.len(), time),
+                &internal_header(META_PATH, meta_json.len() as u64, time),
                 &meta_json,
             )
         })?;
         s.progress.phase("archiving");
         Ok(s)
-    }
-
-    pub fn progress(&self) -> &dyn Progress {
-        self.progress.as_ref()
-    }
-
-    pub fn cancel_flag(&self) -> &'a AtomicBool {
-        self.cancel
     }
 
     pub fn check_cancel(&self) -> Result<(), SessionError> {
@@ -267,7 +246,7 @@ impl<'a> Session<'a> {
         &mut self,
         f: impl FnOnce(&mut ArchiveWriter) -> io::Result<T>,
     ) -> Result<T, SessionError> {
-        f(&mut self.w).map_err(|e| io_err(&self.partial.path, e))
+        f(&mut self.w).map_err(|e| io_err(&self.partial, e))
     }
 
     /// Log a warning and record it in the index.
@@ -277,42 +256,22 @@ impl<'a> Session<'a> {
         self.index.warnings.push(w);
     }
 
-    /// Append a file that did not come from the host's file system (0600 root, the archive's time).
+    /// Append `size` bytes of `data` that did not come from the host's file system (0600 root, the
+    /// archive's time).
     pub fn append_internal(
         &mut self,
         path: &str,
         category: &str,
         source: &str,
-        data: &[u8],
+        data: impl io::Read,
+        size: u64,
     ) -> Result<(), SessionError> {
-        let h = internal_header(path, data.len(), self.time);
-        self.write(|w| w.append_bytes(&h, data))?;
-        let e = index_entry(
-            &h,
-            category,
-            Some(super::sha256_hex(data)),
-            None,
-            Some(source),
-        );
-        self.index.entries.push(e);
-        Ok(())
-    }
-
-    /// [`Session::append_internal`] for the content of the file `src`, streamed.
-    pub fn append_internal_file(
-        &mut self,
-        src: &Path,
-        path: &str,
-        category: &str,
-        source: &str,
-    ) -> Result<(), SessionError> {
-        let (time, cancel) = (self.time, self.cancel);
-        let (h, sha) = self.write(|w| {
-            let f = File::open(src)?;
-            let h = internal_header(path, f.metadata()?.len() as usize, time);
-            let mut r = ExactReader::new(f, h.size, cancel);
+        let h = internal_header(path, size, self.time);
+        let cancel = self.cancel;
+        let sha = self.write(|w| {
+            let mut r = ExactReader::new(data, size, cancel);
             w.append_reader(&h, &mut r)?;
-            Ok((h, r.finish()?.0))
+            Ok(r.finish()?.0)
         })?;
         let e = index_entry(&h, category, Some(sha), None, Some(source));
         self.index.entries.push(e);
@@ -327,7 +286,7 @@ impl<'a> Session<'a> {
         let time = self.time;
         self.write(|w| {
             w.append_bytes(
-                &internal_header(INDEX_PATH, index_json.len(), time),
+                &internal_header(INDEX_PATH, index_json.len() as u64, time),
                 &index_json,
             )
         })?;
@@ -336,7 +295,7 @@ impl<'a> Session<'a> {
         self.progress.phase("finishing");
         let Session {
             w,
-            mut partial,
+            partial,
             mut verifier,
             dir,
             name,
@@ -347,7 +306,7 @@ impl<'a> Session<'a> {
             started,
             ..
         } = self;
-        let (_file, written) = w.finish().map_err(|e| io_err(&partial.path, e))?;
+        let (_file, written) = w.finish().map_err(|e| io_err(&partial, e))?;
         check_cancel(cancel)?;
         log.debug(&format!(
             "archive written ({} bytes) in {:.2} s",
@@ -380,8 +339,9 @@ impl<'a> Session<'a> {
         check_cancel(cancel)?;
 
         let path = dir.join(&name);
-        fs::rename(&partial.path, &path).map_err(|e| failed("rename", e))?;
-        partial.armed = false;
+        partial
+            .persist(&path)
+            .map_err(|e| failed("rename", e.error))?;
         File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| failed("fsync", e))?;
@@ -409,7 +369,7 @@ fn check_cancel(cancel: &AtomicBool) -> Result<(), SessionError> {
     }
 }
 
-fn internal_header(path: &str, size: usize, time: Timestamp) -> EntryHeader<'_> {
+fn internal_header(path: &str, size: u64, time: Timestamp) -> EntryHeader<'_> {
     EntryHeader {
         path: path.as_bytes(),
         kind: Kind::File,
@@ -417,7 +377,7 @@ fn internal_header(path: &str, size: usize, time: Timestamp) -> EntryHeader<'_> 
         uid: 0,
         gid: 0,
         mtime: time.as_second(),
-        size: size as u64,
+        size,
         xattrs: &[],
     }
 }
