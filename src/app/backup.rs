@@ -189,23 +189,6 @@ fn key_warnings(
     out
 }
 
-/// Size of this host's newest archive in `dir`, for the free-space estimate.
-fn last_archive_size(dir: &Path, host: &str) -> Option<u64> {
-    fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let n = ArchiveName::parse(e.file_name().to_str()?)?;
-            if n.host == host {
-                Some((n.time, e.metadata().ok()?.len()))
-            } else {
-                None
-            }
-        })
-        .max_by_key(|(t, _)| *t)
-        .map(|(_, size)| size)
-}
-
 /// Compression and level: the options', else the config's (a compression other than the configured one
 /// without a level takes its own default level).
 fn compression_level(
@@ -294,7 +277,9 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
                 || config.log_dir.join(format!("{}.log", n.stem())).exists()
         },
     )?;
-    let needed = last_archive_size(&backup_dir, &facts.hostname).map_or_else(
+    // Free space for the archive: twice this host's newest one, or the collected files for a first backup.
+    let last = crate::store::list(&backup_dir, Some(&facts.hostname)).ok();
+    let needed = last.and_then(|l| Some(l.first()?.size)).map_or_else(
         || (plan.bytes(), "estimate: size of the collected files"),
         |s| (s.saturating_mul(2), "2 × the last archive"),
     );
@@ -432,12 +417,8 @@ fn start_run_log(
 fn log_tiers(log: &Log, report: &mut BackupReport) {
     for t in &report.tiers {
         if let Some(e) = &t.error {
-            let w = Warning {
-                path: None,
-                message: format!("tier {}: {e}", t.tier),
-            };
-            log.warn(&warning_text(&w));
-            report.warnings.push(w);
+            let message = format!("tier {}: {e}", t.tier);
+            session::warn(log, &mut report.warnings, None, message);
         } else {
             log.info(&format!(
                 "tier {}: {} copied, {} removed by retention, {} archives ({})",
@@ -476,12 +457,8 @@ fn pve_sources(
                 Some(s)
             }
             Err(e) => {
-                let w = Warning {
-                    path: Some(db.display().to_string()),
-                    message: format!("config.db snapshot failed: {e}"),
-                };
-                ctx.log.warn(&warning_text(&w));
-                warnings.push(w);
+                let message = format!("config.db snapshot failed: {e}");
+                session::warn(ctx.log, warnings, Some(db.display().to_string()), message);
                 None
             }
         }

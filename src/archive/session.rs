@@ -82,6 +82,13 @@ pub fn free_name<N>(
     }
 }
 
+/// Log a warning and add it to `to`.
+pub fn warn(log: &Log, to: &mut Vec<Warning>, path: Option<String>, message: String) {
+    let w = Warning { path, message };
+    log.warn(&warning_text(&w));
+    to.push(w);
+}
+
 pub fn warning_text(w: &Warning) -> String {
     match &w.path {
         Some(p) => format!("{p}: {}", w.message),
@@ -251,9 +258,7 @@ impl<'a> Session<'a> {
 
     /// Log a warning and record it in the index.
     pub fn warn(&mut self, path: Option<String>, message: String) {
-        let w = Warning { path, message };
-        self.log.warn(&warning_text(&w));
-        self.index.warnings.push(w);
+        warn(self.log, &mut self.index.warnings, path, message);
     }
 
     /// Append `size` bytes of `data` that did not come from the host's file system (0600 root, the
