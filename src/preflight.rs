@@ -231,11 +231,12 @@ pub fn sweep_partials(dir: &Path) -> Vec<PathBuf> {
     for entry in rd.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(pid) = partial_pid(name) {
-            if pid != std::process::id() && !pid_alive(pid) && fs::remove_file(entry.path()).is_ok()
-            {
-                removed.push(entry.path());
-            }
+        if let Some(pid) = partial_pid(name)
+            && pid != std::process::id()
+            && !pid_alive(pid)
+            && fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push(entry.path());
         }
     }
     removed
