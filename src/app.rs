@@ -2,6 +2,7 @@
 //! through the domain modules, and return a report value that says its own exit code. Printing is the CLI's.
 
 pub mod after_run;
+pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod prune;
@@ -11,4 +12,3 @@ pub mod restore;
 pub fn tier_matches(label: &str, which: &str) -> bool {
     label == which || label.split_once(':').is_some_and(|(_, n)| n == which)
 }
-

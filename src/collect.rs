@@ -3,15 +3,19 @@
 //! The scan only looks at metadata (lstat), so it is cheap; `--dry-run` prints it, preflight sizes the free-space
 //! check from it, and the archive writer then streams the items in exactly this order.
 
-use crate::archive::format::{Absent, Kind, Skipped, Warning};
+use crate::archive::format::{Absent, IndexEntry, Kind, Skipped, Warning};
+use crate::archive::session::{Session, SessionError, index_entry};
+use crate::archive::writer::{EntryHeader, ExactReader, ReadOutcome};
 use crate::catalog::{self, Category, Source};
 use crate::config::Config;
 use crate::host::{HostFacts, Root};
 use crate::runner::CommandSpec;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use std::collections::HashSet;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::fs::{self, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// One file, directory or symlink to store.
@@ -82,47 +86,44 @@ pub struct CategoryCount {
 
 impl Plan {
     pub fn counts(&self) -> Vec<CategoryCount> {
-        let mut out: Vec<CategoryCount> = self
-            .categories
-            .iter()
-            .map(|c| CategoryCount {
-                category: c.clone(),
-                ..Default::default()
-            })
-            .collect();
-        let slot = |out: &mut Vec<CategoryCount>, name: &str| -> usize {
-            match out.iter().position(|c| c.category == name) {
-                Some(i) => i,
-                None => {
-                    out.push(CategoryCount {
-                        category: name.to_string(),
-                        ..Default::default()
-                    });
-                    out.len() - 1
-                }
-            }
-        };
+        let mut out = Vec::new();
+        for c in &self.categories {
+            slot(&mut out, c);
+        }
         for item in &self.items {
-            let i = slot(&mut out, &item.category);
+            let c = slot(&mut out, &item.category);
             match item.kind {
                 Kind::File => {
-                    out[i].files += 1;
-                    out[i].bytes += item.size;
+                    c.files += 1;
+                    c.bytes += item.size;
                 }
-                Kind::Dir => out[i].dirs += 1,
-                Kind::Symlink => out[i].symlinks += 1,
+                Kind::Dir => c.dirs += 1,
+                Kind::Symlink => c.symlinks += 1,
             }
         }
         for c in &self.commands {
-            let i = slot(&mut out, &c.category);
-            out[i].commands += 1;
+            slot(&mut out, &c.category).commands += 1;
         }
         for a in &self.absent {
-            let i = slot(&mut out, &a.category);
-            out[i].absent += 1;
+            slot(&mut out, &a.category).absent += 1;
         }
         out
     }
+}
+
+/// The count of `category`, added at the end when it is new.
+fn slot<'a>(out: &'a mut Vec<CategoryCount>, category: &str) -> &'a mut CategoryCount {
+    let i = match out.iter().position(|c| c.category == category) {
+        Some(i) => i,
+        None => {
+            out.push(CategoryCount {
+                category: category.to_string(),
+                ..Default::default()
+            });
+            out.len() - 1
+        }
+    };
+    &mut out[i]
 }
 
 /// Build the exclude matcher: the category's own excludes plus the configured ones.
@@ -342,17 +343,13 @@ impl Scanner<'_> {
         } else if ft.is_symlink() {
             Kind::Symlink
         } else {
-            let what = if ft.is_socket() {
-                "socket"
-            } else if ft.is_fifo() {
-                "fifo"
-            } else if ft.is_char_device() {
-                "character device"
-            } else if ft.is_block_device() {
-                "block device"
-            } else {
-                "unknown"
-            };
+            let kinds = [
+                (ft.is_socket(), "socket"),
+                (ft.is_fifo(), "fifo"),
+                (ft.is_char_device(), "character device"),
+                (ft.is_block_device(), "block device"),
+            ];
+            let what = kinds.iter().find(|k| k.0).map_or("unknown", |k| k.1);
             self.plan.skipped.push(Skipped {
                 path: host_path.display().to_string(),
                 kind: what.into(),
@@ -366,6 +363,152 @@ impl Scanner<'_> {
             size: if kind == Kind::File { md.len() } else { 0 },
         });
     }
+}
+
+/// Append one host item. Problems with the *source* (vanished, unreadable, changed while read) become
+/// warnings; an `Err` is a problem with the archive itself and ends the run. Returns the bytes stored.
+/// `found_keys`: when given, the recipients of age secret keys seen in file contents are added, with the path.
+pub fn append_item(
+    s: &mut Session,
+    root: &Root,
+    item: &Item,
+    found_keys: Option<&mut Vec<(String, String)>>,
+) -> Result<u64, SessionError> {
+    let fs_path = root.path(&item.host_path);
+    let stored = match item.kind {
+        Kind::File => append_file(s, item, &fs_path, found_keys)?,
+        Kind::Dir | Kind::Symlink => append_node(s, item, &fs_path)?,
+    };
+    match stored {
+        Ok(entry) => {
+            let size = entry.size;
+            s.index.entries.push(entry);
+            Ok(size)
+        }
+        Err(message) => {
+            s.warn(Some(item.host_path.display().to_string()), message);
+            Ok(0)
+        }
+    }
+}
+
+/// The entry stored, or why nothing was.
+type Stored = Result<IndexEntry, String>;
+
+const CHANGED_TYPE: &str = "changed type during the backup, not stored";
+
+fn not_stored(e: io::Error, what: &str) -> String {
+    if e.kind() == io::ErrorKind::NotFound {
+        "vanished during the backup".into()
+    } else {
+        format!("{what}, not stored: {e}")
+    }
+}
+
+fn header<'a>(
+    item: &'a Item,
+    kind: Kind,
+    md: &Metadata,
+    xattrs: &'a [(String, Vec<u8>)],
+) -> EntryHeader<'a> {
+    EntryHeader {
+        path: item.archive_path(),
+        kind,
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: md.mtime(),
+        size: if kind == Kind::File { md.len() } else { 0 },
+        xattrs,
+    }
+}
+
+fn append_file(
+    s: &mut Session,
+    item: &Item,
+    fs_path: &Path,
+    found_keys: Option<&mut Vec<(String, String)>>,
+) -> Result<Stored, SessionError> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let open = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(fs_path);
+    let file = match open {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(not_stored(e, "unreadable"))),
+    };
+    let md = match file.metadata() {
+        Ok(md) if md.is_file() => md,
+        Ok(_) => return Ok(Err(CHANGED_TYPE.into())),
+        Err(e) => return Ok(Err(format!("cannot stat, not stored: {e}"))),
+    };
+    let xattrs = xattrs_fd(&file);
+    // The header comes from fstat of the open file; exactly that many bytes are stored.
+    let h = header(item, Kind::File, &md, &xattrs);
+    let mut sniffer = crate::crypt::IdentitySniffer::new(
+        io::BufReader::with_capacity(256 * 1024, &file),
+        found_keys.is_some(),
+    );
+    let cancel = s.cancel;
+    let (sha, outcome, read_error) = s.write(|w| {
+        let mut r = ExactReader::new(&mut sniffer, md.len(), cancel);
+        w.append_reader(&h, &mut r)?;
+        let read_error = r.error.take();
+        let (sha, outcome) = r.finish()?;
+        Ok((sha, outcome, read_error))
+    })?;
+    let host = item.host_path.display().to_string();
+    if let Some(found) = found_keys {
+        found.extend(sniffer.found.drain(..).map(|k| (host.clone(), k)));
+    }
+    let problem = match outcome {
+        ReadOutcome::Exact => None,
+        ReadOutcome::Shrunk { missing } => Some(format!(
+            "shrank while being read: {missing} missing bytes stored as zeros (size at open: {})",
+            md.len()
+        )),
+        ReadOutcome::Grew => Some(format!(
+            "grew while being read: stored its first {} bytes (size at open)",
+            md.len()
+        )),
+        ReadOutcome::ReadError => Some(format!(
+            "read error, the rest stored as zeros: {}",
+            read_error.map_or_else(String::new, |e| e.to_string())
+        )),
+    };
+    if let Some(message) = problem {
+        s.warn(Some(host), message);
+    }
+    Ok(Ok(index_entry(&h, &item.category, Some(sha), None, None)))
+}
+
+/// A directory or a symlink.
+fn append_node(s: &mut Session, item: &Item, fs_path: &Path) -> Result<Stored, SessionError> {
+    let md = match fs::symlink_metadata(fs_path) {
+        Ok(md) => md,
+        Err(e) => return Ok(Err(not_stored(e, "cannot stat"))),
+    };
+    let kind = if md.is_dir() {
+        Kind::Dir
+    } else if md.file_type().is_symlink() {
+        Kind::Symlink
+    } else {
+        return Ok(Err(CHANGED_TYPE.into()));
+    };
+    let xattrs = xattrs_path(fs_path);
+    let h = header(item, kind, &md, &xattrs);
+    if kind == Kind::Dir {
+        s.write(|w| w.append_dir(&h))?;
+        return Ok(Ok(index_entry(&h, &item.category, None, None, None)));
+    }
+    let target = match fs::read_link(fs_path) {
+        Ok(t) => t.into_os_string().into_vec(),
+        Err(e) => return Ok(Err(format!("cannot read link, not stored: {e}"))),
+    };
+    s.write(|w| w.append_symlink(&h, &target))?;
+    let shown = crate::archive::format::path_fields(&target).0;
+    Ok(Ok(index_entry(&h, &item.category, None, Some(shown), None)))
 }
 
 /// Extended attributes (POSIX ACLs included, as `system.posix_acl_*`) of an open file.

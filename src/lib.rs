@@ -4,7 +4,6 @@
 
 pub mod app;
 pub mod archive;
-pub mod backup;
 pub mod catalog;
 pub mod collect;
 pub mod config;

@@ -105,27 +105,19 @@ pub fn free_space(dir: &Path, min_free: u64, needed: u64, needed_why: &str) -> C
     use crate::units::format_size;
     let want = min_free.max(needed);
     match available_bytes(dir) {
-        Ok(avail) if avail >= want => Check::pass(
-            "free space",
-            format!(
-                "{} available in {}, need {} ({})",
-                format_size(avail),
-                dir.display(),
-                format_size(want),
-                needed_why
-            ),
-        ),
-        Ok(avail) => Check::fail(
-            "free space",
-            format!(
-                "{} available in {}, need {} ({})",
-                format_size(avail),
-                dir.display(),
-                format_size(want),
-                needed_why
-            ),
-            "free space there, point backup_dir elsewhere, or lower min_free_space",
-        ),
+        Ok(avail) => {
+            let (avail_s, want_s) = (format_size(avail), format_size(want));
+            let detail = format!(
+                "{avail_s} available in {}, need {want_s} ({needed_why})",
+                dir.display()
+            );
+            if avail >= want {
+                Check::pass("free space", detail)
+            } else {
+                let fix = "free space there, point backup_dir elsewhere, or lower min_free_space";
+                Check::fail("free space", detail, fix)
+            }
+        }
         Err(e) => Check::fail(
             "free space",
             format!("statvfs {}: {e}", dir.display()),
@@ -239,11 +231,12 @@ pub fn sweep_partials(dir: &Path) -> Vec<PathBuf> {
     for entry in rd.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(pid) = partial_pid(name) {
-            if pid != std::process::id() && !pid_alive(pid) && fs::remove_file(entry.path()).is_ok()
-            {
-                removed.push(entry.path());
-            }
+        if let Some(pid) = partial_pid(name)
+            && pid != std::process::id()
+            && !pid_alive(pid)
+            && fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push(entry.path());
         }
     }
     removed
@@ -266,14 +259,10 @@ pub fn partial_pid(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// Name of the hidden partial file for an archive written by this process.
-pub fn partial_name(final_name: &str) -> String {
-    format!(".{final_name}.{}.partial", std::process::id())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::session::partial_name;
 
     #[test]
     fn partial_names() {

@@ -6,7 +6,7 @@
 //! its outcome. Nothing here changes the backup's exit code: a failed delivery is logged (redacted), shown in
 //! `--json`, and counted in `proxkeep_notify_failures`.
 
-use crate::backup::{self, BackupError, BackupReport};
+use crate::app::backup::{self, BackupError, BackupReport};
 use crate::config::{Config, NotifyConfig};
 use crate::host::{HostFacts, Root};
 use crate::notify::report::{ArchiveInfo, Report, RunInfo, Status, TierInfo};

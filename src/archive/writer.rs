@@ -44,116 +44,99 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-const JOB_SIZE: u32 = 2 << 20;
-
-/// The compressor layer, one concrete type per algorithm so each can be finished.
-pub enum Encoder<W: Write> {
-    Zstd(zstd::stream::write::Encoder<'static, W>),
-    Xz(liblzma::write::XzEncoder<W>),
-    Gzip(flate2::write::GzEncoder<W>),
-    Plain(W),
+/// A layer of the stack that must be finished explicitly (a compressor writes its last frame, age its last
+/// chunk); `finish` hands back what it wrote to.
+pub trait Layer<W>: Write {
+    fn finish(self: Box<Self>) -> io::Result<W>;
 }
 
-impl<W: Write> Encoder<W> {
-    pub fn new(inner: W, compression: Compression, level: i32, threads: u32) -> io::Result<Self> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
-        } else {
-            threads
-        };
-        Ok(match compression {
-            Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
-                enc.include_checksum(true)?;
-                if threads > 1 {
-                    enc.multithread(threads)?;
-                    // Smaller jobs than zstd's default (4 × window) keep the workers' buffers, and so the peak
-                    // RSS, small; the ratio barely changes for config-sized files.
-                    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(JOB_SIZE))?;
-                }
-                Encoder::Zstd(enc)
+/// Each of these has its own inherent `finish`.
+macro_rules! layer {
+    ($($t:ty),*) => {$(
+        impl<W: Write> Layer<W> for $t {
+            fn finish(self: Box<Self>) -> io::Result<W> {
+                (*self).finish()
             }
-            Compression::Xz => {
-                let stream = liblzma::stream::MtStreamBuilder::new()
-                    .threads(threads.max(1))
-                    .preset(level as u32)
-                    .check(liblzma::stream::Check::Crc64)
-                    .encoder()
-                    .map_err(io::Error::other)?;
-                Encoder::Xz(liblzma::write::XzEncoder::new_stream(inner, stream))
-            }
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                inner,
-                flate2::Compression::new(level as u32),
-            )),
-            Compression::None => Encoder::Plain(inner),
-        })
-    }
-
-    pub fn finish(self) -> io::Result<W> {
-        match self {
-            Encoder::Zstd(e) => e.finish(),
-            Encoder::Xz(e) => e.finish(),
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::Plain(w) => Ok(w),
         }
-    }
+    )*};
 }
+layer!(
+    zstd::stream::write::Encoder<'static, W>,
+    liblzma::write::XzEncoder<W>,
+    flate2::write::GzEncoder<W>,
+    age::stream::StreamWriter<W>
+);
 
-impl<W: Write> Write for Encoder<W> {
+/// No compression, or no encryption.
+struct Plain<W>(W);
+
+impl<W: Write> Write for Plain<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Encoder::Zstd(e) => e.write(buf),
-            Encoder::Xz(e) => e.write(buf),
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::Plain(w) => w.write(buf),
-        }
+        self.0.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Encoder::Zstd(e) => e.flush(),
-            Encoder::Xz(e) => e.flush(),
-            Encoder::Gzip(e) => e.flush(),
-            Encoder::Plain(w) => w.flush(),
-        }
+        self.0.flush()
     }
+}
+
+impl<W: Write> Layer<W> for Plain<W> {
+    fn finish(self: Box<Self>) -> io::Result<W> {
+        Ok(self.0)
+    }
+}
+
+const JOB_SIZE: u32 = 2 << 20;
+
+/// The compressor layer.
+pub fn compressor<W: Write + 'static>(
+    inner: W,
+    compression: Compression,
+    level: i32,
+    threads: u32,
+) -> io::Result<Box<dyn Layer<W>>> {
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+    } else {
+        threads
+    };
+    Ok(match compression {
+        Compression::Zstd => {
+            let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
+            enc.include_checksum(true)?;
+            if threads > 1 {
+                enc.multithread(threads)?;
+                // Smaller jobs than zstd's default (4 × window) keep the workers' buffers, and so the peak
+                // RSS, small; the ratio barely changes for config-sized files.
+                enc.set_parameter(zstd::stream::raw::CParameter::JobSize(JOB_SIZE))?;
+            }
+            Box::new(enc)
+        }
+        Compression::Xz => {
+            let stream = liblzma::stream::MtStreamBuilder::new()
+                .threads(threads.max(1))
+                .preset(level as u32)
+                .check(liblzma::stream::Check::Crc64)
+                .encoder()
+                .map_err(io::Error::other)?;
+            Box::new(liblzma::write::XzEncoder::new_stream(inner, stream))
+        }
+        Compression::Gzip => Box::new(flate2::write::GzEncoder::new(
+            inner,
+            flate2::Compression::new(level as u32),
+        )),
+        Compression::None => Box::new(Plain(inner)),
+    })
 }
 
 /// The encryption layer: age's STREAM over the compressed bytes, or nothing.
-pub enum Sealer<W: Write> {
-    Age(age::stream::StreamWriter<W>),
-    Plain(W),
-}
-
-impl<W: Write> Sealer<W> {
-    pub fn new(inner: W, encryptor: Option<age::Encryptor>) -> io::Result<Self> {
-        Ok(match encryptor {
-            Some(e) => Sealer::Age(e.wrap_output(inner)?),
-            None => Sealer::Plain(inner),
-        })
-    }
-    /// Writes age's last chunk; without it the file cannot be decrypted.
-    pub fn finish(self) -> io::Result<W> {
-        match self {
-            Sealer::Age(w) => w.finish(),
-            Sealer::Plain(w) => Ok(w),
-        }
-    }
-}
-
-impl<W: Write> Write for Sealer<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Sealer::Age(w) => w.write(buf),
-            Sealer::Plain(w) => w.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Sealer::Age(w) => w.flush(),
-            Sealer::Plain(w) => w.flush(),
-        }
-    }
+pub fn sealer<W: Write + 'static>(
+    inner: W,
+    encryptor: Option<age::Encryptor>,
+) -> io::Result<Box<dyn Layer<W>>> {
+    Ok(match encryptor {
+        Some(e) => Box::new(e.wrap_output(inner)?),
+        None => Box::new(Plain(inner)),
+    })
 }
 
 /// Metadata of one entry to append.
@@ -170,7 +153,8 @@ pub struct EntryHeader<'a> {
     pub xattrs: &'a [(String, Vec<u8>)],
 }
 
-type Stack = tar::Builder<Encoder<Sealer<HashWriter<BufWriter<File>>>>>;
+type Sink = HashWriter<BufWriter<File>>;
+type Stack = tar::Builder<Box<dyn Layer<Box<dyn Layer<Sink>>>>>;
 
 /// Result of a finished archive.
 #[derive(Debug, Clone)]
@@ -194,8 +178,8 @@ impl ArchiveWriter {
         encryptor: Option<age::Encryptor>,
     ) -> io::Result<Self> {
         let sink = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
-        let sealed = Sealer::new(sink, encryptor)?;
-        let mut tar = tar::Builder::new(Encoder::new(sealed, compression, level, threads)?);
+        let sealed = sealer(sink, encryptor)?;
+        let mut tar = tar::Builder::new(compressor(sealed, compression, level, threads)?);
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
         Ok(ArchiveWriter { tar })

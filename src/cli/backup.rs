@@ -5,7 +5,7 @@ use super::{Exit, ctx::Ctx, emit::Emit};
 use anyhow::anyhow;
 use proxkeep::app::{self, catalog::CatalogReport, prune::PruneReport};
 use proxkeep::archive::compression::Compression;
-use proxkeep::backup::{self, BackupError, BackupOptions, BackupReport};
+use proxkeep::app::backup::{self, BackupError, BackupOptions, BackupReport};
 use proxkeep::catalog::{self, Source};
 use proxkeep::config;
 use proxkeep::units::format_size;

@@ -6,7 +6,7 @@ use anyhow::anyhow;
 use base64::Engine as _;
 use proxkeep::archive::format::Kind;
 use proxkeep::archive::reader::Problem;
-use proxkeep::backup::warning_text;
+use proxkeep::archive::session::warning_text;
 use proxkeep::units::format_size;
 use proxkeep::exit;
 use proxkeep::inspect::table::{Align, local_time, render};

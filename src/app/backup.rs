@@ -1,0 +1,748 @@
+//! `proxkeep backup`: scan → preflight → lock → one streaming pass into an archive [`Session`] (hidden
+//! partial file → read-back verification → rename → sidecar) → copies and retention. Nothing visible exists
+//! until the archive has been verified.
+
+use crate::archive::format::{COMMANDS_DIR, CONFIG_DB_PATH, CommandRecord, Kind, Totals, Warning};
+use crate::archive::name::ArchiveName;
+pub use crate::archive::session::warning_text;
+use crate::archive::session::{self, Finished, Session, SessionError, Spec, index_entry};
+use crate::archive::writer::EntryHeader;
+use crate::collect::{self, CategoryCount, Plan, append_item};
+use crate::config::{Compression, Config};
+use crate::units::format_size;
+use crate::crypt::Seal;
+use crate::fsx::create_private;
+use crate::host::{HostFacts, Root};
+use crate::output::Log;
+use crate::preflight::{self, Check, RunLock};
+use crate::{pmxcfs, runner};
+use jiff::Timestamp;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Everything a run needs from the outside world.
+pub struct Context<'a> {
+    pub root: Root,
+    pub config: Config,
+    pub log: &'a Log,
+    pub cancel: &'static AtomicBool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub dry_run: bool,
+    pub dir: Option<PathBuf>,
+    pub compression: Option<Compression>,
+    pub level: Option<i32>,
+    /// Start time (injected so tests and naming do not depend on the wall clock).
+    pub now: Option<Timestamp>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("preflight failed: {}", .0.iter().filter(|c| !c.ok).map(|c| c.line()).collect::<Vec<_>>().join("; "))]
+    Preflight(Vec<Check>),
+    #[error(transparent)]
+    Locked(#[from] preflight::LockError),
+    #[error("interrupted: the partial archive was removed")]
+    Interrupted,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("backup failed: {0}")]
+    Failed(String),
+}
+
+impl BackupError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BackupError::Preflight(_) => crate::exit::PREFLIGHT,
+            BackupError::Locked(preflight::LockError::Held { .. }) => crate::exit::LOCKED,
+            BackupError::Locked(_) => crate::exit::PREFLIGHT,
+            BackupError::Interrupted => crate::exit::INTERRUPTED,
+            BackupError::Invalid(_) => crate::exit::USAGE,
+            BackupError::Failed(_) => crate::exit::FAILED,
+        }
+    }
+}
+
+impl From<SessionError> for BackupError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Interrupted => BackupError::Interrupted,
+            SessionError::Failed(why) => BackupError::Failed(why),
+        }
+    }
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> BackupError {
+    BackupError::Failed(format!("{what}: {e}"))
+}
+
+/// The run's result, as printed by `--json`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BackupReport {
+    pub status: &'static str,
+    pub exit_code: i32,
+    pub dry_run: bool,
+    pub host: String,
+    pub role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    pub size: u64,
+    pub compression: String,
+    pub level: i32,
+    /// `age: 1 recipient (x25519)`, `age: passphrase (scrypt)`; absent for a plain archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+    pub entries: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+    pub commands: usize,
+    pub pve_tree_from_db: bool,
+    pub duration_ms: u64,
+    pub categories: Vec<CategoryCount>,
+    pub checks: Vec<Check>,
+    pub warnings: Vec<Warning>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<PathBuf>,
+    /// Local directory, secondaries and remotes: copies and retention.
+    pub tiers: Vec<crate::store::tier::TierReport>,
+}
+
+impl BackupReport {
+    fn set_totals(&mut self, t: &Totals) {
+        self.entries = t.entries;
+        self.files = t.files;
+        self.dirs = t.dirs;
+        self.symlinks = t.symlinks;
+        self.bytes = t.bytes;
+    }
+}
+
+/// Warnings about where the backup's own key material lives: a passphrase file that this backup collects
+/// travels inside the archive it locks (and is useless there), one that others can read is no secret.
+/// An SSH private key whose `.pub` names one of the recipients, both collected, is the same mistake.
+fn key_warnings(
+    ctx: &Context,
+    enc: &crate::config::EncryptionConfig,
+    seal: Option<&Seal>,
+    plan: &Plan,
+) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let type_and_key = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let ssh: Vec<String> = match seal {
+        Some(Seal::Recipients(rs)) => rs
+            .iter()
+            .filter(|r| r.kind() != "x25519")
+            .map(|r| type_and_key(&format!("{r:?}")))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for item in plan.items.iter().filter(|i| {
+        !ssh.is_empty()
+            && i.kind == Kind::File
+            && i.size < 16 * 1024
+            && i.host_path.extension().is_some_and(|e| e == "pub")
+    }) {
+        let Ok(text) = fs::read_to_string(ctx.root.path(&item.host_path)) else {
+            continue;
+        };
+        let private = item.host_path.with_extension("");
+        if ssh.contains(&type_and_key(&text)) && plan.items.iter().any(|i| i.host_path == private) {
+            out.push(Warning {
+                path: Some(private.display().to_string()),
+                message: format!(
+                    "is the SSH key of recipient {}: the key travels with the lock \
+                     (use a key kept off this host, or add it to [collect] exclude)",
+                    type_and_key(&text)
+                ),
+            });
+        }
+    }
+    let Some(p) = &enc.passphrase_file else {
+        return out;
+    };
+    let collected = plan
+        .items
+        .iter()
+        .any(|i| i.kind == Kind::File && (i.host_path == *p || ctx.root.path(&i.host_path) == *p));
+    if collected {
+        out.push(Warning {
+            path: Some(p.display().to_string()),
+            message:
+                "the passphrase file is collected by this backup: the key travels with the lock \
+                      (keep it outside the collected paths, or add it to collect.exclude)"
+                    .into(),
+        });
+    }
+    if let Some(w) = crate::crypt::loose_permissions(p, "passphrase file") {
+        out.push(Warning {
+            path: Some(p.display().to_string()),
+            message: w,
+        });
+    }
+    out
+}
+
+/// Compression and level: the options', else the config's (a compression other than the configured one
+/// without a level takes its own default level).
+fn compression_level(
+    config: &Config,
+    opts: &BackupOptions,
+) -> Result<(Compression, i32), BackupError> {
+    let compression = opts.compression.unwrap_or(config.compression.algorithm);
+    let level = match (opts.level, opts.compression) {
+        (Some(l), _) => l,
+        (None, Some(c)) if c != config.compression.algorithm => c.default_level(),
+        _ => config.compression.level,
+    };
+    let range = compression.level_range();
+    if !range.contains(&level) {
+        return Err(BackupError::Invalid(format!(
+            "level {level} is out of range {}..={} for {compression}",
+            range.start(),
+            range.end()
+        )));
+    }
+    Ok((compression, level))
+}
+
+/// Preflight, in order: directories → free space → writability. A dry run creates nothing.
+fn preflight_checks(
+    config: &Config,
+    backup_dir: &Path,
+    create: bool,
+    needed: (u64, &str),
+) -> Vec<Check> {
+    let mut checks = vec![
+        preflight::directory("backup directory", backup_dir, create),
+        preflight::directory("log directory", &config.log_dir, create),
+    ];
+    if checks.iter().all(|c| c.ok) {
+        checks.push(preflight::free_space(
+            backup_dir,
+            config.min_free_space,
+            needed.0,
+            needed.1,
+        ));
+        if backup_dir.is_dir() {
+            checks.push(preflight::writable(backup_dir));
+        }
+    }
+    checks
+}
+
+pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupError> {
+    let started = Instant::now();
+    let log = ctx.log;
+    let config = &ctx.config;
+    let (compression, level) = compression_level(config, opts)?;
+    let backup_dir = opts
+        .dir
+        .clone()
+        .unwrap_or_else(|| config.backup_dir.clone());
+    // Recipients and passphrase are read before anything is written: a backup configured for encryption
+    // never falls back to a plain archive.
+    let seal = (config.encryption.as_ref().map(|e| e.seal()).transpose())
+        .map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))?;
+
+    let facts = HostFacts::detect(&ctx.root);
+    log.info(&format!(
+        "host {} role {} (root {})",
+        facts.hostname,
+        facts.role,
+        ctx.root.dir().display()
+    ));
+    let mut plan = collect::scan(&ctx.root, &facts, config);
+    if let Some(enc) = &config.encryption {
+        plan.warnings
+            .extend(key_warnings(ctx, enc, seal.as_ref(), &plan));
+    }
+    if plan.pve_tree_from_db {
+        log.warn("/etc/pve is empty (pmxcfs not mounted): its tree will be rebuilt from config.db");
+    }
+
+    // Name: start time, bumped past any existing archive of the same second. The stem names the run log
+    // too, so a same-second archive of another compression must not share it.
+    let (name, time) = session::free_name(
+        opts.now.unwrap_or_else(Timestamp::now),
+        |t| ArchiveName::new(&facts.hostname, facts.role, t, compression).encrypted(seal.is_some()),
+        |n| {
+            backup_dir.join(n.to_string()).exists()
+                || config.log_dir.join(format!("{}.log", n.stem())).exists()
+        },
+    )?;
+    // Free space for the archive: twice this host's newest one, or the collected files for a first backup.
+    let last = crate::store::list(&backup_dir, Some(&facts.hostname)).ok();
+    let needed = last.and_then(|l| Some(l.first()?.size)).map_or_else(
+        || (plan.bytes(), "estimate: size of the collected files"),
+        |s| (s.saturating_mul(2), "2 × the last archive"),
+    );
+
+    let mut report = BackupReport {
+        status: "ok",
+        dry_run: opts.dry_run,
+        host: facts.hostname.clone(),
+        role: facts.role.to_string(),
+        compression: compression.to_string(),
+        level,
+        encryption: seal.as_ref().map(|s| s.describe()),
+        commands: plan.commands.len(),
+        pve_tree_from_db: plan.pve_tree_from_db,
+        categories: plan.counts(),
+        checks: preflight_checks(config, &backup_dir, !opts.dry_run, needed),
+        ..Default::default()
+    };
+    if let Some(bad) = report.checks.iter().find(|c| !c.ok) {
+        log.error(&bad.line());
+        return Err(BackupError::Preflight(report.checks));
+    }
+    for c in &report.checks {
+        log.debug(&c.line());
+    }
+
+    if opts.dry_run {
+        let count = |k: Kind| plan.items.iter().filter(|i| i.kind == k).count() as u64;
+        report.set_totals(&Totals {
+            entries: plan.items.len() as u64,
+            files: count(Kind::File),
+            dirs: count(Kind::Dir),
+            symlinks: count(Kind::Symlink),
+            bytes: plan.bytes(),
+            warnings: 0,
+        });
+        report.warnings = plan.warnings.clone();
+        report.archive = Some(backup_dir.join(name.to_string()));
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+
+    let _lock = RunLock::acquire(&config.lock_file, &facts.hostname)?;
+    report.log_file = start_run_log(ctx, &name, &facts, &backup_dir);
+    if let Some(s) = &seal {
+        log.info(&format!("encrypting with {}", s.describe()));
+    }
+    let spec = Spec {
+        facts: &facts,
+        root: ctx.root.dir(),
+        purpose: "backup",
+        categories: plan.categories.clone(),
+        pve_tree_from_db: false,
+        compression,
+        level,
+        threads: config.compression.threads,
+        seal: seal.as_ref(),
+        progress: true,
+    };
+    let result = write_archive(ctx, &plan, &backup_dir, name.to_string(), time, spec);
+    if let Err(e) = &result {
+        log.error(&e.to_string());
+        log.detach();
+    }
+    let done = result?;
+
+    report.archive = Some(done.path.clone());
+    report.sha256 = Some(done.sha256.clone());
+    report.size = done.bytes;
+    report.set_totals(&done.index.totals);
+    report.warnings = done.index.warnings;
+    // Copies and retention: a tier failure is a warning, never a failure of the backup.
+    let (host, name) = (&facts.hostname, done.name.clone());
+    report.tiers = distribute(ctx, &backup_dir, host, name, &done.sha256, time);
+    log_tiers(log, &mut report);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    if !report.warnings.is_empty() {
+        report.status = "warning";
+        report.exit_code = crate::exit::WARNINGS;
+    }
+    log.info(&format!(
+        "archive {} written and verified: {} ({} {}), {} entries ({} files, {}), {} warnings, {:.1} s",
+        done.path.display(),
+        format_size(report.size),
+        compression,
+        level,
+        report.entries,
+        report.files,
+        format_size(report.bytes),
+        report.warnings.len(),
+        report.duration_ms as f64 / 1000.0
+    ));
+    log.detach();
+    Ok(report)
+}
+
+/// Attach the run log (`<stem>.log` in the log directory), say the run starts, sweep dead runs' partials.
+fn start_run_log(
+    ctx: &Context,
+    name: &ArchiveName,
+    facts: &HostFacts,
+    backup_dir: &Path,
+) -> Option<PathBuf> {
+    let log = ctx.log;
+    let log_path = ctx.config.log_dir.join(format!("{}.log", name.stem()));
+    let log_file = match create_private(&log_path) {
+        Ok(f) => {
+            log.attach(f);
+            Some(log_path)
+        }
+        Err(e) => {
+            log.warn(&format!(
+                "cannot write the run log {}: {e}",
+                log_path.display()
+            ));
+            None
+        }
+    };
+    log.info(&format!(
+        "proxkeep {} backup of {} ({}) starting",
+        env!("CARGO_PKG_VERSION"),
+        facts.hostname,
+        facts.role
+    ));
+    for removed in preflight::sweep_partials(backup_dir) {
+        log.info(&format!(
+            "removed partial file of a run that died: {}",
+            removed.display()
+        ));
+    }
+    log_file
+}
+
+/// Log what the tiers did; their errors become warnings of the run.
+fn log_tiers(log: &Log, report: &mut BackupReport) {
+    for t in &report.tiers {
+        if let Some(e) = &t.error {
+            let message = format!("tier {}: {e}", t.tier);
+            session::warn(log, &mut report.warnings, None, message);
+        } else {
+            log.info(&format!(
+                "tier {}: {} copied, {} removed by retention, {} archives ({})",
+                t.tier,
+                t.copied.len(),
+                t.removed.len(),
+                t.archives,
+                format_size(t.bytes)
+            ));
+        }
+        for d in &t.damaged {
+            log.warn(&format!(
+                "tier {}: {d} failed verification: kept and not counted by retention",
+                t.tier
+            ));
+        }
+    }
+}
+
+/// The pmxcfs snapshot, and the /etc/pve tree read from it when the mount was empty; what fails becomes a
+/// warning.
+fn pve_sources(
+    ctx: &Context,
+    plan: &Plan,
+    backup_dir: &Path,
+    warnings: &mut Vec<Warning>,
+) -> (Option<pmxcfs::DbSnapshot>, Option<Vec<pmxcfs::TreeEntry>>) {
+    let snapshot = plan.config_db.as_ref().and_then(|db| {
+        match pmxcfs::snapshot(&ctx.root.path(db), backup_dir) {
+            Ok(s) => {
+                ctx.log.info(&format!(
+                    "config.db snapshot: {} rows, {}",
+                    s.rows,
+                    format_size(s.size)
+                ));
+                Some(s)
+            }
+            Err(e) => {
+                let message = format!("config.db snapshot failed: {e}");
+                session::warn(ctx.log, warnings, Some(db.display().to_string()), message);
+                None
+            }
+        }
+    });
+    let tree = match (&snapshot, plan.pve_tree_from_db) {
+        (Some(s), true) => pmxcfs::read_tree(s.file.path()),
+        _ => return (snapshot, None),
+    };
+    let problem = match tree {
+        Ok(t) if !t.is_empty() => return (snapshot, Some(t)),
+        Ok(_) => "config.db holds no files: /etc/pve is empty in this backup".into(),
+        Err(e) => format!("cannot rebuild /etc/pve from config.db: {e}"),
+    };
+    warnings.push(Warning {
+        path: Some("/etc/pve".into()),
+        message: problem,
+    });
+    (snapshot, None)
+}
+
+fn write_archive(
+    ctx: &Context,
+    plan: &Plan,
+    backup_dir: &Path,
+    name: String,
+    time: Timestamp,
+    mut spec: Spec,
+) -> Result<Finished, BackupError> {
+    let log = ctx.log;
+    let cancel = ctx.cancel;
+    let config = &ctx.config;
+    for s in &plan.skipped {
+        log.info(&format!(
+            "skipped {} ({}): not a regular file, directory or symlink",
+            s.path, s.kind
+        ));
+    }
+    for w in &plan.warnings {
+        log.warn(&warning_text(w));
+    }
+    let mut warnings = plan.warnings.clone();
+    // The pmxcfs snapshot comes first: if /etc/pve must be rebuilt, its entries come from it.
+    let (snapshot, db_tree) = pve_sources(ctx, plan, backup_dir, &mut warnings);
+    spec.pve_tree_from_db = db_tree.is_some();
+    // With X25519 recipients, watch the streamed files for the matching secret key (see below).
+    let own_recipients: Vec<String> = match spec.seal {
+        Some(Seal::Recipients(rs)) => rs
+            .iter()
+            .filter(|r| r.kind() == "x25519")
+            .map(|r| format!("{r:?}"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut s = Session::create(backup_dir, name, time, spec, log, cancel)?;
+    s.index.absent = plan.absent.clone();
+    s.index.skipped = plan.skipped.clone();
+    s.index.warnings = warnings;
+
+    let mut found_keys: Vec<(String, String)> = Vec::new();
+    let found = (!own_recipients.is_empty()).then_some(&mut found_keys);
+    let specs: Vec<runner::CommandSpec> = plan.commands.iter().map(|c| c.spec.clone()).collect();
+    let run_opts = runner::RunOptions {
+        timeout: config.commands.timeout,
+        ..Default::default()
+    };
+    let results = std::thread::scope(|scope| -> Result<Vec<runner::CommandResult>, BackupError> {
+        // Commands run while the files stream; their outputs are appended after the files.
+        let cmds =
+            scope.spawn(|| runner::run_all(&specs, config.commands.concurrency, &run_opts, cancel));
+        let body = append_files(
+            &mut s,
+            &ctx.root,
+            plan,
+            &snapshot,
+            db_tree.as_deref(),
+            found,
+        );
+        if body.is_err() {
+            // Stop the commands too (the flag is what SIGINT sets), so the run ends promptly.
+            cancel.store(true, Ordering::Relaxed);
+        }
+        let results = cmds
+            .join()
+            .map_err(|_| fail("command runner", "panicked"))?;
+        body.map(|()| results)
+    })?;
+    s.check_cancel()?;
+    for (path, recipient) in &found_keys {
+        if own_recipients.contains(recipient) {
+            s.warn(
+                Some(path.clone()),
+                format!(
+                    "holds the age identity of recipient {recipient}: the key travels with the lock \
+                     (keep it off this host, or add it to [collect] exclude)"
+                ),
+            );
+        }
+    }
+    append_commands(&mut s, log, plan, &results)?;
+    let done = s.finish()?;
+
+    // The read-back was a full verify: record it, so `list` shows the archive `ok` without reading it.
+    let recorded = fs::metadata(&done.path).and_then(|md| {
+        let totals = Some(done.index.totals.clone());
+        let sha = Some(done.sha256.clone());
+        let rec = crate::store::state::Record::new(&md, true, sha, 0, totals, "backup");
+        crate::store::state::record(backup_dir, &done.name, rec)
+    });
+    if let Err(e) = recorded {
+        log.warn(&format!(
+            "cannot record the verification in {}: {e}",
+            crate::store::state::STATE_FILE
+        ));
+    }
+    Ok(done)
+}
+
+/// The files: /etc/pve from config.db (when rebuilt), the host's items, the config.db snapshot.
+fn append_files(
+    s: &mut Session,
+    root: &Root,
+    plan: &Plan,
+    snapshot: &Option<pmxcfs::DbSnapshot>,
+    db_tree: Option<&[pmxcfs::TreeEntry]>,
+    mut found_keys: Option<&mut Vec<(String, String)>>,
+) -> Result<(), BackupError> {
+    for e in db_tree.unwrap_or_default() {
+        s.check_cancel()?;
+        append_db_entry(s, e)?;
+        s.progress.advance(1, e.data.len() as u64);
+    }
+    for item in &plan.items {
+        s.check_cancel()?;
+        let bytes = append_item(s, root, item, found_keys.as_deref_mut())?;
+        s.progress.advance(1, bytes);
+    }
+    if let Some(snap) = snapshot {
+        let f = snap
+            .file
+            .reopen()
+            .map_err(|e| fail("config.db snapshot", e))?;
+        let size = f
+            .metadata()
+            .map_err(|e| fail("config.db snapshot", e))?
+            .len();
+        s.append_internal(CONFIG_DB_PATH, "pve-cluster", "config.db-snapshot", f, size)?;
+    }
+    Ok(())
+}
+
+fn append_db_entry(s: &mut Session, e: &pmxcfs::TreeEntry) -> Result<(), SessionError> {
+    let path = format!("etc/pve/{}", e.path);
+    let kind = match e.kind {
+        pmxcfs::NodeKind::Dir => Kind::Dir,
+        pmxcfs::NodeKind::File => Kind::File,
+    };
+    let h = EntryHeader {
+        path: path.as_bytes(),
+        kind,
+        mode: pmxcfs::default_mode(&e.path, e.kind),
+        uid: pmxcfs::PMXCFS_UID,
+        gid: pmxcfs::PMXCFS_GID,
+        mtime: e.mtime,
+        size: e.data.len() as u64,
+        xattrs: &[],
+    };
+    let sha = match kind {
+        Kind::Dir => {
+            s.write(|w| w.append_dir(&h))?;
+            None
+        }
+        _ => {
+            s.write(|w| w.append_bytes(&h, &e.data))?;
+            Some(crate::archive::sha256_hex(&e.data))
+        }
+    };
+    let entry = index_entry(&h, "pve-cluster", sha, None, Some("config.db"));
+    s.index.entries.push(entry);
+    Ok(())
+}
+
+/// The commands' outputs and records, in plan order.
+fn append_commands(
+    s: &mut Session,
+    log: &Log,
+    plan: &Plan,
+    results: &[runner::CommandResult],
+) -> Result<(), BackupError> {
+    for (pc, r) in plan.commands.iter().zip(results) {
+        let cmd = pc.spec.display();
+        let mut rec = CommandRecord {
+            category: pc.category.clone(),
+            command: cmd.clone(),
+            status: if r.success() {
+                "ok".into()
+            } else {
+                r.status.to_string()
+            },
+            duration_ms: r.duration.as_millis() as u64,
+            output: None,
+            stderr: r.stderr_tail(2000),
+        };
+        match &r.status {
+            runner::Status::Absent => {
+                log.debug(&format!("command {cmd}: not installed"));
+            }
+            runner::Status::Exited(_) | runner::Status::Signaled(_) | runner::Status::TimedOut => {
+                let path = format!("{COMMANDS_DIR}/{}/{}", pc.category, pc.output);
+                let size = r.stdout.len() as u64;
+                s.append_internal(&path, &pc.category, "command", &r.stdout[..], size)?;
+                rec.output = Some(path);
+                if !r.success() {
+                    let message = format!("command `{cmd}` {}: {}", r.status, r.stderr_tail(300));
+                    s.warn(None, message);
+                }
+            }
+            runner::Status::Cancelled => return Err(BackupError::Interrupted),
+            runner::Status::SpawnFailed(e) => {
+                s.warn(None, format!("command `{cmd}` could not start: {e}"));
+            }
+        }
+        s.index.commands.push(rec);
+    }
+    Ok(())
+}
+
+/// Copy the new archive to every secondary and remote (and whatever they miss), prune them, then prune the
+/// local directory.
+fn distribute(
+    ctx: &Context,
+    backup_dir: &Path,
+    host: &str,
+    new_file: String,
+    sha256: &str,
+    now: Timestamp,
+) -> Vec<crate::store::tier::TierReport> {
+    use crate::store::tier;
+    let tz = jiff::tz::TimeZone::system();
+    let tiers = tier::tiers(&ctx.config, backup_dir, ctx.cancel);
+    let mut local = tier::TierReport {
+        tier: "local".into(),
+        ..Default::default()
+    };
+    let local_list = match tiers[0].list(host) {
+        Ok(l) => l,
+        Err(e) => {
+            local.error = Some(e.to_string());
+            return vec![local];
+        }
+    };
+    let mut reports = Vec::new();
+    for t in &tiers[1..] {
+        ctx.log.info(&format!("tier {}: copying", t.label()));
+        reports.push(tier::sync_tier(
+            t.as_ref(),
+            &local_list,
+            backup_dir,
+            &new_file,
+            sha256,
+            host,
+            now,
+            &tz,
+        ));
+    }
+    let mut verified = tier::recorded_verification(backup_dir);
+    verified.insert(new_file.clone(), true);
+    let pruned = tier::prune(
+        tiers[0].as_ref(),
+        host,
+        &verified,
+        now,
+        &tz,
+        false,
+        &mut local,
+    );
+    match pruned {
+        Ok(_) => {
+            local.ok = true;
+            local.copied.push(new_file);
+            local.last_copy = Some(now.as_second());
+        }
+        Err(e) => local.error = Some(e.to_string()),
+    }
+    reports.insert(0, local);
+    reports
+}
