@@ -20,7 +20,7 @@ pub mod target;
 use crate::archive::format::{FORMAT_VERSION, Index, Kind, Meta};
 use crate::output::{Log, Progress};
 use crate::preflight::{LockError, RunLock};
-use crate::runner::{self, CommandResult, CommandSpec, RunOptions};
+use crate::runner::{self, CommandResult, CommandSpec};
 use apply::{ApplyOptions, ApplyReport};
 use path::NodeMap;
 use plan::{FollowUp, Observed, Plan, PveWrite, Rules, Wanted};
@@ -421,11 +421,7 @@ pub fn run_follow_ups(
     log: &Log,
     cancel: &AtomicBool,
 ) -> Vec<Applied> {
-    let opts = RunOptions {
-        timeout,
-        grace: Duration::from_secs(2),
-        max_output: 1 << 20,
-    };
+    let opts = recovery::run_opts(timeout);
     let mut out = Vec::new();
     for f in follow_ups.iter().filter(|f| f.automatic) {
         let spec = CommandSpec::new(

@@ -208,7 +208,7 @@ fn tree_err(db: &Path, problem: TreeProblem) -> PmxcfsError {
 }
 
 /// A usable single path component (row name or node name).
-fn check_component(name: &str) -> Result<(), &'static str> {
+pub fn check_component(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         Err("empty name")
     } else if name == "." || name == ".." {

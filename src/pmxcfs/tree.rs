@@ -173,7 +173,7 @@ fn build_tree(rows: Vec<Row>) -> Result<Vec<TreeEntry>, TreeProblem> {
 
     let mut seen: HashMap<(u64, &str), u64> = HashMap::with_capacity(rows.len());
     for r in &rows {
-        if let Some(&other) = seen.get(&(r.parent, r.name.as_str())) {
+        if let Some(other) = seen.insert((r.parent, r.name.as_str()), r.inode) {
             return Err(TreeProblem::DuplicateName {
                 inode: r.inode,
                 name: r.name.clone(),
@@ -181,7 +181,6 @@ fn build_tree(rows: Vec<Row>) -> Result<Vec<TreeEntry>, TreeProblem> {
                 other,
             });
         }
-        seen.insert((r.parent, r.name.as_str()), r.inode);
     }
     drop(seen);
 

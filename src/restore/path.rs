@@ -169,11 +169,7 @@ impl Checker {
 
 /// A single path component usable as a node name (`--map-node`).
 fn check_node_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        Err(format!("invalid node name {name:?}"))
-    } else {
-        Ok(())
-    }
+    crate::pmxcfs::check_component(name).map_err(|_| format!("invalid node name {name:?}"))
 }
 
 const NODES: &[u8] = b"etc/pve/nodes/";

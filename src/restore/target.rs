@@ -5,12 +5,11 @@
 //! restore runs) is met as an error naming it, never followed out of the target. Paths are never handed to
 //! the kernel as whole strings.
 
-use crate::archive::format::hex;
+use crate::fsx::open_dir_at;
 use crate::restore::path::{show, split};
 use crate::restore::plan::{DIFF_MAX, Observed};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -64,21 +63,9 @@ impl Target {
         }
     }
 
-    pub fn root(&self) -> &DirFd {
-        &self.root
-    }
-
     /// Whether the directory has no entries (checked on the open descriptor itself).
     pub fn is_empty(&self) -> io::Result<bool> {
-        let mut d = rustix::fs::Dir::read_from(&self.root.fd)?;
-        for item in &mut d {
-            let item = item?;
-            let name = item.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        crate::fsx::dir_is_empty(&self.root.fd)
     }
 }
 
@@ -130,15 +117,6 @@ fn classify(parent: BorrowedFd<'_>, name: &[u8], prefix: &[u8], e: Errno) -> Wal
     }
 }
 
-pub fn open_subdir(parent: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
-
 impl Walker {
     /// The directory `dir` (a normalized path; empty = the target itself). With `create`, missing
     /// components are created with mode 0755 (components that are in the archive are created by their own
@@ -162,7 +140,7 @@ impl Walker {
                 .stack
                 .last()
                 .map_or_else(|| self.root.clone(), |s| s.1.clone());
-            let fd = match open_subdir(parent.fd.as_fd(), comp) {
+            let fd = match open_dir_at(&parent.fd, *comp) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) if create => {
                     let made =
@@ -171,7 +149,7 @@ impl Walker {
                             Err(Errno::EXIST) => false,
                             Err(e) => return Err(WalkError::Io(prefix.to_vec(), e.into())),
                         };
-                    let fd = open_subdir(parent.fd.as_fd(), comp)
+                    let fd = open_dir_at(&parent.fd, *comp)
                         .map_err(|e| classify(parent.fd.as_fd(), comp, prefix, e))?;
                     if made {
                         // Explicit, so the process umask does not decide.
@@ -192,28 +170,17 @@ impl Walker {
     }
 }
 
-/// SHA-256 and (when small enough and asked for) the content of an open file.
+/// SHA-256 and (when asked for, and no bigger than [`DIFF_MAX`]) the content of an open file.
 fn hash_file(mut f: File, keep: bool) -> io::Result<(String, Option<Vec<u8>>)> {
-    let mut hasher = Sha256::new();
-    let mut kept = keep.then(Vec::new);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        if let Some(k) = kept.as_mut() {
-            if k.len() as u64 + n as u64 > DIFF_MAX {
-                kept = None;
-            } else {
-                k.extend_from_slice(&buf[..n]);
-            }
-        }
+    let mut head = Vec::new();
+    if keep {
+        (&mut f).take(DIFF_MAX + 1).read_to_end(&mut head)?;
     }
-    Ok((hex(&hasher.finalize()), kept))
+    let (sha256, _) = crate::fsx::hash_reader(head.as_slice().chain(f))?;
+    Ok((
+        sha256,
+        (keep && head.len() as u64 <= DIFF_MAX).then_some(head),
+    ))
 }
 
 /// What the target holds at `path` (normalized). A file is hashed only when its size is `hash_if_size` (a

@@ -176,6 +176,14 @@ fn failed(entry: &str, what: &str, e: impl std::fmt::Display) -> Stop {
     }
 }
 
+/// The archive's content is not what the index said: the entry is not written.
+fn damaged(entry: &str, why: impl std::fmt::Display) -> Stop {
+    Stop::Damaged {
+        entry: entry.to_string(),
+        why: format!("{why}: stopped before writing it"),
+    }
+}
+
 fn done(want: &Wanted, action: &'static str) -> Done {
     Done {
         path: want.shown(),
@@ -290,11 +298,11 @@ impl Writer<'_> {
             .map_err(|e| failed(&archive.display().to_string(), "open the archive", e))?;
         let mut reader = opened.tar();
         let mut checker = Checker::default();
-        let changed = |entry: &str, why: String| Stop::Damaged {
-            entry: entry.to_string(),
-            why: format!(
-                "{why} (the archive changed since it was read): stopped before writing it"
-            ),
+        let changed = |entry: &str, why: String| {
+            damaged(
+                entry,
+                format!("{why} (the archive changed since it was read)"),
+            )
         };
         let entries = reader
             .archive

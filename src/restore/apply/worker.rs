@@ -2,7 +2,7 @@
 //! target, given its metadata. Nothing of a file that does not match stays on disk.
 
 use super::sync::{Pending, Written};
-use super::{ApplyOptions, Stop, Writer, failed};
+use super::{ApplyOptions, Stop, Writer, damaged, failed};
 use crate::archive::format::hex;
 use crate::fsx::{create_at, set_meta};
 use crate::restore::plan::Wanted;
@@ -79,9 +79,11 @@ impl Writer<'_> {
     ) -> Result<(), Stop> {
         let dir = self.parent(want)?;
         let tmp = self.tmp_name();
-        let unreadable = |e: io::Error| Stop::Damaged {
-            entry: want.shown(),
-            why: format!("cannot read it from the archive ({e}): stopped before writing it"),
+        let unreadable = |e: io::Error| {
+            damaged(
+                &want.shown(),
+                format!("cannot read it from the archive ({e})"),
+            )
         };
         let mut job = Job {
             seq: 0,
@@ -163,20 +165,14 @@ fn write_file(job: Job, opts: &ApplyOptions, cancel: &AtomicBool) -> Result<Pend
     }
     let check = |n: u64, got: String| -> Result<(), Stop> {
         let why = match &want.sha256 {
-            Some(expected) if n != want.size || got != *expected => format!(
-                "its content does not match the index (sha256 {got}, index {expected}): stopped before writing it"
-            ),
+            Some(expected) if n != want.size || got != *expected => {
+                format!("its content does not match the index (sha256 {got}, index {expected})")
+            }
             // meta.json and index.json (extract): not in the index, but never shorter than their header.
-            None if n != want.size => format!(
-                "the archive holds {n} of its {} bytes: stopped before writing it",
-                want.size
-            ),
+            None if n != want.size => format!("the archive holds {n} of its {} bytes", want.size),
             _ => return Ok(()),
         };
-        Err(Stop::Damaged {
-            entry: shown.clone(),
-            why,
-        })
+        Err(damaged(&shown, why))
     };
     if let Data::Whole(d) = &data {
         check(d.len() as u64, crate::archive::sha256_hex(d))?;
@@ -205,12 +201,8 @@ fn write_file(job: Job, opts: &ApplyOptions, cancel: &AtomicBool) -> Result<Pend
                     // The reader drops its end after the last chunk.
                     Err(_) => break Ok(()),
                     Ok(Err(e)) => {
-                        break Err(Stop::Damaged {
-                            entry: shown.clone(),
-                            why: format!(
-                                "cannot read it from the archive ({e}): stopped before writing it"
-                            ),
-                        });
+                        let why = format!("cannot read it from the archive ({e})");
+                        break Err(damaged(&shown, why));
                     }
                     Ok(Ok(chunk)) => {
                         hasher.update(&chunk);
