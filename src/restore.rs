@@ -41,7 +41,6 @@ pub enum RestoreError {
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
         source: io::Error,
     },
     #[error("refusing {archive}: entry {entry:?}: {why}; nothing was written")]

@@ -32,19 +32,18 @@ pub const PMXCFS_GID: u32 = 33;
 /// Name of the inode-0 row that carries the db-wide version (pmxcfs `VERSIONFILENAME`).
 const VERSION_NAME: &str = "__version__";
 
-/// Everything that can go wrong reading, copying or extracting a pmxcfs database. Every message names the db.
+/// Everything that can go wrong reading, copying or extracting a pmxcfs database. Every message names the db;
+/// a field named `source` is the cause (`Error::source`).
 #[derive(Debug, thiserror::Error)]
 pub enum PmxcfsError {
     #[error("cannot open pmxcfs database {}: {source}", .db.display())]
     Open {
         db: PathBuf,
-        #[source]
         source: rusqlite::Error,
     },
     #[error("cannot read pmxcfs database {}: {source}", .db.display())]
     Query {
         db: PathBuf,
-        #[source]
         source: rusqlite::Error,
     },
     #[error("{}: not a pmxcfs database (it has no `tree` table)", .db.display())]
@@ -53,13 +52,11 @@ pub enum PmxcfsError {
     TempFile {
         db: PathBuf,
         tmp_dir: PathBuf,
-        #[source]
         source: io::Error,
     },
     #[error("online backup of {} failed: {source}", .db.display())]
     Backup {
         db: PathBuf,
-        #[source]
         source: rusqlite::Error,
     },
     #[error("online backup of {} gave up: the database stayed busy/locked", .db.display())]
@@ -70,7 +67,6 @@ pub enum PmxcfsError {
     Snapshot {
         db: PathBuf,
         step: &'static str,
-        #[source]
         source: rusqlite::Error,
     },
     #[error("snapshot of {}: journal_mode=DELETE was refused (sqlite answered {answer:?})", .db.display())]
@@ -79,7 +75,6 @@ pub enum PmxcfsError {
     SnapshotSize {
         db: PathBuf,
         file: PathBuf,
-        #[source]
         source: io::Error,
     },
     #[error("pmxcfs database {} has a broken tree: {problem}", .db.display())]
@@ -101,7 +96,6 @@ pub enum PmxcfsError {
         db: PathBuf,
         path: PathBuf,
         action: &'static str,
-        #[source]
         source: io::Error,
     },
 }

@@ -325,9 +325,8 @@ fn stop(
     cancel: &AtomicBool,
     warnings: &mut Vec<String>,
 ) -> Result<(), String> {
-    let first = match systemctl(&["stop", SERVICE], timeout, log, cancel) {
-        Ok(()) => return Ok(()),
-        Err(e) => e,
+    let Err(first) = systemctl(&["stop", SERVICE], timeout, log, cancel) else {
+        return Ok(());
     };
     if cancel.load(Ordering::Relaxed) {
         return Err(format!("{first} (interrupted)"));
@@ -393,15 +392,19 @@ pub fn swap(
         started: false,
         warnings: Vec::new(),
     };
+    // Not cancellable: the node must not be left without pmxcfs (a flag SIGTERM cannot have set).
+    let start = || {
+        systemctl(
+            &["start", SERVICE],
+            req.service_timeout,
+            log,
+            &AtomicBool::new(false),
+        )
+    };
     if req.live {
         if let Err(why) = stop(req.service_timeout, log, cancel, &mut out.warnings) {
-            // It may be half-stopped: bring it back (with a flag SIGTERM cannot have set).
-            let _ = systemctl(
-                &["start", SERVICE],
-                req.service_timeout,
-                log,
-                &AtomicBool::new(false),
-            );
+            // It may be half-stopped: bring it back.
+            let _ = start();
             return Err(RestoreError::Service(format!(
                 "{why}: pve-cluster may still be running, so config.db was NOT replaced (nothing changed)"
             )));
@@ -410,13 +413,8 @@ pub fn swap(
     }
     let swapped = swap_files(&mut staged, req, &mut out);
     if req.live {
-        // Started in every case once stopped: the node must not be left without pmxcfs. Not cancellable.
-        match systemctl(
-            &["start", SERVICE],
-            req.service_timeout,
-            log,
-            &AtomicBool::new(false),
-        ) {
+        // Started in every case once stopped.
+        match start() {
             Ok(()) => out.started = true,
             Err(why) => {
                 let state = match &swapped {

@@ -107,8 +107,9 @@ impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stop::Interrupted => f.write_str("interrupted"),
-            Stop::Damaged { entry, why } => write!(f, "{entry}: {why}"),
-            Stop::Failed { entry, why } => write!(f, "{entry}: {why}"),
+            Stop::Damaged { entry, why } | Stop::Failed { entry, why } => {
+                write!(f, "{entry}: {why}")
+            }
         }
     }
 }

@@ -53,6 +53,7 @@ impl Pending {
 pub(super) type Written = (u64, Result<Pending, Stop>);
 
 /// What the syncer did with one batch.
+#[derive(Default)]
 pub(super) struct Flushed {
     renamed: Vec<Pending>,
     /// The entry that could not be synced or renamed; it and the rest of the batch were removed.
@@ -227,10 +228,7 @@ pub(super) fn syncer(batches: Receiver<Vec<Pending>>, out: Sender<Flushed>, extr
     for batch in batches {
         let f = if failed {
             batch.iter().for_each(Pending::unlink);
-            Flushed {
-                renamed: Vec::new(),
-                failed: None,
-            }
+            Flushed::default()
         } else {
             flush(batch, extract)
         };

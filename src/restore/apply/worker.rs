@@ -85,32 +85,30 @@ impl Writer<'_> {
                 format!("cannot read it from the archive ({e})"),
             )
         };
-        let mut job = Job {
-            seq: 0,
+        let Some(jobs) = self.jobs.clone() else {
+            return Err(Stop::Interrupted);
+        };
+        let (content, chunks) = if want.size <= CHUNK as u64 {
+            let mut buf = Vec::with_capacity(want.size as usize);
+            data.read_to_end(&mut buf).map_err(unreadable)?;
+            (Data::Whole(buf), None)
+        } else {
+            let (chunks, rx) = sync_channel(STREAM_CHUNKS);
+            (Data::Stream(rx), Some(chunks))
+        };
+        let seq = self.order.reserve();
+        let job = Job {
+            seq,
             want: want.clone(),
             through,
             action,
             dir,
             tmp,
             xattrs: xa,
-            data: Data::Whole(Vec::new()),
+            data: content,
         };
-        let Some(jobs) = self.jobs.clone() else {
-            return Err(Stop::Interrupted);
-        };
-        if want.size <= CHUNK as u64 {
-            let mut buf = Vec::with_capacity(want.size as usize);
-            data.read_to_end(&mut buf).map_err(unreadable)?;
-            job.seq = self.order.reserve();
-            job.data = Data::Whole(buf);
-            self.send_job(&jobs, job);
-            return Ok(());
-        }
-        let seq = self.order.reserve();
-        let (chunks, rx) = sync_channel(STREAM_CHUNKS);
-        job.seq = seq;
-        job.data = Data::Stream(rx);
         self.send_job(&jobs, job);
+        let Some(chunks) = chunks else { return Ok(()) };
         loop {
             let mut buf = Vec::with_capacity(CHUNK);
             match (&mut *data).take(CHUNK as u64).read_to_end(&mut buf) {
