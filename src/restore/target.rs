@@ -136,10 +136,7 @@ impl Walker {
         for comp in &comps[keep..] {
             prefix_len += comp.len() + 1;
             let prefix = &dir[..prefix_len - 1];
-            let parent = self
-                .stack
-                .last()
-                .map_or_else(|| self.root.clone(), |s| s.1.clone());
+            let parent = self.top();
             let fd = match open_dir_at(&parent.fd, *comp) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) if create => {
@@ -163,10 +160,12 @@ impl Walker {
             let d = open_dir_fd(fd).map_err(|e| WalkError::Io(prefix.to_vec(), e))?;
             self.stack.push((comp.to_vec(), Arc::new(d)));
         }
-        Ok(self
-            .stack
-            .last()
-            .map_or_else(|| self.root.clone(), |s| s.1.clone()))
+        Ok(self.top())
+    }
+
+    /// The directory opened last (the target itself at first).
+    fn top(&self) -> Arc<DirFd> {
+        self.stack.last().map_or(&self.root, |s| &s.1).clone()
     }
 }
 
