@@ -304,13 +304,10 @@ pub fn execute(
     cancel: &AtomicBool,
 ) -> Result<Outcome, RestoreError> {
     check_conflicts(&p.plan)?;
-    let _lock = match &how.lock_file {
-        Some(l) => Some(RunLock::acquire(
-            l,
-            &crate::host::hostname(&crate::host::Root::new(&p.target.dir)),
-        )?),
-        None => None,
-    };
+    let host = || crate::host::hostname(&crate::host::Root::new(&p.target.dir));
+    let _lock = (how.lock_file.as_ref())
+        .map(|l| RunLock::acquire(l, &host()))
+        .transpose()?;
     let mut safety_archive = None;
     if let Some(dir) = &how.safety_dir
         && p.plan.changes()

@@ -123,7 +123,7 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
     let dir = target
         .walker()
         .open_dir(DB_DIR.as_bytes(), true)
-        .map_err(|e| RestoreError::Refused(format!("{}: {}", db_dir.display(), e.describe())))?;
+        .map_err(|e| RestoreError::Refused(format!("{}: {}", db_dir.display(), e.to_string())))?;
     let tmp = format!(".proxkeep-db.{}.tmp", std::process::id()).into_bytes();
     let _ = rustix::fs::unlinkat(&dir.fd, tmp.as_slice(), AtFlags::empty());
     let mut staged = Staged {
@@ -378,10 +378,9 @@ pub fn swap(
     log: &Log,
     cancel: &AtomicBool,
 ) -> Result<Swapped, RestoreError> {
-    let _lock = match &req.lock_file {
-        Some(l) => Some(crate::preflight::RunLock::acquire(l, &staged.hostname)?),
-        None => None,
-    };
+    let _lock = (req.lock_file.as_ref())
+        .map(|l| crate::preflight::RunLock::acquire(l, &staged.hostname))
+        .transpose()?;
     if cancel.load(Ordering::Relaxed) {
         return Err(RestoreError::Interrupted);
     }
@@ -522,7 +521,7 @@ pub fn next_steps(nodes: &[String], hostname: &str, has_corosync: bool, live: bo
 
 impl From<WalkError> for RestoreError {
     fn from(e: WalkError) -> Self {
-        RestoreError::Refused(e.describe())
+        RestoreError::Refused(e.to_string())
     }
 }
 

@@ -70,25 +70,16 @@ impl Target {
 }
 
 /// Why a directory on the way to an entry cannot be used.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum WalkError {
+    #[error("/{} does not exist", show(.0))]
     Missing(Vec<u8>),
+    #[error("passes through the symlink /{} on the target", show(.0))]
     Symlink(Vec<u8>),
+    #[error("/{} on the target is not a directory", show(.0))]
     NotDir(Vec<u8>),
+    #[error("cannot open /{}: {}", show(.0), .1)]
     Io(Vec<u8>, io::Error),
-}
-
-impl WalkError {
-    pub fn describe(&self) -> String {
-        match self {
-            WalkError::Missing(p) => format!("/{} does not exist", show(p)),
-            WalkError::Symlink(p) => {
-                format!("passes through the symlink /{} on the target", show(p))
-            }
-            WalkError::NotDir(p) => format!("/{} on the target is not a directory", show(p)),
-            WalkError::Io(p, e) => format!("cannot open /{}: {e}", show(p)),
-        }
-    }
 }
 
 /// Opens directories below the target one component at a time, keeping the chain of the last one open so
@@ -194,7 +185,7 @@ pub fn observe(
     let dir = match walker.open_dir(parent, false) {
         Ok(d) => d,
         Err(WalkError::Missing(_)) => return Observed::Missing,
-        Err(e) => return Observed::Blocked(e.describe()),
+        Err(e) => return Observed::Blocked(e.to_string()),
     };
     let st = match rustix::fs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,

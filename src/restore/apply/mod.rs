@@ -88,30 +88,16 @@ pub struct Done {
 }
 
 /// Why a restore stopped before the end.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "lowercase")]
 pub enum Stop {
+    #[error("interrupted")]
     Interrupted,
     /// The archive's content differs from its index (or changed since pass 1).
-    Damaged {
-        entry: String,
-        why: String,
-    },
-    Failed {
-        entry: String,
-        why: String,
-    },
-}
-
-impl std::fmt::Display for Stop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Stop::Interrupted => f.write_str("interrupted"),
-            Stop::Damaged { entry, why } | Stop::Failed { entry, why } => {
-                write!(f, "{entry}: {why}")
-            }
-        }
-    }
+    #[error("{entry}: {why}")]
+    Damaged { entry: String, why: String },
+    #[error("{entry}: {why}")]
+    Failed { entry: String, why: String },
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -445,7 +431,7 @@ impl Writer<'_> {
             .open_dir(parent, true)
             .map_err(|e| Stop::Failed {
                 entry: want.shown(),
-                why: e.describe(),
+                why: e.to_string(),
             })?;
         self.devs.entry(d.dev).or_insert_with(|| d.clone());
         if !self.swept.contains(parent) {
@@ -548,7 +534,7 @@ impl Writer<'_> {
                 Err(e) => {
                     return Err(Stop::Failed {
                         entry: shown,
-                        why: e.describe(),
+                        why: e.to_string(),
                     });
                 }
             };
@@ -588,7 +574,7 @@ impl Writer<'_> {
             let r = match self.walker.open_dir(&p, false) {
                 Ok(dir) => set_meta(&dir.fd, None, mode, Some(t))
                     .map_err(|(what, e)| format!("cannot {}: {e}", what.trim_end_matches(" of"))),
-                Err(e) => Err(e.describe()),
+                Err(e) => Err(e.to_string()),
             };
             if let Err(e) = r {
                 self.warn(format!("/{}: {e}", show(&p)));
