@@ -137,15 +137,13 @@ impl Prepared {
 
 fn check_categories(only: &[String]) -> Result<(), RestoreError> {
     let names = crate::catalog::category_names();
-    for c in only {
-        if !names.contains(&c.as_str()) {
-            return Err(RestoreError::Usage(format!(
-                "--only {c}: no such category (categories: {})",
-                names.join(", ")
-            )));
-        }
+    match only.iter().find(|c| !names.contains(&c.as_str())) {
+        Some(c) => Err(RestoreError::Usage(format!(
+            "--only {c}: no such category (categories: {})",
+            names.join(", ")
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Open (and for `extract`, create) the target and check it suits the mode.

@@ -205,15 +205,11 @@ fn build_tree(rows: Vec<Row>) -> Result<Vec<TreeEntry>, TreeProblem> {
             }
         }
         for &i in chain.iter().rev() {
-            let r = &rows[i];
-            let path = match r.parent {
-                0 => r.name.clone(),
-                p => {
-                    let parent = paths[index[&p]].as_deref().unwrap_or_default();
-                    format!("{parent}/{}", r.name)
-                }
-            };
-            paths[i] = Some(path);
+            let (parent, name) = (rows[i].parent, &rows[i].name);
+            paths[i] = Some(match parent {
+                0 => name.clone(),
+                p => format!("{}/{name}", paths[index[&p]].as_deref().unwrap_or_default()),
+            });
         }
     }
 

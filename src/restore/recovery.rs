@@ -359,13 +359,8 @@ fn stop(
 }
 
 fn copy_side_file(dir: &DirFd, name: &str, to: &Path) -> io::Result<()> {
-    let src = rustix::fs::openat(
-        &dir.fd,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut src = File::from(src);
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut src = File::from(rustix::fs::openat(&dir.fd, name, flags, Mode::empty())?);
     let mut dst = crate::fsx::create_private(to)?;
     io::copy(&mut src, &mut dst)?;
     dst.sync_all()

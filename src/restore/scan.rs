@@ -127,7 +127,7 @@ pub fn scan(
             continue;
         }
         let kind = kind_of(tkind).expect("the checker admits files, dirs and symlinks only");
-        let xattrs = xattr_names(&mut entry);
+        let xattrs = xattrs(&mut entry).into_iter().map(|(k, _)| k).collect();
         if kind == Kind::File && capture(&path, size) {
             captured.insert(
                 path.clone(),
@@ -268,12 +268,7 @@ fn compare(index: &Index, seen: &[Seen]) -> Vec<String> {
     out
 }
 
-/// Names of the extended attributes a tar entry carries (PAX `SCHILY.xattr.<name>` records).
-fn xattr_names<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<String> {
-    xattrs(entry).into_iter().map(|(k, _)| k).collect()
-}
-
-/// The extended attributes of a tar entry, in archive order.
+/// The extended attributes of a tar entry (PAX `SCHILY.xattr.<name>` records), in archive order.
 pub(crate) fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     if let Ok(Some(exts)) = entry.pax_extensions() {

@@ -33,13 +33,12 @@ impl Pending {
         bytes: u64,
         warnings: Vec<String>,
     ) -> Pending {
-        let (name, done) = (split(&want.path).1.to_vec(), done(want, action));
         Pending {
             seq,
             dir,
             tmp,
-            name,
-            done,
+            name: split(&want.path).1.to_vec(),
+            done: done(want, action),
             bytes,
             warnings,
         }
@@ -160,11 +159,10 @@ impl Writer<'_> {
     /// file, wait for the syncer, then do the removals.
     pub(super) fn finish(&mut self, plan: &Plan) {
         drop(self.jobs.take());
-        while self.in_flight > 0 {
-            match self.written.recv() {
-                Ok(r) => self.receive(r),
-                Err(_) => break,
-            }
+        while self.in_flight > 0
+            && let Ok(r) = self.written.recv()
+        {
+            self.receive(r);
         }
         match &self.stop {
             None => {
@@ -197,11 +195,10 @@ impl Writer<'_> {
             }
         }
         drop(self.to_sync.take());
-        while self.syncing > 0 {
-            match self.synced.recv() {
-                Ok(f) => self.merge(f),
-                Err(_) => break,
-            }
+        while self.syncing > 0
+            && let Ok(f) = self.synced.recv()
+        {
+            self.merge(f);
         }
         if self.stop.is_none()
             && let Err(stop) = self.remove_all(plan)
