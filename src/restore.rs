@@ -303,7 +303,9 @@ pub fn execute(
 ) -> Result<Outcome, RestoreError> {
     check_conflicts(&p.plan)?;
     let host = || crate::host::hostname(&crate::host::Root::new(&p.target.dir));
-    let _lock = (how.lock_file.as_ref())
+    let _lock = how
+        .lock_file
+        .as_ref()
         .map(|l| RunLock::acquire(l, &host()))
         .transpose()?;
     let mut safety_archive = None;

@@ -123,7 +123,7 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
     let dir = target
         .walker()
         .open_dir(DB_DIR.as_bytes(), true)
-        .map_err(|e| RestoreError::Refused(format!("{}: {}", db_dir.display(), e.to_string())))?;
+        .map_err(|e| RestoreError::Refused(format!("{}: {e}", db_dir.display())))?;
     let tmp = format!(".proxkeep-db.{}.tmp", std::process::id()).into_bytes();
     let _ = rustix::fs::unlinkat(&dir.fd, tmp.as_slice(), AtFlags::empty());
     let mut staged = Staged {
@@ -373,7 +373,9 @@ pub fn swap(
     log: &Log,
     cancel: &AtomicBool,
 ) -> Result<Swapped, RestoreError> {
-    let _lock = (req.lock_file.as_ref())
+    let _lock = req
+        .lock_file
+        .as_ref()
         .map(|l| crate::preflight::RunLock::acquire(l, &staged.hostname))
         .transpose()?;
     if cancel.load(Ordering::Relaxed) {
@@ -433,7 +435,9 @@ pub fn swap(
 /// Copy the current db files into a new directory (mode 0700) in the backup directory.
 fn safety_copy(staged: &Staged, req: &RecoveryRequest) -> Result<PathBuf, String> {
     let time = crate::archive::name::format_time(req.now);
-    let safety = (req.safety_dir).join(format!("{}-pmxcfs-safety-{time}", staged.hostname));
+    let safety = req
+        .safety_dir
+        .join(format!("{}-pmxcfs-safety-{time}", staged.hostname));
     let create = |b: &mut DirBuilder, dir: &Path| {
         b.create(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))
