@@ -387,16 +387,18 @@ fn refusal(plan: &Plan, conflicts: &[String]) -> RestoreError {
              /etc/pve out with --only/--path. ",
         );
     }
-    let shown: Vec<&str> = conflicts.iter().take(10).map(String::as_str).collect();
-    msg.push_str(&format!(
-        "{} entries cannot be written safely: {}",
-        conflicts.len(),
-        shown.join("; ")
-    ));
-    if conflicts.len() > 10 {
-        msg.push_str(&format!("; and {} more", conflicts.len() - 10));
-    }
+    let (n, shown) = (conflicts.len(), first_of(conflicts, 10));
+    msg.push_str(&format!("{n} entries cannot be written safely: {shown}"));
     RestoreError::Refused(msg)
+}
+
+/// The first `n` of `items` joined by "; ", and how many more there are.
+fn first_of(items: &[String], n: usize) -> String {
+    let mut s = items[..items.len().min(n)].join("; ");
+    if items.len() > n {
+        s.push_str(&format!("; and {} more", items.len() - n));
+    }
+    s
 }
 
 /// The result of one follow-up command run by `--apply-services`.

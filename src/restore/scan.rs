@@ -200,14 +200,10 @@ fn check_end(reader: TarReader, index: &Index, seen: &[Seen]) -> Result<(), Stri
     }
     let problems = compare(index, seen);
     if problems.is_empty() {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(super::first_of(&problems, 5))
     }
-    let n = problems.len();
-    let mut why = problems.into_iter().take(5).collect::<Vec<_>>().join("; ");
-    if n > 5 {
-        why.push_str(&format!("; and {} more", n - 5));
-    }
-    Err(why)
 }
 
 /// The tar headers against the index: the same entries in the same order, with the same metadata.
