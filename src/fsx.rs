@@ -1,8 +1,12 @@
-//! File-system helpers every layer uses: atomic and private writes, hashing a stream, mount points.
+//! File-system helpers every layer uses: atomic and private writes, hashing a stream, mount points, and
+//! creating and stamping entries below an open directory.
 
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -38,7 +42,9 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 /// SHA-256 (lower-case hex) and length of everything `r` yields.
 pub fn hash_reader(mut r: impl Read) -> io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // 256 KiB: syscalls do not count next to the hashing, and zeroing it stays cheap when restore hashes
+    // thousands of small files one call each.
+    let mut buf = vec![0u8; 256 << 10];
     let mut total = 0u64;
     loop {
         let n = match r.read(&mut buf) {
@@ -116,6 +122,88 @@ pub fn mounts() -> Vec<Mount> {
 pub fn is_mount_point(path: &Path) -> bool {
     let want = path.components().collect::<PathBuf>();
     mounts().iter().any(|m| Path::new(&m.mount_point) == want)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Writing below an open directory (restore, pmxcfs extraction): nothing followed, nothing replaced
+
+/// atime and mtime both at `mtime` (whole seconds), as restore and extraction give them.
+pub fn timestamps(mtime: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Open the directory `name` in `parent` without following a symlink.
+pub fn open_dir_at(parent: impl AsFd, name: impl rustix::path::Arg) -> rustix::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(parent, name, flags, Mode::empty())
+}
+
+/// Create the new file `name` in `dir` with mode 0600, never following or replacing what is there.
+pub fn create_at(dir: impl AsFd, name: impl rustix::path::Arg) -> rustix::io::Result<File> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)).map(File::from)
+}
+
+/// Set what is given of owner, mode and mtime on an open file or directory, in that order (chown clears the
+/// set-id bits, so the mode goes after it). A failure says which step failed: "set the owner of", ...
+pub fn set_meta(
+    fd: impl AsFd,
+    owner: Option<(u32, u32)>,
+    mode: Option<u32>,
+    mtime: Option<i64>,
+) -> Result<(), (&'static str, Errno)> {
+    if let Some((uid, gid)) = owner {
+        let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        rustix::fs::fchown(&fd, uid, gid).map_err(|e| ("set the owner of", e))?;
+    }
+    if let Some(mode) = mode {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| ("set the mode of", e))?;
+    }
+    if let Some(t) = mtime {
+        rustix::fs::futimens(&fd, &timestamps(t)).map_err(|e| ("set the mtime of", e))?;
+    }
+    Ok(())
+}
+
+/// Owner and mtime of the symlink `name` in `dir` itself, never of what it points to.
+pub fn set_link_meta(
+    dir: impl AsFd,
+    name: impl rustix::path::Arg + Copy,
+    owner: Option<(u32, u32)>,
+    mtime: Option<i64>,
+) -> rustix::io::Result<()> {
+    if let Some((uid, gid)) = owner {
+        let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        rustix::fs::chownat(&dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+    }
+    if let Some(t) = mtime {
+        rustix::fs::utimensat(&dir, name, &timestamps(t), AtFlags::SYMLINK_NOFOLLOW)?;
+    }
+    Ok(())
+}
+
+/// Whether `name` in `dir` is a symlink (not followed).
+pub fn is_symlink_at(dir: impl AsFd, name: impl rustix::path::Arg) -> bool {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+}
+
+/// Whether an open directory has no entries (asked of the descriptor, so a swapped path cannot fool it).
+pub fn dir_is_empty(dir: impl AsFd) -> io::Result<bool> {
+    for item in rustix::fs::Dir::read_from(dir)? {
+        let item = item?;
+        if ![&b"."[..], b".."].contains(&item.file_name().to_bytes()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub mod target;
 use crate::archive::format::{FORMAT_VERSION, Index, Kind, Meta};
 use crate::output::{Log, Progress};
 use crate::preflight::{LockError, RunLock};
-use crate::runner::{self, CommandResult, CommandSpec, RunOptions};
+use crate::runner::{self, CommandResult, CommandSpec};
 use apply::{ApplyOptions, ApplyReport};
 use path::NodeMap;
 use plan::{FollowUp, Observed, Plan, PveWrite, Rules, Wanted};
@@ -41,7 +41,6 @@ pub enum RestoreError {
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
         source: io::Error,
     },
     #[error("refusing {archive}: entry {entry:?}: {why}; nothing was written")]
@@ -138,15 +137,13 @@ impl Prepared {
 
 fn check_categories(only: &[String]) -> Result<(), RestoreError> {
     let names = crate::catalog::category_names();
-    for c in only {
-        if !names.contains(&c.as_str()) {
-            return Err(RestoreError::Usage(format!(
-                "--only {c}: no such category (categories: {})",
-                names.join(", ")
-            )));
-        }
+    match only.iter().find(|c| !names.contains(&c.as_str())) {
+        Some(c) => Err(RestoreError::Usage(format!(
+            "--only {c}: no such category (categories: {})",
+            names.join(", ")
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Open (and for `extract`, create) the target and check it suits the mode.
@@ -305,13 +302,12 @@ pub fn execute(
     cancel: &AtomicBool,
 ) -> Result<Outcome, RestoreError> {
     check_conflicts(&p.plan)?;
-    let _lock = match &how.lock_file {
-        Some(l) => Some(RunLock::acquire(
-            l,
-            &crate::host::hostname(&crate::host::Root::new(&p.target.dir)),
-        )?),
-        None => None,
-    };
+    let host = || crate::host::hostname(&crate::host::Root::new(&p.target.dir));
+    let _lock = how
+        .lock_file
+        .as_ref()
+        .map(|l| RunLock::acquire(l, &host()))
+        .transpose()?;
     let mut safety_archive = None;
     if let Some(dir) = &how.safety_dir
         && p.plan.changes()
@@ -391,16 +387,18 @@ fn refusal(plan: &Plan, conflicts: &[String]) -> RestoreError {
              /etc/pve out with --only/--path. ",
         );
     }
-    let shown: Vec<&str> = conflicts.iter().take(10).map(String::as_str).collect();
-    msg.push_str(&format!(
-        "{} entries cannot be written safely: {}",
-        conflicts.len(),
-        shown.join("; ")
-    ));
-    if conflicts.len() > 10 {
-        msg.push_str(&format!("; and {} more", conflicts.len() - 10));
-    }
+    let (n, shown) = (conflicts.len(), first_of(conflicts, 10));
+    msg.push_str(&format!("{n} entries cannot be written safely: {shown}"));
     RestoreError::Refused(msg)
+}
+
+/// The first `n` of `items` joined by "; ", and how many more there are.
+fn first_of(items: &[String], n: usize) -> String {
+    let mut s = items[..items.len().min(n)].join("; ");
+    if items.len() > n {
+        s.push_str(&format!("; and {} more", items.len() - n));
+    }
+    s
 }
 
 /// The result of one follow-up command run by `--apply-services`.
@@ -421,11 +419,7 @@ pub fn run_follow_ups(
     log: &Log,
     cancel: &AtomicBool,
 ) -> Vec<Applied> {
-    let opts = RunOptions {
-        timeout,
-        grace: Duration::from_secs(2),
-        max_output: 1 << 20,
-    };
+    let opts = recovery::run_opts(timeout);
     let mut out = Vec::new();
     for f in follow_ups.iter().filter(|f| f.automatic) {
         let spec = CommandSpec::new(

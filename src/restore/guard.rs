@@ -2,7 +2,7 @@
 //! pmxcfs mount (from `/proc/self/mountinfo`), how `/etc/pve` may therefore be written, and whether this
 //! node is part of a quorate cluster (from `pvecm status`). The impure parts only read those texts.
 
-use crate::fsx::{Mount, parse_mountinfo};
+use crate::fsx::Mount;
 use crate::restore::plan::PveWrite;
 use crate::runner::{CommandResult, Status};
 
@@ -26,8 +26,7 @@ pub fn pve_verdict(target_is_system_root: bool, pmxcfs_mounted: bool) -> PveWrit
 
 /// The pmxcfs state of the running system (reads `/proc/self/mountinfo`).
 pub fn live_pmxcfs_mounted() -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .is_ok_and(|t| pmxcfs_mounted(&parse_mountinfo(&t), "/etc/pve"))
+    pmxcfs_mounted(&crate::fsx::mounts(), "/etc/pve")
 }
 
 /// What `pvecm status` says about this node.
@@ -72,6 +71,7 @@ pub fn cluster_state(r: &CommandResult) -> Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsx::parse_mountinfo;
     use std::time::Duration;
 
     const MOUNTINFO: &str = "\

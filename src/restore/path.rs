@@ -169,11 +169,7 @@ impl Checker {
 
 /// A single path component usable as a node name (`--map-node`).
 fn check_node_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        Err(format!("invalid node name {name:?}"))
-    } else {
-        Ok(())
-    }
+    crate::pmxcfs::check_component(name).map_err(|_| format!("invalid node name {name:?}"))
 }
 
 const NODES: &[u8] = b"etc/pve/nodes/";
@@ -199,49 +195,29 @@ impl NodeMap {
         })
     }
 
-    fn old_prefix(&self) -> Vec<u8> {
-        [NODES, self.old.as_bytes()].concat()
+    /// `p` with its leading `dir` components (`etc/pve/nodes/` + the node name, with `prefix` in front) moved
+    /// from the old node to the new one; `None` when `p` is not in the old node's directory.
+    fn moved(&self, p: &[u8], prefix: &[u8], dir: &[u8]) -> Option<Vec<u8>> {
+        let rest = p.strip_prefix([prefix, dir, self.old.as_bytes()].concat().as_slice())?;
+        (rest.is_empty() || rest[0] == b'/')
+            .then(|| [prefix, dir, self.new.as_bytes(), rest].concat())
     }
 
     /// Map a normalized archive path.
     pub fn path<'a>(&self, p: &'a [u8]) -> Cow<'a, [u8]> {
-        let old = self.old_prefix();
-        match p.strip_prefix(old.as_slice()) {
-            Some(rest) if rest.is_empty() || rest[0] == b'/' => {
-                Cow::Owned([NODES, self.new.as_bytes(), rest].concat())
-            }
-            _ => Cow::Borrowed(p),
-        }
+        self.moved(p, b"", NODES)
+            .map_or(Cow::Borrowed(p), Cow::Owned)
     }
 
     /// Map a symlink's target: pmxcfs' links in `etc/pve` (`local` → `nodes/OLD`, `qemu-server` →
     /// `nodes/OLD/qemu-server`) and absolute links into `/etc/pve/nodes/OLD`.
     pub fn link<'a>(&self, link_path: &[u8], target: &'a [u8]) -> Cow<'a, [u8]> {
         let in_etc_pve = split(link_path).0 == b"etc/pve";
-        let rel = [b"nodes/".as_slice(), self.old.as_bytes()].concat();
-        let abs = [b"/".as_slice(), &self.old_prefix()].concat();
-        for (prefix, new_prefix, applies) in [
-            (
-                rel,
-                [b"nodes/".as_slice(), self.new.as_bytes()].concat(),
-                in_etc_pve,
-            ),
-            (
-                abs,
-                [b"/".as_slice(), NODES, self.new.as_bytes()].concat(),
-                true,
-            ),
-        ] {
-            if !applies {
-                continue;
-            }
-            if let Some(rest) = target.strip_prefix(prefix.as_slice())
-                && (rest.is_empty() || rest[0] == b'/')
-            {
-                return Cow::Owned([new_prefix.as_slice(), rest].concat());
-            }
-        }
-        Cow::Borrowed(target)
+        let rel = in_etc_pve
+            .then(|| self.moved(target, b"", b"nodes/"))
+            .flatten();
+        rel.or_else(|| self.moved(target, b"/", NODES))
+            .map_or(Cow::Borrowed(target), Cow::Owned)
     }
 }
 

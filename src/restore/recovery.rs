@@ -13,7 +13,7 @@
 //!    place, fsync the directory;
 //! 6. start pve-cluster (always attempted once stopped, even after a failure or SIGTERM in between).
 
-use crate::archive::format::{CONFIG_DB_PATH, hex};
+use crate::archive::format::CONFIG_DB_PATH;
 use crate::archive::reader::Opened;
 use crate::output::Log;
 use crate::restore::RestoreError;
@@ -24,10 +24,10 @@ use crate::runner::{self, CommandSpec, RunOptions, Status};
 use jiff::Timestamp;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
-use std::fs::File;
+use std::fs::{DirBuilder, File};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,7 +83,7 @@ impl Drop for Staged {
     }
 }
 
-fn run_opts(timeout: Duration) -> RunOptions {
+pub(super) fn run_opts(timeout: Duration) -> RunOptions {
     RunOptions {
         timeout,
         grace: Duration::from_secs(2),
@@ -94,28 +94,17 @@ fn run_opts(timeout: Duration) -> RunOptions {
 fn describe(spec: &CommandSpec, r: &runner::CommandResult, timeout: Duration) -> String {
     match &r.status {
         Status::TimedOut => format!(
-            "`{}` did not finish within {} and was killed",
+            "`{}` did not finish within {}s and was killed",
             spec.display(),
-            secs(timeout)
+            timeout.as_secs_f64()
         ),
         Status::Absent => format!("`{}`: {} is not installed", spec.display(), spec.program),
         s => {
             let tail = r.stderr_tail(300);
-            format!(
-                "`{}` {s}{}",
-                spec.display(),
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {tail}")
-                }
-            )
+            let sep = if tail.is_empty() { "" } else { ": " };
+            format!("`{}` {s}{sep}{tail}", spec.display())
         }
     }
-}
-
-fn secs(d: Duration) -> String {
-    format!("{}s", d.as_secs_f64())
 }
 
 /// Take the db out of the archive, check it, and (live) ask pvecm. Nothing is changed yet.
@@ -134,7 +123,7 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
     let dir = target
         .walker()
         .open_dir(DB_DIR.as_bytes(), true)
-        .map_err(|e| RestoreError::Refused(format!("{}: {}", db_dir.display(), e.describe())))?;
+        .map_err(|e| RestoreError::Refused(format!("{}: {e}", db_dir.display())))?;
     let tmp = format!(".proxkeep-db.{}.tmp", std::process::id()).into_bytes();
     let _ = rustix::fs::unlinkat(&dir.fd, tmp.as_slice(), AtFlags::empty());
     let mut staged = Staged {
@@ -152,78 +141,11 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
         cluster: None,
         _target: target,
     };
-    let fd = rustix::fs::openat(
-        &dir.fd,
-        tmp.as_slice(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| RestoreError::io("create a temp file in", &db_dir, e.into()))?;
-    let mut file = File::from(fd);
+    let mut file = crate::fsx::create_at(&dir.fd, tmp.as_slice())
+        .map_err(|e| RestoreError::io("create a temp file in", &db_dir, e.into()))?;
     rustix::fs::fchmod(&file, Mode::from_raw_mode(0o600))
         .map_err(|e| RestoreError::io("chmod", &db_dir, e.into()))?;
-
-    // Pass 2, only for this one entry.
-    let damaged = |why: String| RestoreError::Damaged {
-        archive: req.archive.display().to_string(),
-        why,
-    };
-    let mut reader = Opened::open(&req.archive)
-        .map_err(|e| RestoreError::io("open", &req.archive, e))?
-        .tar();
-    let mut checker = Checker::default();
-    let mut found = false;
-    for e in reader
-        .archive
-        .entries()
-        .map_err(|e| damaged(e.to_string()))?
-    {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(RestoreError::Interrupted);
-        }
-        let mut e = e.map_err(|e| damaged(format!("the stream is damaged: {e}")))?;
-        let raw = e.path_bytes().into_owned();
-        let kind = TarKind::of(e.header().entry_type());
-        let link = e.link_name_bytes().map(|l| l.into_owned());
-        let p =
-            checker
-                .check(&raw, kind, link.as_deref())
-                .map_err(|why| RestoreError::Hostile {
-                    archive: req.archive.display().to_string(),
-                    entry: show(&raw),
-                    why,
-                })?;
-        if p != CONFIG_DB_PATH.as_bytes() {
-            continue;
-        }
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = e
-                .read(&mut buf)
-                .map_err(|err| damaged(format!("{CONFIG_DB_PATH}: {err}")))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])
-                .map_err(|err| RestoreError::io("write", &db_dir, err))?;
-            staged.size += n as u64;
-        }
-        let got = hex(&hasher.finalize());
-        if got != expected {
-            return Err(damaged(format!(
-                "{CONFIG_DB_PATH}: content does not match the index (sha256 {got}, index {expected})"
-            )));
-        }
-        found = true;
-        break;
-    }
-    if !found {
-        return Err(damaged(format!(
-            "{CONFIG_DB_PATH} is listed in the index but not in the archive"
-        )));
-    }
+    staged.size = copy_db_entry(req, &expected, &mut file, &db_dir, cancel)?;
     file.sync_all()
         .map_err(|e| RestoreError::io("fsync", &db_dir, e))?;
     drop(file);
@@ -255,31 +177,118 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
         }
     }
     if req.live {
-        let spec = CommandSpec::new("pvecm", &["status"]);
-        let r = runner::run(&spec, &run_opts(req.service_timeout), cancel);
-        if r.status == Status::Cancelled {
-            return Err(RestoreError::Interrupted);
-        }
-        let state = guard::cluster_state(&r);
-        let refuse = match &state {
-            Cluster::Quorate => Some(
-                "this node is part of a quorate cluster: putting an old config.db under a node that still talks to \
-                 its cluster overwrites the cluster's state. Rejoin the node instead (pvecm add), or isolate it first"
-                    .to_string(),
-            ),
-            Cluster::Unknown(why) => Some(format!("cannot tell whether this node is in a quorate cluster ({why})")),
-            _ => None,
-        };
-        staged.cluster = Some(state);
-        if let Some(why) = refuse
-            && !req.force
-        {
-            return Err(RestoreError::Refused(format!(
-                "{why}; --force restores anyway"
-            )));
-        }
+        staged.cluster = Some(check_cluster(req, cancel)?);
     }
     Ok(staged)
+}
+
+/// Pass 2, only for the db entry: copied into `file` and hashed on the way; its size.
+fn copy_db_entry(
+    req: &RecoveryRequest,
+    expected: &str,
+    file: &mut File,
+    db_dir: &Path,
+    cancel: &AtomicBool,
+) -> Result<u64, RestoreError> {
+    let damaged = |why: String| RestoreError::Damaged {
+        archive: req.archive.display().to_string(),
+        why,
+    };
+    let mut reader = Opened::open(&req.archive)
+        .map_err(|e| RestoreError::io("open", &req.archive, e))?
+        .tar();
+    let mut checker = Checker::default();
+    for e in reader
+        .archive
+        .entries()
+        .map_err(|e| damaged(e.to_string()))?
+    {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(RestoreError::Interrupted);
+        }
+        let mut e = e.map_err(|e| damaged(format!("the stream is damaged: {e}")))?;
+        let raw = e.path_bytes().into_owned();
+        let kind = TarKind::of(e.header().entry_type());
+        let link = e.link_name_bytes().map(|l| l.into_owned());
+        let p =
+            checker
+                .check(&raw, kind, link.as_deref())
+                .map_err(|why| RestoreError::Hostile {
+                    archive: req.archive.display().to_string(),
+                    entry: show(&raw),
+                    why,
+                })?;
+        if p != CONFIG_DB_PATH.as_bytes() {
+            continue;
+        }
+        let mut write_err = None;
+        let read = crate::fsx::hash_reader(Tee {
+            from: &mut e,
+            to: file,
+            failed: &mut write_err,
+        });
+        if let Some(err) = write_err {
+            return Err(RestoreError::io("write", db_dir, err));
+        }
+        let (got, size) = read.map_err(|err| damaged(format!("{CONFIG_DB_PATH}: {err}")))?;
+        if got != expected {
+            return Err(damaged(format!(
+                "{CONFIG_DB_PATH}: content does not match the index (sha256 {got}, index {expected})"
+            )));
+        }
+        return Ok(size);
+    }
+    Err(damaged(format!(
+        "{CONFIG_DB_PATH} is listed in the index but not in the archive"
+    )))
+}
+
+/// Reads `from`, writing what it reads to `to`; a failed write ends the read and is kept in `failed`.
+struct Tee<'a, R, W> {
+    from: R,
+    to: W,
+    failed: &'a mut Option<io::Error>,
+}
+
+impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.from.read(buf)?;
+        match self.to.write_all(&buf[..n]) {
+            Ok(()) => Ok(n),
+            Err(e) => {
+                *self.failed = Some(e);
+                Err(io::Error::other("write failed"))
+            }
+        }
+    }
+}
+
+/// Whether this node may have its db replaced: `pvecm status` must not report a quorate cluster (or fail),
+/// unless `--force`.
+fn check_cluster(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Cluster, RestoreError> {
+    let spec = CommandSpec::new("pvecm", &["status"]);
+    let r = runner::run(&spec, &run_opts(req.service_timeout), cancel);
+    if r.status == Status::Cancelled {
+        return Err(RestoreError::Interrupted);
+    }
+    let state = guard::cluster_state(&r);
+    let refuse = match &state {
+        Cluster::Quorate => Some(
+            "this node is part of a quorate cluster: putting an old config.db under a node that still talks to \
+             its cluster overwrites the cluster's state. Rejoin the node instead (pvecm add), or isolate it first"
+                .to_string(),
+        ),
+        Cluster::Unknown(why) => Some(format!("cannot tell whether this node is in a quorate cluster ({why})")),
+        _ => None,
+    };
+    if let Some(why) = refuse
+        && !req.force
+    {
+        return Err(RestoreError::Refused(format!(
+            "{why}; --force restores anyway"
+        )));
+    }
+    Ok(state)
 }
 
 /// What the swap did.
@@ -316,9 +325,8 @@ fn stop(
     cancel: &AtomicBool,
     warnings: &mut Vec<String>,
 ) -> Result<(), String> {
-    let first = match systemctl(&["stop", SERVICE], timeout, log, cancel) {
-        Ok(()) => return Ok(()),
-        Err(e) => e,
+    let Err(first) = systemctl(&["stop", SERVICE], timeout, log, cancel) else {
+        return Ok(());
     };
     if cancel.load(Ordering::Relaxed) {
         return Err(format!("{first} (interrupted)"));
@@ -351,13 +359,8 @@ fn stop(
 }
 
 fn copy_side_file(dir: &DirFd, name: &str, to: &Path) -> io::Result<()> {
-    let src = rustix::fs::openat(
-        &dir.fd,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut src = File::from(src);
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut src = File::from(rustix::fs::openat(&dir.fd, name, flags, Mode::empty())?);
     let mut dst = crate::fsx::create_private(to)?;
     io::copy(&mut src, &mut dst)?;
     dst.sync_all()
@@ -370,10 +373,11 @@ pub fn swap(
     log: &Log,
     cancel: &AtomicBool,
 ) -> Result<Swapped, RestoreError> {
-    let _lock = match &req.lock_file {
-        Some(l) => Some(crate::preflight::RunLock::acquire(l, &staged.hostname)?),
-        None => None,
-    };
+    let _lock = req
+        .lock_file
+        .as_ref()
+        .map(|l| crate::preflight::RunLock::acquire(l, &staged.hostname))
+        .transpose()?;
     if cancel.load(Ordering::Relaxed) {
         return Err(RestoreError::Interrupted);
     }
@@ -384,15 +388,19 @@ pub fn swap(
         started: false,
         warnings: Vec::new(),
     };
+    // Not cancellable: the node must not be left without pmxcfs (a flag SIGTERM cannot have set).
+    let start = || {
+        systemctl(
+            &["start", SERVICE],
+            req.service_timeout,
+            log,
+            &AtomicBool::new(false),
+        )
+    };
     if req.live {
         if let Err(why) = stop(req.service_timeout, log, cancel, &mut out.warnings) {
-            // It may be half-stopped: bring it back (with a flag SIGTERM cannot have set).
-            let _ = systemctl(
-                &["start", SERVICE],
-                req.service_timeout,
-                log,
-                &AtomicBool::new(false),
-            );
+            // It may be half-stopped: bring it back.
+            let _ = start();
             return Err(RestoreError::Service(format!(
                 "{why}: pve-cluster may still be running, so config.db was NOT replaced (nothing changed)"
             )));
@@ -401,13 +409,8 @@ pub fn swap(
     }
     let swapped = swap_files(&mut staged, req, &mut out);
     if req.live {
-        // Started in every case once stopped: the node must not be left without pmxcfs. Not cancellable.
-        match systemctl(
-            &["start", SERVICE],
-            req.service_timeout,
-            log,
-            &AtomicBool::new(false),
-        ) {
+        // Started in every case once stopped.
+        match start() {
             Ok(()) => out.started = true,
             Err(why) => {
                 let state = match &swapped {
@@ -429,6 +432,28 @@ pub fn swap(
     Ok(out)
 }
 
+/// Copy the current db files into a new directory (mode 0700) in the backup directory.
+fn safety_copy(staged: &Staged, req: &RecoveryRequest) -> Result<PathBuf, String> {
+    let time = crate::archive::name::format_time(req.now);
+    let safety = req
+        .safety_dir
+        .join(format!("{}-pmxcfs-safety-{time}", staged.hostname));
+    let create = |b: &mut DirBuilder, dir: &Path| {
+        b.create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+    };
+    create(DirBuilder::new().recursive(true), &req.safety_dir)?;
+    create(DirBuilder::new().mode(0o700), &safety)?;
+    for name in &staged.current {
+        copy_side_file(&staged.dir, name, &safety.join(name))
+            .map_err(|e| format!("cannot copy {name} to {}: {e}", safety.display()))?;
+    }
+    File::open(&safety)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| e.to_string())?;
+    Ok(safety)
+}
+
 fn swap_files(
     staged: &mut Staged,
     req: &RecoveryRequest,
@@ -436,34 +461,7 @@ fn swap_files(
 ) -> Result<(), RestoreError> {
     let dir = staged.dir.clone();
     if !staged.current.is_empty() {
-        let name = format!(
-            "{}-pmxcfs-safety-{}",
-            staged.hostname,
-            crate::archive::name::format_time(req.now)
-        );
-        let safety = req.safety_dir.join(&name);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .create(&req.safety_dir)
-            .map_err(|e| {
-                RestoreError::Safety(format!("cannot create {}: {e}", req.safety_dir.display()))
-            })?;
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&safety)
-            .map_err(|e| {
-                RestoreError::Safety(format!("cannot create {}: {e}", safety.display()))
-            })?;
-        for name in &staged.current {
-            copy_side_file(&dir, name, &safety.join(name)).map_err(|e| {
-                RestoreError::Safety(format!("cannot copy {name} to {}: {e}", safety.display()))
-            })?;
-        }
-        File::open(&safety)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| RestoreError::Safety(e.to_string()))?;
-        out.safety_copy = Some(safety);
+        out.safety_copy = Some(safety_copy(staged, req).map_err(RestoreError::Safety)?);
     }
     // The WAL of the old db must never be replayed onto the new one: gone before the new db is in place.
     for name in &SIDE_FILES[1..] {
@@ -522,7 +520,7 @@ pub fn next_steps(nodes: &[String], hostname: &str, has_corosync: bool, live: bo
 
 impl From<WalkError> for RestoreError {
     fn from(e: WalkError) -> Self {
-        RestoreError::Refused(e.describe())
+        RestoreError::Refused(e.to_string())
     }
 }
 

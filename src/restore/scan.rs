@@ -5,7 +5,7 @@
 //! stops before a file whose hash differs from the index.
 
 use crate::archive::format::{FORMAT_VERSION, INDEX_PATH, Index, Kind, META_PATH, Meta};
-use crate::archive::reader::Opened;
+use crate::archive::reader::{Opened, TarReader};
 use crate::restore::RestoreError;
 use crate::restore::path::{Checker, TarKind, normalize, show};
 use std::collections::HashMap;
@@ -110,32 +110,14 @@ pub fn scan(
             )));
         }
         let is_meta = path == META_PATH.as_bytes();
-        let is_index = path == INDEX_PATH.as_bytes();
-        if is_meta || is_index {
+        if is_meta || path == INDEX_PATH.as_bytes() {
             if tkind != TarKind::File || size > SELF_MAX {
-                return Err(damaged(format!(
-                    "{}: not a plausible {} entry",
-                    show(&path),
-                    show(&path)
-                )));
+                let name = show(&path);
+                return Err(damaged(format!("{name}: not a plausible {name} entry")));
             }
-            let mut data = Vec::with_capacity(size as usize);
-            entry
-                .read_to_end(&mut data)
-                .map_err(|e| damaged(format!("{}: cannot read: {e}", show(&path))))?;
+            let data = read_whole(&mut entry, &path, size).map_err(damaged)?;
             if is_meta {
-                let m: Meta =
-                    serde_json::from_slice(&data).map_err(|e| RestoreError::NotProxkeep {
-                        archive: shown.clone(),
-                        why: format!("{META_PATH}: {e}"),
-                    })?;
-                if m.format_version > FORMAT_VERSION {
-                    return Err(RestoreError::TooNew {
-                        archive: shown.clone(),
-                        version: m.format_version,
-                    });
-                }
-                meta = Some(m);
+                meta = Some(parse_meta(&data, &shown)?);
             } else {
                 index = Some(
                     serde_json::from_slice(&data)
@@ -145,13 +127,12 @@ pub fn scan(
             continue;
         }
         let kind = kind_of(tkind).expect("the checker admits files, dirs and symlinks only");
-        let xattrs = xattr_names(&mut entry);
+        let xattrs = xattrs(&mut entry).into_iter().map(|(k, _)| k).collect();
         if kind == Kind::File && capture(&path, size) {
-            let mut data = Vec::with_capacity(size as usize);
-            entry
-                .read_to_end(&mut data)
-                .map_err(|e| damaged(format!("{}: cannot read: {e}", show(&path))))?;
-            captured.insert(path.clone(), data);
+            captured.insert(
+                path.clone(),
+                read_whole(&mut entry, &path, size).map_err(damaged)?,
+            );
         }
         seen.push(Seen {
             path,
@@ -174,30 +155,55 @@ pub fn scan(
             "{INDEX_PATH} is missing: the archive was cut short"
         ))
     })?;
-    // The rest of the stream: the compressor's trailing checksum, and no garbage after the end.
-    match reader.finish() {
-        Ok((_, _, 0)) => {}
-        Ok((_, at, junk)) => {
-            return Err(damaged(format!(
-                "{junk} unexpected bytes after the end of the tar stream (near byte {at})"
-            )));
-        }
-        Err(e) => return Err(damaged(format!("the stream is damaged at its end: {e}"))),
-    }
-    let problems = compare(&index, &seen);
-    if !problems.is_empty() {
-        let n = problems.len();
-        let mut why = problems.into_iter().take(5).collect::<Vec<_>>().join("; ");
-        if n > 5 {
-            why.push_str(&format!("; and {} more", n - 5));
-        }
-        return Err(damaged(why));
-    }
+    check_end(reader, &index, &seen).map_err(damaged)?;
     Ok(Scan {
         meta,
         index,
         captured,
     })
+}
+
+/// A small entry's content, or why it cannot be read.
+fn read_whole(entry: &mut impl Read, path: &[u8], size: u64) -> Result<Vec<u8>, String> {
+    let mut data = Vec::with_capacity(size as usize);
+    entry
+        .read_to_end(&mut data)
+        .map_err(|e| format!("{}: cannot read: {e}", show(path)))?;
+    Ok(data)
+}
+
+fn parse_meta(data: &[u8], shown: &str) -> Result<Meta, RestoreError> {
+    let m: Meta = serde_json::from_slice(data).map_err(|e| RestoreError::NotProxkeep {
+        archive: shown.to_string(),
+        why: format!("{META_PATH}: {e}"),
+    })?;
+    if m.format_version > FORMAT_VERSION {
+        return Err(RestoreError::TooNew {
+            archive: shown.to_string(),
+            version: m.format_version,
+        });
+    }
+    Ok(m)
+}
+
+/// After index.json: the rest of the stream (the compressor's trailing checksum, no garbage after the end),
+/// then the tar headers against the index. Says why the archive is damaged.
+fn check_end(reader: TarReader, index: &Index, seen: &[Seen]) -> Result<(), String> {
+    match reader.finish() {
+        Ok((_, _, 0)) => {}
+        Ok((_, at, junk)) => {
+            return Err(format!(
+                "{junk} unexpected bytes after the end of the tar stream (near byte {at})"
+            ));
+        }
+        Err(e) => return Err(format!("the stream is damaged at its end: {e}")),
+    }
+    let problems = compare(index, seen);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(super::first_of(&problems, 5))
+    }
 }
 
 /// The tar headers against the index: the same entries in the same order, with the same metadata.
@@ -258,12 +264,7 @@ fn compare(index: &Index, seen: &[Seen]) -> Vec<String> {
     out
 }
 
-/// Names of the extended attributes a tar entry carries (PAX `SCHILY.xattr.<name>` records).
-fn xattr_names<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<String> {
-    xattrs(entry).into_iter().map(|(k, _)| k).collect()
-}
-
-/// The extended attributes of a tar entry, in archive order.
+/// The extended attributes of a tar entry (PAX `SCHILY.xattr.<name>` records), in archive order.
 pub(crate) fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     if let Ok(Some(exts)) = entry.pax_extensions() {

@@ -5,12 +5,11 @@
 //! restore runs) is met as an error naming it, never followed out of the target. Paths are never handed to
 //! the kernel as whole strings.
 
-use crate::archive::format::hex;
+use crate::fsx::open_dir_at;
 use crate::restore::path::{show, split};
 use crate::restore::plan::{DIFF_MAX, Observed};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -64,44 +63,23 @@ impl Target {
         }
     }
 
-    pub fn root(&self) -> &DirFd {
-        &self.root
-    }
-
     /// Whether the directory has no entries (checked on the open descriptor itself).
     pub fn is_empty(&self) -> io::Result<bool> {
-        let mut d = rustix::fs::Dir::read_from(&self.root.fd)?;
-        for item in &mut d {
-            let item = item?;
-            let name = item.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        crate::fsx::dir_is_empty(&self.root.fd)
     }
 }
 
 /// Why a directory on the way to an entry cannot be used.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum WalkError {
+    #[error("/{} does not exist", show(.0))]
     Missing(Vec<u8>),
+    #[error("passes through the symlink /{} on the target", show(.0))]
     Symlink(Vec<u8>),
+    #[error("/{} on the target is not a directory", show(.0))]
     NotDir(Vec<u8>),
+    #[error("cannot open /{}: {}", show(.0), .1)]
     Io(Vec<u8>, io::Error),
-}
-
-impl WalkError {
-    pub fn describe(&self) -> String {
-        match self {
-            WalkError::Missing(p) => format!("/{} does not exist", show(p)),
-            WalkError::Symlink(p) => {
-                format!("passes through the symlink /{} on the target", show(p))
-            }
-            WalkError::NotDir(p) => format!("/{} on the target is not a directory", show(p)),
-            WalkError::Io(p, e) => format!("cannot open /{}: {e}", show(p)),
-        }
-    }
 }
 
 /// Opens directories below the target one component at a time, keeping the chain of the last one open so
@@ -130,15 +108,6 @@ fn classify(parent: BorrowedFd<'_>, name: &[u8], prefix: &[u8], e: Errno) -> Wal
     }
 }
 
-pub fn open_subdir(parent: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
-
 impl Walker {
     /// The directory `dir` (a normalized path; empty = the target itself). With `create`, missing
     /// components are created with mode 0755 (components that are in the archive are created by their own
@@ -158,11 +127,8 @@ impl Walker {
         for comp in &comps[keep..] {
             prefix_len += comp.len() + 1;
             let prefix = &dir[..prefix_len - 1];
-            let parent = self
-                .stack
-                .last()
-                .map_or_else(|| self.root.clone(), |s| s.1.clone());
-            let fd = match open_subdir(parent.fd.as_fd(), comp) {
+            let parent = self.top();
+            let fd = match open_dir_at(&parent.fd, *comp) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) if create => {
                     let made =
@@ -171,7 +137,7 @@ impl Walker {
                             Err(Errno::EXIST) => false,
                             Err(e) => return Err(WalkError::Io(prefix.to_vec(), e.into())),
                         };
-                    let fd = open_subdir(parent.fd.as_fd(), comp)
+                    let fd = open_dir_at(&parent.fd, *comp)
                         .map_err(|e| classify(parent.fd.as_fd(), comp, prefix, e))?;
                     if made {
                         // Explicit, so the process umask does not decide.
@@ -185,35 +151,26 @@ impl Walker {
             let d = open_dir_fd(fd).map_err(|e| WalkError::Io(prefix.to_vec(), e))?;
             self.stack.push((comp.to_vec(), Arc::new(d)));
         }
-        Ok(self
-            .stack
-            .last()
-            .map_or_else(|| self.root.clone(), |s| s.1.clone()))
+        Ok(self.top())
+    }
+
+    /// The directory opened last (the target itself at first).
+    fn top(&self) -> Arc<DirFd> {
+        self.stack.last().map_or(&self.root, |s| &s.1).clone()
     }
 }
 
-/// SHA-256 and (when small enough and asked for) the content of an open file.
+/// SHA-256 and (when asked for, and no bigger than [`DIFF_MAX`]) the content of an open file.
 fn hash_file(mut f: File, keep: bool) -> io::Result<(String, Option<Vec<u8>>)> {
-    let mut hasher = Sha256::new();
-    let mut kept = keep.then(Vec::new);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        if let Some(k) = kept.as_mut() {
-            if k.len() as u64 + n as u64 > DIFF_MAX {
-                kept = None;
-            } else {
-                k.extend_from_slice(&buf[..n]);
-            }
-        }
+    let mut head = Vec::new();
+    if keep {
+        (&mut f).take(DIFF_MAX + 1).read_to_end(&mut head)?;
     }
-    Ok((hex(&hasher.finalize()), kept))
+    let (sha256, _) = crate::fsx::hash_reader(head.as_slice().chain(f))?;
+    Ok((
+        sha256,
+        (keep && head.len() as u64 <= DIFF_MAX).then_some(head),
+    ))
 }
 
 /// What the target holds at `path` (normalized). A file is hashed only when its size is `hash_if_size` (a
@@ -228,7 +185,7 @@ pub fn observe(
     let dir = match walker.open_dir(parent, false) {
         Ok(d) => d,
         Err(WalkError::Missing(_)) => return Observed::Missing,
-        Err(e) => return Observed::Blocked(e.describe()),
+        Err(e) => return Observed::Blocked(e.to_string()),
     };
     let st = match rustix::fs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,

@@ -17,19 +17,12 @@
 //! with `PRAGMA integrity_check`. When pmxcfs is down `/etc/pve` is empty; [`read_tree`] and [`extract`]
 //! rebuild the tree from the rows, validating them as strictly as pmxcfs does on load (plus path safety).
 
-use rusqlite::backup::{Backup, StepResult};
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
-use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
-use rustix::io::Errno;
-use std::cmp::Ordering;
-use std::collections::HashMap;
-use std::fs::{File, Permissions};
-use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+mod db;
+mod extract;
+mod tree;
+
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Owner pmxcfs shows for everything in `/etc/pve`: root.
 pub const PMXCFS_UID: u32 = 0;
@@ -38,30 +31,19 @@ pub const PMXCFS_GID: u32 = 33;
 
 /// Name of the inode-0 row that carries the db-wide version (pmxcfs `VERSIONFILENAME`).
 const VERSION_NAME: &str = "__version__";
-const DT_DIR: i64 = 4;
-const DT_REG: i64 = 8;
-/// The query pmxcfs loads the db with (database.c), ordered so error reports are deterministic.
-const LOAD_ALL: &str =
-    "SELECT inode, parent, version, writer, mtime, type, name, data FROM tree ORDER BY inode";
-/// How long [`snapshot`] retries a backup step that reports SQLITE_BUSY/SQLITE_LOCKED.
-const BUSY_RETRIES: u32 = 200;
-const BUSY_PAUSE: Duration = Duration::from_millis(50);
-/// At most this many lines of a failed `PRAGMA integrity_check` go into the error message.
-const INTEGRITY_LINES: usize = 10;
 
-/// Everything that can go wrong reading, copying or extracting a pmxcfs database. Every message names the db.
+/// Everything that can go wrong reading, copying or extracting a pmxcfs database. Every message names the db;
+/// a field named `source` is the cause (`Error::source`).
 #[derive(Debug, thiserror::Error)]
 pub enum PmxcfsError {
     #[error("cannot open pmxcfs database {}: {source}", .db.display())]
     Open {
         db: PathBuf,
-        #[source]
         source: rusqlite::Error,
     },
     #[error("cannot read pmxcfs database {}: {source}", .db.display())]
     Query {
         db: PathBuf,
-        #[source]
         source: rusqlite::Error,
     },
     #[error("{}: not a pmxcfs database (it has no `tree` table)", .db.display())]
@@ -70,13 +52,11 @@ pub enum PmxcfsError {
     TempFile {
         db: PathBuf,
         tmp_dir: PathBuf,
-        #[source]
         source: io::Error,
     },
     #[error("online backup of {} failed: {source}", .db.display())]
     Backup {
         db: PathBuf,
-        #[source]
         source: rusqlite::Error,
     },
     #[error("online backup of {} gave up: the database stayed busy/locked", .db.display())]
@@ -87,7 +67,6 @@ pub enum PmxcfsError {
     Snapshot {
         db: PathBuf,
         step: &'static str,
-        #[source]
         source: rusqlite::Error,
     },
     #[error("snapshot of {}: journal_mode=DELETE was refused (sqlite answered {answer:?})", .db.display())]
@@ -96,7 +75,6 @@ pub enum PmxcfsError {
     SnapshotSize {
         db: PathBuf,
         file: PathBuf,
-        #[source]
         source: io::Error,
     },
     #[error("pmxcfs database {} has a broken tree: {problem}", .db.display())]
@@ -118,7 +96,6 @@ pub enum PmxcfsError {
         db: PathBuf,
         path: PathBuf,
         action: &'static str,
-        #[source]
         source: io::Error,
     },
 }
@@ -176,16 +153,6 @@ pub enum TreeProblem {
     Cycle { inode: u64, name: String },
 }
 
-/// A consistent, self-contained copy of a config.db (journal_mode=DELETE, mode 0600, removed on drop).
-#[derive(Debug)]
-pub struct DbSnapshot {
-    pub file: tempfile::NamedTempFile,
-    /// Size of the copy in bytes.
-    pub size: u64,
-    /// Rows in the `tree` table, the `__version__` row included.
-    pub rows: u64,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeKind {
     Dir,
@@ -205,110 +172,9 @@ pub struct TreeEntry {
     pub data: Vec<u8>,
 }
 
-/// What [`extract`] wrote (the virtual symlinks are not counted).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExtractStats {
-    pub dirs: u64,
-    pub files: u64,
-    pub bytes: u64,
-}
-
-/// Consistent copy of a (possibly live, WAL-mode) config.db into a new temp file created in `tmp_dir`.
-///
-/// The source is opened read-only and copied in one step of the online backup API (one read transaction,
-/// so a writer committing meanwhile cannot tear or restart it; committed WAL content is included, open
-/// write transactions are not). The copy must pass `PRAGMA integrity_check` and is switched to
-/// `journal_mode=DELETE`, so the returned file is a single self-contained database.
-pub fn snapshot(db: &Path, tmp_dir: &Path) -> Result<DbSnapshot, PmxcfsError> {
-    let src = open_ro(db)?;
-    let temp_err = |source| PmxcfsError::TempFile {
-        db: db.to_path_buf(),
-        tmp_dir: tmp_dir.to_path_buf(),
-        source,
-    };
-    let file = tempfile::Builder::new()
-        // `.proxkeep-*.<pid>.tmp`: the shape the next run sweeps if this process dies (kill -9).
-        .prefix(".proxkeep-db.")
-        .suffix(&format!(".{}.tmp", std::process::id()))
-        .permissions(Permissions::from_mode(0o600))
-        .tempfile_in(tmp_dir)
-        .map_err(temp_err)?;
-    // The create mode went through the umask; make it exactly 0600.
-    file.as_file()
-        .set_permissions(Permissions::from_mode(0o600))
-        .map_err(temp_err)?;
-
-    let snap_err = |step: &'static str| {
-        move |source| PmxcfsError::Snapshot {
-            db: db.to_path_buf(),
-            step,
-            source,
-        }
-    };
-    let mut dst = Connection::open_with_flags(
-        file.path(),
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(snap_err("open the snapshot file"))?;
-    copy_db(&src, &mut dst, db)?;
-    drop(src);
-
-    check_integrity(&dst, db)?;
-    if !has_tree_table(&dst).map_err(snap_err("read the snapshot"))? {
-        return Err(PmxcfsError::NotPmxcfs {
-            db: db.to_path_buf(),
-        });
-    }
-    let rows: i64 = dst
-        .query_row("SELECT count(*) FROM tree", [], |r| r.get(0))
-        .map_err(snap_err("count the rows of the snapshot"))?;
-    let answer: String = dst
-        .query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))
-        .map_err(snap_err("switch the snapshot to journal_mode=DELETE"))?;
-    if !answer.eq_ignore_ascii_case("delete") {
-        return Err(PmxcfsError::JournalMode {
-            db: db.to_path_buf(),
-            answer,
-        });
-    }
-    dst.close()
-        .map_err(|(_, source)| snap_err("close the snapshot")(source))?;
-
-    let size = file
-        .as_file()
-        .metadata()
-        .map_err(|source| PmxcfsError::SnapshotSize {
-            db: db.to_path_buf(),
-            file: file.path().to_path_buf(),
-            source,
-        })?
-        .len();
-    Ok(DbSnapshot {
-        file,
-        size,
-        rows: u64::try_from(rows).unwrap_or(0),
-    })
-}
-
-/// All entries of the `tree` table as a tree rooted at `/etc/pve`, `__version__` excluded, sorted by path
-/// with every directory directly before its children (bytewise, '/' lowest).
-///
-/// Fails on anything pmxcfs would refuse to load (unknown type, directory with data, missing or non-directory
-/// parent, duplicate name in a directory, inode 0 not named `__version__`) and on what would make an unsafe
-/// path (empty name, `.`, `..`, '/' or NUL in a name, parent cycles, non-UTF-8 names).
-pub fn read_tree(db: &Path) -> Result<Vec<TreeEntry>, PmxcfsError> {
-    let conn = open_ro(db)?;
-    require_tree_table(&conn, db)?;
-    let rows = load_rows(&conn, db)?;
-    drop(conn);
-    build_tree(rows).map_err(|problem| tree_err(db, problem))
-}
-
-/// `PRAGMA integrity_check` of a database file (read-only), e.g. one about to replace the live config.db.
-pub fn check_integrity_of(db: &Path) -> Result<(), PmxcfsError> {
-    let conn = open_ro(db)?;
-    check_integrity(&conn, db)
-}
+pub use db::{DbSnapshot, check_integrity_of, db_version, snapshot};
+pub use extract::{ExtractStats, extract};
+pub use tree::read_tree;
 
 /// Mode pmxcfs shows for a path (pve-docs pmxcfs.adoc "File Access Rights", pve-cluster `path_is_private`):
 /// files 0640, directories 0755; `priv`, `nodes/<node>/priv` and everything below them 0600 / 0700.
@@ -319,78 +185,6 @@ pub fn default_mode(path: &str, kind: NodeKind) -> u32 {
         (NodeKind::File, true) => 0o600,
         (NodeKind::Dir, true) => 0o700,
     }
-}
-
-/// Write the tree of `db` into `dir` (empty or absent; created 0755).
-///
-/// Directories and files get [`default_mode`] and the rows' mtimes, and owner root:www-data when running as
-/// root (otherwise ownership is left alone). Everything is created relative to already-open directory file
-/// descriptors with `O_NOFOLLOW`/`O_EXCL`, so nothing is ever overwritten and no symlink is followed: a
-/// symlink as `dir` or anywhere below it is refused. With `node` the pmxcfs virtual links `local`,
-/// `qemu-server`, `lxc` and `openvz` are recreated (pointing into `nodes/<node>`).
-pub fn extract(db: &Path, dir: &Path, node: Option<&str>) -> Result<ExtractStats, PmxcfsError> {
-    if let Some(node) = node {
-        check_component(node).map_err(|reason| PmxcfsError::BadNodeName {
-            db: db.to_path_buf(),
-            node: node.to_string(),
-            reason,
-        })?;
-    }
-    let entries = read_tree(db)?;
-    let as_root = rustix::process::geteuid().is_root();
-    let root = prepare_target(db, dir, as_root)?;
-    let stats = write_entries(db, dir, root.as_fd(), &entries, as_root)?;
-    if let Some(node) = node {
-        make_links(db, dir, root.as_fd(), node, as_root)?;
-    }
-    Ok(stats)
-}
-
-/// The db-wide version from the `__version__` row.
-pub fn db_version(db: &Path) -> Result<u64, PmxcfsError> {
-    let conn = open_ro(db)?;
-    require_tree_table(&conn, db)?;
-    let row = conn
-        .query_row("SELECT version, name FROM tree WHERE inode = 0", [], |r| {
-            let version = match r.get_ref(0)? {
-                ValueRef::Integer(v) => Ok(v),
-                other => Err(value_kind(other)),
-            };
-            let name = String::from_utf8_lossy(value_bytes(r.get_ref(1)?)).into_owned();
-            Ok((version, name))
-        })
-        .optional()
-        .map_err(|source| query_err(db, source))?;
-    let (version, name) = row.ok_or_else(|| tree_err(db, TreeProblem::MissingVersionRow))?;
-    if name != VERSION_NAME {
-        return Err(tree_err(db, TreeProblem::RootMisnamed { name }));
-    }
-    let bad = |detail: String| {
-        tree_err(
-            db,
-            TreeProblem::BadValue {
-                inode: 0,
-                column: "version",
-                detail,
-            },
-        )
-    };
-    let version = version.map_err(|kind| bad(format!("holds {kind}, not an integer")))?;
-    u64::try_from(version).map_err(|_| bad(format!("is negative ({version})")))
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// SQLite helpers
-
-fn open_ro(db: &Path) -> Result<Connection, PmxcfsError> {
-    Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| PmxcfsError::Open {
-        db: db.to_path_buf(),
-        source,
-    })
 }
 
 fn query_err(db: &Path, source: rusqlite::Error) -> PmxcfsError {
@@ -407,360 +201,8 @@ fn tree_err(db: &Path, problem: TreeProblem) -> PmxcfsError {
     }
 }
 
-fn has_tree_table(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'tree'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
-}
-
-fn require_tree_table(conn: &Connection, db: &Path) -> Result<(), PmxcfsError> {
-    if has_tree_table(conn).map_err(|source| query_err(db, source))? {
-        Ok(())
-    } else {
-        Err(PmxcfsError::NotPmxcfs {
-            db: db.to_path_buf(),
-        })
-    }
-}
-
-/// Copy all pages in a single backup step: one read transaction on the source, so the copy is one
-/// committed state of the database even while pmxcfs keeps writing.
-fn copy_db(src: &Connection, dst: &mut Connection, db: &Path) -> Result<(), PmxcfsError> {
-    let backup_err = |source| PmxcfsError::Backup {
-        db: db.to_path_buf(),
-        source,
-    };
-    let backup = Backup::new(src, dst).map_err(backup_err)?;
-    let mut retries = 0;
-    loop {
-        match backup.step(-1).map_err(backup_err)? {
-            StepResult::Done => return Ok(()),
-            StepResult::More => {}
-            _ => {
-                // Busy / Locked: a transient lock (e.g. WAL recovery); try again a bit later.
-                retries += 1;
-                if retries > BUSY_RETRIES {
-                    return Err(PmxcfsError::Busy {
-                        db: db.to_path_buf(),
-                    });
-                }
-                std::thread::sleep(BUSY_PAUSE);
-            }
-        }
-    }
-}
-
-fn check_integrity(conn: &Connection, db: &Path) -> Result<(), PmxcfsError> {
-    // Collect every line sqlite gives; on heavy damage it reports some lines and then fails a step with
-    // SQLITE_CORRUPT, and both belong in the message.
-    let mut lines = Vec::new();
-    let outcome = (|| -> rusqlite::Result<()> {
-        let mut stmt = conn.prepare("PRAGMA integrity_check")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            lines.push(match row.get_ref(0)? {
-                ValueRef::Text(b) => String::from_utf8_lossy(b).into_owned(),
-                other => value_kind(other).to_string(),
-            });
-        }
-        Ok(())
-    })();
-    if outcome.is_ok() && lines.len() == 1 && lines[0] == "ok" {
-        return Ok(());
-    }
-    let mut answer = lines
-        .iter()
-        .take(INTEGRITY_LINES)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join("; ");
-    if lines.len() > INTEGRITY_LINES {
-        answer.push_str(&format!("; ... ({} more)", lines.len() - INTEGRITY_LINES));
-    }
-    match outcome {
-        Err(e) if answer.is_empty() => answer = e.to_string(),
-        Err(e) => answer.push_str(&format!("; then: {e}")),
-        Ok(()) if answer.is_empty() => answer = "no answer".to_string(),
-        Ok(()) => {}
-    }
-    Err(PmxcfsError::Integrity {
-        db: db.to_path_buf(),
-        answer,
-    })
-}
-
-fn value_kind(v: ValueRef<'_>) -> &'static str {
-    match v {
-        ValueRef::Null => "NULL",
-        ValueRef::Integer(_) => "an integer",
-        ValueRef::Real(_) => "a real",
-        ValueRef::Text(_) => "text",
-        ValueRef::Blob(_) => "a blob",
-    }
-}
-
-fn value_bytes(v: ValueRef<'_>) -> &[u8] {
-    match v {
-        ValueRef::Text(b) | ValueRef::Blob(b) => b,
-        _ => &[],
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Rows -> tree
-
-/// One validated row (inode != 0).
-#[derive(Debug)]
-struct Row {
-    inode: u64,
-    parent: u64,
-    version: u64,
-    mtime: i64,
-    kind: NodeKind,
-    name: String,
-    data: Vec<u8>,
-}
-
-/// Read all rows, checking each on its own (types, names, data). The `__version__` row is checked and dropped.
-fn load_rows(conn: &Connection, db: &Path) -> Result<Vec<Row>, PmxcfsError> {
-    let qerr = |source| query_err(db, source);
-    let mut stmt = conn.prepare(LOAD_ALL).map_err(qerr)?;
-    let mut rows = stmt.query([]).map_err(qerr)?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().map_err(qerr)? {
-        let inode_raw = match r.get_ref(0).map_err(qerr)? {
-            ValueRef::Integer(i) => i,
-            // INTEGER PRIMARY KEY is the rowid, always an integer; be defensive anyway.
-            other => {
-                return Err(tree_err(
-                    db,
-                    TreeProblem::BadValue {
-                        inode: -1,
-                        column: "inode",
-                        detail: format!("holds {}, not an integer", value_kind(other)),
-                    },
-                ));
-            }
-        };
-        let int = |idx: usize, column: &'static str| -> Result<i64, PmxcfsError> {
-            match r.get_ref(idx).map_err(qerr)? {
-                ValueRef::Integer(i) => Ok(i),
-                other => Err(tree_err(
-                    db,
-                    TreeProblem::BadValue {
-                        inode: inode_raw,
-                        column,
-                        detail: format!("holds {}, not an integer", value_kind(other)),
-                    },
-                )),
-            }
-        };
-        let unsigned = |idx: usize, column: &'static str| -> Result<u64, PmxcfsError> {
-            let v = int(idx, column)?;
-            u64::try_from(v).map_err(|_| {
-                tree_err(
-                    db,
-                    TreeProblem::BadValue {
-                        inode: inode_raw,
-                        column,
-                        detail: format!("is negative ({v})"),
-                    },
-                )
-            })
-        };
-        let inode = unsigned(0, "inode")?;
-        let parent = unsigned(1, "parent")?;
-        let version = unsigned(2, "version")?;
-        int(3, "writer")?;
-        let mtime = int(4, "mtime")?;
-        let kind_raw = int(5, "type")?;
-
-        let name_bytes = match r.get_ref(6).map_err(qerr)? {
-            ValueRef::Text(b) | ValueRef::Blob(b) => b.to_vec(),
-            other => {
-                return Err(tree_err(
-                    db,
-                    TreeProblem::BadValue {
-                        inode: inode_raw,
-                        column: "name",
-                        detail: format!("holds {}, not text", value_kind(other)),
-                    },
-                ));
-            }
-        };
-        let name = match String::from_utf8(name_bytes) {
-            Ok(name) => name,
-            Err(e) => {
-                return Err(tree_err(
-                    db,
-                    TreeProblem::BadName {
-                        inode,
-                        name: String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                        reason: "not valid UTF-8",
-                    },
-                ));
-            }
-        };
-        let data = match r.get_ref(7).map_err(qerr)? {
-            ValueRef::Null => None,
-            ValueRef::Text(b) | ValueRef::Blob(b) => Some(b.to_vec()),
-            other => {
-                return Err(tree_err(
-                    db,
-                    TreeProblem::BadValue {
-                        inode: inode_raw,
-                        column: "data",
-                        detail: format!("holds {}, not a blob", value_kind(other)),
-                    },
-                ));
-            }
-        };
-
-        // Same order of checks as pmxcfs' bdb_backend_load_index: name, type, data, then the root row.
-        let kind = match kind_raw {
-            DT_DIR => NodeKind::Dir,
-            DT_REG => NodeKind::File,
-            kind => {
-                return Err(tree_err(db, TreeProblem::BadType { inode, name, kind }));
-            }
-        };
-        let data = data.unwrap_or_default();
-        if kind == NodeKind::Dir && !data.is_empty() {
-            // pmxcfs refuses a directory with data; a zero-length blob counts as no data there too.
-            let len = data.len();
-            return Err(tree_err(db, TreeProblem::DirWithData { inode, name, len }));
-        }
-        if inode == 0 {
-            if name != VERSION_NAME {
-                return Err(tree_err(db, TreeProblem::RootMisnamed { name }));
-            }
-            continue;
-        }
-        if let Err(reason) = check_component(&name) {
-            return Err(tree_err(
-                db,
-                TreeProblem::BadName {
-                    inode,
-                    name,
-                    reason,
-                },
-            ));
-        }
-        out.push(Row {
-            inode,
-            parent,
-            version,
-            mtime,
-            kind,
-            name,
-            data,
-        });
-    }
-    Ok(out)
-}
-
-/// Link the rows (sorted by inode) into paths and sort them.
-fn build_tree(rows: Vec<Row>) -> Result<Vec<TreeEntry>, TreeProblem> {
-    let index: HashMap<u64, usize> = rows.iter().enumerate().map(|(i, r)| (r.inode, i)).collect();
-
-    for r in &rows {
-        if r.parent == 0 {
-            continue;
-        }
-        match index.get(&r.parent).map(|&p| &rows[p]) {
-            None => {
-                return Err(TreeProblem::MissingParent {
-                    inode: r.inode,
-                    name: r.name.clone(),
-                    parent: r.parent,
-                });
-            }
-            Some(p) if p.kind != NodeKind::Dir => {
-                return Err(TreeProblem::ParentNotDir {
-                    inode: r.inode,
-                    name: r.name.clone(),
-                    parent: r.parent,
-                    parent_name: p.name.clone(),
-                });
-            }
-            Some(_) => {}
-        }
-    }
-
-    let mut seen: HashMap<(u64, &str), u64> = HashMap::with_capacity(rows.len());
-    for r in &rows {
-        if let Some(&other) = seen.get(&(r.parent, r.name.as_str())) {
-            return Err(TreeProblem::DuplicateName {
-                inode: r.inode,
-                name: r.name.clone(),
-                parent: r.parent,
-                other,
-            });
-        }
-        seen.insert((r.parent, r.name.as_str()), r.inode);
-    }
-    drop(seen);
-
-    // Paths by walking up the parents; a row met twice on one walk is on a cycle.
-    let mut paths: Vec<Option<String>> = vec![None; rows.len()];
-    let mut visiting = vec![false; rows.len()];
-    for start in 0..rows.len() {
-        let mut chain = Vec::new();
-        let mut cur = start;
-        while paths[cur].is_none() {
-            if visiting[cur] {
-                return Err(TreeProblem::Cycle {
-                    inode: rows[cur].inode,
-                    name: rows[cur].name.clone(),
-                });
-            }
-            visiting[cur] = true;
-            chain.push(cur);
-            match rows[cur].parent {
-                0 => break,
-                p => cur = index[&p],
-            }
-        }
-        for &i in chain.iter().rev() {
-            let r = &rows[i];
-            let path = match r.parent {
-                0 => r.name.clone(),
-                p => {
-                    let parent = paths[index[&p]].as_deref().unwrap_or_default();
-                    format!("{parent}/{}", r.name)
-                }
-            };
-            paths[i] = Some(path);
-        }
-    }
-
-    let mut entries: Vec<TreeEntry> = rows
-        .into_iter()
-        .zip(paths)
-        .map(|(r, path)| TreeEntry {
-            path: path.unwrap_or_default(),
-            kind: r.kind,
-            mtime: r.mtime,
-            inode: r.inode,
-            version: r.version,
-            data: r.data,
-        })
-        .collect();
-    entries.sort_by(|a, b| tree_order(&a.path, &b.path));
-    Ok(entries)
-}
-
-/// Bytewise path order with '/' lowest: a directory comes directly before its children.
-fn tree_order(a: &str, b: &str) -> Ordering {
-    let key = |c: u8| if c == b'/' { 0 } else { c };
-    a.bytes().map(key).cmp(b.bytes().map(key))
-}
-
 /// A usable single path component (row name or node name).
-fn check_component(name: &str) -> Result<(), &'static str> {
+pub fn check_component(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         Err("empty name")
     } else if name == "." || name == ".." {
@@ -787,273 +229,20 @@ fn path_is_private(path: &str) -> bool {
         .is_some_and(|(_node, rest)| under(rest, "priv"))
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Extraction
-
-fn io_err(db: &Path, path: &Path, action: &'static str, source: io::Error) -> PmxcfsError {
-    PmxcfsError::Io {
-        db: db.to_path_buf(),
-        path: path.to_path_buf(),
-        action,
-        source,
-    }
-}
-
-/// Check `dir` (empty directory, not a symlink) or create it 0755; return it opened without following links.
-fn prepare_target(db: &Path, dir: &Path, as_root: bool) -> Result<OwnedFd, PmxcfsError> {
-    let mut created = false;
-    match std::fs::symlink_metadata(dir) {
-        Ok(m) if m.file_type().is_symlink() => {
-            return Err(PmxcfsError::Symlink {
-                db: db.to_path_buf(),
-                path: dir.to_path_buf(),
-            });
-        }
-        Ok(m) if !m.is_dir() => {
-            return Err(PmxcfsError::TargetNotDir {
-                db: db.to_path_buf(),
-                dir: dir.to_path_buf(),
-            });
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(|e| io_err(db, dir, "create directory", e))?;
-            created = true;
-        }
-        Err(e) => return Err(io_err(db, dir, "inspect", e)),
-    }
-    let fd = rustix::fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| match e {
-        Errno::LOOP | Errno::NOTDIR => PmxcfsError::Symlink {
-            db: db.to_path_buf(),
-            path: dir.to_path_buf(),
-        },
-        e => io_err(db, dir, "open", e.into()),
-    })?;
-    // Emptiness checked on the opened directory itself, so a swap after the lstat above cannot slip through.
-    let mut listing =
-        rustix::fs::Dir::read_from(&fd).map_err(|e| io_err(db, dir, "list", e.into()))?;
-    for item in &mut listing {
-        let item = item.map_err(|e| io_err(db, dir, "list", e.into()))?;
-        let name = item.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            return Err(PmxcfsError::TargetNotEmpty {
-                db: db.to_path_buf(),
-                dir: dir.to_path_buf(),
-            });
-        }
-    }
-    if created {
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
-            .map_err(|e| io_err(db, dir, "set the mode of", e.into()))?;
-        if as_root {
-            set_owner(&fd).map_err(|e| io_err(db, dir, "set the owner of", e.into()))?;
-        }
-    }
-    Ok(fd)
-}
-
-fn set_owner(fd: impl AsFd) -> rustix::io::Result<()> {
-    rustix::fs::fchown(
-        fd,
-        Some(Uid::from_raw(PMXCFS_UID)),
-        Some(Gid::from_raw(PMXCFS_GID)),
-    )
-}
-
-fn timestamps(mtime: i64) -> Timestamps {
-    let t = Timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
-    };
-    Timestamps {
-        last_access: t,
-        last_modification: t,
-    }
-}
-
-/// The error for a failed create of `name` in `parent`: a symlink in the way is reported as such.
-fn create_err(
-    db: &Path,
-    parent: BorrowedFd<'_>,
-    name: &str,
-    shown: &Path,
-    action: &'static str,
-    e: Errno,
-) -> PmxcfsError {
-    let is_link = matches!(e, Errno::EXIST | Errno::LOOP | Errno::NOTDIR)
-        && rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
-            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
-        });
-    if is_link {
-        PmxcfsError::Symlink {
-            db: db.to_path_buf(),
-            path: shown.to_path_buf(),
-        }
-    } else {
-        io_err(db, shown, action, e.into())
-    }
-}
-
-/// An open directory of the path being written, with the mtime to give it once its children are done.
-struct OpenDir {
-    path: String,
-    shown: PathBuf,
-    fd: OwnedFd,
-    mtime: i64,
-}
-
-fn finish_dir(db: &Path, d: OpenDir) -> Result<(), PmxcfsError> {
-    rustix::fs::futimens(&d.fd, &timestamps(d.mtime))
-        .map_err(|e| io_err(db, &d.shown, "set the mtime of", e.into()))
-}
-
-/// Write `entries` (in [`read_tree`] order) below the open directory `root` (shown as `dir` in messages).
-fn write_entries(
-    db: &Path,
-    dir: &Path,
-    root: BorrowedFd<'_>,
-    entries: &[TreeEntry],
-    as_root: bool,
-) -> Result<ExtractStats, PmxcfsError> {
-    let mut stats = ExtractStats::default();
-    let mut stack: Vec<OpenDir> = Vec::new();
-    for e in entries {
-        let shown = e.path.split('/').fold(dir.to_path_buf(), |p, c| p.join(c));
-        for component in e.path.split('/') {
-            check_component(component).map_err(|reason| PmxcfsError::Io {
-                db: db.to_path_buf(),
-                path: shown.clone(),
-                action: "create",
-                source: io::Error::new(io::ErrorKind::InvalidInput, reason),
-            })?;
-        }
-        let (parent, name) = e.path.rsplit_once('/').unwrap_or(("", e.path.as_str()));
-        while stack.last().is_some_and(|d| d.path != parent) {
-            finish_dir(db, stack.pop().expect("checked non-empty"))?;
-        }
-        let parent_fd = match stack.last() {
-            Some(d) => d.fd.as_fd(),
-            None if parent.is_empty() => root,
-            None => {
-                return Err(io_err(
-                    db,
-                    &shown,
-                    "create",
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        "parent directory was not extracted first",
-                    ),
-                ));
-            }
-        };
-        let mode = Mode::from_raw_mode(default_mode(&e.path, e.kind));
-        match e.kind {
-            NodeKind::Dir => {
-                rustix::fs::mkdirat(parent_fd, name, Mode::from_raw_mode(0o700)).map_err(
-                    |err| create_err(db, parent_fd, name, &shown, "create directory", err),
-                )?;
-                let fd = rustix::fs::openat(
-                    parent_fd,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|err| create_err(db, parent_fd, name, &shown, "open directory", err))?;
-                rustix::fs::fchmod(&fd, mode)
-                    .map_err(|err| io_err(db, &shown, "set the mode of", err.into()))?;
-                if as_root {
-                    set_owner(&fd)
-                        .map_err(|err| io_err(db, &shown, "set the owner of", err.into()))?;
-                }
-                stats.dirs += 1;
-                stack.push(OpenDir {
-                    path: e.path.clone(),
-                    shown,
-                    fd,
-                    mtime: e.mtime,
-                });
-            }
-            NodeKind::File => {
-                let fd = rustix::fs::openat(
-                    parent_fd,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|err| create_err(db, parent_fd, name, &shown, "create file", err))?;
-                let mut file = File::from(fd);
-                file.write_all(&e.data)
-                    .map_err(|err| io_err(db, &shown, "write", err))?;
-                rustix::fs::fchmod(&file, mode)
-                    .map_err(|err| io_err(db, &shown, "set the mode of", err.into()))?;
-                if as_root {
-                    set_owner(&file)
-                        .map_err(|err| io_err(db, &shown, "set the owner of", err.into()))?;
-                }
-                rustix::fs::futimens(&file, &timestamps(e.mtime))
-                    .map_err(|err| io_err(db, &shown, "set the mtime of", err.into()))?;
-                stats.files += 1;
-                stats.bytes += e.data.len() as u64;
-            }
-        }
-    }
-    while let Some(d) = stack.pop() {
-        finish_dir(db, d)?;
-    }
-    Ok(stats)
-}
-
-/// The links pmxcfs creates at mount time (pmxcfs.c `create_symlinks`).
-fn make_links(
-    db: &Path,
-    dir: &Path,
-    root: BorrowedFd<'_>,
-    node: &str,
-    as_root: bool,
-) -> Result<(), PmxcfsError> {
-    let links = [
-        ("local", format!("nodes/{node}")),
-        ("qemu-server", format!("nodes/{node}/qemu-server")),
-        ("lxc", format!("nodes/{node}/lxc")),
-        ("openvz", format!("nodes/{node}/openvz")),
-    ];
-    for (name, target) in links {
-        let shown = dir.join(name);
-        rustix::fs::symlinkat(target.as_str(), root, name)
-            .map_err(|err| create_err(db, root, name, &shown, "create symlink", err))?;
-        if as_root {
-            rustix::fs::chownat(
-                root,
-                name,
-                Some(Uid::from_raw(PMXCFS_UID)),
-                Some(Gid::from_raw(PMXCFS_GID)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|err| io_err(db, &shown, "set the owner of", err.into()))?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::extract::write_entries;
+    use super::tree::tree_order;
     use super::*;
-    use rusqlite::params;
+    use crate::fsx::timestamps;
+    use rusqlite::{Connection, params};
+    use rustix::fs::{AtFlags, Mode, OFlags};
     use std::collections::BTreeMap;
+    use std::collections::HashMap;
+    use std::fs::Permissions;
+    use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::PermissionsExt;
 
     const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tree (inode INTEGER PRIMARY KEY NOT NULL, parent INTEGER NOT NULL CHECK(typeof(parent)=='integer'), version INTEGER NOT NULL CHECK(typeof(version)=='integer'), writer INTEGER NOT NULL CHECK(typeof(writer)=='integer'), mtime INTEGER NOT NULL CHECK(typeof(mtime)=='integer'), type INTEGER NOT NULL CHECK(typeof(type)=='integer'), name TEXT NOT NULL, data BLOB)";
     const T0: i64 = 1_767_225_600;

@@ -1,0 +1,233 @@
+//! The writer threads: each file's content checked against the index, written to a temp file next to its
+//! target, given its metadata. Nothing of a file that does not match stays on disk.
+
+use super::sync::{Pending, Written};
+use super::{ApplyOptions, Stop, Writer, damaged, failed};
+use crate::archive::format::hex;
+use crate::fsx::{create_at, set_meta};
+use crate::restore::plan::Wanted;
+use crate::restore::target::DirFd;
+use rustix::fs::{AtFlags, XattrFlags};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+/// File contents up to this size are read whole before they go to a writer; bigger ones stream to it in
+/// chunks of this size. With the queue lengths (`QUEUE` files, `STREAM_CHUNKS` chunks) this bounds the
+/// memory held: about (QUEUE + writers + STREAM_CHUNKS) × CHUNK.
+const CHUNK: usize = 1 << 20;
+/// Chunks of a big file waiting for its writer.
+const STREAM_CHUNKS: usize = 4;
+
+/// A file's content on its way to a writer.
+enum Data {
+    Whole(Vec<u8>),
+    /// Chunks as they are read; an `Err` says the archive could not be read further.
+    Stream(Receiver<Result<Vec<u8>, String>>),
+}
+
+/// One file for a writer thread.
+pub(super) struct Job {
+    seq: u64,
+    want: Wanted,
+    through: bool,
+    action: &'static str,
+    dir: Arc<DirFd>,
+    tmp: Vec<u8>,
+    xattrs: Vec<(String, Vec<u8>)>,
+    data: Data,
+}
+
+/// One writer thread: jobs until the channel closes (or nobody takes the results any more).
+pub(super) fn run(
+    jobs: &Mutex<Receiver<Job>>,
+    out: Sender<Written>,
+    opts: &ApplyOptions,
+    cancel: &AtomicBool,
+) {
+    loop {
+        // The lock is held only while waiting for the next job.
+        let job = jobs
+            .lock()
+            .map_err(|_| ())
+            .and_then(|rx| rx.recv().map_err(|_| ()));
+        let Ok(job) = job else { break };
+        let seq = job.seq;
+        let r = write_file(job, opts, cancel);
+        if let Err((_, r)) = out.send((seq, r)).map_err(|e| e.0) {
+            // Nobody to give it a name: it must not stay behind.
+            if let Ok(p) = r {
+                p.unlink();
+            }
+            break;
+        }
+    }
+}
+
+impl Writer<'_> {
+    /// Hand one file to the writers: read whole when small, else streamed to its writer as it is read.
+    pub(super) fn file(
+        &mut self,
+        want: &Wanted,
+        through: bool,
+        action: &'static str,
+        data: &mut dyn Read,
+        xa: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), Stop> {
+        let dir = self.parent(want)?;
+        let tmp = self.tmp_name();
+        let unreadable = |e: io::Error| {
+            damaged(
+                &want.shown(),
+                format!("cannot read it from the archive ({e})"),
+            )
+        };
+        let Some(jobs) = self.jobs.clone() else {
+            return Err(Stop::Interrupted);
+        };
+        let (content, chunks) = if want.size <= CHUNK as u64 {
+            let mut buf = Vec::with_capacity(want.size as usize);
+            data.read_to_end(&mut buf).map_err(unreadable)?;
+            (Data::Whole(buf), None)
+        } else {
+            let (chunks, rx) = sync_channel(STREAM_CHUNKS);
+            (Data::Stream(rx), Some(chunks))
+        };
+        let seq = self.order.reserve();
+        let job = Job {
+            seq,
+            want: want.clone(),
+            through,
+            action,
+            dir,
+            tmp,
+            xattrs: xa,
+            data: content,
+        };
+        self.send_job(&jobs, job);
+        let Some(chunks) = chunks else { return Ok(()) };
+        loop {
+            let mut buf = Vec::with_capacity(CHUNK);
+            match (&mut *data).take(CHUNK as u64).read_to_end(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {
+                    // A writer that stopped (signal, write error) has dropped its end and says why itself.
+                    if chunks.send(Ok(buf)).is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    // Its writer removes what it wrote and reports the damage at this file's place.
+                    let _ = chunks.send(Err(e.to_string()));
+                    self.note_stop(seq, unreadable(e));
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn send_job(&mut self, jobs: &SyncSender<Job>, job: Job) {
+        let seq = job.seq;
+        match jobs.send(job) {
+            Ok(()) => self.in_flight += 1,
+            // Only if every writer is gone (they panicked, which the scope then reports): stop here, so what
+            // was written before still gets its name and nothing after it is attempted.
+            Err(e) => {
+                let stop = failed(&e.0.want.shown(), "write", "no writer thread is left");
+                self.note_stop(seq, stop.clone());
+                self.order.put(seq, Err(stop));
+            }
+        }
+    }
+}
+
+/// A writer thread's work on one file: check its content against the index (before the temp file exists
+/// when it was read whole, while writing when it streams), write the temp file, set its metadata.
+fn write_file(job: Job, opts: &ApplyOptions, cancel: &AtomicBool) -> Result<Pending, Stop> {
+    let Job {
+        seq,
+        want,
+        through,
+        action,
+        dir,
+        tmp,
+        xattrs: xa,
+        data,
+    } = job;
+    let shown = want.shown();
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Stop::Interrupted);
+    }
+    let check = |n: u64, got: String| -> Result<(), Stop> {
+        let why = match &want.sha256 {
+            Some(expected) if n != want.size || got != *expected => {
+                format!("its content does not match the index (sha256 {got}, index {expected})")
+            }
+            // meta.json and index.json (extract): not in the index, but never shorter than their header.
+            None if n != want.size => format!("the archive holds {n} of its {} bytes", want.size),
+            _ => return Ok(()),
+        };
+        Err(damaged(&shown, why))
+    };
+    if let Data::Whole(d) = &data {
+        check(d.len() as u64, crate::archive::sha256_hex(d))?;
+    }
+    let mut file =
+        create_at(&dir.fd, tmp.as_slice()).map_err(|e| failed(&shown, "create a temp file", e))?;
+    let discard = |file: File, stop: Stop| {
+        drop(file);
+        let _ = rustix::fs::unlinkat(&dir.fd, tmp.as_slice(), AtFlags::empty());
+        Err(stop)
+    };
+    let n = match data {
+        Data::Whole(d) => match file.write_all(&d) {
+            Ok(()) => d.len() as u64,
+            Err(e) => return discard(file, failed(&shown, "write", e)),
+        },
+        Data::Stream(chunks) => {
+            // The hash is taken as the chunks come (there is no reader on this side to hand to `hash_reader`).
+            let mut hasher = Sha256::new();
+            let mut n = 0u64;
+            let copied = loop {
+                if cancel.load(Ordering::Relaxed) {
+                    break Err(Stop::Interrupted);
+                }
+                match chunks.recv() {
+                    // The reader drops its end after the last chunk.
+                    Err(_) => break Ok(()),
+                    Ok(Err(e)) => {
+                        let why = format!("cannot read it from the archive ({e})");
+                        break Err(damaged(&shown, why));
+                    }
+                    Ok(Ok(chunk)) => {
+                        hasher.update(&chunk);
+                        n += chunk.len() as u64;
+                        if let Err(e) = file.write_all(&chunk) {
+                            break Err(failed(&shown, "write", e));
+                        }
+                    }
+                }
+            };
+            if let Err(stop) = copied.and_then(|()| check(n, hex(&hasher.finalize()))) {
+                return discard(file, stop);
+            }
+            n
+        }
+    };
+    let owner = (!through && opts.chown).then_some((want.uid, want.gid));
+    let mode = (!through).then_some(want.mode);
+    if let Err((_, e)) = set_meta(&file, owner, mode, Some(want.mtime)) {
+        return discard(file, failed(&shown, "set the owner, mode or mtime of", e));
+    }
+    let mut warnings = Vec::new();
+    for (k, v) in &xa {
+        if let Err(e) = rustix::fs::fsetxattr(&file, k, v, XattrFlags::empty()) {
+            warnings.push(format!("{shown}: cannot set extended attribute {k}: {e}"));
+        }
+    }
+    drop(file);
+    Ok(Pending::new(seq, dir, tmp, &want, action, n, warnings))
+}
