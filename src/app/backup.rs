@@ -9,12 +9,12 @@ use crate::archive::session::{self, Finished, Session, SessionError, Spec, index
 use crate::archive::writer::EntryHeader;
 use crate::collect::{self, CategoryCount, Plan, append_item};
 use crate::config::{Compression, Config};
-use crate::units::format_size;
 use crate::crypt::Seal;
 use crate::fsx::create_private;
 use crate::host::{HostFacts, Root};
 use crate::output::Log;
 use crate::preflight::{self, Check, RunLock};
+use crate::units::format_size;
 use crate::{pmxcfs, runner};
 use jiff::Timestamp;
 use std::fs;

@@ -3,17 +3,17 @@
 use super::args::{NotifyAction, NotifyCommand};
 use super::{Exit, ctx::Ctx, emit::Emit};
 use anyhow::anyhow;
+use proxkeep::app::after_run::Hooks;
+use proxkeep::app::backup::{self, BackupError, BackupOptions, BackupReport};
 use proxkeep::app::{self, catalog::CatalogReport, prune::PruneReport};
 use proxkeep::archive::compression::Compression;
-use proxkeep::app::backup::{self, BackupError, BackupOptions, BackupReport};
 use proxkeep::catalog::{self, Source};
 use proxkeep::config;
-use proxkeep::units::format_size;
 use proxkeep::exit;
 use proxkeep::host::HostFacts;
-use proxkeep::app::after_run::Hooks;
 use proxkeep::notify::{self, RunInfo};
 use proxkeep::store::retention::Decision;
+use proxkeep::units::format_size;
 use std::io::{self, Write};
 use std::path::PathBuf;
 

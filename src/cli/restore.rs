@@ -9,7 +9,6 @@ use anyhow::anyhow;
 use proxkeep::app::restore::{
     self as journey, PlanDoc, PmxcfsRestored, RestoreOptions, RestoreReport,
 };
-use proxkeep::units::format_size;
 use proxkeep::exit;
 use proxkeep::output::Redactor;
 use proxkeep::restore::apply::Stop;
@@ -18,6 +17,7 @@ use proxkeep::restore::plan::{Action, Counts, PveWrite, Step};
 use proxkeep::restore::recovery::{self, RecoveryRequest, Staged};
 use proxkeep::restore::{self, Mode, Prepared, Request, RestoreError};
 use proxkeep::runner::CommandSpec;
+use proxkeep::units::format_size;
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
