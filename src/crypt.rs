@@ -637,19 +637,23 @@ pub fn write_identity_file(path: &Path, text: &SecretString) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-impl crate::config::EncryptionConfig {
-    /// What the backup encrypts with. Reads the recipients and passphrase files: their errors name the file
-    /// (and line), never the passphrase.
-    pub fn seal(&self) -> Result<Seal, CryptError> {
-        if let Some(p) = &self.passphrase_file {
+impl Seal {
+    /// What the backup encrypts with (`[encryption]`: a passphrase file, else recipients and a recipients
+    /// file). Reads the files: their errors name the file (and line), never the passphrase.
+    pub fn new(
+        recipients: &[String],
+        recipients_file: Option<&Path>,
+        passphrase_file: Option<&Path>,
+    ) -> Result<Seal, CryptError> {
+        if let Some(p) = passphrase_file {
             return read_passphrase_file(p).map(Seal::Passphrase);
         }
         let mut out = Vec::new();
-        for r in &self.recipients {
+        for r in recipients {
             // Checked at load time already.
             out.push(parse_recipient(r).map_err(CryptError::Key)?);
         }
-        if let Some(f) = &self.recipients_file {
+        if let Some(f) = recipients_file {
             out.extend(read_recipients_file(f)?);
         }
         Ok(Seal::Recipients(out))

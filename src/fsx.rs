@@ -56,7 +56,7 @@ pub fn hash_reader(mut r: impl Read) -> io::Result<(String, u64)> {
         hasher.update(&buf[..n]);
         total += n as u64;
     }
-    Ok((crate::archive::format::hex(&hasher.finalize()), total))
+    Ok((base16ct::lower::encode_string(&hasher.finalize()), total))
 }
 
 /// SHA-256 (lower-case hex) of a file's content.

@@ -249,8 +249,18 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         .unwrap_or_else(|| config.backup_dir.clone());
     // Recipients and passphrase are read before anything is written: a backup configured for encryption
     // never falls back to a plain archive.
-    let seal = (config.encryption.as_ref().map(|e| e.seal()).transpose())
-        .map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))?;
+    let seal = (config
+        .encryption
+        .as_ref()
+        .map(|e| {
+            crate::crypt::Seal::new(
+                &e.recipients,
+                e.recipients_file.as_deref(),
+                e.passphrase_file.as_deref(),
+            )
+        })
+        .transpose())
+    .map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))?;
 
     let facts = HostFacts::detect(&ctx.root);
     log.info(&format!(

@@ -50,14 +50,20 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
     }
     if let Some(enc) = &config.encryption {
         // The recipients and passphrase files are read by every backup: catch a moved or broken one now.
-        checks.push(match enc.seal() {
-            Ok(seal) => Check::pass("encryption", seal.describe()),
-            Err(e) => Check::fail(
-                "encryption",
-                e.to_string(),
-                "fix [encryption] (a backup stops rather than write a plain archive)",
-            ),
-        });
+        checks.push(
+            match crate::crypt::Seal::new(
+                &enc.recipients,
+                enc.recipients_file.as_deref(),
+                enc.passphrase_file.as_deref(),
+            ) {
+                Ok(seal) => Check::pass("encryption", seal.describe()),
+                Err(e) => Check::fail(
+                    "encryption",
+                    e.to_string(),
+                    "fix [encryption] (a backup stops rather than write a plain archive)",
+                ),
+            },
+        );
     }
     checks.push(match RunLock::acquire(&config.lock_file, &facts.hostname) {
         Ok(_) => Check::pass("lock", format!("{} is free", config.lock_file.display())),

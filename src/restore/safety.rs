@@ -45,8 +45,12 @@ pub fn write(
 ) -> Result<PathBuf, RestoreError> {
     let seal = match encryption {
         Some(e) => Some(
-            e.seal()
-                .map_err(|e| RestoreError::Safety(format!("[encryption]: {e}")))?,
+            crate::crypt::Seal::new(
+                &e.recipients,
+                e.recipients_file.as_deref(),
+                e.passphrase_file.as_deref(),
+            )
+            .map_err(|e| RestoreError::Safety(format!("[encryption]: {e}")))?,
         ),
         None => None,
     };
