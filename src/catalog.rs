@@ -90,6 +90,13 @@ const fn c(output: &'static str, program: &'static str, args: &'static [&'static
     }
 }
 
+/// [`c`] for the Proxmox tools, whose JSON output takes `--output-format json`.
+macro_rules! c_json {
+    ($output:literal, $program:literal, $($arg:literal),*) => {
+        c($output, $program, &[$($arg,)* "--output-format", "json"])
+    };
+}
+
 /// The catalog, in collection order. When two categories reach the same path, the first one owns it.
 pub const CATEGORIES: &[Category] = &[
     Category {
@@ -102,26 +109,19 @@ pub const CATEGORIES: &[Category] = &[
             p("/var/lib/pve-cluster"),
             c("pvecm-status.txt", "pvecm", &["status"]),
             c("pvecm-nodes.txt", "pvecm", &["nodes"]),
-            c(
+            c_json!(
                 "cluster-resources.json",
                 "pvesh",
-                &["get", "/cluster/resources", "--output-format", "json"],
+                "get",
+                "/cluster/resources"
             ),
-            c(
+            c_json!(
                 "ha-status.json",
                 "pvesh",
-                &[
-                    "get",
-                    "/cluster/ha/status/current",
-                    "--output-format",
-                    "json",
-                ],
+                "get",
+                "/cluster/ha/status/current"
             ),
-            c(
-                "pveum-users.json",
-                "pveum",
-                &["user", "list", "--output-format", "json"],
-            ),
+            c_json!("pveum-users.json", "pveum", "user", "list"),
         ],
         // The raw db files are replaced by the consistent snapshot (a copy of a WAL-mode db is not consistent).
         exclude: &[
@@ -157,11 +157,7 @@ pub const CATEGORIES: &[Category] = &[
             c("pvesm-status.txt", "pvesm", &["status"]),
             c("qm-list.txt", "qm", &["list"]),
             c("pct-list.txt", "pct", &["list"]),
-            c(
-                "nodes.json",
-                "pvesh",
-                &["get", "/nodes", "--output-format", "json"],
-            ),
+            c_json!("nodes.json", "pvesh", "get", "/nodes"),
         ],
         exclude: &[],
     },
@@ -186,36 +182,27 @@ pub const CATEGORIES: &[Category] = &[
         applies: Applies::Pbs,
         sources: &[
             p("/etc/proxmox-backup"),
-            c(
-                "pbs-versions.json",
-                "proxmox-backup-manager",
-                &["versions", "--output-format", "json"],
-            ),
-            c(
+            c_json!("pbs-versions.json", "proxmox-backup-manager", "versions"),
+            c_json!(
                 "datastore-list.json",
                 "proxmox-backup-manager",
-                &["datastore", "list", "--output-format", "json"],
+                "datastore",
+                "list"
             ),
-            c(
-                "user-list.json",
-                "proxmox-backup-manager",
-                &["user", "list", "--output-format", "json"],
-            ),
-            c(
+            c_json!("user-list.json", "proxmox-backup-manager", "user", "list"),
+            c_json!(
                 "remote-list.json",
                 "proxmox-backup-manager",
-                &["remote", "list", "--output-format", "json"],
+                "remote",
+                "list"
             ),
-            c(
+            c_json!(
                 "sync-job-list.json",
                 "proxmox-backup-manager",
-                &["sync-job", "list", "--output-format", "json"],
+                "sync-job",
+                "list"
             ),
-            c(
-                "disk-list.json",
-                "proxmox-backup-manager",
-                &["disk", "list", "--output-format", "json"],
-            ),
+            c_json!("disk-list.json", "proxmox-backup-manager", "disk", "list"),
         ],
         exclude: &[],
     },

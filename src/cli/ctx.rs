@@ -66,7 +66,7 @@ impl Ctx {
             categories: &names,
             recipient: |r| proxkeep::crypt::parse_recipient(r).map(drop),
         };
-        let (c, _) = config::load(self.config_path.as_deref(), &checks).map_err(Exit::usage)?;
+        let c = config::load(self.config_path.as_deref(), &checks).map_err(Exit::usage)?;
         Ok(self.config.get_or_init(|| c))
     }
 

@@ -1,28 +1,7 @@
 //! proxkeep's own configuration file (`/etc/proxkeep/proxkeep.toml`).
 //!
-//! Every key is optional; a missing file at the default location means built-in defaults.
-//!
-//! ```toml
-//! backup_dir = "/var/backups/proxkeep"
-//! log_dir = "/var/log/proxkeep"
-//! lock_file = "/run/proxkeep.lock"
-//! min_free_space = "1GiB"            # or integer bytes
-//!
-//! [compression]
-//! algorithm = "zstd"                 # zstd | xz | gzip | none
-//! level = 3                          # zstd 1..=19, xz 0..=9, gzip 1..=9, none 0
-//! threads = 0                        # 0 = all cores
-//!
-//! [collect]
-//! skip_categories = []               # catalog category names
-//! extra_paths = []                   # absolute host paths
-//! exclude = []                       # glob patterns on absolute host paths
-//!
-//! [commands]
-//! run = "auto"                       # auto (only when the host root is "/") | always | never
-//! timeout = "30s"                    # integer seconds or "500ms", "30s", "2m", "1h"
-//! concurrency = 4                    # 1..=64
-//! ```
+//! Every key is optional; a missing file at the default location means built-in defaults. README.md shows
+//! the keys with their defaults.
 //!
 //! This module holds the effective configuration and its loading; `raw` parses and validates the file (every
 //! error names the file, line, column and key), `notify` the `[[notify.*]]` channels and `[metrics]`, `redact`
@@ -31,9 +10,7 @@
 //! config sits below the modules that use it and imports none of them: what only they can check (the catalog's
 //! category names, the syntax of an age recipient) comes in through [`Checks`].
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -62,44 +39,6 @@ pub enum RunCommands {
     Auto,
     Always,
     Never,
-}
-
-impl RunCommands {
-    /// Canonical lowercase name, as written in the config file.
-    pub fn name(self) -> &'static str {
-        match self {
-            RunCommands::Auto => "auto",
-            RunCommands::Always => "always",
-            RunCommands::Never => "never",
-        }
-    }
-
-    /// Whether commands should run when backing up the host mounted at `host_root`.
-    pub fn enabled_for(self, host_root: &Path) -> bool {
-        match self {
-            RunCommands::Auto => host_root == Path::new("/"),
-            RunCommands::Always => true,
-            RunCommands::Never => false,
-        }
-    }
-}
-
-impl FromStr for RunCommands {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.trim().to_ascii_lowercase();
-        [RunCommands::Auto, RunCommands::Always, RunCommands::Never]
-            .into_iter()
-            .find(|r| r.name() == lower)
-            .ok_or_else(|| format!("unknown value `{s}` (valid: auto, always, never)"))
-    }
-}
-
-impl fmt::Display for RunCommands {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// The effective configuration. (Paths serialize as strings: they come from TOML text, so they are UTF-8.)
@@ -317,23 +256,6 @@ impl Checks<'_> {
     };
 }
 
-/// Where the effective configuration came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigSource {
-    /// No file: built-in defaults.
-    Default,
-    File(PathBuf),
-}
-
-impl fmt::Display for ConfigSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigSource::Default => f.write_str("built-in defaults"),
-            ConfigSource::File(path) => write!(f, "{}", path.display()),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -368,10 +290,7 @@ pub fn parse(text: &str, origin: &Path, checks: &Checks) -> Result<Config, Confi
 /// Loads the configuration. `explicit` is the path given by `--config` or `$PROXKEEP_CONFIG`
 /// (a missing file is an error); `None` reads [`DEFAULT_CONFIG_PATH`], where a missing file
 /// means built-in defaults.
-pub fn load(
-    explicit: Option<&Path>,
-    checks: &Checks,
-) -> Result<(Config, ConfigSource), ConfigError> {
+pub fn load(explicit: Option<&Path>, checks: &Checks) -> Result<Config, ConfigError> {
     load_with_default(explicit, Path::new(DEFAULT_CONFIG_PATH), checks)
 }
 
@@ -400,20 +319,17 @@ fn load_with_default(
     explicit: Option<&Path>,
     default_path: &Path,
     checks: &Checks,
-) -> Result<(Config, ConfigSource), ConfigError> {
+) -> Result<Config, ConfigError> {
     let path = explicit.unwrap_or(default_path);
     match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let config = parse(&text, path, checks)?;
-            Ok((config, ConfigSource::File(path.to_path_buf())))
-        }
+        Ok(text) => parse(&text, path, checks),
         // A dangling symlink at the default path is an error, not "no config".
         Err(e)
             if explicit.is_none()
                 && e.kind() == std::io::ErrorKind::NotFound
                 && std::fs::symlink_metadata(path).is_err() =>
         {
-            Ok((Config::default(), ConfigSource::Default))
+            Ok(Config::default())
         }
         Err(source) => Err(ConfigError::Read {
             path: path.to_path_buf(),
@@ -858,16 +774,15 @@ textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
         let err = load_with_default(Some(&missing), &missing, &CHECKS).unwrap_err();
         assert!(err.to_string().starts_with("cannot read config "), "{err}");
 
-        let (config, source) = load_with_default(None, &missing, &CHECKS).unwrap();
-        assert_eq!((config, source), (Config::default(), ConfigSource::Default));
+        let config = load_with_default(None, &missing, &CHECKS).unwrap();
+        assert_eq!(config, Config::default());
 
         let file = dir.path().join("proxkeep.toml");
         std::fs::write(&file, FULL).unwrap();
-        let (config, source) = load(Some(&file), &CHECKS).unwrap();
+        let config = load(Some(&file), &CHECKS).unwrap();
         assert_eq!(config, full_config());
-        assert_eq!(source, ConfigSource::File(file.clone()));
-        let (_, source) = load_with_default(None, &file, &CHECKS).unwrap();
-        assert_eq!(source, ConfigSource::File(file.clone()));
+        let config = load_with_default(None, &file, &CHECKS).unwrap();
+        assert_eq!(config, full_config());
 
         std::fs::write(&file, "[compression]\nlevel = 0\n").unwrap();
         match load(Some(&file), &CHECKS) {
@@ -938,11 +853,8 @@ textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
             "{err}"
         );
 
-        assert!(RunCommands::Auto.enabled_for(Path::new("/")));
-        assert!(!RunCommands::Auto.enabled_for(Path::new("/mnt/host")));
-        assert!(RunCommands::Always.enabled_for(Path::new("/mnt/host")));
-        assert!(!RunCommands::Never.enabled_for(Path::new("/")));
-        assert_eq!("never".parse::<RunCommands>(), Ok(RunCommands::Never));
-        assert!("sometimes".parse::<RunCommands>().is_err());
+        let run = |v: &str| toml::Value::from(v).try_into::<RunCommands>().ok();
+        assert_eq!(run("never"), Some(RunCommands::Never));
+        assert_eq!(run("sometimes"), None);
     }
 }

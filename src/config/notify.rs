@@ -1,27 +1,4 @@
-//! `[[notify.*]]` channels and `[metrics]`: parsed and validated here so `config.rs` only wires them in.
-//!
-//! ```toml
-//! [metrics]
-//! textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
-//!
-//! [[notify.email]]                   # every channel: name, on, timeout, retry_budget
-//! name = "admin"                     # default: the kind ("email"), then "email-2", ...
-//! on = ["failure", "warning"]        # the default; add "success" for a mail every night
-//! to = ["root@example.com"]
-//! # from = "proxkeep@<host>"
-//! # transport = "sendmail"           # default; "smtp" when `host` is set
-//! # sendmail = "/usr/sbin/sendmail"  # default: `sendmail` on PATH, else /usr/sbin/sendmail
-//! # host = "mail.example.com"
-//! # port = 587                       # default by tls: starttls 587, tls 465, none 25
-//! # tls = "starttls"                 # starttls | tls (implicit, "SMTPS") | none (local relay only)
-//! # username = "alert"  password = "..."  ca_file = "/etc/proxkeep/mail-ca.pem"
-//!
-//! [[notify.telegram]]  bot_token, chat_id, api_url (default https://api.telegram.org), ca_file
-//! [[notify.gotify]]    url (server), token (application token), ca_file
-//! [[notify.ntfy]]      url (topic URL), token (optional access token), ca_file
-//! [[notify.webhook]]   url, method (POST|PUT), headers = {..}, format (json|discord|slack), hmac_secret, ca_file
-//! [[notify.ping]]      url, start (true), warning_as_failure (false), ca_file   -- no `on`: every run pings
-//! ```
+//! `[[notify.*]]` channels and `[metrics]` (keys and defaults: docs/monitoring.md).
 //!
 //! Secrets (passwords, tokens, topic/webhook/ping URLs, header values, HMAC keys) are listed by
 //! [`NotifyConfig::secrets`] so the run's redactor can keep them out of every line that leaves the process.

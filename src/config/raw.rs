@@ -392,28 +392,20 @@ struct RawEncryption {
 /// `deny_unknown_fields` errors, which [`sections`] and the suggestions read.
 macro_rules! raw_tier {
     ($name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        raw_tier!($name { $($field: $ty),* }
+            keep_last keep_hourly keep_daily keep_weekly keep_monthly keep_yearly);
+    };
+    ($name:ident { $($field:ident : $ty:ty),* } $($keep:ident)*) => {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct $name {
             $($field: $ty,)*
-            keep_last: Option<u32>,
-            keep_hourly: Option<u32>,
-            keep_daily: Option<u32>,
-            keep_weekly: Option<u32>,
-            keep_monthly: Option<u32>,
-            keep_yearly: Option<u32>,
+            $($keep: Option<u32>,)*
         }
 
         impl $name {
             fn retention(&self) -> PolicyOverride {
-                PolicyOverride {
-                    keep_last: self.keep_last,
-                    keep_hourly: self.keep_hourly,
-                    keep_daily: self.keep_daily,
-                    keep_weekly: self.keep_weekly,
-                    keep_monthly: self.keep_monthly,
-                    keep_yearly: self.keep_yearly,
-                }
+                PolicyOverride { $($keep: self.$keep),* }
             }
         }
     };
