@@ -65,11 +65,8 @@ pub fn find<'a>(
     chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>,
 ) -> Option<&'a CryptError> {
     chain.into_iter().find_map(|e| {
-        e.downcast_ref::<CryptError>().or_else(|| {
-            e.downcast_ref::<io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<CryptError>())
-        })
+        e.downcast_ref::<CryptError>()
+            .or_else(|| e.downcast_ref::<io::Error>().and_then(in_io))
     })
 }
 
@@ -78,10 +75,6 @@ pub fn in_io(e: &io::Error) -> Option<&CryptError> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<CryptError>())
 }
-
-// ---------------------------------------------------------------------------------------------
-// Recipients (the writing side)
-// ---------------------------------------------------------------------------------------------
 
 /// One public key an archive is encrypted to.
 #[derive(Clone)]
@@ -157,12 +150,7 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, String> {
 
 /// Recipients from a file: one per line, `#` comments and blank lines ignored (the `age -R` format).
 pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, CryptError> {
-    let text = fs::read_to_string(path).map_err(|e| {
-        CryptError::Key(format!(
-            "cannot read the recipients file {}: {e}",
-            path.display()
-        ))
-    })?;
+    let text = fs::read_to_string(path).map_err(|e| cannot_read("recipients", path, &e))?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -183,14 +171,17 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, CryptError> {
     Ok(out)
 }
 
+/// `cannot read the {what} file PATH: E`.
+fn cannot_read(what: &str, path: &Path, e: &dyn std::fmt::Display) -> CryptError {
+    CryptError::Key(format!(
+        "cannot read the {what} file {}: {e}",
+        path.display()
+    ))
+}
+
 /// A passphrase file's content: the first line, without its line end.
 pub fn read_passphrase_file(path: &Path) -> Result<SecretString, CryptError> {
-    let bytes = fs::read(path).map_err(|e| {
-        CryptError::Key(format!(
-            "cannot read the passphrase file {}: {e}",
-            path.display()
-        ))
-    })?;
+    let bytes = fs::read(path).map_err(|e| cannot_read("passphrase", path, &e))?;
     let text = String::from_utf8(bytes).map_err(|_| {
         CryptError::Key(format!(
             "the passphrase file {} is not UTF-8 text",
@@ -214,6 +205,27 @@ pub enum Seal {
 }
 
 impl Seal {
+    /// What the backup encrypts with (`[encryption]`: a passphrase file, else recipients and a recipients
+    /// file). Reads the files: their errors name the file (and line), never the passphrase.
+    pub fn new(
+        recipients: &[String],
+        recipients_file: Option<&Path>,
+        passphrase_file: Option<&Path>,
+    ) -> Result<Seal, CryptError> {
+        if let Some(p) = passphrase_file {
+            return read_passphrase_file(p).map(Seal::Passphrase);
+        }
+        let mut out = Vec::new();
+        for r in recipients {
+            // Checked at load time already.
+            out.push(parse_recipient(r).map_err(CryptError::Key)?);
+        }
+        if let Some(f) = recipients_file {
+            out.extend(read_recipients_file(f)?);
+        }
+        Ok(Seal::Recipients(out))
+    }
+
     /// `age: 2 recipients (x25519, ssh-ed25519)` or `age: passphrase (scrypt)`, for logs and `show`.
     pub fn describe(&self) -> String {
         match self {
@@ -261,10 +273,6 @@ impl Seal {
         }
     }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Keys (the reading side)
-// ---------------------------------------------------------------------------------------------
 
 /// What read commands may decrypt with: `--identity` files and a `--passphrase-file`.
 #[derive(Default)]
@@ -379,12 +387,7 @@ const IDENTITY_FILE_LIMIT: u64 = 1 << 20;
 fn load_identity_file(
     path: &Path,
 ) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, CryptError> {
-    let cannot = |e: &dyn std::fmt::Display| {
-        CryptError::Key(format!(
-            "cannot read the identity file {}: {e}",
-            path.display()
-        ))
-    };
+    let cannot = |e: &dyn std::fmt::Display| cannot_read("identity", path, e);
     let mut data = Vec::new();
     fs::File::open(path)
         .and_then(|f| f.take(IDENTITY_FILE_LIMIT).read_to_end(&mut data))
@@ -428,10 +431,6 @@ pub fn loose_permissions(path: &Path, what: &str) -> Option<String> {
         )
     })
 }
-
-// ---------------------------------------------------------------------------------------------
-// Keys inside the backup
-// ---------------------------------------------------------------------------------------------
 
 const SECRET_KEY_PREFIX: &[u8] = b"AGE-SECRET-KEY-1";
 /// `AGE-SECRET-KEY-1` and 58 bech32 characters.
@@ -512,10 +511,6 @@ impl<R: Read> Read for IdentitySniffer<R> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// proxkeep decrypt
-// ---------------------------------------------------------------------------------------------
-
 #[derive(Debug, thiserror::Error)]
 pub enum DecryptFileError {
     #[error(transparent)]
@@ -549,10 +544,7 @@ pub fn decrypt_file(archive: &Path, out: &Path, keys: &Keys) -> Result<u64, Decr
         ));
     }
     let mut plain = keys.decrypt(src).map_err(DecryptFileError::Crypt)?;
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = dir_of(out);
     let writing = format!("cannot write {}", out.display());
     let tmp = tempfile::Builder::new()
         .prefix(".proxkeep-decrypt-")
@@ -583,10 +575,6 @@ pub fn decrypt_file(archive: &Path, out: &Path, keys: &Keys) -> Result<u64, Decr
     Ok(bytes)
 }
 
-// ---------------------------------------------------------------------------------------------
-// The process-wide keys of read commands
-// ---------------------------------------------------------------------------------------------
-
 static INSTALLED: RwLock<Option<Arc<Keys>>> = RwLock::new(None);
 
 /// Set the keys every archive opened by path in this process decrypts with (the CLI does it once, from
@@ -604,10 +592,6 @@ pub fn installed() -> Arc<Keys> {
         .unwrap_or_default()
 }
 
-// ---------------------------------------------------------------------------------------------
-// Key generation
-// ---------------------------------------------------------------------------------------------
-
 /// A new X25519 identity: the identity file's text (as `age-keygen` writes it) and the public recipient.
 pub fn generate(created: &str) -> (SecretString, String) {
     let id = age::x25519::Identity::generate();
@@ -619,13 +603,17 @@ pub fn generate(created: &str) -> (SecretString, String) {
     (SecretString::from(text), public)
 }
 
+/// The directory `path` is in (`.` for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Write a new identity file with mode 0600 atomically; never replaces an existing file.
 pub fn write_identity_file(path: &Path, text: &SecretString) -> io::Result<()> {
     use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = dir_of(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".proxkeep-key-")
         .permissions(fs::Permissions::from_mode(0o600))
@@ -635,29 +623,6 @@ pub fn write_identity_file(path: &Path, text: &SecretString) -> io::Result<()> {
     // persist_noclobber: a key file that exists already is never replaced (it may be the only copy).
     tmp.persist_noclobber(path).map_err(|e| e.error)?;
     fs::File::open(dir)?.sync_all()
-}
-
-impl Seal {
-    /// What the backup encrypts with (`[encryption]`: a passphrase file, else recipients and a recipients
-    /// file). Reads the files: their errors name the file (and line), never the passphrase.
-    pub fn new(
-        recipients: &[String],
-        recipients_file: Option<&Path>,
-        passphrase_file: Option<&Path>,
-    ) -> Result<Seal, CryptError> {
-        if let Some(p) = passphrase_file {
-            return read_passphrase_file(p).map(Seal::Passphrase);
-        }
-        let mut out = Vec::new();
-        for r in recipients {
-            // Checked at load time already.
-            out.push(parse_recipient(r).map_err(CryptError::Key)?);
-        }
-        if let Some(f) = recipients_file {
-            out.extend(read_recipients_file(f)?);
-        }
-        Ok(Seal::Recipients(out))
-    }
 }
 
 #[cfg(test)]

@@ -170,33 +170,11 @@ impl CommandResult {
             .map_or(text.len(), |(i, _)| i);
         text[start..].trim_start().to_string()
     }
-
-    fn without_output(status: Status, start: Instant) -> Self {
-        CommandResult {
-            status,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            duration: start.elapsed(),
-        }
-    }
 }
 
 /// Runs one command to completion, timeout or cancellation.
 pub fn run(spec: &CommandSpec, opts: &RunOptions, cancel: &AtomicBool) -> CommandResult {
-    run_inner(spec, None, opts, cancel)
-}
-
-/// Like [`run`], but feeds `input` to the command's stdin (written on its own
-/// thread, then closed).
-pub fn run_with_input(
-    spec: &CommandSpec,
-    input: &[u8],
-    opts: &RunOptions,
-    cancel: &AtomicBool,
-) -> CommandResult {
-    run_inner(spec, Some(input), opts, cancel)
+    run_with_input(spec, None, opts, cancel)
 }
 
 /// Runs all `specs`, at most `concurrency` at a time (0 counts as 1), and
@@ -250,7 +228,9 @@ enum Stop {
     WaitFailed(io::Error),
 }
 
-fn run_inner(
+/// Like [`run`], but feeds `input` (if any) to the command's stdin (written on
+/// its own thread, then closed).
+pub fn run_with_input(
     spec: &CommandSpec,
     input: Option<&[u8]>,
     opts: &RunOptions,
@@ -258,7 +238,7 @@ fn run_inner(
 ) -> CommandResult {
     let start = Instant::now();
     if cancel.load(Ordering::Relaxed) {
-        return CommandResult::without_output(Status::Cancelled, start);
+        return without_output(Status::Cancelled, start);
     }
 
     let mut cmd = Command::new(&spec.program);
@@ -276,9 +256,9 @@ fn run_inner(
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return CommandResult::without_output(Status::Absent, start);
+            return without_output(Status::Absent, start);
         }
-        Err(e) => return CommandResult::without_output(Status::SpawnFailed(e.to_string()), start),
+        Err(e) => return without_output(Status::SpawnFailed(e.to_string()), start),
     };
     // `process_group(0)`: the child leads a new group whose id is its pid.
     let group = Pid::from_child(&child);
@@ -521,6 +501,10 @@ fn wait_drained(shared: &Shared, deadline: Instant, cancel: Option<&AtomicBool>)
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
+}
+
+fn without_output(status: Status, start: Instant) -> CommandResult {
+    collect(status, &Shared::default(), start)
 }
 
 /// Takes the captured output (abandoning readers that are still blocked).
@@ -863,18 +847,18 @@ mod tests {
     fn run_with_input_feeds_stdin() {
         let cancel = AtomicBool::new(false);
         let spec = CommandSpec::new("cat", &[]);
-        let r = run_with_input(&spec, b"hello\nworld", &opts(5_000, 500), &cancel);
+        let r = run_with_input(&spec, Some(b"hello\nworld"), &opts(5_000, 500), &cancel);
         assert_eq!(r.status, Status::Exited(0));
         assert_eq!(r.stdout, b"hello\nworld");
         // Larger than any pipe buffer, in both directions at once.
         let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
-        let r = run_with_input(&spec, &big, &opts(20_000, 500), &cancel);
+        let r = run_with_input(&spec, Some(&big), &opts(20_000, 500), &cancel);
         assert_eq!(r.status, Status::Exited(0));
         assert!(r.stdout == big);
         // A child that does not read its input still finishes.
         let r = run_with_input(
             &CommandSpec::new("true", &[]),
-            &big,
+            Some(&big),
             &opts(5_000, 500),
             &cancel,
         );
@@ -912,7 +896,7 @@ mod tests {
 
     #[test]
     fn stderr_tail_takes_last_chars() {
-        let mut r = CommandResult::without_output(Status::Exited(1), Instant::now());
+        let mut r = without_output(Status::Exited(1), Instant::now());
         r.stderr = b"  first line\nsecond line\n\n".to_vec();
         assert_eq!(r.stderr_tail(100), "first line\nsecond line");
         assert_eq!(r.stderr_tail(4), "line");

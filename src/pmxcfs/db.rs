@@ -1,6 +1,6 @@
 //! The database as SQLite sees it: a consistent snapshot of a live db, its integrity, its version row.
 
-use super::{PmxcfsError, TreeProblem, VERSION_NAME, query_err, tree_err};
+use super::{PmxcfsError, TreeProblem, VERSION_NAME, bad_value, query_err, tree_err};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -126,17 +126,7 @@ pub fn db_version(db: &Path) -> Result<u64, PmxcfsError> {
     if name != VERSION_NAME {
         return Err(tree_err(db, TreeProblem::RootMisnamed { name }));
     }
-    let bad = |detail: String| {
-        let (inode, column) = (0, "version");
-        tree_err(
-            db,
-            TreeProblem::BadValue {
-                inode,
-                column,
-                detail,
-            },
-        )
-    };
+    let bad = |detail: String| bad_value(db, 0, "version", detail);
     let version = version.map_err(|kind| bad(format!("holds {kind}, not an integer")))?;
     u64::try_from(version).map_err(|_| bad(format!("is negative ({version})")))
 }
