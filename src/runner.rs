@@ -41,9 +41,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// An external command: program, arguments and extra environment.
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
-    /// Program name (looked up in `PATH`) or path.
     pub program: String,
-    /// Arguments, not including the program name.
     pub args: Vec<String>,
     /// Extra environment variables, applied after `LC_ALL=C` (so they may
     /// override it).
@@ -151,7 +149,6 @@ pub struct CommandResult {
 }
 
 impl CommandResult {
-    /// True when the command exited with code 0.
     pub fn success(&self) -> bool {
         self.status == Status::Exited(0)
     }
@@ -221,7 +218,6 @@ pub fn run_all(
         .collect()
 }
 
-/// Why we stopped a command ourselves.
 enum Stop {
     Timeout,
     Cancel,
@@ -265,7 +261,8 @@ pub fn run_with_input(
 
     let shared = Arc::new(Shared::default());
     if let Err(e) = start_io(&mut child, input, opts.max_output, &shared) {
-        signal_group(group, Signal::KILL);
+        // Signal errors (ESRCH: the group is empty already) are of no interest here and below.
+        let _ = kill_process_group(group, Signal::KILL);
         reap(child, SETTLE);
         wait_drained(&shared, Instant::now() + SETTLE, None);
         let why = format!("cannot start I/O thread: {e}");
@@ -300,15 +297,15 @@ pub fn run_with_input(
             // something it left running; give that `grace`, then kill it.
             let linger = Instant::now() + opts.grace;
             if !wait_drained(&shared, linger, Some(cancel)) {
-                signal_group(group, Signal::KILL);
+                let _ = kill_process_group(group, Signal::KILL);
                 wait_drained(&shared, Instant::now() + SETTLE, None);
             }
             // Leftovers that closed their stdio are still leftovers.
-            signal_group(group, Signal::KILL);
+            let _ = kill_process_group(group, Signal::KILL);
             exit_status(exit)
         }
         Err(stop) => {
-            signal_group(group, Signal::TERM);
+            let _ = kill_process_group(group, Signal::TERM);
             // A cancel arriving while a timed-out command is given its grace
             // cuts the grace short; a cancelled command gets the full grace.
             let escalate = match stop {
@@ -316,7 +313,7 @@ pub fn run_with_input(
                 _ => None,
             };
             let exited = wait_child(&mut child, opts.grace, escalate);
-            signal_group(group, Signal::KILL);
+            let _ = kill_process_group(group, Signal::KILL);
             if !exited {
                 reap(child, SETTLE);
             }
@@ -337,12 +334,6 @@ fn exit_status(exit: ExitStatus) -> Status {
         (None, Some(sig)) => Status::Signaled(sig),
         (None, None) => Status::Exited(-1),
     }
-}
-
-/// Sends `sig` to every process in the group; errors (typically `ESRCH`, the
-/// group is empty) are of no interest.
-fn signal_group(group: Pid, sig: Signal) {
-    let _ = kill_process_group(group, sig);
 }
 
 /// Waits up to `limit` for the child to exit (and reaps it); returns whether
