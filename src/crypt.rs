@@ -459,35 +459,21 @@ impl<R> IdentitySniffer<R> {
         }
     }
 
-    fn hit(&mut self, key: &[u8]) {
-        if let Some(id) = std::str::from_utf8(key)
-            .ok()
-            .and_then(|s| s.parse::<age::x25519::Identity>().ok())
-        {
-            let public = id.to_public().to_string();
-            if !self.found.contains(&public) {
-                self.found.push(public);
-            }
-        }
-    }
-
     fn scan(&mut self, data: &[u8]) {
         use memchr::memmem;
         if !self.carry.is_empty() {
             let mut window = self.carry.clone();
             window.extend_from_slice(&data[..data.len().min(SECRET_KEY_LEN)]);
-            let starts: Vec<usize> = memmem::find_iter(&window, SECRET_KEY_PREFIX)
+            for p in memmem::find_iter(&window, SECRET_KEY_PREFIX)
                 .filter(|p| *p < self.carry.len() && p + SECRET_KEY_LEN <= window.len())
-                .collect();
-            for p in starts {
-                self.hit(&window[p..p + SECRET_KEY_LEN]);
+            {
+                note_key(&mut self.found, &window[p..p + SECRET_KEY_LEN]);
             }
         }
-        let starts: Vec<usize> = memmem::find_iter(data, SECRET_KEY_PREFIX)
-            .filter(|p| p + SECRET_KEY_LEN <= data.len())
-            .collect();
-        for p in starts {
-            self.hit(&data[p..p + SECRET_KEY_LEN]);
+        for p in
+            memmem::find_iter(data, SECRET_KEY_PREFIX).filter(|p| p + SECRET_KEY_LEN <= data.len())
+        {
+            note_key(&mut self.found, &data[p..p + SECRET_KEY_LEN]);
         }
         let keep = SECRET_KEY_LEN - 1;
         if data.len() >= keep {
@@ -497,6 +483,19 @@ impl<R> IdentitySniffer<R> {
             self.carry.extend_from_slice(data);
             let excess = self.carry.len().saturating_sub(keep);
             self.carry.drain(..excess);
+        }
+    }
+}
+
+/// Add the recipient of `key` to `found` if it is a valid identity not noted yet.
+fn note_key(found: &mut Vec<String>, key: &[u8]) {
+    if let Some(id) = std::str::from_utf8(key)
+        .ok()
+        .and_then(|s| s.parse::<age::x25519::Identity>().ok())
+    {
+        let public = id.to_public().to_string();
+        if !found.contains(&public) {
+            found.push(public);
         }
     }
 }
@@ -523,7 +522,7 @@ pub enum DecryptFileError {
 /// becomes `out` only once age has authenticated the last chunk: a wrong key, a flipped byte or a cut-off
 /// file leave no output at all. Returns the plaintext size.
 pub fn decrypt_file(archive: &Path, out: &Path, keys: &Keys) -> Result<u64, DecryptFileError> {
-    use std::io::{BufRead, Write};
+    use std::io::BufRead;
     let io_err = |what: String| move |e: io::Error| DecryptFileError::Io(what, e);
     let file =
         fs::File::open(archive).map_err(io_err(format!("cannot open {}", archive.display())))?;
@@ -544,13 +543,8 @@ pub fn decrypt_file(archive: &Path, out: &Path, keys: &Keys) -> Result<u64, Decr
         ));
     }
     let mut plain = keys.decrypt(src).map_err(DecryptFileError::Crypt)?;
-    let dir = dir_of(out);
     let writing = format!("cannot write {}", out.display());
-    let tmp = tempfile::Builder::new()
-        .prefix(".proxkeep-decrypt-")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(io_err(writing.clone()))?;
+    let tmp = private_temp(dir_of(out), ".proxkeep-decrypt-").map_err(io_err(writing.clone()))?;
     let mut w = io::BufWriter::with_capacity(1 << 20, tmp);
     // The temp file is removed when `w` drops on any error below.
     let bytes = io::copy(&mut plain, &mut w).map_err(|e| match in_io(&e) {
@@ -562,15 +556,10 @@ pub fn decrypt_file(archive: &Path, out: &Path, keys: &Keys) -> Result<u64, Decr
         }
         None => DecryptFileError::Io(format!("cannot decrypt {}", archive.display()), e),
     })?;
-    w.flush().map_err(io_err(writing.clone()))?;
-    let tmp = w
-        .into_inner()
-        .map_err(|e| DecryptFileError::Io(writing.clone(), e.into_error()))?;
-    tmp.as_file().sync_all().map_err(io_err(writing.clone()))?;
-    tmp.persist_noclobber(out)
-        .map_err(|e| DecryptFileError::Io(writing.clone(), e.error))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
+    // into_inner flushes the buffer.
+    w.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|tmp| persist_new(tmp, out))
         .map_err(io_err(writing))?;
     Ok(bytes)
 }
@@ -613,16 +602,25 @@ fn dir_of(path: &Path) -> &Path {
 /// Write a new identity file with mode 0600 atomically; never replaces an existing file.
 pub fn write_identity_file(path: &Path, text: &SecretString) -> io::Result<()> {
     use std::io::Write;
-    let dir = dir_of(path);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".proxkeep-key-")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)?;
+    let mut tmp = private_temp(dir_of(path), ".proxkeep-key-")?;
     tmp.write_all(text.expose_secret().as_bytes())?;
+    persist_new(tmp, path)
+}
+
+/// A new temp file with mode 0600 in `dir`.
+fn private_temp(dir: &Path, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+}
+
+/// Sync `tmp` and make it `path`, then sync the directory. A file at `path` is never replaced (a key file may
+/// be the only copy).
+fn persist_new(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
     tmp.as_file().sync_all()?;
-    // persist_noclobber: a key file that exists already is never replaced (it may be the only copy).
     tmp.persist_noclobber(path).map_err(|e| e.error)?;
-    fs::File::open(dir)?.sync_all()
+    fs::File::open(dir_of(path))?.sync_all()
 }
 
 #[cfg(test)]
