@@ -206,12 +206,7 @@ fn check_integrity(conn: &Connection, db: &Path) -> Result<(), PmxcfsError> {
     if outcome.is_ok() && lines.len() == 1 && lines[0] == "ok" {
         return Ok(());
     }
-    let mut answer = lines
-        .iter()
-        .take(INTEGRITY_LINES)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join("; ");
+    let mut answer = lines[..lines.len().min(INTEGRITY_LINES)].join("; ");
     if lines.len() > INTEGRITY_LINES {
         answer.push_str(&format!("; ... ({} more)", lines.len() - INTEGRITY_LINES));
     }
