@@ -572,7 +572,6 @@ pub fn install(keys: Keys) {
     *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(keys));
 }
 
-/// The installed keys (none when nothing was installed).
 pub fn installed() -> Arc<Keys> {
     INSTALLED
         .read()

@@ -106,7 +106,6 @@ impl Default for RunOptions {
     }
 }
 
-/// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     /// Exited on its own with this code.

@@ -19,7 +19,6 @@ const INTEGRITY_LINES: usize = 10;
 #[derive(Debug)]
 pub struct DbSnapshot {
     pub file: tempfile::NamedTempFile,
-    /// Size of the copy in bytes.
     pub size: u64,
     /// Rows in the `tree` table, the `__version__` row included.
     pub rows: u64,
