@@ -65,11 +65,8 @@ pub fn find<'a>(
     chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>,
 ) -> Option<&'a CryptError> {
     chain.into_iter().find_map(|e| {
-        e.downcast_ref::<CryptError>().or_else(|| {
-            e.downcast_ref::<io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<CryptError>())
-        })
+        e.downcast_ref::<CryptError>()
+            .or_else(|| e.downcast_ref::<io::Error>().and_then(in_io))
     })
 }
 
@@ -78,10 +75,6 @@ pub fn in_io(e: &io::Error) -> Option<&CryptError> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<CryptError>())
 }
-
-// ---------------------------------------------------------------------------------------------
-// Recipients (the writing side)
-// ---------------------------------------------------------------------------------------------
 
 /// One public key an archive is encrypted to.
 #[derive(Clone)]
@@ -157,12 +150,7 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, String> {
 
 /// Recipients from a file: one per line, `#` comments and blank lines ignored (the `age -R` format).
 pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, CryptError> {
-    let text = fs::read_to_string(path).map_err(|e| {
-        CryptError::Key(format!(
-            "cannot read the recipients file {}: {e}",
-            path.display()
-        ))
-    })?;
+    let text = fs::read_to_string(path).map_err(|e| cannot_read("recipients", path, &e))?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -183,14 +171,17 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, CryptError> {
     Ok(out)
 }
 
+/// `cannot read the {what} file PATH: E`.
+fn cannot_read(what: &str, path: &Path, e: &dyn std::fmt::Display) -> CryptError {
+    CryptError::Key(format!(
+        "cannot read the {what} file {}: {e}",
+        path.display()
+    ))
+}
+
 /// A passphrase file's content: the first line, without its line end.
 pub fn read_passphrase_file(path: &Path) -> Result<SecretString, CryptError> {
-    let bytes = fs::read(path).map_err(|e| {
-        CryptError::Key(format!(
-            "cannot read the passphrase file {}: {e}",
-            path.display()
-        ))
-    })?;
+    let bytes = fs::read(path).map_err(|e| cannot_read("passphrase", path, &e))?;
     let text = String::from_utf8(bytes).map_err(|_| {
         CryptError::Key(format!(
             "the passphrase file {} is not UTF-8 text",
@@ -214,6 +205,27 @@ pub enum Seal {
 }
 
 impl Seal {
+    /// What the backup encrypts with (`[encryption]`: a passphrase file, else recipients and a recipients
+    /// file). Reads the files: their errors name the file (and line), never the passphrase.
+    pub fn new(
+        recipients: &[String],
+        recipients_file: Option<&Path>,
+        passphrase_file: Option<&Path>,
+    ) -> Result<Seal, CryptError> {
+        if let Some(p) = passphrase_file {
+            return read_passphrase_file(p).map(Seal::Passphrase);
+        }
+        let mut out = Vec::new();
+        for r in recipients {
+            // Checked at load time already.
+            out.push(parse_recipient(r).map_err(CryptError::Key)?);
+        }
+        if let Some(f) = recipients_file {
+            out.extend(read_recipients_file(f)?);
+        }
+        Ok(Seal::Recipients(out))
+    }
+
     /// `age: 2 recipients (x25519, ssh-ed25519)` or `age: passphrase (scrypt)`, for logs and `show`.
     pub fn describe(&self) -> String {
         match self {
@@ -261,10 +273,6 @@ impl Seal {
         }
     }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Keys (the reading side)
-// ---------------------------------------------------------------------------------------------
 
 /// What read commands may decrypt with: `--identity` files and a `--passphrase-file`.
 #[derive(Default)]
@@ -379,12 +387,7 @@ const IDENTITY_FILE_LIMIT: u64 = 1 << 20;
 fn load_identity_file(
     path: &Path,
 ) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, CryptError> {
-    let cannot = |e: &dyn std::fmt::Display| {
-        CryptError::Key(format!(
-            "cannot read the identity file {}: {e}",
-            path.display()
-        ))
-    };
+    let cannot = |e: &dyn std::fmt::Display| cannot_read("identity", path, e);
     let mut data = Vec::new();
     fs::File::open(path)
         .and_then(|f| f.take(IDENTITY_FILE_LIMIT).read_to_end(&mut data))
@@ -429,10 +432,6 @@ pub fn loose_permissions(path: &Path, what: &str) -> Option<String> {
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// Keys inside the backup
-// ---------------------------------------------------------------------------------------------
-
 const SECRET_KEY_PREFIX: &[u8] = b"AGE-SECRET-KEY-1";
 /// `AGE-SECRET-KEY-1` and 58 bech32 characters.
 const SECRET_KEY_LEN: usize = 74;
@@ -460,35 +459,21 @@ impl<R> IdentitySniffer<R> {
         }
     }
 
-    fn hit(&mut self, key: &[u8]) {
-        if let Some(id) = std::str::from_utf8(key)
-            .ok()
-            .and_then(|s| s.parse::<age::x25519::Identity>().ok())
-        {
-            let public = id.to_public().to_string();
-            if !self.found.contains(&public) {
-                self.found.push(public);
-            }
-        }
-    }
-
     fn scan(&mut self, data: &[u8]) {
         use memchr::memmem;
         if !self.carry.is_empty() {
             let mut window = self.carry.clone();
             window.extend_from_slice(&data[..data.len().min(SECRET_KEY_LEN)]);
-            let starts: Vec<usize> = memmem::find_iter(&window, SECRET_KEY_PREFIX)
+            for p in memmem::find_iter(&window, SECRET_KEY_PREFIX)
                 .filter(|p| *p < self.carry.len() && p + SECRET_KEY_LEN <= window.len())
-                .collect();
-            for p in starts {
-                self.hit(&window[p..p + SECRET_KEY_LEN]);
+            {
+                note_key(&mut self.found, &window[p..p + SECRET_KEY_LEN]);
             }
         }
-        let starts: Vec<usize> = memmem::find_iter(data, SECRET_KEY_PREFIX)
-            .filter(|p| p + SECRET_KEY_LEN <= data.len())
-            .collect();
-        for p in starts {
-            self.hit(&data[p..p + SECRET_KEY_LEN]);
+        for p in
+            memmem::find_iter(data, SECRET_KEY_PREFIX).filter(|p| p + SECRET_KEY_LEN <= data.len())
+        {
+            note_key(&mut self.found, &data[p..p + SECRET_KEY_LEN]);
         }
         let keep = SECRET_KEY_LEN - 1;
         if data.len() >= keep {
@@ -498,6 +483,19 @@ impl<R> IdentitySniffer<R> {
             self.carry.extend_from_slice(data);
             let excess = self.carry.len().saturating_sub(keep);
             self.carry.drain(..excess);
+        }
+    }
+}
+
+/// Add the recipient of `key` to `found` if it is a valid identity not noted yet.
+fn note_key(found: &mut Vec<String>, key: &[u8]) {
+    if let Some(id) = std::str::from_utf8(key)
+        .ok()
+        .and_then(|s| s.parse::<age::x25519::Identity>().ok())
+    {
+        let public = id.to_public().to_string();
+        if !found.contains(&public) {
+            found.push(public);
         }
     }
 }
@@ -512,10 +510,6 @@ impl<R: Read> Read for IdentitySniffer<R> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// proxkeep decrypt
-// ---------------------------------------------------------------------------------------------
-
 #[derive(Debug, thiserror::Error)]
 pub enum DecryptFileError {
     #[error(transparent)]
@@ -528,7 +522,7 @@ pub enum DecryptFileError {
 /// becomes `out` only once age has authenticated the last chunk: a wrong key, a flipped byte or a cut-off
 /// file leave no output at all. Returns the plaintext size.
 pub fn decrypt_file(archive: &Path, out: &Path, keys: &Keys) -> Result<u64, DecryptFileError> {
-    use std::io::{BufRead, Write};
+    use std::io::BufRead;
     let io_err = |what: String| move |e: io::Error| DecryptFileError::Io(what, e);
     let file =
         fs::File::open(archive).map_err(io_err(format!("cannot open {}", archive.display())))?;
@@ -549,16 +543,8 @@ pub fn decrypt_file(archive: &Path, out: &Path, keys: &Keys) -> Result<u64, Decr
         ));
     }
     let mut plain = keys.decrypt(src).map_err(DecryptFileError::Crypt)?;
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
     let writing = format!("cannot write {}", out.display());
-    let tmp = tempfile::Builder::new()
-        .prefix(".proxkeep-decrypt-")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(io_err(writing.clone()))?;
+    let tmp = private_temp(dir_of(out), ".proxkeep-decrypt-").map_err(io_err(writing.clone()))?;
     let mut w = io::BufWriter::with_capacity(1 << 20, tmp);
     // The temp file is removed when `w` drops on any error below.
     let bytes = io::copy(&mut plain, &mut w).map_err(|e| match in_io(&e) {
@@ -570,22 +556,13 @@ pub fn decrypt_file(archive: &Path, out: &Path, keys: &Keys) -> Result<u64, Decr
         }
         None => DecryptFileError::Io(format!("cannot decrypt {}", archive.display()), e),
     })?;
-    w.flush().map_err(io_err(writing.clone()))?;
-    let tmp = w
-        .into_inner()
-        .map_err(|e| DecryptFileError::Io(writing.clone(), e.into_error()))?;
-    tmp.as_file().sync_all().map_err(io_err(writing.clone()))?;
-    tmp.persist_noclobber(out)
-        .map_err(|e| DecryptFileError::Io(writing.clone(), e.error))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
+    // into_inner flushes the buffer.
+    w.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|tmp| persist_new(tmp, out))
         .map_err(io_err(writing))?;
     Ok(bytes)
 }
-
-// ---------------------------------------------------------------------------------------------
-// The process-wide keys of read commands
-// ---------------------------------------------------------------------------------------------
 
 static INSTALLED: RwLock<Option<Arc<Keys>>> = RwLock::new(None);
 
@@ -595,7 +572,6 @@ pub fn install(keys: Keys) {
     *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(keys));
 }
 
-/// The installed keys (none when nothing was installed).
 pub fn installed() -> Arc<Keys> {
     INSTALLED
         .read()
@@ -603,10 +579,6 @@ pub fn installed() -> Arc<Keys> {
         .clone()
         .unwrap_or_default()
 }
-
-// ---------------------------------------------------------------------------------------------
-// Key generation
-// ---------------------------------------------------------------------------------------------
 
 /// A new X25519 identity: the identity file's text (as `age-keygen` writes it) and the public recipient.
 pub fn generate(created: &str) -> (SecretString, String) {
@@ -619,45 +591,35 @@ pub fn generate(created: &str) -> (SecretString, String) {
     (SecretString::from(text), public)
 }
 
+/// The directory `path` is in (`.` for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Write a new identity file with mode 0600 atomically; never replaces an existing file.
 pub fn write_identity_file(path: &Path, text: &SecretString) -> io::Result<()> {
     use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".proxkeep-key-")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)?;
+    let mut tmp = private_temp(dir_of(path), ".proxkeep-key-")?;
     tmp.write_all(text.expose_secret().as_bytes())?;
-    tmp.as_file().sync_all()?;
-    // persist_noclobber: a key file that exists already is never replaced (it may be the only copy).
-    tmp.persist_noclobber(path).map_err(|e| e.error)?;
-    fs::File::open(dir)?.sync_all()
+    persist_new(tmp, path)
 }
 
-impl Seal {
-    /// What the backup encrypts with (`[encryption]`: a passphrase file, else recipients and a recipients
-    /// file). Reads the files: their errors name the file (and line), never the passphrase.
-    pub fn new(
-        recipients: &[String],
-        recipients_file: Option<&Path>,
-        passphrase_file: Option<&Path>,
-    ) -> Result<Seal, CryptError> {
-        if let Some(p) = passphrase_file {
-            return read_passphrase_file(p).map(Seal::Passphrase);
-        }
-        let mut out = Vec::new();
-        for r in recipients {
-            // Checked at load time already.
-            out.push(parse_recipient(r).map_err(CryptError::Key)?);
-        }
-        if let Some(f) = recipients_file {
-            out.extend(read_recipients_file(f)?);
-        }
-        Ok(Seal::Recipients(out))
-    }
+/// A new temp file with mode 0600 in `dir`.
+fn private_temp(dir: &Path, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+}
+
+/// Sync `tmp` and make it `path`, then sync the directory. A file at `path` is never replaced (a key file may
+/// be the only copy).
+fn persist_new(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    fs::File::open(dir_of(path))?.sync_all()
 }
 
 #[cfg(test)]

@@ -76,16 +76,14 @@ fn unescape_label(v: &str) -> String {
 /// Read back what a previous [`render`] wrote (anything unparsable is ignored: it is only a memory).
 pub fn parse_previous(text: &str) -> Previous {
     let mut p = Previous::default();
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
+    let samples = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series, value.parse::<f64>().ok()?))
+        });
+    for (series, value) in samples {
         let (name, labels) = match series.split_once('{') {
             Some((n, rest)) => (n, rest.strip_suffix('}').unwrap_or(rest)),
             None => (series, ""),

@@ -81,7 +81,6 @@ pub fn redactor(config: &Config) -> Redactor {
     r
 }
 
-/// One configured channel.
 #[derive(Debug, Clone, Copy)]
 pub enum Channel<'a> {
     Email(&'a EmailConfig),
@@ -200,7 +199,6 @@ pub fn send(ch: Channel<'_>, r: &Report, log_tail: &[String]) -> Delivery {
     delivery(ch, "report", started, outcome)
 }
 
-/// Send one ping.
 pub fn ping(c: &PingConfig, kind: Ping, log_tail: &[String]) -> Delivery {
     let started = Instant::now();
     let ch = Channel::Ping(c);

@@ -41,9 +41,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// An external command: program, arguments and extra environment.
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
-    /// Program name (looked up in `PATH`) or path.
     pub program: String,
-    /// Arguments, not including the program name.
     pub args: Vec<String>,
     /// Extra environment variables, applied after `LC_ALL=C` (so they may
     /// override it).
@@ -108,7 +106,6 @@ impl Default for RunOptions {
     }
 }
 
-/// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     /// Exited on its own with this code.
@@ -151,7 +148,6 @@ pub struct CommandResult {
 }
 
 impl CommandResult {
-    /// True when the command exited with code 0.
     pub fn success(&self) -> bool {
         self.status == Status::Exited(0)
     }
@@ -170,33 +166,11 @@ impl CommandResult {
             .map_or(text.len(), |(i, _)| i);
         text[start..].trim_start().to_string()
     }
-
-    fn without_output(status: Status, start: Instant) -> Self {
-        CommandResult {
-            status,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            duration: start.elapsed(),
-        }
-    }
 }
 
 /// Runs one command to completion, timeout or cancellation.
 pub fn run(spec: &CommandSpec, opts: &RunOptions, cancel: &AtomicBool) -> CommandResult {
-    run_inner(spec, None, opts, cancel)
-}
-
-/// Like [`run`], but feeds `input` to the command's stdin (written on its own
-/// thread, then closed).
-pub fn run_with_input(
-    spec: &CommandSpec,
-    input: &[u8],
-    opts: &RunOptions,
-    cancel: &AtomicBool,
-) -> CommandResult {
-    run_inner(spec, Some(input), opts, cancel)
+    run_with_input(spec, None, opts, cancel)
 }
 
 /// Runs all `specs`, at most `concurrency` at a time (0 counts as 1), and
@@ -243,14 +217,15 @@ pub fn run_all(
         .collect()
 }
 
-/// Why we stopped a command ourselves.
 enum Stop {
     Timeout,
     Cancel,
     WaitFailed(io::Error),
 }
 
-fn run_inner(
+/// Like [`run`], but feeds `input` (if any) to the command's stdin (written on
+/// its own thread, then closed).
+pub fn run_with_input(
     spec: &CommandSpec,
     input: Option<&[u8]>,
     opts: &RunOptions,
@@ -258,7 +233,7 @@ fn run_inner(
 ) -> CommandResult {
     let start = Instant::now();
     if cancel.load(Ordering::Relaxed) {
-        return CommandResult::without_output(Status::Cancelled, start);
+        return without_output(Status::Cancelled, start);
     }
 
     let mut cmd = Command::new(&spec.program);
@@ -276,16 +251,17 @@ fn run_inner(
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return CommandResult::without_output(Status::Absent, start);
+            return without_output(Status::Absent, start);
         }
-        Err(e) => return CommandResult::without_output(Status::SpawnFailed(e.to_string()), start),
+        Err(e) => return without_output(Status::SpawnFailed(e.to_string()), start),
     };
     // `process_group(0)`: the child leads a new group whose id is its pid.
     let group = Pid::from_child(&child);
 
     let shared = Arc::new(Shared::default());
     if let Err(e) = start_io(&mut child, input, opts.max_output, &shared) {
-        signal_group(group, Signal::KILL);
+        // Signal errors (ESRCH: the group is empty already) are of no interest here and below.
+        let _ = kill_process_group(group, Signal::KILL);
         reap(child, SETTLE);
         wait_drained(&shared, Instant::now() + SETTLE, None);
         let why = format!("cannot start I/O thread: {e}");
@@ -320,15 +296,15 @@ fn run_inner(
             // something it left running; give that `grace`, then kill it.
             let linger = Instant::now() + opts.grace;
             if !wait_drained(&shared, linger, Some(cancel)) {
-                signal_group(group, Signal::KILL);
+                let _ = kill_process_group(group, Signal::KILL);
                 wait_drained(&shared, Instant::now() + SETTLE, None);
             }
             // Leftovers that closed their stdio are still leftovers.
-            signal_group(group, Signal::KILL);
+            let _ = kill_process_group(group, Signal::KILL);
             exit_status(exit)
         }
         Err(stop) => {
-            signal_group(group, Signal::TERM);
+            let _ = kill_process_group(group, Signal::TERM);
             // A cancel arriving while a timed-out command is given its grace
             // cuts the grace short; a cancelled command gets the full grace.
             let escalate = match stop {
@@ -336,7 +312,7 @@ fn run_inner(
                 _ => None,
             };
             let exited = wait_child(&mut child, opts.grace, escalate);
-            signal_group(group, Signal::KILL);
+            let _ = kill_process_group(group, Signal::KILL);
             if !exited {
                 reap(child, SETTLE);
             }
@@ -357,12 +333,6 @@ fn exit_status(exit: ExitStatus) -> Status {
         (None, Some(sig)) => Status::Signaled(sig),
         (None, None) => Status::Exited(-1),
     }
-}
-
-/// Sends `sig` to every process in the group; errors (typically `ESRCH`, the
-/// group is empty) are of no interest.
-fn signal_group(group: Pid, sig: Signal) {
-    let _ = kill_process_group(group, sig);
 }
 
 /// Waits up to `limit` for the child to exit (and reaps it); returns whether
@@ -521,6 +491,10 @@ fn wait_drained(shared: &Shared, deadline: Instant, cancel: Option<&AtomicBool>)
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
+}
+
+fn without_output(status: Status, start: Instant) -> CommandResult {
+    collect(status, &Shared::default(), start)
 }
 
 /// Takes the captured output (abandoning readers that are still blocked).
@@ -863,18 +837,18 @@ mod tests {
     fn run_with_input_feeds_stdin() {
         let cancel = AtomicBool::new(false);
         let spec = CommandSpec::new("cat", &[]);
-        let r = run_with_input(&spec, b"hello\nworld", &opts(5_000, 500), &cancel);
+        let r = run_with_input(&spec, Some(b"hello\nworld"), &opts(5_000, 500), &cancel);
         assert_eq!(r.status, Status::Exited(0));
         assert_eq!(r.stdout, b"hello\nworld");
         // Larger than any pipe buffer, in both directions at once.
         let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
-        let r = run_with_input(&spec, &big, &opts(20_000, 500), &cancel);
+        let r = run_with_input(&spec, Some(&big), &opts(20_000, 500), &cancel);
         assert_eq!(r.status, Status::Exited(0));
         assert!(r.stdout == big);
         // A child that does not read its input still finishes.
         let r = run_with_input(
             &CommandSpec::new("true", &[]),
-            &big,
+            Some(&big),
             &opts(5_000, 500),
             &cancel,
         );
@@ -912,7 +886,7 @@ mod tests {
 
     #[test]
     fn stderr_tail_takes_last_chars() {
-        let mut r = CommandResult::without_output(Status::Exited(1), Instant::now());
+        let mut r = without_output(Status::Exited(1), Instant::now());
         r.stderr = b"  first line\nsecond line\n\n".to_vec();
         assert_eq!(r.stderr_tail(100), "first line\nsecond line");
         assert_eq!(r.stderr_tail(4), "line");

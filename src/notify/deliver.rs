@@ -40,7 +40,6 @@ pub enum NotifyError {
 }
 
 impl NotifyError {
-    /// Whether another attempt could succeed.
     pub fn retryable(&self) -> bool {
         match self {
             NotifyError::Status { status, .. } => *status >= 500,
@@ -262,7 +261,6 @@ fn map_error(e: ureq::Error, started: Instant) -> NotifyError {
     }
 }
 
-/// The PEM text of a channel's `ca_file`.
 pub fn read_ca_file(p: &Path) -> Result<Vec<u8>, NotifyError> {
     std::fs::read(p)
         .map_err(|e| NotifyError::Setup(format!("cannot read ca_file {}: {e}", p.display())))

@@ -69,7 +69,7 @@ fn send_sendmail(c: &EmailConfig, msg: &Message, timeout: Duration) -> Result<()
     };
     // Never cancelled: a SIGTERM that stopped the backup is exactly what the mail must still report.
     let never = AtomicBool::new(false);
-    let r = runner::run_with_input(&spec, &msg.formatted(), &opts, &never);
+    let r = runner::run_with_input(&spec, Some(&msg.formatted()), &opts, &never);
     let stderr = clip(&r.stderr_tail(300), 300);
     match r.status {
         Status::Exited(0) => Ok(()),

@@ -67,7 +67,7 @@ impl ArchiveInfo {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct TierInfo {
     /// `local`, `secondary:NAME` or `remote:NAME`.
     pub tier: String,
@@ -212,13 +212,10 @@ impl Report {
         rep.set_tiers(vec![TierInfo {
             tier: "local".into(),
             ok: true,
-            error: None,
-            copied: 0,
             removed: 1,
-            damaged: 0,
             archives: 7,
             bytes: 8_641_969,
-            last_copy: None,
+            ..TierInfo::default()
         }]);
         rep.set_problems(vec![
             "this is a test message from `proxkeep notify test`: no backup ran".into(),

@@ -11,6 +11,7 @@ use super::report::{Report, Status};
 use crate::config::{
     ChatId, GotifyConfig, NtfyConfig, PingConfig, TelegramConfig, WebhookConfig, WebhookFormat,
 };
+use serde_json::json;
 
 /// Telegram's limit for one message's text.
 pub const TELEGRAM_MAX: usize = 4096;
@@ -67,8 +68,8 @@ pub fn telegram(c: &TelegramConfig, r: &Report) -> Vec<HttpRequest> {
     // redactor knows the token anyway.
     let url = format!("{}/bot{}/sendMessage", c.api_url, c.bot_token);
     let chat = match &c.chat_id {
-        ChatId::Id(n) => serde_json::json!(n),
-        ChatId::Name(s) => serde_json::json!(s),
+        ChatId::Id(n) => json!(n),
+        ChatId::Name(s) => json!(s),
     };
     split_message(&r.text(), TELEGRAM_MAX)
         .into_iter()
@@ -76,7 +77,7 @@ pub fn telegram(c: &TelegramConfig, r: &Report) -> Vec<HttpRequest> {
             json_request(
                 "POST",
                 url.clone(),
-                &serde_json::json!({
+                &json!({
                     "chat_id": chat, "text": text, "disable_web_page_preview": true,
                 }),
             )
@@ -92,7 +93,7 @@ pub fn gotify(c: &GotifyConfig, r: &Report) -> HttpRequest {
     let mut req = json_request(
         "POST",
         format!("{}/message", c.url),
-        &serde_json::json!({
+        &json!({
             "title": r.title(),
             "message": r.text(),
             "priority": GOTIFY_PRIORITY[r.status as usize],
@@ -126,7 +127,7 @@ pub fn ntfy(c: &NtfyConfig, r: &Report) -> HttpRequest {
         body.push_str("\n…");
     }
     let mut headers = vec![
-        ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+        text_plain(),
         ("Title".into(), ascii_header(&r.title())),
         ("Priority".into(), priority.to_string()),
         ("Tags".into(), tags.into()),
@@ -142,6 +143,10 @@ pub fn ntfy(c: &NtfyConfig, r: &Report) -> HttpRequest {
     }
 }
 
+fn text_plain() -> (String, String) {
+    ("Content-Type".into(), "text/plain; charset=utf-8".into())
+}
+
 /// Header values must be visible ASCII; a host name always is, but be safe.
 fn ascii_header(s: &str) -> String {
     s.replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "?")
@@ -150,11 +155,7 @@ fn ascii_header(s: &str) -> String {
 /// Lowercase hex HMAC-SHA256 of `body` under `key`.
 pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
     let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
-    ring::hmac::sign(&k, body)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    base16ct::lower::encode_string(ring::hmac::sign(&k, body).as_ref())
 }
 
 pub fn webhook(c: &WebhookConfig, r: &Report) -> HttpRequest {
@@ -164,14 +165,10 @@ pub fn webhook(c: &WebhookConfig, r: &Report) -> HttpRequest {
         WebhookFormat::Json => json_request(method, c.url.clone(), r),
         WebhookFormat::Discord => {
             let text = super::deliver::clip(&r.text(), DISCORD_MAX - 10);
-            let body = serde_json::json!({"content": text, "username": "proxkeep"});
+            let body = json!({"content": text, "username": "proxkeep"});
             json_request(method, c.url.clone(), &body)
         }
-        WebhookFormat::Slack => json_request(
-            method,
-            c.url.clone(),
-            &serde_json::json!({"text": r.text()}),
-        ),
+        WebhookFormat::Slack => json_request(method, c.url.clone(), &json!({"text": r.text()})),
     };
     for (k, v) in &c.headers {
         req.headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
@@ -230,10 +227,10 @@ impl Ping {
 pub const PING_BODY_MAX: usize = 10_000;
 
 pub fn ping(c: &PingConfig, kind: Ping, log_tail: &[String]) -> HttpRequest {
-    let (method, suffix, mut body) = match kind {
-        Ping::Start => ("GET", "start", String::new()),
-        Ping::Success => ("GET", "", String::new()),
-        Ping::Fail => ("POST", "fail", log_tail.join("\n")),
+    let (method, suffix, mut body, headers) = match kind {
+        Ping::Start => ("GET", "start", String::new(), vec![]),
+        Ping::Success => ("GET", "", String::new(), vec![]),
+        Ping::Fail => ("POST", "fail", log_tail.join("\n"), vec![text_plain()]),
     };
     if body.len() > PING_BODY_MAX {
         let mut start = body.len() - PING_BODY_MAX;
@@ -242,10 +239,6 @@ pub fn ping(c: &PingConfig, kind: Ping, log_tail: &[String]) -> HttpRequest {
         }
         body.drain(..start);
     }
-    let headers = match kind {
-        Ping::Fail => vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
-        _ => vec![],
-    };
     HttpRequest {
         method,
         url: ping_url(&c.url, suffix),

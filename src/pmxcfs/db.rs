@@ -1,6 +1,6 @@
 //! The database as SQLite sees it: a consistent snapshot of a live db, its integrity, its version row.
 
-use super::{PmxcfsError, TreeProblem, VERSION_NAME, query_err, tree_err};
+use super::{PmxcfsError, TreeProblem, VERSION_NAME, bad_value, query_err, tree_err};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -19,7 +19,6 @@ const INTEGRITY_LINES: usize = 10;
 #[derive(Debug)]
 pub struct DbSnapshot {
     pub file: tempfile::NamedTempFile,
-    /// Size of the copy in bytes.
     pub size: u64,
     /// Rows in the `tree` table, the `__version__` row included.
     pub rows: u64,
@@ -126,17 +125,7 @@ pub fn db_version(db: &Path) -> Result<u64, PmxcfsError> {
     if name != VERSION_NAME {
         return Err(tree_err(db, TreeProblem::RootMisnamed { name }));
     }
-    let bad = |detail: String| {
-        let (inode, column) = (0, "version");
-        tree_err(
-            db,
-            TreeProblem::BadValue {
-                inode,
-                column,
-                detail,
-            },
-        )
-    };
+    let bad = |detail: String| bad_value(db, 0, "version", detail);
     let version = version.map_err(|kind| bad(format!("holds {kind}, not an integer")))?;
     u64::try_from(version).map_err(|_| bad(format!("is negative ({version})")))
 }
@@ -216,12 +205,7 @@ fn check_integrity(conn: &Connection, db: &Path) -> Result<(), PmxcfsError> {
     if outcome.is_ok() && lines.len() == 1 && lines[0] == "ok" {
         return Ok(());
     }
-    let mut answer = lines
-        .iter()
-        .take(INTEGRITY_LINES)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join("; ");
+    let mut answer = lines[..lines.len().min(INTEGRITY_LINES)].join("; ");
     if lines.len() > INTEGRITY_LINES {
         answer.push_str(&format!("; ... ({} more)", lines.len() - INTEGRITY_LINES));
     }

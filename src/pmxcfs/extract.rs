@@ -218,13 +218,8 @@ fn make_links(
             _ => format!("nodes/{node}/{name}"),
         };
         let shown = dir.join(name);
-        rustix::fs::symlinkat(target.as_str(), root, name).map_err(create_err(
-            db,
-            root,
-            name,
-            &shown,
-            "create symlink",
-        ))?;
+        let cerr = create_err(db, root, name, &shown, "create symlink");
+        rustix::fs::symlinkat(target.as_str(), root, name).map_err(cerr)?;
         set_link_meta(root, name, owner, None)
             .map_err(|err| io_err(db, &shown, "set the owner of", err.into()))?;
     }

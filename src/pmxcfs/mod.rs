@@ -201,6 +201,24 @@ fn tree_err(db: &Path, problem: TreeProblem) -> PmxcfsError {
     }
 }
 
+fn bad_value(db: &Path, inode: i64, column: &'static str, detail: String) -> PmxcfsError {
+    let problem = TreeProblem::BadValue {
+        inode,
+        column,
+        detail,
+    };
+    tree_err(db, problem)
+}
+
+fn bad_name(db: &Path, inode: u64, name: String, reason: &'static str) -> PmxcfsError {
+    let problem = TreeProblem::BadName {
+        inode,
+        name,
+        reason,
+    };
+    tree_err(db, problem)
+}
+
 /// A usable single path component (row name or node name).
 pub fn check_component(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {

@@ -2,8 +2,8 @@
 
 use super::db::{open_ro, require_tree_table, value_kind};
 use super::{
-    NodeKind, PmxcfsError, TreeEntry, TreeProblem, VERSION_NAME, check_component, query_err,
-    tree_err,
+    NodeKind, PmxcfsError, TreeEntry, TreeProblem, VERSION_NAME, bad_name, bad_value,
+    check_component, query_err, tree_err,
 };
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
@@ -55,17 +55,7 @@ fn load_rows(conn: &Connection, db: &Path) -> Result<Vec<Row>, PmxcfsError> {
             ValueRef::Integer(i) => i,
             _ => -1,
         };
-        let bad = |column: &'static str, detail: String| {
-            let inode = inode_raw;
-            tree_err(
-                db,
-                TreeProblem::BadValue {
-                    inode,
-                    column,
-                    detail,
-                },
-            )
-        };
+        let bad = |column, detail| bad_value(db, inode_raw, column, detail);
         let holds = |v: ValueRef<'_>, what: &str| format!("holds {}, not {what}", value_kind(v));
         let int = |idx: usize, column: &'static str| match r.get_ref(idx).map_err(qerr)? {
             ValueRef::Integer(i) => Ok(i),
@@ -87,15 +77,7 @@ fn load_rows(conn: &Connection, db: &Path) -> Result<Vec<Row>, PmxcfsError> {
         };
         let name = String::from_utf8(name).map_err(|e| {
             let name = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            let reason = "not valid UTF-8";
-            tree_err(
-                db,
-                TreeProblem::BadName {
-                    inode,
-                    name,
-                    reason,
-                },
-            )
+            bad_name(db, inode, name, "not valid UTF-8")
         })?;
         let data = match r.get_ref(7).map_err(qerr)? {
             ValueRef::Null => Vec::new(),
@@ -121,14 +103,7 @@ fn load_rows(conn: &Connection, db: &Path) -> Result<Vec<Row>, PmxcfsError> {
             continue;
         }
         if let Err(reason) = check_component(&name) {
-            return Err(tree_err(
-                db,
-                TreeProblem::BadName {
-                    inode,
-                    name,
-                    reason,
-                },
-            ));
+            return Err(bad_name(db, inode, name, reason));
         }
         out.push(Row {
             inode,
