@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::fsx::hash_reader;
 use crate::host::{HostFacts, Root};
 use crate::secrets::is_secret;
+use crate::store::file_name;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -167,13 +168,9 @@ fn category_rank(name: &str) -> (usize, String) {
     (rank, name.to_string())
 }
 
-fn internal(path: &[u8]) -> bool {
-    path.starts_with(b"proxkeep/")
-}
-
 /// Differences from `a` (old) to `b` (new), grouped by category in catalog order, then by path.
 pub fn compare(a: &[IndexEntry], b: &[IndexEntry], opts: &Options) -> Vec<Difference> {
-    let keep = |e: &&IndexEntry| opts.internal || !internal(&e.path_bytes());
+    let keep = |e: &&IndexEntry| opts.internal || !e.path_bytes().starts_with(b"proxkeep/");
     let old: BTreeMap<Vec<u8>, &IndexEntry> =
         a.iter().filter(keep).map(|e| (e.path_bytes(), e)).collect();
     let new: BTreeMap<Vec<u8>, &IndexEntry> =
@@ -279,10 +276,6 @@ fn report(
         warnings,
     }
 }
-
-// ------------------------------------------------------------------------------------------------
-// patches
-// ------------------------------------------------------------------------------------------------
 
 /// A unified diff (3 lines of context) of two versions of a text, headed `--- from` and `+++ to`; `None` is an
 /// absent side. `Err(note)` when a side is binary: a NUL byte, or (unless `lossy`) not UTF-8. `diff --patch`
@@ -430,29 +423,13 @@ fn attach_patches(
     }
 }
 
+/// The paths whose content the patches need: (old side, new side).
 fn wanted(diffs: &[Difference], opts: &Options) -> (HashSet<Vec<u8>>, HashSet<Vec<u8>>) {
-    let mut old = HashSet::new();
-    let mut new = HashSet::new();
-    for d in diffs {
-        let (o, n) = needs(d, opts);
-        if o {
-            old.insert(d.raw.clone());
-        }
-        if n {
-            new.insert(d.raw.clone());
-        }
-    }
-    (old, new)
-}
-
-// ------------------------------------------------------------------------------------------------
-// the two kinds of diff
-// ------------------------------------------------------------------------------------------------
-
-fn label(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
+    let side = |which: fn((bool, bool)) -> bool| {
+        let needed = diffs.iter().filter(|d| which(needs(d, opts)));
+        needed.map(|d| d.raw.clone()).collect()
+    };
+    (side(|n| n.0), side(|n| n.1))
 }
 
 /// Archive `a` (old) against archive `b` (new).
@@ -466,7 +443,7 @@ pub fn archives(a: &Path, b: &Path, opts: &Options) -> Result<Report, InspectErr
         let new = archive_files(b, &wn)?;
         attach_patches(&mut diffs, opts, &old, &new);
     }
-    Ok(report(label(a), label(b), diffs, Vec::new()))
+    Ok(report(file_name(a), file_name(b), diffs, Vec::new()))
 }
 
 /// Archive `a` against the host under `root` now: what a backup taken now would hold.
@@ -497,7 +474,7 @@ pub fn live(
         attach_patches(&mut diffs, opts, &old, &new);
     }
     Ok(report(
-        label(a),
+        file_name(a),
         format!("host {}", root.dir().display()),
         diffs,
         host.index.warnings,
@@ -599,23 +576,7 @@ fn db_tree(db: &Path) -> Result<Vec<(IndexEntry, Vec<u8>)>, crate::pmxcfs::Pmxcf
 }
 
 fn live_entry(fs_path: &Path, raw: &[u8], category: &str, kind: Kind) -> io::Result<IndexEntry> {
-    let (path, path_hex) = path_fields(raw);
-    let mut e = IndexEntry {
-        path,
-        path_hex,
-        category: category.to_string(),
-        kind,
-        size: 0,
-        mode: String::new(),
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        sha256: None,
-        target: None,
-        xattrs: vec![],
-        source: None,
-    };
-    let md = if kind == Kind::File {
+    let (md, sha256, target, xattrs) = if kind == Kind::File {
         // As the backup opens it: never follow a link, never block on a FIFO swapped in.
         let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
         let f = OpenOptions::new()
@@ -623,33 +584,38 @@ fn live_entry(fs_path: &Path, raw: &[u8], category: &str, kind: Kind) -> io::Res
             .custom_flags(flags.bits() as i32)
             .open(fs_path)?;
         let md = f.metadata()?;
-        e.sha256 = Some(hash_reader(&f)?.0);
-        e.size = md.len();
-        e.xattrs = collect::xattrs_fd(&f).into_iter().map(|(k, _)| k).collect();
-        md
+        let sha256 = hash_reader(&f)?.0;
+        (md, Some(sha256), None, collect::xattrs_fd(&f))
     } else {
         let md = fs::symlink_metadata(fs_path)?;
-        if kind == Kind::Symlink {
-            e.target = Some(path_fields(fs::read_link(fs_path)?.as_os_str().as_bytes()).0);
-        }
-        e.xattrs = collect::xattrs_path(fs_path)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        md
+        let target = match kind {
+            Kind::Symlink => Some(path_fields(fs::read_link(fs_path)?.as_os_str().as_bytes()).0),
+            _ => None,
+        };
+        (md, None, target, collect::xattrs_path(fs_path))
     };
-    e.kind = if md.is_dir() {
-        Kind::Dir
-    } else if md.file_type().is_symlink() {
-        Kind::Symlink
-    } else {
-        kind
-    };
-    e.mode = format!("{:04o}", md.mode() & 0o7777);
-    e.uid = md.uid();
-    e.gid = md.gid();
-    e.mtime = md.mtime();
-    Ok(e)
+    let (path, path_hex) = path_fields(raw);
+    Ok(IndexEntry {
+        path,
+        path_hex,
+        category: category.to_string(),
+        kind: if md.is_dir() {
+            Kind::Dir
+        } else if md.file_type().is_symlink() {
+            Kind::Symlink
+        } else {
+            kind
+        },
+        size: if kind == Kind::File { md.len() } else { 0 },
+        mode: format!("{:04o}", md.mode() & 0o7777),
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: md.mtime(),
+        sha256,
+        target,
+        xattrs: xattrs.into_iter().map(|(k, _)| k).collect(),
+        source: None,
+    })
 }
 
 #[cfg(test)]

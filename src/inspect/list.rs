@@ -9,12 +9,13 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Read back completely without a problem, and the file is unchanged since.
     Ok,
     /// Never read back (or changed since), and nothing cheap shows damage.
+    #[default]
     Unverified,
     /// The last read-back failed, or the file is visibly cut off or unreadable.
     Damaged,
@@ -31,7 +32,7 @@ impl State {
 }
 
 /// One line of `list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Listed {
     pub name: String,
     pub path: PathBuf,
@@ -100,8 +101,8 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError>
 }
 
 fn list_one(dir: &Path, l: &store::Listed, rec: Option<&state::Record>) -> Listed {
-    let name = l.name.to_string();
     let mut out = Listed {
+        name: l.name.to_string(),
         path: dir.join(&l.file),
         host: l.name.host.clone(),
         role: l.name.role.to_string(),
@@ -111,13 +112,7 @@ fn list_one(dir: &Path, l: &store::Listed, rec: Option<&state::Record>) -> Liste
         compression: l.name.compression.to_string(),
         level: None,
         encrypted: l.name.encrypted,
-        purpose: None,
-        files: None,
-        warnings: None,
-        state: State::Unverified,
-        reason: None,
-        verified: None,
-        name,
+        ..Default::default()
     };
     let (state, reason) = judge(&dir.join(&l.file), rec, &mut out);
     out.state = state;

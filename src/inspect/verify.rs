@@ -91,18 +91,16 @@ pub fn verify(archive: &Path) -> Result<Verified, InspectError> {
     let md = fs::metadata(archive).map_err(InspectError::io(archive))?;
     let v = match reader::verify(archive, None) {
         Ok(v) => v,
-        Err(e)
-            if matches!(
+        Err(e) => {
+            let no_key = matches!(
                 crate::crypt::in_io(&e),
                 Some(crate::crypt::CryptError::NoKey)
-            ) =>
-        {
-            match verify_sidecar_only(archive, &md)? {
-                Some(v) => return Ok(v),
-                None => return Err(InspectError::io(archive)(e)),
+            );
+            if no_key && let Some(v) = verify_sidecar_only(archive, &md)? {
+                return Ok(v);
             }
+            return Err(InspectError::io(archive)(e));
         }
-        Err(e) => return Err(InspectError::io(archive)(e)),
     };
     let name = file_name(archive);
     let mut problems = v.problems.clone();
