@@ -140,7 +140,6 @@ impl Difference {
     }
 }
 
-/// The result of a diff, as printed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub from: String,
@@ -156,16 +155,10 @@ pub struct Report {
 
 /// Catalog order of a category (then `extra`, then unknown names): the order `diff` groups by.
 fn category_rank(name: &str) -> (usize, String) {
-    let n = crate::catalog::CATEGORIES.len();
-    let rank = crate::catalog::CATEGORIES
-        .iter()
-        .position(|c| c.name == name)
-        .unwrap_or(if name == crate::catalog::EXTRA {
-            n
-        } else {
-            n + 1
-        });
-    (rank, name.to_string())
+    use crate::catalog::{CATEGORIES, EXTRA};
+    let rank = CATEGORIES.iter().position(|c| c.name == name);
+    let unknown = CATEGORIES.len() + usize::from(name != EXTRA);
+    (rank.unwrap_or(unknown), name.to_string())
 }
 
 /// Differences from `a` (old) to `b` (new), grouped by category in catalog order, then by path.
@@ -455,11 +448,10 @@ pub fn live(
 ) -> Result<Report, InspectError> {
     let (_, ia) = super::read_meta_index(a)?;
     let host = live_entries(root, config);
-    let unreadable: HashSet<Vec<u8>> = host.unreadable.iter().cloned().collect();
     let old: Vec<IndexEntry> = ia
         .entries
         .into_iter()
-        .filter(|e| !unreadable.contains(&e.path_bytes()))
+        .filter(|e| !host.unreadable.contains(&e.path_bytes()))
         .collect();
     // The host has no `proxkeep/` entries: never compare them here.
     let opts_live = Options {
@@ -481,11 +473,10 @@ pub fn live(
     ))
 }
 
-/// The live host as index entries.
 pub struct Live {
     pub index: Index,
     /// Paths that exist but could not be read: left out of the comparison on both sides.
-    pub unreadable: Vec<Vec<u8>>,
+    pub unreadable: HashSet<Vec<u8>>,
     /// Content of the /etc/pve files rebuilt from config.db (pmxcfs down), for patches.
     pub from_db: HashMap<Vec<u8>, Vec<u8>>,
 }
@@ -497,7 +488,7 @@ pub fn live_entries(root: &Root, config: &Config) -> Live {
     let plan = collect::scan(root, &facts, config);
     let mut index = Index::new();
     index.warnings = plan.warnings.clone();
-    let mut unreadable = Vec::new();
+    let mut unreadable = HashSet::new();
     let mut from_db = HashMap::new();
     if plan.pve_tree_from_db
         && let Some(db) = &plan.config_db
@@ -527,7 +518,7 @@ pub fn live_entries(root: &Root, config: &Config) -> Live {
                     path: Some(item.host_path.display().to_string()),
                     message: format!("cannot read, left out of the comparison: {e}"),
                 });
-                unreadable.push(raw.to_vec());
+                unreadable.insert(raw.to_vec());
             }
         }
     }

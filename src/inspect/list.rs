@@ -66,12 +66,7 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError>
     let found = match store::list(dir, host) {
         Ok(l) => l,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(InspectError::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
+        Err(e) => return Err(InspectError::io(dir)(e)),
     };
     let records = state::load(dir).archives;
     // Each archive costs a few small reads and, when unverified, a walk over its block headers: spread them
@@ -182,23 +177,15 @@ fn judge(path: &Path, rec: Option<&state::Record>, out: &mut Listed) -> (State, 
             ));
         }
     }
+    let changed = rec.map(|_| "changed since it was last verified".to_string());
     if out.encrypted {
-        let reason = match (unreadable, rec.is_some()) {
-            (Some(u), _) => Some(u),
-            (None, true) => Some("changed since it was last verified".into()),
-            (None, false) => None,
-        };
-        return (State::Unverified, reason);
+        return (State::Unverified, unreadable.or(changed));
     }
     // Unverified or changed since: at least check the container's framing (cheap, no decompression).
     match framing(path) {
         Some(Structure::Broken(why)) => damaged(why),
         None => damaged("cannot read".into()),
-        Some(_) if rec.is_some() => (
-            State::Unverified,
-            Some("changed since it was last verified".into()),
-        ),
-        Some(_) => (State::Unverified, None),
+        Some(_) => (State::Unverified, changed),
     }
 }
 

@@ -95,7 +95,6 @@ impl InspectError {
     }
 }
 
-/// Open `archive` for reading its tar stream from the start.
 fn open_tar(archive: &Path) -> Result<TarReader, InspectError> {
     Ok(Opened::open(archive)
         .map_err(InspectError::io(archive))?

@@ -56,7 +56,6 @@ pub fn read_meta_index(archive: &Path) -> Result<(Meta, Index), InspectError> {
     Ok((meta, index))
 }
 
-/// Per-category counts of an archive.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CategorySummary {
     pub category: String,

@@ -12,14 +12,12 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// What `verify` found for one archive.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verified {
     pub archive: PathBuf,
     pub name: String,
     pub ok: bool,
     pub compression: Compression,
-    /// Size of the file.
     pub size: u64,
     pub entries: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

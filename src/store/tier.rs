@@ -90,7 +90,6 @@ pub fn recorded_verification(dir: &Path) -> HashMap<String, bool> {
         .collect()
 }
 
-/// The retention plan for a set of archives.
 pub fn plan_for(
     archives: &[Listed],
     verified: &HashMap<String, bool>,
@@ -117,7 +116,6 @@ pub fn plan_for(
         .collect()
 }
 
-/// A place that holds archives.
 pub trait Tier {
     fn label(&self) -> String;
     fn policy(&self) -> Policy;
@@ -336,7 +334,6 @@ struct LsEntry {
     hashes: HashMap<String, String>,
 }
 
-/// Parse `rclone lsjson` output.
 fn parse_lsjson(text: &[u8]) -> Result<Vec<(String, u64, HashMap<String, String>)>, TierError> {
     let v: Vec<LsEntry> = serde_json::from_slice(text).map_err(|e| TierError::Rclone {
         what: "lsjson".into(),
