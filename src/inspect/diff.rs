@@ -47,14 +47,22 @@ pub enum Change {
     Changed,
 }
 
+/// A field's value on the old side and on the new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FromTo<T> {
+    pub from: T,
+    pub to: T,
+}
+
+fn from_to<T>(from: T, to: T) -> FromTo<T> {
+    FromTo { from, to }
+}
+
 /// One way an entry present on both sides differs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "field", rename_all = "lowercase")]
 pub enum Detail {
-    Kind {
-        from: Kind,
-        to: Kind,
-    },
+    Kind(FromTo<Kind>),
     /// Sizes and hashes are left out (`None`) for secrets unless `--show-secrets`.
     Content {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,31 +74,17 @@ pub enum Detail {
         #[serde(skip_serializing_if = "Option::is_none")]
         to_sha256: Option<String>,
     },
-    Mode {
-        from: String,
-        to: String,
-    },
-    Owner {
-        from: String,
-        to: String,
-    },
-    Target {
-        from: Option<String>,
-        to: Option<String>,
-    },
-    Xattrs {
-        from: Vec<String>,
-        to: Vec<String>,
-    },
+    Mode(FromTo<String>),
+    Owner(FromTo<String>),
+    Target(FromTo<Option<String>>),
+    Xattrs(FromTo<Vec<String>>),
 }
 
 impl std::fmt::Display for Detail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
         match self {
-            Detail::Kind { from, to } => {
-                write!(f, "kind {} → {}", from.name(), to.name())
-            }
+            Detail::Kind(c) => write!(f, "kind {} → {}", c.from.name(), c.to.name()),
             Detail::Content {
                 from_size: Some(a),
                 to_size: Some(b),
@@ -100,11 +94,11 @@ impl std::fmt::Display for Detail {
                 from_size: Some(_), ..
             } => write!(f, "content"),
             Detail::Content { .. } => write!(f, "content (secret: not shown)"),
-            Detail::Mode { from, to } => write!(f, "mode {from} → {to}"),
-            Detail::Owner { from, to } => write!(f, "owner {from} → {to}"),
-            Detail::Target { from, to } => write!(f, "target {} → {}", opt(from), opt(to)),
-            Detail::Xattrs { from, to } => {
-                write!(f, "xattrs [{}] → [{}]", from.join(","), to.join(","))
+            Detail::Mode(c) => write!(f, "mode {} → {}", c.from, c.to),
+            Detail::Owner(c) => write!(f, "owner {} → {}", c.from, c.to),
+            Detail::Target(c) => write!(f, "target {} → {}", opt(&c.from), opt(&c.to)),
+            Detail::Xattrs(c) => {
+                write!(f, "xattrs [{}] → [{}]", c.from.join(","), c.to.join(","))
             }
         }
     }
@@ -212,10 +206,7 @@ pub fn compare(a: &[IndexEntry], b: &[IndexEntry], opts: &Options) -> Vec<Differ
 fn details(o: &IndexEntry, n: &IndexEntry, show_content: bool) -> Vec<Detail> {
     let mut d = Vec::new();
     if o.kind != n.kind {
-        d.push(Detail::Kind {
-            from: o.kind,
-            to: n.kind,
-        });
+        d.push(Detail::Kind(from_to(o.kind, n.kind)));
     } else if o.kind == Kind::File && (o.sha256 != n.sha256 || o.size != n.size) {
         let shown = |v: &Option<String>| v.clone().filter(|_| show_content);
         d.push(Detail::Content {
@@ -226,28 +217,17 @@ fn details(o: &IndexEntry, n: &IndexEntry, show_content: bool) -> Vec<Detail> {
         });
     }
     if o.mode_bits() != n.mode_bits() && o.kind != Kind::Symlink && n.kind != Kind::Symlink {
-        d.push(Detail::Mode {
-            from: o.mode.clone(),
-            to: n.mode.clone(),
-        });
+        d.push(Detail::Mode(from_to(o.mode.clone(), n.mode.clone())));
     }
     if (o.uid, o.gid) != (n.uid, n.gid) {
-        d.push(Detail::Owner {
-            from: format!("{}:{}", o.uid, o.gid),
-            to: format!("{}:{}", n.uid, n.gid),
-        });
+        let owner = |e: &IndexEntry| format!("{}:{}", e.uid, e.gid);
+        d.push(Detail::Owner(from_to(owner(o), owner(n))));
     }
     if o.kind == Kind::Symlink && n.kind == Kind::Symlink && o.target != n.target {
-        d.push(Detail::Target {
-            from: o.target.clone(),
-            to: n.target.clone(),
-        });
+        d.push(Detail::Target(from_to(o.target.clone(), n.target.clone())));
     }
     if o.xattrs != n.xattrs {
-        d.push(Detail::Xattrs {
-            from: o.xattrs.clone(),
-            to: n.xattrs.clone(),
-        });
+        d.push(Detail::Xattrs(from_to(o.xattrs.clone(), n.xattrs.clone())));
     }
     d
 }
@@ -381,9 +361,6 @@ fn attach_patches(
     new: &HashMap<Vec<u8>, Option<Vec<u8>>>,
 ) {
     for d in diffs.iter_mut() {
-        if d.kind != Kind::File && d.change != Change::Changed {
-            continue;
-        }
         if d.secret && !opts.show_secrets {
             if d.kind == Kind::File && (d.change != Change::Changed || d.content_changed()) {
                 d.patch_note = Some("secret: content not shown (--show-secrets shows it)".into());
@@ -688,10 +665,10 @@ mod tests {
         );
         assert_eq!(
             d[0].details,
-            vec![Detail::Target {
-                from: Some("nodes/a".into()),
-                to: Some("nodes/b".into())
-            }]
+            vec![Detail::Target(from_to(
+                Some("nodes/a".into()),
+                Some("nodes/b".into())
+            ))]
         );
         assert!(d[1].secret);
         // A secret's change carries neither sizes nor hashes.
@@ -706,10 +683,7 @@ mod tests {
         );
         assert_eq!(
             d[4].details,
-            vec![Detail::Mode {
-                from: "0644".into(),
-                to: "0600".into()
-            }]
+            vec![Detail::Mode(from_to("0644".into(), "0600".into()))]
         );
         assert_eq!(d[4].details[0].to_string(), "mode 0644 → 0600");
         // --show-secrets shows the hashes; --internal brings the command outputs in.
@@ -731,6 +705,20 @@ mod tests {
             .find(|x| x.path == "etc/pve/priv/shadow.cfg")
             .unwrap();
         assert!(matches!(&s.details[0], Detail::Content { to_sha256: Some(h), .. } if h == "DD"));
+    }
+
+    #[test]
+    fn detail_json_is_flat() {
+        let d = Detail::Mode(from_to("0644".into(), "0600".into()));
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"field":"mode","from":"0644","to":"0600"}"#
+        );
+        let t = Detail::Target(from_to(None, Some("x".into())));
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"field":"target","from":null,"to":"x"}"#
+        );
     }
 
     #[test]

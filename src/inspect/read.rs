@@ -2,8 +2,8 @@
 
 use super::{InspectError, normalize_entry_path, open_tar};
 use crate::archive::format::{
-    Absent, CommandRecord, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, Skipped, Totals,
-    Warning, path_fields,
+    Absent, CommandRecord, INDEX_PATH, Index, Kind, META_PATH, Meta, Skipped, Totals, Warning,
+    path_fields,
 };
 use crate::fsx::hash_reader;
 use serde::Serialize;
@@ -320,11 +320,11 @@ pub fn cat(archive: &Path, path: &str, out: &mut dyn Write) -> Result<CatInfo, I
         ));
     };
     let damaged = |why: &str| InspectError::damaged(archive, Some(want.as_bytes()), None, why);
-    match index
+    let entry = index
         .entries
         .iter()
-        .find(|e: &&IndexEntry| e.path_bytes() == want.as_bytes())
-    {
+        .find(|e| e.path_bytes() == want.as_bytes());
+    match entry {
         Some(e) if e.sha256.as_deref() == Some(info.sha256.as_str()) => Ok(info),
         Some(_) => Err(damaged(
             "content hash differs from the index (content damaged or changed): the bytes written are not the ones backed up",
