@@ -195,11 +195,7 @@ pub fn compare(a: &[IndexEntry], b: &[IndexEntry], opts: &Options) -> Vec<Differ
             out.push(mk(p, n, Change::Added, vec![]));
         }
     }
-    out.sort_by(|x, y| {
-        category_rank(&x.category)
-            .cmp(&category_rank(&y.category))
-            .then_with(|| x.raw.cmp(&y.raw))
-    });
+    out.sort_by_cached_key(|d| (category_rank(&d.category), d.raw.clone()));
     out
 }
 
