@@ -100,7 +100,7 @@ pub fn show(archive: &Path) -> Result<Shown, InspectError> {
 }
 
 /// Counts by category, in the archive's category order (then any others by name).
-pub fn summarize(order: &[String], index: &Index) -> Vec<CategorySummary> {
+fn summarize(order: &[String], index: &Index) -> Vec<CategorySummary> {
     let mut by: BTreeMap<&str, CategorySummary> = BTreeMap::new();
     let new = |c: &str| CategorySummary {
         category: c.to_string(),
@@ -342,4 +342,18 @@ fn unchecked(archive: &Path, want: &str, offset: Option<&AtomicU64>, why: &str) 
             "{want} was written in full, but the archive is damaged after it ({why}), so its content could not be checked against the index"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert!(under_prefix("etc/pve/x", "etc/pve"));
+        assert!(under_prefix("etc/pve", "etc/pve"));
+        assert!(!under_prefix("etc/pve2/x", "etc/pve"));
+        assert!(!under_prefix("etc", "etc/pve"));
+        assert!(under_prefix("anything", ""));
+    }
 }
