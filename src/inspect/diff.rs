@@ -284,11 +284,9 @@ fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> Result<String,
 }
 
 /// Which side's content a difference's patch needs: (old, new).
-fn needs(d: &Difference, opts: &Options) -> (bool, bool) {
-    if d.kind != Kind::File || (d.secret && !opts.show_secrets) {
-        return (false, false);
-    }
+fn needs(d: &Difference) -> (bool, bool) {
     match d.change {
+        _ if d.kind != Kind::File => (false, false),
         Change::Added => (false, true),
         Change::Removed => (true, false),
         Change::Changed if d.content_changed() => (true, true),
@@ -357,14 +355,12 @@ fn attach_patches(
     new: &HashMap<Vec<u8>, Option<Vec<u8>>>,
 ) {
     for d in diffs.iter_mut() {
-        if d.secret && !opts.show_secrets {
-            if d.kind == Kind::File && (d.change != Change::Changed || d.content_changed()) {
-                d.patch_note = Some("secret: content not shown (--show-secrets shows it)".into());
-            }
+        let (need_old, need_new) = needs(d);
+        if !need_old && !need_new {
             continue;
         }
-        let (need_old, need_new) = needs(d, opts);
-        if !need_old && !need_new {
+        if d.secret && !opts.show_secrets {
+            d.patch_note = Some("secret: content not shown (--show-secrets shows it)".into());
             continue;
         }
         let side = |m: &HashMap<Vec<u8>, Option<Vec<u8>>>,
@@ -392,7 +388,8 @@ fn attach_patches(
 /// The paths whose content the patches need: (old side, new side).
 fn wanted(diffs: &[Difference], opts: &Options) -> (HashSet<Vec<u8>>, HashSet<Vec<u8>>) {
     let side = |which: fn((bool, bool)) -> bool| {
-        let needed = diffs.iter().filter(|d| which(needs(d, opts)));
+        let shown = diffs.iter().filter(|d| !d.secret || opts.show_secrets);
+        let needed = shown.filter(|d| which(needs(d)));
         needed.map(|d| d.raw.clone()).collect()
     };
     (side(|n| n.0), side(|n| n.1))
