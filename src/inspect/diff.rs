@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::fsx::hash_reader;
 use crate::host::{HostFacts, Root};
 use crate::secrets::is_secret;
+use crate::store::file_name;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -46,14 +47,22 @@ pub enum Change {
     Changed,
 }
 
+/// A field's value on the old side and on the new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FromTo<T> {
+    pub from: T,
+    pub to: T,
+}
+
+fn from_to<T>(from: T, to: T) -> FromTo<T> {
+    FromTo { from, to }
+}
+
 /// One way an entry present on both sides differs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "field", rename_all = "lowercase")]
 pub enum Detail {
-    Kind {
-        from: Kind,
-        to: Kind,
-    },
+    Kind(FromTo<Kind>),
     /// Sizes and hashes are left out (`None`) for secrets unless `--show-secrets`.
     Content {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,31 +74,17 @@ pub enum Detail {
         #[serde(skip_serializing_if = "Option::is_none")]
         to_sha256: Option<String>,
     },
-    Mode {
-        from: String,
-        to: String,
-    },
-    Owner {
-        from: String,
-        to: String,
-    },
-    Target {
-        from: Option<String>,
-        to: Option<String>,
-    },
-    Xattrs {
-        from: Vec<String>,
-        to: Vec<String>,
-    },
+    Mode(FromTo<String>),
+    Owner(FromTo<String>),
+    Target(FromTo<Option<String>>),
+    Xattrs(FromTo<Vec<String>>),
 }
 
 impl std::fmt::Display for Detail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
         match self {
-            Detail::Kind { from, to } => {
-                write!(f, "kind {} → {}", from.name(), to.name())
-            }
+            Detail::Kind(c) => write!(f, "kind {} → {}", c.from.name(), c.to.name()),
             Detail::Content {
                 from_size: Some(a),
                 to_size: Some(b),
@@ -99,11 +94,11 @@ impl std::fmt::Display for Detail {
                 from_size: Some(_), ..
             } => write!(f, "content"),
             Detail::Content { .. } => write!(f, "content (secret: not shown)"),
-            Detail::Mode { from, to } => write!(f, "mode {from} → {to}"),
-            Detail::Owner { from, to } => write!(f, "owner {from} → {to}"),
-            Detail::Target { from, to } => write!(f, "target {} → {}", opt(from), opt(to)),
-            Detail::Xattrs { from, to } => {
-                write!(f, "xattrs [{}] → [{}]", from.join(","), to.join(","))
+            Detail::Mode(c) => write!(f, "mode {} → {}", c.from, c.to),
+            Detail::Owner(c) => write!(f, "owner {} → {}", c.from, c.to),
+            Detail::Target(c) => write!(f, "target {} → {}", opt(&c.from), opt(&c.to)),
+            Detail::Xattrs(c) => {
+                write!(f, "xattrs [{}] → [{}]", c.from.join(","), c.to.join(","))
             }
         }
     }
@@ -139,7 +134,6 @@ impl Difference {
     }
 }
 
-/// The result of a diff, as printed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub from: String,
@@ -155,25 +149,15 @@ pub struct Report {
 
 /// Catalog order of a category (then `extra`, then unknown names): the order `diff` groups by.
 fn category_rank(name: &str) -> (usize, String) {
-    let n = crate::catalog::CATEGORIES.len();
-    let rank = crate::catalog::CATEGORIES
-        .iter()
-        .position(|c| c.name == name)
-        .unwrap_or(if name == crate::catalog::EXTRA {
-            n
-        } else {
-            n + 1
-        });
-    (rank, name.to_string())
-}
-
-fn internal(path: &[u8]) -> bool {
-    path.starts_with(b"proxkeep/")
+    use crate::catalog::{CATEGORIES, EXTRA};
+    let rank = CATEGORIES.iter().position(|c| c.name == name);
+    let unknown = CATEGORIES.len() + usize::from(name != EXTRA);
+    (rank.unwrap_or(unknown), name.to_string())
 }
 
 /// Differences from `a` (old) to `b` (new), grouped by category in catalog order, then by path.
 pub fn compare(a: &[IndexEntry], b: &[IndexEntry], opts: &Options) -> Vec<Difference> {
-    let keep = |e: &&IndexEntry| opts.internal || !internal(&e.path_bytes());
+    let keep = |e: &&IndexEntry| opts.internal || !e.path_bytes().starts_with(b"proxkeep/");
     let old: BTreeMap<Vec<u8>, &IndexEntry> =
         a.iter().filter(keep).map(|e| (e.path_bytes(), e)).collect();
     let new: BTreeMap<Vec<u8>, &IndexEntry> =
@@ -211,21 +195,14 @@ pub fn compare(a: &[IndexEntry], b: &[IndexEntry], opts: &Options) -> Vec<Differ
             out.push(mk(p, n, Change::Added, vec![]));
         }
     }
-    out.sort_by(|x, y| {
-        category_rank(&x.category)
-            .cmp(&category_rank(&y.category))
-            .then_with(|| x.raw.cmp(&y.raw))
-    });
+    out.sort_by_cached_key(|d| (category_rank(&d.category), d.raw.clone()));
     out
 }
 
 fn details(o: &IndexEntry, n: &IndexEntry, show_content: bool) -> Vec<Detail> {
     let mut d = Vec::new();
     if o.kind != n.kind {
-        d.push(Detail::Kind {
-            from: o.kind,
-            to: n.kind,
-        });
+        d.push(Detail::Kind(from_to(o.kind, n.kind)));
     } else if o.kind == Kind::File && (o.sha256 != n.sha256 || o.size != n.size) {
         let shown = |v: &Option<String>| v.clone().filter(|_| show_content);
         d.push(Detail::Content {
@@ -236,28 +213,17 @@ fn details(o: &IndexEntry, n: &IndexEntry, show_content: bool) -> Vec<Detail> {
         });
     }
     if o.mode_bits() != n.mode_bits() && o.kind != Kind::Symlink && n.kind != Kind::Symlink {
-        d.push(Detail::Mode {
-            from: o.mode.clone(),
-            to: n.mode.clone(),
-        });
+        d.push(Detail::Mode(from_to(o.mode.clone(), n.mode.clone())));
     }
     if (o.uid, o.gid) != (n.uid, n.gid) {
-        d.push(Detail::Owner {
-            from: format!("{}:{}", o.uid, o.gid),
-            to: format!("{}:{}", n.uid, n.gid),
-        });
+        let owner = |e: &IndexEntry| format!("{}:{}", e.uid, e.gid);
+        d.push(Detail::Owner(from_to(owner(o), owner(n))));
     }
     if o.kind == Kind::Symlink && n.kind == Kind::Symlink && o.target != n.target {
-        d.push(Detail::Target {
-            from: o.target.clone(),
-            to: n.target.clone(),
-        });
+        d.push(Detail::Target(from_to(o.target.clone(), n.target.clone())));
     }
     if o.xattrs != n.xattrs {
-        d.push(Detail::Xattrs {
-            from: o.xattrs.clone(),
-            to: n.xattrs.clone(),
-        });
+        d.push(Detail::Xattrs(from_to(o.xattrs.clone(), n.xattrs.clone())));
     }
     d
 }
@@ -279,10 +245,6 @@ fn report(
         warnings,
     }
 }
-
-// ------------------------------------------------------------------------------------------------
-// patches
-// ------------------------------------------------------------------------------------------------
 
 /// A unified diff (3 lines of context) of two versions of a text, headed `--- from` and `+++ to`; `None` is an
 /// absent side. `Err(note)` when a side is binary: a NUL byte, or (unless `lossy`) not UTF-8. `diff --patch`
@@ -322,11 +284,9 @@ fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> Result<String,
 }
 
 /// Which side's content a difference's patch needs: (old, new).
-fn needs(d: &Difference, opts: &Options) -> (bool, bool) {
-    if d.kind != Kind::File || (d.secret && !opts.show_secrets) {
-        return (false, false);
-    }
+fn needs(d: &Difference) -> (bool, bool) {
     match d.change {
+        _ if d.kind != Kind::File => (false, false),
         Change::Added => (false, true),
         Change::Removed => (true, false),
         Change::Changed if d.content_changed() => (true, true),
@@ -395,17 +355,12 @@ fn attach_patches(
     new: &HashMap<Vec<u8>, Option<Vec<u8>>>,
 ) {
     for d in diffs.iter_mut() {
-        if d.kind != Kind::File && d.change != Change::Changed {
+        let (need_old, need_new) = needs(d);
+        if !need_old && !need_new {
             continue;
         }
         if d.secret && !opts.show_secrets {
-            if d.kind == Kind::File && (d.change != Change::Changed || d.content_changed()) {
-                d.patch_note = Some("secret: content not shown (--show-secrets shows it)".into());
-            }
-            continue;
-        }
-        let (need_old, need_new) = needs(d, opts);
-        if !need_old && !need_new {
+            d.patch_note = Some("secret: content not shown (--show-secrets shows it)".into());
             continue;
         }
         let side = |m: &HashMap<Vec<u8>, Option<Vec<u8>>>,
@@ -430,29 +385,14 @@ fn attach_patches(
     }
 }
 
+/// The paths whose content the patches need: (old side, new side).
 fn wanted(diffs: &[Difference], opts: &Options) -> (HashSet<Vec<u8>>, HashSet<Vec<u8>>) {
-    let mut old = HashSet::new();
-    let mut new = HashSet::new();
-    for d in diffs {
-        let (o, n) = needs(d, opts);
-        if o {
-            old.insert(d.raw.clone());
-        }
-        if n {
-            new.insert(d.raw.clone());
-        }
-    }
-    (old, new)
-}
-
-// ------------------------------------------------------------------------------------------------
-// the two kinds of diff
-// ------------------------------------------------------------------------------------------------
-
-fn label(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
+    let side = |which: fn((bool, bool)) -> bool| {
+        let shown = diffs.iter().filter(|d| !d.secret || opts.show_secrets);
+        let needed = shown.filter(|d| which(needs(d)));
+        needed.map(|d| d.raw.clone()).collect()
+    };
+    (side(|n| n.0), side(|n| n.1))
 }
 
 /// Archive `a` (old) against archive `b` (new).
@@ -466,7 +406,7 @@ pub fn archives(a: &Path, b: &Path, opts: &Options) -> Result<Report, InspectErr
         let new = archive_files(b, &wn)?;
         attach_patches(&mut diffs, opts, &old, &new);
     }
-    Ok(report(label(a), label(b), diffs, Vec::new()))
+    Ok(report(file_name(a), file_name(b), diffs, Vec::new()))
 }
 
 /// Archive `a` against the host under `root` now: what a backup taken now would hold.
@@ -478,11 +418,10 @@ pub fn live(
 ) -> Result<Report, InspectError> {
     let (_, ia) = super::read_meta_index(a)?;
     let host = live_entries(root, config);
-    let unreadable: HashSet<Vec<u8>> = host.unreadable.iter().cloned().collect();
     let old: Vec<IndexEntry> = ia
         .entries
         .into_iter()
-        .filter(|e| !unreadable.contains(&e.path_bytes()))
+        .filter(|e| !host.unreadable.contains(&e.path_bytes()))
         .collect();
     // The host has no `proxkeep/` entries: never compare them here.
     let opts_live = Options {
@@ -497,18 +436,17 @@ pub fn live(
         attach_patches(&mut diffs, opts, &old, &new);
     }
     Ok(report(
-        label(a),
+        file_name(a),
         format!("host {}", root.dir().display()),
         diffs,
         host.index.warnings,
     ))
 }
 
-/// The live host as index entries.
 pub struct Live {
     pub index: Index,
     /// Paths that exist but could not be read: left out of the comparison on both sides.
-    pub unreadable: Vec<Vec<u8>>,
+    pub unreadable: HashSet<Vec<u8>>,
     /// Content of the /etc/pve files rebuilt from config.db (pmxcfs down), for patches.
     pub from_db: HashMap<Vec<u8>, Vec<u8>>,
 }
@@ -520,7 +458,7 @@ pub fn live_entries(root: &Root, config: &Config) -> Live {
     let plan = collect::scan(root, &facts, config);
     let mut index = Index::new();
     index.warnings = plan.warnings.clone();
-    let mut unreadable = Vec::new();
+    let mut unreadable = HashSet::new();
     let mut from_db = HashMap::new();
     if plan.pve_tree_from_db
         && let Some(db) = &plan.config_db
@@ -550,7 +488,7 @@ pub fn live_entries(root: &Root, config: &Config) -> Live {
                     path: Some(item.host_path.display().to_string()),
                     message: format!("cannot read, left out of the comparison: {e}"),
                 });
-                unreadable.push(raw.to_vec());
+                unreadable.insert(raw.to_vec());
             }
         }
     }
@@ -599,23 +537,7 @@ fn db_tree(db: &Path) -> Result<Vec<(IndexEntry, Vec<u8>)>, crate::pmxcfs::Pmxcf
 }
 
 fn live_entry(fs_path: &Path, raw: &[u8], category: &str, kind: Kind) -> io::Result<IndexEntry> {
-    let (path, path_hex) = path_fields(raw);
-    let mut e = IndexEntry {
-        path,
-        path_hex,
-        category: category.to_string(),
-        kind,
-        size: 0,
-        mode: String::new(),
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        sha256: None,
-        target: None,
-        xattrs: vec![],
-        source: None,
-    };
-    let md = if kind == Kind::File {
+    let (md, sha256, target, xattrs) = if kind == Kind::File {
         // As the backup opens it: never follow a link, never block on a FIFO swapped in.
         let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
         let f = OpenOptions::new()
@@ -623,33 +545,38 @@ fn live_entry(fs_path: &Path, raw: &[u8], category: &str, kind: Kind) -> io::Res
             .custom_flags(flags.bits() as i32)
             .open(fs_path)?;
         let md = f.metadata()?;
-        e.sha256 = Some(hash_reader(&f)?.0);
-        e.size = md.len();
-        e.xattrs = collect::xattrs_fd(&f).into_iter().map(|(k, _)| k).collect();
-        md
+        let sha256 = hash_reader(&f)?.0;
+        (md, Some(sha256), None, collect::xattrs_fd(&f))
     } else {
         let md = fs::symlink_metadata(fs_path)?;
-        if kind == Kind::Symlink {
-            e.target = Some(path_fields(fs::read_link(fs_path)?.as_os_str().as_bytes()).0);
-        }
-        e.xattrs = collect::xattrs_path(fs_path)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        md
+        let target = match kind {
+            Kind::Symlink => Some(path_fields(fs::read_link(fs_path)?.as_os_str().as_bytes()).0),
+            _ => None,
+        };
+        (md, None, target, collect::xattrs_path(fs_path))
     };
-    e.kind = if md.is_dir() {
-        Kind::Dir
-    } else if md.file_type().is_symlink() {
-        Kind::Symlink
-    } else {
-        kind
-    };
-    e.mode = format!("{:04o}", md.mode() & 0o7777);
-    e.uid = md.uid();
-    e.gid = md.gid();
-    e.mtime = md.mtime();
-    Ok(e)
+    let (path, path_hex) = path_fields(raw);
+    Ok(IndexEntry {
+        path,
+        path_hex,
+        category: category.to_string(),
+        kind: if md.is_dir() {
+            Kind::Dir
+        } else if md.file_type().is_symlink() {
+            Kind::Symlink
+        } else {
+            kind
+        },
+        size: if kind == Kind::File { md.len() } else { 0 },
+        mode: format!("{:04o}", md.mode() & 0o7777),
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: md.mtime(),
+        sha256,
+        target,
+        xattrs: xattrs.into_iter().map(|(k, _)| k).collect(),
+        source: None,
+    })
 }
 
 #[cfg(test)]
@@ -731,10 +658,10 @@ mod tests {
         );
         assert_eq!(
             d[0].details,
-            vec![Detail::Target {
-                from: Some("nodes/a".into()),
-                to: Some("nodes/b".into())
-            }]
+            vec![Detail::Target(from_to(
+                Some("nodes/a".into()),
+                Some("nodes/b".into())
+            ))]
         );
         assert!(d[1].secret);
         // A secret's change carries neither sizes nor hashes.
@@ -749,10 +676,7 @@ mod tests {
         );
         assert_eq!(
             d[4].details,
-            vec![Detail::Mode {
-                from: "0644".into(),
-                to: "0600".into()
-            }]
+            vec![Detail::Mode(from_to("0644".into(), "0600".into()))]
         );
         assert_eq!(d[4].details[0].to_string(), "mode 0644 → 0600");
         // --show-secrets shows the hashes; --internal brings the command outputs in.
@@ -774,6 +698,20 @@ mod tests {
             .find(|x| x.path == "etc/pve/priv/shadow.cfg")
             .unwrap();
         assert!(matches!(&s.details[0], Detail::Content { to_sha256: Some(h), .. } if h == "DD"));
+    }
+
+    #[test]
+    fn detail_json_is_flat() {
+        let d = Detail::Mode(from_to("0644".into(), "0600".into()));
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"field":"mode","from":"0644","to":"0600"}"#
+        );
+        let t = Detail::Target(from_to(None, Some("x".into())));
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"field":"target","from":null,"to":"x"}"#
+        );
     }
 
     #[test]

@@ -9,12 +9,13 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Read back completely without a problem, and the file is unchanged since.
     Ok,
     /// Never read back (or changed since), and nothing cheap shows damage.
+    #[default]
     Unverified,
     /// The last read-back failed, or the file is visibly cut off or unreadable.
     Damaged,
@@ -31,7 +32,7 @@ impl State {
 }
 
 /// One line of `list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Listed {
     pub name: String,
     pub path: PathBuf,
@@ -65,12 +66,7 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError>
     let found = match store::list(dir, host) {
         Ok(l) => l,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(InspectError::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
+        Err(e) => return Err(InspectError::io(dir)(e)),
     };
     let records = state::load(dir).archives;
     // Each archive costs a few small reads and, when unverified, a walk over its block headers: spread them
@@ -100,8 +96,8 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError>
 }
 
 fn list_one(dir: &Path, l: &store::Listed, rec: Option<&state::Record>) -> Listed {
-    let name = l.name.to_string();
     let mut out = Listed {
+        name: l.name.to_string(),
         path: dir.join(&l.file),
         host: l.name.host.clone(),
         role: l.name.role.to_string(),
@@ -111,13 +107,7 @@ fn list_one(dir: &Path, l: &store::Listed, rec: Option<&state::Record>) -> Liste
         compression: l.name.compression.to_string(),
         level: None,
         encrypted: l.name.encrypted,
-        purpose: None,
-        files: None,
-        warnings: None,
-        state: State::Unverified,
-        reason: None,
-        verified: None,
-        name,
+        ..Default::default()
     };
     let (state, reason) = judge(&dir.join(&l.file), rec, &mut out);
     out.state = state;
@@ -187,23 +177,15 @@ fn judge(path: &Path, rec: Option<&state::Record>, out: &mut Listed) -> (State, 
             ));
         }
     }
+    let changed = rec.map(|_| "changed since it was last verified".to_string());
     if out.encrypted {
-        let reason = match (unreadable, rec.is_some()) {
-            (Some(u), _) => Some(u),
-            (None, true) => Some("changed since it was last verified".into()),
-            (None, false) => None,
-        };
-        return (State::Unverified, reason);
+        return (State::Unverified, unreadable.or(changed));
     }
     // Unverified or changed since: at least check the container's framing (cheap, no decompression).
     match framing(path) {
         Some(Structure::Broken(why)) => damaged(why),
         None => damaged("cannot read".into()),
-        Some(_) if rec.is_some() => (
-            State::Unverified,
-            Some("changed since it was last verified".into()),
-        ),
-        Some(_) => (State::Unverified, None),
+        Some(_) => (State::Unverified, changed),
     }
 }
 

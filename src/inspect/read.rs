@@ -2,10 +2,9 @@
 
 use super::{InspectError, normalize_entry_path, open_tar};
 use crate::archive::format::{
-    Absent, CommandRecord, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, Skipped, Totals,
-    Warning, path_fields,
+    Absent, CommandRecord, INDEX_PATH, Index, Kind, META_PATH, Meta, Skipped, Totals, Warning,
+    path_fields,
 };
-use crate::archive::reader::TarReader;
 use crate::fsx::hash_reader;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -57,7 +56,6 @@ pub fn read_meta_index(archive: &Path) -> Result<(Meta, Index), InspectError> {
     Ok((meta, index))
 }
 
-/// Per-category counts of an archive.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CategorySummary {
     pub category: String,
@@ -102,19 +100,14 @@ pub fn show(archive: &Path) -> Result<Shown, InspectError> {
 }
 
 /// Counts by category, in the archive's category order (then any others by name).
-pub fn summarize(order: &[String], index: &Index) -> Vec<CategorySummary> {
+fn summarize(order: &[String], index: &Index) -> Vec<CategorySummary> {
     let mut by: BTreeMap<&str, CategorySummary> = BTreeMap::new();
-    fn slot<'a, 'b>(
-        by: &'b mut BTreeMap<&'a str, CategorySummary>,
-        c: &'a str,
-    ) -> &'b mut CategorySummary {
-        by.entry(c).or_insert_with(|| CategorySummary {
-            category: c.to_string(),
-            ..Default::default()
-        })
-    }
+    let new = |c: &str| CategorySummary {
+        category: c.to_string(),
+        ..Default::default()
+    };
     for e in &index.entries {
-        let s = slot(&mut by, &e.category);
+        let s = by.entry(&e.category).or_insert_with(|| new(&e.category));
         match e.kind {
             Kind::File => {
                 s.files += 1;
@@ -125,7 +118,7 @@ pub fn summarize(order: &[String], index: &Index) -> Vec<CategorySummary> {
         }
     }
     for c in &index.commands {
-        let s = slot(&mut by, &c.category);
+        let s = by.entry(&c.category).or_insert_with(|| new(&c.category));
         s.commands += 1;
         if c.status != "ok" {
             s.commands_failed += 1;
@@ -133,12 +126,7 @@ pub fn summarize(order: &[String], index: &Index) -> Vec<CategorySummary> {
     }
     let mut out: Vec<CategorySummary> = order
         .iter()
-        .map(|c| {
-            by.remove(c.as_str()).unwrap_or_else(|| CategorySummary {
-                category: c.clone(),
-                ..Default::default()
-            })
-        })
+        .map(|c| by.remove(c.as_str()).unwrap_or_else(|| new(c)))
         .collect();
     out.extend(by.into_values());
     out
@@ -220,17 +208,11 @@ pub fn ls(
             // Dropping the entry skips its content, which still runs it through the decompressor.
         }
     }
-    finish_stream(archive, reader)?;
-    Ok(count)
-}
-
-/// Read the stream to its very end: the compressor's trailing checksum is the last word on the data read.
-fn finish_stream(archive: &Path, reader: TarReader) -> Result<(), InspectError> {
-    let offset = reader.offset.clone();
+    // Read the stream to its very end: the compressor's trailing checksum is the last word on the data read.
     reader
         .finish()
-        .map(|_| ())
-        .map_err(|e| InspectError::broken(archive, None, &offset, " at its end", e))
+        .map_err(|e| InspectError::broken(archive, None, &offset, " at its end", e))?;
+    Ok(count)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -338,11 +320,11 @@ pub fn cat(archive: &Path, path: &str, out: &mut dyn Write) -> Result<CatInfo, I
         ));
     };
     let damaged = |why: &str| InspectError::damaged(archive, Some(want.as_bytes()), None, why);
-    match index
+    let entry = index
         .entries
         .iter()
-        .find(|e: &&IndexEntry| e.path_bytes() == want.as_bytes())
-    {
+        .find(|e| e.path_bytes() == want.as_bytes());
+    match entry {
         Some(e) if e.sha256.as_deref() == Some(info.sha256.as_str()) => Ok(info),
         Some(_) => Err(damaged(
             "content hash differs from the index (content damaged or changed): the bytes written are not the ones backed up",
@@ -360,4 +342,18 @@ fn unchecked(archive: &Path, want: &str, offset: Option<&AtomicU64>, why: &str) 
             "{want} was written in full, but the archive is damaged after it ({why}), so its content could not be checked against the index"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert!(under_prefix("etc/pve/x", "etc/pve"));
+        assert!(under_prefix("etc/pve", "etc/pve"));
+        assert!(!under_prefix("etc/pve2/x", "etc/pve"));
+        assert!(!under_prefix("etc", "etc/pve"));
+        assert!(under_prefix("anything", ""));
+    }
 }

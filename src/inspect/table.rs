@@ -22,20 +22,14 @@ pub fn render(headers: &[&str], align: &[Align], rows: &[Vec<String>]) -> String
         let mut line = String::new();
         for (i, w) in width.iter().enumerate() {
             let cell = r.get(i).map(String::as_str).unwrap_or("");
-            let pad = w - cell.chars().count();
             if i > 0 {
                 line.push_str("  ");
             }
-            match align.get(i).copied().unwrap_or(Align::Left) {
-                Align::Left => {
-                    line.push_str(cell);
-                    line.extend(std::iter::repeat_n(' ', pad));
-                }
-                Align::Right => {
-                    line.extend(std::iter::repeat_n(' ', pad));
-                    line.push_str(cell);
-                }
-            }
+            // `fmt` pads by characters too.
+            line += &match align.get(i) {
+                Some(Align::Right) => format!("{cell:>w$}"),
+                _ => format!("{cell:<w$}"),
+            };
         }
         out.push_str(line.trim_end());
         out.push('\n');

@@ -12,14 +12,12 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// What `verify` found for one archive.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verified {
     pub archive: PathBuf,
     pub name: String,
     pub ok: bool,
     pub compression: Compression,
-    /// Size of the file.
     pub size: u64,
     pub entries: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,18 +89,16 @@ pub fn verify(archive: &Path) -> Result<Verified, InspectError> {
     let md = fs::metadata(archive).map_err(InspectError::io(archive))?;
     let v = match reader::verify(archive, None) {
         Ok(v) => v,
-        Err(e)
-            if matches!(
+        Err(e) => {
+            let no_key = matches!(
                 crate::crypt::in_io(&e),
                 Some(crate::crypt::CryptError::NoKey)
-            ) =>
-        {
-            match verify_sidecar_only(archive, &md)? {
-                Some(v) => return Ok(v),
-                None => return Err(InspectError::io(archive)(e)),
+            );
+            if no_key && let Some(v) = verify_sidecar_only(archive, &md)? {
+                return Ok(v);
             }
+            return Err(InspectError::io(archive)(e));
         }
-        Err(e) => return Err(InspectError::io(archive)(e)),
     };
     let name = file_name(archive);
     let mut problems = v.problems.clone();

@@ -28,12 +28,7 @@ pub fn archives(files: impl IntoIterator<Item = (String, u64)>, host: Option<&st
                 .then_some(Listed { file, name, size })
         })
         .collect();
-    out.sort_by(|a, b| {
-        b.name
-            .time
-            .cmp(&a.name.time)
-            .then_with(|| b.file.cmp(&a.file))
-    });
+    out.sort_by(|a, b| (b.name.time, &b.file).cmp(&(a.name.time, &a.file)));
     out
 }
 

@@ -4,6 +4,7 @@
 //! A tier failure is a warning, never a failure of the primary backup. Every file-system call on a secondary
 //! runs under a deadline (a dead NFS mount must not hang the run) and every rclone call under a timeout.
 
+use super::Listed;
 use super::retention::{self, Candidate, Decision, Verified};
 use crate::archive::name::ArchiveName;
 use crate::config::{Config, Policy};
@@ -11,15 +12,12 @@ use crate::fsx::{is_mount_point, sha256_file};
 use crate::runner::{self, CommandSpec, RunOptions};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-
-/// One archive as a tier sees it.
-pub type TierArchive = super::Listed;
 
 /// What happened on one tier in this run.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -92,14 +90,13 @@ pub fn recorded_verification(dir: &Path) -> HashMap<String, bool> {
         .collect()
 }
 
-/// The retention plan for a set of archives.
 pub fn plan_for(
-    archives: &[TierArchive],
+    archives: &[Listed],
     verified: &HashMap<String, bool>,
     policy: &Policy,
     now: Timestamp,
     tz: &TimeZone,
-) -> Vec<(TierArchive, Decision)> {
+) -> Vec<(Listed, Decision)> {
     let cands: Vec<Candidate> = archives
         .iter()
         .map(|a| Candidate {
@@ -112,24 +109,18 @@ pub fn plan_for(
             },
         })
         .collect();
-    let by_id: HashMap<&str, &TierArchive> =
-        archives.iter().map(|a| (a.file.as_str(), a)).collect();
+    let by_id: HashMap<&str, &Listed> = archives.iter().map(|a| (a.file.as_str(), a)).collect();
     retention::plan(&cands, policy, now, tz)
         .into_iter()
         .filter_map(|(c, d)| by_id.get(c.id.as_str()).map(|a| ((*a).clone(), d)))
         .collect()
 }
 
-fn parse_listing(names: impl IntoIterator<Item = (String, u64)>, host: &str) -> Vec<TierArchive> {
-    super::archives(names, Some(host))
-}
-
-/// A place that holds archives.
 pub trait Tier {
     fn label(&self) -> String;
     fn policy(&self) -> Policy;
     /// This host's archives on the tier.
-    fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError>;
+    fn list(&self, host: &str) -> Result<Vec<Listed>, TierError>;
     /// Copy a local archive (and its sidecar) there and check the copy.
     fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError>;
     /// Remove an archive and the files that belong to it.
@@ -154,7 +145,7 @@ impl Tier for Local {
     fn policy(&self) -> Policy {
         self.policy
     }
-    fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError> {
+    fn list(&self, host: &str) -> Result<Vec<Listed>, TierError> {
         super::list(&self.dir, Some(host))
             .map_err(|e| TierError::Io(format!("{}: {e}", self.dir.display())))
     }
@@ -239,7 +230,7 @@ impl Tier for Secondary {
             Err(TierError::Io(format!("{dir} is not a directory")))
         }
     }
-    fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError> {
+    fn list(&self, host: &str) -> Result<Vec<Listed>, TierError> {
         let dir = self.path.to_string_lossy().into_owned();
         let out = fs_cmd(
             &format!("list {dir}"),
@@ -264,7 +255,7 @@ impl Tier for Secondary {
                     .and_then(|(n, s)| Some((n.to_string(), s.parse().ok()?)))
             })
             .collect::<Vec<_>>();
-        Ok(parse_listing(names, host))
+        Ok(super::archives(names, Some(host)))
     }
     fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError> {
         let (name, files) = upload_set(local);
@@ -301,11 +292,7 @@ impl Tier for Secondary {
             "sha256sum",
             &[&self.p(&name)],
         )?;
-        let got = String::from_utf8_lossy(&out)
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let got = parse_hashsum(&out).unwrap_or_default();
         if got != sha256 {
             let _ = self.remove(&name);
             return Err(TierError::Mismatch {
@@ -347,7 +334,6 @@ struct LsEntry {
     hashes: HashMap<String, String>,
 }
 
-/// Parse `rclone lsjson` output.
 fn parse_lsjson(text: &[u8]) -> Result<Vec<(String, u64, HashMap<String, String>)>, TierError> {
     let v: Vec<LsEntry> = serde_json::from_slice(text).map_err(|e| TierError::Rclone {
         what: "lsjson".into(),
@@ -358,7 +344,7 @@ fn parse_lsjson(text: &[u8]) -> Result<Vec<(String, u64, HashMap<String, String>
         .collect())
 }
 
-/// First field of `rclone hashsum` output (`<hash>  <name>`).
+/// First field of `rclone hashsum` or `sha256sum` output (`<hash>  <name>`).
 fn parse_hashsum(text: &[u8]) -> Option<String> {
     String::from_utf8_lossy(text)
         .split_whitespace()
@@ -443,7 +429,7 @@ impl Tier for Remote {
     fn policy(&self) -> Policy {
         self.policy
     }
-    fn list(&self, host: &str) -> Result<Vec<TierArchive>, TierError> {
+    fn list(&self, host: &str) -> Result<Vec<Listed>, TierError> {
         let out = match self.rclone("lsjson", &["lsjson", "--files-only", &self.target]) {
             Ok(o) => o,
             // A target directory that does not exist yet holds no archives (rclone exit 3).
@@ -451,7 +437,10 @@ impl Tier for Remote {
             Err(e) => return Err(e),
         };
         let v = parse_lsjson(&out)?;
-        Ok(parse_listing(v.into_iter().map(|(n, s, _)| (n, s)), host))
+        Ok(super::archives(
+            v.into_iter().map(|(n, s, _)| (n, s)),
+            Some(host),
+        ))
     }
     fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError> {
         let (name, files) = upload_set(local);
@@ -534,7 +523,7 @@ pub fn prune(
     tz: &TimeZone,
     dry_run: bool,
     report: &mut TierReport,
-) -> Result<Vec<(TierArchive, Decision)>, TierError> {
+) -> Result<Vec<(Listed, Decision)>, TierError> {
     let archives = tier.list(host)?;
     let plan = plan_for(&archives, verified, &tier.policy(), now, tz);
     for (a, d) in &plan {
@@ -548,7 +537,7 @@ pub fn prune(
             Decision::Keep(_) => {}
         }
     }
-    let left: Vec<&TierArchive> = plan
+    let left: Vec<&Listed> = plan
         .iter()
         .filter(|(_, d)| dry_run || !d.is_remove())
         .map(|(a, _)| a)
@@ -563,7 +552,7 @@ pub fn prune(
 /// reached it.
 pub fn sync_tier(
     tier: &dyn Tier,
-    local: &[TierArchive],
+    local: &[Listed],
     local_dir: &Path,
     new_file: &str,
     new_sha256: &str,
@@ -578,22 +567,21 @@ pub fn sync_tier(
     let result = (|| -> Result<(), TierError> {
         tier.ready()?;
         let there = tier.list(host)?;
-        let have: std::collections::HashSet<&str> = there.iter().map(|a| a.file.as_str()).collect();
+        let have: HashSet<&str> = there.iter().map(|a| a.file.as_str()).collect();
         // Only what the tier's policy would keep among (what it has + all local ones).
-        let mut union: Vec<TierArchive> = there.clone();
+        let mut union: Vec<Listed> = there.clone();
         union.extend(
             local
                 .iter()
                 .filter(|a| !have.contains(a.file.as_str()))
                 .cloned(),
         );
-        let keep: std::collections::HashSet<String> =
-            plan_for(&union, &HashMap::new(), &tier.policy(), now, tz)
-                .into_iter()
-                .filter(|(_, d)| !d.is_remove())
-                .map(|(a, _)| a.file)
-                .collect();
-        let mut missing: Vec<&TierArchive> = local
+        let keep: HashSet<String> = plan_for(&union, &HashMap::new(), &tier.policy(), now, tz)
+            .into_iter()
+            .filter(|(_, d)| !d.is_remove())
+            .map(|(a, _)| a.file)
+            .collect();
+        let mut missing: Vec<&Listed> = local
             .iter()
             .filter(|a| {
                 !have.contains(a.file.as_str()) && (keep.contains(&a.file) || a.file == new_file)
@@ -726,7 +714,7 @@ mod tests {
             ("holiday.jpg".to_string(), 1),
             ("pve1-pve-20261128T030000Z.tar.zst".to_string(), 1),
         ];
-        let v = parse_listing(names, "pve1");
+        let v = crate::store::archives(names, Some("pve1"));
         assert_eq!(
             v.iter().map(|a| a.file.as_str()).collect::<Vec<_>>(),
             vec![
