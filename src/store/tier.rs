@@ -621,8 +621,8 @@ pub struct Resolved {
 
 /// Resolve an ARCHIVE argument: `NAME:ARCHIVE` on a configured remote or secondary (ARCHIVE may be `latest` or
 /// `latest~N`), else a path, a file name in the backup directory, `latest` or `latest~N` (see
-/// [`super::resolve`]). A remote archive is fetched with rclone (and its sidecar checked when present)
-/// into a private temp directory.
+/// [`super::resolve`]). A remote archive is fetched with rclone into a private temp directory (its sidecar is
+/// not fetched: reading the archive checks every entry against its index).
 pub fn resolve_archive(
     spec: &str,
     config: &Config,
