@@ -113,16 +113,15 @@ impl Plan {
 
 /// The count of `category`, added at the end when it is new.
 fn slot<'a>(out: &'a mut Vec<CategoryCount>, category: &str) -> &'a mut CategoryCount {
-    let i = match out.iter().position(|c| c.category == category) {
-        Some(i) => i,
-        None => {
-            out.push(CategoryCount {
-                category: category.to_string(),
-                ..Default::default()
-            });
-            out.len() - 1
-        }
-    };
+    let i = out.iter().position(|c| c.category == category);
+    let i = i.unwrap_or_else(|| {
+        let category = category.to_string();
+        out.push(CategoryCount {
+            category,
+            ..Default::default()
+        });
+        out.len() - 1
+    });
     &mut out[i]
 }
 
@@ -231,10 +230,12 @@ impl Scanner<'_> {
                     path: host.display().to_string(),
                 });
             }
-            Err(e) => self.plan.warnings.push(Warning {
-                path: Some(host.display().to_string()),
-                message: format!("cannot stat: {e}"),
-            }),
+            Err(e) => {
+                let message = format!("cannot stat: {e}");
+                self.plan
+                    .warnings
+                    .push(Warning::at(host.display(), message))
+            }
             Ok(md) if md.is_dir() => self.tree(category, host, &fs_path, ex),
             Ok(md) => {
                 if !ex.is_match(host) {
@@ -266,10 +267,12 @@ impl Scanner<'_> {
                     };
                     match e.metadata() {
                         Ok(md) => self.add(category, host_path, &md),
-                        Err(err) => self.plan.warnings.push(Warning {
-                            path: Some(host_path.display().to_string()),
-                            message: format!("cannot stat: {err}"),
-                        }),
+                        Err(err) => {
+                            let message = format!("cannot stat: {err}");
+                            self.plan
+                                .warnings
+                                .push(Warning::at(host_path.display(), message))
+                        }
                     }
                 }
                 Err(err) => {
@@ -531,45 +534,39 @@ fn read_xattrs(
     list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
     get: impl Fn(&str, &mut [u8]) -> rustix::io::Result<usize>,
 ) -> Vec<(String, Vec<u8>)> {
-    // Sizes can change between the two calls; retry a few times with the new size.
-    let mut names = vec![0u8; 1024];
-    let mut got = None;
-    for _ in 0..4 {
-        match list(&mut names) {
-            Ok(n) => {
-                got = Some(n);
-                break;
-            }
-            Err(rustix::io::Errno::RANGE) => {
-                let need = list(&mut []).unwrap_or(0);
-                names.resize(need.max(names.len() * 2), 0);
-            }
-            // ENOTSUP and friends: this file system has no xattrs.
-            Err(_) => return Vec::new(),
-        }
-    }
-    let Some(n) = got else { return Vec::new() };
+    // ENOTSUP and friends: this file system has no xattrs.
+    let Some(names) = sized(1024, list) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    for raw in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+    for raw in names.split(|b| *b == 0).filter(|s| !s.is_empty()) {
         let Ok(name) = std::str::from_utf8(raw) else {
             continue;
         };
-        let mut value = vec![0u8; 256];
-        for _ in 0..4 {
-            match get(name, &mut value) {
-                Ok(len) => {
-                    value.truncate(len);
-                    out.push((name.to_string(), value));
-                    break;
-                }
-                Err(rustix::io::Errno::RANGE) => {
-                    let need = get(name, &mut []).unwrap_or(0);
-                    value.resize(need.max(value.len() * 2), 0);
-                }
-                Err(_) => break,
-            }
+        if let Some(value) = sized(256, |buf| get(name, buf)) {
+            out.push((name.to_string(), value));
         }
     }
     out.sort();
     out
+}
+
+/// What `call` writes into a buffer of `start` bytes, grown when too small. Sizes can change between the
+/// size query and the call; retry a few times with the new size.
+fn sized(start: usize, call: impl Fn(&mut [u8]) -> rustix::io::Result<usize>) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; start];
+    for _ in 0..4 {
+        match call(&mut buf) {
+            Ok(len) => {
+                buf.truncate(len);
+                return Some(buf);
+            }
+            Err(rustix::io::Errno::RANGE) => {
+                let need = call(&mut []).unwrap_or(0);
+                buf.resize(need.max(buf.len() * 2), 0);
+            }
+            Err(_) => return None,
+        }
+    }
+    None
 }

@@ -155,14 +155,12 @@ fn key_warnings(
         };
         let private = item.host_path.with_extension("");
         if ssh.contains(&type_and_key(&text)) && plan.items.iter().any(|i| i.host_path == private) {
-            out.push(Warning {
-                path: Some(private.display().to_string()),
-                message: format!(
-                    "is the SSH key of recipient {}: the key travels with the lock \
-                     (use a key kept off this host, or add it to [collect] exclude)",
-                    type_and_key(&text)
-                ),
-            });
+            let message = format!(
+                "is the SSH key of recipient {}: the key travels with the lock \
+                 (use a key kept off this host, or add it to [collect] exclude)",
+                type_and_key(&text)
+            );
+            out.push(Warning::at(private.display(), message));
         }
     }
     let Some(p) = &enc.passphrase_file else {
@@ -173,19 +171,12 @@ fn key_warnings(
         .iter()
         .any(|i| i.kind == Kind::File && (i.host_path == *p || ctx.root.path(&i.host_path) == *p));
     if collected {
-        out.push(Warning {
-            path: Some(p.display().to_string()),
-            message:
-                "the passphrase file is collected by this backup: the key travels with the lock \
-                      (keep it outside the collected paths, or add it to collect.exclude)"
-                    .into(),
-        });
+        let message = "the passphrase file is collected by this backup: the key travels with the lock \
+                      (keep it outside the collected paths, or add it to collect.exclude)";
+        out.push(Warning::at(p.display(), message));
     }
     if let Some(w) = crate::crypt::loose_permissions(p, "passphrase file") {
-        out.push(Warning {
-            path: Some(p.display().to_string()),
-            message: w,
-        });
+        out.push(Warning::at(p.display(), w));
     }
     out
 }
@@ -249,18 +240,12 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         .unwrap_or_else(|| config.backup_dir.clone());
     // Recipients and passphrase are read before anything is written: a backup configured for encryption
     // never falls back to a plain archive.
-    let seal = (config
-        .encryption
-        .as_ref()
-        .map(|e| {
-            crate::crypt::Seal::new(
-                &e.recipients,
-                e.recipients_file.as_deref(),
-                e.passphrase_file.as_deref(),
-            )
-        })
-        .transpose())
-    .map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))?;
+    let seal = config.encryption.as_ref().map(|e| {
+        let (file, passphrase) = (e.recipients_file.as_deref(), e.passphrase_file.as_deref());
+        Seal::new(&e.recipients, file, passphrase)
+            .map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))
+    });
+    let seal = seal.transpose()?;
 
     let facts = HostFacts::detect(&ctx.root);
     log.info(&format!(
@@ -318,15 +303,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     }
 
     if opts.dry_run {
-        let count = |k: Kind| plan.items.iter().filter(|i| i.kind == k).count() as u64;
-        report.set_totals(&Totals {
-            entries: plan.items.len() as u64,
-            files: count(Kind::File),
-            dirs: count(Kind::Dir),
-            symlinks: count(Kind::Symlink),
-            bytes: plan.bytes(),
-            warnings: 0,
-        });
+        report.set_totals(&Totals::of(plan.items.iter().map(|i| (i.kind, i.size))));
         report.warnings = plan.warnings.clone();
         report.archive = Some(backup_dir.join(name.to_string()));
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -483,10 +460,7 @@ fn pve_sources(
         Ok(_) => "config.db holds no files: /etc/pve is empty in this backup".into(),
         Err(e) => format!("cannot rebuild /etc/pve from config.db: {e}"),
     };
-    warnings.push(Warning {
-        path: Some("/etc/pve".into()),
-        message: problem,
-    });
+    warnings.push(Warning::at("/etc/pve", problem));
     (snapshot, None)
 }
 

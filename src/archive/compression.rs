@@ -6,13 +6,14 @@ use std::ops::RangeInclusive;
 use std::str::FromStr;
 
 /// Archive compression algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     Zstd,
     Xz,
     #[serde(alias = "gz")]
     Gzip,
+    #[default]
     None,
 }
 
@@ -70,15 +71,11 @@ impl FromStr for Compression {
 
     /// Accepts `zstd`, `xz`, `gzip`, `gz` and `none` (ASCII case-insensitive).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "zstd" => Ok(Compression::Zstd),
-            "xz" => Ok(Compression::Xz),
-            "gzip" | "gz" => Ok(Compression::Gzip),
-            "none" => Ok(Compression::None),
-            _ => Err(format!(
-                "unknown compression `{s}` (valid: zstd, xz, gzip or gz, none)"
-            )),
-        }
+        let lower = s.trim().to_ascii_lowercase();
+        let name = if lower == "gz" { "gzip" } else { &lower };
+        let found = Self::ALL.into_iter().find(|c| c.name() == name);
+        found
+            .ok_or_else(|| format!("unknown compression `{s}` (valid: zstd, xz, gzip or gz, none)"))
     }
 }
 

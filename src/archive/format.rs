@@ -128,6 +128,14 @@ pub struct Warning {
     pub message: String,
 }
 
+impl Warning {
+    pub fn at(path: impl std::fmt::Display, message: impl Into<String>) -> Warning {
+        let path = Some(path.to_string());
+        let message = message.into();
+        Warning { path, message }
+    }
+}
+
 /// A source path that does not exist on this host (normal, not a warning).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Absent {
@@ -198,26 +206,28 @@ impl Index {
 
     /// Recompute the totals from the entries and warnings.
     pub fn compute_totals(&mut self) {
-        let mut t = Totals::default();
-        for e in &self.entries {
-            t.entries += 1;
-            match e.kind {
-                Kind::File => {
-                    t.files += 1;
-                    t.bytes += e.size;
-                }
-                Kind::Dir => t.dirs += 1,
-                Kind::Symlink => t.symlinks += 1,
-            }
-        }
+        let mut t = Totals::of(self.entries.iter().map(|e| (e.kind, e.size)));
         t.warnings = self.warnings.len() as u64;
         self.totals = t;
     }
 }
 
-impl Default for Index {
-    fn default() -> Self {
-        Self::new()
+impl Totals {
+    /// The counts of entries of these kinds and sizes (no warnings).
+    pub fn of(entries: impl Iterator<Item = (Kind, u64)>) -> Totals {
+        let mut t = Totals::default();
+        for (kind, size) in entries {
+            t.entries += 1;
+            match kind {
+                Kind::File => {
+                    t.files += 1;
+                    t.bytes += size;
+                }
+                Kind::Dir => t.dirs += 1,
+                Kind::Symlink => t.symlinks += 1,
+            }
+        }
+        t
     }
 }
 

@@ -203,26 +203,12 @@ impl TarReader {
     /// then hash any raw bytes left. Returns (SHA-256 of the file, file size, non-zero bytes after the tar end).
     pub fn finish(self) -> io::Result<(String, u64, u64)> {
         let mut decoder = self.archive.into_inner();
-        let mut junk = 0u64;
         let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = decoder.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            junk += buf[..n].iter().filter(|b| **b != 0).count() as u64;
-        }
-        let mut raw = decoder.into_raw();
+        let junk = drain(&mut decoder, &mut buf, |b| {
+            b.iter().filter(|b| **b != 0).count()
+        })?;
         // Bytes after the end of the compressed stream are damage too.
-        let mut trailing = 0u64;
-        loop {
-            let n = raw.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            trailing += n as u64;
-        }
-        drop(raw);
+        let trailing = drain(&mut decoder.into_raw(), &mut buf, <[u8]>::len)?;
         let total = self.read.load(Ordering::Relaxed);
         if trailing > 0 && self.compression != Compression::None {
             return Err(io::Error::new(
@@ -237,6 +223,17 @@ impl TarReader {
             .clone()
             .finalize());
         Ok((sha, total, junk + trailing))
+    }
+}
+
+/// Read `r` to its end, summing `count` over what it yields.
+fn drain(r: &mut impl Read, buf: &mut [u8], count: impl Fn(&[u8]) -> usize) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        match r.read(buf)? {
+            0 => return Ok(total),
+            n => total += count(&buf[..n]) as u64,
+        }
     }
 }
 
@@ -263,7 +260,7 @@ impl std::fmt::Display for Problem {
 }
 
 /// Result of reading a whole archive back.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Verification {
     pub compression: Compression,
     #[serde(skip)]
@@ -281,19 +278,6 @@ pub struct Verification {
 }
 
 impl Verification {
-    fn empty(compression: Compression) -> Self {
-        Verification {
-            compression,
-            meta: None,
-            index: None,
-            sha256: None,
-            bytes: 0,
-            entries: 0,
-            index_sha256: None,
-            problems: Vec::new(),
-        }
-    }
-
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -349,7 +333,7 @@ pub fn verify_stream(
         Ok(o) => o,
         Err(e) => match crypt::in_io(&e) {
             Some(c @ (crypt::CryptError::Header(_) | crypt::CryptError::Stream(_))) => {
-                let mut v = Verification::empty(Compression::None);
+                let mut v = Verification::default();
                 v.problems.push(problem(None, c.to_string()));
                 return Ok(v);
             }
@@ -379,7 +363,10 @@ pub fn verify_stream(
             ..problem(path, message)
         }
     };
-    let mut v = Verification::empty(compression);
+    let mut v = Verification {
+        compression,
+        ..Default::default()
+    };
     let mut seen: Vec<Seen> = Vec::new();
     let mut after_index = false;
     let mut meta_seen = false;

@@ -128,17 +128,6 @@ pub fn compressor<W: Write + 'static>(
     })
 }
 
-/// The encryption layer: age's STREAM over the compressed bytes, or nothing.
-pub fn sealer<W: Write + 'static>(
-    inner: W,
-    encryptor: Option<age::Encryptor>,
-) -> io::Result<Box<dyn Layer<W>>> {
-    Ok(match encryptor {
-        Some(e) => Box::new(e.wrap_output(inner)?),
-        None => Box::new(Plain(inner)),
-    })
-}
-
 /// Metadata of one entry to append.
 #[derive(Debug, Clone)]
 pub struct EntryHeader<'a> {
@@ -178,7 +167,11 @@ impl ArchiveWriter {
         encryptor: Option<age::Encryptor>,
     ) -> io::Result<Self> {
         let sink = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
-        let sealed = sealer(sink, encryptor)?;
+        // The encryption layer: age's STREAM over the compressed bytes, or nothing.
+        let sealed: Box<dyn Layer<Sink>> = match encryptor {
+            Some(e) => Box::new(e.wrap_output(sink)?),
+            None => Box::new(Plain(sink)),
+        };
         let mut tar = tar::Builder::new(compressor(sealed, compression, level, threads)?);
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
@@ -224,9 +217,7 @@ impl ArchiveWriter {
     }
 
     pub fn append_dir(&mut self, h: &EntryHeader) -> io::Result<()> {
-        let mut header = self.header(h)?;
-        self.tar
-            .append_data(&mut header, as_path(h.path), io::empty())
+        self.append_reader(h, io::empty())
     }
 
     pub fn append_symlink(&mut self, h: &EntryHeader, target: &[u8]) -> io::Result<()> {
@@ -265,14 +256,9 @@ pub enum ReadOutcome {
 }
 
 /// Error payload used to abort a copy when the run is cancelled (io::copy retries `Interrupted`).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
 pub struct Cancelled;
-impl std::fmt::Display for Cancelled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted")
-    }
-}
-impl std::error::Error for Cancelled {}
 
 pub fn is_cancelled(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
