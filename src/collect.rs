@@ -25,7 +25,7 @@ pub struct Item {
     pub host_path: PathBuf,
     pub category: String,
     pub kind: Kind,
-    /// Size at scan time (the writer re-reads it from the open file).
+    /// Size of a file at scan time, 0 for the rest (the writer re-reads it from the open file).
     pub size: u64,
 }
 
@@ -62,16 +62,6 @@ pub struct Plan {
     pub warnings: Vec<Warning>,
 }
 
-impl Plan {
-    pub fn bytes(&self) -> u64 {
-        self.items
-            .iter()
-            .filter(|i| i.kind == Kind::File)
-            .map(|i| i.size)
-            .sum()
-    }
-}
-
 /// Per-category counts for `--dry-run` and `catalog`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CategoryCount {
@@ -85,6 +75,10 @@ pub struct CategoryCount {
 }
 
 impl Plan {
+    pub fn bytes(&self) -> u64 {
+        self.items.iter().map(|i| i.size).sum()
+    }
+
     pub fn counts(&self) -> Vec<CategoryCount> {
         let mut out = Vec::new();
         for c in &self.categories {

@@ -136,14 +136,10 @@ fn key_warnings(
 ) -> Vec<Warning> {
     let mut out = Vec::new();
     let type_and_key = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-    let ssh: Vec<String> = match seal {
-        Some(Seal::Recipients(rs)) => rs
-            .iter()
-            .filter(|r| r.kind() != "x25519")
-            .map(|r| type_and_key(&format!("{r:?}")))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let ssh: Vec<String> = recipients(seal, false)
+        .iter()
+        .map(|r| type_and_key(r))
+        .collect();
     for item in plan.items.iter().filter(|i| {
         !ssh.is_empty()
             && i.kind == Kind::File
@@ -179,6 +175,15 @@ fn key_warnings(
         out.push(Warning::at(p.display(), w));
     }
     out
+}
+
+/// The recipients of `seal` as they print: the X25519 ones, or the others (SSH keys).
+fn recipients(seal: Option<&Seal>, x25519: bool) -> Vec<String> {
+    let Some(Seal::Recipients(rs)) = seal else {
+        return Vec::new();
+    };
+    let chosen = rs.iter().filter(|r| (r.kind() == "x25519") == x25519);
+    chosen.map(|r| format!("{r:?}")).collect()
 }
 
 /// Compression and level: the options', else the config's (a compression other than the configured one
@@ -489,14 +494,7 @@ fn write_archive(
     let (snapshot, db_tree) = pve_sources(ctx, plan, backup_dir, &mut warnings);
     spec.pve_tree_from_db = db_tree.is_some();
     // With X25519 recipients, watch the streamed files for the matching secret key (see below).
-    let own_recipients: Vec<String> = match spec.seal {
-        Some(Seal::Recipients(rs)) => rs
-            .iter()
-            .filter(|r| r.kind() == "x25519")
-            .map(|r| format!("{r:?}"))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let own_recipients = recipients(spec.seal, true);
     let mut s = Session::create(backup_dir, name, time, spec, log, cancel)?;
     s.index.absent = plan.absent.clone();
     s.index.skipped = plan.skipped.clone();
@@ -697,29 +695,14 @@ fn distribute(
     let mut reports = Vec::new();
     for t in &tiers[1..] {
         ctx.log.info(&format!("tier {}: copying", t.label()));
-        reports.push(tier::sync_tier(
-            t.as_ref(),
-            &local_list,
-            backup_dir,
-            &new_file,
-            sha256,
-            host,
-            now,
-            &tz,
-        ));
+        let (list, new) = (&local_list, &new_file);
+        let synced = tier::sync_tier(t.as_ref(), list, backup_dir, new, sha256, host, now, &tz);
+        reports.push(synced);
     }
     let mut verified = tier::recorded_verification(backup_dir);
     verified.insert(new_file.clone(), true);
-    let pruned = tier::prune(
-        tiers[0].as_ref(),
-        host,
-        &verified,
-        now,
-        &tz,
-        false,
-        &mut local,
-    );
-    match pruned {
+    let local_tier = tiers[0].as_ref();
+    match tier::prune(local_tier, host, &verified, now, &tz, false, &mut local) {
         Ok(_) => {
             local.ok = true;
             local.copied.push(new_file);

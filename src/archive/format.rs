@@ -111,10 +111,8 @@ pub struct IndexEntry {
 impl IndexEntry {
     /// The entry's path as raw bytes (exact even for non-UTF-8 names).
     pub fn path_bytes(&self) -> Vec<u8> {
-        match &self.path_hex {
-            Some(h) => hex_decode(h).unwrap_or_else(|| self.path.as_bytes().to_vec()),
-            None => self.path.as_bytes().to_vec(),
-        }
+        let exact = self.path_hex.as_deref().and_then(hex_decode);
+        exact.unwrap_or_else(|| self.path.as_bytes().to_vec())
     }
     pub fn mode_bits(&self) -> u32 {
         u32::from_str_radix(&self.mode, 8).unwrap_or(0)
