@@ -105,7 +105,6 @@ impl Plan {
     }
 }
 
-/// The count of `category`, added at the end when it is new.
 fn slot<'a>(out: &'a mut Vec<CategoryCount>, category: &str) -> &'a mut CategoryCount {
     let i = out.iter().position(|c| c.category == category);
     let i = i.unwrap_or_else(|| {

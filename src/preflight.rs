@@ -216,7 +216,6 @@ impl RunLock {
     }
 }
 
-/// Whether a process with this PID exists.
 pub fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -242,7 +241,6 @@ pub fn sweep_partials(dir: &Path) -> Vec<PathBuf> {
     removed
 }
 
-/// PID of the writer of a partial file name, if it is one.
 pub fn partial_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix('.')?;
     let rest = rest

@@ -80,7 +80,6 @@ impl Kind {
     }
 }
 
-/// One archive entry as recorded in the index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexEntry {
     /// Path inside the archive (`etc/pve/storage.cfg`); lossy when the name is not UTF-8 (see `path_hex`).
@@ -202,7 +201,6 @@ impl Index {
         }
     }
 
-    /// Recompute the totals from the entries and warnings.
     pub fn compute_totals(&mut self) {
         let mut t = Totals::of(self.entries.iter().map(|e| (e.kind, e.size)));
         t.warnings = self.warnings.len() as u64;
@@ -229,7 +227,6 @@ impl Totals {
     }
 }
 
-/// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     base16ct::lower::encode_string(bytes)
 }

@@ -17,7 +17,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-/// Outcome of a structural check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Structure {
     /// The container's framing is complete.

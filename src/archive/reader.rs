@@ -109,10 +109,8 @@ pub fn sniff(magic: &[u8]) -> Compression {
     }
 }
 
-/// An archive opened for sequential reading.
 pub struct Opened {
     pub compression: Compression,
-    /// Whether the file is age-encrypted.
     pub encrypted: bool,
     /// Bytes read from the file (buffered ahead of the decoder).
     read: Arc<AtomicU64>,
@@ -237,7 +235,6 @@ fn drain(r: &mut impl Read, buf: &mut [u8], count: impl Fn(&[u8]) -> usize) -> i
     }
 }
 
-/// One problem found while verifying.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]

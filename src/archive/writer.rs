@@ -12,7 +12,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Passes bytes through and hashes them.
 pub struct HashWriter<W> {
     inner: W,
     hasher: Sha256,
@@ -87,7 +86,6 @@ impl<W: Write> Layer<W> for Plain<W> {
 
 const JOB_SIZE: u32 = 2 << 20;
 
-/// The compressor layer.
 pub fn compressor<W: Write + 'static>(
     inner: W,
     compression: Compression,
@@ -128,7 +126,6 @@ pub fn compressor<W: Write + 'static>(
     })
 }
 
-/// Metadata of one entry to append.
 #[derive(Debug, Clone)]
 pub struct EntryHeader<'a> {
     pub path: &'a [u8],
@@ -145,7 +142,6 @@ pub struct EntryHeader<'a> {
 type Sink = HashWriter<BufWriter<File>>;
 type Stack = tar::Builder<Box<dyn Layer<Box<dyn Layer<Sink>>>>>;
 
-/// Result of a finished archive.
 #[derive(Debug, Clone)]
 pub struct Written {
     /// SHA-256 of the bytes on disk (what `sha256sum` prints).
