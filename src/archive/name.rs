@@ -21,12 +21,6 @@ pub struct ArchiveName {
 pub const AGE_SUFFIX: &str = ".age";
 
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
-const EXTENSIONS: &[(&str, Compression)] = &[
-    (".tar.zst", Compression::Zstd),
-    (".tar.xz", Compression::Xz),
-    (".tar.gz", Compression::Gzip),
-    (".tar", Compression::None),
-];
 
 impl ArchiveName {
     pub fn new(host: &str, role: Role, time: Timestamp, compression: Compression) -> Self {
@@ -55,9 +49,10 @@ impl ArchiveName {
     pub fn parse(file_name: &str) -> Option<ArchiveName> {
         let encrypted = file_name.ends_with(AGE_SUFFIX);
         let file_name = file_name.strip_suffix(AGE_SUFFIX).unwrap_or(file_name);
-        let (stem, compression) = EXTENSIONS
-            .iter()
-            .find_map(|(ext, c)| file_name.strip_suffix(ext).map(|s| (s, *c)))?;
+        let (stem, compression) = Compression::ALL.into_iter().find_map(|c| {
+            let stem = file_name.strip_suffix(c.extension())?.strip_suffix('.')?;
+            Some((stem, c))
+        })?;
         // Host names may contain '-', so split from the right: ...-<role>-<time>.
         let (rest, time) = stem.rsplit_once('-')?;
         let (host, role) = rest.rsplit_once('-')?;
@@ -180,7 +175,7 @@ mod tests {
         #[test]
         fn round_trip(host in "[a-z0-9][a-z0-9-]{0,20}", secs in 0i64..4_000_000_000, r in 0usize..4, c in 0usize..4, age: bool) {
             let role = [Role::Pve, Role::Pbs, Role::Dual, Role::Linux][r];
-            let comp = EXTENSIONS[c].1;
+            let comp = Compression::ALL[c];
             let n = ArchiveName::new(&host, role, Timestamp::from_second(secs).unwrap(), comp).encrypted(age);
             prop_assert_eq!(ArchiveName::parse(&n.to_string()), Some(n));
         }

@@ -176,16 +176,13 @@ impl ArchiveWriter {
 
     fn header(&mut self, h: &EntryHeader) -> io::Result<tar::Header> {
         if !h.xattrs.is_empty() {
-            let keys: Vec<String> = h
+            let records: Vec<_> = h
                 .xattrs
                 .iter()
-                .map(|(k, _)| format!("SCHILY.xattr.{k}"))
+                .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
                 .collect();
-            self.tar.append_pax_extensions(
-                keys.iter()
-                    .map(String::as_str)
-                    .zip(h.xattrs.iter().map(|(_, v)| v.as_slice())),
-            )?;
+            self.tar
+                .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))?;
         }
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(match h.kind {
@@ -293,11 +290,9 @@ impl<'a, R: Read> ExactReader<'a, R> {
                 missing: self.padding,
             }
         } else {
-            let mut probe = [0u8; 1];
-            match self.inner.read(&mut probe) {
-                Ok(0) => ReadOutcome::Exact,
-                Ok(_) => ReadOutcome::Grew,
-                Err(_) => ReadOutcome::Exact,
+            match self.inner.read(&mut [0u8; 1]) {
+                Ok(n) if n > 0 => ReadOutcome::Grew,
+                _ => ReadOutcome::Exact,
             }
         };
         Ok((hex(&self.hasher.finalize()), outcome))
