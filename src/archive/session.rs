@@ -182,13 +182,9 @@ impl<'a> Session<'a> {
     ) -> Result<Self, SessionError> {
         let started = Instant::now();
         // For an encrypted archive the read-back decrypts with a key of its own (see `Seal::encryptor`).
-        let (encryptor, keys) = match spec.seal {
-            Some(s) => {
-                let (e, k) = s.encryptor().map_err(|e| failed("cannot start age", e))?;
-                (Some(e), k)
-            }
-            None => (None, Keys::default()),
-        };
+        let sealed = spec.seal.map(Seal::encryptor).transpose();
+        let sealed = sealed.map_err(|e| failed("cannot start age", e))?;
+        let (encryptor, keys) = sealed.map_or((None, Keys::default()), |(e, k)| (Some(e), k));
         let path = dir.join(partial_name(&name));
         let created = |e| failed(format_args!("cannot create {}", path.display()), e);
         let file = create_private(&path).map_err(created)?;
