@@ -531,13 +531,11 @@ fn write_archive(
     s.check_cancel()?;
     for (path, recipient) in &found_keys {
         if own_recipients.contains(recipient) {
-            s.warn(
-                Some(path.clone()),
-                format!(
-                    "holds the age identity of recipient {recipient}: the key travels with the lock \
-                     (keep it off this host, or add it to [collect] exclude)"
-                ),
+            let message = format!(
+                "holds the age identity of recipient {recipient}: the key travels with the lock \
+                 (keep it off this host, or add it to [collect] exclude)"
             );
+            s.warn(Some(path.clone()), message);
         }
     }
     append_commands(&mut s, log, plan, &results)?;

@@ -124,12 +124,7 @@ pub struct Opened {
 impl Opened {
     /// Open an archive file; an encrypted one with the keys the CLI installed ([`crypt::install`]).
     pub fn open(path: &Path) -> io::Result<Opened> {
-        Self::open_with_buffer(path, 1 << 20)
-    }
-
-    /// Like [`Opened::open`] with a read buffer of `capacity` bytes: small when only the start is read.
-    pub fn open_with_buffer(path: &Path, capacity: usize) -> io::Result<Opened> {
-        Self::from_source(Box::new(File::open(path)?), capacity, &crypt::installed())
+        Self::from_source(Box::new(File::open(path)?), 1 << 20, &crypt::installed())
     }
 
     /// Open any byte source (see [`Follow`]) with a read buffer of `capacity` bytes, decrypting with `keys`
@@ -374,10 +369,10 @@ pub fn verify_stream(
     let entries = match reader.archive.entries() {
         Ok(e) => e,
         Err(e) => {
+            let message = format!("not a readable archive: {e}");
             v.problems.push(Problem {
-                path: None,
                 offset: Some(0),
-                message: format!("not a readable archive: {e}"),
+                ..problem(None, message)
             });
             return Ok(v);
         }
@@ -616,7 +611,8 @@ fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
 /// Read only the first entry (meta.json): cheap, whatever the archive's size.
 pub fn read_meta(path: &Path) -> io::Result<Meta> {
     // A small buffer: `list` calls this for every archive and must not read megabytes of each.
-    let mut reader = Opened::open_with_buffer(path, 64 * 1024)?.tar();
+    let file = Box::new(File::open(path)?);
+    let mut reader = Opened::from_source(file, 64 * 1024, &crypt::installed())?.tar();
     let mut entries = reader.archive.entries()?;
     let mut first = entries
         .next()
