@@ -577,14 +577,11 @@ fn append_files(
         s.progress.advance(1, bytes);
     }
     if let Some(snap) = snapshot {
-        let f = snap
+        let opened = snap
             .file
             .reopen()
-            .map_err(|e| fail("config.db snapshot", e))?;
-        let size = f
-            .metadata()
-            .map_err(|e| fail("config.db snapshot", e))?
-            .len();
+            .and_then(|f| Ok((f.metadata()?.len(), f)));
+        let (size, f) = opened.map_err(|e| fail("config.db snapshot", e))?;
         s.append_internal(CONFIG_DB_PATH, "pve-cluster", "config.db-snapshot", f, size)?;
     }
     Ok(())
@@ -606,16 +603,11 @@ fn append_db_entry(s: &mut Session, e: &pmxcfs::TreeEntry) -> Result<(), Session
         size: e.data.len() as u64,
         xattrs: &[],
     };
-    let sha = match kind {
-        Kind::Dir => {
-            s.write(|w| w.append_dir(&h))?;
-            None
-        }
-        _ => {
-            s.write(|w| w.append_bytes(&h, &e.data))?;
-            Some(crate::archive::sha256_hex(&e.data))
-        }
-    };
+    s.write(|w| match kind {
+        Kind::Dir => w.append_dir(&h),
+        _ => w.append_bytes(&h, &e.data),
+    })?;
+    let sha = (kind != Kind::Dir).then(|| crate::archive::sha256_hex(&e.data));
     let entry = index_entry(&h, "pve-cluster", sha, None, Some("config.db"));
     s.index.entries.push(entry);
     Ok(())

@@ -35,11 +35,8 @@ pub fn structure(file: &File, len: u64, compression: Compression) -> io::Result<
         Compression::Zstd => zstd_frames(file, len),
         Compression::Xz => xz_footer(file, len),
         Compression::None => tar_end(file, len),
-        Compression::Gzip => Ok(if len < 18 {
-            Structure::Broken(too_short(len))
-        } else {
-            Structure::Unchecked
-        }),
+        Compression::Gzip if len < 18 => Ok(Structure::Broken(too_short(len))),
+        Compression::Gzip => Ok(Structure::Unchecked),
     }
 }
 

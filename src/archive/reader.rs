@@ -333,8 +333,7 @@ pub fn verify_stream(
         },
     };
     let file_len = file_len.unwrap_or(u64::MAX);
-    let encrypted = opened.encrypted;
-    let compression = opened.compression;
+    let (encrypted, compression) = (opened.encrypted, opened.compression);
     let mut reader = opened.tar();
     let offset = reader.offset.clone();
     // A decoder error with everything consumed means the file ends inside the stream: say so plainly. Inside
