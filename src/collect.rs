@@ -147,8 +147,7 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
         seen: HashSet::new(),
         plan: Plan::default(),
     };
-    let pve = facts.role.has_pve();
-    let pbs = facts.role.has_pbs();
+    let (pve, pbs) = (facts.role.has_pve(), facts.role.has_pbs());
     let run_commands = match config.commands.run {
         crate::config::RunCommands::Always => true,
         crate::config::RunCommands::Never => false,

@@ -116,7 +116,6 @@ pub struct Opened {
     read: Arc<AtomicU64>,
     /// Hash of the bytes read from the file.
     hasher: Arc<Mutex<Sha256>>,
-    /// Compressed bytes the decoder has consumed: where a broken stream broke.
     consumed: Arc<AtomicU64>,
     decoder: Decoder,
 }
@@ -175,7 +174,6 @@ impl Opened {
             read: self.read,
             hasher: self.hasher,
             compression: self.compression,
-            encrypted: self.encrypted,
         }
     }
 }
@@ -188,7 +186,6 @@ pub struct TarReader {
     read: Arc<AtomicU64>,
     hasher: Arc<Mutex<Sha256>>,
     pub compression: Compression,
-    pub encrypted: bool,
 }
 
 impl TarReader {
