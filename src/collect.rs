@@ -183,21 +183,16 @@ impl Scanner<'_> {
             match src {
                 Source::Path { path } => self.path(cat.name, Path::new(path), &ex),
                 Source::Glob { pattern } => self.glob(cat.name, pattern, &ex),
+                Source::Command { .. } if !run_commands => self.plan.commands_not_run += 1,
                 Source::Command {
                     output,
                     program,
                     args,
-                } => {
-                    if run_commands {
-                        self.plan.commands.push(PlannedCommand {
-                            category: cat.name.to_string(),
-                            output: output.to_string(),
-                            spec: CommandSpec::new(*program, args),
-                        });
-                    } else {
-                        self.plan.commands_not_run += 1;
-                    }
-                }
+                } => self.plan.commands.push(PlannedCommand {
+                    category: cat.name.to_string(),
+                    output: output.to_string(),
+                    spec: CommandSpec::new(*program, args),
+                }),
                 Source::Pmxcfs => {
                     if self.root.path(catalog::CONFIG_DB).is_file() {
                         self.plan.config_db = Some(PathBuf::from(catalog::CONFIG_DB));

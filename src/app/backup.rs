@@ -253,12 +253,8 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     let seal = seal.transpose()?;
 
     let facts = HostFacts::detect(&ctx.root);
-    log.info(&format!(
-        "host {} role {} (root {})",
-        facts.hostname,
-        facts.role,
-        ctx.root.dir().display()
-    ));
+    let (host, role, root) = (&facts.hostname, facts.role, ctx.root.dir().display());
+    log.info(&format!("host {host} role {role} (root {root})"));
     let mut plan = collect::scan(&ctx.root, &facts, config);
     if let Some(enc) = &config.encryption {
         plan.warnings
@@ -391,11 +387,9 @@ fn start_run_log(
             None
         }
     };
+    let (version, host, role) = (env!("CARGO_PKG_VERSION"), &facts.hostname, facts.role);
     log.info(&format!(
-        "proxkeep {} backup of {} ({}) starting",
-        env!("CARGO_PKG_VERSION"),
-        facts.hostname,
-        facts.role
+        "proxkeep {version} backup of {host} ({role}) starting"
     ));
     for removed in preflight::sweep_partials(backup_dir) {
         log.info(&format!(
@@ -442,11 +436,9 @@ fn pve_sources(
     let snapshot = plan.config_db.as_ref().and_then(|db| {
         match pmxcfs::snapshot(&ctx.root.path(db), backup_dir) {
             Ok(s) => {
-                ctx.log.info(&format!(
-                    "config.db snapshot: {} rows, {}",
-                    s.rows,
-                    format_size(s.size)
-                ));
+                let size = format_size(s.size);
+                ctx.log
+                    .info(&format!("config.db snapshot: {} rows, {size}", s.rows));
                 Some(s)
             }
             Err(e) => {

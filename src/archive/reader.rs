@@ -286,7 +286,7 @@ struct Seen {
     xattrs: Vec<String>,
 }
 
-fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
+pub(super) fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
     Problem {
         path: path.map(|p| path_fields(p).0),
         offset: None,

@@ -125,11 +125,9 @@ impl Verifier {
             _ => return Err(io::Error::other("the verifier thread failed")),
         };
         if v.index_sha256.as_deref() != Some(index_sha256.as_str()) {
-            v.problems.push(reader::Problem {
-                path: Some(INDEX_PATH.into()),
-                offset: None,
-                message: "differs from the index the backup wrote".into(),
-            });
+            let differs = "differs from the index the backup wrote";
+            v.problems
+                .push(reader::problem(Some(INDEX_PATH.as_bytes()), differs));
         }
         Ok(v)
     }
