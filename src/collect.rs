@@ -538,8 +538,8 @@ fn read_xattrs(
     out
 }
 
-/// What `call` writes into a buffer of `start` bytes, grown when too small. Sizes can change between the
-/// size query and the call; retry a few times with the new size.
+/// What `call` writes into a buffer of `start` bytes, grown when too small. Sizes can change between
+/// the size query and the call; retry a few times with the new size.
 fn sized(start: usize, call: impl Fn(&mut [u8]) -> rustix::io::Result<usize>) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; start];
     for _ in 0..4 {

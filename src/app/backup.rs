@@ -167,8 +167,9 @@ fn key_warnings(
         .iter()
         .any(|i| i.kind == Kind::File && (i.host_path == *p || ctx.root.path(&i.host_path) == *p));
     if collected {
-        let message = "the passphrase file is collected by this backup: the key travels with the lock \
-                      (keep it outside the collected paths, or add it to collect.exclude)";
+        let message = "the passphrase file is collected by this backup: \
+                       the key travels with the lock \
+                       (keep it outside the collected paths, or add it to collect.exclude)";
         out.push(Warning::at(p.display(), message));
     }
     if let Some(w) = crate::crypt::loose_permissions(p, "passphrase file") {

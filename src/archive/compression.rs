@@ -25,8 +25,8 @@ impl Compression {
         Compression::None,
     ];
 
-    /// (Canonical lowercase name as written in the config file, file name extension without the leading dot,
-    /// level used when the config sets none, valid levels.)
+    /// (Canonical lowercase name as written in the config file, file name extension without the
+    /// leading dot, level used when the config sets none, valid levels.)
     fn facts(self) -> (&'static str, &'static str, i32, RangeInclusive<i32>) {
         match self {
             Compression::Zstd => ("zstd", "tar.zst", 3, 1..=19),
