@@ -628,9 +628,7 @@ fn append_commands(
             stderr: r.stderr_tail(2000),
         };
         match &r.status {
-            runner::Status::Absent => {
-                log.debug(&format!("command {cmd}: not installed"));
-            }
+            runner::Status::Absent => log.debug(&format!("command {cmd}: not installed")),
             runner::Status::Exited(_) | runner::Status::Signaled(_) | runner::Status::TimedOut => {
                 let path = format!("{COMMANDS_DIR}/{}/{}", pc.category, pc.output);
                 let size = r.stdout.len() as u64;
@@ -643,7 +641,7 @@ fn append_commands(
             }
             runner::Status::Cancelled => return Err(BackupError::Interrupted),
             runner::Status::SpawnFailed(e) => {
-                s.warn(None, format!("command `{cmd}` could not start: {e}"));
+                s.warn(None, format!("command `{cmd}` could not start: {e}"))
             }
         }
         s.index.commands.push(rec);
