@@ -25,7 +25,7 @@ pub struct Item {
     pub host_path: PathBuf,
     pub category: String,
     pub kind: Kind,
-    /// Size at scan time (the writer re-reads it from the open file).
+    /// Size of a file at scan time, 0 for the rest (the writer re-reads it from the open file).
     pub size: u64,
 }
 
@@ -62,16 +62,6 @@ pub struct Plan {
     pub warnings: Vec<Warning>,
 }
 
-impl Plan {
-    pub fn bytes(&self) -> u64 {
-        self.items
-            .iter()
-            .filter(|i| i.kind == Kind::File)
-            .map(|i| i.size)
-            .sum()
-    }
-}
-
 /// Per-category counts for `--dry-run` and `catalog`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CategoryCount {
@@ -85,6 +75,10 @@ pub struct CategoryCount {
 }
 
 impl Plan {
+    pub fn bytes(&self) -> u64 {
+        self.items.iter().map(|i| i.size).sum()
+    }
+
     pub fn counts(&self) -> Vec<CategoryCount> {
         let mut out = Vec::new();
         for c in &self.categories {
@@ -111,18 +105,16 @@ impl Plan {
     }
 }
 
-/// The count of `category`, added at the end when it is new.
 fn slot<'a>(out: &'a mut Vec<CategoryCount>, category: &str) -> &'a mut CategoryCount {
-    let i = match out.iter().position(|c| c.category == category) {
-        Some(i) => i,
-        None => {
-            out.push(CategoryCount {
-                category: category.to_string(),
-                ..Default::default()
-            });
-            out.len() - 1
-        }
-    };
+    let i = out.iter().position(|c| c.category == category);
+    let i = i.unwrap_or_else(|| {
+        let category = category.to_string();
+        out.push(CategoryCount {
+            category,
+            ..Default::default()
+        });
+        out.len() - 1
+    });
     &mut out[i]
 }
 
@@ -155,8 +147,7 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
         seen: HashSet::new(),
         plan: Plan::default(),
     };
-    let pve = facts.role.has_pve();
-    let pbs = facts.role.has_pbs();
+    let (pve, pbs) = (facts.role.has_pve(), facts.role.has_pbs());
     let run_commands = match config.commands.run {
         crate::config::RunCommands::Always => true,
         crate::config::RunCommands::Never => false,
@@ -192,21 +183,16 @@ impl Scanner<'_> {
             match src {
                 Source::Path { path } => self.path(cat.name, Path::new(path), &ex),
                 Source::Glob { pattern } => self.glob(cat.name, pattern, &ex),
+                Source::Command { .. } if !run_commands => self.plan.commands_not_run += 1,
                 Source::Command {
                     output,
                     program,
                     args,
-                } => {
-                    if run_commands {
-                        self.plan.commands.push(PlannedCommand {
-                            category: cat.name.to_string(),
-                            output: output.to_string(),
-                            spec: CommandSpec::new(*program, args),
-                        });
-                    } else {
-                        self.plan.commands_not_run += 1;
-                    }
-                }
+                } => self.plan.commands.push(PlannedCommand {
+                    category: cat.name.to_string(),
+                    output: output.to_string(),
+                    spec: CommandSpec::new(*program, args),
+                }),
                 Source::Pmxcfs => {
                     if self.root.path(catalog::CONFIG_DB).is_file() {
                         self.plan.config_db = Some(PathBuf::from(catalog::CONFIG_DB));
@@ -231,10 +217,12 @@ impl Scanner<'_> {
                     path: host.display().to_string(),
                 });
             }
-            Err(e) => self.plan.warnings.push(Warning {
-                path: Some(host.display().to_string()),
-                message: format!("cannot stat: {e}"),
-            }),
+            Err(e) => {
+                let message = format!("cannot stat: {e}");
+                self.plan
+                    .warnings
+                    .push(Warning::at(host.display(), message))
+            }
             Ok(md) if md.is_dir() => self.tree(category, host, &fs_path, ex),
             Ok(md) => {
                 if !ex.is_match(host) {
@@ -266,10 +254,12 @@ impl Scanner<'_> {
                     };
                     match e.metadata() {
                         Ok(md) => self.add(category, host_path, &md),
-                        Err(err) => self.plan.warnings.push(Warning {
-                            path: Some(host_path.display().to_string()),
-                            message: format!("cannot stat: {err}"),
-                        }),
+                        Err(err) => {
+                            let message = format!("cannot stat: {err}");
+                            self.plan
+                                .warnings
+                                .push(Warning::at(host_path.display(), message))
+                        }
                     }
                 }
                 Err(err) => {
@@ -531,45 +521,39 @@ fn read_xattrs(
     list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
     get: impl Fn(&str, &mut [u8]) -> rustix::io::Result<usize>,
 ) -> Vec<(String, Vec<u8>)> {
-    // Sizes can change between the two calls; retry a few times with the new size.
-    let mut names = vec![0u8; 1024];
-    let mut got = None;
-    for _ in 0..4 {
-        match list(&mut names) {
-            Ok(n) => {
-                got = Some(n);
-                break;
-            }
-            Err(rustix::io::Errno::RANGE) => {
-                let need = list(&mut []).unwrap_or(0);
-                names.resize(need.max(names.len() * 2), 0);
-            }
-            // ENOTSUP and friends: this file system has no xattrs.
-            Err(_) => return Vec::new(),
-        }
-    }
-    let Some(n) = got else { return Vec::new() };
+    // ENOTSUP and friends: this file system has no xattrs.
+    let Some(names) = sized(1024, list) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    for raw in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+    for raw in names.split(|b| *b == 0).filter(|s| !s.is_empty()) {
         let Ok(name) = std::str::from_utf8(raw) else {
             continue;
         };
-        let mut value = vec![0u8; 256];
-        for _ in 0..4 {
-            match get(name, &mut value) {
-                Ok(len) => {
-                    value.truncate(len);
-                    out.push((name.to_string(), value));
-                    break;
-                }
-                Err(rustix::io::Errno::RANGE) => {
-                    let need = get(name, &mut []).unwrap_or(0);
-                    value.resize(need.max(value.len() * 2), 0);
-                }
-                Err(_) => break,
-            }
+        if let Some(value) = sized(256, |buf| get(name, buf)) {
+            out.push((name.to_string(), value));
         }
     }
     out.sort();
     out
+}
+
+/// What `call` writes into a buffer of `start` bytes, grown when too small. Sizes can change between
+/// the size query and the call; retry a few times with the new size.
+fn sized(start: usize, call: impl Fn(&mut [u8]) -> rustix::io::Result<usize>) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; start];
+    for _ in 0..4 {
+        match call(&mut buf) {
+            Ok(len) => {
+                buf.truncate(len);
+                return Some(buf);
+            }
+            Err(rustix::io::Errno::RANGE) => {
+                let need = call(&mut []).unwrap_or(0);
+                buf.resize(need.max(buf.len() * 2), 0);
+            }
+            Err(_) => return None,
+        }
+    }
+    None
 }

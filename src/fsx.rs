@@ -59,7 +59,6 @@ pub fn hash_reader(mut r: impl Read) -> io::Result<(String, u64)> {
     Ok((base16ct::lower::encode_string(&hasher.finalize()), total))
 }
 
-/// SHA-256 (lower-case hex) of a file's content.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
     hash_reader(File::open(path)?).map(|(h, _)| h)
 }
@@ -118,13 +117,11 @@ pub fn mounts() -> Vec<Mount> {
     parse_mountinfo(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
 }
 
-/// Whether `path` is a mount point of this process's namespace.
 pub fn is_mount_point(path: &Path) -> bool {
     let want = path.components().collect::<PathBuf>();
     mounts().iter().any(|m| Path::new(&m.mount_point) == want)
 }
 
-// ---------------------------------------------------------------------------------------------------------
 // Writing below an open directory (restore, pmxcfs extraction): nothing followed, nothing replaced
 
 /// atime and mtime both at `mtime` (whole seconds), as restore and extraction give them.
@@ -189,7 +186,6 @@ pub fn set_link_meta(
     Ok(())
 }
 
-/// Whether `name` in `dir` is a symlink (not followed).
 pub fn is_symlink_at(dir: impl AsFd, name: impl rustix::path::Arg) -> bool {
     rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)

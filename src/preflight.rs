@@ -46,43 +46,36 @@ impl Check {
 
 /// The directory exists (or, with `create`, is created 0700).
 pub fn directory(name: &str, dir: &Path, create: bool) -> Check {
+    let d = dir.display();
+    let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     match fs::metadata(dir) {
-        Ok(md) if md.is_dir() => Check::pass(name, dir.display().to_string()),
+        Ok(md) if md.is_dir() => Check::pass(name, d.to_string()),
         Ok(_) => Check::fail(
             name,
-            format!("{} is not a directory", dir.display()),
+            format!("{d} is not a directory"),
             "point the config at a directory",
         ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if !create {
-                return match nearest_existing(dir) {
-                    Some(_) => Check::pass(
-                        name,
-                        format!("{} (will be created, mode 0700)", dir.display()),
-                    ),
-                    None => Check::fail(
-                        name,
-                        format!("{} cannot be created", dir.display()),
-                        "create it",
-                    ),
-                };
-            }
+        Err(e) if not_found(&e) && !create => match nearest_existing(dir) {
+            Some(_) => Check::pass(name, format!("{d} (will be created, mode 0700)")),
+            None => Check::fail(name, format!("{d} cannot be created"), "create it"),
+        },
+        Err(e) if not_found(&e) => {
             match fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
             {
-                Ok(()) => Check::pass(name, format!("{} (created, mode 0700)", dir.display())),
+                Ok(()) => Check::pass(name, format!("{d} (created, mode 0700)")),
                 Err(e) => Check::fail(
                     name,
-                    format!("cannot create {}: {e}", dir.display()),
-                    format!("create it: mkdir -m 0700 -p {}", dir.display()),
+                    format!("cannot create {d}: {e}"),
+                    format!("create it: mkdir -m 0700 -p {d}"),
                 ),
             }
         }
         Err(e) => Check::fail(
             name,
-            format!("{}: {e}", dir.display()),
+            format!("{d}: {e}"),
             "check the path and its permissions",
         ),
     }
@@ -190,14 +183,10 @@ impl RunLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.split_whitespace().collect::<Vec<_>>().join(" ");
-                return Err(LockError::Held {
-                    path: path.to_path_buf(),
-                    holder: if holder.is_empty() {
-                        "unknown holder".into()
-                    } else {
-                        holder
-                    },
-                });
+                let holder = Some(holder).filter(|h| !h.is_empty());
+                let holder = holder.unwrap_or_else(|| "unknown holder".into());
+                let path = path.to_path_buf();
+                return Err(LockError::Held { path, holder });
             }
             Err(fs::TryLockError::Error(e)) => return Err(io(e)),
         }
@@ -216,7 +205,6 @@ impl RunLock {
     }
 }
 
-/// Whether a process with this PID exists.
 pub fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -242,7 +230,6 @@ pub fn sweep_partials(dir: &Path) -> Vec<PathBuf> {
     removed
 }
 
-/// PID of the writer of a partial file name, if it is one.
 pub fn partial_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix('.')?;
     let rest = rest

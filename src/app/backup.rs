@@ -136,14 +136,10 @@ fn key_warnings(
 ) -> Vec<Warning> {
     let mut out = Vec::new();
     let type_and_key = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-    let ssh: Vec<String> = match seal {
-        Some(Seal::Recipients(rs)) => rs
-            .iter()
-            .filter(|r| r.kind() != "x25519")
-            .map(|r| type_and_key(&format!("{r:?}")))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let ssh: Vec<String> = recipients(seal, false)
+        .iter()
+        .map(|r| type_and_key(r))
+        .collect();
     for item in plan.items.iter().filter(|i| {
         !ssh.is_empty()
             && i.kind == Kind::File
@@ -155,14 +151,12 @@ fn key_warnings(
         };
         let private = item.host_path.with_extension("");
         if ssh.contains(&type_and_key(&text)) && plan.items.iter().any(|i| i.host_path == private) {
-            out.push(Warning {
-                path: Some(private.display().to_string()),
-                message: format!(
-                    "is the SSH key of recipient {}: the key travels with the lock \
-                     (use a key kept off this host, or add it to [collect] exclude)",
-                    type_and_key(&text)
-                ),
-            });
+            let message = format!(
+                "is the SSH key of recipient {}: the key travels with the lock \
+                 (use a key kept off this host, or add it to [collect] exclude)",
+                type_and_key(&text)
+            );
+            out.push(Warning::at(private.display(), message));
         }
     }
     let Some(p) = &enc.passphrase_file else {
@@ -173,21 +167,24 @@ fn key_warnings(
         .iter()
         .any(|i| i.kind == Kind::File && (i.host_path == *p || ctx.root.path(&i.host_path) == *p));
     if collected {
-        out.push(Warning {
-            path: Some(p.display().to_string()),
-            message:
-                "the passphrase file is collected by this backup: the key travels with the lock \
-                      (keep it outside the collected paths, or add it to collect.exclude)"
-                    .into(),
-        });
+        let message = "the passphrase file is collected by this backup: \
+                       the key travels with the lock \
+                       (keep it outside the collected paths, or add it to collect.exclude)";
+        out.push(Warning::at(p.display(), message));
     }
     if let Some(w) = crate::crypt::loose_permissions(p, "passphrase file") {
-        out.push(Warning {
-            path: Some(p.display().to_string()),
-            message: w,
-        });
+        out.push(Warning::at(p.display(), w));
     }
     out
+}
+
+/// The recipients of `seal` as they print: the X25519 ones, or the others (SSH keys).
+fn recipients(seal: Option<&Seal>, x25519: bool) -> Vec<String> {
+    let Some(Seal::Recipients(rs)) = seal else {
+        return Vec::new();
+    };
+    let chosen = rs.iter().filter(|r| (r.kind() == "x25519") == x25519);
+    chosen.map(|r| format!("{r:?}")).collect()
 }
 
 /// Compression and level: the options', else the config's (a compression other than the configured one
@@ -249,26 +246,16 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         .unwrap_or_else(|| config.backup_dir.clone());
     // Recipients and passphrase are read before anything is written: a backup configured for encryption
     // never falls back to a plain archive.
-    let seal = (config
-        .encryption
-        .as_ref()
-        .map(|e| {
-            crate::crypt::Seal::new(
-                &e.recipients,
-                e.recipients_file.as_deref(),
-                e.passphrase_file.as_deref(),
-            )
-        })
-        .transpose())
-    .map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))?;
+    let seal = config.encryption.as_ref().map(|e| {
+        let (file, passphrase) = (e.recipients_file.as_deref(), e.passphrase_file.as_deref());
+        Seal::new(&e.recipients, file, passphrase)
+            .map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))
+    });
+    let seal = seal.transpose()?;
 
     let facts = HostFacts::detect(&ctx.root);
-    log.info(&format!(
-        "host {} role {} (root {})",
-        facts.hostname,
-        facts.role,
-        ctx.root.dir().display()
-    ));
+    let (host, role, root) = (&facts.hostname, facts.role, ctx.root.dir().display());
+    log.info(&format!("host {host} role {role} (root {root})"));
     let mut plan = collect::scan(&ctx.root, &facts, config);
     if let Some(enc) = &config.encryption {
         plan.warnings
@@ -318,15 +305,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     }
 
     if opts.dry_run {
-        let count = |k: Kind| plan.items.iter().filter(|i| i.kind == k).count() as u64;
-        report.set_totals(&Totals {
-            entries: plan.items.len() as u64,
-            files: count(Kind::File),
-            dirs: count(Kind::Dir),
-            symlinks: count(Kind::Symlink),
-            bytes: plan.bytes(),
-            warnings: 0,
-        });
+        report.set_totals(&Totals::of(plan.items.iter().map(|i| (i.kind, i.size))));
         report.warnings = plan.warnings.clone();
         report.archive = Some(backup_dir.join(name.to_string()));
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -409,11 +388,9 @@ fn start_run_log(
             None
         }
     };
+    let (version, host, role) = (env!("CARGO_PKG_VERSION"), &facts.hostname, facts.role);
     log.info(&format!(
-        "proxkeep {} backup of {} ({}) starting",
-        env!("CARGO_PKG_VERSION"),
-        facts.hostname,
-        facts.role
+        "proxkeep {version} backup of {host} ({role}) starting"
     ));
     for removed in preflight::sweep_partials(backup_dir) {
         log.info(&format!(
@@ -460,11 +437,9 @@ fn pve_sources(
     let snapshot = plan.config_db.as_ref().and_then(|db| {
         match pmxcfs::snapshot(&ctx.root.path(db), backup_dir) {
             Ok(s) => {
-                ctx.log.info(&format!(
-                    "config.db snapshot: {} rows, {}",
-                    s.rows,
-                    format_size(s.size)
-                ));
+                let size = format_size(s.size);
+                ctx.log
+                    .info(&format!("config.db snapshot: {} rows, {size}", s.rows));
                 Some(s)
             }
             Err(e) => {
@@ -483,10 +458,7 @@ fn pve_sources(
         Ok(_) => "config.db holds no files: /etc/pve is empty in this backup".into(),
         Err(e) => format!("cannot rebuild /etc/pve from config.db: {e}"),
     };
-    warnings.push(Warning {
-        path: Some("/etc/pve".into()),
-        message: problem,
-    });
+    warnings.push(Warning::at("/etc/pve", problem));
     (snapshot, None)
 }
 
@@ -515,14 +487,7 @@ fn write_archive(
     let (snapshot, db_tree) = pve_sources(ctx, plan, backup_dir, &mut warnings);
     spec.pve_tree_from_db = db_tree.is_some();
     // With X25519 recipients, watch the streamed files for the matching secret key (see below).
-    let own_recipients: Vec<String> = match spec.seal {
-        Some(Seal::Recipients(rs)) => rs
-            .iter()
-            .filter(|r| r.kind() == "x25519")
-            .map(|r| format!("{r:?}"))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let own_recipients = recipients(spec.seal, true);
     let mut s = Session::create(backup_dir, name, time, spec, log, cancel)?;
     s.index.absent = plan.absent.clone();
     s.index.skipped = plan.skipped.clone();
@@ -559,13 +524,11 @@ fn write_archive(
     s.check_cancel()?;
     for (path, recipient) in &found_keys {
         if own_recipients.contains(recipient) {
-            s.warn(
-                Some(path.clone()),
-                format!(
-                    "holds the age identity of recipient {recipient}: the key travels with the lock \
-                     (keep it off this host, or add it to [collect] exclude)"
-                ),
+            let message = format!(
+                "holds the age identity of recipient {recipient}: the key travels with the lock \
+                 (keep it off this host, or add it to [collect] exclude)"
             );
+            s.warn(Some(path.clone()), message);
         }
     }
     append_commands(&mut s, log, plan, &results)?;
@@ -607,14 +570,11 @@ fn append_files(
         s.progress.advance(1, bytes);
     }
     if let Some(snap) = snapshot {
-        let f = snap
+        let opened = snap
             .file
             .reopen()
-            .map_err(|e| fail("config.db snapshot", e))?;
-        let size = f
-            .metadata()
-            .map_err(|e| fail("config.db snapshot", e))?
-            .len();
+            .and_then(|f| Ok((f.metadata()?.len(), f)));
+        let (size, f) = opened.map_err(|e| fail("config.db snapshot", e))?;
         s.append_internal(CONFIG_DB_PATH, "pve-cluster", "config.db-snapshot", f, size)?;
     }
     Ok(())
@@ -636,16 +596,11 @@ fn append_db_entry(s: &mut Session, e: &pmxcfs::TreeEntry) -> Result<(), Session
         size: e.data.len() as u64,
         xattrs: &[],
     };
-    let sha = match kind {
-        Kind::Dir => {
-            s.write(|w| w.append_dir(&h))?;
-            None
-        }
-        _ => {
-            s.write(|w| w.append_bytes(&h, &e.data))?;
-            Some(crate::archive::sha256_hex(&e.data))
-        }
-    };
+    s.write(|w| match kind {
+        Kind::Dir => w.append_dir(&h),
+        _ => w.append_bytes(&h, &e.data),
+    })?;
+    let sha = (kind != Kind::Dir).then(|| crate::archive::sha256_hex(&e.data));
     let entry = index_entry(&h, "pve-cluster", sha, None, Some("config.db"));
     s.index.entries.push(entry);
     Ok(())
@@ -673,9 +628,7 @@ fn append_commands(
             stderr: r.stderr_tail(2000),
         };
         match &r.status {
-            runner::Status::Absent => {
-                log.debug(&format!("command {cmd}: not installed"));
-            }
+            runner::Status::Absent => log.debug(&format!("command {cmd}: not installed")),
             runner::Status::Exited(_) | runner::Status::Signaled(_) | runner::Status::TimedOut => {
                 let path = format!("{COMMANDS_DIR}/{}/{}", pc.category, pc.output);
                 let size = r.stdout.len() as u64;
@@ -688,7 +641,7 @@ fn append_commands(
             }
             runner::Status::Cancelled => return Err(BackupError::Interrupted),
             runner::Status::SpawnFailed(e) => {
-                s.warn(None, format!("command `{cmd}` could not start: {e}"));
+                s.warn(None, format!("command `{cmd}` could not start: {e}"))
             }
         }
         s.index.commands.push(rec);
@@ -723,29 +676,14 @@ fn distribute(
     let mut reports = Vec::new();
     for t in &tiers[1..] {
         ctx.log.info(&format!("tier {}: copying", t.label()));
-        reports.push(tier::sync_tier(
-            t.as_ref(),
-            &local_list,
-            backup_dir,
-            &new_file,
-            sha256,
-            host,
-            now,
-            &tz,
-        ));
+        let (list, new) = (&local_list, &new_file);
+        let synced = tier::sync_tier(t.as_ref(), list, backup_dir, new, sha256, host, now, &tz);
+        reports.push(synced);
     }
     let mut verified = tier::recorded_verification(backup_dir);
     verified.insert(new_file.clone(), true);
-    let pruned = tier::prune(
-        tiers[0].as_ref(),
-        host,
-        &verified,
-        now,
-        &tz,
-        false,
-        &mut local,
-    );
-    match pruned {
+    let local_tier = tiers[0].as_ref();
+    match tier::prune(local_tier, host, &verified, now, &tz, false, &mut local) {
         Ok(_) => {
             local.ok = true;
             local.copied.push(new_file);

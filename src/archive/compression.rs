@@ -5,14 +5,14 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
-/// Archive compression algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     Zstd,
     Xz,
     #[serde(alias = "gz")]
     Gzip,
+    #[default]
     None,
 }
 
@@ -25,43 +25,31 @@ impl Compression {
         Compression::None,
     ];
 
-    /// File name extension of an archive compressed with this algorithm (without leading dot).
-    pub fn extension(self) -> &'static str {
+    /// (Canonical lowercase name as written in the config file, file name extension without the
+    /// leading dot, level used when the config sets none, valid levels.)
+    fn facts(self) -> (&'static str, &'static str, i32, RangeInclusive<i32>) {
         match self {
-            Compression::Zstd => "tar.zst",
-            Compression::Xz => "tar.xz",
-            Compression::Gzip => "tar.gz",
-            Compression::None => "tar",
+            Compression::Zstd => ("zstd", "tar.zst", 3, 1..=19),
+            Compression::Xz => ("xz", "tar.xz", 6, 0..=9),
+            Compression::Gzip => ("gzip", "tar.gz", 6, 1..=9),
+            Compression::None => ("none", "tar", 0, 0..=0),
         }
     }
 
-    /// Level used when the config does not set `compression.level`.
-    pub fn default_level(self) -> i32 {
-        match self {
-            Compression::Zstd => 3,
-            Compression::Xz | Compression::Gzip => 6,
-            Compression::None => 0,
-        }
-    }
-
-    /// Valid values of `compression.level` for this algorithm.
-    pub fn level_range(self) -> RangeInclusive<i32> {
-        match self {
-            Compression::Zstd => 1..=19,
-            Compression::Xz => 0..=9,
-            Compression::Gzip => 1..=9,
-            Compression::None => 0..=0,
-        }
-    }
-
-    /// Canonical lowercase name, as written in the config file.
     pub fn name(self) -> &'static str {
-        match self {
-            Compression::Zstd => "zstd",
-            Compression::Xz => "xz",
-            Compression::Gzip => "gzip",
-            Compression::None => "none",
-        }
+        self.facts().0
+    }
+
+    pub fn extension(self) -> &'static str {
+        self.facts().1
+    }
+
+    pub fn default_level(self) -> i32 {
+        self.facts().2
+    }
+
+    pub fn level_range(self) -> RangeInclusive<i32> {
+        self.facts().3
     }
 }
 
@@ -70,15 +58,11 @@ impl FromStr for Compression {
 
     /// Accepts `zstd`, `xz`, `gzip`, `gz` and `none` (ASCII case-insensitive).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "zstd" => Ok(Compression::Zstd),
-            "xz" => Ok(Compression::Xz),
-            "gzip" | "gz" => Ok(Compression::Gzip),
-            "none" => Ok(Compression::None),
-            _ => Err(format!(
-                "unknown compression `{s}` (valid: zstd, xz, gzip or gz, none)"
-            )),
-        }
+        let lower = s.trim().to_ascii_lowercase();
+        let name = if lower == "gz" { "gzip" } else { &lower };
+        let found = Self::ALL.into_iter().find(|c| c.name() == name);
+        found
+            .ok_or_else(|| format!("unknown compression `{s}` (valid: zstd, xz, gzip or gz, none)"))
     }
 }
 

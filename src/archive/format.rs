@@ -80,7 +80,6 @@ impl Kind {
     }
 }
 
-/// One archive entry as recorded in the index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexEntry {
     /// Path inside the archive (`etc/pve/storage.cfg`); lossy when the name is not UTF-8 (see `path_hex`).
@@ -111,10 +110,8 @@ pub struct IndexEntry {
 impl IndexEntry {
     /// The entry's path as raw bytes (exact even for non-UTF-8 names).
     pub fn path_bytes(&self) -> Vec<u8> {
-        match &self.path_hex {
-            Some(h) => hex_decode(h).unwrap_or_else(|| self.path.as_bytes().to_vec()),
-            None => self.path.as_bytes().to_vec(),
-        }
+        let exact = self.path_hex.as_deref().and_then(hex_decode);
+        exact.unwrap_or_else(|| self.path.as_bytes().to_vec())
     }
     pub fn mode_bits(&self) -> u32 {
         u32::from_str_radix(&self.mode, 8).unwrap_or(0)
@@ -126,6 +123,14 @@ pub struct Warning {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     pub message: String,
+}
+
+impl Warning {
+    pub fn at(path: impl std::fmt::Display, message: impl Into<String>) -> Warning {
+        let path = Some(path.to_string());
+        let message = message.into();
+        Warning { path, message }
+    }
 }
 
 /// A source path that does not exist on this host (normal, not a warning).
@@ -196,32 +201,32 @@ impl Index {
         }
     }
 
-    /// Recompute the totals from the entries and warnings.
     pub fn compute_totals(&mut self) {
-        let mut t = Totals::default();
-        for e in &self.entries {
-            t.entries += 1;
-            match e.kind {
-                Kind::File => {
-                    t.files += 1;
-                    t.bytes += e.size;
-                }
-                Kind::Dir => t.dirs += 1,
-                Kind::Symlink => t.symlinks += 1,
-            }
-        }
+        let mut t = Totals::of(self.entries.iter().map(|e| (e.kind, e.size)));
         t.warnings = self.warnings.len() as u64;
         self.totals = t;
     }
 }
 
-impl Default for Index {
-    fn default() -> Self {
-        Self::new()
+impl Totals {
+    /// The counts of entries of these kinds and sizes (no warnings).
+    pub fn of(entries: impl Iterator<Item = (Kind, u64)>) -> Totals {
+        let mut t = Totals::default();
+        for (kind, size) in entries {
+            t.entries += 1;
+            match kind {
+                Kind::File => {
+                    t.files += 1;
+                    t.bytes += size;
+                }
+                Kind::Dir => t.dirs += 1,
+                Kind::Symlink => t.symlinks += 1,
+            }
+        }
+        t
     }
 }
 
-/// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     base16ct::lower::encode_string(bytes)
 }

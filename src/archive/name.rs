@@ -21,12 +21,6 @@ pub struct ArchiveName {
 pub const AGE_SUFFIX: &str = ".age";
 
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
-const EXTENSIONS: &[(&str, Compression)] = &[
-    (".tar.zst", Compression::Zstd),
-    (".tar.xz", Compression::Xz),
-    (".tar.gz", Compression::Gzip),
-    (".tar", Compression::None),
-];
 
 impl ArchiveName {
     pub fn new(host: &str, role: Role, time: Timestamp, compression: Compression) -> Self {
@@ -53,13 +47,12 @@ impl ArchiveName {
 
     /// Parse a file name; `None` for anything that is not a proxkeep archive name.
     pub fn parse(file_name: &str) -> Option<ArchiveName> {
-        let (file_name, encrypted) = match file_name.strip_suffix(AGE_SUFFIX) {
-            Some(n) => (n, true),
-            None => (file_name, false),
-        };
-        let (stem, compression) = EXTENSIONS
-            .iter()
-            .find_map(|(ext, c)| file_name.strip_suffix(ext).map(|s| (s, *c)))?;
+        let encrypted = file_name.ends_with(AGE_SUFFIX);
+        let file_name = file_name.strip_suffix(AGE_SUFFIX).unwrap_or(file_name);
+        let (stem, compression) = Compression::ALL.into_iter().find_map(|c| {
+            let stem = file_name.strip_suffix(c.extension())?.strip_suffix('.')?;
+            Some((stem, c))
+        })?;
         // Host names may contain '-', so split from the right: ...-<role>-<time>.
         let (rest, time) = stem.rsplit_once('-')?;
         let (host, role) = rest.rsplit_once('-')?;
@@ -80,11 +73,8 @@ impl ArchiveName {
 
 impl fmt::Display for ArchiveName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.stem(), self.compression.extension())?;
-        if self.encrypted {
-            f.write_str(AGE_SUFFIX)?;
-        }
-        Ok(())
+        let (ext, age) = (self.compression.extension(), age_suffix(self.encrypted));
+        write!(f, "{}.{ext}{age}", self.stem())
     }
 }
 
@@ -94,26 +84,22 @@ pub const SAFETY_TAG: &str = "restore-safety";
 
 /// `<host>-restore-safety-<YYYYMMDDTHHMMSSZ>.tar.zst[.age]`: the copy a restore takes of what it replaces.
 pub fn safety_file_name(host: &str, time: Timestamp, encrypted: bool) -> String {
-    let age = if encrypted { AGE_SUFFIX } else { "" };
+    let age = age_suffix(encrypted);
     format!("{host}-{SAFETY_TAG}-{}.tar.zst{age}", format_time(time))
+}
+
+fn age_suffix(encrypted: bool) -> &'static str {
+    if encrypted { AGE_SUFFIX } else { "" }
 }
 
 /// Whether a file name has the shape of [`safety_file_name`].
 pub fn is_safety_file_name(file_name: &str) -> bool {
     let file_name = file_name.strip_suffix(AGE_SUFFIX).unwrap_or(file_name);
-    let Some(stem) = file_name.strip_suffix(".tar.zst") else {
-        return false;
+    let parts = || {
+        let (rest, time) = file_name.strip_suffix(".tar.zst")?.rsplit_once('-')?;
+        Some((rest.strip_suffix(SAFETY_TAG)?.strip_suffix('-')?, time))
     };
-    let Some((rest, time)) = stem.rsplit_once('-') else {
-        return false;
-    };
-    let Some(host) = rest
-        .strip_suffix(SAFETY_TAG)
-        .and_then(|h| h.strip_suffix('-'))
-    else {
-        return false;
-    };
-    host_ok(host) && parse_time(time).is_some()
+    parts().is_some_and(|(host, time)| host_ok(host) && parse_time(time).is_some())
 }
 
 /// A host name as archive names carry it: letters, digits and `-`.
@@ -189,7 +175,7 @@ mod tests {
         #[test]
         fn round_trip(host in "[a-z0-9][a-z0-9-]{0,20}", secs in 0i64..4_000_000_000, r in 0usize..4, c in 0usize..4, age: bool) {
             let role = [Role::Pve, Role::Pbs, Role::Dual, Role::Linux][r];
-            let comp = EXTENSIONS[c].1;
+            let comp = Compression::ALL[c];
             let n = ArchiveName::new(&host, role, Timestamp::from_second(secs).unwrap(), comp).encrypted(age);
             prop_assert_eq!(ArchiveName::parse(&n.to_string()), Some(n));
         }

@@ -17,7 +17,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-/// Outcome of a structural check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Structure {
     /// The container's framing is complete.
@@ -36,16 +35,17 @@ pub fn structure(file: &File, len: u64, compression: Compression) -> io::Result<
         Compression::Zstd => zstd_frames(file, len),
         Compression::Xz => xz_footer(file, len),
         Compression::None => tar_end(file, len),
-        Compression::Gzip => Ok(if len < 18 {
-            Structure::Broken(too_short(len))
-        } else {
-            Structure::Unchecked
-        }),
+        Compression::Gzip if len < 18 => Ok(Structure::Broken(too_short(len))),
+        Compression::Gzip => Ok(Structure::Unchecked),
     }
 }
 
 fn too_short(len: u64) -> String {
     format!("cut off: {len} bytes is shorter than the smallest complete stream")
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 fn read_at<const N: usize>(file: &File, pos: u64) -> io::Result<[u8; N]> {
@@ -93,13 +93,13 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
         let Some(m) = at(pos, 4) else {
             return zstd_tail(file, len, checksum);
         };
-        let magic = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+        let magic = le32(m);
         if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
             // Skippable frame: magic, 4-byte size, payload.
             let Some(sz) = at(pos + 4, 4) else {
                 return short("a skippable frame header", pos, checksum);
             };
-            let size = u64::from(u32::from_le_bytes([sz[0], sz[1], sz[2], sz[3]]));
+            let size = u64::from(le32(sz));
             pos += 8 + size;
             if pos > len {
                 return cut("a skippable frame", pos - 8 - size);
@@ -206,18 +206,14 @@ fn xz_footer(file: &File, len: u64) -> io::Result<Structure> {
             "cut off at byte {len}: the xz stream footer is missing"
         )));
     }
-    let stored = u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]);
-    if crc32fast::hash(&footer[4..10]) != stored || footer[8..10] != header[6..8] {
+    if crc32fast::hash(&footer[4..10]) != le32(&footer[..4]) || footer[8..10] != header[6..8] {
         return Ok(Structure::Broken(format!(
             "the xz stream footer at byte {} is damaged",
             end - 12
         )));
     }
     // The index the footer points to must start with its indicator byte 0x00.
-    let backward = (u64::from(u32::from_le_bytes([
-        footer[4], footer[5], footer[6], footer[7],
-    ])) + 1)
-        * 4;
+    let backward = (u64::from(le32(&footer[4..])) + 1) * 4;
     match (end - 12).checked_sub(backward) {
         Some(at) if at >= 12 && read_at::<1>(file, at)? == [0] => Ok(Structure::Complete),
         _ => Ok(Structure::Broken(
@@ -235,12 +231,7 @@ fn tar_end(file: &File, len: u64) -> io::Result<Structure> {
             "cut off at byte {len}: not a whole number of 512-byte tar blocks"
         )));
     }
-    let tail = {
-        let mut buf = vec![0u8; 1024];
-        file.read_exact_at(&mut buf, len - 1024)?;
-        buf
-    };
-    if tail.iter().any(|b| *b != 0) {
+    if read_at::<1024>(file, len - 1024)?.iter().any(|b| *b != 0) {
         return Ok(Structure::Broken(format!(
             "cut off at byte {len}: the tar end marker (two zero blocks) is missing"
         )));

@@ -109,16 +109,13 @@ pub fn sniff(magic: &[u8]) -> Compression {
     }
 }
 
-/// An archive opened for sequential reading.
 pub struct Opened {
     pub compression: Compression,
-    /// Whether the file is age-encrypted.
     pub encrypted: bool,
     /// Bytes read from the file (buffered ahead of the decoder).
     read: Arc<AtomicU64>,
     /// Hash of the bytes read from the file.
     hasher: Arc<Mutex<Sha256>>,
-    /// Compressed bytes the decoder has consumed: where a broken stream broke.
     consumed: Arc<AtomicU64>,
     decoder: Decoder,
 }
@@ -126,12 +123,7 @@ pub struct Opened {
 impl Opened {
     /// Open an archive file; an encrypted one with the keys the CLI installed ([`crypt::install`]).
     pub fn open(path: &Path) -> io::Result<Opened> {
-        Self::open_with_buffer(path, 1 << 20)
-    }
-
-    /// Like [`Opened::open`] with a read buffer of `capacity` bytes: small when only the start is read.
-    pub fn open_with_buffer(path: &Path, capacity: usize) -> io::Result<Opened> {
-        Self::from_source(Box::new(File::open(path)?), capacity, &crypt::installed())
+        Self::from_source(Box::new(File::open(path)?), 1 << 20, &crypt::installed())
     }
 
     /// Open any byte source (see [`Follow`]) with a read buffer of `capacity` bytes, decrypting with `keys`
@@ -182,7 +174,6 @@ impl Opened {
             read: self.read,
             hasher: self.hasher,
             compression: self.compression,
-            encrypted: self.encrypted,
         }
     }
 }
@@ -195,7 +186,6 @@ pub struct TarReader {
     read: Arc<AtomicU64>,
     hasher: Arc<Mutex<Sha256>>,
     pub compression: Compression,
-    pub encrypted: bool,
 }
 
 impl TarReader {
@@ -203,26 +193,12 @@ impl TarReader {
     /// then hash any raw bytes left. Returns (SHA-256 of the file, file size, non-zero bytes after the tar end).
     pub fn finish(self) -> io::Result<(String, u64, u64)> {
         let mut decoder = self.archive.into_inner();
-        let mut junk = 0u64;
         let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = decoder.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            junk += buf[..n].iter().filter(|b| **b != 0).count() as u64;
-        }
-        let mut raw = decoder.into_raw();
+        let junk = drain(&mut decoder, &mut buf, |b| {
+            b.iter().filter(|b| **b != 0).count()
+        })?;
         // Bytes after the end of the compressed stream are damage too.
-        let mut trailing = 0u64;
-        loop {
-            let n = raw.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            trailing += n as u64;
-        }
-        drop(raw);
+        let trailing = drain(&mut decoder.into_raw(), &mut buf, <[u8]>::len)?;
         let total = self.read.load(Ordering::Relaxed);
         if trailing > 0 && self.compression != Compression::None {
             return Err(io::Error::new(
@@ -240,7 +216,17 @@ impl TarReader {
     }
 }
 
-/// One problem found while verifying.
+/// Read `r` to its end, summing `count` over what it yields.
+fn drain(r: &mut impl Read, buf: &mut [u8], count: impl Fn(&[u8]) -> usize) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        match r.read(buf)? {
+            0 => return Ok(total),
+            n => total += count(&buf[..n]) as u64,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -263,7 +249,7 @@ impl std::fmt::Display for Problem {
 }
 
 /// Result of reading a whole archive back.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Verification {
     pub compression: Compression,
     #[serde(skip)]
@@ -281,19 +267,6 @@ pub struct Verification {
 }
 
 impl Verification {
-    fn empty(compression: Compression) -> Self {
-        Verification {
-            compression,
-            meta: None,
-            index: None,
-            sha256: None,
-            bytes: 0,
-            entries: 0,
-            index_sha256: None,
-            problems: Vec::new(),
-        }
-    }
-
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -313,7 +286,7 @@ struct Seen {
     xattrs: Vec<String>,
 }
 
-fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
+pub(super) fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
     Problem {
         path: path.map(|p| path_fields(p).0),
         offset: None,
@@ -349,7 +322,7 @@ pub fn verify_stream(
         Ok(o) => o,
         Err(e) => match crypt::in_io(&e) {
             Some(c @ (crypt::CryptError::Header(_) | crypt::CryptError::Stream(_))) => {
-                let mut v = Verification::empty(Compression::None);
+                let mut v = Verification::default();
                 v.problems.push(problem(None, c.to_string()));
                 return Ok(v);
             }
@@ -357,8 +330,7 @@ pub fn verify_stream(
         },
     };
     let file_len = file_len.unwrap_or(u64::MAX);
-    let encrypted = opened.encrypted;
-    let compression = opened.compression;
+    let (encrypted, compression) = (opened.encrypted, opened.compression);
     let mut reader = opened.tar();
     let offset = reader.offset.clone();
     // A decoder error with everything consumed means the file ends inside the stream: say so plainly. Inside
@@ -379,7 +351,10 @@ pub fn verify_stream(
             ..problem(path, message)
         }
     };
-    let mut v = Verification::empty(compression);
+    let mut v = Verification {
+        compression,
+        ..Default::default()
+    };
     let mut seen: Vec<Seen> = Vec::new();
     let mut after_index = false;
     let mut meta_seen = false;
@@ -390,10 +365,10 @@ pub fn verify_stream(
     let entries = match reader.archive.entries() {
         Ok(e) => e,
         Err(e) => {
+            let message = format!("not a readable archive: {e}");
             v.problems.push(Problem {
-                path: None,
                 offset: Some(0),
-                message: format!("not a readable archive: {e}"),
+                ..problem(None, message)
             });
             return Ok(v);
         }
@@ -632,7 +607,8 @@ fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
 /// Read only the first entry (meta.json): cheap, whatever the archive's size.
 pub fn read_meta(path: &Path) -> io::Result<Meta> {
     // A small buffer: `list` calls this for every archive and must not read megabytes of each.
-    let mut reader = Opened::open_with_buffer(path, 64 * 1024)?.tar();
+    let file = Box::new(File::open(path)?);
+    let mut reader = Opened::from_source(file, 64 * 1024, &crypt::installed())?.tar();
     let mut entries = reader.archive.entries()?;
     let mut first = entries
         .next()

@@ -82,7 +82,6 @@ pub fn free_name<N>(
     }
 }
 
-/// Log a warning and add it to `to`.
 pub fn warn(log: &Log, to: &mut Vec<Warning>, path: Option<String>, message: String) {
     let w = Warning { path, message };
     log.warn(&warning_text(&w));
@@ -126,11 +125,9 @@ impl Verifier {
             _ => return Err(io::Error::other("the verifier thread failed")),
         };
         if v.index_sha256.as_deref() != Some(index_sha256.as_str()) {
-            v.problems.push(reader::Problem {
-                path: Some(INDEX_PATH.into()),
-                offset: None,
-                message: "differs from the index the backup wrote".into(),
-            });
+            let differs = "differs from the index the backup wrote";
+            v.problems
+                .push(reader::problem(Some(INDEX_PATH.as_bytes()), differs));
         }
         Ok(v)
     }
@@ -183,13 +180,9 @@ impl<'a> Session<'a> {
     ) -> Result<Self, SessionError> {
         let started = Instant::now();
         // For an encrypted archive the read-back decrypts with a key of its own (see `Seal::encryptor`).
-        let (encryptor, keys) = match spec.seal {
-            Some(s) => {
-                let (e, k) = s.encryptor().map_err(|e| failed("cannot start age", e))?;
-                (Some(e), k)
-            }
-            None => (None, Keys::default()),
-        };
+        let sealed = spec.seal.map(Seal::encryptor).transpose();
+        let sealed = sealed.map_err(|e| failed("cannot start age", e))?;
+        let (encryptor, keys) = sealed.map_or((None, Keys::default()), |(e, k)| (Some(e), k));
         let path = dir.join(partial_name(&name));
         let created = |e| failed(format_args!("cannot create {}", path.display()), e);
         let file = create_private(&path).map_err(created)?;
@@ -234,12 +227,7 @@ impl<'a> Session<'a> {
             },
             started,
         };
-        s.write(|w| {
-            w.append_bytes(
-                &internal_header(META_PATH, meta_json.len() as u64, time),
-                &meta_json,
-            )
-        })?;
+        s.append_small(META_PATH, &meta_json)?;
         s.progress.phase("archiving");
         Ok(s)
     }
@@ -256,9 +244,13 @@ impl<'a> Session<'a> {
         f(&mut self.w).map_err(|e| io_err(&self.partial, e))
     }
 
-    /// Log a warning and record it in the index.
     pub fn warn(&mut self, path: Option<String>, message: String) {
         warn(self.log, &mut self.index.warnings, path, message);
+    }
+
+    fn append_small(&mut self, path: &str, data: &[u8]) -> Result<(), SessionError> {
+        let h = internal_header(path, data.len() as u64, self.time);
+        self.write(|w| w.append_bytes(&h, data))
     }
 
     /// Append `size` bytes of `data` that did not come from the host's file system (0600 root, the
@@ -288,13 +280,7 @@ impl<'a> Session<'a> {
     pub fn finish(mut self) -> Result<Finished, SessionError> {
         self.index.compute_totals();
         let index_json = serde_json::to_vec(&self.index).map_err(|e| failed("index.json", e))?;
-        let time = self.time;
-        self.write(|w| {
-            w.append_bytes(
-                &internal_header(INDEX_PATH, index_json.len() as u64, time),
-                &index_json,
-            )
-        })?;
+        self.append_small(INDEX_PATH, &index_json)?;
         let index_sha = super::sha256_hex(&index_json);
         drop(index_json);
         self.progress.phase("finishing");
@@ -387,7 +373,6 @@ fn internal_header(path: &str, size: u64, time: Timestamp) -> EntryHeader<'_> {
     }
 }
 
-/// The index entry of what `h` appended.
 pub fn index_entry(
     h: &EntryHeader,
     category: &str,

@@ -12,7 +12,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Passes bytes through and hashes them.
 pub struct HashWriter<W> {
     inner: W,
     hasher: Sha256,
@@ -87,7 +86,6 @@ impl<W: Write> Layer<W> for Plain<W> {
 
 const JOB_SIZE: u32 = 2 << 20;
 
-/// The compressor layer.
 pub fn compressor<W: Write + 'static>(
     inner: W,
     compression: Compression,
@@ -128,18 +126,6 @@ pub fn compressor<W: Write + 'static>(
     })
 }
 
-/// The encryption layer: age's STREAM over the compressed bytes, or nothing.
-pub fn sealer<W: Write + 'static>(
-    inner: W,
-    encryptor: Option<age::Encryptor>,
-) -> io::Result<Box<dyn Layer<W>>> {
-    Ok(match encryptor {
-        Some(e) => Box::new(e.wrap_output(inner)?),
-        None => Box::new(Plain(inner)),
-    })
-}
-
-/// Metadata of one entry to append.
 #[derive(Debug, Clone)]
 pub struct EntryHeader<'a> {
     pub path: &'a [u8],
@@ -156,7 +142,6 @@ pub struct EntryHeader<'a> {
 type Sink = HashWriter<BufWriter<File>>;
 type Stack = tar::Builder<Box<dyn Layer<Box<dyn Layer<Sink>>>>>;
 
-/// Result of a finished archive.
 #[derive(Debug, Clone)]
 pub struct Written {
     /// SHA-256 of the bytes on disk (what `sha256sum` prints).
@@ -178,7 +163,11 @@ impl ArchiveWriter {
         encryptor: Option<age::Encryptor>,
     ) -> io::Result<Self> {
         let sink = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
-        let sealed = sealer(sink, encryptor)?;
+        // The encryption layer: age's STREAM over the compressed bytes, or nothing.
+        let sealed: Box<dyn Layer<Sink>> = match encryptor {
+            Some(e) => Box::new(e.wrap_output(sink)?),
+            None => Box::new(Plain(sink)),
+        };
         let mut tar = tar::Builder::new(compressor(sealed, compression, level, threads)?);
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
@@ -187,16 +176,13 @@ impl ArchiveWriter {
 
     fn header(&mut self, h: &EntryHeader) -> io::Result<tar::Header> {
         if !h.xattrs.is_empty() {
-            let keys: Vec<String> = h
+            let records: Vec<_> = h
                 .xattrs
                 .iter()
-                .map(|(k, _)| format!("SCHILY.xattr.{k}"))
+                .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
                 .collect();
-            self.tar.append_pax_extensions(
-                keys.iter()
-                    .map(String::as_str)
-                    .zip(h.xattrs.iter().map(|(_, v)| v.as_slice())),
-            )?;
+            self.tar
+                .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))?;
         }
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(match h.kind {
@@ -224,9 +210,7 @@ impl ArchiveWriter {
     }
 
     pub fn append_dir(&mut self, h: &EntryHeader) -> io::Result<()> {
-        let mut header = self.header(h)?;
-        self.tar
-            .append_data(&mut header, as_path(h.path), io::empty())
+        self.append_reader(h, io::empty())
     }
 
     pub fn append_symlink(&mut self, h: &EntryHeader, target: &[u8]) -> io::Result<()> {
@@ -265,14 +249,9 @@ pub enum ReadOutcome {
 }
 
 /// Error payload used to abort a copy when the run is cancelled (io::copy retries `Interrupted`).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
 pub struct Cancelled;
-impl std::fmt::Display for Cancelled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted")
-    }
-}
-impl std::error::Error for Cancelled {}
 
 pub fn is_cancelled(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
@@ -311,11 +290,9 @@ impl<'a, R: Read> ExactReader<'a, R> {
                 missing: self.padding,
             }
         } else {
-            let mut probe = [0u8; 1];
-            match self.inner.read(&mut probe) {
-                Ok(0) => ReadOutcome::Exact,
-                Ok(_) => ReadOutcome::Grew,
-                Err(_) => ReadOutcome::Exact,
+            match self.inner.read(&mut [0u8; 1]) {
+                Ok(n) if n > 0 => ReadOutcome::Grew,
+                _ => ReadOutcome::Exact,
             }
         };
         Ok((hex(&self.hasher.finalize()), outcome))
