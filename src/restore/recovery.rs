@@ -18,7 +18,7 @@ use crate::archive::reader::Opened;
 use crate::output::Log;
 use crate::restore::RestoreError;
 use crate::restore::guard::{self, Cluster};
-use crate::restore::path::{Checker, TarKind, show};
+use crate::restore::path::{Checker, show};
 use crate::restore::target::{DirFd, Target, WalkError};
 use crate::runner::{self, CommandSpec, RunOptions, Status};
 use jiff::Timestamp;
@@ -208,7 +208,7 @@ fn copy_db_entry(
         }
         let mut e = e.map_err(|e| damaged(format!("the stream is damaged: {e}")))?;
         let raw = e.path_bytes().into_owned();
-        let kind = TarKind::of(e.header().entry_type());
+        let kind = e.header().entry_type();
         let link = e.link_name_bytes().map(|l| l.into_owned());
         let p =
             checker

@@ -7,7 +7,7 @@
 use crate::archive::format::{FORMAT_VERSION, INDEX_PATH, Index, Kind, META_PATH, Meta};
 use crate::archive::reader::{Opened, TarReader};
 use crate::restore::RestoreError;
-use crate::restore::path::{Checker, TarKind, normalize, show};
+use crate::restore::path::{Checker, normalize, show};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -38,11 +38,11 @@ struct Seen {
 /// meta.json and index.json are small; anything bigger is not ours.
 const SELF_MAX: u64 = 256 << 20;
 
-pub(crate) fn kind_of(k: TarKind) -> Option<Kind> {
+pub(crate) fn kind_of(k: tar::EntryType) -> Option<Kind> {
     match k {
-        TarKind::File => Some(Kind::File),
-        TarKind::Dir => Some(Kind::Dir),
-        TarKind::Symlink => Some(Kind::Symlink),
+        tar::EntryType::Regular | tar::EntryType::Continuous => Some(Kind::File),
+        tar::EntryType::Directory => Some(Kind::Dir),
+        tar::EntryType::Symlink => Some(Kind::Symlink),
         _ => None,
     }
 }
@@ -84,7 +84,7 @@ pub fn scan(
         })?;
         let raw = entry.path_bytes().into_owned();
         let header = entry.header().clone();
-        let tkind = TarKind::of(header.entry_type());
+        let tkind = header.entry_type();
         let link = entry.link_name_bytes().map(|l| l.into_owned());
         // The name and type are checked before anything else, so a hostile entry is reported as such.
         let path =
@@ -111,7 +111,7 @@ pub fn scan(
         }
         let is_meta = path == META_PATH.as_bytes();
         if is_meta || path == INDEX_PATH.as_bytes() {
-            if tkind != TarKind::File || size > SELF_MAX {
+            if kind_of(tkind) != Some(Kind::File) || size > SELF_MAX {
                 let name = show(&path);
                 return Err(damaged(format!("{name}: not a plausible {name} entry")));
             }

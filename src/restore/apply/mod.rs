@@ -35,7 +35,7 @@ use crate::archive::format::{INDEX_PATH, Kind, META_PATH};
 use crate::archive::reader::Opened;
 use crate::fsx::{open_dir_at, set_link_meta, set_meta};
 use crate::output::Progress;
-use crate::restore::path::{Checker, NodeMap, TarKind, show, split};
+use crate::restore::path::{Checker, NodeMap, show, split};
 use crate::restore::plan::{Action, Plan, Step, Wanted};
 use crate::restore::scan::xattrs;
 use crate::restore::target::{DirFd, Target, WalkError, Walker};
@@ -307,7 +307,7 @@ impl Writer<'_> {
                 entry.map_err(|e| changed("archive", format!("the stream is damaged: {e}")))?;
             let raw = entry.path_bytes().into_owned();
             let header = entry.header().clone();
-            let tkind = TarKind::of(header.entry_type());
+            let tkind = header.entry_type();
             let link = entry.link_name_bytes().map(|l| l.into_owned());
             let path = checker
                 .check(&raw, tkind, link.as_deref())
