@@ -20,7 +20,7 @@ pub mod target;
 use crate::archive::format::{FORMAT_VERSION, Index, Kind, Meta};
 use crate::output::{Log, Progress};
 use crate::preflight::{LockError, RunLock};
-use crate::runner::{self, CommandResult, CommandSpec};
+use crate::runner::{self, CommandSpec};
 use apply::{ApplyOptions, ApplyReport};
 use path::NodeMap;
 use plan::{FollowUp, Observed, Plan, PveWrite, Rules, Wanted};
@@ -239,21 +239,18 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
         .map_err(|e| RestoreError::io("list", &req.target, e))?;
     if !empty {
         let mut walker = target.walker();
-        for w in &wanted {
+        let from_archive = wanted
+            .iter()
+            .filter(|w| !w.internal() || rules.include_internal)
+            .map(|w| {
+                let size = (w.kind == Kind::File).then_some(w.size);
+                (&w.path, size, rules.is_held(&w.path))
+            });
+        for (p, size, held) in from_archive.chain(absent.iter().map(|(_, p)| (p, None, false))) {
             if cancel.load(Ordering::Relaxed) {
                 return Err(RestoreError::Interrupted);
             }
-            if w.internal() && !rules.include_internal {
-                continue;
-            }
-            let size = (w.kind == Kind::File).then_some(w.size);
-            let o = target::observe(&mut walker, &w.path, size, rules.is_held(&w.path));
-            if o != Observed::Missing {
-                observed.insert(w.path.clone(), o);
-            }
-        }
-        for (_, p) in &absent {
-            let o = target::observe(&mut walker, p, None, false);
+            let o = target::observe(&mut walker, p, size, held);
             if o != Observed::Missing {
                 observed.insert(p.clone(), o);
             }
@@ -312,18 +309,12 @@ pub fn execute(
     if let Some(dir) = &how.safety_dir
         && p.plan.changes()
     {
-        let changed: Vec<&plan::Step> = p
+        let (created, changed): (Vec<&plan::Step>, _) = p
             .plan
             .steps
             .iter()
-            .filter(|s| matches!(s.action, plan::Action::Replace(_) | plan::Action::Remove))
-            .collect();
-        let created: Vec<&plan::Step> = p
-            .plan
-            .steps
-            .iter()
-            .filter(|s| s.action == plan::Action::Create)
-            .collect();
+            .filter(|s| s.action.writes() || s.action == plan::Action::Remove)
+            .partition(|s| s.action == plan::Action::Create);
         progress.phase("safety archive");
         safety_archive = Some(safety::write(
             &p.target.dir,
@@ -371,13 +362,8 @@ pub fn check_conflicts(plan: &Plan) -> Result<(), RestoreError> {
         })
         .collect();
     if conflicts.is_empty() {
-        Ok(())
-    } else {
-        Err(refusal(plan, &conflicts))
+        return Ok(());
     }
-}
-
-fn refusal(plan: &Plan, conflicts: &[String]) -> RestoreError {
     let mut msg = String::new();
     if plan.pve_refused > 0 {
         msg.push_str(
@@ -387,9 +373,9 @@ fn refusal(plan: &Plan, conflicts: &[String]) -> RestoreError {
              /etc/pve out with --only/--path. ",
         );
     }
-    let (n, shown) = (conflicts.len(), first_of(conflicts, 10));
+    let (n, shown) = (conflicts.len(), first_of(&conflicts, 10));
     msg.push_str(&format!("{n} entries cannot be written safely: {shown}"));
-    RestoreError::Refused(msg)
+    Err(RestoreError::Refused(msg))
 }
 
 /// The first `n` of `items` joined by "; ", and how many more there are.
@@ -422,15 +408,10 @@ pub fn run_follow_ups(
     let opts = recovery::run_opts(timeout);
     let mut out = Vec::new();
     for f in follow_ups.iter().filter(|f| f.automatic) {
-        let spec = CommandSpec::new(
-            &f.command[0],
-            &f.command[1..]
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
+        let args: Vec<&str> = f.command[1..].iter().map(String::as_str).collect();
+        let spec = CommandSpec::new(&f.command[0], &args);
         log.info(&format!("running {}", spec.display()));
-        let r: CommandResult = runner::run(&spec, &opts, cancel);
+        let r = runner::run(&spec, &opts, cancel);
         let ok = r.success();
         let status = match &r.status {
             runner::Status::TimedOut => format!(

@@ -617,7 +617,7 @@ impl FollowUp {
 
 /// (host path globs, command, why), in the order they should run: first those `--apply-services` runs,
 /// then [`PRINTED_ONLY`].
-const AUTOMATIC: &[FollowUpRule] = &[
+const AUTOMATIC: &[(&[&str], &[&str], &str)] = &[
     (
         &["/etc/systemd/system/**"],
         &["systemctl", "daemon-reload"],
@@ -677,7 +677,7 @@ const AUTOMATIC: &[FollowUpRule] = &[
 ];
 
 /// Boot and cluster steps: see [`FollowUp::automatic`].
-const PRINTED_ONLY: &[FollowUpRule] = &[
+const PRINTED_ONLY: &[(&[&str], &[&str], &str)] = &[
     (
         &["/etc/corosync/**"],
         &["systemctl", "restart", "corosync"],
@@ -726,19 +726,17 @@ const PRINTED_ONLY: &[FollowUpRule] = &[
     ),
 ];
 
-type FollowUpRule = (
-    &'static [&'static str],
-    &'static [&'static str],
-    &'static str,
-);
-
 /// Follow-up commands for what a restore wrote (host paths like `/etc/network/interfaces`).
 pub fn follow_ups<'a>(written: impl IntoIterator<Item = &'a str>) -> Vec<FollowUp> {
-    let rules: Vec<(&FollowUpRule, bool)> = (AUTOMATIC.iter().map(|r| (r, true)))
+    let rules: Vec<_> = AUTOMATIC
+        .iter()
+        .map(|r| (r, true))
         .chain(PRINTED_ONLY.iter().map(|r| (r, false)))
         .collect();
     // One set of every follow-up's globs, so each path is matched once: a restore writes tens of thousands.
-    let owner: Vec<usize> = (rules.iter().enumerate())
+    let owner: Vec<usize> = rules
+        .iter()
+        .enumerate()
         .flat_map(|(i, (r, _))| r.0.iter().map(move |_| i))
         .collect();
     let Ok(set) = glob_set(rules.iter().flat_map(|(r, _)| r.0.iter().copied())) else {
@@ -752,7 +750,9 @@ pub fn follow_ups<'a>(written: impl IntoIterator<Item = &'a str>) -> Vec<FollowU
             hit[owner[*g]] = true;
         }
     }
-    (rules.into_iter().zip(hit))
+    rules
+        .into_iter()
+        .zip(hit)
         .filter(|(_, hit)| *hit)
         .map(|(((_, cmd, why), automatic), _)| FollowUp {
             command: cmd.iter().map(|s| s.to_string()).collect(),

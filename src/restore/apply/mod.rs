@@ -157,9 +157,13 @@ struct Writer<'a> {
 }
 
 fn failed(entry: &str, what: &str, e: impl std::fmt::Display) -> Stop {
+    walk_failed(entry.to_string(), format!("cannot {what}: {e}"))
+}
+
+fn walk_failed(entry: String, why: impl ToString) -> Stop {
     Stop::Failed {
-        entry: entry.to_string(),
-        why: format!("cannot {what}: {e}"),
+        entry,
+        why: why.to_string(),
     }
 }
 
@@ -429,10 +433,7 @@ impl Writer<'_> {
         let d = self
             .walker
             .open_dir(parent, true)
-            .map_err(|e| Stop::Failed {
-                entry: want.shown(),
-                why: e.to_string(),
-            })?;
+            .map_err(|e| walk_failed(want.shown(), e))?;
         self.devs.entry(d.dev).or_insert_with(|| d.clone());
         if !self.swept.contains(parent) {
             self.swept.insert(parent.to_vec());
@@ -500,10 +501,8 @@ impl Writer<'_> {
                 Err(e) => return Err(failed(&shown, "create the directory", e)),
             }
         }
-        let fd = open_dir_at(parent.fd.as_fd(), name).map_err(|e| Stop::Failed {
-            entry: shown.clone(),
-            why: format!("cannot open the directory (a symlink in the way?): {e}"),
-        })?;
+        let fd = open_dir_at(parent.fd.as_fd(), name)
+            .map_err(|e| failed(&shown, "open the directory (a symlink in the way?)", e))?;
         if !step.through_pmxcfs {
             let owner = self.opts.chown.then_some((want.uid, want.gid));
             set_meta(&fd, owner, None, None)
@@ -531,12 +530,7 @@ impl Writer<'_> {
             let dir = match self.walker.open_dir(parent, false) {
                 Ok(d) => d,
                 Err(WalkError::Missing(_)) => continue,
-                Err(e) => {
-                    return Err(Stop::Failed {
-                        entry: shown,
-                        why: e.to_string(),
-                    });
-                }
+                Err(e) => return Err(walk_failed(shown, e)),
             };
             let flags = if s.kind == Kind::Dir {
                 AtFlags::REMOVEDIR
