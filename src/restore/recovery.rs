@@ -19,7 +19,7 @@ use crate::output::Log;
 use crate::restore::RestoreError;
 use crate::restore::guard::{self, Cluster};
 use crate::restore::path::{Checker, show};
-use crate::restore::target::{DirFd, Target, WalkError};
+use crate::restore::target::{DirFd, Target};
 use crate::runner::{self, CommandSpec, RunOptions, Status};
 use jiff::Timestamp;
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -291,7 +291,6 @@ fn check_cluster(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Cluster, 
     Ok(state)
 }
 
-/// What the swap did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Swapped {
     pub db: PathBuf,
@@ -465,15 +464,11 @@ fn swap_files(
     }
     // The WAL of the old db must never be replayed onto the new one: gone before the new db is in place.
     for name in &SIDE_FILES[1..] {
-        match rustix::fs::unlinkat(&dir.fd, *name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => {
-                return Err(RestoreError::io(
-                    "remove",
-                    &staged.db_dir.join(name),
-                    e.into(),
-                ));
-            }
+        if let Err(e) = rustix::fs::unlinkat(&dir.fd, *name, AtFlags::empty())
+            && e != Errno::NOENT
+        {
+            let path = staged.db_dir.join(name);
+            return Err(RestoreError::io("remove", &path, e.into()));
         }
     }
     rustix::fs::renameat(&dir.fd, staged.tmp.as_slice(), &dir.fd, DB_NAME)
@@ -516,12 +511,6 @@ pub fn next_steps(nodes: &[String], hostname: &str, has_corosync: bool, live: bo
         out.push("on the restored host: check /etc/hostname, then boot it".into());
     }
     out
-}
-
-impl From<WalkError> for RestoreError {
-    fn from(e: WalkError) -> Self {
-        RestoreError::Refused(e.to_string())
-    }
 }
 
 #[cfg(test)]

@@ -43,17 +43,13 @@ pub fn write(
     log: &Log,
     cancel: &AtomicBool,
 ) -> Result<PathBuf, RestoreError> {
-    let seal = match encryption {
-        Some(e) => Some(
-            crate::crypt::Seal::new(
-                &e.recipients,
-                e.recipients_file.as_deref(),
-                e.passphrase_file.as_deref(),
-            )
-            .map_err(|e| RestoreError::Safety(format!("[encryption]: {e}")))?,
-        ),
-        None => None,
-    };
+    let seal = encryption
+        .map(|e| {
+            let (file, pass) = (e.recipients_file.as_deref(), e.passphrase_file.as_deref());
+            crate::crypt::Seal::new(&e.recipients, file, pass)
+        })
+        .transpose()
+        .map_err(|e| RestoreError::Safety(format!("[encryption]: {e}")))?;
     let check = crate::preflight::directory("backup directory", backup_dir, true);
     if !check.ok {
         return Err(RestoreError::Safety(check.line()));

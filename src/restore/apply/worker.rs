@@ -50,11 +50,9 @@ pub(super) fn run(
 ) {
     loop {
         // The lock is held only while waiting for the next job.
-        let job = jobs
-            .lock()
-            .map_err(|_| ())
-            .and_then(|rx| rx.recv().map_err(|_| ()));
-        let Ok(job) = job else { break };
+        let Some(job) = jobs.lock().ok().and_then(|rx| rx.recv().ok()) else {
+            break;
+        };
         let seq = job.seq;
         let r = write_file(job, opts, cancel);
         if let Err((_, r)) = out.send((seq, r)).map_err(|e| e.0) {
