@@ -58,6 +58,10 @@ pub fn scan(
         archive: shown.clone(),
         why,
     };
+    let not_ours = |why: String| RestoreError::NotProxkeep {
+        archive: shown.clone(),
+        why,
+    };
     let opened = Opened::open(archive).map_err(|e| RestoreError::io("open", archive, e))?;
     let mut reader = opened.tar();
     let offset = reader.offset.clone();
@@ -97,10 +101,10 @@ pub fn scan(
                 })?;
         let size = header.size().unwrap_or(0);
         if first && path != META_PATH.as_bytes() {
-            return Err(RestoreError::NotProxkeep {
-                archive: shown.clone(),
-                why: format!("its first entry is {}, not {META_PATH}", show(&raw)),
-            });
+            return Err(not_ours(format!(
+                "its first entry is {}, not {META_PATH}",
+                show(&raw)
+            )));
         }
         first = false;
         if index.is_some() {
@@ -117,7 +121,16 @@ pub fn scan(
             }
             let data = read_whole(&mut entry, &path, size).map_err(damaged)?;
             if is_meta {
-                meta = Some(parse_meta(&data, &shown)?);
+                let m: Meta = serde_json::from_slice(&data)
+                    .map_err(|e| not_ours(format!("{META_PATH}: {e}")))?;
+                if m.format_version > FORMAT_VERSION {
+                    let version = m.format_version;
+                    return Err(RestoreError::TooNew {
+                        archive: shown,
+                        version,
+                    });
+                }
+                meta = Some(m);
             } else {
                 index = Some(
                     serde_json::from_slice(&data)
@@ -146,10 +159,7 @@ pub fn scan(
             xattrs,
         });
     }
-    let meta = meta.ok_or_else(|| RestoreError::NotProxkeep {
-        archive: shown.clone(),
-        why: "it is empty".into(),
-    })?;
+    let meta = meta.ok_or_else(|| not_ours("it is empty".into()))?;
     let index = index.ok_or_else(|| {
         damaged(format!(
             "{INDEX_PATH} is missing: the archive was cut short"
@@ -170,20 +180,6 @@ fn read_whole(entry: &mut impl Read, path: &[u8], size: u64) -> Result<Vec<u8>, 
         .read_to_end(&mut data)
         .map_err(|e| format!("{}: cannot read: {e}", show(path)))?;
     Ok(data)
-}
-
-fn parse_meta(data: &[u8], shown: &str) -> Result<Meta, RestoreError> {
-    let m: Meta = serde_json::from_slice(data).map_err(|e| RestoreError::NotProxkeep {
-        archive: shown.to_string(),
-        why: format!("{META_PATH}: {e}"),
-    })?;
-    if m.format_version > FORMAT_VERSION {
-        return Err(RestoreError::TooNew {
-            archive: shown.to_string(),
-            version: m.format_version,
-        });
-    }
-    Ok(m)
 }
 
 /// After index.json: the rest of the stream (the compressor's trailing checksum, no garbage after the end),
