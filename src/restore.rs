@@ -146,14 +146,12 @@ fn check_categories(only: &[String]) -> Result<(), RestoreError> {
     }
 }
 
-/// Open (and for `extract`, create) the target and check it suits the mode.
-fn open_target(req: &Request) -> Result<Target, RestoreError> {
+/// Open (and for `extract`, create) the target and check it suits the mode; whether it is empty.
+fn open_target(req: &Request) -> Result<(Target, bool), RestoreError> {
     if req.mode == Mode::Extract {
         match std::fs::symlink_metadata(&req.target) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .create(&req.target)
+                std::fs::create_dir_all(&req.target)
                     .map_err(|e| RestoreError::io("create", &req.target, e))?;
             }
             Err(e) => return Err(RestoreError::io("inspect", &req.target, e)),
@@ -168,23 +166,22 @@ fn open_target(req: &Request) -> Result<Target, RestoreError> {
     }
     let t = Target::open(&req.target)
         .map_err(|e| RestoreError::io("open the target directory", &req.target, e))?;
-    if req.mode == Mode::Extract
-        && !t
-            .is_empty()
-            .map_err(|e| RestoreError::io("list", &req.target, e))?
-    {
+    let empty = t
+        .is_empty()
+        .map_err(|e| RestoreError::io("list", &req.target, e))?;
+    if req.mode == Mode::Extract && !empty {
         return Err(RestoreError::Refused(format!(
             "{} is not empty: extract only writes into an empty or new directory, never over existing files",
             req.target.display()
         )));
     }
-    Ok(t)
+    Ok((t, empty))
 }
 
 /// Pass 1, the target's state, and the plan. Writes nothing (`extract` may create its empty directory).
 pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreError> {
     check_categories(&req.only)?;
-    let target = open_target(req)?;
+    let (target, empty) = open_target(req)?;
     let extract = req.mode == Mode::Extract;
     let pve = req.pve.unwrap_or_else(|| {
         let root = crate::host::Root::new(&req.target);
@@ -234,9 +231,6 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     }
     let absent = safety::absent_paths(&scan.meta, &scan.index);
     let mut observed: HashMap<Vec<u8>, Observed> = HashMap::new();
-    let empty = target
-        .is_empty()
-        .map_err(|e| RestoreError::io("list", &req.target, e))?;
     if !empty {
         let mut walker = target.walker();
         let from_archive = wanted
@@ -270,7 +264,6 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     })
 }
 
-/// How to carry out a prepared plan.
 #[derive(Debug, Clone)]
 pub struct Execute {
     /// Where the safety archive goes (`None`: `--no-safety-backup`, or `extract`).

@@ -179,7 +179,6 @@ impl NodeMap {
             .then(|| [prefix, dir, self.new.as_bytes(), rest].concat())
     }
 
-    /// Map a normalized archive path.
     pub fn path<'a>(&self, p: &'a [u8]) -> Cow<'a, [u8]> {
         self.moved(p, b"", NODES)
             .map_or(Cow::Borrowed(p), Cow::Owned)

@@ -267,7 +267,6 @@ impl Action {
     }
 }
 
-/// One line of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     /// Index into the `wanted` list the plan was made from (`None` for removals).
@@ -353,17 +352,13 @@ impl Plan {
     pub fn counts(&self) -> Vec<Counts> {
         let mut out: Vec<Counts> = Vec::new();
         for s in &self.steps {
-            let i = match out.iter().position(|c| c.category == s.category) {
-                Some(i) => i,
-                None => {
-                    out.push(Counts {
-                        category: s.category.clone(),
-                        ..Default::default()
-                    });
-                    out.len() - 1
-                }
-            };
-            let c = &mut out[i];
+            if !out.iter().any(|c| c.category == s.category) {
+                out.push(Counts {
+                    category: s.category.clone(),
+                    ..Default::default()
+                });
+            }
+            let c = out.iter_mut().find(|c| c.category == s.category).unwrap();
             match s.action {
                 Action::Create => c.create += 1,
                 Action::Replace(_) => c.replace += 1,
@@ -384,7 +379,6 @@ fn under_etc_pve(path: &[u8]) -> bool {
         || (path.starts_with(PVE_PREFIX) && path.get(PVE_PREFIX.len()) == Some(&b'/'))
 }
 
-/// Compare one archive entry with what the target has there.
 fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
     let meta = |mode: u32, uid: u32, gid: u32, with_mode: bool| {
         let mut c = Vec::new();
@@ -453,7 +447,6 @@ fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
     }
 }
 
-/// What a held entry's diff shows.
 fn held_diff(
     w: &Wanted,
     obs: &Observed,

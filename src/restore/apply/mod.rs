@@ -77,7 +77,6 @@ impl Default for ApplyOptions {
     }
 }
 
-/// One entry written or removed.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Done {
     /// Host path (`/etc/hosts`).
@@ -398,7 +397,6 @@ impl Writer<'_> {
         }
     }
 
-    /// Count a created or replaced entry.
     fn record(&mut self, done: Done) {
         if done.action == "replace" {
             self.report.replaced += 1;

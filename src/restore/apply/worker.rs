@@ -22,14 +22,12 @@ const CHUNK: usize = 1 << 20;
 /// Chunks of a big file waiting for its writer.
 const STREAM_CHUNKS: usize = 4;
 
-/// A file's content on its way to a writer.
 enum Data {
     Whole(Vec<u8>),
     /// Chunks as they are read; an `Err` says the archive could not be read further.
     Stream(Receiver<Result<Vec<u8>, String>>),
 }
 
-/// One file for a writer thread.
 pub(super) struct Job {
     seq: u64,
     want: Wanted,
