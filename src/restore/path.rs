@@ -119,10 +119,8 @@ impl Checker {
             EntryType::Fifo => return Err(Hostile::Special("FIFO")),
             other => return Err(Hostile::Unsupported(other.as_byte() as char)),
         }
-        for a in ancestors(&path) {
-            if self.symlinks.contains(a) {
-                return Err(Hostile::ThroughSymlink(show(a)));
-            }
+        if let Some(a) = ancestors(&path).find(|a| self.symlinks.contains(*a)) {
+            return Err(Hostile::ThroughSymlink(show(a)));
         }
         if kind.is_symlink() && self.parents.contains(&path) {
             return Err(Hostile::SymlinkOverDir);
