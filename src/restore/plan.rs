@@ -52,10 +52,7 @@ pub fn wanted_from_index(index: &Index, map: Option<&NodeMap>) -> Result<Vec<Wan
     for e in &index.entries {
         let raw = e.path_bytes();
         let archive_path = normalize(&raw).map_err(|h| format!("{}: {h}", show(&raw)))?;
-        let path = match map {
-            Some(m) => m.path(&archive_path).into_owned(),
-            None => archive_path.clone(),
-        };
+        let path = map.map_or_else(|| archive_path.clone(), |m| m.path(&archive_path).into());
         if !seen.insert(path.clone()) {
             return Err(format!(
                 "two archive entries would both be written to /{}",
