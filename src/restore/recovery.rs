@@ -270,24 +270,18 @@ fn stop(
     }
     let spec = CommandSpec::new("systemctl", &["is-active", SERVICE]);
     let r = runner::run(&spec, &run_opts(timeout), cancel);
-    match r.status {
+    let still = match r.status {
         // is-active exits non-zero for inactive/failed: down, as wanted.
         Status::Exited(c) if c != 0 => {
-            warnings.push(format!(
-                "{}; pve-cluster was killed instead",
-                why.join("; ")
-            ));
-            Ok(())
+            let why = why.join("; ");
+            warnings.push(format!("{why}; pve-cluster was killed instead"));
+            return Ok(());
         }
-        Status::Exited(_) => {
-            why.push("systemd still reports pve-cluster active".into());
-            Err(why.join("; "))
-        }
-        _ => {
-            why.push(describe(&spec, &r, timeout));
-            Err(why.join("; "))
-        }
-    }
+        Status::Exited(_) => "systemd still reports pve-cluster active".into(),
+        _ => describe(&spec, &r, timeout),
+    };
+    why.push(still);
+    Err(why.join("; "))
 }
 
 fn copy_side_file(dir: &DirFd, name: &str, to: &Path) -> io::Result<()> {
