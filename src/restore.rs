@@ -17,7 +17,7 @@ pub mod safety;
 pub mod scan;
 pub mod target;
 
-use crate::archive::format::{FORMAT_VERSION, Index, Kind, Meta};
+use crate::archive::format::{FORMAT_VERSION, Kind, Meta};
 use crate::output::{Log, Progress};
 use crate::preflight::{LockError, RunLock};
 use crate::runner::{self, CommandSpec};
@@ -119,10 +119,8 @@ pub struct Request {
 pub struct Prepared {
     pub archive: PathBuf,
     pub meta: Meta,
-    pub index: Index,
     pub wanted: Vec<Wanted>,
     pub plan: Plan,
-    pub rules: Rules,
     pub target: Target,
     pub map_node: Option<NodeMap>,
     pub mode: Mode,
@@ -254,10 +252,8 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     Ok(Prepared {
         archive: req.archive.clone(),
         meta: scan.meta,
-        index: scan.index,
         wanted,
         plan,
-        rules,
         target,
         map_node: req.map_node.clone(),
         mode: req.mode,

@@ -23,12 +23,6 @@ pub struct DirFd {
     pub dev: u64,
 }
 
-impl AsFd for DirFd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
 /// The directory a restore writes into.
 #[derive(Debug)]
 pub struct Target {
