@@ -17,10 +17,10 @@ pub mod safety;
 pub mod scan;
 pub mod target;
 
-use crate::archive::format::{FORMAT_VERSION, Index, Kind, Meta};
+use crate::archive::format::{FORMAT_VERSION, Kind, Meta};
 use crate::output::{Log, Progress};
 use crate::preflight::{LockError, RunLock};
-use crate::runner::{self, CommandResult, CommandSpec};
+use crate::runner::{self, CommandSpec};
 use apply::{ApplyOptions, ApplyReport};
 use path::NodeMap;
 use plan::{FollowUp, Observed, Plan, PveWrite, Rules, Wanted};
@@ -119,10 +119,8 @@ pub struct Request {
 pub struct Prepared {
     pub archive: PathBuf,
     pub meta: Meta,
-    pub index: Index,
     pub wanted: Vec<Wanted>,
     pub plan: Plan,
-    pub rules: Rules,
     pub target: Target,
     pub map_node: Option<NodeMap>,
     pub mode: Mode,
@@ -146,14 +144,12 @@ fn check_categories(only: &[String]) -> Result<(), RestoreError> {
     }
 }
 
-/// Open (and for `extract`, create) the target and check it suits the mode.
-fn open_target(req: &Request) -> Result<Target, RestoreError> {
+/// Open (and for `extract`, create) the target and check it suits the mode; whether it is empty.
+fn open_target(req: &Request) -> Result<(Target, bool), RestoreError> {
     if req.mode == Mode::Extract {
         match std::fs::symlink_metadata(&req.target) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .create(&req.target)
+                std::fs::create_dir_all(&req.target)
                     .map_err(|e| RestoreError::io("create", &req.target, e))?;
             }
             Err(e) => return Err(RestoreError::io("inspect", &req.target, e)),
@@ -168,23 +164,22 @@ fn open_target(req: &Request) -> Result<Target, RestoreError> {
     }
     let t = Target::open(&req.target)
         .map_err(|e| RestoreError::io("open the target directory", &req.target, e))?;
-    if req.mode == Mode::Extract
-        && !t
-            .is_empty()
-            .map_err(|e| RestoreError::io("list", &req.target, e))?
-    {
+    let empty = t
+        .is_empty()
+        .map_err(|e| RestoreError::io("list", &req.target, e))?;
+    if req.mode == Mode::Extract && !empty {
         return Err(RestoreError::Refused(format!(
             "{} is not empty: extract only writes into an empty or new directory, never over existing files",
             req.target.display()
         )));
     }
-    Ok(t)
+    Ok((t, empty))
 }
 
 /// Pass 1, the target's state, and the plan. Writes nothing (`extract` may create its empty directory).
 pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreError> {
     check_categories(&req.only)?;
-    let target = open_target(req)?;
+    let (target, empty) = open_target(req)?;
     let extract = req.mode == Mode::Extract;
     let pve = req.pve.unwrap_or_else(|| {
         let root = crate::host::Root::new(&req.target);
@@ -234,26 +229,20 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     }
     let absent = safety::absent_paths(&scan.meta, &scan.index);
     let mut observed: HashMap<Vec<u8>, Observed> = HashMap::new();
-    let empty = target
-        .is_empty()
-        .map_err(|e| RestoreError::io("list", &req.target, e))?;
     if !empty {
         let mut walker = target.walker();
-        for w in &wanted {
+        let from_archive = wanted
+            .iter()
+            .filter(|w| !w.internal() || rules.include_internal)
+            .map(|w| {
+                let size = (w.kind == Kind::File).then_some(w.size);
+                (&w.path, size, rules.is_held(&w.path))
+            });
+        for (p, size, held) in from_archive.chain(absent.iter().map(|(_, p)| (p, None, false))) {
             if cancel.load(Ordering::Relaxed) {
                 return Err(RestoreError::Interrupted);
             }
-            if w.internal() && !rules.include_internal {
-                continue;
-            }
-            let size = (w.kind == Kind::File).then_some(w.size);
-            let o = target::observe(&mut walker, &w.path, size, rules.is_held(&w.path));
-            if o != Observed::Missing {
-                observed.insert(w.path.clone(), o);
-            }
-        }
-        for (_, p) in &absent {
-            let o = target::observe(&mut walker, p, None, false);
+            let o = target::observe(&mut walker, p, size, held);
             if o != Observed::Missing {
                 observed.insert(p.clone(), o);
             }
@@ -263,17 +252,14 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     Ok(Prepared {
         archive: req.archive.clone(),
         meta: scan.meta,
-        index: scan.index,
         wanted,
         plan,
-        rules,
         target,
         map_node: req.map_node.clone(),
         mode: req.mode,
     })
 }
 
-/// How to carry out a prepared plan.
 #[derive(Debug, Clone)]
 pub struct Execute {
     /// Where the safety archive goes (`None`: `--no-safety-backup`, or `extract`).
@@ -312,18 +298,12 @@ pub fn execute(
     if let Some(dir) = &how.safety_dir
         && p.plan.changes()
     {
-        let changed: Vec<&plan::Step> = p
+        let (created, changed): (Vec<&plan::Step>, _) = p
             .plan
             .steps
             .iter()
-            .filter(|s| matches!(s.action, plan::Action::Replace(_) | plan::Action::Remove))
-            .collect();
-        let created: Vec<&plan::Step> = p
-            .plan
-            .steps
-            .iter()
-            .filter(|s| s.action == plan::Action::Create)
-            .collect();
+            .filter(|s| s.action.writes() || s.action == plan::Action::Remove)
+            .partition(|s| s.action == plan::Action::Create);
         progress.phase("safety archive");
         safety_archive = Some(safety::write(
             &p.target.dir,
@@ -371,13 +351,8 @@ pub fn check_conflicts(plan: &Plan) -> Result<(), RestoreError> {
         })
         .collect();
     if conflicts.is_empty() {
-        Ok(())
-    } else {
-        Err(refusal(plan, &conflicts))
+        return Ok(());
     }
-}
-
-fn refusal(plan: &Plan, conflicts: &[String]) -> RestoreError {
     let mut msg = String::new();
     if plan.pve_refused > 0 {
         msg.push_str(
@@ -387,9 +362,9 @@ fn refusal(plan: &Plan, conflicts: &[String]) -> RestoreError {
              /etc/pve out with --only/--path. ",
         );
     }
-    let (n, shown) = (conflicts.len(), first_of(conflicts, 10));
+    let (n, shown) = (conflicts.len(), first_of(&conflicts, 10));
     msg.push_str(&format!("{n} entries cannot be written safely: {shown}"));
-    RestoreError::Refused(msg)
+    Err(RestoreError::Refused(msg))
 }
 
 /// The first `n` of `items` joined by "; ", and how many more there are.
@@ -422,15 +397,10 @@ pub fn run_follow_ups(
     let opts = recovery::run_opts(timeout);
     let mut out = Vec::new();
     for f in follow_ups.iter().filter(|f| f.automatic) {
-        let spec = CommandSpec::new(
-            &f.command[0],
-            &f.command[1..]
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
+        let args: Vec<&str> = f.command[1..].iter().map(String::as_str).collect();
+        let spec = CommandSpec::new(&f.command[0], &args);
         log.info(&format!("running {}", spec.display()));
-        let r: CommandResult = runner::run(&spec, &opts, cancel);
+        let r = runner::run(&spec, &opts, cancel);
         let ok = r.success();
         let status = match &r.status {
             runner::Status::TimedOut => format!(

@@ -49,16 +49,14 @@ pub fn parse_quorate(stdout: &str) -> Option<bool> {
     })
 }
 
+const NOT_CLUSTERED: &str = "does not exist - is this node part of a cluster";
+
 pub fn cluster_state(r: &CommandResult) -> Cluster {
     let out = String::from_utf8_lossy(&r.stdout);
     let err = String::from_utf8_lossy(&r.stderr);
     match &r.status {
         Status::Absent => Cluster::Standalone,
-        _ if err.contains("does not exist - is this node part of a cluster")
-            || out.contains("does not exist - is this node part of a cluster") =>
-        {
-            Cluster::Standalone
-        }
+        _ if [&err, &out].iter().any(|t| t.contains(NOT_CLUSTERED)) => Cluster::Standalone,
         Status::Exited(0) => match parse_quorate(&out) {
             Some(true) => Cluster::Quorate,
             Some(false) => Cluster::NotQuorate,

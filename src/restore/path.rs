@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use tar::EntryType;
 
 /// Why an archive entry is refused. The caller adds the entry's name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,34 +32,6 @@ pub enum Hostile {
     Unsupported(char),
     #[error("stored twice")]
     Duplicate,
-}
-
-/// The entry types a tar header can carry, as far as restore cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TarKind {
-    File,
-    Dir,
-    Symlink,
-    HardLink,
-    CharDevice,
-    BlockDevice,
-    Fifo,
-    Other(u8),
-}
-
-impl TarKind {
-    pub fn of(t: tar::EntryType) -> TarKind {
-        match t {
-            tar::EntryType::Regular | tar::EntryType::Continuous => TarKind::File,
-            tar::EntryType::Directory => TarKind::Dir,
-            tar::EntryType::Symlink => TarKind::Symlink,
-            tar::EntryType::Link => TarKind::HardLink,
-            tar::EntryType::Char => TarKind::CharDevice,
-            tar::EntryType::Block => TarKind::BlockDevice,
-            tar::EntryType::Fifo => TarKind::Fifo,
-            other => TarKind::Other(other.as_byte()),
-        }
-    }
 }
 
 /// Display form of raw path bytes (lossy for non-UTF-8 names; messages only).
@@ -125,30 +98,31 @@ impl Checker {
     pub fn check(
         &mut self,
         raw: &[u8],
-        kind: TarKind,
+        kind: EntryType,
         link: Option<&[u8]>,
     ) -> Result<Vec<u8>, Hostile> {
         let path = normalize(raw)?;
         match kind {
-            TarKind::File | TarKind::Dir | TarKind::Symlink => {}
-            TarKind::HardLink => {
+            EntryType::Regular
+            | EntryType::Continuous
+            | EntryType::Directory
+            | EntryType::Symlink => {}
+            EntryType::Link => {
                 let target = link.unwrap_or_default();
                 return Err(Hostile::HardLink {
                     target: show(target),
                     outside: normalize(target).is_err(),
                 });
             }
-            TarKind::CharDevice => return Err(Hostile::Special("character device")),
-            TarKind::BlockDevice => return Err(Hostile::Special("block device")),
-            TarKind::Fifo => return Err(Hostile::Special("FIFO")),
-            TarKind::Other(b) => return Err(Hostile::Unsupported(b as char)),
+            EntryType::Char => return Err(Hostile::Special("character device")),
+            EntryType::Block => return Err(Hostile::Special("block device")),
+            EntryType::Fifo => return Err(Hostile::Special("FIFO")),
+            other => return Err(Hostile::Unsupported(other.as_byte() as char)),
         }
-        for a in ancestors(&path) {
-            if self.symlinks.contains(a) {
-                return Err(Hostile::ThroughSymlink(show(a)));
-            }
+        if let Some(a) = ancestors(&path).find(|a| self.symlinks.contains(*a)) {
+            return Err(Hostile::ThroughSymlink(show(a)));
         }
-        if kind == TarKind::Symlink && self.parents.contains(&path) {
+        if kind.is_symlink() && self.parents.contains(&path) {
             return Err(Hostile::SymlinkOverDir);
         }
         if self.seen.contains(&path) {
@@ -159,7 +133,7 @@ impl Checker {
                 self.parents.insert(a.to_vec());
             }
         }
-        if kind == TarKind::Symlink {
+        if kind.is_symlink() {
             self.symlinks.insert(path.clone());
         }
         self.seen.insert(path.clone());
@@ -203,7 +177,6 @@ impl NodeMap {
             .then(|| [prefix, dir, self.new.as_bytes(), rest].concat())
     }
 
-    /// Map a normalized archive path.
     pub fn path<'a>(&self, p: &'a [u8]) -> Cow<'a, [u8]> {
         self.moved(p, b"", NODES)
             .map_or(Cow::Borrowed(p), Cow::Owned)
@@ -248,65 +221,68 @@ mod tests {
     #[test]
     fn checker_refuses_hostile_entries() {
         let mut c = Checker::default();
-        assert!(c.check(b"etc", TarKind::Dir, None).is_ok());
+        assert!(c.check(b"etc", EntryType::Directory, None).is_ok());
         assert!(
-            c.check(b"etc/link", TarKind::Symlink, Some(b"/tmp/outside"))
+            c.check(b"etc/link", EntryType::Symlink, Some(b"/tmp/outside"))
                 .is_ok()
         );
         assert_eq!(
-            c.check(b"etc/link/evil", TarKind::File, None),
+            c.check(b"etc/link/evil", EntryType::Regular, None),
             Err(Hostile::ThroughSymlink("etc/link".into()))
         );
         assert_eq!(
-            c.check(b"etc/link/a/b", TarKind::Dir, None),
+            c.check(b"etc/link/a/b", EntryType::Directory, None),
             Err(Hostile::ThroughSymlink("etc/link".into()))
         );
-        assert_eq!(c.check(b"etc", TarKind::Dir, None), Err(Hostile::Duplicate));
         assert_eq!(
-            c.check(b"./etc/link", TarKind::File, None),
+            c.check(b"etc", EntryType::Directory, None),
             Err(Hostile::Duplicate)
         );
         assert_eq!(
-            c.check(b"etc/hl", TarKind::HardLink, Some(b"/etc/shadow")),
+            c.check(b"./etc/link", EntryType::Regular, None),
+            Err(Hostile::Duplicate)
+        );
+        assert_eq!(
+            c.check(b"etc/hl", EntryType::Link, Some(b"/etc/shadow")),
             Err(Hostile::HardLink {
                 target: "/etc/shadow".into(),
                 outside: true
             })
         );
         assert_eq!(
-            c.check(b"etc/hl", TarKind::HardLink, Some(b"etc/hosts")),
+            c.check(b"etc/hl", EntryType::Link, Some(b"etc/hosts")),
             Err(Hostile::HardLink {
                 target: "etc/hosts".into(),
                 outside: false
             })
         );
         assert_eq!(
-            c.check(b"dev/sda", TarKind::BlockDevice, None),
+            c.check(b"dev/sda", EntryType::Block, None),
             Err(Hostile::Special("block device"))
         );
         assert_eq!(
-            c.check(b"dev/null", TarKind::CharDevice, None),
+            c.check(b"dev/null", EntryType::Char, None),
             Err(Hostile::Special("character device"))
         );
         assert_eq!(
-            c.check(b"x/fifo", TarKind::Fifo, None),
+            c.check(b"x/fifo", EntryType::Fifo, None),
             Err(Hostile::Special("FIFO"))
         );
         assert_eq!(
-            c.check(b"x/s", TarKind::Other(b'S'), None),
+            c.check(b"x/s", EntryType::new(b'S'), None),
             Err(Hostile::Unsupported('S'))
         );
         // A symlink stored over a directory that earlier entries went into.
-        assert!(c.check(b"var/lib/x/file", TarKind::File, None).is_ok());
+        assert!(c.check(b"var/lib/x/file", EntryType::Regular, None).is_ok());
         assert_eq!(
-            c.check(b"var/lib", TarKind::Symlink, Some(b"/")),
+            c.check(b"var/lib", EntryType::Symlink, Some(b"/")),
             Err(Hostile::SymlinkOverDir)
         );
         // The symlink's own target is never followed, so any target is fine for the link itself.
         assert!(
             c.check(
                 b"root/.ssh/authorized_keys",
-                TarKind::Symlink,
+                EntryType::Symlink,
                 Some(b"/etc/pve/priv/authorized_keys")
             )
             .is_ok()
@@ -378,13 +354,13 @@ mod tests {
             let mut c = Checker::default();
             let mut links: Vec<Vec<u8>> = Vec::new();
             for (p, k) in entries {
-                let kind = [TarKind::File, TarKind::Dir, TarKind::Symlink][k as usize];
+                let kind = [EntryType::Regular, EntryType::Directory, EntryType::Symlink][k as usize];
                 if let Ok(n) = c.check(p.as_bytes(), kind, Some(b"/x")) {
                     for l in &links {
                         prop_assert!(!(n.starts_with(l) && n.get(l.len()) == Some(&b'/')));
                         prop_assert!(n != *l);
                     }
-                    if kind == TarKind::Symlink {
+                    if kind.is_symlink() {
                         links.push(n);
                     }
                 }

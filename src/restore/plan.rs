@@ -6,7 +6,7 @@ use crate::archive::format::{Index, Kind};
 use crate::inspect::diff::text_diff;
 use crate::restore::path::{NodeMap, ancestors, normalize, show};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 /// Archive entries under this prefix describe the archive (meta, index, command output, the config.db
 /// snapshot); they are never restored onto a host.
@@ -52,10 +52,7 @@ pub fn wanted_from_index(index: &Index, map: Option<&NodeMap>) -> Result<Vec<Wan
     for e in &index.entries {
         let raw = e.path_bytes();
         let archive_path = normalize(&raw).map_err(|h| format!("{}: {h}", show(&raw)))?;
-        let path = match map {
-            Some(m) => m.path(&archive_path).into_owned(),
-            None => archive_path.clone(),
-        };
+        let path = map.map_or_else(|| archive_path.clone(), |m| m.path(&archive_path).into());
         if !seen.insert(path.clone()) {
             return Err(format!(
                 "two archive entries would both be written to /{}",
@@ -267,7 +264,6 @@ impl Action {
     }
 }
 
-/// One line of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     /// Index into the `wanted` list the plan was made from (`None` for removals).
@@ -353,17 +349,13 @@ impl Plan {
     pub fn counts(&self) -> Vec<Counts> {
         let mut out: Vec<Counts> = Vec::new();
         for s in &self.steps {
-            let i = match out.iter().position(|c| c.category == s.category) {
-                Some(i) => i,
-                None => {
-                    out.push(Counts {
-                        category: s.category.clone(),
-                        ..Default::default()
-                    });
-                    out.len() - 1
-                }
-            };
-            let c = &mut out[i];
+            if !out.iter().any(|c| c.category == s.category) {
+                out.push(Counts {
+                    category: s.category.clone(),
+                    ..Default::default()
+                });
+            }
+            let c = out.iter_mut().find(|c| c.category == s.category).unwrap();
             match s.action {
                 Action::Create => c.create += 1,
                 Action::Replace(_) => c.replace += 1,
@@ -384,7 +376,6 @@ fn under_etc_pve(path: &[u8]) -> bool {
         || (path.starts_with(PVE_PREFIX) && path.get(PVE_PREFIX.len()) == Some(&b'/'))
 }
 
-/// Compare one archive entry with what the target has there.
 fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
     let meta = |mode: u32, uid: u32, gid: u32, with_mode: bool| {
         let mut c = Vec::new();
@@ -453,7 +444,6 @@ fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
     }
 }
 
-/// What a held entry's diff shows.
 fn held_diff(
     w: &Wanted,
     obs: &Observed,
@@ -615,30 +605,27 @@ impl FollowUp {
     }
 }
 
-/// (host path glob, command, automatic, why), in the order they should run.
-const FOLLOW_UPS: &[(&[&str], &[&str], bool, &str)] = &[
+/// (host path globs, command, why), in the order they should run: first those `--apply-services` runs,
+/// then [`PRINTED_ONLY`].
+const AUTOMATIC: &[(&[&str], &[&str], &str)] = &[
     (
         &["/etc/systemd/system/**"],
         &["systemctl", "daemon-reload"],
-        true,
         "load the restored unit files",
     ),
     (
         &["/etc/sysctl.conf", "/etc/sysctl.d/**"],
         &["sysctl", "--system"],
-        true,
         "apply the restored kernel parameters",
     ),
     (
         &["/etc/network/**"],
         &["ifreload", "-a"],
-        true,
         "apply the restored network configuration (from the console if you are connected through it)",
     ),
     (
         &["/etc/frr/**"],
         &["systemctl", "restart", "frr"],
-        true,
         "load the restored FRR routing configuration",
     ),
     (
@@ -648,19 +635,16 @@ const FOLLOW_UPS: &[(&[&str], &[&str], bool, &str)] = &[
             "/etc/ssh/ssh_host_*",
         ],
         &["systemctl", "reload", "ssh"],
-        true,
         "load the restored sshd configuration and host keys",
     ),
     (
         &["/etc/postfix/**"],
         &["systemctl", "reload", "postfix"],
-        true,
         "load the restored postfix configuration",
     ),
     (
         &["/etc/aliases"],
         &["newaliases"],
-        true,
         "rebuild the aliases database",
     ),
     (
@@ -669,7 +653,6 @@ const FOLLOW_UPS: &[(&[&str], &[&str], bool, &str)] = &[
             "/etc/proxmox-backup/proxy.key",
         ],
         &["systemctl", "restart", "proxmox-backup-proxy"],
-        true,
         "load the restored PBS API certificate",
     ),
     (
@@ -679,19 +662,20 @@ const FOLLOW_UPS: &[(&[&str], &[&str], bool, &str)] = &[
             "/etc/pve/pve-root-ca.pem",
         ],
         &["systemctl", "restart", "pveproxy"],
-        true,
         "load the restored web/API certificates",
     ),
+];
+
+/// Boot and cluster steps: see [`FollowUp::automatic`].
+const PRINTED_ONLY: &[(&[&str], &[&str], &str)] = &[
     (
         &["/etc/corosync/**"],
         &["systemctl", "restart", "corosync"],
-        false,
         "only on an isolated node, or once every node has the same corosync.conf and authkey",
     ),
     (
         &["/etc/fstab", "/etc/crypttab", "/etc/systemd/system/*.mount"],
         &["mount", "-a"],
-        false,
         "check the restored mounts against the disks this host has (blkid)",
     ),
     (
@@ -709,7 +693,6 @@ const FOLLOW_UPS: &[(&[&str], &[&str], bool, &str)] = &[
             "/usr/local/lib/systemd/network/*.link",
         ],
         &["update-initramfs", "-u", "-k", "all"],
-        false,
         "boot-time files changed: rebuild the initramfs",
     ),
     (
@@ -719,35 +702,37 @@ const FOLLOW_UPS: &[(&[&str], &[&str], bool, &str)] = &[
             "/etc/default/grub.d/**",
         ],
         &["proxmox-boot-tool", "refresh"],
-        false,
         "boot configuration changed: refresh the boot loader, then reboot",
     ),
     (
         &["/etc/apt/**"],
         &["apt", "update"],
-        false,
         "package sources changed",
     ),
     (
         &["/etc/hostname"],
         &["hostname", "-F", "/etc/hostname"],
-        false,
         "the host name changed: check /etc/hosts and the node name in /etc/pve/nodes, then reboot",
     ),
 ];
 
 /// Follow-up commands for what a restore wrote (host paths like `/etc/network/interfaces`).
 pub fn follow_ups<'a>(written: impl IntoIterator<Item = &'a str>) -> Vec<FollowUp> {
+    let rules: Vec<_> = AUTOMATIC
+        .iter()
+        .map(|r| (r, true))
+        .chain(PRINTED_ONLY.iter().map(|r| (r, false)))
+        .collect();
     // One set of every follow-up's globs, so each path is matched once: a restore writes tens of thousands.
-    let owner: Vec<usize> = FOLLOW_UPS
+    let owner: Vec<usize> = rules
         .iter()
         .enumerate()
-        .flat_map(|(i, f)| f.0.iter().map(move |_| i))
+        .flat_map(|(i, (r, _))| r.0.iter().map(move |_| i))
         .collect();
-    let Ok(set) = glob_set(FOLLOW_UPS.iter().flat_map(|f| f.0.iter().copied())) else {
+    let Ok(set) = glob_set(rules.iter().flat_map(|(r, _)| r.0.iter().copied())) else {
         return Vec::new();
     };
-    let mut hit = vec![false; FOLLOW_UPS.len()];
+    let mut hit = vec![false; rules.len()];
     let mut matched = Vec::new();
     for p in written {
         set.matches_into(p, &mut matched);
@@ -755,25 +740,16 @@ pub fn follow_ups<'a>(written: impl IntoIterator<Item = &'a str>) -> Vec<FollowU
             hit[owner[*g]] = true;
         }
     }
-    FOLLOW_UPS
-        .iter()
+    rules
+        .into_iter()
         .zip(hit)
         .filter(|(_, hit)| *hit)
-        .map(|((_, cmd, automatic, why), _)| FollowUp {
+        .map(|(((_, cmd, why), automatic), _)| FollowUp {
             command: cmd.iter().map(|s| s.to_string()).collect(),
             why: why.to_string(),
-            automatic: *automatic,
+            automatic,
         })
         .collect()
-}
-
-/// Paths and categories a plan shows, grouped for printing: `BTreeMap` keeps the output stable.
-pub fn group_by_action(plan: &Plan) -> BTreeMap<&'static str, Vec<&Step>> {
-    let mut m: BTreeMap<&'static str, Vec<&Step>> = BTreeMap::new();
-    for s in &plan.steps {
-        m.entry(s.action.name()).or_default().push(s);
-    }
-    m
 }
 
 #[cfg(test)]

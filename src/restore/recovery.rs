@@ -14,18 +14,17 @@
 //! 6. start pve-cluster (always attempted once stopped, even after a failure or SIGTERM in between).
 
 use crate::archive::format::CONFIG_DB_PATH;
-use crate::archive::reader::Opened;
 use crate::output::Log;
 use crate::restore::RestoreError;
 use crate::restore::guard::{self, Cluster};
-use crate::restore::path::{Checker, TarKind, show};
-use crate::restore::target::{DirFd, Target, WalkError};
+use crate::restore::path::show;
+use crate::restore::target::{DirFd, Target};
 use crate::runner::{self, CommandSpec, RunOptions, Status};
 use jiff::Timestamp;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use std::fs::{DirBuilder, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -109,7 +108,9 @@ fn describe(spec: &CommandSpec, r: &runner::CommandResult, timeout: Duration) ->
 
 /// Take the db out of the archive, check it, and (live) ask pvecm. Nothing is changed yet.
 pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, RestoreError> {
-    let scan = crate::restore::scan::scan(&req.archive, &|_, _| false, cancel)?;
+    // Pass 1 keeps the db's bytes: the one entry pmxcfs restore needs.
+    let capture = |p: &[u8], _| p == CONFIG_DB_PATH.as_bytes();
+    let scan = crate::restore::scan::scan(&req.archive, &capture, cancel)?;
     let entry = scan.index.entries.iter().find(|e| e.path == CONFIG_DB_PATH).ok_or_else(|| {
         RestoreError::Refused(format!(
             "{} holds no {CONFIG_DB_PATH} (it is not the backup of a PVE node, or its snapshot failed)",
@@ -145,7 +146,20 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
         .map_err(|e| RestoreError::io("create a temp file in", &db_dir, e.into()))?;
     rustix::fs::fchmod(&file, Mode::from_raw_mode(0o600))
         .map_err(|e| RestoreError::io("chmod", &db_dir, e.into()))?;
-    staged.size = copy_db_entry(req, &expected, &mut file, &db_dir, cancel)?;
+    let db = scan.captured.get(CONFIG_DB_PATH.as_bytes());
+    let db = db.map(Vec::as_slice).unwrap_or_default();
+    let got = crate::archive::sha256_hex(db);
+    if got != expected {
+        return Err(RestoreError::Damaged {
+            archive: req.archive.display().to_string(),
+            why: format!(
+                "{CONFIG_DB_PATH}: content does not match the index (sha256 {got}, index {expected})"
+            ),
+        });
+    }
+    file.write_all(db)
+        .map_err(|e| RestoreError::io("write", &db_dir, e))?;
+    staged.size = db.len() as u64;
     file.sync_all()
         .map_err(|e| RestoreError::io("fsync", &db_dir, e))?;
     drop(file);
@@ -182,87 +196,6 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
     Ok(staged)
 }
 
-/// Pass 2, only for the db entry: copied into `file` and hashed on the way; its size.
-fn copy_db_entry(
-    req: &RecoveryRequest,
-    expected: &str,
-    file: &mut File,
-    db_dir: &Path,
-    cancel: &AtomicBool,
-) -> Result<u64, RestoreError> {
-    let damaged = |why: String| RestoreError::Damaged {
-        archive: req.archive.display().to_string(),
-        why,
-    };
-    let mut reader = Opened::open(&req.archive)
-        .map_err(|e| RestoreError::io("open", &req.archive, e))?
-        .tar();
-    let mut checker = Checker::default();
-    for e in reader
-        .archive
-        .entries()
-        .map_err(|e| damaged(e.to_string()))?
-    {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(RestoreError::Interrupted);
-        }
-        let mut e = e.map_err(|e| damaged(format!("the stream is damaged: {e}")))?;
-        let raw = e.path_bytes().into_owned();
-        let kind = TarKind::of(e.header().entry_type());
-        let link = e.link_name_bytes().map(|l| l.into_owned());
-        let p =
-            checker
-                .check(&raw, kind, link.as_deref())
-                .map_err(|why| RestoreError::Hostile {
-                    archive: req.archive.display().to_string(),
-                    entry: show(&raw),
-                    why,
-                })?;
-        if p != CONFIG_DB_PATH.as_bytes() {
-            continue;
-        }
-        let mut write_err = None;
-        let read = crate::fsx::hash_reader(Tee {
-            from: &mut e,
-            to: file,
-            failed: &mut write_err,
-        });
-        if let Some(err) = write_err {
-            return Err(RestoreError::io("write", db_dir, err));
-        }
-        let (got, size) = read.map_err(|err| damaged(format!("{CONFIG_DB_PATH}: {err}")))?;
-        if got != expected {
-            return Err(damaged(format!(
-                "{CONFIG_DB_PATH}: content does not match the index (sha256 {got}, index {expected})"
-            )));
-        }
-        return Ok(size);
-    }
-    Err(damaged(format!(
-        "{CONFIG_DB_PATH} is listed in the index but not in the archive"
-    )))
-}
-
-/// Reads `from`, writing what it reads to `to`; a failed write ends the read and is kept in `failed`.
-struct Tee<'a, R, W> {
-    from: R,
-    to: W,
-    failed: &'a mut Option<io::Error>,
-}
-
-impl<R: Read, W: Write> Read for Tee<'_, R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.from.read(buf)?;
-        match self.to.write_all(&buf[..n]) {
-            Ok(()) => Ok(n),
-            Err(e) => {
-                *self.failed = Some(e);
-                Err(io::Error::other("write failed"))
-            }
-        }
-    }
-}
-
 /// Whether this node may have its db replaced: `pvecm status` must not report a quorate cluster (or fail),
 /// unless `--force`.
 fn check_cluster(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Cluster, RestoreError> {
@@ -291,7 +224,6 @@ fn check_cluster(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Cluster, 
     Ok(state)
 }
 
-/// What the swap did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Swapped {
     pub db: PathBuf,
@@ -338,24 +270,18 @@ fn stop(
     }
     let spec = CommandSpec::new("systemctl", &["is-active", SERVICE]);
     let r = runner::run(&spec, &run_opts(timeout), cancel);
-    match r.status {
+    let still = match r.status {
         // is-active exits non-zero for inactive/failed: down, as wanted.
         Status::Exited(c) if c != 0 => {
-            warnings.push(format!(
-                "{}; pve-cluster was killed instead",
-                why.join("; ")
-            ));
-            Ok(())
+            let why = why.join("; ");
+            warnings.push(format!("{why}; pve-cluster was killed instead"));
+            return Ok(());
         }
-        Status::Exited(_) => {
-            why.push("systemd still reports pve-cluster active".into());
-            Err(why.join("; "))
-        }
-        _ => {
-            why.push(describe(&spec, &r, timeout));
-            Err(why.join("; "))
-        }
-    }
+        Status::Exited(_) => "systemd still reports pve-cluster active".into(),
+        _ => describe(&spec, &r, timeout),
+    };
+    why.push(still);
+    Err(why.join("; "))
 }
 
 fn copy_side_file(dir: &DirFd, name: &str, to: &Path) -> io::Result<()> {
@@ -465,15 +391,11 @@ fn swap_files(
     }
     // The WAL of the old db must never be replayed onto the new one: gone before the new db is in place.
     for name in &SIDE_FILES[1..] {
-        match rustix::fs::unlinkat(&dir.fd, *name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => {
-                return Err(RestoreError::io(
-                    "remove",
-                    &staged.db_dir.join(name),
-                    e.into(),
-                ));
-            }
+        if let Err(e) = rustix::fs::unlinkat(&dir.fd, *name, AtFlags::empty())
+            && e != Errno::NOENT
+        {
+            let path = staged.db_dir.join(name);
+            return Err(RestoreError::io("remove", &path, e.into()));
         }
     }
     rustix::fs::renameat(&dir.fd, staged.tmp.as_slice(), &dir.fd, DB_NAME)
@@ -516,12 +438,6 @@ pub fn next_steps(nodes: &[String], hostname: &str, has_corosync: bool, live: bo
         out.push("on the restored host: check /etc/hostname, then boot it".into());
     }
     out
-}
-
-impl From<WalkError> for RestoreError {
-    fn from(e: WalkError) -> Self {
-        RestoreError::Refused(e.to_string())
-    }
 }
 
 #[cfg(test)]

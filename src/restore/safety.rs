@@ -23,10 +23,12 @@ fn host_path(p: &[u8]) -> PathBuf {
     Path::new("/").join(std::ffi::OsStr::from_bytes(p))
 }
 
-fn to_restore_error(e: SessionError) -> RestoreError {
-    match e {
-        SessionError::Interrupted => RestoreError::Interrupted,
-        SessionError::Failed(why) => RestoreError::Safety(why),
+impl From<SessionError> for RestoreError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Interrupted => RestoreError::Interrupted,
+            SessionError::Failed(why) => RestoreError::Safety(why),
+        }
     }
 }
 
@@ -43,17 +45,13 @@ pub fn write(
     log: &Log,
     cancel: &AtomicBool,
 ) -> Result<PathBuf, RestoreError> {
-    let seal = match encryption {
-        Some(e) => Some(
-            crate::crypt::Seal::new(
-                &e.recipients,
-                e.recipients_file.as_deref(),
-                e.passphrase_file.as_deref(),
-            )
-            .map_err(|e| RestoreError::Safety(format!("[encryption]: {e}")))?,
-        ),
-        None => None,
-    };
+    let seal = encryption
+        .map(|e| {
+            let (file, pass) = (e.recipients_file.as_deref(), e.passphrase_file.as_deref());
+            crate::crypt::Seal::new(&e.recipients, file, pass)
+        })
+        .transpose()
+        .map_err(|e| RestoreError::Safety(format!("[encryption]: {e}")))?;
     let check = crate::preflight::directory("backup directory", backup_dir, true);
     if !check.ok {
         return Err(RestoreError::Safety(check.line()));
@@ -64,8 +62,7 @@ pub fn write(
         now,
         |t| safety_file_name(&facts.hostname, t, seal.is_some()),
         |n| backup_dir.join(n).exists(),
-    )
-    .map_err(to_restore_error)?;
+    )?;
     let mut categories: Vec<String> = Vec::new();
     for s in changed.iter().chain(created) {
         if !categories.contains(&s.category) {
@@ -84,17 +81,16 @@ pub fn write(
         seal: seal.as_ref(),
         progress: false,
     };
-    let mut w =
-        Session::create(backup_dir, name, time, spec, log, cancel).map_err(to_restore_error)?;
+    let mut w = Session::create(backup_dir, name, time, spec, log, cancel)?;
     for s in changed {
-        w.check_cancel().map_err(to_restore_error)?;
+        w.check_cancel()?;
         let item = Item {
             host_path: host_path(&s.path),
             category: s.category.clone(),
             kind: s.observed.unwrap_or(Kind::File),
             size: 0,
         };
-        append_item(&mut w, &root, &item, None).map_err(to_restore_error)?;
+        append_item(&mut w, &root, &item, None)?;
     }
     if let Some(warning) = w.index.warnings.first() {
         // Without it, the undo would be incomplete: better not to start.
@@ -110,7 +106,7 @@ pub fn write(
             path: host_path(&s.path).display().to_string(),
         })
         .collect();
-    let done = w.finish().map_err(to_restore_error)?;
+    let done = w.finish()?;
     log.debug(&format!(
         "safety archive {} ({} entries, {} absent)",
         done.path.display(),

@@ -7,7 +7,7 @@
 use crate::archive::format::{FORMAT_VERSION, INDEX_PATH, Index, Kind, META_PATH, Meta};
 use crate::archive::reader::{Opened, TarReader};
 use crate::restore::RestoreError;
-use crate::restore::path::{Checker, TarKind, normalize, show};
+use crate::restore::path::{Checker, normalize, show};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -38,11 +38,11 @@ struct Seen {
 /// meta.json and index.json are small; anything bigger is not ours.
 const SELF_MAX: u64 = 256 << 20;
 
-pub(crate) fn kind_of(k: TarKind) -> Option<Kind> {
+pub(crate) fn kind_of(k: tar::EntryType) -> Option<Kind> {
     match k {
-        TarKind::File => Some(Kind::File),
-        TarKind::Dir => Some(Kind::Dir),
-        TarKind::Symlink => Some(Kind::Symlink),
+        tar::EntryType::Regular | tar::EntryType::Continuous => Some(Kind::File),
+        tar::EntryType::Directory => Some(Kind::Dir),
+        tar::EntryType::Symlink => Some(Kind::Symlink),
         _ => None,
     }
 }
@@ -55,6 +55,10 @@ pub fn scan(
 ) -> Result<Scan, RestoreError> {
     let shown = archive.display().to_string();
     let damaged = |why: String| RestoreError::Damaged {
+        archive: shown.clone(),
+        why,
+    };
+    let not_ours = |why: String| RestoreError::NotProxkeep {
         archive: shown.clone(),
         why,
     };
@@ -84,7 +88,7 @@ pub fn scan(
         })?;
         let raw = entry.path_bytes().into_owned();
         let header = entry.header().clone();
-        let tkind = TarKind::of(header.entry_type());
+        let tkind = header.entry_type();
         let link = entry.link_name_bytes().map(|l| l.into_owned());
         // The name and type are checked before anything else, so a hostile entry is reported as such.
         let path =
@@ -97,10 +101,10 @@ pub fn scan(
                 })?;
         let size = header.size().unwrap_or(0);
         if first && path != META_PATH.as_bytes() {
-            return Err(RestoreError::NotProxkeep {
-                archive: shown.clone(),
-                why: format!("its first entry is {}, not {META_PATH}", show(&raw)),
-            });
+            return Err(not_ours(format!(
+                "its first entry is {}, not {META_PATH}",
+                show(&raw)
+            )));
         }
         first = false;
         if index.is_some() {
@@ -111,13 +115,22 @@ pub fn scan(
         }
         let is_meta = path == META_PATH.as_bytes();
         if is_meta || path == INDEX_PATH.as_bytes() {
-            if tkind != TarKind::File || size > SELF_MAX {
+            if kind_of(tkind) != Some(Kind::File) || size > SELF_MAX {
                 let name = show(&path);
                 return Err(damaged(format!("{name}: not a plausible {name} entry")));
             }
             let data = read_whole(&mut entry, &path, size).map_err(damaged)?;
             if is_meta {
-                meta = Some(parse_meta(&data, &shown)?);
+                let m: Meta = serde_json::from_slice(&data)
+                    .map_err(|e| not_ours(format!("{META_PATH}: {e}")))?;
+                if m.format_version > FORMAT_VERSION {
+                    let version = m.format_version;
+                    return Err(RestoreError::TooNew {
+                        archive: shown,
+                        version,
+                    });
+                }
+                meta = Some(m);
             } else {
                 index = Some(
                     serde_json::from_slice(&data)
@@ -146,10 +159,7 @@ pub fn scan(
             xattrs,
         });
     }
-    let meta = meta.ok_or_else(|| RestoreError::NotProxkeep {
-        archive: shown.clone(),
-        why: "it is empty".into(),
-    })?;
+    let meta = meta.ok_or_else(|| not_ours("it is empty".into()))?;
     let index = index.ok_or_else(|| {
         damaged(format!(
             "{INDEX_PATH} is missing: the archive was cut short"
@@ -170,20 +180,6 @@ fn read_whole(entry: &mut impl Read, path: &[u8], size: u64) -> Result<Vec<u8>, 
         .read_to_end(&mut data)
         .map_err(|e| format!("{}: cannot read: {e}", show(path)))?;
     Ok(data)
-}
-
-fn parse_meta(data: &[u8], shown: &str) -> Result<Meta, RestoreError> {
-    let m: Meta = serde_json::from_slice(data).map_err(|e| RestoreError::NotProxkeep {
-        archive: shown.to_string(),
-        why: format!("{META_PATH}: {e}"),
-    })?;
-    if m.format_version > FORMAT_VERSION {
-        return Err(RestoreError::TooNew {
-            archive: shown.to_string(),
-            version: m.format_version,
-        });
-    }
-    Ok(m)
 }
 
 /// After index.json: the rest of the stream (the compressor's trailing checksum, no garbage after the end),

@@ -23,12 +23,6 @@ pub struct DirFd {
     pub dev: u64,
 }
 
-impl AsFd for DirFd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
 /// The directory a restore writes into.
 #[derive(Debug)]
 pub struct Target {
@@ -197,25 +191,16 @@ pub fn observe(
     match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => {
             let size = st.st_size as u64;
-            let (sha256, kept) = if hash_if_size == Some(size) || content {
-                let opened = rustix::fs::openat(
-                    &dir.fd,
-                    name,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                    Mode::empty(),
-                );
-                match opened
-                    .map_err(io::Error::from)
-                    .and_then(|fd| hash_file(File::from(fd), content))
-                {
-                    // A hash of a file of another size is never compared; keep it only when meaningful.
-                    Ok((sha, kept)) => ((hash_if_size == Some(size)).then_some(sha), kept),
-                    // Unreadable: counts as different content.
-                    Err(_) => (None, None),
-                }
-            } else {
-                (None, None)
-            };
+            let same_size = hash_if_size == Some(size);
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+            // Unreadable: counts as different content.
+            let read = (same_size || content)
+                .then(|| rustix::fs::openat(&dir.fd, name, flags, Mode::empty()).ok())
+                .flatten()
+                .and_then(|fd| hash_file(File::from(fd), content).ok());
+            // A hash of a file of another size is never compared; keep it only when meaningful.
+            let (sha256, kept) =
+                read.map_or((None, None), |(sha, kept)| (same_size.then_some(sha), kept));
             Observed::File {
                 mode,
                 uid,

@@ -35,7 +35,7 @@ use crate::archive::format::{INDEX_PATH, Kind, META_PATH};
 use crate::archive::reader::Opened;
 use crate::fsx::{open_dir_at, set_link_meta, set_meta};
 use crate::output::Progress;
-use crate::restore::path::{Checker, NodeMap, TarKind, show, split};
+use crate::restore::path::{Checker, NodeMap, show, split};
 use crate::restore::plan::{Action, Plan, Step, Wanted};
 use crate::restore::scan::xattrs;
 use crate::restore::target::{DirFd, Target, WalkError, Walker};
@@ -77,7 +77,6 @@ impl Default for ApplyOptions {
     }
 }
 
-/// One entry written or removed.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Done {
     /// Host path (`/etc/hosts`).
@@ -157,9 +156,13 @@ struct Writer<'a> {
 }
 
 fn failed(entry: &str, what: &str, e: impl std::fmt::Display) -> Stop {
+    walk_failed(entry.to_string(), format!("cannot {what}: {e}"))
+}
+
+fn walk_failed(entry: String, why: impl ToString) -> Stop {
     Stop::Failed {
-        entry: entry.to_string(),
-        why: format!("cannot {what}: {e}"),
+        entry,
+        why: why.to_string(),
     }
 }
 
@@ -307,7 +310,7 @@ impl Writer<'_> {
                 entry.map_err(|e| changed("archive", format!("the stream is damaged: {e}")))?;
             let raw = entry.path_bytes().into_owned();
             let header = entry.header().clone();
-            let tkind = TarKind::of(header.entry_type());
+            let tkind = header.entry_type();
             let link = entry.link_name_bytes().map(|l| l.into_owned());
             let path = checker
                 .check(&raw, tkind, link.as_deref())
@@ -394,7 +397,6 @@ impl Writer<'_> {
         }
     }
 
-    /// Count a created or replaced entry.
     fn record(&mut self, done: Done) {
         if done.action == "replace" {
             self.report.replaced += 1;
@@ -429,10 +431,7 @@ impl Writer<'_> {
         let d = self
             .walker
             .open_dir(parent, true)
-            .map_err(|e| Stop::Failed {
-                entry: want.shown(),
-                why: e.to_string(),
-            })?;
+            .map_err(|e| walk_failed(want.shown(), e))?;
         self.devs.entry(d.dev).or_insert_with(|| d.clone());
         if !self.swept.contains(parent) {
             self.swept.insert(parent.to_vec());
@@ -500,10 +499,8 @@ impl Writer<'_> {
                 Err(e) => return Err(failed(&shown, "create the directory", e)),
             }
         }
-        let fd = open_dir_at(parent.fd.as_fd(), name).map_err(|e| Stop::Failed {
-            entry: shown.clone(),
-            why: format!("cannot open the directory (a symlink in the way?): {e}"),
-        })?;
+        let fd = open_dir_at(parent.fd.as_fd(), name)
+            .map_err(|e| failed(&shown, "open the directory (a symlink in the way?)", e))?;
         if !step.through_pmxcfs {
             let owner = self.opts.chown.then_some((want.uid, want.gid));
             set_meta(&fd, owner, None, None)
@@ -531,12 +528,7 @@ impl Writer<'_> {
             let dir = match self.walker.open_dir(parent, false) {
                 Ok(d) => d,
                 Err(WalkError::Missing(_)) => continue,
-                Err(e) => {
-                    return Err(Stop::Failed {
-                        entry: shown,
-                        why: e.to_string(),
-                    });
-                }
+                Err(e) => return Err(walk_failed(shown, e)),
             };
             let flags = if s.kind == Kind::Dir {
                 AtFlags::REMOVEDIR

@@ -22,14 +22,12 @@ const CHUNK: usize = 1 << 20;
 /// Chunks of a big file waiting for its writer.
 const STREAM_CHUNKS: usize = 4;
 
-/// A file's content on its way to a writer.
 enum Data {
     Whole(Vec<u8>),
     /// Chunks as they are read; an `Err` says the archive could not be read further.
     Stream(Receiver<Result<Vec<u8>, String>>),
 }
 
-/// One file for a writer thread.
 pub(super) struct Job {
     seq: u64,
     want: Wanted,
@@ -50,11 +48,9 @@ pub(super) fn run(
 ) {
     loop {
         // The lock is held only while waiting for the next job.
-        let job = jobs
-            .lock()
-            .map_err(|_| ())
-            .and_then(|rx| rx.recv().map_err(|_| ()));
-        let Ok(job) = job else { break };
+        let Some(job) = jobs.lock().ok().and_then(|rx| rx.recv().ok()) else {
+            break;
+        };
         let seq = job.seq;
         let r = write_file(job, opts, cancel);
         if let Err((_, r)) = out.send((seq, r)).map_err(|e| e.0) {
