@@ -36,11 +36,10 @@ pub struct PruneReport {
 
 impl PruneReport {
     pub fn exit_code(&self) -> i32 {
-        if self.tiers.iter().any(|t| t.error.is_some()) {
-            crate::exit::WARNINGS
-        } else {
-            crate::exit::OK
-        }
+        super::exit_if(
+            self.tiers.iter().any(|t| t.error.is_some()),
+            crate::exit::WARNINGS,
+        )
     }
 }
 

@@ -258,11 +258,7 @@ pub struct PmxcfsRestored {
 
 impl PmxcfsRestored {
     pub fn exit_code(&self) -> i32 {
-        if self.swapped.warnings.is_empty() {
-            exit::OK
-        } else {
-            exit::WARNINGS
-        }
+        super::exit_if(!self.swapped.warnings.is_empty(), exit::WARNINGS)
     }
 }
 

@@ -356,9 +356,5 @@ pub fn notify_test(ctx: &Ctx, cmd: &NotifyCommand) -> Result<i32, Exit> {
     out.result(&serde_json::json!({ "channels": results }), |o| {
         results.iter().try_for_each(|d| writeln!(o, "{}", d.line()))
     })?;
-    Ok(if results.iter().all(|d| d.ok) {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    Ok(app::exit_if(results.iter().any(|d| !d.ok), exit::FAILED))
 }

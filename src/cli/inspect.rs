@@ -4,6 +4,7 @@ use super::args::InspectCommand;
 use super::{Exit, ctx::Ctx};
 use anyhow::anyhow;
 use base64::Engine as _;
+use proxkeep::app::{exit_if, tier_matches};
 use proxkeep::archive::format::Kind;
 use proxkeep::archive::reader::Problem;
 use proxkeep::archive::session::warning_text;
@@ -94,11 +95,7 @@ fn run_command(ctx: &Ctx, cmd: &InspectCommand) -> Result<i32, Exit> {
                 eprintln!("warning: {}", warning_text(w));
             }
             ctx.out.result(&report, |o| diff_text(&report, &opts, o))?;
-            Ok(if *exit_code && !report.differences.is_empty() {
-                1
-            } else {
-                exit::OK
-            })
+            Ok(exit_if(*exit_code && !report.differences.is_empty(), 1))
         }
     }
 }
@@ -139,7 +136,7 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
     let tiers = tier::tiers(ctx.config()?, &dir, &NEVER);
     let selected: Vec<_> = tiers
         .iter()
-        .filter(|t| which == "all" || proxkeep::app::tier_matches(&t.label(), which))
+        .filter(|t| which == "all" || tier_matches(&t.label(), which))
         .collect();
     if selected.is_empty() {
         let names: Vec<String> = tiers.iter().map(|t| t.label()).collect();
@@ -204,11 +201,10 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
             &rows,
         )
     })?;
-    Ok(if listings.iter().any(|t| t.error.is_some()) {
-        exit::WARNINGS
-    } else {
-        exit::OK
-    })
+    Ok(exit_if(
+        listings.iter().any(|t| t.error.is_some()),
+        exit::WARNINGS,
+    ))
 }
 
 fn list(ctx: &Ctx, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
@@ -549,7 +545,7 @@ fn verify_one(ctx: &Ctx, path: &Path) -> Result<i32, Exit> {
             writeln!(out, "sha256   {sha} (sidecar {})", v.sidecar)
         }
     })?;
-    Ok(if v.ok { exit::OK } else { exit::DAMAGED })
+    Ok(exit_if(!v.ok, exit::DAMAGED))
 }
 
 fn verify_all(ctx: &Ctx, dir: &Path) -> Result<i32, Exit> {
@@ -600,7 +596,7 @@ fn verify_all(ctx: &Ctx, dir: &Path) -> Result<i32, Exit> {
             all.len() - damaged
         )
     })?;
-    Ok(if damaged > 0 { exit::DAMAGED } else { exit::OK })
+    Ok(exit_if(damaged > 0, exit::DAMAGED))
 }
 
 fn diff_text(r: &diff::Report, opts: &diff::Options, out: &mut dyn Write) -> io::Result<()> {
