@@ -107,8 +107,15 @@ fn fail(e: InspectError) -> Exit {
     }
 }
 
-fn table(out: &mut dyn Write, columns: &[(&str, Align)], rows: &[Vec<String>]) -> io::Result<()> {
-    let (headers, align): (Vec<&str>, Vec<Align>) = columns.iter().copied().unzip();
+/// `columns`: the headers, space-separated; a `>` before one aligns its column right.
+fn table(out: &mut dyn Write, columns: &str, rows: &[Vec<String>]) -> io::Result<()> {
+    let (headers, align): (Vec<&str>, Vec<Align>) = columns
+        .split(' ')
+        .map(|c| match c.strip_prefix('>') {
+            Some(c) => (c, Align::Right),
+            None => (c, Align::Left),
+        })
+        .unzip();
     out.write_all(render(&headers, &align, rows).as_bytes())
 }
 
@@ -188,18 +195,7 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
                 ]
             })
             .collect();
-        let l = Align::Left;
-        table(
-            o,
-            &[
-                ("TIER", l),
-                ("TIME", l),
-                ("ROLE", l),
-                ("SIZE", Align::Right),
-                ("ARCHIVE", l),
-            ],
-            &rows,
-        )
+        table(o, "TIER TIME ROLE >SIZE ARCHIVE", &rows)
     })?;
     Ok(exit_if(
         listings.iter().any(|t| t.error.is_some()),
@@ -231,18 +227,8 @@ fn list(ctx: &Ctx, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
                 ]
             })
             .collect();
-        let (l, r) = (Align::Left, Align::Right);
-        let columns = [
-            ("TIME", l),
-            ("ROLE", l),
-            ("SIZE", r),
-            ("COMPRESSION", l),
-            ("FILES", r),
-            ("WARNINGS", r),
-            ("STATE", l),
-            ("ARCHIVE", l),
-        ];
-        table(out, &columns, &rows)?;
+        let columns = "TIME ROLE >SIZE COMPRESSION >FILES >WARNINGS STATE ARCHIVE";
+        table(out, columns, &rows)?;
         for a in archives.iter().filter(|a| a.state == State::Damaged) {
             writeln!(out, "damaged: {}: {}", a.name, a.reason.as_deref().unwrap_or(""))?;
         }
@@ -337,16 +323,7 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
         ]))
         .collect();
     writeln!(o)?;
-    let r = Align::Right;
-    let columns = [
-        ("CATEGORY", Align::Left),
-        ("FILES", r),
-        ("DIRS", r),
-        ("LINKS", r),
-        ("SIZE", r),
-        ("COMMANDS", r),
-    ];
-    table(o, &columns, &rows)?;
+    table(o, "CATEGORY >FILES >DIRS >LINKS >SIZE >COMMANDS", &rows)?;
     if !empty.is_empty() {
         let names: Vec<&str> = empty.iter().map(|c| c.category.as_str()).collect();
         writeln!(o, "nothing found: {}", names.join(", "))?;
@@ -573,18 +550,7 @@ fn verify_all(ctx: &Ctx, dir: &Path) -> Result<i32, Exit> {
                 ]
             })
             .collect();
-        let (l, r) = (Align::Left, Align::Right);
-        table(
-            out,
-            &[
-                ("ARCHIVE", l),
-                ("SIZE", r),
-                ("ENTRIES", r),
-                ("SIDECAR", l),
-                ("RESULT", l),
-            ],
-            &rows,
-        )?;
+        table(out, "ARCHIVE >SIZE >ENTRIES SIDECAR RESULT", &rows)?;
         for v in all.iter().filter(|v| !v.ok) {
             writeln!(out, "\n{}:", v.name)?;
             problem_lines(out, &v.problems, 20)?;
