@@ -5,6 +5,7 @@ use super::Exit;
 use super::args::{Cli, Command, PmxcfsCommand, RestoreCommand};
 use super::emit::Emit;
 use anyhow::anyhow;
+use proxkeep::app::absolute;
 use proxkeep::config::{self, Config};
 use proxkeep::host::{self, Root};
 use proxkeep::output::{Log, Redactor};
@@ -176,8 +177,4 @@ impl Ctx {
 
 fn can(path: &Path, mode: Access) -> bool {
     rustix::fs::access(path, mode).is_ok()
-}
-
-pub fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

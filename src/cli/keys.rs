@@ -85,7 +85,7 @@ fn generate(ctx: &Ctx, out: Option<&Path>) -> Result<i32, Exit> {
     if let Ok(config) = ctx.config() {
         let root = &ctx.root;
         let plan = collect::scan(root, &host::HostFacts::detect(root), config);
-        let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+        let abs = proxkeep::app::absolute(out);
         if plan
             .items
             .iter()

@@ -3,9 +3,10 @@
 
 use super::Exit;
 use super::args::{PmxcfsCommand, RestoreArgs, RestoreCommand};
-use super::ctx::{Ctx, absolute};
+use super::ctx::Ctx;
 use super::emit::confirm;
 use anyhow::anyhow;
+use proxkeep::app::absolute;
 use proxkeep::app::restore::{
     self as journey, PlanDoc, PmxcfsRestored, RestoreOptions, RestoreReport,
 };
