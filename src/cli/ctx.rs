@@ -117,8 +117,8 @@ impl Ctx {
                 (!a.dry_run, !a.dry_run && onto_root(&a.target))
             }
             Command::Restore(RestoreCommand::Pmxcfs {
-                action: PmxcfsCommand::Restore { target, .. },
-            }) => (true, onto_root(target)),
+                action: PmxcfsCommand::Restore(a),
+            }) => (true, onto_root(&a.target)),
             _ => (false, false),
         };
         if onto_slash {
