@@ -87,24 +87,15 @@ pub fn run(
         let plan = t
             .ready()
             .and_then(|()| tier::prune(t.as_ref(), host, &v, now, &tz, dry_run, &mut rep));
-        report.tiers.push(match plan {
-            Ok(plan) => TierPrune {
-                tier: t.label(),
-                plan: Some(
-                    plan.into_iter()
-                        .map(|(a, decision)| Pruned {
-                            archive: a.file,
-                            decision,
-                        })
-                        .collect(),
-                ),
-                error: None,
-            },
-            Err(e) => TierPrune {
-                tier: t.label(),
-                plan: None,
-                error: Some(e.to_string()),
-            },
+        let error = plan.as_ref().err().map(|e| e.to_string());
+        let pruned = |(a, decision): (tier::TierArchive, _)| Pruned {
+            archive: a.file,
+            decision,
+        };
+        report.tiers.push(TierPrune {
+            tier: t.label(),
+            plan: plan.ok().map(|p| p.into_iter().map(pruned).collect()),
+            error,
         });
     }
     Ok(report)

@@ -154,28 +154,23 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
     }
     let listings: Vec<TierListing> = selected
         .iter()
-        .map(|t| match t.ready().and_then(|()| t.list(&host)) {
-            Ok(list) => TierListing {
-                tier: t.label(),
-                archives: Some(
-                    list.iter()
-                        .map(|a| TierArchive {
-                            archive: a.file.clone(),
-                            time: a.name.time.as_second(),
-                            role: a.name.role.to_string(),
-                            size: a.size,
-                        })
-                        .collect(),
-                ),
-                error: None,
-            },
-            Err(e) => {
+        .map(|t| {
+            let listed = t.ready().and_then(|()| t.list(&host));
+            let error = listed.as_ref().err().map(|e| e.to_string());
+            if let Some(e) = &error {
                 eprintln!("warning: tier {}: {e}", t.label());
-                TierListing {
-                    tier: t.label(),
-                    archives: None,
-                    error: Some(e.to_string()),
-                }
+            }
+            let archive = |a: &tier::TierArchive| TierArchive {
+                archive: a.file.clone(),
+                time: a.name.time.as_second(),
+                role: a.name.role.to_string(),
+                size: a.size,
+            };
+            let archives = listed.ok().map(|l| l.iter().map(archive).collect());
+            TierListing {
+                tier: t.label(),
+                archives,
+                error,
             }
         })
         .collect();
