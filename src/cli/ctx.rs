@@ -73,10 +73,10 @@ impl Ctx {
 
     /// `--dir` or the config's backup directory.
     pub fn backup_dir(&self, dir: &Option<PathBuf>) -> Result<PathBuf, Exit> {
-        match dir {
-            Some(d) => Ok(d.clone()),
-            None => Ok(self.config()?.backup_dir.clone()),
-        }
+        Ok(match dir {
+            Some(d) => d.clone(),
+            None => self.config()?.backup_dir.clone(),
+        })
     }
 
     pub fn hostname(&self) -> String {
@@ -97,9 +97,7 @@ impl Ctx {
         tier::resolve_archive(spec, config, &dir, &self.hostname(), &NEVER)
             .map_err(|e| Exit::usage(anyhow!(e)))
     }
-}
 
-impl Ctx {
     /// Not root: say once, up front, what this user cannot read or write. Writing runs (`backup`, `restore`
     /// onto `/`) stop with exit 4; the others go on with one warning.
     pub fn warn_unprivileged(&self, cmd: &Command) -> Result<(), Exit> {
