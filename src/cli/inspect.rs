@@ -304,8 +304,7 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
                 0 => c.commands.to_string(),
                 n => format!("{} ({n} failed)", c.commands),
             };
-            let counts = [c.files, c.dirs, c.symlinks].map(|n| n.to_string());
-            let [f, d, l] = counts;
+            let [f, d, l] = [c.files, c.dirs, c.symlinks].map(|n| n.to_string());
             vec![c.category.clone(), f, d, l, format_size(c.bytes), cmds]
         })
         .chain(std::iter::once(vec![
