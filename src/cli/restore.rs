@@ -261,12 +261,10 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
             p.plan.not_selected
         )?;
     }
-    let writes: Vec<&Step> = p
-        .plan
-        .steps
-        .iter()
-        .filter(|s| s.action.writes() || s.action == Action::Remove)
-        .collect();
+    let steps = |f: fn(&Action) -> bool| -> Vec<&Step> {
+        p.plan.steps.iter().filter(|s| f(&s.action)).collect()
+    };
+    let writes = steps(|a| a.writes() || *a == Action::Remove);
     if !writes.is_empty() {
         writeln!(o, "\nwill write {} entries:", writes.len())?;
         for s in writes {
@@ -279,12 +277,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
             )?;
         }
     }
-    let held: Vec<&Step> = p
-        .plan
-        .steps
-        .iter()
-        .filter(|s| s.action == Action::Held)
-        .collect();
+    let held = steps(|a| *a == Action::Held);
     if !held.is_empty() {
         writeln!(
             o,
