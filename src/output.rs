@@ -72,7 +72,6 @@ pub struct Log {
     tail: Mutex<VecDeque<String>>,
 }
 
-/// Lines kept for [`Log::tail`].
 const TAIL_LINES: usize = 60;
 
 impl Log {

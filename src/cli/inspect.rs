@@ -379,19 +379,16 @@ fn perm_string(mode: u32) -> String {
 }
 
 fn ls(ctx: &Ctx, path: &Path, prefix: Option<&str>) -> Result<i32, Exit> {
-    let (r, entries) = if ctx.json() {
-        let mut entries = Vec::new();
-        let r = inspect::ls(path, prefix, |e| {
+    let mut entries = Vec::new();
+    let r = if ctx.json() {
+        inspect::ls(path, prefix, |e| {
             entries.push(e.clone());
             Ok(())
-        });
-        (r, entries)
+        })
     } else {
         // Streamed, so everything read before a damaged spot is out before the error.
-        let r = ctx
-            .out
-            .stream(|out| inspect::ls(path, prefix, |e| ls_line(e, out)));
-        (r, Vec::new())
+        ctx.out
+            .stream(|out| inspect::ls(path, prefix, |e| ls_line(e, out)))
     };
     let r = match r {
         Ok(0) if prefix.is_some() => Err(Exit::failed(anyhow!(
