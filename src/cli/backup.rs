@@ -124,12 +124,8 @@ pub fn prune(
 fn prune_text(r: &PruneReport, out: &mut dyn Write) -> io::Result<()> {
     for t in &r.tiers {
         let Some(plan) = &t.plan else { continue };
-        writeln!(
-            out,
-            "{} ({}):",
-            t.tier,
-            if r.dry_run { "dry run" } else { "pruned" }
-        )?;
+        let how = if r.dry_run { "dry run" } else { "pruned" };
+        writeln!(out, "{} ({how}):", t.tier)?;
         for p in plan {
             let what = match &p.decision {
                 Decision::Keep(why) => format!("keep    {why}"),
@@ -254,13 +250,8 @@ fn summary_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
     if let Some(a) = &r.archive {
         writeln!(out, "archive  {}", a.display())?;
     }
-    writeln!(
-        out,
-        "size     {} ({} {})",
-        format_size(r.size),
-        r.compression,
-        r.level
-    )?;
+    let size = format_size(r.size);
+    writeln!(out, "size     {size} ({} {})", r.compression, r.level)?;
     if let Some(e) = &r.encryption {
         writeln!(out, "encrypt  {e}")?;
     }

@@ -251,13 +251,8 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
         .map(|t| local_time(t, "%Y-%m-%d %H:%M:%S %Z"))
         .unwrap_or_default();
     writeln!(o, "archive      {}", s.archive.display())?;
-    writeln!(
-        o,
-        "size         {} ({} {})",
-        format_size(s.size),
-        m.compression.algorithm,
-        m.compression.level
-    )?;
+    let (size, c) = (format_size(s.size), &m.compression);
+    writeln!(o, "size         {size} ({} {})", c.algorithm, c.level)?;
     if let Some(e) = &m.encryption {
         writeln!(o, "encryption   {e}")?;
     }
@@ -489,12 +484,8 @@ fn verify_one(ctx: &Ctx, path: &Path) -> Result<i32, Exit> {
     ctx.out.result(&v, |out| {
         let sha = v.sha256.as_deref().unwrap_or("-");
         if !v.ok {
-            writeln!(
-                out,
-                "DAMAGED  {}: {} problem(s)",
-                v.archive.display(),
-                v.problems.len()
-            )?;
+            let n = v.problems.len();
+            writeln!(out, "DAMAGED  {}: {n} problem(s)", v.archive.display())?;
             return problem_lines(out, &v.problems, 50);
         }
         writeln!(out, "ok       {}", v.archive.display())?;
@@ -546,12 +537,8 @@ fn verify_all(ctx: &Ctx, dir: &Path) -> Result<i32, Exit> {
             writeln!(out, "\n{}:", v.name)?;
             problem_lines(out, &v.problems, 20)?;
         }
-        writeln!(
-            out,
-            "\n{} archive(s): {} ok, {damaged} damaged",
-            all.len(),
-            all.len() - damaged
-        )
+        let (n, ok) = (all.len(), all.len() - damaged);
+        writeln!(out, "\n{n} archive(s): {ok} ok, {damaged} damaged")
     })?;
     Ok(exit_if(damaged > 0, exit::DAMAGED))
 }
