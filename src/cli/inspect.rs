@@ -192,10 +192,8 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
             .collect();
         table(o, "TIER TIME ROLE >SIZE ARCHIVE", &rows)
     })?;
-    Ok(exit_if(
-        listings.iter().any(|t| t.error.is_some()),
-        exit::WARNINGS,
-    ))
+    let unreachable = listings.iter().any(|t| t.error.is_some());
+    Ok(exit_if(unreachable, exit::WARNINGS))
 }
 
 fn list(ctx: &Ctx, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
