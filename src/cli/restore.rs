@@ -181,15 +181,9 @@ fn extract(ctx: &Ctx, archive: &str, dir: &Path) -> Result<i32, Exit> {
 fn changes_text(s: &Step) -> String {
     match &s.action {
         Action::Replace(c) => {
-            let names: Vec<String> = c
-                .iter()
-                .map(|c| {
-                    serde_json::to_value(c)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                })
-                .collect();
+            // The names --json gives them.
+            let name = |c| serde_json::to_value(c).ok()?.as_str().map(String::from);
+            let names: Vec<String> = c.iter().map(|c| name(c).unwrap_or_default()).collect();
             format!("  ({})", names.join(", "))
         }
         _ if s.implicit => "  (directory of what is restored)".into(),
