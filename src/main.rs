@@ -14,11 +14,7 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            let code = proxkeep::app::exit_if(e.use_stderr(), exit::USAGE);
             let _ = e.print();
             return ExitCode::from(code as u8);
         }

@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,14 +16,20 @@ pub enum Level {
 }
 
 impl Level {
-    fn tag(self) -> &'static str {
+    /// The log file's tag and the stderr prefix.
+    fn tag(self) -> (&'static str, &'static str) {
         match self {
-            Level::Debug => "DEBUG",
-            Level::Info => "INFO",
-            Level::Warn => "WARN",
-            Level::Error => "ERROR",
+            Level::Debug => ("DEBUG", "debug: "),
+            Level::Info => ("INFO", ""),
+            Level::Warn => ("WARN", "warning: "),
+            Level::Error => ("ERROR", "error: "),
         }
     }
+}
+
+/// A poisoned lock still holds usable lines: a panic elsewhere must not silence the log.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Replaces known secret values with `<redacted>` in every line that leaves the process.
@@ -66,7 +72,6 @@ pub struct Log {
     tail: Mutex<VecDeque<String>>,
 }
 
-/// Lines kept for [`Log::tail`].
 const TAIL_LINES: usize = 60;
 
 impl Log {
@@ -88,78 +93,50 @@ impl Log {
     }
 
     /// Start writing the log file (mode 0600); lines logged so far are written first.
-    pub fn attach(&self, file: File) {
-        let mut file = file;
-        for line in self
-            .early
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+    pub fn attach(&self, mut file: File) {
+        for line in lock(&self.early).drain(..) {
             let _ = writeln!(file, "{line}");
         }
-        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+        *lock(&self.file) = Some(file);
     }
 
     /// Stop writing the log file and flush it to disk.
     pub fn detach(&self) {
-        if let Some(f) = self.file.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(f) = lock(&self.file).take() {
             let _ = f.sync_all();
-            *self.detached.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+            *lock(&self.detached) = Some(f);
         }
     }
 
     /// Resume writing the file the last [`detach`](Self::detach) closed, if any: what happens after the
     /// backup proper (notifications) belongs in the same run log.
     pub fn reattach(&self) -> bool {
-        match self
-            .detached
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            Some(f) => {
-                self.attach(f);
-                true
-            }
-            None => false,
-        }
+        let file = lock(&self.detached).take();
+        file.map(|f| self.attach(f)).is_some()
     }
 
     /// The last lines logged (at most [`TAIL_LINES`]), already redacted, oldest first.
     pub fn tail(&self) -> Vec<String> {
-        self.tail
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        lock(&self.tail).iter().cloned().collect()
     }
 
     pub fn log(&self, level: Level, msg: &str) {
         let msg = self.redactor.apply(msg);
-        let line = format!(
-            "{} {:5} {}",
-            jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            level.tag(),
-            msg
-        );
+        let (tag, prefix) = level.tag();
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
+        let line = format!("{now} {tag:5} {msg}");
         {
-            let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+            let mut tail = lock(&self.tail);
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
             tail.push_back(line.clone());
         }
-        match self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        match lock(&self.file).as_mut() {
             Some(f) => {
                 let _ = writeln!(f, "{line}");
             }
-            None => self
-                .early
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(line),
+            None => lock(&self.early).push(line),
         }
         let show = match level {
             Level::Error => true,
@@ -167,12 +144,6 @@ impl Log {
             Level::Debug => self.verbosity >= 1,
         };
         if show {
-            let prefix = match level {
-                Level::Error => "error: ",
-                Level::Warn => "warning: ",
-                Level::Debug => "debug: ",
-                Level::Info => "",
-            };
             let clear = if self.tty { "\r\x1b[K" } else { "" };
             eprintln!("{clear}{prefix}{msg}");
         }
@@ -216,25 +187,16 @@ impl Progress for NoProgress {
 }
 
 /// One self-overwriting line on stderr, redrawn at most ten times a second.
+#[derive(Default)]
 pub struct TermProgress {
     files: AtomicU64,
     bytes: AtomicU64,
     state: Mutex<(String, Option<Instant>)>,
 }
 
-impl Default for TermProgress {
-    fn default() -> Self {
-        TermProgress {
-            files: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            state: Mutex::new((String::new(), None)),
-        }
-    }
-}
-
 impl TermProgress {
     fn draw(&self, force: bool) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock(&self.state);
         if !force
             && st
                 .1
@@ -254,7 +216,7 @@ impl TermProgress {
 
 impl Progress for TermProgress {
     fn phase(&self, name: &str) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = name.to_string();
+        lock(&self.state).0 = name.to_string();
         self.files.store(0, Ordering::Relaxed);
         self.bytes.store(0, Ordering::Relaxed);
         self.draw(true);

@@ -15,11 +15,7 @@ pub struct CheckReport {
 
 impl CheckReport {
     pub fn exit_code(&self) -> i32 {
-        if self.checks.iter().all(|c| c.ok) {
-            crate::exit::OK
-        } else {
-            crate::exit::PREFLIGHT
-        }
+        super::exit_if(self.checks.iter().any(|c| !c.ok), crate::exit::PREFLIGHT)
     }
 }
 

@@ -36,16 +36,12 @@ pub struct PruneReport {
 
 impl PruneReport {
     pub fn exit_code(&self) -> i32 {
-        if self.tiers.iter().any(|t| t.error.is_some()) {
-            crate::exit::WARNINGS
-        } else {
-            crate::exit::OK
-        }
+        let unreachable = self.tiers.iter().any(|t| t.error.is_some());
+        super::exit_if(unreachable, crate::exit::WARNINGS)
     }
 }
 
 /// `only` selects one tier by label (`secondary:NAME`) or bare name; `Err` names the tiers there are.
-#[allow(clippy::too_many_arguments)]
 pub fn run(
     config: &Config,
     dir: &Path,
@@ -70,12 +66,11 @@ pub fn run(
         ));
     }
     let verified = tier::recorded_verification(dir);
-    let mut report = PruneReport {
-        tiers: Vec::new(),
-        dry_run,
-        host: host.to_string(),
+    let pruned = |(a, decision): (tier::TierArchive, _)| Pruned {
+        archive: a.file,
+        decision,
     };
-    for t in selected {
+    let tiers = selected.into_iter().map(|t| {
         let mut rep = tier::TierReport {
             tier: t.label(),
             ..Default::default()
@@ -88,25 +83,15 @@ pub fn run(
         let plan = t
             .ready()
             .and_then(|()| tier::prune(t.as_ref(), host, &v, now, &tz, dry_run, &mut rep));
-        report.tiers.push(match plan {
-            Ok(plan) => TierPrune {
-                tier: t.label(),
-                plan: Some(
-                    plan.into_iter()
-                        .map(|(a, decision)| Pruned {
-                            archive: a.file,
-                            decision,
-                        })
-                        .collect(),
-                ),
-                error: None,
-            },
-            Err(e) => TierPrune {
-                tier: t.label(),
-                plan: None,
-                error: Some(e.to_string()),
-            },
-        });
-    }
-    Ok(report)
+        TierPrune {
+            tier: t.label(),
+            error: plan.as_ref().err().map(|e| e.to_string()),
+            plan: plan.ok().map(|p| p.into_iter().map(pruned).collect()),
+        }
+    });
+    Ok(PruneReport {
+        tiers: tiers.collect(),
+        dry_run,
+        host: host.to_string(),
+    })
 }

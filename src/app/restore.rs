@@ -99,6 +99,25 @@ pub struct RestoreReport {
     pub duration_ms: u64,
 }
 
+impl RestoreReport {
+    /// The report of a run that wrote `outcome` (no plan, undo or follow-ups: the caller adds them).
+    fn new(p: &Prepared, outcome: Outcome, code: i32, started: Instant) -> RestoreReport {
+        RestoreReport {
+            status: status_name(code),
+            exit_code: code,
+            archive: p.archive.clone(),
+            target: p.target.dir.clone(),
+            plan: None,
+            outcome,
+            undo: None,
+            services: Vec::new(),
+            services_note: None,
+            apply_services: false,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
 pub fn status_name(code: i32) -> &'static str {
     match code {
         exit::OK => "ok",
@@ -132,9 +151,8 @@ pub struct RestoreOptions<'a> {
 }
 
 fn execution(config: &Config, now: jiff::Timestamp, no_safety: bool, extract: bool) -> Execute {
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     Execute {
-        safety_dir: (!no_safety && !extract).then(|| absolute(&config.backup_dir)),
+        safety_dir: (!no_safety && !extract).then(|| super::absolute(&config.backup_dir)),
         encryption: config.encryption.clone(),
         lock_file: (!extract).then(|| config.lock_file.clone()),
         now,
@@ -182,17 +200,12 @@ pub fn restore(
         }
     }
     Ok(RestoreReport {
-        status: status_name(code),
-        exit_code: code,
-        archive: p.archive.clone(),
-        target: p.target.dir.clone(),
         plan: Some(PlanDoc::new(p)),
-        outcome,
         undo,
         services,
         services_note,
         apply_services: o.apply_services.is_some(),
-        duration_ms: started.elapsed().as_millis() as u64,
+        ..RestoreReport::new(p, outcome, code, started)
     })
 }
 
@@ -214,38 +227,18 @@ pub fn extract(
         cancel,
     )?;
     let code = outcome_code(&outcome);
-    Ok(RestoreReport {
-        status: status_name(code),
-        exit_code: code,
-        archive: p.archive.clone(),
-        target: p.target.dir.clone(),
-        plan: None,
-        outcome,
-        undo: None,
-        services: Vec::new(),
-        services_note: None,
-        apply_services: false,
-        duration_ms: started.elapsed().as_millis() as u64,
-    })
+    Ok(RestoreReport::new(p, outcome, code, started))
 }
 
 fn undo_command(config_path: Option<&Path>, safety: &Path, target: &Path) -> String {
-    let mut args: Vec<String> = Vec::new();
-    if let Some(c) = config_path {
-        let c = std::path::absolute(c).unwrap_or_else(|_| c.to_path_buf());
-        args.extend(["--config".into(), c.display().to_string()]);
+    let config = config_path.map(|c| super::absolute(c).display().to_string());
+    let (safety, target) = (safety.display().to_string(), target.display().to_string());
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(c) = &config {
+        args.extend(["--config", c]);
     }
-    args.extend([
-        "restore".into(),
-        safety.display().to_string(),
-        "--target".into(),
-        target.display().to_string(),
-    ]);
-    CommandSpec::new(
-        "proxkeep",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .display()
+    args.extend(["restore", &safety, "--target", &target]);
+    CommandSpec::new("proxkeep", &args).display()
 }
 
 /// What `pmxcfs restore` did.
@@ -258,11 +251,7 @@ pub struct PmxcfsRestored {
 
 impl PmxcfsRestored {
     pub fn exit_code(&self) -> i32 {
-        if self.swapped.warnings.is_empty() {
-            exit::OK
-        } else {
-            exit::WARNINGS
-        }
+        super::exit_if(!self.swapped.warnings.is_empty(), exit::WARNINGS)
     }
 }
 

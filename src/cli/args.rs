@@ -238,22 +238,25 @@ pub enum PmxcfsCommand {
         node: Option<String>,
     },
     /// Node recovery: stop pve-cluster, put the archive's config.db in place, start pve-cluster
-    Restore {
-        /// A path, a file name in the backup directory, `latest` or `latest~N`
-        archive: String,
-        /// Put the db under DIR/var/lib/pve-cluster instead (no service is touched then)
-        #[arg(long, value_name = "DIR")]
-        target: Option<PathBuf>,
-        /// Restore even when this node is part of a quorate cluster
-        #[arg(long)]
-        force: bool,
-        /// Do not ask for confirmation (required without a terminal)
-        #[arg(long)]
-        yes: bool,
-        /// Time systemctl and pvecm may take before they are killed
-        #[arg(long, value_name = "DURATION", default_value = "90s")]
-        service_timeout: String,
-    },
+    Restore(PmxcfsRestoreArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PmxcfsRestoreArgs {
+    /// A path, a file name in the backup directory, `latest` or `latest~N`
+    pub archive: String,
+    /// Put the db under DIR/var/lib/pve-cluster instead (no service is touched then)
+    #[arg(long, value_name = "DIR")]
+    pub target: Option<PathBuf>,
+    /// Restore even when this node is part of a quorate cluster
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation (required without a terminal)
+    #[arg(long)]
+    pub yes: bool,
+    /// Time systemctl and pvecm may take before they are killed
+    #[arg(long, value_name = "DURATION", default_value = "90s")]
+    pub service_timeout: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,6 +14,7 @@ use proxkeep::host::HostFacts;
 use proxkeep::notify::{self, RunInfo};
 use proxkeep::store::retention::Decision;
 use proxkeep::units::format_size;
+use std::fmt::Display;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -123,12 +124,8 @@ pub fn prune(
 fn prune_text(r: &PruneReport, out: &mut dyn Write) -> io::Result<()> {
     for t in &r.tiers {
         let Some(plan) = &t.plan else { continue };
-        writeln!(
-            out,
-            "{} ({}):",
-            t.tier,
-            if r.dry_run { "dry run" } else { "pruned" }
-        )?;
+        let how = if r.dry_run { "dry run" } else { "pruned" };
+        writeln!(out, "{} ({how}):", t.tier)?;
         for p in plan {
             let what = match &p.decision {
                 Decision::Keep(why) => format!("keep    {why}"),
@@ -188,10 +185,9 @@ pub fn backup(
         }
         Err(e) => {
             let code = e.exit_code();
-            let checks = if let BackupError::Preflight(c) = &e {
-                c.clone()
-            } else {
-                vec![]
+            let checks = match &e {
+                BackupError::Preflight(c) => c.clone(),
+                _ => vec![],
             };
             let extra = serde_json::json!({"status": "failed", "exit_code": code, "checks": checks, "notifications": sent});
             let extra = serde_json::from_str(&log.redactor().apply(&extra.to_string())).ok();
@@ -215,9 +211,10 @@ fn config_failed(ctx: &Ctx, e: Exit) -> Exit {
     e
 }
 
-fn row(out: &mut dyn Write, cells: [&str; 6]) -> io::Result<()> {
-    let [a, b, c, d, e, f] = cells;
-    writeln!(out, "{a:<16} {b:>7} {c:>6} {d:>6} {e:>10} {f:>9}")
+/// A row of the dry run's table: the category, then files, dirs, links, bytes and commands.
+fn row(out: &mut dyn Write, name: &str, cells: [&dyn Display; 5]) -> io::Result<()> {
+    let [f, d, l, b, c] = cells;
+    writeln!(out, "{name:<16} {f:>7} {d:>6} {l:>6} {b:>10} {c:>9}")
 }
 
 fn dry_run_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
@@ -230,42 +227,16 @@ fn dry_run_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     writeln!(out, "\nwould write {archive}")?;
-    row(
-        out,
-        ["category", "files", "dirs", "links", "bytes", "commands"],
-    )?;
-    let mut line = |name: &str, files: u64, dirs: u64, links: u64, bytes: u64, cmds: u64| {
-        let n = [files, dirs, links].map(|n| n.to_string());
-        row(
-            out,
-            [
-                name,
-                &n[0],
-                &n[1],
-                &n[2],
-                &format_size(bytes),
-                &cmds.to_string(),
-            ],
-        )
-    };
+    let head: [&dyn Display; 5] = [&"files", &"dirs", &"links", &"bytes", &"commands"];
+    row(out, "category", head)?;
     for c in &r.categories {
-        line(
-            &c.category,
-            c.files,
-            c.dirs,
-            c.symlinks,
-            c.bytes,
-            c.commands,
-        )?;
+        let size = format_size(c.bytes);
+        let n: [&dyn Display; 5] = [&c.files, &c.dirs, &c.symlinks, &size, &c.commands];
+        row(out, &c.category, n)?;
     }
-    line(
-        "total",
-        r.files,
-        r.dirs,
-        r.symlinks,
-        r.bytes,
-        r.commands as u64,
-    )?;
+    let size = format_size(r.bytes);
+    let n: [&dyn Display; 5] = [&r.files, &r.dirs, &r.symlinks, &size, &r.commands];
+    row(out, "total", n)?;
     if r.pve_tree_from_db {
         writeln!(
             out,
@@ -279,13 +250,8 @@ fn summary_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
     if let Some(a) = &r.archive {
         writeln!(out, "archive  {}", a.display())?;
     }
-    writeln!(
-        out,
-        "size     {} ({} {})",
-        format_size(r.size),
-        r.compression,
-        r.level
-    )?;
+    let size = format_size(r.size);
+    writeln!(out, "size     {size} ({} {})", r.compression, r.level)?;
     if let Some(e) = &r.encryption {
         writeln!(out, "encrypt  {e}")?;
     }
@@ -356,9 +322,5 @@ pub fn notify_test(ctx: &Ctx, cmd: &NotifyCommand) -> Result<i32, Exit> {
     out.result(&serde_json::json!({ "channels": results }), |o| {
         results.iter().try_for_each(|d| writeln!(o, "{}", d.line()))
     })?;
-    Ok(if results.iter().all(|d| d.ok) {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    Ok(app::exit_if(results.iter().any(|d| !d.ok), exit::FAILED))
 }

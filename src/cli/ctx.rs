@@ -5,6 +5,7 @@ use super::Exit;
 use super::args::{Cli, Command, PmxcfsCommand, RestoreCommand};
 use super::emit::Emit;
 use anyhow::anyhow;
+use proxkeep::app::absolute;
 use proxkeep::config::{self, Config};
 use proxkeep::host::{self, Root};
 use proxkeep::output::{Log, Redactor};
@@ -72,10 +73,10 @@ impl Ctx {
 
     /// `--dir` or the config's backup directory.
     pub fn backup_dir(&self, dir: &Option<PathBuf>) -> Result<PathBuf, Exit> {
-        match dir {
-            Some(d) => Ok(d.clone()),
-            None => Ok(self.config()?.backup_dir.clone()),
-        }
+        Ok(match dir {
+            Some(d) => d.clone(),
+            None => self.config()?.backup_dir.clone(),
+        })
     }
 
     pub fn hostname(&self) -> String {
@@ -96,9 +97,7 @@ impl Ctx {
         tier::resolve_archive(spec, config, &dir, &self.hostname(), &NEVER)
             .map_err(|e| Exit::usage(anyhow!(e)))
     }
-}
 
-impl Ctx {
     /// Not root: say once, up front, what this user cannot read or write. Writing runs (`backup`, `restore`
     /// onto `/`) stop with exit 4; the others go on with one warning.
     pub fn warn_unprivileged(&self, cmd: &Command) -> Result<(), Exit> {
@@ -116,8 +115,8 @@ impl Ctx {
                 (!a.dry_run, !a.dry_run && onto_root(&a.target))
             }
             Command::Restore(RestoreCommand::Pmxcfs {
-                action: PmxcfsCommand::Restore { target, .. },
-            }) => (true, onto_root(target)),
+                action: PmxcfsCommand::Restore(a),
+            }) => (true, onto_root(&a.target)),
             _ => (false, false),
         };
         if onto_slash {
@@ -176,8 +175,4 @@ impl Ctx {
 
 fn can(path: &Path, mode: Access) -> bool {
     rustix::fs::access(path, mode).is_ok()
-}
-
-pub fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

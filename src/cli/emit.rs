@@ -77,14 +77,11 @@ impl Emit {
     }
 
     fn write(&self, bytes: &[u8]) -> Result<(), Exit> {
-        let text;
-        let bytes = match &self.redactor {
-            Some(r) => {
-                text = r.apply(&String::from_utf8_lossy(bytes));
-                text.as_bytes()
-            }
-            None => bytes,
-        };
+        let redacted = self
+            .redactor
+            .as_ref()
+            .map(|r| r.apply(&String::from_utf8_lossy(bytes)));
+        let bytes = redacted.as_ref().map_or(bytes, |t| t.as_bytes());
         let mut out = Pipe(io::stdout().lock());
         out.write_all(bytes)
             .and_then(|()| out.flush())

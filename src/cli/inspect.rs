@@ -4,6 +4,7 @@ use super::args::InspectCommand;
 use super::{Exit, ctx::Ctx};
 use anyhow::anyhow;
 use base64::Engine as _;
+use proxkeep::app::{exit_if, tier_matches};
 use proxkeep::archive::format::Kind;
 use proxkeep::archive::reader::Problem;
 use proxkeep::archive::session::warning_text;
@@ -94,11 +95,7 @@ fn run_command(ctx: &Ctx, cmd: &InspectCommand) -> Result<i32, Exit> {
                 eprintln!("warning: {}", warning_text(w));
             }
             ctx.out.result(&report, |o| diff_text(&report, &opts, o))?;
-            Ok(if *exit_code && !report.differences.is_empty() {
-                1
-            } else {
-                exit::OK
-            })
+            Ok(exit_if(*exit_code && !report.differences.is_empty(), 1))
         }
     }
 }
@@ -110,8 +107,15 @@ fn fail(e: InspectError) -> Exit {
     }
 }
 
-fn table(out: &mut dyn Write, columns: &[(&str, Align)], rows: &[Vec<String>]) -> io::Result<()> {
-    let (headers, align): (Vec<&str>, Vec<Align>) = columns.iter().copied().unzip();
+/// `columns`: the headers, space-separated; a `>` before one aligns its column right.
+fn table(out: &mut dyn Write, columns: &str, rows: &[Vec<String>]) -> io::Result<()> {
+    let (headers, align): (Vec<&str>, Vec<Align>) = columns
+        .split(' ')
+        .map(|c| match c.strip_prefix('>') {
+            Some(c) => (c, Align::Right),
+            None => (c, Align::Left),
+        })
+        .unzip();
     out.write_all(render(&headers, &align, rows).as_bytes())
 }
 
@@ -139,7 +143,7 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
     let tiers = tier::tiers(ctx.config()?, &dir, &NEVER);
     let selected: Vec<_> = tiers
         .iter()
-        .filter(|t| which == "all" || proxkeep::app::tier_matches(&t.label(), which))
+        .filter(|t| which == "all" || tier_matches(&t.label(), which))
         .collect();
     if selected.is_empty() {
         let names: Vec<String> = tiers.iter().map(|t| t.label()).collect();
@@ -150,28 +154,23 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
     }
     let listings: Vec<TierListing> = selected
         .iter()
-        .map(|t| match t.ready().and_then(|()| t.list(&host)) {
-            Ok(list) => TierListing {
-                tier: t.label(),
-                archives: Some(
-                    list.iter()
-                        .map(|a| TierArchive {
-                            archive: a.file.clone(),
-                            time: a.name.time.as_second(),
-                            role: a.name.role.to_string(),
-                            size: a.size,
-                        })
-                        .collect(),
-                ),
-                error: None,
-            },
-            Err(e) => {
+        .map(|t| {
+            let listed = t.ready().and_then(|()| t.list(&host));
+            let error = listed.as_ref().err().map(|e| e.to_string());
+            if let Some(e) = &error {
                 eprintln!("warning: tier {}: {e}", t.label());
-                TierListing {
-                    tier: t.label(),
-                    archives: None,
-                    error: Some(e.to_string()),
-                }
+            }
+            let archive = |a: &tier::TierArchive| TierArchive {
+                archive: a.file.clone(),
+                time: a.name.time.as_second(),
+                role: a.name.role.to_string(),
+                size: a.size,
+            };
+            let archives = listed.ok().map(|l| l.iter().map(archive).collect());
+            TierListing {
+                tier: t.label(),
+                archives,
+                error,
             }
         })
         .collect();
@@ -191,24 +190,10 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
                 ]
             })
             .collect();
-        let l = Align::Left;
-        table(
-            o,
-            &[
-                ("TIER", l),
-                ("TIME", l),
-                ("ROLE", l),
-                ("SIZE", Align::Right),
-                ("ARCHIVE", l),
-            ],
-            &rows,
-        )
+        table(o, "TIER TIME ROLE >SIZE ARCHIVE", &rows)
     })?;
-    Ok(if listings.iter().any(|t| t.error.is_some()) {
-        exit::WARNINGS
-    } else {
-        exit::OK
-    })
+    let unreachable = listings.iter().any(|t| t.error.is_some());
+    Ok(exit_if(unreachable, exit::WARNINGS))
 }
 
 fn list(ctx: &Ctx, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
@@ -235,18 +220,8 @@ fn list(ctx: &Ctx, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
                 ]
             })
             .collect();
-        let (l, r) = (Align::Left, Align::Right);
-        let columns = [
-            ("TIME", l),
-            ("ROLE", l),
-            ("SIZE", r),
-            ("COMPRESSION", l),
-            ("FILES", r),
-            ("WARNINGS", r),
-            ("STATE", l),
-            ("ARCHIVE", l),
-        ];
-        table(out, &columns, &rows)?;
+        let columns = "TIME ROLE >SIZE COMPRESSION >FILES >WARNINGS STATE ARCHIVE";
+        table(out, columns, &rows)?;
         for a in archives.iter().filter(|a| a.state == State::Damaged) {
             writeln!(out, "damaged: {}: {}", a.name, a.reason.as_deref().unwrap_or(""))?;
         }
@@ -274,13 +249,8 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
         .map(|t| local_time(t, "%Y-%m-%d %H:%M:%S %Z"))
         .unwrap_or_default();
     writeln!(o, "archive      {}", s.archive.display())?;
-    writeln!(
-        o,
-        "size         {} ({} {})",
-        format_size(s.size),
-        m.compression.algorithm,
-        m.compression.level
-    )?;
+    let (size, c) = (format_size(s.size), &m.compression);
+    writeln!(o, "size         {size} ({} {})", c.algorithm, c.level)?;
     if let Some(e) = &m.encryption {
         writeln!(o, "encryption   {e}")?;
     }
@@ -327,8 +297,7 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
                 0 => c.commands.to_string(),
                 n => format!("{} ({n} failed)", c.commands),
             };
-            let counts = [c.files, c.dirs, c.symlinks].map(|n| n.to_string());
-            let [f, d, l] = counts;
+            let [f, d, l] = [c.files, c.dirs, c.symlinks].map(|n| n.to_string());
             vec![c.category.clone(), f, d, l, format_size(c.bytes), cmds]
         })
         .chain(std::iter::once(vec![
@@ -341,16 +310,7 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
         ]))
         .collect();
     writeln!(o)?;
-    let r = Align::Right;
-    let columns = [
-        ("CATEGORY", Align::Left),
-        ("FILES", r),
-        ("DIRS", r),
-        ("LINKS", r),
-        ("SIZE", r),
-        ("COMMANDS", r),
-    ];
-    table(o, &columns, &rows)?;
+    table(o, "CATEGORY >FILES >DIRS >LINKS >SIZE >COMMANDS", &rows)?;
     if !empty.is_empty() {
         let names: Vec<&str> = empty.iter().map(|c| c.category.as_str()).collect();
         writeln!(o, "nothing found: {}", names.join(", "))?;
@@ -412,19 +372,16 @@ fn perm_string(mode: u32) -> String {
 }
 
 fn ls(ctx: &Ctx, path: &Path, prefix: Option<&str>) -> Result<i32, Exit> {
-    let (r, entries) = if ctx.json() {
-        let mut entries = Vec::new();
-        let r = inspect::ls(path, prefix, |e| {
+    let mut entries = Vec::new();
+    let r = if ctx.json() {
+        inspect::ls(path, prefix, |e| {
             entries.push(e.clone());
             Ok(())
-        });
-        (r, entries)
+        })
     } else {
         // Streamed, so everything read before a damaged spot is out before the error.
-        let r = ctx
-            .out
-            .stream(|out| inspect::ls(path, prefix, |e| ls_line(e, out)));
-        (r, Vec::new())
+        ctx.out
+            .stream(|out| inspect::ls(path, prefix, |e| ls_line(e, out)))
     };
     let r = match r {
         Ok(0) if prefix.is_some() => Err(Exit::failed(anyhow!(
@@ -525,12 +482,8 @@ fn verify_one(ctx: &Ctx, path: &Path) -> Result<i32, Exit> {
     ctx.out.result(&v, |out| {
         let sha = v.sha256.as_deref().unwrap_or("-");
         if !v.ok {
-            writeln!(
-                out,
-                "DAMAGED  {}: {} problem(s)",
-                v.archive.display(),
-                v.problems.len()
-            )?;
+            let n = v.problems.len();
+            writeln!(out, "DAMAGED  {}: {n} problem(s)", v.archive.display())?;
             return problem_lines(out, &v.problems, 50);
         }
         writeln!(out, "ok       {}", v.archive.display())?;
@@ -549,7 +502,7 @@ fn verify_one(ctx: &Ctx, path: &Path) -> Result<i32, Exit> {
             writeln!(out, "sha256   {sha} (sidecar {})", v.sidecar)
         }
     })?;
-    Ok(if v.ok { exit::OK } else { exit::DAMAGED })
+    Ok(exit_if(!v.ok, exit::DAMAGED))
 }
 
 fn verify_all(ctx: &Ctx, dir: &Path) -> Result<i32, Exit> {
@@ -577,30 +530,15 @@ fn verify_all(ctx: &Ctx, dir: &Path) -> Result<i32, Exit> {
                 ]
             })
             .collect();
-        let (l, r) = (Align::Left, Align::Right);
-        table(
-            out,
-            &[
-                ("ARCHIVE", l),
-                ("SIZE", r),
-                ("ENTRIES", r),
-                ("SIDECAR", l),
-                ("RESULT", l),
-            ],
-            &rows,
-        )?;
+        table(out, "ARCHIVE >SIZE >ENTRIES SIDECAR RESULT", &rows)?;
         for v in all.iter().filter(|v| !v.ok) {
             writeln!(out, "\n{}:", v.name)?;
             problem_lines(out, &v.problems, 20)?;
         }
-        writeln!(
-            out,
-            "\n{} archive(s): {} ok, {damaged} damaged",
-            all.len(),
-            all.len() - damaged
-        )
+        let (n, ok) = (all.len(), all.len() - damaged);
+        writeln!(out, "\n{n} archive(s): {ok} ok, {damaged} damaged")
     })?;
-    Ok(if damaged > 0 { exit::DAMAGED } else { exit::OK })
+    Ok(exit_if(damaged > 0, exit::DAMAGED))
 }
 
 fn diff_text(r: &diff::Report, opts: &diff::Options, out: &mut dyn Write) -> io::Result<()> {

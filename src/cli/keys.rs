@@ -11,15 +11,11 @@ use std::path::{Path, PathBuf};
 /// The keys read commands decrypt with: `--identity`/`--passphrase-file`, else the config's passphrase file
 /// (so a host can verify its own passphrase-encrypted archives without flags).
 pub fn install(cli: &Cli, ctx: &Ctx) -> Result<(), Exit> {
-    let from_config = if cli.identities.is_empty() && cli.passphrase_file.is_none() {
-        ctx.config()
-            .ok()
-            .and_then(|c| c.encryption.as_ref())
-            .and_then(|e| e.passphrase_file.clone())
-    } else {
-        None
+    let from_config = || {
+        let config = cli.identities.is_empty().then(|| ctx.config().ok())??;
+        config.encryption.as_ref()?.passphrase_file.clone()
     };
-    let passphrase = cli.passphrase_file.clone().or(from_config);
+    let passphrase = cli.passphrase_file.clone().or_else(from_config);
     if cli.identities.is_empty() && passphrase.is_none() {
         return Ok(());
     }
@@ -85,7 +81,7 @@ fn generate(ctx: &Ctx, out: Option<&Path>) -> Result<i32, Exit> {
     if let Ok(config) = ctx.config() {
         let root = &ctx.root;
         let plan = collect::scan(root, &host::HostFacts::detect(root), config);
-        let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+        let abs = proxkeep::app::absolute(out);
         if plan
             .items
             .iter()

@@ -2,10 +2,11 @@
 //! The journeys are in `proxkeep::app::restore`.
 
 use super::Exit;
-use super::args::{PmxcfsCommand, RestoreArgs, RestoreCommand};
-use super::ctx::{Ctx, absolute};
+use super::args::{PmxcfsCommand, PmxcfsRestoreArgs, RestoreArgs, RestoreCommand};
+use super::ctx::Ctx;
 use super::emit::confirm;
 use anyhow::anyhow;
+use proxkeep::app::absolute;
 use proxkeep::app::restore::{
     self as journey, PlanDoc, PmxcfsRestored, RestoreOptions, RestoreReport,
 };
@@ -36,22 +37,8 @@ pub fn run(ctx: &Ctx, cmd: &RestoreCommand) -> Result<i32, Exit> {
                 },
         } => pmxcfs_extract(ctx, config_db, dir, node.as_deref()),
         RestoreCommand::Pmxcfs {
-            action:
-                PmxcfsCommand::Restore {
-                    archive,
-                    target,
-                    force,
-                    yes,
-                    service_timeout,
-                },
-        } => pmxcfs_restore(
-            ctx,
-            archive,
-            target.as_deref(),
-            *force,
-            *yes,
-            service_timeout,
-        ),
+            action: PmxcfsCommand::Restore(a),
+        } => pmxcfs_restore(ctx, a),
     }
 }
 
@@ -149,7 +136,7 @@ fn with_plan(e: Exit, p: &Prepared) -> Exit {
     Exit(
         e.0,
         e.1,
-        serde_json::to_value(serde_json::json!({ "plan": PlanDoc::new(p) })).ok(),
+        Some(serde_json::json!({ "plan": PlanDoc::new(p) })),
     )
 }
 
@@ -194,15 +181,9 @@ fn extract(ctx: &Ctx, archive: &str, dir: &Path) -> Result<i32, Exit> {
 fn changes_text(s: &Step) -> String {
     match &s.action {
         Action::Replace(c) => {
-            let names: Vec<String> = c
-                .iter()
-                .map(|c| {
-                    serde_json::to_value(c)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                })
-                .collect();
+            // The names --json gives them.
+            let name = |c| serde_json::to_value(c).ok()?.as_str().map(String::from);
+            let names: Vec<String> = c.iter().map(|c| name(c).unwrap_or_default()).collect();
             format!("  ({})", names.join(", "))
         }
         _ if s.implicit => "  (directory of what is restored)".into(),
@@ -274,12 +255,10 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
             p.plan.not_selected
         )?;
     }
-    let writes: Vec<&Step> = p
-        .plan
-        .steps
-        .iter()
-        .filter(|s| s.action.writes() || s.action == Action::Remove)
-        .collect();
+    let steps = |f: fn(&Action) -> bool| -> Vec<&Step> {
+        p.plan.steps.iter().filter(|s| f(&s.action)).collect()
+    };
+    let writes = steps(|a| a.writes() || *a == Action::Remove);
     if !writes.is_empty() {
         writeln!(o, "\nwill write {} entries:", writes.len())?;
         for s in writes {
@@ -292,12 +271,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
             )?;
         }
     }
-    let held: Vec<&Step> = p
-        .plan
-        .steps
-        .iter()
-        .filter(|s| s.action == Action::Held)
-        .collect();
+    let held = steps(|a| *a == Action::Held);
     if !held.is_empty() {
         writeln!(
             o,
@@ -433,36 +407,29 @@ fn pmxcfs_extract(ctx: &Ctx, db: &Path, dir: &Path, node: Option<&str>) -> Resul
     Ok(exit::OK)
 }
 
-fn pmxcfs_restore(
-    ctx: &Ctx,
-    archive: &str,
-    target: Option<&Path>,
-    force: bool,
-    yes: bool,
-    service_timeout: &str,
-) -> Result<i32, Exit> {
-    let target = target_dir(ctx, target)?;
+fn pmxcfs_restore(ctx: &Ctx, a: &PmxcfsRestoreArgs) -> Result<i32, Exit> {
+    let target = target_dir(ctx, a.target.as_deref())?;
     let live = same_dir(&target, ctx.root.dir());
-    let resolved = ctx.resolve(archive, &None)?;
+    let resolved = ctx.resolve(&a.archive, &None)?;
     let config = ctx.config()?;
     let req = RecoveryRequest {
         archive: absolute(&resolved.path),
         target,
         live,
-        force,
-        service_timeout: duration(service_timeout)?,
+        force: a.force,
+        service_timeout: duration(&a.service_timeout)?,
         safety_dir: absolute(&config.backup_dir),
         lock_file: Some(config.lock_file.clone()),
         now: ctx.now,
     };
     let staged = recovery::stage(&req, ctx.cancel).map_err(fail)?;
     ctx.out
-        .text(|o| staged_text(&staged, &req, service_timeout, o))?;
+        .text(|o| staged_text(&staged, &req, &a.service_timeout, o))?;
     let db = staged.db_dir.join("config.db");
     confirm(
         &format!("replace {}", db.display()),
         "restore",
-        yes,
+        a.yes,
         ctx.cancel,
     )?;
     let done = journey::pmxcfs_restore(staged, &req, &ctx.log(Redactor::default()), ctx.cancel)
