@@ -66,7 +66,7 @@ pub fn run(
         ));
     }
     let verified = tier::recorded_verification(dir);
-    let pruned = |(a, decision): (tier::TierArchive, _)| Pruned {
+    let pruned = |(a, decision): (crate::store::Listed, _)| Pruned {
         archive: a.file,
         decision,
     };

@@ -160,7 +160,7 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
             if let Some(e) = &error {
                 eprintln!("warning: tier {}: {e}", t.label());
             }
-            let archive = |a: &tier::TierArchive| TierArchive {
+            let archive = |a: &proxkeep::store::Listed| TierArchive {
                 archive: a.file.clone(),
                 time: a.name.time.as_second(),
                 role: a.name.role.to_string(),
