@@ -5,7 +5,7 @@
 
 use super::raw::{
     AbsPath, At, Ctx, Result, absolute_path, checked, checked_str, many, one, positive, some,
-    span_of, unique_name,
+    span_of,
 };
 use super::ser_duration;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -492,41 +492,22 @@ impl NotifyConfig {
     /// depend on other keys.
     pub(super) fn finish(&mut self, cx: &Ctx<'_>, doc: Option<At<'_>>) -> Result<()> {
         let table = |kind: &str, i: usize| doc.and_then(|d| d.key(kind)?.nth(i));
-        let kinds: [(&str, Vec<&mut String>); 6] = [
-            (
-                "email",
-                self.email.iter_mut().map(|c| &mut c.name).collect(),
-            ),
-            (
-                "telegram",
-                self.telegram.iter_mut().map(|c| &mut c.name).collect(),
-            ),
-            (
-                "gotify",
-                self.gotify.iter_mut().map(|c| &mut c.name).collect(),
-            ),
-            ("ntfy", self.ntfy.iter_mut().map(|c| &mut c.name).collect()),
-            (
-                "webhook",
-                self.webhook.iter_mut().map(|c| &mut c.name).collect(),
-            ),
-            ("ping", self.ping.iter_mut().map(|c| &mut c.name).collect()),
-        ];
         let mut seen = Vec::new();
-        for (kind, names) in kinds {
-            for (i, name) in names.into_iter().enumerate() {
-                let table = table(kind, i);
-                if table.and_then(|t| t.key("name")).is_none() {
-                    *name = match i {
+        let taken = "another channel (names must be unique; set `name`)";
+        macro_rules! names {
+            ($($kind:ident)*) => {$(
+                for (i, c) in self.$kind.iter_mut().enumerate() {
+                    let kind = stringify!($kind);
+                    let default = || match i {
                         0 => kind.to_owned(),
                         _ => format!("{kind}-{}", i + 1),
                     };
+                    let key = format!("notify.{kind}.name");
+                    cx.name(table(kind, i), &mut c.name, default, &key, &mut seen, taken)?;
                 }
-                let key = format!("notify.{kind}.name");
-                let taken = "another channel (names must be unique; set `name`)";
-                unique_name(cx, span_of(table, "name"), name, &key, &mut seen, taken)?;
-            }
+            )*};
         }
+        names!(email telegram gotify ntfy webhook ping);
         for (i, c) in self.email.iter_mut().enumerate() {
             let table = table("email", i);
             let at_table = |key: &str, message: &str| {

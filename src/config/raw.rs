@@ -446,16 +446,16 @@ pub(super) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 
 /// A positive duration: integer seconds or a string like "30s".
 pub(super) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    checked(d, |v| match v {
-        IntOrStr::Int(n) => (u64::try_from(n).map(Duration::from_secs))
-            .map_err(|_| "duration must not be negative".into()),
-        IntOrStr::Str(s) => parse_duration(&s),
-    })
-    .and_then(|d| match d.is_zero() {
-        true => Err(serde::de::Error::custom(
-            "duration must be greater than zero",
-        )),
-        false => Ok(d),
+    checked(d, |v| {
+        let d = match v {
+            IntOrStr::Int(n) => (u64::try_from(n).map(Duration::from_secs))
+                .map_err(|_| "duration must not be negative".to_owned())?,
+            IntOrStr::Str(s) => parse_duration(&s)?,
+        };
+        match d.is_zero() {
+            true => Err("duration must be greater than zero".into()),
+            false => Ok(d),
+        }
     })
 }
 
@@ -507,28 +507,34 @@ fn target(target: &str) -> Result<String, String> {
     }
 }
 
-/// A tier or channel name: letters, digits, '-', '_' or '.', and not in `seen` (`taken` says by what).
-pub(super) fn unique_name(
-    cx: &Ctx<'_>,
-    span: Range<usize>,
-    name: &str,
-    key: &str,
-    seen: &mut Vec<String>,
-    taken: &str,
-) -> Result<()> {
-    let valid = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-    if name.is_empty() || !name.chars().all(valid) {
-        let detail = format!("`{name}`: use letters, digits, '-', '_' or '.'");
-        return Err(cx.invalid(span, key, detail));
-    }
-    if seen.iter().any(|s| s == name) {
-        return Err(cx.invalid(span, key, format!("`{name}` is used by {taken}")));
-    }
-    seen.push(name.to_owned());
-    Ok(())
-}
-
 impl Ctx<'_> {
+    /// A tier's or channel's name: `default` unless its table sets one; letters, digits, '-', '_' or '.', and
+    /// not in `seen` (`taken` says by what).
+    pub(super) fn name(
+        &self,
+        table: Option<At<'_>>,
+        name: &mut String,
+        default: impl FnOnce() -> String,
+        key: &str,
+        seen: &mut Vec<String>,
+        taken: &str,
+    ) -> Result<()> {
+        if table.and_then(|t| t.key("name")).is_none() {
+            *name = default();
+        }
+        let span = span_of(table, "name");
+        let valid = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if name.is_empty() || !name.chars().all(valid) {
+            let detail = format!("`{name}`: use letters, digits, '-', '_' or '.'");
+            return Err(self.invalid(span, key, detail));
+        }
+        if seen.contains(name) {
+            return Err(self.invalid(span, key, format!("`{name}` is used by {taken}")));
+        }
+        seen.push(name.clone());
+        Ok(())
+    }
+
     /// What deserializing cannot check: values that depend on other keys or on [`Checks`], unique names, and
     /// defaults that depend on other keys.
     fn finish(&self, c: &mut Config, doc: At<'_>, checks: &Checks) -> Result<()> {
@@ -574,36 +580,27 @@ impl Ctx<'_> {
         let mut seen = Vec::new();
         for (i, s) in c.secondary.iter_mut().enumerate() {
             let table = doc.key("secondary").and_then(|t| t.nth(i));
-            if table.and_then(|t| t.key("name")).is_none() {
-                s.name = (s.path.file_name())
-                    .map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned());
-            }
             if table.and_then(|t| t.key("require_mount")).is_none() {
                 s.require_mount = s.path.starts_with("/mnt") || s.path.starts_with("/media");
             }
-            let span = span_of(table, "name");
-            unique_name(
-                self,
-                span,
-                &s.name,
-                "secondary.name",
-                &mut seen,
-                "another tier",
-            )?;
+            let path = &s.path;
+            let default = || {
+                path.file_name()
+                    .map_or("root".into(), |n| n.to_string_lossy().into())
+            };
+            let key = "secondary.name";
+            self.name(table, &mut s.name, default, key, &mut seen, "another tier")?;
         }
         let mut seen = Vec::new();
         for (i, r) in c.remote.iter_mut().enumerate() {
             let table = doc.key("remote").and_then(|t| t.nth(i));
-            if table.and_then(|t| t.key("name")).is_none() {
-                let remote = r.target.split_once(':').map_or("", |(r, _)| r);
-                r.name = remote.trim_start_matches(':').to_owned();
-            }
             r.retries = r.retries.max(1);
-            let span = span_of(table, "name");
-            unique_name(
-                self,
-                span,
-                &r.name,
+            let target = &r.target;
+            let default = || target.split_once(':').map_or("", |(r, _)| r).to_owned();
+            self.name(
+                table,
+                &mut r.name,
+                default,
                 "remote.name",
                 &mut seen,
                 "another tier",
