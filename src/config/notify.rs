@@ -50,20 +50,16 @@ pub struct Common<'a> {
     pub ca_file: Option<&'a Path>,
 }
 
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(30);
-pub const DEFAULT_EVENTS: [Event; 2] = [Event::Failure, Event::Warning];
-
 fn default_timeout() -> Duration {
-    DEFAULT_TIMEOUT
+    Duration::from_secs(10)
 }
 
 fn default_retry_budget() -> Duration {
-    DEFAULT_RETRY_BUDGET
+    Duration::from_secs(30)
 }
 
 fn default_events() -> Vec<Event> {
-    DEFAULT_EVENTS.to_vec()
+    vec![Event::Failure, Event::Warning]
 }
 
 /// A channel's struct: the keys every channel has (`flatten` would hide them from the field list of
@@ -589,9 +585,9 @@ format = "slack"
         let n = &c.notify;
         assert_eq!(n.email[0].name, "email");
         assert_eq!(n.email[0].transport, MailTransport::Sendmail);
-        assert_eq!(n.email[0].on, DEFAULT_EVENTS);
-        assert_eq!(n.email[0].timeout, DEFAULT_TIMEOUT);
-        assert_eq!(n.email[0].retry_budget, DEFAULT_RETRY_BUDGET);
+        assert_eq!(n.email[0].on, [Event::Failure, Event::Warning]);
+        assert_eq!(n.email[0].timeout, Duration::from_secs(10));
+        assert_eq!(n.email[0].retry_budget, Duration::from_secs(30));
         assert_eq!(n.email[1].name, "email-2");
         assert_eq!(
             (n.email[1].transport, n.email[1].port),
