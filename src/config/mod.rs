@@ -118,10 +118,7 @@ macro_rules! tier {
             #[serde(default)]
             pub name: String,
             $($body)*
-            $(
-                #[serde(default)]
-                pub $keep: Option<u32>,
-            )*
+            $(pub $keep: Option<u32>,)*
         }
 
         impl $name {

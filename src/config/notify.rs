@@ -164,7 +164,6 @@ channel!(
         pub tls: SmtpTls,
         #[serde(default, deserialize_with = "some::<_, NonEmpty, _>")]
         pub username: Option<String>,
-        #[serde(default)]
         pub password: Option<String>,
     }
 );
