@@ -17,7 +17,6 @@ use crate::config::{
 use crate::output::{Log, Redactor};
 use deliver::{Http, HttpRequest, Outcome, with_retries};
 use serde::Serialize;
-use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use web::Ping;
@@ -92,36 +91,31 @@ pub enum Channel<'a> {
 }
 
 impl Channel<'_> {
-    /// Kind, CA file, and the settings every kind but the ping shares.
-    fn parts(&self) -> (&'static str, Option<&Path>, Result<&Common, &PingConfig>) {
+    /// Kind, and the settings every kind has.
+    fn parts(&self) -> (&'static str, Common<'_>) {
         match *self {
-            Channel::Email(c) => ("email", c.ca_file.as_deref(), Ok(&c.common)),
-            Channel::Telegram(c) => ("telegram", c.ca_file.as_deref(), Ok(&c.common)),
-            Channel::Gotify(c) => ("gotify", c.ca_file.as_deref(), Ok(&c.common)),
-            Channel::Ntfy(c) => ("ntfy", c.ca_file.as_deref(), Ok(&c.common)),
-            Channel::Webhook(c) => ("webhook", c.ca_file.as_deref(), Ok(&c.common)),
-            Channel::Ping(c) => ("ping", c.ca_file.as_deref(), Err(c)),
+            Channel::Email(c) => ("email", c.common()),
+            Channel::Telegram(c) => ("telegram", c.common()),
+            Channel::Gotify(c) => ("gotify", c.common()),
+            Channel::Ntfy(c) => ("ntfy", c.common()),
+            Channel::Webhook(c) => ("webhook", c.common()),
+            Channel::Ping(c) => ("ping", c.common()),
         }
     }
     pub fn name(&self) -> &str {
-        match self.parts().2 {
-            Ok(c) => &c.name,
-            Err(p) => &p.name,
-        }
+        self.parts().1.name
     }
     pub fn kind(&self) -> &'static str {
         self.parts().0
     }
     /// Whether a run with this outcome is reported here. Pings report every run: a missing ping is the alarm.
     pub fn wants(&self, e: Event) -> bool {
-        self.parts().2.map_or(true, |c| c.on.contains(&e))
+        matches!(self, Channel::Ping(_)) || self.parts().1.on.contains(&e)
     }
     /// Per attempt, and for all attempts together.
     fn limits(&self) -> (Duration, Duration) {
-        match self.parts().2 {
-            Ok(c) => (c.timeout, c.retry_budget),
-            Err(p) => (p.timeout, p.retry_budget),
-        }
+        let c = self.parts().1;
+        (c.timeout, c.retry_budget)
     }
 }
 
@@ -163,7 +157,7 @@ fn within_budget<T>(
 }
 
 fn send_http(ch: Channel<'_>, requests: Vec<HttpRequest>) -> Outcome {
-    match Http::new(ch.parts().1) {
+    match Http::new(ch.parts().1.ca_file) {
         Ok(http) => within_budget(ch, requests, |req, t| http.send(req, t)),
         Err(e) => Outcome::not_sent(e),
     }

@@ -3,9 +3,9 @@
 //! Every key is optional; a missing file at the default location means built-in defaults. README.md shows
 //! the keys with their defaults.
 //!
-//! This module holds the effective configuration and its loading; `raw` parses and validates the file (every
-//! error names the file, line, column and key), `notify` the `[[notify.*]]` channels and `[metrics]`, `redact`
-//! renders the effective configuration for `config show`.
+//! This module holds the effective configuration and its loading; `raw` parses and checks the file (every
+//! error names the file, line, column and key), `notify` holds the `[[notify.*]]` channels and `[metrics]`,
+//! `redact` renders the effective configuration for `config show`.
 //!
 //! config sits below the modules that use it and imports none of them: what only they can check (the catalog's
 //! category names, the syntax of an age recipient) comes in through [`Checks`].
@@ -20,6 +20,8 @@ use toml::de::DeTable;
 mod notify;
 mod raw;
 mod redact;
+use raw::{AbsPath, Glob, Target, many, one, some};
+
 pub use notify::{
     ChatId, Common, EmailConfig, Event, GotifyConfig, HttpMethod, MailTransport, MetricsConfig,
     NotifyConfig, NtfyConfig, PingConfig, SmtpTls, TelegramConfig, WebhookConfig, WebhookFormat,
@@ -42,13 +44,17 @@ pub enum RunCommands {
 }
 
 /// The effective configuration. (Paths serialize as strings: they come from TOML text, so they are UTF-8.)
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
+    #[serde(deserialize_with = "one::<_, AbsPath, _>")]
     pub backup_dir: PathBuf,
+    #[serde(deserialize_with = "one::<_, AbsPath, _>")]
     pub log_dir: PathBuf,
+    #[serde(deserialize_with = "one::<_, AbsPath, _>")]
     pub lock_file: PathBuf,
     /// Bytes that must stay free on the backup file system.
-    #[serde(serialize_with = "ser_size")]
+    #[serde(serialize_with = "ser_size", deserialize_with = "raw::size")]
     pub min_free_space: u64,
     pub compression: CompressionConfig,
     pub collect: CollectConfig,
@@ -67,25 +73,26 @@ pub struct Config {
     /// `[metrics]`: the Prometheus textfile.
     pub metrics: MetricsConfig,
     /// `[encryption]`: age recipients or passphrase; `None` writes plain archives.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionConfig>,
 }
 
 /// `[encryption]`. Recipients are checked when the config is loaded ([`Checks::recipient`]); the two files are
 /// read by each backup (`seal`, in crypt).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EncryptionConfig {
     /// `age1…` and `ssh-ed25519 …` public keys, as written.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "some::<_, AbsPath, _>")]
     pub recipients_file: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "some::<_, AbsPath, _>")]
     pub passphrase_file: Option<PathBuf>,
 }
 
 /// How many archives a tier keeps per rule (`[retention]`); the rules themselves are in `retention`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Policy {
     pub keep_last: u32,
     pub keep_hourly: u32,
@@ -95,67 +102,80 @@ pub struct Policy {
     pub keep_yearly: u32,
 }
 
-/// Per-tier overrides of the `[retention]` keys.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyOverride {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keep_last: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keep_hourly: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keep_daily: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keep_weekly: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keep_monthly: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keep_yearly: Option<u32>,
-}
-
-impl PolicyOverride {
-    /// The default policy with the keys this tier sets replaced.
-    pub fn apply(&self, base: &Policy) -> Policy {
-        Policy {
-            keep_last: self.keep_last.unwrap_or(base.keep_last),
-            keep_hourly: self.keep_hourly.unwrap_or(base.keep_hourly),
-            keep_daily: self.keep_daily.unwrap_or(base.keep_daily),
-            keep_weekly: self.keep_weekly.unwrap_or(base.keep_weekly),
-            keep_monthly: self.keep_monthly.unwrap_or(base.keep_monthly),
-            keep_yearly: self.keep_yearly.unwrap_or(base.keep_yearly),
+/// A tier's struct: its own keys, then the `[retention]` keys it may override, spelled out (`flatten` would
+/// hide them from the field list of `deny_unknown_fields` errors, which the key check and the suggestions
+/// read). The tier's name defaults to a part of another key: `Ctx::finish` sets it.
+macro_rules! tier {
+    ($(#[$doc:meta])* $name:ident { $($body:tt)* }) => {
+        tier!($(#[$doc])* $name { $($body)* }
+            keep_last keep_hourly keep_daily keep_weekly keep_monthly keep_yearly);
+    };
+    ($(#[$doc:meta])* $name:ident { $($body:tt)* } $($keep:ident)*) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            #[serde(default)]
+            pub name: String,
+            $($body)*
+            $(pub $keep: Option<u32>,)*
         }
+
+        impl $name {
+            /// `base` with the keys this tier sets replaced.
+            pub fn policy(&self, base: &Policy) -> Policy {
+                Policy { $($keep: self.$keep.unwrap_or(base.$keep)),* }
+            }
+        }
+    };
+}
+
+tier!(
+    /// `[[secondary]]`
+    SecondaryConfig {
+        #[serde(deserialize_with = "one::<_, AbsPath, _>")]
+        pub path: PathBuf,
+        /// The path must be a mount point, else the tier is skipped (default: true under /mnt and /media).
+        #[serde(default)]
+        pub require_mount: bool,
+        /// Deadline for every file-system call on this tier (a dead NFS mount must not hang the run).
+        #[serde(
+            default = "secs::<60>",
+            serialize_with = "ser_duration",
+            deserialize_with = "raw::positive"
+        )]
+        pub timeout: Duration,
     }
+);
+
+tier!(
+    /// `[[remote]]`
+    RemoteConfig {
+        /// rclone destination, `remote:path`.
+        #[serde(deserialize_with = "one::<_, Target, _>")]
+        pub target: String,
+        /// Extra rclone flags (`--bwlimit 8M`, ...).
+        #[serde(default)]
+        pub flags: Vec<String>,
+        /// Timeout of every rclone call.
+        #[serde(
+            default = "secs::<600>",
+            serialize_with = "ser_duration",
+            deserialize_with = "raw::positive"
+        )]
+        pub timeout: Duration,
+        /// Attempts of a failed upload (with backoff).
+        #[serde(default = "three")]
+        pub retries: u32,
+    }
+);
+
+fn secs<const N: u64>() -> Duration {
+    Duration::from_secs(N)
 }
 
-/// `[[secondary]]`
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SecondaryConfig {
-    pub name: String,
-    pub path: PathBuf,
-    /// The path must be a mount point, else the tier is skipped (default: true under /mnt and /media).
-    pub require_mount: bool,
-    /// Deadline for every file-system call on this tier (a dead NFS mount must not hang the run).
-    #[serde(serialize_with = "ser_duration")]
-    pub timeout: Duration,
-    #[serde(flatten)]
-    pub retention: PolicyOverride,
-}
-
-/// `[[remote]]`
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RemoteConfig {
-    pub name: String,
-    /// rclone destination, `remote:path`.
-    pub target: String,
-    /// Extra rclone flags (`--bwlimit 8M`, ...).
-    pub flags: Vec<String>,
-    /// Timeout of every rclone call.
-    #[serde(serialize_with = "ser_duration")]
-    pub timeout: Duration,
-    /// Attempts of a failed upload (with backoff).
-    pub retries: u32,
-    #[serde(flatten)]
-    pub retention: PolicyOverride,
+fn three() -> u32 {
+    3
 }
 
 /// Retention used when `[retention]` is absent: the policy of the docs' example.
@@ -189,10 +209,12 @@ impl Default for Config {
 }
 
 /// `[compression]`
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CompressionConfig {
     pub algorithm: Compression,
     /// Always within `algorithm.level_range()` when produced by [`parse`].
+    #[serde(deserialize_with = "raw::level")]
     pub level: i32,
     /// Worker threads; 0 = all cores.
     pub threads: u32,
@@ -209,24 +231,29 @@ impl Default for CompressionConfig {
 }
 
 /// `[collect]`
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CollectConfig {
     /// Catalog categories not to back up.
     pub skip_categories: Vec<String>,
     /// Additional absolute host paths to back up.
+    #[serde(deserialize_with = "many::<_, AbsPath, _>")]
     pub extra_paths: Vec<PathBuf>,
     /// Glob patterns (globset syntax) matched against absolute host paths.
+    #[serde(deserialize_with = "many::<_, Glob, _>")]
     pub exclude: Vec<String>,
 }
 
 /// `[commands]`
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CommandsConfig {
     pub run: RunCommands,
     /// Per-command timeout; never zero when produced by [`parse`].
-    #[serde(serialize_with = "ser_duration")]
+    #[serde(serialize_with = "ser_duration", deserialize_with = "raw::positive")]
     pub timeout: Duration,
     /// Commands run in parallel, 1..=64.
+    #[serde(deserialize_with = "raw::concurrency")]
     pub concurrency: usize,
 }
 
@@ -484,17 +511,24 @@ textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
                     path: "/mnt/nas/proxkeep".into(),
                     require_mount: true,
                     timeout: Duration::from_secs(60),
-                    retention: PolicyOverride {
-                        keep_daily: Some(30),
-                        ..Default::default()
-                    },
+                    keep_last: None,
+                    keep_hourly: None,
+                    keep_daily: Some(30),
+                    keep_weekly: None,
+                    keep_monthly: None,
+                    keep_yearly: None,
                 },
                 SecondaryConfig {
                     name: "usb".into(),
                     path: "/srv/usb".into(),
                     require_mount: true,
                     timeout: Duration::from_secs(5),
-                    retention: PolicyOverride::default(),
+                    keep_last: None,
+                    keep_hourly: None,
+                    keep_daily: None,
+                    keep_weekly: None,
+                    keep_monthly: None,
+                    keep_yearly: None,
                 },
             ],
             remote: vec![RemoteConfig {
@@ -503,7 +537,12 @@ textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
                 flags: vec!["--bwlimit".into(), "8M".into()],
                 timeout: Duration::from_secs(3600),
                 retries: 5,
-                retention: PolicyOverride::default(),
+                keep_last: None,
+                keep_hourly: None,
+                keep_daily: None,
+                keep_weekly: None,
+                keep_monthly: None,
+                keep_yearly: None,
             }],
             notify: NotifyConfig::default(),
             metrics: MetricsConfig {

@@ -3,15 +3,16 @@
 //! Secrets (passwords, tokens, topic/webhook/ping URLs, header values, HMAC keys) are listed by
 //! [`NotifyConfig::secrets`] so the run's redactor can keep them out of every line that leaves the process.
 
-use super::raw::{Ctx, Positive, Result, absolute_path, closest, unique_name};
-use super::{ConfigError, ser_duration};
-use serde::{Deserialize, Serialize};
+use super::raw::{
+    AbsPath, At, Ctx, Result, absolute_path, checked, checked_str, many, one, positive, some,
+    span_of,
+};
+use super::ser_duration;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-use toml::Spanned;
 
 /// Which run outcomes a channel hears about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -23,6 +24,8 @@ pub enum Event {
 }
 
 impl Event {
+    pub const ALL: [Event; 3] = [Event::Failure, Event::Warning, Event::Success];
+
     pub fn name(self) -> &'static str {
         match self {
             Event::Failure => "failure",
@@ -38,35 +41,89 @@ impl fmt::Display for Event {
     }
 }
 
-/// Keys shared by every channel.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Common {
-    /// Unique among all channels: `--channel NAME`, log lines and the `channel` metric label use it.
-    pub name: String,
-    pub on: Vec<Event>,
-    /// Limit of one attempt (connect + send + answer).
-    #[serde(serialize_with = "ser_duration")]
+/// The keys every channel has, borrowed from it.
+pub struct Common<'a> {
+    pub name: &'a str,
+    pub on: &'a [Event],
     pub timeout: Duration,
-    /// Total time spent on this channel, retries included (the issue's "30 s budget per channel").
-    #[serde(serialize_with = "ser_duration")]
     pub retry_budget: Duration,
+    pub ca_file: Option<&'a Path>,
 }
 
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(30);
-pub const DEFAULT_EVENTS: [Event; 2] = [Event::Failure, Event::Warning];
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+fn default_retry_budget() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_events() -> Vec<Event> {
+    vec![Event::Failure, Event::Warning]
+}
+
+/// A channel's struct: the keys every channel has (`flatten` would hide them from the field list of
+/// `deny_unknown_fields` errors, which the key check and the suggestions read), then the kind's own. The name
+/// defaults to the kind and the position: [`NotifyConfig::finish`] sets it. `ping` has no `on` (every run
+/// pings): `#[serde(skip)]` keeps that key out of its table.
+macro_rules! channel {
+    ($(#[$doc:meta])* $name:ident #[$on:meta] { $($body:tt)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// Unique among all channels: `--channel NAME`, log lines and the `channel` metric label use it.
+            #[serde(default)]
+            pub name: String,
+            #[$on]
+            pub on: Vec<Event>,
+            /// Limit of one attempt (connect + send + answer).
+            #[serde(
+                default = "default_timeout",
+                serialize_with = "ser_duration",
+                deserialize_with = "positive"
+            )]
+            pub timeout: Duration,
+            /// Total time spent on this channel, retries included (the issue's "30 s budget per channel").
+            #[serde(
+                default = "default_retry_budget",
+                serialize_with = "ser_duration",
+                deserialize_with = "positive"
+            )]
+            pub retry_budget: Duration,
+            $($body)*
+            /// PEM file with the CA (or self-signed certificate) to trust instead of the system store.
+            #[serde(default, deserialize_with = "some::<_, AbsPath, _>")]
+            pub ca_file: Option<PathBuf>,
+        }
+
+        impl $name {
+            pub fn common(&self) -> Common<'_> {
+                Common {
+                    name: &self.name,
+                    on: &self.on,
+                    timeout: self.timeout,
+                    retry_budget: self.retry_budget,
+                    ca_file: self.ca_file.as_deref(),
+                }
+            }
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MailTransport {
+    #[default]
     Sendmail,
     Smtp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain connection upgraded with STARTTLS (port 587); refuses to send if the server does not offer it.
+    #[default]
     Starttls,
     /// TLS from the first byte ("SMTPS", port 465).
     Tls,
@@ -84,44 +141,48 @@ impl SmtpTls {
     }
 }
 
-/// `[[notify.email]]`
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EmailConfig {
-    #[serde(flatten)]
-    pub common: Common,
-    pub to: Vec<String>,
-    /// Default `proxkeep@<host>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    pub transport: MailTransport,
-    /// Sendmail program; default: `sendmail` found on PATH, else `/usr/sbin/sendmail`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sendmail: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    pub port: u16,
-    pub tls: SmtpTls,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    /// PEM file with the CA (or self-signed certificate) to trust instead of the system store.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-}
+channel!(
+    /// `[[notify.email]]`
+    EmailConfig #[serde(default = "default_events", deserialize_with = "events")] {
+        #[serde(deserialize_with = "mailboxes")]
+        pub to: Vec<String>,
+        /// Default `proxkeep@<host>`.
+        #[serde(default, deserialize_with = "some::<_, Mailbox, _>")]
+        pub from: Option<String>,
+        /// Default: smtp when `host` is set, else sendmail.
+        #[serde(default)]
+        pub transport: MailTransport,
+        /// Sendmail program; default: `sendmail` found on PATH, else `/usr/sbin/sendmail`.
+        #[serde(default, deserialize_with = "some::<_, NonEmpty, _>")]
+        pub sendmail: Option<String>,
+        #[serde(default, deserialize_with = "some::<_, NonEmpty, _>")]
+        pub host: Option<String>,
+        /// Default: the port of `tls`.
+        #[serde(default, deserialize_with = "port")]
+        pub port: u16,
+        #[serde(default)]
+        pub tls: SmtpTls,
+        #[serde(default, deserialize_with = "some::<_, NonEmpty, _>")]
+        pub username: Option<String>,
+        pub password: Option<String>,
+    }
+);
 
-/// `[[notify.telegram]]`
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TelegramConfig {
-    #[serde(flatten)]
-    pub common: Common,
-    pub bot_token: String,
-    /// A numeric chat id or `@channelname`, sent as given.
-    pub chat_id: ChatId,
-    /// Bot API base URL: a self-hosted Bot API server, or a test stand-in.
-    pub api_url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
+channel!(
+    /// `[[notify.telegram]]`
+    TelegramConfig #[serde(default = "default_events", deserialize_with = "events")] {
+        #[serde(deserialize_with = "one::<_, NonEmpty, _>")]
+        pub bot_token: String,
+        /// A numeric chat id or `@channelname`, sent as given.
+        pub chat_id: ChatId,
+        /// Bot API base URL: a self-hosted Bot API server, or a test stand-in.
+        #[serde(default = "telegram_api", deserialize_with = "one::<_, BaseUrl, _>")]
+        pub api_url: String,
+    }
+);
+
+fn telegram_api() -> String {
+    "https://api.telegram.org".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,36 +192,34 @@ pub enum ChatId {
     Name(String),
 }
 
-/// `[[notify.gotify]]`
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GotifyConfig {
-    #[serde(flatten)]
-    pub common: Common,
-    /// Server base URL; messages go to `<url>/message`.
-    pub url: String,
-    /// Application token (sent as `X-Gotify-Key`, never in the URL).
-    pub token: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-}
+channel!(
+    /// `[[notify.gotify]]`
+    GotifyConfig #[serde(default = "default_events", deserialize_with = "events")] {
+        /// Server base URL; messages go to `<url>/message`.
+        #[serde(deserialize_with = "one::<_, BaseUrl, _>")]
+        pub url: String,
+        /// Application token (sent as `X-Gotify-Key`, never in the URL).
+        #[serde(deserialize_with = "one::<_, NonEmpty, _>")]
+        pub token: String,
+    }
+);
 
-/// `[[notify.ntfy]]`
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NtfyConfig {
-    #[serde(flatten)]
-    pub common: Common,
-    /// Topic URL (`https://ntfy.example/backups`): anyone who knows it can read, so it counts as a secret.
-    pub url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-}
+channel!(
+    /// `[[notify.ntfy]]`
+    NtfyConfig #[serde(default = "default_events", deserialize_with = "events")] {
+        /// Topic URL (`https://ntfy.example/backups`): anyone who knows it can read, so it counts as a secret.
+        #[serde(deserialize_with = "one::<_, TopicUrl, _>")]
+        pub url: String,
+        #[serde(default, deserialize_with = "some::<_, NonEmpty, _>")]
+        pub token: Option<String>,
+    }
+);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookFormat {
     /// The documented `proxkeep.report/1` JSON document (docs/monitoring.md).
+    #[default]
     Json,
     /// `{"content": ...}` for a Discord webhook.
     Discord,
@@ -168,8 +227,9 @@ pub enum WebhookFormat {
     Slack,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub enum HttpMethod {
+    #[default]
     #[serde(rename = "POST")]
     Post,
     #[serde(rename = "PUT")]
@@ -185,44 +245,47 @@ impl HttpMethod {
     }
 }
 
-/// `[[notify.webhook]]`
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WebhookConfig {
-    #[serde(flatten)]
-    pub common: Common,
-    /// Often a secret itself (Discord and Slack webhook URLs are).
-    pub url: String,
-    pub method: HttpMethod,
-    pub format: WebhookFormat,
-    /// Extra request headers (e.g. `Authorization`); their values are treated as secrets.
-    pub headers: BTreeMap<String, String>,
-    /// Key of the `X-Proxkeep-Signature: sha256=<hex>` header (HMAC-SHA256 over the exact body).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hmac_secret: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-}
+channel!(
+    /// `[[notify.webhook]]`
+    WebhookConfig #[serde(default = "default_events", deserialize_with = "events")] {
+        /// Often a secret itself (Discord and Slack webhook URLs are).
+        #[serde(deserialize_with = "one::<_, Url, _>")]
+        pub url: String,
+        #[serde(default, deserialize_with = "one::<_, Method, _>")]
+        pub method: HttpMethod,
+        #[serde(default)]
+        pub format: WebhookFormat,
+        /// Extra request headers (e.g. `Authorization`); their values are treated as secrets.
+        #[serde(default, deserialize_with = "headers")]
+        pub headers: BTreeMap<String, String>,
+        /// Key of the `X-Proxkeep-Signature: sha256=<hex>` header (HMAC-SHA256 over the exact body).
+        #[serde(default, deserialize_with = "some::<_, NonEmpty, _>")]
+        pub hmac_secret: Option<String>,
+    }
+);
 
-/// `[[notify.ping]]`: a dead-man switch (Healthchecks.io and compatible).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PingConfig {
-    pub name: String,
-    /// Check URL: `<url>/start`, `<url>`, `<url>/fail` are derived from it. The UUID in it is the secret.
-    pub url: String,
-    /// Ping `<url>/start` when the run begins (lets the service measure run time and notice hung runs).
-    pub start: bool,
-    /// Report runs with warnings as failures (default: a written, verified archive is a success).
-    pub warning_as_failure: bool,
-    #[serde(serialize_with = "ser_duration")]
-    pub timeout: Duration,
-    #[serde(serialize_with = "ser_duration")]
-    pub retry_budget: Duration,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
+channel!(
+    /// `[[notify.ping]]`: a dead-man switch (Healthchecks.io and compatible).
+    PingConfig #[serde(skip)] {
+        /// Check URL: `<url>/start`, `<url>`, `<url>/fail` are derived from it. The UUID in it is the secret.
+        #[serde(deserialize_with = "one::<_, BaseUrl, _>")]
+        pub url: String,
+        /// Ping `<url>/start` when the run begins (lets the service measure run time and notice hung runs).
+        #[serde(default = "yes")]
+        pub start: bool,
+        /// Report runs with warnings as failures (default: a written, verified archive is a success).
+        #[serde(default)]
+        pub warning_as_failure: bool,
+    }
+);
+
+fn yes() -> bool {
+    true
 }
 
 /// `[notify]`: every channel, by kind.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct NotifyConfig {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub email: Vec<EmailConfig>,
@@ -246,11 +309,11 @@ impl NotifyConfig {
     /// Every channel's name, in the order channels are listed (email, telegram, gotify, ntfy, webhook, ping).
     pub fn channel_names(&self) -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
-        v.extend(self.email.iter().map(|c| c.common.name.clone()));
-        v.extend(self.telegram.iter().map(|c| c.common.name.clone()));
-        v.extend(self.gotify.iter().map(|c| c.common.name.clone()));
-        v.extend(self.ntfy.iter().map(|c| c.common.name.clone()));
-        v.extend(self.webhook.iter().map(|c| c.common.name.clone()));
+        v.extend(self.email.iter().map(|c| c.name.clone()));
+        v.extend(self.telegram.iter().map(|c| c.name.clone()));
+        v.extend(self.gotify.iter().map(|c| c.name.clone()));
+        v.extend(self.ntfy.iter().map(|c| c.name.clone()));
+        v.extend(self.webhook.iter().map(|c| c.name.clone()));
         v.extend(self.ping.iter().map(|c| c.name.clone()));
         v
     }
@@ -297,10 +360,11 @@ impl NotifyConfig {
 }
 
 /// `[metrics]`
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Prometheus textfile (node_exporter's textfile collector). Unset: no metrics are written.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "some::<_, PromPath, _>")]
     pub textfile: Option<PathBuf>,
 }
 
@@ -323,452 +387,144 @@ fn url_path(url: &str) -> Option<String> {
     (path.len() >= 8).then(|| path.to_string())
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawNotify {
-    email: Option<Vec<Spanned<RawEmail>>>,
-    telegram: Option<Vec<Spanned<RawTelegram>>>,
-    gotify: Option<Vec<Spanned<RawGotify>>>,
-    ntfy: Option<Vec<Spanned<RawNtfy>>>,
-    webhook: Option<Vec<Spanned<RawWebhook>>>,
-    ping: Option<Vec<Spanned<RawPing>>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawMetrics {
-    textfile: Option<Spanned<PathBuf>>,
-}
-
-/// The keys every channel table has.
-struct Shared {
-    name: Option<Spanned<String>>,
-    on: Option<Vec<Spanned<String>>>,
-    timeout: Option<Positive>,
-    retry_budget: Option<Positive>,
-    ca_file: Option<Spanned<PathBuf>>,
-}
-
-trait HasShared {
-    /// Takes the shared keys out of the table.
-    fn shared(&mut self) -> Shared;
-}
-
-/// A channel table: the shared keys (spelled out in each struct: `Spanned` does not survive `flatten`), then
-/// the kind's own. `ping` has no `on` (every run pings): `#[serde(skip)]` keeps that key out of its table.
-macro_rules! raw_channel {
-    ($(#[$on:meta])? $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct $name {
-            name: Option<Spanned<String>>,
-            $(#[$on])?
-            on: Option<Vec<Spanned<String>>>,
-            timeout: Option<Positive>,
-            retry_budget: Option<Positive>,
-            ca_file: Option<Spanned<PathBuf>>,
-            $($field: $ty),*
-        }
-
-        impl HasShared for $name {
-            fn shared(&mut self) -> Shared {
-                Shared {
-                    name: self.name.take(),
-                    on: self.on.take(),
-                    timeout: self.timeout.take(),
-                    retry_budget: self.retry_budget.take(),
-                    ca_file: self.ca_file.take(),
-                }
-            }
+checked_str! {
+    NonEmpty(String) = |s: &str| match s.trim().is_empty() {
+        true => Err("must not be empty".into()),
+        false => Ok(s.to_owned()),
+    };
+    Mailbox(String) = |s: &str| match s.parse::<lettre::message::Mailbox>() {
+        Ok(_) => Ok(s.to_owned()),
+        Err(_) => Err(format!("`{s}` is not an email address")),
+    };
+    Url(String) = url;
+    BaseUrl(String) = |s: &str| Ok(url(s)?.trim_end_matches('/').to_owned());
+    TopicUrl(String) = topic_url;
+    Method(HttpMethod) = |s: &str| match s.to_ascii_uppercase().as_str() {
+        "POST" => Ok(HttpMethod::Post),
+        "PUT" => Ok(HttpMethod::Put),
+        other => Err(format!("`{other}` (valid: POST, PUT)")),
+    };
+    EventName(Event) = |s: &str| (Event::ALL.into_iter().find(|e| e.name() == s))
+        .ok_or_else(|| format!("unknown event `{s}` (valid: failure, warning, success)"));
+    PromPath(PathBuf) = |s: &str| {
+        let path = absolute_path(s)?;
+        // node_exporter's textfile collector only reads `*.prom`; anything else would be silently ignored.
+        match path.extension().is_some_and(|e| e == "prom") {
+            true => Ok(path),
+            false => Err(
+                "must end in `.prom` (node_exporter's textfile collector reads only *.prom files)".into(),
+            ),
         }
     };
 }
 
-raw_channel!(RawEmail {
-    to: Option<Spanned<Vec<Spanned<String>>>>,
-    from: Option<Spanned<String>>,
-    transport: Option<MailTransport>,
-    sendmail: Option<Spanned<String>>,
-    host: Option<Spanned<String>>,
-    port: Option<Spanned<i64>>,
-    tls: Option<SmtpTls>,
-    username: Option<Spanned<String>>,
-    password: Option<Spanned<String>>,
-});
-raw_channel!(RawTelegram {
-    bot_token: Option<Spanned<String>>,
-    chat_id: Option<Spanned<ChatId>>,
-    api_url: Option<Spanned<String>>,
-});
-raw_channel!(RawGotify {
-    url: Option<Spanned<String>>,
-    token: Option<Spanned<String>>,
-});
-raw_channel!(RawNtfy {
-    url: Option<Spanned<String>>,
-    token: Option<Spanned<String>>,
-});
-raw_channel!(RawWebhook {
-    url: Option<Spanned<String>>,
-    method: Option<Spanned<String>>,
-    format: Option<WebhookFormat>,
-    headers: Option<Spanned<BTreeMap<String, String>>>,
-    hmac_secret: Option<Spanned<String>>,
-});
-raw_channel!(#[serde(skip)] RawPing {
-    url: Option<Spanned<String>>,
-    start: Option<bool>,
-    warning_as_failure: Option<bool>,
-});
-
-/// One kind of channel: the validation particular to it, after the shared keys.
-trait Channel: HasShared + Sized {
-    const KIND: &'static str;
-    type Config;
-    fn finish(self, ch: &Chan, common: Common) -> Result<Self::Config>;
-}
-
-/// The channel table being validated: where it is and what kind, for keys and errors.
-struct Chan<'a> {
-    cx: &'a Ctx<'a>,
-    kind: &'static str,
-    table: Range<usize>,
-    /// `ca_file`, checked: every kind has it.
-    ca_file: Option<PathBuf>,
-}
-
-impl Chan<'_> {
-    /// `notify.KIND.key`
-    fn key(&self, key: &str) -> String {
-        format!("notify.{}.{key}", self.kind)
-    }
-
-    fn invalid(&self, span: Range<usize>, key: &str, detail: impl fmt::Display) -> ConfigError {
-        self.cx.invalid(span, &self.key(key), detail)
-    }
-
-    /// An error about the table as a whole (a key missing, or two that go together).
-    fn at_table(&self, key: &str, message: String) -> ConfigError {
-        self.cx
-            .error(self.table.clone(), &self.key(key), message, None)
-    }
-
-    fn required<T>(&self, v: Option<Spanned<T>>, key: &str) -> Result<Spanned<T>> {
-        v.ok_or_else(|| self.at_table(key, format!("`{}` is required", self.key(key))))
-    }
-
-    fn url(&self, v: Spanned<String>, key: &str) -> Result<String> {
-        let span = v.span();
-        let url = v.into_inner();
-        let rest = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"));
-        match rest {
-            Some(r)
-                if !r.is_empty() && !r.starts_with('/') && !url.contains(char::is_whitespace) =>
-            {
-                Ok(url)
-            }
-            // The URL may hold a secret: the message names the key, not the value.
-            _ => Err(self.invalid(span, key, "expected an http:// or https:// URL with a host")),
+fn url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !url.contains(char::is_whitespace) => {
+            Ok(url.to_owned())
         }
-    }
-
-    /// A required URL without a trailing slash.
-    fn base_url(&self, v: Option<Spanned<String>>, key: &str) -> Result<String> {
-        let url = self.url(self.required(v, key)?, key)?;
-        Ok(url.trim_end_matches('/').to_string())
-    }
-
-    fn non_empty(&self, v: Spanned<String>, key: &str) -> Result<String> {
-        match v.get_ref().trim().is_empty() {
-            true => Err(self.invalid(v.span(), key, "must not be empty")),
-            false => Ok(v.into_inner()),
-        }
-    }
-
-    fn optional(&self, v: Option<Spanned<String>>, key: &str) -> Result<Option<String>> {
-        v.map(|v| self.non_empty(v, key)).transpose()
-    }
-
-    fn mailbox(&self, v: Spanned<String>, key: &str) -> Result<String> {
-        if v.get_ref().parse::<lettre::message::Mailbox>().is_err() {
-            let detail = format!("`{}` is not an email address", v.get_ref());
-            return Err(self.invalid(v.span(), key, detail));
-        }
-        Ok(v.into_inner())
-    }
-
-    fn common(&self, names: &mut Vec<String>, index: usize, s: Shared) -> Result<Common> {
-        let default = match index {
-            0 => self.kind.to_string(),
-            _ => format!("{}-{}", self.kind, index + 1),
-        };
-        let name = super::raw::name_or(s.name, self.table.clone(), default);
-        let taken = "another channel (names must be unique; set `name`)";
-        let name = unique_name(self.cx, name, &self.key("name"), names, taken)?;
-        let given = s.on.is_some();
-        let mut on = Vec::new();
-        for e in s.on.unwrap_or_default() {
-            let all = [Event::Failure, Event::Warning, Event::Success];
-            let Some(event) = all.into_iter().find(|ev| ev.name() == e.get_ref()) else {
-                let key = self.key("on");
-                let suggestion = closest(e.get_ref(), all.map(Event::name));
-                let message = format!(
-                    "invalid value for `{key}`: unknown event `{}` (valid: failure, warning, success)",
-                    e.get_ref()
-                );
-                return Err(self
-                    .cx
-                    .error(e.span(), &key, message, suggestion.map(str::to_owned)));
-            };
-            if !on.contains(&event) {
-                on.push(event);
-            }
-        }
-        on.sort();
-        Ok(Common {
-            name,
-            on: if given { on } else { DEFAULT_EVENTS.to_vec() },
-            timeout: s.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
-            retry_budget: s.retry_budget.map_or(DEFAULT_RETRY_BUDGET, |t| t.0),
-        })
+        // The URL may hold a secret: the message names the key, not the value.
+        _ => Err("expected an http:// or https:// URL with a host".into()),
     }
 }
 
-/// Every table of one kind, in order; `names` are the channel names taken so far, across kinds.
-fn channels<R: Channel>(
-    cx: &Ctx<'_>,
-    names: &mut Vec<String>,
-    list: Option<Vec<Spanned<R>>>,
-) -> Result<Vec<R::Config>> {
-    let mut out = Vec::new();
-    for (i, entry) in list.unwrap_or_default().into_iter().enumerate() {
-        let mut ch = Chan {
-            cx,
-            kind: R::KIND,
-            table: entry.span(),
-            ca_file: None,
-        };
-        let mut raw = entry.into_inner();
-        let mut shared = raw.shared();
-        let ca_file = shared.ca_file.take();
-        let common = ch.common(names, i, shared)?;
-        let key = ch.key("ca_file");
-        ch.ca_file = ca_file.map(|p| absolute_path(cx, p, &key)).transpose()?;
-        out.push(raw.finish(&ch, common)?);
-    }
-    Ok(out)
-}
-
-impl RawNotify {
-    pub(super) fn validate(self, cx: &Ctx<'_>) -> Result<NotifyConfig> {
-        let mut names = Vec::new();
-        Ok(NotifyConfig {
-            email: channels(cx, &mut names, self.email)?,
-            telegram: channels(cx, &mut names, self.telegram)?,
-            gotify: channels(cx, &mut names, self.gotify)?,
-            ntfy: channels(cx, &mut names, self.ntfy)?,
-            webhook: channels(cx, &mut names, self.webhook)?,
-            ping: channels(cx, &mut names, self.ping)?,
-        })
+fn topic_url(s: &str) -> Result<String, String> {
+    let url = url(s)?;
+    let path = (url.split_once("://").and_then(|(_, r)| r.split_once('/'))).map_or("", |p| p.1);
+    match path
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .trim_matches('/')
+    {
+        "" => Err("expected the topic URL, e.g. https://ntfy.example/backups".into()),
+        _ => Ok(url.trim_end_matches('/').to_owned()),
     }
 }
 
-impl Channel for RawEmail {
-    const KIND: &'static str = "email";
-    type Config = EmailConfig;
+fn events<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Event>, D::Error> {
+    let mut on = many::<_, EventName, Event>(d)?;
+    on.sort();
+    on.dedup();
+    Ok(on)
+}
 
-    fn finish(self, ch: &Chan, common: Common) -> Result<EmailConfig> {
-        let to_v = ch.required(self.to, "to")?;
-        let to_span = to_v.span();
-        let to = (to_v.into_inner().into_iter())
-            .map(|a| ch.mailbox(a, "to"))
-            .collect::<Result<Vec<_>, _>>()?;
-        if to.is_empty() {
-            return Err(ch.invalid(to_span, "to", "needs at least one address"));
-        }
-        let from = self.from.map(|f| ch.mailbox(f, "from")).transpose()?;
-        let host = ch.optional(self.host, "host")?;
-        let transport = self.transport.unwrap_or(match host {
-            Some(_) => MailTransport::Smtp,
-            None => MailTransport::Sendmail,
-        });
-        if transport == MailTransport::Smtp && host.is_none() {
-            let message = "`notify.email.host` is required with transport = \"smtp\"";
-            return Err(ch.at_table("host", message.into()));
-        }
-        let tls = self.tls.unwrap_or(SmtpTls::Starttls);
-        let port = match self.port {
-            None => tls.default_port(),
-            Some(p) => match u16::try_from(*p.get_ref()) {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    let detail = format!("{} is not a port (1..=65535)", p.get_ref());
-                    return Err(ch.invalid(p.span(), "port", detail));
-                }
-            },
-        };
-        let username = ch.optional(self.username, "username")?;
-        let password = self.password.map(Spanned::into_inner);
-        if username.is_some() != password.is_some() {
-            let message = "`username` and `password` go together (SMTP AUTH needs both)";
-            return Err(ch.at_table("password", message.into()));
-        }
-        Ok(EmailConfig {
-            common,
-            to,
-            from,
-            transport,
-            sendmail: ch.optional(self.sendmail, "sendmail")?,
-            host,
-            port,
-            tls,
-            username,
-            password,
-            ca_file: ch.ca_file.clone(),
-        })
+fn mailboxes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let to = many::<_, Mailbox, String>(d)?;
+    match to.is_empty() {
+        true => Err(serde::de::Error::custom("needs at least one address")),
+        false => Ok(to),
     }
 }
 
-impl Channel for RawTelegram {
-    const KIND: &'static str = "telegram";
-    type Config = TelegramConfig;
-
-    fn finish(self, ch: &Chan, common: Common) -> Result<TelegramConfig> {
-        let bot_token = ch.non_empty(ch.required(self.bot_token, "bot_token")?, "bot_token")?;
-        let chat_id = ch.required(self.chat_id, "chat_id")?.into_inner();
-        let api_url = match self.api_url {
-            Some(u) => ch.base_url(Some(u), "api_url")?,
-            None => "https://api.telegram.org".into(),
-        };
-        Ok(TelegramConfig {
-            common,
-            bot_token,
-            chat_id,
-            api_url,
-            ca_file: ch.ca_file.clone(),
-        })
-    }
+fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    checked(d, |n: i64| {
+        (u16::try_from(n).ok().filter(|&p| p > 0))
+            .ok_or_else(|| format!("{n} is not a port (1..=65535)"))
+    })
 }
 
-impl Channel for RawGotify {
-    const KIND: &'static str = "gotify";
-    type Config = GotifyConfig;
-
-    fn finish(self, ch: &Chan, common: Common) -> Result<GotifyConfig> {
-        Ok(GotifyConfig {
-            common,
-            url: ch.base_url(self.url, "url")?,
-            token: ch.non_empty(ch.required(self.token, "token")?, "token")?,
-            ca_file: ch.ca_file.clone(),
-        })
-    }
-}
-
-impl Channel for RawNtfy {
-    const KIND: &'static str = "ntfy";
-    type Config = NtfyConfig;
-
-    fn finish(self, ch: &Chan, common: Common) -> Result<NtfyConfig> {
-        let url = ch.required(self.url, "url")?;
-        let span = url.span();
-        let url = ch.url(url, "url")?;
-        let path = (url.split_once("://").and_then(|(_, r)| r.split_once('/'))).map_or("", |p| p.1);
-        if path
-            .split(['?', '#'])
-            .next()
-            .unwrap_or("")
-            .trim_matches('/')
-            .is_empty()
-        {
-            let detail = "expected the topic URL, e.g. https://ntfy.example/backups";
-            return Err(ch.invalid(span, "url", detail));
-        }
-        Ok(NtfyConfig {
-            common,
-            url: url.trim_end_matches('/').to_string(),
-            token: ch.optional(self.token, "token")?,
-            ca_file: ch.ca_file.clone(),
-        })
-    }
-}
-
-impl Channel for RawWebhook {
-    const KIND: &'static str = "webhook";
-    type Config = WebhookConfig;
-
-    fn finish(self, ch: &Chan, common: Common) -> Result<WebhookConfig> {
-        let url = ch.url(ch.required(self.url, "url")?, "url")?;
-        let method = match self.method {
-            None => HttpMethod::Post,
-            Some(m) => match m.get_ref().to_ascii_uppercase().as_str() {
-                "POST" => HttpMethod::Post,
-                "PUT" => HttpMethod::Put,
-                other => {
-                    let detail = format!("`{other}` (valid: POST, PUT)");
-                    return Err(ch.invalid(m.span(), "method", detail));
-                }
-            },
-        };
-        let (span, headers) = self
-            .headers
-            .map_or((0..0, BTreeMap::new()), |h| (h.span(), h.into_inner()));
+fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    checked(d, |headers: BTreeMap<String, String>| {
         for (k, v) in &headers {
             let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
             if k.is_empty() || !k.bytes().all(token_char) {
-                return Err(ch.invalid(span, "headers", format!("`{k}` is not a header name")));
+                return Err(format!("`{k}` is not a header name"));
             }
             if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                let detail = format!("the value of `{k}` contains a line break");
-                return Err(ch.invalid(span, "headers", detail));
+                return Err(format!("the value of `{k}` contains a line break"));
             }
         }
-        Ok(WebhookConfig {
-            common,
-            url,
-            method,
-            format: self.format.unwrap_or(WebhookFormat::Json),
-            headers,
-            hmac_secret: ch.optional(self.hmac_secret, "hmac_secret")?,
-            ca_file: ch.ca_file.clone(),
-        })
-    }
+        Ok(headers)
+    })
 }
 
-impl Channel for RawPing {
-    const KIND: &'static str = "ping";
-    type Config = PingConfig;
-
-    fn finish(self, ch: &Chan, common: Common) -> Result<PingConfig> {
-        Ok(PingConfig {
-            name: common.name,
-            url: ch.base_url(self.url, "url")?,
-            start: self.start.unwrap_or(true),
-            warning_as_failure: self.warning_as_failure.unwrap_or(false),
-            timeout: common.timeout,
-            retry_budget: common.retry_budget,
-            ca_file: ch.ca_file.clone(),
-        })
-    }
-}
-
-impl RawMetrics {
-    pub(super) fn validate(self, cx: &Ctx<'_>) -> Result<MetricsConfig> {
-        let Some(p) = self.textfile else {
-            return Ok(MetricsConfig::default());
-        };
-        let span = p.span();
-        let path = absolute_path(cx, p, "metrics.textfile")?;
-        // node_exporter's textfile collector only reads `*.prom`; anything else would be silently ignored.
-        if path.extension().is_none_or(|e| e != "prom") {
-            let detail =
-                "must end in `.prom` (node_exporter's textfile collector reads only *.prom files)";
-            return Err(cx.invalid(span, "metrics.textfile", detail));
+impl NotifyConfig {
+    /// Channel names (default: the kind, then `kind-2`, ...; unique across kinds) and the email defaults that
+    /// depend on other keys.
+    pub(super) fn finish(&mut self, cx: &Ctx<'_>, doc: Option<At<'_>>) -> Result<()> {
+        let table = |kind: &str, i: usize| doc.and_then(|d| d.key(kind)?.nth(i));
+        let mut seen = Vec::new();
+        let taken = "another channel (names must be unique; set `name`)";
+        macro_rules! names {
+            ($($kind:ident)*) => {$(
+                for (i, c) in self.$kind.iter_mut().enumerate() {
+                    let kind = stringify!($kind);
+                    let default = || match i {
+                        0 => kind.to_owned(),
+                        _ => format!("{kind}-{}", i + 1),
+                    };
+                    let key = format!("notify.{kind}.name");
+                    cx.name(table(kind, i), &mut c.name, default, &key, &mut seen, taken)?;
+                }
+            )*};
         }
-        Ok(MetricsConfig {
-            textfile: Some(path),
-        })
+        names!(email telegram gotify ntfy webhook ping);
+        for (i, c) in self.email.iter_mut().enumerate() {
+            let table = table("email", i);
+            let at_table = |key: &str, message: &str| {
+                let key = format!("notify.email.{key}");
+                cx.error(span_of(table, ""), &key, message.into(), None)
+            };
+            if table.and_then(|t| t.key("transport")).is_none() && c.host.is_some() {
+                c.transport = MailTransport::Smtp;
+            }
+            if c.transport == MailTransport::Smtp && c.host.is_none() {
+                let message = "`notify.email.host` is required with transport = \"smtp\"";
+                return Err(at_table("host", message));
+            }
+            if c.port == 0 {
+                c.port = c.tls.default_port();
+            }
+            if c.username.is_some() != c.password.is_some() {
+                let message = "`username` and `password` go together (SMTP AUTH needs both)";
+                return Err(at_table("password", message));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -826,20 +582,20 @@ method = "put"
 format = "slack"
 "#);
         let n = &c.notify;
-        assert_eq!(n.email[0].common.name, "email");
+        assert_eq!(n.email[0].name, "email");
         assert_eq!(n.email[0].transport, MailTransport::Sendmail);
-        assert_eq!(n.email[0].common.on, DEFAULT_EVENTS);
-        assert_eq!(n.email[0].common.timeout, DEFAULT_TIMEOUT);
-        assert_eq!(n.email[0].common.retry_budget, DEFAULT_RETRY_BUDGET);
-        assert_eq!(n.email[1].common.name, "email-2");
+        assert_eq!(n.email[0].on, [Event::Failure, Event::Warning]);
+        assert_eq!(n.email[0].timeout, Duration::from_secs(10));
+        assert_eq!(n.email[0].retry_budget, Duration::from_secs(30));
+        assert_eq!(n.email[1].name, "email-2");
         assert_eq!(
             (n.email[1].transport, n.email[1].port),
             (MailTransport::Smtp, 465)
         );
         assert_eq!(n.ntfy[0].url, "https://ntfy.example/topic");
-        assert_eq!(n.ntfy[0].common.on, [Event::Failure, Event::Success]);
-        assert_eq!(n.ntfy[0].common.timeout, Duration::from_secs(2));
-        assert_eq!(n.ntfy[0].common.retry_budget, Duration::from_secs(5));
+        assert_eq!(n.ntfy[0].on, [Event::Failure, Event::Success]);
+        assert_eq!(n.ntfy[0].timeout, Duration::from_secs(2));
+        assert_eq!(n.ntfy[0].retry_budget, Duration::from_secs(5));
         assert!(n.ping[0].start && !n.ping[0].warning_as_failure);
         assert_eq!(
             (n.webhook[0].method, n.webhook[0].format),

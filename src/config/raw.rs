@@ -1,29 +1,26 @@
 //! The file as written, on its way to [`Config`], in three steps so that every error can name the file, line,
 //! column and key:
 //! 1. the text is parsed into a span-carrying [`DeTable`] (syntax errors);
-//! 2. every key is checked against the keys the `Raw*` structs accept ([`sections`], learned from serde's
+//! 2. every key is checked against the keys the config types accept ([`sections`], learned from serde's
 //!    `deny_unknown_fields` errors, so there is no second key list); the first unknown key in the file is
 //!    reported with a "did you mean" drawn from all keys of all sections, so a key in the wrong section suggests
 //!    its qualified name (`level` → `compression.level`);
-//! 3. the table is deserialized into the `Raw*` structs (values wrapped in [`Spanned`]) and validated
-//!    semantically while converting to [`Config`].
+//! 3. the table is deserialized into [`Config`] (each value checked on its own while deserializing, so toml's
+//!    error carries its span), then [`Ctx::finish`] checks what depends on other keys, looking spans up in the
+//!    document.
 
 use std::fmt;
 use std::ops::Range;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::Visitor;
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::notify::{RawMetrics, RawNotify};
-use super::{
-    Checks, CollectConfig, CommandsConfig, Compression, CompressionConfig, Config, ConfigError,
-    DEFAULT_POLICY, EncryptionConfig, Policy, PolicyOverride, RemoteConfig, RunCommands,
-    SecondaryConfig,
-};
+use super::{Checks, Config, ConfigError, EncryptionConfig, Event};
 use crate::units::{parse_duration, parse_size};
 
 pub(super) type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -31,7 +28,7 @@ pub(super) type Result<T, E = ConfigError> = std::result::Result<T, E>;
 /// Location context for building [`ConfigError::Invalid`].
 pub(super) struct Ctx<'a> {
     pub(super) text: &'a str,
-    pub(super) origin: &'a Path,
+    pub(super) origin: &'a std::path::Path,
 }
 
 impl Ctx<'_> {
@@ -92,9 +89,12 @@ impl Ctx<'_> {
         }) {
             return Err(first);
         }
-        let raw = RawConfig::deserialize(toml::de::Deserializer::from(doc.clone()))
+        let mut config = Config::deserialize(toml::de::Deserializer::from(doc.clone()))
             .map_err(|e| self.serde_error(&e, doc.get_ref()))?;
-        raw.validate(self, checks)
+        let span = doc.span();
+        let root = Spanned::new(span, DeValue::Table(doc.into_inner()));
+        self.finish(&mut config, At(&root), checks)?;
+        Ok(config)
     }
 
     /// Checks every key of `table` (the section at `path`) against [`sections`], and that sections are tables.
@@ -151,7 +151,19 @@ impl Ctx<'_> {
             "wanted string or table" => "expected a string",
             other => other,
         };
-        let suggestion = suggestion_from_serde_message(msg);
+        if let Some(field) = msg
+            .strip_prefix("missing field `")
+            .and_then(|f| f.strip_suffix('`'))
+        {
+            let key = join_key(&key, field);
+            return self.error(span, &key, format!("`{key}` is required"), None);
+        }
+        let event = |w: &str| closest(w.split('`').next()?, Event::ALL.map(Event::name));
+        let suggestion = suggestion_from_serde_message(msg).or_else(|| {
+            msg.strip_prefix("unknown event `")
+                .and_then(event)
+                .map(str::to_owned)
+        });
         let message = match key.is_empty() {
             true => msg.to_owned(),
             false => format!("invalid value for `{key}`: {msg}"),
@@ -172,7 +184,7 @@ pub(super) struct Section {
     pub(super) keys: Vec<String>,
 }
 
-/// Every section of the file, learned from the `Raw*` structs themselves: a table holding only the key `"?"`
+/// Every section of the file, learned from the config types themselves: a table holding only the key `"?"`
 /// makes `deny_unknown_fields` list the fields it expected there, and a field that answers the same way when
 /// given such a table (or an array of them) is a section.
 pub(super) fn sections() -> &'static [Section] {
@@ -207,7 +219,7 @@ fn learn(path: &mut Vec<(String, bool)>, keys: Vec<String>, out: &mut Vec<Sectio
 }
 
 /// The fields serde expects in the table at `path` (each key with whether it is an array of tables), or `None`
-/// when that is no table of `RawConfig`.
+/// when that is no table of `Config`.
 fn expected_fields(path: &[(String, bool)]) -> Option<Vec<String>> {
     let mut text = "\"?\" = 0".to_owned();
     for (key, array) in path.iter().rev() {
@@ -216,7 +228,7 @@ fn expected_fields(path: &[(String, bool)]) -> Option<Vec<String>> {
             false => format!("{key} = {{ {text} }}"),
         };
     }
-    let err = toml::from_str::<RawConfig>(&text).err()?;
+    let err = toml::from_str::<Config>(&text).err()?;
     let (bad, fields) = unknown_name(err.message())?;
     // Not "unknown variant `?`": that is an enum.
     let field = err.message().starts_with("unknown field") && bad == "?";
@@ -319,7 +331,102 @@ pub(super) fn suggestion_from_serde_message(msg: &str) -> Option<String> {
     closest(bad, names).map(str::to_owned)
 }
 
-// Raw structs and their validation
+// Checked values
+
+/// A place in the parsed document, for the spans of errors found after deserializing and for defaults that
+/// depend on whether a key was written.
+#[derive(Clone, Copy)]
+pub(super) struct At<'a>(pub(super) &'a Spanned<DeValue<'a>>);
+
+impl<'a> At<'a> {
+    pub(super) fn key(self, key: &str) -> Option<At<'a>> {
+        self.0.get_ref().get(key).map(At)
+    }
+
+    pub(super) fn nth(self, index: usize) -> Option<At<'a>> {
+        self.0.get_ref().get(index).map(At)
+    }
+
+    pub(super) fn span(self) -> Range<usize> {
+        self.0.span()
+    }
+}
+
+/// The span of the value at `key` of `table`, else of `table` itself.
+pub(super) fn span_of(table: Option<At<'_>>, key: &str) -> Range<usize> {
+    table.map_or(0..0, |t| t.key(key).unwrap_or(t).span())
+}
+
+/// Deserializes a `T` and checks or converts it with `f`. (An error gets the span of the value of a table key.)
+pub(super) fn checked<'de, D: Deserializer<'de>, T: Deserialize<'de>, U>(
+    d: D,
+    f: impl FnOnce(T) -> Result<U, String>,
+) -> Result<U, D::Error> {
+    f(T::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+/// Checks a string inside toml's value deserializer, so that an error gets the string's span even in an array.
+pub(super) struct StrVisitor<F>(pub(super) F);
+
+impl<T, F: FnOnce(&str) -> Result<T, String>> Visitor<'_> for StrVisitor<F> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+        (self.0)(s).map_err(E::custom)
+    }
+}
+
+/// Strings checked (and converted) while deserializing; fields use them through [`one`], [`some`] and [`many`].
+macro_rules! checked_str {
+    ($($name:ident($ty:ty) = $check:expr;)*) => {$(
+        pub(super) struct $name($ty);
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_str(super::raw::StrVisitor($check)).map($name)
+            }
+        }
+
+        impl From<$name> for $ty {
+            fn from(v: $name) -> $ty {
+                v.0
+            }
+        }
+    )*};
+}
+
+checked_str! {
+    AbsPath(PathBuf) = absolute_path;
+    Glob(String) = glob;
+    Target(String) = target;
+}
+
+pub(super) use checked_str;
+
+pub(super) fn one<'de, D: Deserializer<'de>, N: Deserialize<'de> + Into<T>, T>(
+    d: D,
+) -> Result<T, D::Error> {
+    N::deserialize(d).map(Into::into)
+}
+
+pub(super) fn some<'de, D: Deserializer<'de>, N: Deserialize<'de> + Into<T>, T>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    N::deserialize(d).map(|v| Some(v.into()))
+}
+
+pub(super) fn many<'de, D: Deserializer<'de>, N: Deserialize<'de> + Into<T>, T>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Ok(Vec::<N>::deserialize(d)?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
 
 /// A TOML integer or string (sizes, durations).
 #[derive(Deserialize)]
@@ -329,336 +436,130 @@ enum IntOrStr {
     Str(String),
 }
 
-/// Bytes: an integer or a size like "1GiB". (Checked while deserializing: toml's error gets the value's span.)
-struct Size(u64);
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match IntOrStr::deserialize(d)? {
-            IntOrStr::Int(n) => u64::try_from(n).map_err(|_| "size must not be negative".into()),
-            IntOrStr::Str(s) => parse_size(&s),
-        }
-        .map(Size)
-        .map_err(serde::de::Error::custom)
-    }
-}
-
-/// A positive duration: integer seconds or a string like "30s".
-pub(super) struct Positive(pub(super) Duration);
-
-impl<'de> Deserialize<'de> for Positive {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let d = match IntOrStr::deserialize(d)? {
-            IntOrStr::Int(n) => (u64::try_from(n).map(Duration::from_secs))
-                .map_err(|_| "duration must not be negative".into()),
-            IntOrStr::Str(s) => parse_duration(&s),
-        };
-        match d {
-            Ok(d) if d.is_zero() => Err("duration must be greater than zero".to_owned()),
-            other => other,
-        }
-        .map(Positive)
-        .map_err(serde::de::Error::custom)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    backup_dir: Option<Spanned<PathBuf>>,
-    log_dir: Option<Spanned<PathBuf>>,
-    lock_file: Option<Spanned<PathBuf>>,
-    min_free_space: Option<Size>,
-    compression: Option<RawCompression>,
-    collect: Option<RawCollect>,
-    commands: Option<RawCommands>,
-    retention: Option<PolicyOverride>,
-    secondary: Option<Vec<Spanned<RawSecondary>>>,
-    remote: Option<Vec<Spanned<RawRemote>>>,
-    notify: Option<RawNotify>,
-    metrics: Option<RawMetrics>,
-    encryption: Option<Spanned<RawEncryption>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEncryption {
-    recipients: Option<Vec<Spanned<String>>>,
-    recipients_file: Option<Spanned<PathBuf>>,
-    passphrase_file: Option<Spanned<PathBuf>>,
-}
-
-/// A tier's struct with the `[retention]` keys spelled out: `flatten` would hide them from the field list of
-/// `deny_unknown_fields` errors, which [`sections`] and the suggestions read.
-macro_rules! raw_tier {
-    ($name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
-        raw_tier!($name { $($field: $ty),* }
-            keep_last keep_hourly keep_daily keep_weekly keep_monthly keep_yearly);
-    };
-    ($name:ident { $($field:ident : $ty:ty),* } $($keep:ident)*) => {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct $name {
-            $($field: $ty,)*
-            $($keep: Option<u32>,)*
-        }
-
-        impl $name {
-            fn retention(&self) -> PolicyOverride {
-                PolicyOverride { $($keep: self.$keep),* }
-            }
-        }
-    };
-}
-
-raw_tier!(RawSecondary {
-    name: Option<Spanned<String>>,
-    path: Spanned<PathBuf>,
-    require_mount: Option<bool>,
-    timeout: Option<Positive>,
-});
-
-raw_tier!(RawRemote {
-    name: Option<Spanned<String>>,
-    target: Spanned<String>,
-    flags: Option<Vec<String>>,
-    timeout: Option<Positive>,
-    retries: Option<u32>,
-});
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawCompression {
-    algorithm: Option<Compression>,
-    level: Option<Spanned<i64>>,
-    threads: Option<u32>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawCollect {
-    skip_categories: Option<Vec<Spanned<String>>>,
-    extra_paths: Option<Vec<Spanned<PathBuf>>>,
-    exclude: Option<Vec<Spanned<String>>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawCommands {
-    run: Option<RunCommands>,
-    timeout: Option<Positive>,
-    concurrency: Option<Spanned<i64>>,
-}
-
-impl RawConfig {
-    fn validate(self, cx: &Ctx<'_>, checks: &Checks) -> Result<Config> {
-        let defaults = Config::default();
-        let dir = |value: Option<Spanned<PathBuf>>, key: &str, default: PathBuf| {
-            value.map_or(Ok(default), |v| absolute_path(cx, v, key))
-        };
-        // Names are unique among the secondaries, and among the remotes.
-        let (mut secondaries, mut remotes) = (Vec::new(), Vec::new());
-        Ok(Config {
-            backup_dir: dir(self.backup_dir, "backup_dir", defaults.backup_dir)?,
-            log_dir: dir(self.log_dir, "log_dir", defaults.log_dir)?,
-            lock_file: dir(self.lock_file, "lock_file", defaults.lock_file)?,
-            min_free_space: self.min_free_space.map_or(defaults.min_free_space, |s| s.0),
-            compression: self.compression.unwrap_or_default().validate(cx)?,
-            collect: self.collect.unwrap_or_default().validate(cx, checks)?,
-            commands: self.commands.unwrap_or_default().validate(cx)?,
-            retention: self
-                .retention
-                .map_or(DEFAULT_POLICY, |o| o.apply(&Policy::default())),
-            secondary: (self.secondary.unwrap_or_default().into_iter())
-                .map(|s| secondary(cx, s, &mut secondaries))
-                .collect::<Result<_, _>>()?,
-            remote: (self.remote.unwrap_or_default().into_iter())
-                .map(|r| remote(cx, r, &mut remotes))
-                .collect::<Result<_, _>>()?,
-            notify: self.notify.unwrap_or_default().validate(cx)?,
-            metrics: self.metrics.unwrap_or_default().validate(cx)?,
-            encryption: match self.encryption {
-                Some(e) => {
-                    let span = e.span();
-                    Some(e.into_inner().validate(cx, span, checks)?)
-                }
-                None => None,
-            },
-        })
-    }
-}
-
-impl RawEncryption {
-    fn validate(
-        self,
-        cx: &Ctx<'_>,
-        span: Range<usize>,
-        checks: &Checks,
-    ) -> Result<EncryptionConfig> {
-        let mut recipients = Vec::new();
-        for (i, r) in self.recipients.unwrap_or_default().into_iter().enumerate() {
-            if let Err(why) = (checks.recipient)(r.get_ref()) {
-                return Err(cx.invalid(r.span(), &format!("recipients[{i}]"), why));
-            }
-            recipients.push(r.into_inner().trim().to_string());
-        }
-        let recipients_file = self
-            .recipients_file
-            .map(|p| absolute_path(cx, p, "recipients_file"))
-            .transpose()?;
-        let passphrase_span = self.passphrase_file.as_ref().map(|p| p.span());
-        let passphrase_file = self
-            .passphrase_file
-            .map(|p| absolute_path(cx, p, "passphrase_file"))
-            .transpose()?;
-        if let Some(span) = passphrase_span
-            && (!recipients.is_empty() || recipients_file.is_some())
-        {
-            return Err(cx.invalid(
-                span,
-                "passphrase_file",
-                "an age file is encrypted either to recipients or with a passphrase, not both",
-            ));
-        }
-        if recipients.is_empty() && recipients_file.is_none() && passphrase_file.is_none() {
-            return Err(cx.invalid(
-                span,
-                "encryption",
-                "set `recipients`, `recipients_file` or `passphrase_file` (or remove [encryption])",
-            ));
-        }
-        Ok(EncryptionConfig {
-            recipients,
-            recipients_file,
-            passphrase_file,
-        })
-    }
-}
-
-/// A tier or channel name: letters, digits, '-', '_' or '.', and not in `seen` (`taken` says by what).
-pub(super) fn unique_name(
-    cx: &Ctx<'_>,
-    (span, name): (Range<usize>, String),
-    key: &str,
-    seen: &mut Vec<String>,
-    taken: &str,
-) -> Result<String> {
-    let valid = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-    if name.is_empty() || !name.chars().all(valid) {
-        let detail = format!("`{name}`: use letters, digits, '-', '_' or '.'");
-        return Err(cx.invalid(span, key, detail));
-    }
-    if seen.contains(&name) {
-        return Err(cx.invalid(span, key, format!("`{name}` is used by {taken}")));
-    }
-    seen.push(name.clone());
-    Ok(name)
-}
-
-/// `name` as written, else `default` at the table's span.
-pub(super) fn name_or(
-    name: Option<Spanned<String>>,
-    table: Range<usize>,
-    default: String,
-) -> (Range<usize>, String) {
-    name.map_or((table, default), |n| (n.span(), n.into_inner()))
-}
-
-fn secondary(
-    cx: &Ctx<'_>,
-    entry: Spanned<RawSecondary>,
-    seen: &mut Vec<String>,
-) -> Result<SecondaryConfig> {
-    let span = entry.span();
-    let r = entry.into_inner();
-    let retention = r.retention();
-    let path = absolute_path(cx, r.path, "secondary.path")?;
-    let default_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "root".into());
-    let name = name_or(r.name, span, default_name);
-    let under_removable = path.starts_with("/mnt") || path.starts_with("/media");
-    Ok(SecondaryConfig {
-        name: unique_name(cx, name, "secondary.name", seen, "another tier")?,
-        require_mount: r.require_mount.unwrap_or(under_removable),
-        timeout: r.timeout.map_or(Duration::from_secs(60), |t| t.0),
-        path,
-        retention,
+/// Bytes: an integer or a size like "1GiB".
+pub(super) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    checked(d, |v| match v {
+        IntOrStr::Int(n) => u64::try_from(n).map_err(|_| "size must not be negative".into()),
+        IntOrStr::Str(s) => parse_size(&s),
     })
 }
 
-fn remote(cx: &Ctx<'_>, entry: Spanned<RawRemote>, seen: &mut Vec<String>) -> Result<RemoteConfig> {
-    let span = entry.span();
-    let r = entry.into_inner();
-    let retention = r.retention();
-    let tspan = r.target.span();
-    let target = r.target.into_inner();
-    let Some((remote, _)) = target.split_once(':').filter(|(r, _)| !r.is_empty()) else {
-        let detail = format!("`{target}` is not an rclone `remote:path`");
-        return Err(cx.invalid(tspan, "remote.target", detail));
-    };
-    let name = name_or(r.name, span, remote.trim_start_matches(':').to_string());
-    Ok(RemoteConfig {
-        name: unique_name(cx, name, "remote.name", seen, "another tier")?,
-        target: target.trim_end_matches('/').to_string(),
-        flags: r.flags.unwrap_or_default(),
-        timeout: r.timeout.map_or(Duration::from_secs(600), |t| t.0),
-        retries: r.retries.unwrap_or(3).max(1),
-        retention,
+/// A positive duration: integer seconds or a string like "30s".
+pub(super) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    checked(d, |v| {
+        let d = match v {
+            IntOrStr::Int(n) => (u64::try_from(n).map(Duration::from_secs))
+                .map_err(|_| "duration must not be negative".to_owned())?,
+            IntOrStr::Str(s) => parse_duration(&s)?,
+        };
+        match d.is_zero() {
+            true => Err("duration must be greater than zero".into()),
+            false => Ok(d),
+        }
+    })
+}
+
+/// `compression.level` as written, saturated: the range depends on the algorithm and is checked in
+/// [`Ctx::finish`].
+pub(super) fn level<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    let n = i64::deserialize(d)?;
+    Ok(n.clamp(i32::MIN.into(), i32::MAX.into()) as i32)
+}
+
+pub(super) fn concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    checked(d, |n: i64| match usize::try_from(n) {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("{n} is out of range 1..=64")),
     })
 }
 
 /// An absolute path without `..` components (it is joined to the host root later).
-pub(super) fn absolute_path(cx: &Ctx<'_>, value: Spanned<PathBuf>, key: &str) -> Result<PathBuf> {
-    let span = value.span();
-    let path = value.into_inner();
+pub(super) fn absolute_path(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
     if !path.is_absolute() {
-        let detail = format!("`{}` is not an absolute path", path.display());
-        return Err(cx.invalid(span, key, detail));
+        return Err(format!("`{s}` is not an absolute path"));
     }
     if path.components().any(|c| c == Component::ParentDir) {
-        let detail = format!("`{}` must not contain `..`", path.display());
-        return Err(cx.invalid(span, key, detail));
+        return Err(format!("`{s}` must not contain `..`"));
     }
     Ok(path)
 }
 
-impl RawCompression {
-    fn validate(self, cx: &Ctx<'_>) -> Result<CompressionConfig> {
-        let algorithm = self.algorithm.unwrap_or(Compression::Zstd);
-        let range = algorithm.level_range();
-        let level = match self.level {
-            None => algorithm.default_level(),
-            Some(v) => match i32::try_from(*v.get_ref()) {
-                Ok(level) if range.contains(&level) => level,
-                _ => {
-                    let (start, end) = (range.start(), range.end());
-                    let detail = format!(
-                        "{} is out of range {start}..={end} for {algorithm}",
-                        v.get_ref()
-                    );
-                    return Err(cx.invalid(v.span(), "compression.level", detail));
-                }
-            },
-        };
-        Ok(CompressionConfig {
-            algorithm,
-            level,
-            threads: self.threads.unwrap_or(0),
-        })
+fn glob(pattern: &str) -> Result<String, String> {
+    if let Err(e) = globset::Glob::new(pattern) {
+        return Err(format!("invalid glob `{pattern}`: {}", e.kind()));
+    }
+    // Patterns are matched against absolute paths: one starting with a literal
+    // character other than `/` can never match.
+    if !pattern.starts_with(['/', '*', '?', '[', '{']) {
+        return Err(format!(
+            "glob `{pattern}` can never match an absolute path; start it with `/` or `**/`"
+        ));
+    }
+    Ok(pattern.to_owned())
+}
+
+/// An rclone `remote:path`, without a trailing slash.
+fn target(target: &str) -> Result<String, String> {
+    match target.split_once(':') {
+        Some((remote, _)) if !remote.is_empty() => Ok(target.trim_end_matches('/').to_owned()),
+        _ => Err(format!("`{target}` is not an rclone `remote:path`")),
     }
 }
 
-impl RawCollect {
-    fn validate(self, cx: &Ctx<'_>, checks: &Checks) -> Result<CollectConfig> {
-        const SKIP: &str = "collect.skip_categories";
-        const EXCLUDE: &str = "collect.exclude";
-        let known = checks.categories;
+impl Ctx<'_> {
+    /// A tier's or channel's name: `default` unless its table sets one; letters, digits, '-', '_' or '.', and
+    /// not in `seen` (`taken` says by what).
+    pub(super) fn name(
+        &self,
+        table: Option<At<'_>>,
+        name: &mut String,
+        default: impl FnOnce() -> String,
+        key: &str,
+        seen: &mut Vec<String>,
+        taken: &str,
+    ) -> Result<()> {
+        if table.and_then(|t| t.key("name")).is_none() {
+            *name = default();
+        }
+        let span = span_of(table, "name");
+        let valid = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if name.is_empty() || !name.chars().all(valid) {
+            let detail = format!("`{name}`: use letters, digits, '-', '_' or '.'");
+            return Err(self.invalid(span, key, detail));
+        }
+        if seen.contains(name) {
+            return Err(self.invalid(span, key, format!("`{name}` is used by {taken}")));
+        }
+        seen.push(name.clone());
+        Ok(())
+    }
 
-        let mut skip_categories = Vec::new();
-        for entry in self.skip_categories.unwrap_or_default() {
-            let name = entry.get_ref();
+    /// What deserializing cannot check: values that depend on other keys or on [`Checks`], unique names, and
+    /// defaults that depend on other keys.
+    fn finish(&self, c: &mut Config, doc: At<'_>, checks: &Checks) -> Result<()> {
+        let compression = doc.key("compression");
+        let algorithm = c.compression.algorithm;
+        match compression.and_then(|t| t.key("level")) {
+            None => c.compression.level = algorithm.default_level(),
+            Some(v) if !algorithm.level_range().contains(&c.compression.level) => {
+                let written = i64::deserialize(ValueDeserializer::from(v.0.clone()));
+                let range = algorithm.level_range();
+                let detail = format!(
+                    "{} is out of range {}..={} for {algorithm}",
+                    written.unwrap_or_default(),
+                    range.start(),
+                    range.end()
+                );
+                return Err(self.invalid(v.span(), "compression.level", detail));
+            }
+            Some(_) => {}
+        }
+
+        const SKIP: &str = "collect.skip_categories";
+        let skip = doc.key("collect").and_then(|t| t.key("skip_categories"));
+        let known = checks.categories;
+        for (i, name) in c.collect.skip_categories.iter().enumerate() {
             if !known.contains(&name.as_str()) {
                 let suggestion = closest(name, known.iter().copied());
                 let known = match suggestion {
@@ -667,62 +568,77 @@ impl RawCollect {
                 };
                 let message =
                     format!("invalid value for `{SKIP}`: unknown category `{name}`{known}");
-                return Err(cx.error(entry.span(), SKIP, message, suggestion.map(str::to_owned)));
+                let span = skip.and_then(|s| s.nth(i)).map_or(0..0, At::span);
+                return Err(self.error(span, SKIP, message, suggestion.map(str::to_owned)));
             }
-            skip_categories.push(entry.into_inner());
         }
 
-        let extra_paths = self
-            .extra_paths
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| absolute_path(cx, p, "collect.extra_paths"))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let mut exclude = Vec::new();
-        for entry in self.exclude.unwrap_or_default() {
-            let pattern = entry.get_ref();
-            if let Err(e) = globset::Glob::new(pattern) {
-                let detail = format!("invalid glob `{pattern}`: {}", e.kind());
-                return Err(cx.invalid(entry.span(), EXCLUDE, detail));
-            }
-            // Patterns are matched against absolute paths: one starting with a literal
-            // character other than `/` can never match.
-            if !pattern.starts_with(['/', '*', '?', '[', '{']) {
-                let detail = format!(
-                    "glob `{pattern}` can never match an absolute path; start it with `/` or `**/`"
-                );
-                return Err(cx.invalid(entry.span(), EXCLUDE, detail));
-            }
-            exclude.push(entry.into_inner());
+        if let Some(e) = &mut c.encryption {
+            self.encryption(e, doc.key("encryption"), checks)?;
         }
 
-        Ok(CollectConfig {
-            skip_categories,
-            extra_paths,
-            exclude,
-        })
+        let mut seen = Vec::new();
+        for (i, s) in c.secondary.iter_mut().enumerate() {
+            let table = doc.key("secondary").and_then(|t| t.nth(i));
+            if table.and_then(|t| t.key("require_mount")).is_none() {
+                s.require_mount = s.path.starts_with("/mnt") || s.path.starts_with("/media");
+            }
+            let path = &s.path;
+            let default = || {
+                path.file_name()
+                    .map_or("root".into(), |n| n.to_string_lossy().into())
+            };
+            let key = "secondary.name";
+            self.name(table, &mut s.name, default, key, &mut seen, "another tier")?;
+        }
+        let mut seen = Vec::new();
+        for (i, r) in c.remote.iter_mut().enumerate() {
+            let table = doc.key("remote").and_then(|t| t.nth(i));
+            r.retries = r.retries.max(1);
+            let target = &r.target;
+            let default = || target.split_once(':').map_or("", |(r, _)| r).to_owned();
+            self.name(
+                table,
+                &mut r.name,
+                default,
+                "remote.name",
+                &mut seen,
+                "another tier",
+            )?;
+        }
+        c.notify.finish(self, doc.key("notify"))
     }
-}
 
-impl RawCommands {
-    fn validate(self, cx: &Ctx<'_>) -> Result<CommandsConfig> {
-        let defaults = CommandsConfig::default();
-        let concurrency = match self.concurrency {
-            None => defaults.concurrency,
-            Some(v) => match usize::try_from(*v.get_ref()) {
-                Ok(n @ 1..=64) => n,
-                _ => {
-                    let detail = format!("{} is out of range 1..=64", v.get_ref());
-                    return Err(cx.invalid(v.span(), "commands.concurrency", detail));
-                }
-            },
-        };
-        Ok(CommandsConfig {
-            run: self.run.unwrap_or(defaults.run),
-            timeout: self.timeout.map_or(defaults.timeout, |t| t.0),
-            concurrency,
-        })
+    fn encryption(
+        &self,
+        e: &mut EncryptionConfig,
+        doc: Option<At<'_>>,
+        checks: &Checks,
+    ) -> Result<()> {
+        let recipients = doc.and_then(|t| t.key("recipients"));
+        for (i, r) in e.recipients.iter_mut().enumerate() {
+            if let Err(why) = (checks.recipient)(r) {
+                let span = recipients.and_then(|a| a.nth(i)).map_or(0..0, At::span);
+                return Err(self.invalid(span, &format!("recipients[{i}]"), why));
+            }
+            *r = r.trim().to_owned();
+        }
+        let has_recipients = !e.recipients.is_empty() || e.recipients_file.is_some();
+        if e.passphrase_file.is_some() && has_recipients {
+            return Err(self.invalid(
+                span_of(doc, "passphrase_file"),
+                "passphrase_file",
+                "an age file is encrypted either to recipients or with a passphrase, not both",
+            ));
+        }
+        if !has_recipients && e.passphrase_file.is_none() {
+            return Err(self.invalid(
+                span_of(doc, ""),
+                "encryption",
+                "set `recipients`, `recipients_file` or `passphrase_file` (or remove [encryption])",
+            ));
+        }
+        Ok(())
     }
 }
 

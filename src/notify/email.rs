@@ -132,19 +132,16 @@ fn send_smtp(c: &EmailConfig, msg: &Message, timeout: Duration) -> Result<(), No
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Common;
     use crate::notify::report::RunInfo;
     use jiff::Timestamp;
 
     #[test]
     fn message_has_both_parts_and_the_subject() {
         let c = EmailConfig {
-            common: Common {
-                name: "m".into(),
-                on: vec![],
-                timeout: Duration::from_secs(1),
-                retry_budget: Duration::from_secs(1),
-            },
+            name: "m".into(),
+            on: vec![],
+            timeout: Duration::from_secs(1),
+            retry_budget: Duration::from_secs(1),
             to: vec!["root@example.com".into(), "Ops <ops@example.com>".into()],
             from: None,
             transport: MailTransport::Sendmail,

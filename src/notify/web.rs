@@ -250,19 +250,10 @@ pub fn ping(c: &PingConfig, kind: Ping, log_tail: &[String]) -> HttpRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Common, HttpMethod};
+    use crate::config::HttpMethod;
     use crate::notify::report::RunInfo;
     use jiff::Timestamp;
     use std::time::Duration;
-
-    fn common(name: &str) -> Common {
-        Common {
-            name: name.into(),
-            on: vec![],
-            timeout: Duration::from_secs(1),
-            retry_budget: Duration::from_secs(1),
-        }
-    }
 
     fn report() -> Report {
         Report::sample(&RunInfo {
@@ -296,7 +287,10 @@ mod tests {
     #[test]
     fn telegram_request_shape() {
         let c = TelegramConfig {
-            common: common("tg"),
+            name: "tg".into(),
+            on: vec![],
+            timeout: Duration::from_secs(1),
+            retry_budget: Duration::from_secs(1),
             bot_token: "123:ABC".into(),
             chat_id: ChatId::Id(-1001),
             api_url: "http://127.0.0.1:1".into(),
@@ -314,7 +308,10 @@ mod tests {
     fn gotify_and_ntfy_shapes() {
         let g = gotify(
             &GotifyConfig {
-                common: common("g"),
+                name: "g".into(),
+                on: vec![],
+                timeout: Duration::from_secs(1),
+                retry_budget: Duration::from_secs(1),
                 url: "https://g.example".into(),
                 token: "AppTok".into(),
                 ca_file: None,
@@ -326,7 +323,10 @@ mod tests {
         assert!(!String::from_utf8_lossy(&g.body).contains("AppTok"));
         let n = ntfy(
             &NtfyConfig {
-                common: common("n"),
+                name: "n".into(),
+                on: vec![],
+                timeout: Duration::from_secs(1),
+                retry_budget: Duration::from_secs(1),
                 url: "https://n.example/topic".into(),
                 token: Some("tk_x".into()),
                 ca_file: None,
@@ -342,7 +342,10 @@ mod tests {
     #[test]
     fn webhook_signature_and_formats() {
         let mut c = WebhookConfig {
-            common: common("w"),
+            name: "w".into(),
+            on: vec![],
+            timeout: Duration::from_secs(1),
+            retry_budget: Duration::from_secs(1),
             url: "https://w.example/hook".into(),
             method: HttpMethod::Put,
             format: WebhookFormat::Json,
@@ -384,6 +387,7 @@ mod tests {
         );
         let c = PingConfig {
             name: "hc".into(),
+            on: vec![],
             url: "https://hc.example/abc".into(),
             start: true,
             warning_as_failure: false,

@@ -366,7 +366,7 @@ impl Remote {
             flags: cfg.flags.clone(),
             timeout: cfg.timeout,
             retries: cfg.retries,
-            policy: cfg.retention.apply(default),
+            policy: cfg.policy(default),
             cancel,
         }
     }
@@ -505,7 +505,7 @@ pub fn tiers(
             path: s.path.clone(),
             require_mount: s.require_mount,
             timeout: s.timeout,
-            policy: s.retention.apply(&config.retention),
+            policy: s.policy(&config.retention),
         }));
     }
     for r in &config.remote {
