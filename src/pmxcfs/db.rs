@@ -66,9 +66,7 @@ pub fn snapshot(db: &Path, tmp_dir: &Path) -> Result<DbSnapshot, PmxcfsError> {
 
     check_integrity(&dst, db)?;
     if !has_tree_table(&dst).map_err(snap_err("read the snapshot"))? {
-        return Err(PmxcfsError::NotPmxcfs {
-            db: db.to_path_buf(),
-        });
+        return Err(PmxcfsError::NotPmxcfs(db.to_path_buf()));
     }
     let rows: i64 = dst
         .query_row("SELECT count(*) FROM tree", [], |r| r.get(0))
@@ -77,10 +75,7 @@ pub fn snapshot(db: &Path, tmp_dir: &Path) -> Result<DbSnapshot, PmxcfsError> {
         .query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))
         .map_err(snap_err("switch the snapshot to journal_mode=DELETE"))?;
     if !answer.eq_ignore_ascii_case("delete") {
-        return Err(PmxcfsError::JournalMode {
-            db: db.to_path_buf(),
-            answer,
-        });
+        return Err(PmxcfsError::JournalMode(db.to_path_buf(), answer));
     }
     dst.close()
         .map_err(|(_, source)| snap_err("close the snapshot")(source))?;
@@ -135,10 +130,7 @@ pub(super) fn open_ro(db: &Path) -> Result<Connection, PmxcfsError> {
         db,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|source| PmxcfsError::Open {
-        db: db.to_path_buf(),
-        source,
-    })
+    .map_err(|source| PmxcfsError::Open(db.to_path_buf(), source))
 }
 
 fn has_tree_table(conn: &Connection) -> rusqlite::Result<bool> {
@@ -154,19 +146,14 @@ pub(super) fn require_tree_table(conn: &Connection, db: &Path) -> Result<(), Pmx
     if has_tree_table(conn).map_err(|source| query_err(db, source))? {
         Ok(())
     } else {
-        Err(PmxcfsError::NotPmxcfs {
-            db: db.to_path_buf(),
-        })
+        Err(PmxcfsError::NotPmxcfs(db.to_path_buf()))
     }
 }
 
 /// Copy all pages in a single backup step: one read transaction on the source, so the copy is one
 /// committed state of the database even while pmxcfs keeps writing.
 fn copy_db(src: &Connection, dst: &mut Connection, db: &Path) -> Result<(), PmxcfsError> {
-    let backup_err = |source| PmxcfsError::Backup {
-        db: db.to_path_buf(),
-        source,
-    };
+    let backup_err = |source| PmxcfsError::Backup(db.to_path_buf(), source);
     let backup = Backup::new(src, dst).map_err(backup_err)?;
     let mut retries = 0;
     loop {
@@ -177,9 +164,7 @@ fn copy_db(src: &Connection, dst: &mut Connection, db: &Path) -> Result<(), Pmxc
                 // Busy / Locked: a transient lock (e.g. WAL recovery); try again a bit later.
                 retries += 1;
                 if retries > BUSY_RETRIES {
-                    return Err(PmxcfsError::Busy {
-                        db: db.to_path_buf(),
-                    });
+                    return Err(PmxcfsError::Busy(db.to_path_buf()));
                 }
                 std::thread::sleep(BUSY_PAUSE);
             }
@@ -215,10 +200,7 @@ fn check_integrity(conn: &Connection, db: &Path) -> Result<(), PmxcfsError> {
         Ok(()) if answer.is_empty() => answer = "no answer".to_string(),
         Ok(()) => {}
     }
-    Err(PmxcfsError::Integrity {
-        db: db.to_path_buf(),
-        answer,
-    })
+    Err(PmxcfsError::Integrity(db.to_path_buf(), answer))
 }
 
 pub(super) fn value_kind(v: ValueRef<'_>) -> &'static str {

@@ -56,10 +56,7 @@ fn io_err(db: &Path, path: &Path, action: &'static str, source: io::Error) -> Pm
 }
 
 fn symlink_err(db: &Path, path: &Path) -> PmxcfsError {
-    PmxcfsError::Symlink {
-        db: db.to_path_buf(),
-        path: path.to_path_buf(),
-    }
+    PmxcfsError::Symlink(db.to_path_buf(), path.to_path_buf())
 }
 
 /// The error of a failed [`crate::fsx::set_meta`].
@@ -77,10 +74,10 @@ fn prepare_target(
     match std::fs::symlink_metadata(dir) {
         Ok(m) if m.file_type().is_symlink() => return Err(symlink_err(db, dir)),
         Ok(m) if !m.is_dir() => {
-            return Err(PmxcfsError::TargetNotDir {
-                db: db.to_path_buf(),
-                dir: dir.to_path_buf(),
-            });
+            return Err(PmxcfsError::TargetNotDir(
+                db.to_path_buf(),
+                dir.to_path_buf(),
+            ));
         }
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -100,10 +97,10 @@ fn prepare_target(
     })?;
     // Emptiness checked on the opened directory itself, so a swap after the lstat above cannot slip through.
     if !crate::fsx::dir_is_empty(&fd).map_err(|e| io_err(db, dir, "list", e))? {
-        return Err(PmxcfsError::TargetNotEmpty {
-            db: db.to_path_buf(),
-            dir: dir.to_path_buf(),
-        });
+        return Err(PmxcfsError::TargetNotEmpty(
+            db.to_path_buf(),
+            dir.to_path_buf(),
+        ));
     }
     if created {
         set_meta(&fd, owner, Some(0o755), None).map_err(meta_err(db, dir))?;

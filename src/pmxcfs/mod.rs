@@ -32,65 +32,56 @@ pub const PMXCFS_GID: u32 = 33;
 /// Name of the inode-0 row that carries the db-wide version (pmxcfs `VERSIONFILENAME`).
 const VERSION_NAME: &str = "__version__";
 
-/// Everything that can go wrong reading, copying or extracting a pmxcfs database. Every message names the db;
-/// a field named `source` is the cause (`Error::source`).
+/// Everything that can go wrong reading, copying or extracting a pmxcfs database. Every message names the db
+/// (the first field); a field named `source` or marked `#[source]` is the cause (`Error::source`).
 #[derive(Debug, thiserror::Error)]
 pub enum PmxcfsError {
-    #[error("cannot open pmxcfs database {}: {source}", .db.display())]
-    Open {
-        db: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("cannot read pmxcfs database {}: {source}", .db.display())]
-    Query {
-        db: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("{}: not a pmxcfs database (it has no `tree` table)", .db.display())]
-    NotPmxcfs { db: PathBuf },
+    #[error("cannot open pmxcfs database {}: {}", .0.display(), .1)]
+    Open(PathBuf, #[source] rusqlite::Error),
+    #[error("cannot read pmxcfs database {}: {}", .0.display(), .1)]
+    Query(PathBuf, #[source] rusqlite::Error),
+    #[error("{}: not a pmxcfs database (it has no `tree` table)", .0.display())]
+    NotPmxcfs(PathBuf),
     #[error("cannot create a snapshot file for {} in {}: {source}", .db.display(), .tmp_dir.display())]
     TempFile {
         db: PathBuf,
         tmp_dir: PathBuf,
         source: io::Error,
     },
-    #[error("online backup of {} failed: {source}", .db.display())]
-    Backup {
-        db: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("online backup of {} gave up: the database stayed busy/locked", .db.display())]
-    Busy { db: PathBuf },
-    #[error("integrity check of the snapshot of {} failed: {answer}", .db.display())]
-    Integrity { db: PathBuf, answer: String },
+    #[error("online backup of {} failed: {}", .0.display(), .1)]
+    Backup(PathBuf, #[source] rusqlite::Error),
+    #[error("online backup of {} gave up: the database stayed busy/locked", .0.display())]
+    Busy(PathBuf),
+    #[error("integrity check of the snapshot of {} failed: {}", .0.display(), .1)]
+    Integrity(PathBuf, String),
     #[error("snapshot of {}: cannot {step}: {source}", .db.display())]
     Snapshot {
         db: PathBuf,
         step: &'static str,
         source: rusqlite::Error,
     },
-    #[error("snapshot of {}: journal_mode=DELETE was refused (sqlite answered {answer:?})", .db.display())]
-    JournalMode { db: PathBuf, answer: String },
+    #[error("snapshot of {}: journal_mode=DELETE was refused (sqlite answered {:?})", .0.display(), .1)]
+    JournalMode(PathBuf, String),
     #[error("snapshot of {}: cannot read the size of {}: {source}", .db.display(), .file.display())]
     SnapshotSize {
         db: PathBuf,
         file: PathBuf,
         source: io::Error,
     },
-    #[error("pmxcfs database {} has a broken tree: {problem}", .db.display())]
-    Tree { db: PathBuf, problem: TreeProblem },
+    #[error("pmxcfs database {} has a broken tree: {}", .0.display(), .1)]
+    Tree(PathBuf, TreeProblem),
     #[error("extracting {}: invalid node name {node:?}: {reason}", .db.display())]
     BadNodeName {
         db: PathBuf,
         node: String,
         reason: &'static str,
     },
-    #[error("extracting {}: target directory {} is not empty", .db.display(), .dir.display())]
-    TargetNotEmpty { db: PathBuf, dir: PathBuf },
-    #[error("extracting {}: target {} is not a directory", .db.display(), .dir.display())]
-    TargetNotDir { db: PathBuf, dir: PathBuf },
-    #[error("extracting {}: refusing to go through or replace the symlink {}", .db.display(), .path.display())]
-    Symlink { db: PathBuf, path: PathBuf },
+    #[error("extracting {}: target directory {} is not empty", .0.display(), .1.display())]
+    TargetNotEmpty(PathBuf, PathBuf),
+    #[error("extracting {}: target {} is not a directory", .0.display(), .1.display())]
+    TargetNotDir(PathBuf, PathBuf),
+    #[error("extracting {}: refusing to go through or replace the symlink {}", .0.display(), .1.display())]
+    Symlink(PathBuf, PathBuf),
     #[error("extracting {}: cannot {action} {}: {source}", .db.display(), .path.display())]
     Io {
         db: PathBuf,
@@ -188,17 +179,11 @@ pub fn default_mode(path: &str, kind: NodeKind) -> u32 {
 }
 
 fn query_err(db: &Path, source: rusqlite::Error) -> PmxcfsError {
-    PmxcfsError::Query {
-        db: db.to_path_buf(),
-        source,
-    }
+    PmxcfsError::Query(db.to_path_buf(), source)
 }
 
 fn tree_err(db: &Path, problem: TreeProblem) -> PmxcfsError {
-    PmxcfsError::Tree {
-        db: db.to_path_buf(),
-        problem,
-    }
+    PmxcfsError::Tree(db.to_path_buf(), problem)
 }
 
 fn bad_value(db: &Path, inode: i64, column: &'static str, detail: String) -> PmxcfsError {
@@ -505,7 +490,7 @@ mod tests {
 
     fn tree_problem(err: PmxcfsError) -> TreeProblem {
         match err {
-            PmxcfsError::Tree { problem, .. } => problem,
+            PmxcfsError::Tree(_, problem) => problem,
             other => panic!("expected a tree problem, got {other:?}"),
         }
     }
@@ -966,7 +951,7 @@ mod tests {
         let err = snapshot(&db, tmp.path()).unwrap_err();
         let msg = err.to_string();
         match &err {
-            PmxcfsError::Integrity { answer, .. } => assert!(!answer.is_empty() && answer != "ok"),
+            PmxcfsError::Integrity(_, answer) => assert!(!answer.is_empty() && answer != "ok"),
             other => panic!("expected an integrity failure, got {other:?}"),
         }
         assert!(msg.contains("integrity check of the snapshot of"), "{msg}");
@@ -1062,7 +1047,7 @@ mod tests {
         std::fs::create_dir(&full).unwrap();
         std::fs::write(full.join("keep.txt"), b"mine").unwrap();
         let err = extract(&db, &full, None).unwrap_err();
-        assert!(matches!(err, PmxcfsError::TargetNotEmpty { .. }), "{err:?}");
+        assert!(matches!(err, PmxcfsError::TargetNotEmpty(..)), "{err:?}");
         assert!(err.to_string().contains("not empty"));
         assert_eq!(std::fs::read(full.join("keep.txt")).unwrap(), b"mine");
 
@@ -1072,7 +1057,7 @@ mod tests {
         std::fs::write(hidden.join(".x"), b"").unwrap();
         assert!(matches!(
             extract(&db, &hidden, None).unwrap_err(),
-            PmxcfsError::TargetNotEmpty { .. }
+            PmxcfsError::TargetNotEmpty(..)
         ));
 
         // The target itself is a symlink (to an empty directory).
@@ -1081,7 +1066,7 @@ mod tests {
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
         let err = extract(&db, &link, None).unwrap_err();
-        assert!(matches!(err, PmxcfsError::Symlink { .. }), "{err:?}");
+        assert!(matches!(err, PmxcfsError::Symlink(..)), "{err:?}");
         assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 
         // A file, not a directory.
@@ -1089,7 +1074,7 @@ mod tests {
         std::fs::write(&file, b"").unwrap();
         assert!(matches!(
             extract(&db, &file, None).unwrap_err(),
-            PmxcfsError::TargetNotDir { .. }
+            PmxcfsError::TargetNotDir(..)
         ));
 
         // Bad node names never reach the file system.
@@ -1120,7 +1105,7 @@ mod tests {
             rustix::fs::open(&staging, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let err = write_entries(&db, &staging, root.as_fd(), &entries, false).unwrap_err();
         match &err {
-            PmxcfsError::Symlink { path, .. } => assert_eq!(path, &staging.join("nodes")),
+            PmxcfsError::Symlink(_, path) => assert_eq!(path, &staging.join("nodes")),
             other => panic!("expected a symlink refusal, got {other:?}"),
         }
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
@@ -1134,7 +1119,7 @@ mod tests {
         let root =
             rustix::fs::open(&staging2, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let err = write_entries(&db, &staging2, root.as_fd(), &entries, false).unwrap_err();
-        assert!(matches!(err, PmxcfsError::Symlink { .. }), "{err:?}");
+        assert!(matches!(err, PmxcfsError::Symlink(..)), "{err:?}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"original");
 
         // A path that does not come from read_tree is refused component-wise.
