@@ -181,19 +181,13 @@ fn cannot_read(what: &str, path: &Path, e: &dyn std::fmt::Display) -> CryptError
 
 /// A passphrase file's content: the first line, without its line end.
 pub fn read_passphrase_file(path: &Path) -> Result<SecretString, CryptError> {
+    let bad =
+        |what: &str| CryptError::Key(format!("the passphrase file {} is {what}", path.display()));
     let bytes = fs::read(path).map_err(|e| cannot_read("passphrase", path, &e))?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        CryptError::Key(format!(
-            "the passphrase file {} is not UTF-8 text",
-            path.display()
-        ))
-    })?;
+    let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8 text"))?;
     let first = text.lines().next().unwrap_or("");
     if first.is_empty() {
-        return Err(CryptError::Key(format!(
-            "the passphrase file {} is empty",
-            path.display()
-        )));
+        return Err(bad("empty"));
     }
     Ok(SecretString::from(first.to_string()))
 }

@@ -5,7 +5,7 @@ use super::{
     read_tree,
 };
 use crate::fsx::{create_at, is_symlink_at, open_dir_at, set_link_meta, set_meta};
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::Mode;
 use rustix::io::Errno;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -90,8 +90,7 @@ fn prepare_target(
         }
         Err(e) => return Err(io_err(db, dir, "inspect", e)),
     }
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(dir, flags, Mode::empty()).map_err(|e| match e {
+    let fd = open_dir_at(rustix::fs::CWD, dir).map_err(|e| match e {
         Errno::LOOP | Errno::NOTDIR => symlink_err(db, dir),
         e => io_err(db, dir, "open", e.into()),
     })?;
