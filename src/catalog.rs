@@ -5,7 +5,6 @@
 
 use serde::Serialize;
 
-/// Which kind of host a category applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Applies {

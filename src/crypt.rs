@@ -70,7 +70,6 @@ pub fn find<'a>(
     })
 }
 
-/// The [`CryptError`] inside one `io::Error`.
 pub fn in_io(e: &io::Error) -> Option<&CryptError> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<CryptError>())
@@ -171,7 +170,6 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, CryptError> {
     Ok(out)
 }
 
-/// `cannot read the {what} file PATH: E`.
 fn cannot_read(what: &str, path: &Path, e: &dyn std::fmt::Display) -> CryptError {
     CryptError::Key(format!(
         "cannot read the {what} file {}: {e}",

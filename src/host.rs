@@ -53,7 +53,6 @@ impl Root {
     }
 }
 
-/// What kind of host this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -84,7 +84,6 @@ fn quote(word: &str) -> Cow<'_, str> {
     }
 }
 
-/// Limits applied to one command.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Time allowed from start until the command is told to stop.
@@ -268,29 +267,7 @@ pub fn run_with_input(
         return collect(Status::SpawnFailed(why), &shared, start);
     }
 
-    let deadline = start.checked_add(opts.timeout);
-    let waited = loop {
-        if cancel.load(Ordering::Relaxed) {
-            break Err(Stop::Cancel);
-        }
-        let slice = match deadline {
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break Err(Stop::Timeout);
-                }
-                left.min(POLL)
-            }
-            None => POLL,
-        };
-        match child.wait_timeout(slice) {
-            Ok(Some(exit)) => break Ok(exit),
-            Ok(None) => {}
-            Err(e) => break Err(Stop::WaitFailed(e)),
-        }
-    };
-
-    let status = match waited {
+    let status = match wait_child(&mut child, start.checked_add(opts.timeout), Some(cancel)) {
         Ok(exit) => {
             // The command is over. Its output pipes may still be held open by
             // something it left running; give that `grace`, then kill it.
@@ -311,7 +288,7 @@ pub fn run_with_input(
                 Stop::Timeout => Some(cancel),
                 _ => None,
             };
-            let exited = wait_child(&mut child, opts.grace, escalate);
+            let exited = gone_within(&mut child, opts.grace, escalate);
             let _ = kill_process_group(group, Signal::KILL);
             if !exited {
                 reap(child, SETTLE);
@@ -335,28 +312,40 @@ fn exit_status(exit: ExitStatus) -> Status {
     }
 }
 
-/// Waits up to `limit` for the child to exit (and reaps it); returns whether
-/// it did. Returns early when `escalate` is given and set.
-fn wait_child(child: &mut Child, limit: Duration, escalate: Option<&AtomicBool>) -> bool {
-    let deadline = Instant::now() + limit;
+/// Waits for the child to exit (and reaps it) until `deadline` (`None`: no limit) or until `stop` is set.
+fn wait_child(
+    child: &mut Child,
+    deadline: Option<Instant>,
+    stop: Option<&AtomicBool>,
+) -> Result<ExitStatus, Stop> {
     loop {
-        if escalate.is_some_and(|flag| flag.load(Ordering::Relaxed)) {
-            return false;
+        if stop.is_some_and(|flag| flag.load(Ordering::Relaxed)) {
+            return Err(Stop::Cancel);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match child.wait_timeout(left.min(POLL)) {
-            Ok(Some(_)) => return true,
-            Ok(None) if left.is_zero() => return false,
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Err(Stop::Timeout);
+        }
+        match child.wait_timeout(left.map_or(POLL, |l| l.min(POLL))) {
+            Ok(Some(exit)) => return Ok(exit),
             Ok(None) => {}
-            Err(_) => return true, // nothing left to reap
+            Err(e) => return Err(Stop::WaitFailed(e)),
         }
     }
+}
+
+/// Waits up to `limit` for the child to exit (and reaps it); returns whether
+/// it did. Returns early when `escalate` is given and set.
+fn gone_within(child: &mut Child, limit: Duration, escalate: Option<&AtomicBool>) -> bool {
+    let waited = wait_child(child, Some(Instant::now() + limit), escalate);
+    // A failed wait means there is nothing left to reap.
+    !matches!(waited, Err(Stop::Timeout | Stop::Cancel))
 }
 
 /// Reaps a child that was sent `SIGKILL`; if it is still not gone after
 /// `limit` (stuck in the kernel), a background thread reaps it later.
 fn reap(mut child: Child, limit: Duration) {
-    if wait_child(&mut child, limit, None) {
+    if gone_within(&mut child, limit, None) {
         return;
     }
     let _ = thread::Builder::new()
