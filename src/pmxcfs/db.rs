@@ -49,13 +49,8 @@ pub fn snapshot(db: &Path, tmp_dir: &Path) -> Result<DbSnapshot, PmxcfsError> {
         .set_permissions(Permissions::from_mode(0o600))
         .map_err(temp_err)?;
 
-    let snap_err = |step: &'static str| {
-        move |source| PmxcfsError::Snapshot {
-            db: db.to_path_buf(),
-            step,
-            source,
-        }
-    };
+    let snap_err =
+        |step: &'static str| move |source| PmxcfsError::Snapshot(db.to_path_buf(), step, source);
     let mut dst = Connection::open_with_flags(
         file.path(),
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -83,11 +78,7 @@ pub fn snapshot(db: &Path, tmp_dir: &Path) -> Result<DbSnapshot, PmxcfsError> {
     let size = file
         .as_file()
         .metadata()
-        .map_err(|source| PmxcfsError::SnapshotSize {
-            db: db.to_path_buf(),
-            file: file.path().to_path_buf(),
-            source,
-        })?
+        .map_err(|e| PmxcfsError::SnapshotSize(db.to_path_buf(), file.path().to_path_buf(), e))?
         .len();
     Ok(DbSnapshot {
         file,

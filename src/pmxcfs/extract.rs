@@ -29,11 +29,8 @@ pub struct ExtractStats {
 /// `qemu-server`, `lxc` and `openvz` are recreated (pointing into `nodes/<node>`).
 pub fn extract(db: &Path, dir: &Path, node: Option<&str>) -> Result<ExtractStats, PmxcfsError> {
     if let Some(node) = node {
-        check_component(node).map_err(|reason| PmxcfsError::BadNodeName {
-            db: db.to_path_buf(),
-            node: node.to_string(),
-            reason,
-        })?;
+        check_component(node)
+            .map_err(|reason| PmxcfsError::BadNodeName(db.to_path_buf(), node.into(), reason))?;
     }
     let entries = read_tree(db)?;
     let as_root = rustix::process::geteuid().is_root();

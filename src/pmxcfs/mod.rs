@@ -54,28 +54,16 @@ pub enum PmxcfsError {
     Busy(PathBuf),
     #[error("integrity check of the snapshot of {} failed: {}", .0.display(), .1)]
     Integrity(PathBuf, String),
-    #[error("snapshot of {}: cannot {step}: {source}", .db.display())]
-    Snapshot {
-        db: PathBuf,
-        step: &'static str,
-        source: rusqlite::Error,
-    },
+    #[error("snapshot of {}: cannot {}: {}", .0.display(), .1, .2)]
+    Snapshot(PathBuf, &'static str, #[source] rusqlite::Error),
     #[error("snapshot of {}: journal_mode=DELETE was refused (sqlite answered {:?})", .0.display(), .1)]
     JournalMode(PathBuf, String),
-    #[error("snapshot of {}: cannot read the size of {}: {source}", .db.display(), .file.display())]
-    SnapshotSize {
-        db: PathBuf,
-        file: PathBuf,
-        source: io::Error,
-    },
+    #[error("snapshot of {}: cannot read the size of {}: {}", .0.display(), .1.display(), .2)]
+    SnapshotSize(PathBuf, PathBuf, #[source] io::Error),
     #[error("pmxcfs database {} has a broken tree: {}", .0.display(), .1)]
     Tree(PathBuf, TreeProblem),
-    #[error("extracting {}: invalid node name {node:?}: {reason}", .db.display())]
-    BadNodeName {
-        db: PathBuf,
-        node: String,
-        reason: &'static str,
-    },
+    #[error("extracting {}: invalid node name {:?}: {}", .0.display(), .1, .2)]
+    BadNodeName(PathBuf, String, &'static str),
     #[error("extracting {}: target directory {} is not empty", .0.display(), .1.display())]
     TargetNotEmpty(PathBuf, PathBuf),
     #[error("extracting {}: target {} is not a directory", .0.display(), .1.display())]
@@ -1082,7 +1070,7 @@ mod tests {
             let t = tmp.path().join("node-test");
             let err = extract(&db, &t, Some(node)).unwrap_err();
             assert!(
-                matches!(err, PmxcfsError::BadNodeName { .. }),
+                matches!(err, PmxcfsError::BadNodeName(..)),
                 "{node:?}: {err:?}"
             );
             assert!(!t.exists());
