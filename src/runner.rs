@@ -191,13 +191,11 @@ pub fn run_all(
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
+                    std::iter::from_fn(|| {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(spec) = specs.get(i) else { break };
-                        done.push((i, run(spec, opts, cancel)));
-                    }
-                    done
+                        Some((i, run(specs.get(i)?, opts, cancel)))
+                    })
+                    .collect::<Vec<_>>()
                 })
             })
             .collect();
