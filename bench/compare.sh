@@ -4,6 +4,7 @@
 # of the pairwise ratios NEW/OLD (a ratio of two runs seconds apart cancels most of a shared machine's load,
 # where best-of or mean figures would measure the load).
 # usage: bench/compare.sh OLD_BINARY NEW_BINARY [PAIRS]   (default 7 pairs; needs ~2 GB under /var/tmp)
+#        STEPS="restore verify" bench/compare.sh ...   (only these steps; backup always runs once per side first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OLD=$1 NEW=$2 PAIRS=${3:-7}
@@ -36,7 +37,8 @@ step() {
 }
 echo "tree: $(find "$W/root" -type f | wc -l) files, $(du -sm "$W/root" | cut -f1) MB; $(nproc) CPUs; $PAIRS pairs"
 tar -cf - -C "$W/root" . >/dev/null # warm the page cache for both alike
-for s in backup verify extract restore; do
+for side in old new; do step $side backup >/dev/null; done
+for s in ${STEPS:-backup verify extract restore}; do
   ratios=(); olds=(); news=()
   for i in $(seq "$PAIRS"); do
     if [ $((i % 2)) = 1 ]; then o=$(step old $s); n=$(step new $s); else n=$(step new $s); o=$(step old $s); fi
