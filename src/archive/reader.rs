@@ -293,29 +293,18 @@ pub(super) fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Proble
 }
 
 /// Decompress and read every entry of `path`, hashing file contents, and check them against the archive's
-/// index (and against `expected` too when given: the in-memory index of the backup that just wrote it).
-pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification> {
+/// index.
+pub fn verify(path: &Path) -> io::Result<Verification> {
     let file_len = std::fs::metadata(path)?.len();
-    let expected = expected.cloned();
-    verify_stream(
-        Box::new(File::open(path)?),
-        Some(file_len),
-        &crypt::installed(),
-        move || expected,
-    )
+    let src = Box::new(File::open(path)?);
+    verify_stream(src, Some(file_len), &crypt::installed())
 }
 
-/// [`verify`] over any source; `expected` is asked for only once the stream has been read to its end, so a
-/// verifier can run while the archive is still being written ([`Follow`]) and get the writer's index at the end.
+/// [`verify`] over any source, such as an archive still being written ([`Follow`]).
 /// `file_len`, when known, lets a stream that stops at the end of the file be reported as cut off.
 /// An encrypted archive is decrypted with `keys`: a damaged encryption header is a problem found; a missing or
 /// wrong key is an error (it says nothing about the archive, so it must not be recorded as damage).
-pub fn verify_stream(
-    src: Source,
-    file_len: Option<u64>,
-    keys: &Keys,
-    expected: impl FnOnce() -> Option<Index>,
-) -> io::Result<Verification> {
+pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Result<Verification> {
     let mut reader = match TarReader::from_source(src, 1 << 20, keys) {
         Ok(o) => o,
         Err(e) => match crypt::in_io(&e) {
@@ -445,19 +434,13 @@ pub fn verify_stream(
     } else {
         v.bytes = offset.load(Ordering::Relaxed);
     }
-    check_ends(&mut v, &seen, stream_ok, meta_seen, expected());
+    check_ends(&mut v, &seen, stream_ok, meta_seen);
     Ok(v)
 }
 
-/// Once the stream is read: meta.json and index.json there, the index the one `expected`, and every entry
-/// seen as the index lists it (`complete`: the stream was read to its end).
-fn check_ends(
-    v: &mut Verification,
-    seen: &[Seen],
-    complete: bool,
-    meta_seen: bool,
-    expected: Option<Index>,
-) {
+/// Once the stream is read: meta.json and index.json there, and every entry seen as the index lists it
+/// (`complete`: the stream was read to its end).
+fn check_ends(v: &mut Verification, seen: &[Seen], complete: bool, meta_seen: bool) {
     if !meta_seen && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
         v.problems
             .push(problem(None, "proxkeep/meta.json is missing"));
@@ -467,15 +450,7 @@ fn check_ends(
         v.problems
             .push(problem(None, "proxkeep/index.json is missing"));
     }
-    if let (Some(idx), Some(exp)) = (&v.index, &expected)
-        && idx != exp
-    {
-        v.problems.push(problem(
-            Some(INDEX_PATH.as_bytes()),
-            "differs from the index the backup wrote",
-        ));
-    }
-    if let Some(idx) = v.index.as_ref().or(expected.as_ref()) {
+    if let Some(idx) = &v.index {
         compare(idx, seen, complete, &mut v.problems);
     }
 }
