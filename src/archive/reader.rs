@@ -233,8 +233,6 @@ impl std::fmt::Display for Problem {
 pub struct Verification {
     pub compression: Compression,
     #[serde(skip)]
-    pub meta: Option<Meta>,
-    #[serde(skip)]
     pub index: Option<Index>,
     /// SHA-256 of the file (only when the stream could be read to its end).
     pub sha256: Option<String>,
@@ -398,7 +396,7 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
         if is_meta || is_index {
             let parsed = if is_meta {
                 meta_seen = true;
-                serde_json::from_slice(&small).map(|m| v.meta = Some(m))
+                serde_json::from_slice::<Meta>(&small).map(drop)
             } else {
                 after_index = true;
                 v.index_sha256 = Some(hex(&hasher.finalize()));
@@ -420,12 +418,11 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
                 v.sha256 = Some(sha);
                 v.bytes = bytes;
                 if junk > 0 {
+                    let message =
+                        format!("{junk} unexpected non-zero bytes after the end of the tar stream");
                     v.problems.push(Problem {
-                        path: None,
                         offset: Some(bytes),
-                        message: format!(
-                            "{junk} unexpected non-zero bytes after the end of the tar stream"
-                        ),
+                        ..problem(None, message)
                     });
                 }
             }
