@@ -470,7 +470,6 @@ fn append_file(
     Ok(Ok(index_entry(&h, &item.category, Some(sha), None, None)))
 }
 
-/// A directory or a symlink.
 fn append_node(s: &mut Session, item: &Item, fs_path: &Path) -> Result<Stored, SessionError> {
     let md = match fs::symlink_metadata(fs_path) {
         Ok(md) => md,

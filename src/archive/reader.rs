@@ -96,7 +96,6 @@ impl Decoder {
     }
 }
 
-/// Compression from the first bytes of a file.
 pub fn sniff(magic: &[u8]) -> Compression {
     if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Compression::Zstd
@@ -228,7 +227,6 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// Result of reading a whole archive back.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Verification {
     pub compression: Compression,
