@@ -452,17 +452,6 @@ impl Writer<'_> {
         Ok(d)
     }
 
-    fn set_xattrs(
-        &mut self,
-        shown: &str,
-        xa: &[(String, Vec<u8>)],
-        set: impl Fn(&str, &[u8]) -> rustix::io::Result<()>,
-    ) {
-        for w in xattr_warnings(shown, xa, set) {
-            self.warn(w);
-        }
-    }
-
     fn symlink(
         &mut self,
         want: &Wanted,
@@ -483,9 +472,10 @@ impl Writer<'_> {
         if !xa.is_empty() {
             // No fd-based call exists for a symlink itself: go through our own open directory.
             let via = format!("/proc/self/fd/{}/{}", dir.fd.as_raw_fd(), show(&tmp));
-            self.set_xattrs(&shown, &xa, |k, v| {
+            let warnings = xattr_warnings(&shown, &xa, |k, v| {
                 rustix::fs::lsetxattr(via.as_str(), k, v, XattrFlags::empty())
             });
+            warnings.into_iter().for_each(|w| self.warn(w));
         }
         let seq = self.order.reserve();
         let pending = Pending::new(seq, dir, tmp, want, action, 0, Vec::new());
@@ -515,9 +505,10 @@ impl Writer<'_> {
             let owner = self.opts.chown.then_some((want.uid, want.gid));
             set_meta(&fd, owner, None, None)
                 .map_err(|(_, e)| failed(&shown, "set the owner of", e))?;
-            self.set_xattrs(&shown, &xa, |k, v| {
+            let warnings = xattr_warnings(&shown, &xa, |k, v| {
                 rustix::fs::fsetxattr(&fd, k, v, XattrFlags::empty())
             });
+            warnings.into_iter().for_each(|w| self.warn(w));
             self.dir_meta
                 .push((want.path.clone(), Some(want.mode), want.mtime));
         }
