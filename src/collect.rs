@@ -217,12 +217,7 @@ impl Scanner<'_> {
                     path: host.display().to_string(),
                 });
             }
-            Err(e) => {
-                let message = format!("cannot stat: {e}");
-                self.plan
-                    .warnings
-                    .push(Warning::at(host.display(), message))
-            }
+            Err(e) => self.stat_failed(host, e),
             Ok(md) if md.is_dir() => self.tree(category, host, &fs_path, ex),
             Ok(md) => {
                 if !ex.is_match(host) {
@@ -230,6 +225,13 @@ impl Scanner<'_> {
                 }
             }
         }
+    }
+
+    fn stat_failed(&mut self, host: &Path, e: impl std::fmt::Display) {
+        let message = format!("cannot stat: {e}");
+        self.plan
+            .warnings
+            .push(Warning::at(host.display(), message));
     }
 
     fn tree(&mut self, category: &str, host: &Path, fs_path: &Path, ex: &GlobSet) {
@@ -254,12 +256,7 @@ impl Scanner<'_> {
                     };
                     match e.metadata() {
                         Ok(md) => self.add(category, host_path, &md),
-                        Err(err) => {
-                            let message = format!("cannot stat: {err}");
-                            self.plan
-                                .warnings
-                                .push(Warning::at(host_path.display(), message))
-                        }
+                        Err(err) => self.stat_failed(&host_path, err),
                     }
                 }
                 Err(err) => {
@@ -473,7 +470,6 @@ fn append_file(
     Ok(Ok(index_entry(&h, &item.category, Some(sha), None, None)))
 }
 
-/// A directory or a symlink.
 fn append_node(s: &mut Session, item: &Item, fs_path: &Path) -> Result<Stored, SessionError> {
     let md = match fs::symlink_metadata(fs_path) {
         Ok(md) => md,

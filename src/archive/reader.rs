@@ -96,7 +96,6 @@ impl Decoder {
     }
 }
 
-/// Compression from the first bytes of a file.
 pub fn sniff(magic: &[u8]) -> Compression {
     if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Compression::Zstd
@@ -109,29 +108,31 @@ pub fn sniff(magic: &[u8]) -> Compression {
     }
 }
 
-pub struct Opened {
+pub struct TarReader {
+    pub archive: tar::Archive<Decoder>,
     pub compression: Compression,
     pub encrypted: bool,
+    /// Compressed bytes the decoder consumed so far: where a broken stream broke, within one compressor
+    /// block (zstd: 128 KiB at most; none: exact).
+    pub offset: Arc<AtomicU64>,
     /// Bytes read from the file (buffered ahead of the decoder).
     read: Arc<AtomicU64>,
     /// Hash of the bytes read from the file.
     hasher: Arc<Mutex<Sha256>>,
-    consumed: Arc<AtomicU64>,
-    decoder: Decoder,
 }
 
-impl Opened {
+impl TarReader {
     /// Open an archive file; an encrypted one with the keys the CLI installed ([`crypt::install`]).
-    pub fn open(path: &Path) -> io::Result<Opened> {
+    pub fn open(path: &Path) -> io::Result<TarReader> {
         Self::from_source(Box::new(File::open(path)?), 1 << 20, &crypt::installed())
     }
 
     /// Open any byte source (see [`Follow`]) with a read buffer of `capacity` bytes, decrypting with `keys`
     /// when it is age-encrypted. Decryption errors come as a [`crypt::CryptError`] inside the `io::Error`.
-    pub fn from_source(file: Source, capacity: usize, keys: &Keys) -> io::Result<Opened> {
+    pub fn from_source(file: Source, capacity: usize, keys: &Keys) -> io::Result<TarReader> {
         let read = Arc::new(AtomicU64::new(0));
         let hasher = Arc::new(Mutex::new(Sha256::new()));
-        let consumed = Arc::new(AtomicU64::new(0));
+        let offset = Arc::new(AtomicU64::new(0));
         let mut hashed = BufReader::with_capacity(
             capacity,
             HashReader {
@@ -148,7 +149,7 @@ impl Opened {
         };
         let mut raw = Consumed {
             inner: BufReader::with_capacity(capacity, stream),
-            consumed: consumed.clone(),
+            consumed: offset.clone(),
         };
         let compression = sniff(raw.fill_buf()?);
         let decoder = match compression {
@@ -157,38 +158,16 @@ impl Opened {
             Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
             Compression::None => Decoder::Plain(raw),
         };
-        Ok(Opened {
+        Ok(TarReader {
+            archive: tar::Archive::new(decoder),
             compression,
             encrypted,
+            offset,
             read,
             hasher,
-            consumed,
-            decoder,
         })
     }
 
-    pub fn tar(self) -> TarReader {
-        TarReader {
-            archive: tar::Archive::new(self.decoder),
-            offset: self.consumed,
-            read: self.read,
-            hasher: self.hasher,
-            compression: self.compression,
-        }
-    }
-}
-
-pub struct TarReader {
-    pub archive: tar::Archive<Decoder>,
-    /// Compressed bytes the decoder consumed so far: where a broken stream broke, within one compressor
-    /// block (zstd: 128 KiB at most; none: exact).
-    pub offset: Arc<AtomicU64>,
-    read: Arc<AtomicU64>,
-    hasher: Arc<Mutex<Sha256>>,
-    pub compression: Compression,
-}
-
-impl TarReader {
     /// After the tar end marker: read the rest of the stream (checks the compressor's trailing checksums),
     /// then hash any raw bytes left. Returns (SHA-256 of the file, file size, non-zero bytes after the tar end).
     pub fn finish(self) -> io::Result<(String, u64, u64)> {
@@ -248,12 +227,9 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// Result of reading a whole archive back.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Verification {
     pub compression: Compression,
-    #[serde(skip)]
-    pub meta: Option<Meta>,
     #[serde(skip)]
     pub index: Option<Index>,
     /// SHA-256 of the file (only when the stream could be read to its end).
@@ -272,18 +248,36 @@ impl Verification {
     }
 }
 
-/// What the archive itself holds for one entry.
-struct Seen {
-    path: Vec<u8>,
-    kind: Option<Kind>,
-    size: u64,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    mtime: u64,
-    sha256: Option<[u8; 32]>,
-    target: Option<Vec<u8>>,
-    xattrs: Vec<String>,
+/// What the archive itself holds for one entry: its tar header, and its content's hash once read.
+pub(crate) struct Seen {
+    pub path: Vec<u8>,
+    pub kind: Option<Kind>,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub sha256: Option<[u8; 32]>,
+    pub target: Option<Vec<u8>>,
+    pub xattrs: Vec<String>,
+}
+
+impl Seen {
+    pub(crate) fn of<R: Read>(path: Vec<u8>, entry: &mut tar::Entry<'_, R>) -> Seen {
+        let h = entry.header();
+        Seen {
+            kind: Kind::of_tar(h.entry_type()),
+            size: h.size().unwrap_or(0),
+            mode: h.mode().unwrap_or(0) & 0o7777,
+            uid: h.uid().unwrap_or(0),
+            gid: h.gid().unwrap_or(0),
+            mtime: h.mtime().unwrap_or(0),
+            target: entry.link_name_bytes().map(|t| t.into_owned()),
+            xattrs: xattrs(entry, |k, _| k.to_string()),
+            sha256: None,
+            path,
+        }
+    }
 }
 
 pub(super) fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
@@ -295,30 +289,19 @@ pub(super) fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Proble
 }
 
 /// Decompress and read every entry of `path`, hashing file contents, and check them against the archive's
-/// index (and against `expected` too when given: the in-memory index of the backup that just wrote it).
-pub fn verify(path: &Path, expected: Option<&Index>) -> io::Result<Verification> {
+/// index.
+pub fn verify(path: &Path) -> io::Result<Verification> {
     let file_len = std::fs::metadata(path)?.len();
-    let expected = expected.cloned();
-    verify_stream(
-        Box::new(File::open(path)?),
-        Some(file_len),
-        &crypt::installed(),
-        move || expected,
-    )
+    let src = Box::new(File::open(path)?);
+    verify_stream(src, Some(file_len), &crypt::installed())
 }
 
-/// [`verify`] over any source; `expected` is asked for only once the stream has been read to its end, so a
-/// verifier can run while the archive is still being written ([`Follow`]) and get the writer's index at the end.
+/// [`verify`] over any source, such as an archive still being written ([`Follow`]).
 /// `file_len`, when known, lets a stream that stops at the end of the file be reported as cut off.
 /// An encrypted archive is decrypted with `keys`: a damaged encryption header is a problem found; a missing or
 /// wrong key is an error (it says nothing about the archive, so it must not be recorded as damage).
-pub fn verify_stream(
-    src: Source,
-    file_len: Option<u64>,
-    keys: &Keys,
-    expected: impl FnOnce() -> Option<Index>,
-) -> io::Result<Verification> {
-    let opened = match Opened::from_source(src, 1 << 20, keys) {
+pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Result<Verification> {
+    let mut reader = match TarReader::from_source(src, 1 << 20, keys) {
         Ok(o) => o,
         Err(e) => match crypt::in_io(&e) {
             Some(c @ (crypt::CryptError::Header(_) | crypt::CryptError::Stream(_))) => {
@@ -330,8 +313,7 @@ pub fn verify_stream(
         },
     };
     let file_len = file_len.unwrap_or(u64::MAX);
-    let (encrypted, compression) = (opened.encrypted, opened.compression);
-    let mut reader = opened.tar();
+    let (encrypted, compression) = (reader.encrypted, reader.compression);
     let offset = reader.offset.clone();
     // A decoder error with everything consumed means the file ends inside the stream: say so plainly. Inside
     // an encrypted archive, age's own error says what is wrong, and offsets are of the decrypted stream.
@@ -383,10 +365,9 @@ pub fn verify_stream(
             }
         };
         v.entries += 1;
-        let path = entry.path_bytes().into_owned();
-        let header = entry.header().clone();
-        let is_meta = path == META_PATH.as_bytes();
-        let is_index = path == INDEX_PATH.as_bytes();
+        let mut s = Seen::of(entry.path_bytes().into_owned(), &mut entry);
+        let is_meta = s.path == META_PATH.as_bytes();
+        let is_index = s.path == INDEX_PATH.as_bytes();
         if first && !is_meta {
             v.problems.push(problem(
                 None,
@@ -396,17 +377,16 @@ pub fn verify_stream(
         first = false;
         if after_index {
             v.problems.push(problem(
-                Some(&path),
+                Some(&s.path),
                 "entry found after proxkeep/index.json (appended to the archive)",
             ));
         }
-        let xattrs = xattr_names(&mut entry);
         // Meta and index are small and parsed; their bytes are kept.
         let (hasher, small) = match read_content(&mut entry, &mut buf, is_meta || is_index) {
             Ok(r) => r,
             Err(e) => {
                 v.problems
-                    .push(broken(Some(&path), " while reading this entry", &e));
+                    .push(broken(Some(&s.path), " while reading this entry", &e));
                 stream_ok = false;
                 break;
             }
@@ -414,7 +394,7 @@ pub fn verify_stream(
         if is_meta || is_index {
             let parsed = if is_meta {
                 meta_seen = true;
-                serde_json::from_slice(&small).map(|m| v.meta = Some(m))
+                serde_json::from_slice::<Meta>(&small).map(drop)
             } else {
                 after_index = true;
                 v.index_sha256 = Some(hex(&hasher.finalize()));
@@ -422,23 +402,12 @@ pub fn verify_stream(
             };
             if let Err(e) = parsed {
                 v.problems
-                    .push(problem(Some(&path), format!("cannot parse: {e}")));
+                    .push(problem(Some(&s.path), format!("cannot parse: {e}")));
             }
             continue;
         }
-        let kind = Kind::of_tar(header.entry_type());
-        seen.push(Seen {
-            target: entry.link_name_bytes().map(|t| t.into_owned()),
-            path,
-            kind,
-            size: header.size().unwrap_or(0),
-            mode: header.mode().unwrap_or(0) & 0o7777,
-            uid: header.uid().unwrap_or(0),
-            gid: header.gid().unwrap_or(0),
-            mtime: header.mtime().unwrap_or(0),
-            sha256: (kind == Some(Kind::File)).then(|| hasher.finalize().into()),
-            xattrs,
-        });
+        s.sha256 = (s.kind == Some(Kind::File)).then(|| hasher.finalize().into());
+        seen.push(s);
     }
 
     if stream_ok {
@@ -447,12 +416,11 @@ pub fn verify_stream(
                 v.sha256 = Some(sha);
                 v.bytes = bytes;
                 if junk > 0 {
+                    let message =
+                        format!("{junk} unexpected non-zero bytes after the end of the tar stream");
                     v.problems.push(Problem {
-                        path: None,
                         offset: Some(bytes),
-                        message: format!(
-                            "{junk} unexpected non-zero bytes after the end of the tar stream"
-                        ),
+                        ..problem(None, message)
                     });
                 }
             }
@@ -461,19 +429,13 @@ pub fn verify_stream(
     } else {
         v.bytes = offset.load(Ordering::Relaxed);
     }
-    check_ends(&mut v, &seen, stream_ok, meta_seen, expected());
+    check_ends(&mut v, &seen, stream_ok, meta_seen);
     Ok(v)
 }
 
-/// Once the stream is read: meta.json and index.json there, the index the one `expected`, and every entry
-/// seen as the index lists it (`complete`: the stream was read to its end).
-fn check_ends(
-    v: &mut Verification,
-    seen: &[Seen],
-    complete: bool,
-    meta_seen: bool,
-    expected: Option<Index>,
-) {
+/// Once the stream is read: meta.json and index.json there, and every entry seen as the index lists it
+/// (`complete`: the stream was read to its end).
+fn check_ends(v: &mut Verification, seen: &[Seen], complete: bool, meta_seen: bool) {
     if !meta_seen && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
         v.problems
             .push(problem(None, "proxkeep/meta.json is missing"));
@@ -483,28 +445,23 @@ fn check_ends(
         v.problems
             .push(problem(None, "proxkeep/index.json is missing"));
     }
-    if let (Some(idx), Some(exp)) = (&v.index, &expected)
-        && idx != exp
-    {
-        v.problems.push(problem(
-            Some(INDEX_PATH.as_bytes()),
-            "differs from the index the backup wrote",
-        ));
-    }
-    if let Some(idx) = v.index.as_ref().or(expected.as_ref()) {
+    if let Some(idx) = &v.index {
         compare(idx, seen, complete, &mut v.problems);
     }
 }
 
-/// The names of the extended attributes stored with an entry (its `SCHILY.xattr.*` PAX records).
-fn xattr_names(entry: &mut tar::Entry<'_, Decoder>) -> Vec<String> {
+/// An entry's extended attributes (its PAX `SCHILY.xattr.<name>` records, in archive order), each as `f(name, value)`.
+pub(crate) fn xattrs<R: Read, T>(
+    entry: &mut tar::Entry<'_, R>,
+    f: impl Fn(&str, &[u8]) -> T,
+) -> Vec<T> {
     let Ok(Some(exts)) = entry.pax_extensions() else {
         return Vec::new();
     };
     exts.flatten()
         .filter_map(|ext| {
             let name = ext.key().ok()?.strip_prefix("SCHILY.xattr.")?;
-            Some(name.to_string())
+            Some(f(name, ext.value_bytes()))
         })
         .collect()
 }
@@ -560,7 +517,8 @@ fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Prob
     }
 }
 
-fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
+/// An entry against its index entry, in the words of a problem found.
+pub(crate) fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
     let mut out = Vec::new();
     if s.kind != Some(e.kind) {
         out.push(format!("kind differs from the index ({:?})", e.kind));
@@ -573,7 +531,10 @@ fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
                 s.size, e.size
             ));
         }
-        if s.sha256.map(|h| hex(&h)) != e.sha256 {
+        // Pass 1 of a restore does not hash: it checks each file's hash as it writes it.
+        if let Some(h) = s.sha256
+            && Some(hex(&h)) != e.sha256
+        {
             out.push("content hash differs from the index (content damaged or changed)".into());
         }
     }
@@ -608,7 +569,7 @@ fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
 pub fn read_meta(path: &Path) -> io::Result<Meta> {
     // A small buffer: `list` calls this for every archive and must not read megabytes of each.
     let file = Box::new(File::open(path)?);
-    let mut reader = Opened::from_source(file, 64 * 1024, &crypt::installed())?.tar();
+    let mut reader = TarReader::from_source(file, 64 * 1024, &crypt::installed())?;
     let mut entries = reader.archive.entries()?;
     let mut first = entries
         .next()

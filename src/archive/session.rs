@@ -107,8 +107,7 @@ impl Verifier {
     fn start(partial: &Path, keys: Keys) -> io::Result<Verifier> {
         let state = Arc::new(reader::FollowState::default());
         let src = reader::Follow::new(File::open(partial)?, state.clone());
-        let handle =
-            std::thread::spawn(move || reader::verify_stream(Box::new(src), None, &keys, || None));
+        let handle = std::thread::spawn(move || reader::verify_stream(Box::new(src), None, &keys));
         Ok(Verifier {
             handle: Some(handle),
             state,

@@ -16,7 +16,7 @@ pub use read::{CatInfo, CategorySummary, LsEntry, Shown, cat, ls, show};
 pub use verify::{Verified, verify, verify_dir};
 
 use crate::archive::format::path_fields;
-use crate::archive::reader::{Opened, Problem, TarReader};
+use crate::archive::reader::{Problem, TarReader};
 use crate::store::ResolveError;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -94,9 +94,7 @@ impl InspectError {
 }
 
 fn open_tar(archive: &Path) -> Result<TarReader, InspectError> {
-    Ok(Opened::open(archive)
-        .map_err(InspectError::io(archive))?
-        .tar())
+    TarReader::open(archive).map_err(InspectError::io(archive))
 }
 
 /// Archive path as given on the command line (`/etc/pve/x`, `./etc/pve/x/`) → as stored (`etc/pve/x`).

@@ -87,7 +87,7 @@ fn verify_sidecar_only(
 /// state file of its directory when it is named like a proxkeep archive.
 pub fn verify(archive: &Path) -> Result<Verified, InspectError> {
     let md = fs::metadata(archive).map_err(InspectError::io(archive))?;
-    let v = match reader::verify(archive, None) {
+    let v = match reader::verify(archive) {
         Ok(v) => v,
         Err(e) => {
             let no_key = matches!(

@@ -606,112 +606,79 @@ impl FollowUp {
 }
 
 /// (host path globs, command, why), in the order they should run: first those `--apply-services` runs,
-/// then [`PRINTED_ONLY`].
-const AUTOMATIC: &[(&[&str], &[&str], &str)] = &[
+/// then [`PRINTED_ONLY`]. Globs and the command's words are separated by spaces.
+const AUTOMATIC: &[(&str, &str, &str)] = &[
     (
-        &["/etc/systemd/system/**"],
-        &["systemctl", "daemon-reload"],
+        "/etc/systemd/system/**",
+        "systemctl daemon-reload",
         "load the restored unit files",
     ),
     (
-        &["/etc/sysctl.conf", "/etc/sysctl.d/**"],
-        &["sysctl", "--system"],
+        "/etc/sysctl.conf /etc/sysctl.d/**",
+        "sysctl --system",
         "apply the restored kernel parameters",
     ),
     (
-        &["/etc/network/**"],
-        &["ifreload", "-a"],
+        "/etc/network/**",
+        "ifreload -a",
         "apply the restored network configuration (from the console if you are connected through it)",
     ),
     (
-        &["/etc/frr/**"],
-        &["systemctl", "restart", "frr"],
+        "/etc/frr/**",
+        "systemctl restart frr",
         "load the restored FRR routing configuration",
     ),
     (
-        &[
-            "/etc/ssh/sshd_config",
-            "/etc/ssh/sshd_config.d/**",
-            "/etc/ssh/ssh_host_*",
-        ],
-        &["systemctl", "reload", "ssh"],
+        "/etc/ssh/sshd_config /etc/ssh/sshd_config.d/** /etc/ssh/ssh_host_*",
+        "systemctl reload ssh",
         "load the restored sshd configuration and host keys",
     ),
     (
-        &["/etc/postfix/**"],
-        &["systemctl", "reload", "postfix"],
+        "/etc/postfix/**",
+        "systemctl reload postfix",
         "load the restored postfix configuration",
     ),
+    ("/etc/aliases", "newaliases", "rebuild the aliases database"),
     (
-        &["/etc/aliases"],
-        &["newaliases"],
-        "rebuild the aliases database",
-    ),
-    (
-        &[
-            "/etc/proxmox-backup/proxy.pem",
-            "/etc/proxmox-backup/proxy.key",
-        ],
-        &["systemctl", "restart", "proxmox-backup-proxy"],
+        "/etc/proxmox-backup/proxy.pem /etc/proxmox-backup/proxy.key",
+        "systemctl restart proxmox-backup-proxy",
         "load the restored PBS API certificate",
     ),
     (
-        &[
-            "/etc/pve/nodes/*/pveproxy-ssl.*",
-            "/etc/pve/nodes/*/pve-ssl.*",
-            "/etc/pve/pve-root-ca.pem",
-        ],
-        &["systemctl", "restart", "pveproxy"],
+        "/etc/pve/nodes/*/pveproxy-ssl.* /etc/pve/nodes/*/pve-ssl.* /etc/pve/pve-root-ca.pem",
+        "systemctl restart pveproxy",
         "load the restored web/API certificates",
     ),
 ];
 
 /// Boot and cluster steps: see [`FollowUp::automatic`].
-const PRINTED_ONLY: &[(&[&str], &[&str], &str)] = &[
+const PRINTED_ONLY: &[(&str, &str, &str)] = &[
     (
-        &["/etc/corosync/**"],
-        &["systemctl", "restart", "corosync"],
+        "/etc/corosync/**",
+        "systemctl restart corosync",
         "only on an isolated node, or once every node has the same corosync.conf and authkey",
     ),
     (
-        &["/etc/fstab", "/etc/crypttab", "/etc/systemd/system/*.mount"],
-        &["mount", "-a"],
+        "/etc/fstab /etc/crypttab /etc/systemd/system/*.mount",
+        "mount -a",
         "check the restored mounts against the disks this host has (blkid)",
     ),
     (
-        &[
-            "/etc/kernel/**",
-            "/etc/default/grub",
-            "/etc/default/grub.d/**",
-            "/etc/modules",
-            "/etc/modules-load.d/**",
-            "/etc/modprobe.d/**",
-            "/etc/initramfs-tools/**",
-            "/etc/zfs/**",
-            "/etc/udev/rules.d/**",
-            "/etc/systemd/network/*.link",
-            "/usr/local/lib/systemd/network/*.link",
-        ],
-        &["update-initramfs", "-u", "-k", "all"],
+        "/etc/kernel/** /etc/default/grub /etc/default/grub.d/** /etc/modules /etc/modules-load.d/** \
+         /etc/modprobe.d/** /etc/initramfs-tools/** /etc/zfs/** /etc/udev/rules.d/** \
+         /etc/systemd/network/*.link /usr/local/lib/systemd/network/*.link",
+        "update-initramfs -u -k all",
         "boot-time files changed: rebuild the initramfs",
     ),
     (
-        &[
-            "/etc/kernel/**",
-            "/etc/default/grub",
-            "/etc/default/grub.d/**",
-        ],
-        &["proxmox-boot-tool", "refresh"],
+        "/etc/kernel/** /etc/default/grub /etc/default/grub.d/**",
+        "proxmox-boot-tool refresh",
         "boot configuration changed: refresh the boot loader, then reboot",
     ),
+    ("/etc/apt/**", "apt update", "package sources changed"),
     (
-        &["/etc/apt/**"],
-        &["apt", "update"],
-        "package sources changed",
-    ),
-    (
-        &["/etc/hostname"],
-        &["hostname", "-F", "/etc/hostname"],
+        "/etc/hostname",
+        "hostname -F /etc/hostname",
         "the host name changed: check /etc/hosts and the node name in /etc/pve/nodes, then reboot",
     ),
 ];
@@ -727,9 +694,9 @@ pub fn follow_ups<'a>(written: impl IntoIterator<Item = &'a str>) -> Vec<FollowU
     let owner: Vec<usize> = rules
         .iter()
         .enumerate()
-        .flat_map(|(i, (r, _))| r.0.iter().map(move |_| i))
+        .flat_map(|(i, (r, _))| r.0.split_whitespace().map(move |_| i))
         .collect();
-    let Ok(set) = glob_set(rules.iter().flat_map(|(r, _)| r.0.iter().copied())) else {
+    let Ok(set) = glob_set(rules.iter().flat_map(|(r, _)| r.0.split_whitespace())) else {
         return Vec::new();
     };
     let mut hit = vec![false; rules.len()];
@@ -745,7 +712,7 @@ pub fn follow_ups<'a>(written: impl IntoIterator<Item = &'a str>) -> Vec<FollowU
         .zip(hit)
         .filter(|(_, hit)| *hit)
         .map(|(((_, cmd, why), automatic), _)| FollowUp {
-            command: cmd.iter().map(|s| s.to_string()).collect(),
+            command: cmd.split(' ').map(String::from).collect(),
             why: why.to_string(),
             automatic,
         })

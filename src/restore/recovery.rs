@@ -185,11 +185,10 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
                 .map(String::from)
         })
         .collect();
-    for name in SIDE_FILES {
-        if rustix::fs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
-            staged.current.push(name);
-        }
-    }
+    staged.current = SIDE_FILES
+        .into_iter()
+        .filter(|name| rustix::fs::statat(&dir.fd, *name, AtFlags::SYMLINK_NOFOLLOW).is_ok())
+        .collect();
     if req.live {
         staged.cluster = Some(check_cluster(req, cancel)?);
     }

@@ -5,7 +5,7 @@
 //! stops before a file whose hash differs from the index.
 
 use crate::archive::format::{FORMAT_VERSION, INDEX_PATH, Index, Kind, META_PATH, Meta};
-use crate::archive::reader::{Opened, TarReader};
+use crate::archive::reader::{Seen, TarReader, mismatches};
 use crate::restore::RestoreError;
 use crate::restore::path::{Checker, normalize, show};
 use std::collections::HashMap;
@@ -22,30 +22,8 @@ pub struct Scan {
     pub captured: HashMap<Vec<u8>, Vec<u8>>,
 }
 
-/// A tar header as pass 1 saw it.
-struct Seen {
-    path: Vec<u8>,
-    kind: Kind,
-    size: u64,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    mtime: u64,
-    link: Option<String>,
-    xattrs: Vec<String>,
-}
-
 /// meta.json and index.json are small; anything bigger is not ours.
 const SELF_MAX: u64 = 256 << 20;
-
-pub(crate) fn kind_of(k: tar::EntryType) -> Option<Kind> {
-    match k {
-        tar::EntryType::Regular | tar::EntryType::Continuous => Some(Kind::File),
-        tar::EntryType::Directory => Some(Kind::Dir),
-        tar::EntryType::Symlink => Some(Kind::Symlink),
-        _ => None,
-    }
-}
 
 /// Read `archive` through once. `capture(name, size)` says which entries' contents to keep.
 pub fn scan(
@@ -62,8 +40,7 @@ pub fn scan(
         archive: shown.clone(),
         why,
     };
-    let opened = Opened::open(archive).map_err(|e| RestoreError::io("open", archive, e))?;
-    let mut reader = opened.tar();
+    let mut reader = TarReader::open(archive).map_err(|e| RestoreError::io("open", archive, e))?;
     let offset = reader.offset.clone();
     let mut checker = Checker::default();
     let mut meta: Option<Meta> = None;
@@ -86,20 +63,19 @@ pub fn scan(
                 offset.load(Ordering::Relaxed)
             ))
         })?;
-        let raw = entry.path_bytes().into_owned();
-        let header = entry.header().clone();
-        let tkind = header.entry_type();
-        let link = entry.link_name_bytes().map(|l| l.into_owned());
+        let tkind = entry.header().entry_type();
+        let mut s = Seen::of(entry.path_bytes().into_owned(), &mut entry);
+        let raw = std::mem::take(&mut s.path);
         // The name and type are checked before anything else, so a hostile entry is reported as such.
-        let path =
-            checker
-                .check(&raw, tkind, link.as_deref())
-                .map_err(|why| RestoreError::Hostile {
-                    archive: shown.clone(),
-                    entry: show(&raw),
-                    why,
-                })?;
-        let size = header.size().unwrap_or(0);
+        s.path = checker
+            .check(&raw, tkind, s.target.as_deref())
+            .map_err(|why| RestoreError::Hostile {
+                archive: shown.clone(),
+                entry: show(&raw),
+                why,
+            })?;
+        let path = &s.path;
+        let size = s.size;
         if first && path != META_PATH.as_bytes() {
             return Err(not_ours(format!(
                 "its first entry is {}, not {META_PATH}",
@@ -110,16 +86,16 @@ pub fn scan(
         if index.is_some() {
             return Err(damaged(format!(
                 "{}: entry after {INDEX_PATH} (appended to the archive)",
-                show(&path)
+                show(path)
             )));
         }
         let is_meta = path == META_PATH.as_bytes();
         if is_meta || path == INDEX_PATH.as_bytes() {
-            if kind_of(tkind) != Some(Kind::File) || size > SELF_MAX {
-                let name = show(&path);
+            if s.kind != Some(Kind::File) || size > SELF_MAX {
+                let name = show(path);
                 return Err(damaged(format!("{name}: not a plausible {name} entry")));
             }
-            let data = read_whole(&mut entry, &path, size).map_err(damaged)?;
+            let data = read_whole(&mut entry, path, size).map_err(damaged)?;
             if is_meta {
                 let m: Meta = serde_json::from_slice(&data)
                     .map_err(|e| not_ours(format!("{META_PATH}: {e}")))?;
@@ -139,25 +115,11 @@ pub fn scan(
             }
             continue;
         }
-        let kind = kind_of(tkind).expect("the checker admits files, dirs and symlinks only");
-        let xattrs = xattrs(&mut entry).into_iter().map(|(k, _)| k).collect();
-        if kind == Kind::File && capture(&path, size) {
-            captured.insert(
-                path.clone(),
-                read_whole(&mut entry, &path, size).map_err(damaged)?,
-            );
+        if s.kind == Some(Kind::File) && capture(path, size) {
+            let data = read_whole(&mut entry, path, size).map_err(damaged)?;
+            captured.insert(path.clone(), data);
         }
-        seen.push(Seen {
-            path,
-            kind,
-            size: if kind == Kind::File { size } else { 0 },
-            mode: header.mode().unwrap_or(0) & 0o7777,
-            uid: header.uid().unwrap_or(0),
-            gid: header.gid().unwrap_or(0),
-            mtime: header.mtime().unwrap_or(0),
-            link: link.map(|l| show(&l)),
-            xattrs,
-        });
+        seen.push(s);
     }
     let meta = meta.ok_or_else(|| not_ours("it is empty".into()))?;
     let index = index.ok_or_else(|| {
@@ -219,55 +181,26 @@ fn compare(index: &Index, seen: &[Seen]) -> Vec<String> {
             out.push(format!("{name}: the index has {} at this position", e.path));
             break;
         }
-        if e.kind != s.kind {
+        let kind = s
+            .kind
+            .expect("the checker admits files, dirs and symlinks only");
+        if e.kind != kind {
             out.push(format!(
                 "{name}: the index says {:?}, the archive holds {:?}",
-                e.kind, s.kind
+                e.kind, kind
             ));
             continue;
         }
-        if s.size != e.size {
+        // Only a file's size is compared below; any other entry has none.
+        if e.kind != Kind::File && e.size != 0 {
             out.push(format!(
-                "{name}: size {} differs from the index ({})",
-                s.size, e.size
+                "{name}: size 0 differs from the index ({})",
+                e.size
             ));
         }
-        if s.mode != e.mode_bits() & 0o7777 {
-            out.push(format!(
-                "{name}: mode {:04o} differs from the index ({})",
-                s.mode, e.mode
-            ));
-        }
-        if (s.uid, s.gid) != (u64::from(e.uid), u64::from(e.gid)) {
-            out.push(format!(
-                "{name}: owner {}:{} differs from the index ({}:{})",
-                s.uid, s.gid, e.uid, e.gid
-            ));
-        }
-        if s.mtime != e.mtime.max(0) as u64 {
-            out.push(format!("{name}: mtime differs from the index"));
-        }
-        if e.kind == Kind::Symlink && s.link != e.target {
-            out.push(format!("{name}: symlink target differs from the index"));
-        }
-        if s.xattrs != e.xattrs {
-            out.push(format!("{name}: extended attributes differ from the index"));
-        }
+        out.extend(mismatches(e, s).into_iter().map(|m| format!("{name}: {m}")));
         if e.kind == Kind::File && e.sha256.is_none() {
             out.push(format!("{name}: the index has no hash for this file"));
-        }
-    }
-    out
-}
-
-/// The extended attributes of a tar entry (PAX `SCHILY.xattr.<name>` records), in archive order.
-pub(crate) fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    if let Ok(Some(exts)) = entry.pax_extensions() {
-        for ext in exts.flatten() {
-            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
-                out.push((name.to_string(), ext.value_bytes().to_vec()));
-            }
         }
     }
     out

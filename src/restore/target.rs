@@ -23,7 +23,6 @@ pub struct DirFd {
     pub dev: u64,
 }
 
-/// The directory a restore writes into.
 #[derive(Debug)]
 pub struct Target {
     pub dir: PathBuf,

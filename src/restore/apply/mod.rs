@@ -32,12 +32,11 @@ mod sync;
 mod worker;
 
 use crate::archive::format::{INDEX_PATH, Kind, META_PATH};
-use crate::archive::reader::Opened;
+use crate::archive::reader::{TarReader, xattrs};
 use crate::fsx::{open_dir_at, set_link_meta, set_meta};
 use crate::output::Progress;
 use crate::restore::path::{Checker, NodeMap, show, split};
 use crate::restore::plan::{Action, Plan, Step, Wanted};
-use crate::restore::scan::xattrs;
 use crate::restore::target::{DirFd, Target, WalkError, Walker};
 use rustix::fs::{AtFlags, Mode, XattrFlags};
 use rustix::io::Errno;
@@ -274,6 +273,20 @@ pub fn apply(
     })
 }
 
+/// Set each extended attribute with `set`: a warning for each that cannot be set.
+fn xattr_warnings(
+    shown: &str,
+    xa: &[(String, Vec<u8>)],
+    set: impl Fn(&str, &[u8]) -> rustix::io::Result<()>,
+) -> Vec<String> {
+    xa.iter()
+        .filter_map(|(k, v)| {
+            let e = set(k, v).err()?;
+            Some(format!("{shown}: cannot set extended attribute {k}: {e}"))
+        })
+        .collect()
+}
+
 /// Pass 2 proper: every entry of the archive, in order; what the plan writes is written or handed on.
 impl Writer<'_> {
     fn read_all(
@@ -284,9 +297,8 @@ impl Writer<'_> {
         map: Option<&NodeMap>,
         progress: &dyn Progress,
     ) -> Result<(), Stop> {
-        let opened = Opened::open(archive)
+        let mut reader = TarReader::open(archive)
             .map_err(|e| failed(&archive.display().to_string(), "open the archive", e))?;
-        let mut reader = opened.tar();
         let mut checker = Checker::default();
         let changed = |entry: &str, why: String| {
             damaged(
@@ -341,7 +353,7 @@ impl Writer<'_> {
             let shown = want.shown();
             // The header must still say what pass 1 and the index said.
             let size = header.size().unwrap_or(0);
-            let same_header = crate::restore::scan::kind_of(tkind) == Some(want.kind)
+            let same_header = Kind::of_tar(tkind) == Some(want.kind)
                 && (want.kind != Kind::File || size == want.size)
                 && header.mode().unwrap_or(0) & 0o7777 == want.mode
                 && (header.uid().unwrap_or(0), header.gid().unwrap_or(0))
@@ -356,7 +368,7 @@ impl Writer<'_> {
             // What goes through pmxcfs gets no metadata of its own there, extended attributes included.
             let xa = match step.through_pmxcfs && want.kind != Kind::Symlink {
                 true => Vec::new(),
-                false => xattrs(&mut entry),
+                false => xattrs(&mut entry, |k, v| (k.to_string(), v.to_vec())),
             };
             match want.kind {
                 Kind::File => self.file(want, step.through_pmxcfs, action, &mut entry, xa)?,
@@ -440,19 +452,6 @@ impl Writer<'_> {
         Ok(d)
     }
 
-    fn set_xattrs(
-        &mut self,
-        shown: &str,
-        xa: &[(String, Vec<u8>)],
-        set: impl Fn(&str, &[u8]) -> rustix::io::Result<()>,
-    ) {
-        for (k, v) in xa {
-            if let Err(e) = set(k, v) {
-                self.warn(format!("{shown}: cannot set extended attribute {k}: {e}"));
-            }
-        }
-    }
-
     fn symlink(
         &mut self,
         want: &Wanted,
@@ -473,9 +472,10 @@ impl Writer<'_> {
         if !xa.is_empty() {
             // No fd-based call exists for a symlink itself: go through our own open directory.
             let via = format!("/proc/self/fd/{}/{}", dir.fd.as_raw_fd(), show(&tmp));
-            self.set_xattrs(&shown, &xa, |k, v| {
+            let warnings = xattr_warnings(&shown, &xa, |k, v| {
                 rustix::fs::lsetxattr(via.as_str(), k, v, XattrFlags::empty())
             });
+            warnings.into_iter().for_each(|w| self.warn(w));
         }
         let seq = self.order.reserve();
         let pending = Pending::new(seq, dir, tmp, want, action, 0, Vec::new());
@@ -505,9 +505,10 @@ impl Writer<'_> {
             let owner = self.opts.chown.then_some((want.uid, want.gid));
             set_meta(&fd, owner, None, None)
                 .map_err(|(_, e)| failed(&shown, "set the owner of", e))?;
-            self.set_xattrs(&shown, &xa, |k, v| {
+            let warnings = xattr_warnings(&shown, &xa, |k, v| {
                 rustix::fs::fsetxattr(&fd, k, v, XattrFlags::empty())
             });
+            warnings.into_iter().for_each(|w| self.warn(w));
             self.dir_meta
                 .push((want.path.clone(), Some(want.mode), want.mtime));
         }

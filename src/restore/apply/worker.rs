@@ -218,12 +218,9 @@ fn write_file(job: Job, opts: &ApplyOptions, cancel: &AtomicBool) -> Result<Pend
     if let Err((_, e)) = set_meta(&file, owner, mode, Some(want.mtime)) {
         return discard(file, failed(&shown, "set the owner, mode or mtime of", e));
     }
-    let mut warnings = Vec::new();
-    for (k, v) in &xa {
-        if let Err(e) = rustix::fs::fsetxattr(&file, k, v, XattrFlags::empty()) {
-            warnings.push(format!("{shown}: cannot set extended attribute {k}: {e}"));
-        }
-    }
+    let warnings = super::xattr_warnings(&shown, &xa, |k, v| {
+        rustix::fs::fsetxattr(&file, k, v, XattrFlags::empty())
+    });
     drop(file);
     Ok(Pending::new(seq, dir, tmp, &want, action, n, warnings))
 }
