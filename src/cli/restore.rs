@@ -369,9 +369,8 @@ fn follow_ups_text(report: &RestoreReport, out: &mut dyn Write) -> io::Result<()
 #[derive(Serialize)]
 struct PmxcfsExtracted<'a> {
     status: &'static str,
-    dirs: u64,
-    files: u64,
-    bytes: u64,
+    #[serde(flatten)]
+    stats: proxkeep::pmxcfs::ExtractStats,
     dir: &'a Path,
 }
 
@@ -379,9 +378,7 @@ fn pmxcfs_extract(ctx: &Ctx, db: &Path, dir: &Path, node: Option<&str>) -> Resul
     let stats = proxkeep::pmxcfs::extract(db, dir, node).map_err(|e| fail(e.into()))?;
     let doc = PmxcfsExtracted {
         status: "ok",
-        dirs: stats.dirs,
-        files: stats.files,
-        bytes: stats.bytes,
+        stats,
         dir,
     };
     ctx.out.result(&doc, |o| {
