@@ -375,19 +375,11 @@ fn start_run_log(
 ) -> Option<PathBuf> {
     let log = ctx.log;
     let log_path = ctx.config.log_dir.join(format!("{}.log", name.stem()));
-    let log_file = match create_private(&log_path) {
-        Ok(f) => {
-            log.attach(f);
-            Some(log_path)
-        }
-        Err(e) => {
-            log.warn(&format!(
-                "cannot write the run log {}: {e}",
-                log_path.display()
-            ));
-            None
-        }
-    };
+    let shown = log_path.display();
+    let log_file = create_private(&log_path)
+        .inspect_err(|e| log.warn(&format!("cannot write the run log {shown}: {e}")))
+        .ok()
+        .map(|f| log.attach(f));
     let (version, host, role) = (env!("CARGO_PKG_VERSION"), &facts.hostname, facts.role);
     log.info(&format!(
         "proxkeep {version} backup of {host} ({role}) starting"
@@ -398,7 +390,7 @@ fn start_run_log(
             removed.display()
         ));
     }
-    log_file
+    log_file.map(|()| log_path)
 }
 
 /// Log what the tiers did; their errors become warnings of the run.

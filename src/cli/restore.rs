@@ -92,7 +92,10 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         ctx.out.text(|o| plan_text(&p, o))?;
     }
     // Refused before asking anything (also for --dry-run: the plan cannot be carried out).
-    restore::check_conflicts(&p.plan).map_err(|e| with_plan(fail(e), &p))?;
+    restore::check_conflicts(&p.plan).map_err(|e| {
+        let plan = serde_json::json!({ "plan": PlanDoc::new(&p) });
+        Exit(e.exit_code(), e.into(), Some(plan))
+    })?;
     if a.dry_run {
         ctx.out.result(&PlanDoc::new(&p), |o| {
             writeln!(o, "\ndry run: nothing was written")
@@ -129,15 +132,6 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         follow_ups_text(&report, o)
     })?;
     Ok(report.exit_code)
-}
-
-/// A refused plan: the JSON error document carries the plan that shows why.
-fn with_plan(e: Exit, p: &Prepared) -> Exit {
-    Exit(
-        e.0,
-        e.1,
-        Some(serde_json::json!({ "plan": PlanDoc::new(p) })),
-    )
 }
 
 fn extract(ctx: &Ctx, archive: &str, dir: &Path) -> Result<i32, Exit> {
