@@ -201,11 +201,9 @@ fn compression_level(
     };
     let range = compression.level_range();
     if !range.contains(&level) {
-        return Err(BackupError::Invalid(format!(
-            "level {level} is out of range {}..={} for {compression}",
-            range.start(),
-            range.end()
-        )));
+        let (lo, hi) = range.into_inner();
+        let why = format!("level {level} is out of range {lo}..={hi} for {compression}");
+        return Err(BackupError::Invalid(why));
     }
     Ok((compression, level))
 }

@@ -64,11 +64,8 @@ pub fn run(
             tier: t.label(),
             ..Default::default()
         };
-        let v = if t.label() == "local" {
-            verified.clone()
-        } else {
-            Default::default()
-        };
+        let v = (t.label() == "local").then(|| verified.clone());
+        let v = v.unwrap_or_default();
         let plan = t
             .ready()
             .and_then(|()| tier::prune(t, host, &v, now, &tz, dry_run, &mut rep));
