@@ -178,6 +178,12 @@ fn key_warnings(
     out
 }
 
+/// What the `[encryption]` table encrypts with: the recipients and passphrase files are read here.
+pub fn seal(e: &crate::config::EncryptionConfig) -> Result<Seal, crate::crypt::CryptError> {
+    let (file, passphrase) = (e.recipients_file.as_deref(), e.passphrase_file.as_deref());
+    Seal::new(&e.recipients, file, passphrase)
+}
+
 /// The recipients of `seal` as they print: the X25519 ones, or the others (SSH keys).
 fn recipients(seal: Option<&Seal>, x25519: bool) -> Vec<String> {
     let Some(Seal::Recipients(rs)) = seal else {
@@ -244,12 +250,8 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         .unwrap_or_else(|| config.backup_dir.clone());
     // Recipients and passphrase are read before anything is written: a backup configured for encryption
     // never falls back to a plain archive.
-    let seal = config.encryption.as_ref().map(|e| {
-        let (file, passphrase) = (e.recipients_file.as_deref(), e.passphrase_file.as_deref());
-        Seal::new(&e.recipients, file, passphrase)
-            .map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))
-    });
-    let seal = seal.transpose()?;
+    let seal = config.encryption.as_ref().map(seal).transpose();
+    let seal = seal.map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))?;
 
     let facts = HostFacts::detect(&ctx.root);
     let (host, role, root) = (&facts.hostname, facts.role, ctx.root.dir().display());
