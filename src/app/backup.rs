@@ -376,7 +376,7 @@ fn start_run_log(
     let log = ctx.log;
     let log_path = ctx.config.log_dir.join(format!("{}.log", name.stem()));
     let shown = log_path.display();
-    let log_file = create_private(&log_path)
+    let attached = create_private(&log_path)
         .inspect_err(|e| log.warn(&format!("cannot write the run log {shown}: {e}")))
         .ok()
         .map(|f| log.attach(f));
@@ -390,7 +390,7 @@ fn start_run_log(
             removed.display()
         ));
     }
-    log_file.map(|()| log_path)
+    attached.map(|()| log_path)
 }
 
 /// Log what the tiers did; their errors become warnings of the run.
