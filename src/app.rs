@@ -18,7 +18,27 @@ pub fn absolute(p: &std::path::Path) -> std::path::PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// A `--tier` argument names a tier by its label (`secondary:usb`) or by its bare name (`usb`).
-pub fn tier_matches(label: &str, which: &str) -> bool {
-    label == which || label.split_once(':').is_some_and(|(_, n)| n == which)
+/// The tiers a `--tier` argument selects (`None`: all), by label (`secondary:usb`) or bare name (`usb`);
+/// `Err` names them, after `also` (the choices besides the tiers).
+pub fn select_tiers<'t, T: crate::store::tier::Tier + ?Sized>(
+    tiers: &'t [Box<T>],
+    which: Option<&str>,
+    also: &str,
+) -> Result<Vec<&'t T>, String> {
+    let matches =
+        |label: String, w: &str| label == w || label.split_once(':').is_some_and(|(_, n)| n == w);
+    let selected: Vec<&T> = tiers
+        .iter()
+        .filter(|t| which.is_none_or(|w| matches(t.label(), w)))
+        .map(|t| t.as_ref())
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<String> = tiers.iter().map(|t| t.label()).collect();
+        let which = which.unwrap_or("");
+        return Err(format!(
+            "no tier {which:?} (tiers: {also}{})",
+            names.join(", ")
+        ));
+    }
+    Ok(selected)
 }

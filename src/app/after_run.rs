@@ -120,8 +120,6 @@ pub fn backup_report(r: &BackupReport, run: &RunInfo) -> Report {
         Status::Warning
     };
     let mut rep = Report::new(run, status, r.exit_code);
-    rep.host = r.host.clone();
-    rep.role = r.role.clone();
     rep.duration_ms = r.duration_ms;
     rep.archive = r.archive.as_ref().map(|p| ArchiveInfo {
         name: p

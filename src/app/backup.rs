@@ -178,6 +178,12 @@ fn key_warnings(
     out
 }
 
+/// What the `[encryption]` table encrypts with: the recipients and passphrase files are read here.
+pub fn seal(e: &crate::config::EncryptionConfig) -> Result<Seal, crate::crypt::CryptError> {
+    let (file, passphrase) = (e.recipients_file.as_deref(), e.passphrase_file.as_deref());
+    Seal::new(&e.recipients, file, passphrase)
+}
+
 /// The recipients of `seal` as they print: the X25519 ones, or the others (SSH keys).
 fn recipients(seal: Option<&Seal>, x25519: bool) -> Vec<String> {
     let Some(Seal::Recipients(rs)) = seal else {
@@ -201,11 +207,9 @@ fn compression_level(
     };
     let range = compression.level_range();
     if !range.contains(&level) {
-        return Err(BackupError::Invalid(format!(
-            "level {level} is out of range {}..={} for {compression}",
-            range.start(),
-            range.end()
-        )));
+        let (lo, hi) = range.into_inner();
+        let why = format!("level {level} is out of range {lo}..={hi} for {compression}");
+        return Err(BackupError::Invalid(why));
     }
     Ok((compression, level))
 }
@@ -246,12 +250,8 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         .unwrap_or_else(|| config.backup_dir.clone());
     // Recipients and passphrase are read before anything is written: a backup configured for encryption
     // never falls back to a plain archive.
-    let seal = config.encryption.as_ref().map(|e| {
-        let (file, passphrase) = (e.recipients_file.as_deref(), e.passphrase_file.as_deref());
-        Seal::new(&e.recipients, file, passphrase)
-            .map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))
-    });
-    let seal = seal.transpose()?;
+    let seal = config.encryption.as_ref().map(seal).transpose();
+    let seal = seal.map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))?;
 
     let facts = HostFacts::detect(&ctx.root);
     let (host, role, root) = (&facts.hostname, facts.role, ctx.root.dir().display());
@@ -375,19 +375,11 @@ fn start_run_log(
 ) -> Option<PathBuf> {
     let log = ctx.log;
     let log_path = ctx.config.log_dir.join(format!("{}.log", name.stem()));
-    let log_file = match create_private(&log_path) {
-        Ok(f) => {
-            log.attach(f);
-            Some(log_path)
-        }
-        Err(e) => {
-            log.warn(&format!(
-                "cannot write the run log {}: {e}",
-                log_path.display()
-            ));
-            None
-        }
-    };
+    let shown = log_path.display();
+    let attached = create_private(&log_path)
+        .inspect_err(|e| log.warn(&format!("cannot write the run log {shown}: {e}")))
+        .ok()
+        .map(|f| log.attach(f));
     let (version, host, role) = (env!("CARGO_PKG_VERSION"), &facts.hostname, facts.role);
     log.info(&format!(
         "proxkeep {version} backup of {host} ({role}) starting"
@@ -398,7 +390,7 @@ fn start_run_log(
             removed.display()
         ));
     }
-    log_file
+    attached.map(|()| log_path)
 }
 
 /// Log what the tiers did; their errors become warnings of the run.

@@ -46,47 +46,25 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
     }
     if let Some(enc) = &config.encryption {
         // The recipients and passphrase files are read by every backup: catch a moved or broken one now.
-        checks.push(
-            match crate::crypt::Seal::new(
-                &enc.recipients,
-                enc.recipients_file.as_deref(),
-                enc.passphrase_file.as_deref(),
-            ) {
-                Ok(seal) => Check::pass("encryption", seal.describe()),
-                Err(e) => Check::fail(
-                    "encryption",
-                    e.to_string(),
-                    "fix [encryption] (a backup stops rather than write a plain archive)",
-                ),
-            },
-        );
+        let seal = super::backup::seal(enc);
+        let fix = "fix [encryption] (a backup stops rather than write a plain archive)";
+        checks.push(verdict("encryption", seal.map(|s| s.describe()), fix));
     }
-    checks.push(match RunLock::acquire(&config.lock_file, &facts.hostname) {
-        Ok(_) => Check::pass("lock", format!("{} is free", config.lock_file.display())),
-        Err(e @ LockError::Held { .. }) => Check::fail(
-            "lock",
-            e.to_string(),
-            "wait for that run to finish (the lock frees itself when it ends)",
-        ),
-        Err(e) => Check::fail(
-            "lock",
-            e.to_string(),
-            "make the lock file's directory writable or set lock_file",
-        ),
-    });
+    let lock = RunLock::acquire(&config.lock_file, &facts.hostname);
+    let fix = match &lock {
+        Err(LockError::Held { .. }) => {
+            "wait for that run to finish (the lock frees itself when it ends)"
+        }
+        _ => "make the lock file's directory writable or set lock_file",
+    };
+    let free = lock.map(|_| format!("{} is free", config.lock_file.display()));
+    checks.push(verdict("lock", free, fix));
     if facts.role.has_pve() {
         let db = root.path(catalog::CONFIG_DB);
-        checks.push(match crate::pmxcfs::db_version(&db) {
-            Ok(v) => Check::pass(
-                "config.db",
-                format!("{} readable, version {v}", db.display()),
-            ),
-            Err(e) => Check::fail(
-                "config.db",
-                e.to_string(),
-                "is pve-cluster installed? check /var/lib/pve-cluster",
-            ),
-        });
+        let version = crate::pmxcfs::db_version(&db);
+        let readable = version.map(|v| format!("{} readable, version {v}", db.display()));
+        let fix = "is pve-cluster installed? check /var/lib/pve-cluster";
+        checks.push(verdict("config.db", readable, fix));
         checks.push(if facts.pve_mounted {
             Check::pass("/etc/pve", "pmxcfs mounted")
         } else {
@@ -98,4 +76,12 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
         });
     }
     CheckReport { checks }
+}
+
+/// `name` passes with `detail`, or fails with the error and `fix`.
+fn verdict(name: &str, detail: Result<String, impl std::fmt::Display>, fix: &str) -> Check {
+    match detail {
+        Ok(d) => Check::pass(name, d),
+        Err(e) => Check::fail(name, e.to_string(), fix),
+    }
 }

@@ -53,18 +53,7 @@ pub fn run(
 ) -> Result<PruneReport, String> {
     let tz = jiff::tz::TimeZone::system();
     let tiers = tier::tiers(config, dir, cancel);
-    let selected: Vec<_> = tiers
-        .iter()
-        .filter(|t| only.is_none_or(|o| super::tier_matches(&t.label(), o)))
-        .collect();
-    if selected.is_empty() {
-        let names: Vec<String> = tiers.iter().map(|t| t.label()).collect();
-        return Err(format!(
-            "no tier {:?} (tiers: {})",
-            only.unwrap_or(""),
-            names.join(", ")
-        ));
-    }
+    let selected = super::select_tiers(&tiers, only, "")?;
     let verified = tier::recorded_verification(dir);
     let pruned = |(a, decision): (crate::store::Listed, _)| Pruned {
         archive: a.file,
@@ -75,14 +64,11 @@ pub fn run(
             tier: t.label(),
             ..Default::default()
         };
-        let v = if t.label() == "local" {
-            verified.clone()
-        } else {
-            Default::default()
-        };
+        let v = (t.label() == "local").then(|| verified.clone());
+        let v = v.unwrap_or_default();
         let plan = t
             .ready()
-            .and_then(|()| tier::prune(t.as_ref(), host, &v, now, &tz, dry_run, &mut rep));
+            .and_then(|()| tier::prune(t, host, &v, now, &tz, dry_run, &mut rep));
         TierPrune {
             tier: t.label(),
             error: plan.as_ref().err().map(|e| e.to_string()),

@@ -127,14 +127,23 @@ pub fn status_name(code: i32) -> &'static str {
     }
 }
 
-fn outcome_code(o: &Outcome) -> i32 {
-    match &o.report.stopped {
+/// The writes, with a progress bar, and the exit code they earn.
+fn execute(
+    p: &Prepared,
+    how: &Execute,
+    log: &Log,
+    cancel: &AtomicBool,
+) -> Result<(Outcome, i32), RestoreError> {
+    let progress = log.progress();
+    let o = restore::execute(p, how, log, progress.as_ref(), cancel)?;
+    let code = match &o.report.stopped {
         None if o.report.warnings.is_empty() => exit::OK,
         None => exit::WARNINGS,
         Some(Stop::Interrupted) => exit::INTERRUPTED,
         Some(Stop::Damaged { .. }) => exit::DAMAGED,
         Some(Stop::Failed { .. }) => exit::FAILED,
-    }
+    };
+    Ok((o, code))
 }
 
 /// How a restore is carried out, beyond its plan.
@@ -172,9 +181,7 @@ pub fn restore(
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
     let how = execution(o.config, o.now, o.no_safety_backup, false);
-    let progress = log.progress();
-    let outcome = restore::execute(p, &how, log, progress.as_ref(), cancel)?;
-    let mut code = outcome_code(&outcome);
+    let (outcome, mut code) = execute(p, &how, log, cancel)?;
     let undo = outcome
         .safety_archive
         .as_ref()
@@ -218,15 +225,7 @@ pub fn extract(
     cancel: &AtomicBool,
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
-    let progress = log.progress();
-    let outcome = restore::execute(
-        p,
-        &execution(config, now, true, true),
-        log,
-        progress.as_ref(),
-        cancel,
-    )?;
-    let code = outcome_code(&outcome);
+    let (outcome, code) = execute(p, &execution(config, now, true, true), log, cancel)?;
     Ok(RestoreReport::new(p, outcome, code, started))
 }
 

@@ -186,8 +186,8 @@ pub fn backup(
         Err(e) => {
             let code = e.exit_code();
             let checks = match &e {
-                BackupError::Preflight(c) => c.clone(),
-                _ => vec![],
+                BackupError::Preflight(c) => &c[..],
+                _ => &[],
             };
             let extra = serde_json::json!({"status": "failed", "exit_code": code, "checks": checks, "notifications": sent});
             let extra = serde_json::from_str(&log.redactor().apply(&extra.to_string())).ok();

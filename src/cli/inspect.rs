@@ -4,7 +4,7 @@ use super::args::InspectCommand;
 use super::{Exit, ctx::Ctx};
 use anyhow::anyhow;
 use base64::Engine as _;
-use proxkeep::app::{exit_if, tier_matches};
+use proxkeep::app::{exit_if, select_tiers};
 use proxkeep::archive::format::Kind;
 use proxkeep::archive::reader::Problem;
 use proxkeep::archive::session::warning_text;
@@ -141,17 +141,8 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
     static NEVER: AtomicBool = AtomicBool::new(false);
     let (host, dir) = (ctx.hostname(), ctx.backup_dir(dir)?);
     let tiers = tier::tiers(ctx.config()?, &dir, &NEVER);
-    let selected: Vec<_> = tiers
-        .iter()
-        .filter(|t| which == "all" || tier_matches(&t.label(), which))
-        .collect();
-    if selected.is_empty() {
-        let names: Vec<String> = tiers.iter().map(|t| t.label()).collect();
-        return Err(Exit::usage(anyhow!(
-            "no tier {which:?} (tiers: all, {})",
-            names.join(", ")
-        )));
-    }
+    let which = (which != "all").then_some(which);
+    let selected = select_tiers(&tiers, which, "all, ").map_err(|e| Exit::usage(anyhow!(e)))?;
     let listings: Vec<TierListing> = selected
         .iter()
         .map(|t| {

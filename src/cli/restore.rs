@@ -14,7 +14,7 @@ use proxkeep::exit;
 use proxkeep::output::Redactor;
 use proxkeep::restore::apply::Stop;
 use proxkeep::restore::path::NodeMap;
-use proxkeep::restore::plan::{Action, Counts, PveWrite, Step};
+use proxkeep::restore::plan::{Action, PveWrite, Step};
 use proxkeep::restore::recovery::{self, RecoveryRequest, Staged};
 use proxkeep::restore::{self, Mode, Prepared, Request, RestoreError};
 use proxkeep::runner::CommandSpec;
@@ -92,7 +92,10 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         ctx.out.text(|o| plan_text(&p, o))?;
     }
     // Refused before asking anything (also for --dry-run: the plan cannot be carried out).
-    restore::check_conflicts(&p.plan).map_err(|e| with_plan(fail(e), &p))?;
+    restore::check_conflicts(&p.plan).map_err(|e| {
+        let plan = serde_json::json!({ "plan": PlanDoc::new(&p) });
+        Exit(e.exit_code(), e.into(), Some(plan))
+    })?;
     if a.dry_run {
         ctx.out.result(&PlanDoc::new(&p), |o| {
             writeln!(o, "\ndry run: nothing was written")
@@ -129,15 +132,6 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         follow_ups_text(&report, o)
     })?;
     Ok(report.exit_code)
-}
-
-/// A refused plan: the JSON error document carries the plan that shows why.
-fn with_plan(e: Exit, p: &Prepared) -> Exit {
-    Exit(
-        e.0,
-        e.1,
-        Some(serde_json::json!({ "plan": PlanDoc::new(p) })),
-    )
 }
 
 fn extract(ctx: &Ctx, archive: &str, dir: &Path) -> Result<i32, Exit> {
@@ -191,19 +185,12 @@ fn changes_text(s: &Step) -> String {
     }
 }
 
-fn counts_row(o: &mut dyn Write, c: &Counts) -> io::Result<()> {
-    let Counts {
-        category,
-        create,
-        replace,
-        same,
-        held,
-        conflict,
-        remove,
-    } = c;
+/// A row of the plan's table: the category, then create, replace, same, held, conflict and remove.
+fn counts_row(o: &mut dyn Write, name: &str, n: [&dyn std::fmt::Display; 6]) -> io::Result<()> {
+    let [create, replace, same, held, conflict, remove] = n;
     writeln!(
         o,
-        "{category:<16} {create:>7} {replace:>7} {same:>7} {held:>7} {conflict:>8} {remove:>7}"
+        "{name:<16} {create:>7} {replace:>7} {same:>7} {held:>7} {conflict:>8} {remove:>7}"
     )
 }
 
@@ -229,25 +216,16 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
             "         a safety archive: restoring it undoes the restore that made it (nothing is held)"
         )?;
     }
-    writeln!(
-        o,
-        "\n{:<16} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7}",
-        "category", "create", "replace", "same", "held", "conflict", "remove"
-    )?;
-    let mut total = Counts {
-        category: "total".into(),
-        ..Default::default()
-    };
+    writeln!(o)?;
+    let head = ["create", "replace", "same", "held", "conflict", "remove"];
+    counts_row(o, "category", head.each_ref().map(|h| h as _))?;
+    let mut total = [0u64; 6];
     for c in &p.plan.counts() {
-        counts_row(o, c)?;
-        total.create += c.create;
-        total.replace += c.replace;
-        total.same += c.same;
-        total.held += c.held;
-        total.conflict += c.conflict;
-        total.remove += c.remove;
+        let n = [c.create, c.replace, c.same, c.held, c.conflict, c.remove];
+        total.iter_mut().zip(n).for_each(|(t, n)| *t += n);
+        counts_row(o, &c.category, n.each_ref().map(|n| n as _))?;
     }
-    counts_row(o, &total)?;
+    counts_row(o, "total", total.each_ref().map(|n| n as _))?;
     if p.plan.not_selected > 0 {
         writeln!(
             o,
@@ -369,9 +347,8 @@ fn follow_ups_text(report: &RestoreReport, out: &mut dyn Write) -> io::Result<()
 #[derive(Serialize)]
 struct PmxcfsExtracted<'a> {
     status: &'static str,
-    dirs: u64,
-    files: u64,
-    bytes: u64,
+    #[serde(flatten)]
+    stats: proxkeep::pmxcfs::ExtractStats,
     dir: &'a Path,
 }
 
@@ -379,9 +356,7 @@ fn pmxcfs_extract(ctx: &Ctx, db: &Path, dir: &Path, node: Option<&str>) -> Resul
     let stats = proxkeep::pmxcfs::extract(db, dir, node).map_err(|e| fail(e.into()))?;
     let doc = PmxcfsExtracted {
         status: "ok",
-        dirs: stats.dirs,
-        files: stats.files,
-        bytes: stats.bytes,
+        stats,
         dir,
     };
     ctx.out.result(&doc, |o| {
