@@ -416,7 +416,7 @@ pub(super) fn one<'de, D: Deserializer<'de>, N: Deserialize<'de> + Into<T>, T>(
 pub(super) fn some<'de, D: Deserializer<'de>, N: Deserialize<'de> + Into<T>, T>(
     d: D,
 ) -> Result<Option<T>, D::Error> {
-    N::deserialize(d).map(|v| Some(v.into()))
+    one::<D, N, T>(d).map(Some)
 }
 
 pub(super) fn many<'de, D: Deserializer<'de>, N: Deserialize<'de> + Into<T>, T>(
@@ -597,14 +597,8 @@ impl Ctx<'_> {
             r.retries = r.retries.max(1);
             let target = &r.target;
             let default = || target.split_once(':').map_or("", |(r, _)| r).to_owned();
-            self.name(
-                table,
-                &mut r.name,
-                default,
-                "remote.name",
-                &mut seen,
-                "another tier",
-            )?;
+            let key = "remote.name";
+            self.name(table, &mut r.name, default, key, &mut seen, "another tier")?;
         }
         c.notify.finish(self, doc.key("notify"))
     }

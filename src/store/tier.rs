@@ -236,17 +236,10 @@ impl Tier for Secondary {
             &format!("list {dir}"),
             self.timeout,
             "find",
-            &[
-                &dir,
-                "-mindepth",
-                "1",
-                "-maxdepth",
-                "1",
-                "-type",
-                "f",
-                "-printf",
-                "%f\\t%s\\n",
-            ],
+            &[&dir, "-mindepth", "1", "-maxdepth", "1"]
+                .into_iter()
+                .chain("-type f -printf %f\\t%s\\n".split(' '))
+                .collect::<Vec<_>>(),
         )?;
         let names = String::from_utf8_lossy(&out)
             .lines()
@@ -334,14 +327,16 @@ struct LsEntry {
     hashes: HashMap<String, String>,
 }
 
-fn parse_lsjson(text: &[u8]) -> Result<Vec<(String, u64, HashMap<String, String>)>, TierError> {
+/// (name, size, hashes) of each entry.
+fn parse_lsjson(
+    text: &[u8],
+) -> Result<impl Iterator<Item = (String, u64, HashMap<String, String>)>, TierError> {
     let v: Vec<LsEntry> = serde_json::from_slice(text).map_err(|e| TierError::Rclone {
         what: "lsjson".into(),
         detail: format!("unexpected lsjson output: {e}"),
     })?;
     Ok(v.into_iter()
-        .map(|e| (e.name, e.size.max(0) as u64, e.hashes))
-        .collect())
+        .map(|e| (e.name, e.size.max(0) as u64, e.hashes)))
 }
 
 /// First field of `rclone hashsum` or `sha256sum` output (`<hash>  <name>`).
@@ -417,8 +412,7 @@ impl Remote {
             "lsjson",
             &["lsjson", "--hash", "--files-only", &self.path_of(file)],
         )?;
-        let v = parse_lsjson(&out)?;
-        Ok(v.into_iter().next().map(|(_, s, h)| (s, h)))
+        Ok(parse_lsjson(&out)?.next().map(|(_, s, h)| (s, h)))
     }
 }
 
@@ -436,11 +430,8 @@ impl Tier for Remote {
             Err(TierError::Rclone { detail, .. }) if detail.starts_with("exit 3") => b"[]".to_vec(),
             Err(e) => return Err(e),
         };
-        let v = parse_lsjson(&out)?;
-        Ok(super::archives(
-            v.into_iter().map(|(n, s, _)| (n, s)),
-            Some(host),
-        ))
+        let names = parse_lsjson(&out)?.map(|(n, s, _)| (n, s));
+        Ok(super::archives(names, Some(host)))
     }
     fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError> {
         let (name, files) = upload_set(local);
@@ -630,14 +621,15 @@ pub fn resolve_archive(
     host: &str,
     cancel: &'static AtomicBool,
 ) -> Result<Resolved, String> {
+    let found = |path, tier| Resolved {
+        path,
+        tier,
+        _fetched: None,
+    };
     if let Some((tier_name, rest)) = spec.split_once(':') {
         if let Some(s) = config.secondary.iter().find(|s| s.name == tier_name) {
             let path = super::resolve(rest, &s.path, host).map_err(|e| e.to_string())?;
-            return Ok(Resolved {
-                path,
-                tier: Some(format!("secondary:{}", s.name)),
-                _fetched: None,
-            });
+            return Ok(found(path, Some(format!("secondary:{}", s.name))));
         }
         if let Some(r) = config.remote.iter().find(|r| r.name == tier_name) {
             let remote = Remote::new(r, &config.retention, cancel);
@@ -680,11 +672,7 @@ pub fn resolve_archive(
         }
     }
     let path = super::resolve(spec, backup_dir, host).map_err(|e| e.to_string())?;
-    Ok(Resolved {
-        path,
-        tier: None,
-        _fetched: None,
-    })
+    Ok(found(path, None))
 }
 
 #[cfg(test)]
@@ -694,7 +682,7 @@ mod tests {
     #[test]
     fn lsjson_and_hashsum_parsing() {
         let out = br#"[{"Path":"a.tar.zst","Name":"a.tar.zst","Size":12,"MimeType":"x","ModTime":"2026-01-01T00:00:00Z","IsDir":false,"Hashes":{"sha1":"ab","md5":"cd"}}]"#;
-        let v = parse_lsjson(out).unwrap();
+        let v: Vec<_> = parse_lsjson(out).unwrap().collect();
         assert_eq!(v[0].0, "a.tar.zst");
         assert_eq!(v[0].1, 12);
         assert_eq!(v[0].2["sha1"], "ab");
