@@ -228,11 +228,10 @@ pub enum WebhookFormat {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     #[default]
-    #[serde(rename = "POST")]
     Post,
-    #[serde(rename = "PUT")]
     Put,
 }
 
