@@ -105,12 +105,8 @@ impl Ctx<'_> {
             let full = join_key(path, name);
             if !keys.iter().any(|k| k == name) {
                 let suggestion = suggest_key(name, path);
-                errors.push(self.error(
-                    key.span(),
-                    &full,
-                    format!("unknown key `{full}`"),
-                    suggestion,
-                ));
+                let message = format!("unknown key `{full}`");
+                errors.push(self.error(key.span(), &full, message, suggestion));
                 continue;
             }
             let Some(sub) = section(&full) else {
@@ -191,11 +187,8 @@ pub(super) fn sections() -> &'static [Section] {
     static SECTIONS: OnceLock<Vec<Section>> = OnceLock::new();
     SECTIONS.get_or_init(|| {
         let mut out = Vec::new();
-        learn(
-            &mut Vec::new(),
-            expected_fields(&[]).unwrap_or_default(),
-            &mut out,
-        );
+        let top = expected_fields(&[]).unwrap_or_default();
+        learn(&mut Vec::new(), top, &mut out);
         out
     })
 }
@@ -619,18 +612,15 @@ impl Ctx<'_> {
         }
         let has_recipients = !e.recipients.is_empty() || e.recipients_file.is_some();
         if e.passphrase_file.is_some() && has_recipients {
-            return Err(self.invalid(
-                span_of(doc, "passphrase_file"),
-                "passphrase_file",
-                "an age file is encrypted either to recipients or with a passphrase, not both",
-            ));
+            let span = span_of(doc, "passphrase_file");
+            let why =
+                "an age file is encrypted either to recipients or with a passphrase, not both";
+            return Err(self.invalid(span, "passphrase_file", why));
         }
         if !has_recipients && e.passphrase_file.is_none() {
-            return Err(self.invalid(
-                span_of(doc, ""),
-                "encryption",
-                "set `recipients`, `recipients_file` or `passphrase_file` (or remove [encryption])",
-            ));
+            let why =
+                "set `recipients`, `recipients_file` or `passphrase_file` (or remove [encryption])";
+            return Err(self.invalid(span_of(doc, ""), "encryption", why));
         }
         Ok(())
     }

@@ -435,12 +435,8 @@ pub fn live(
         let new = live_files(root, &host.from_db, &wn);
         attach_patches(&mut diffs, opts, &old, &new);
     }
-    Ok(report(
-        file_name(a),
-        format!("host {}", root.dir().display()),
-        diffs,
-        host.index.warnings,
-    ))
+    let to = format!("host {}", root.dir().display());
+    Ok(report(file_name(a), to, diffs, host.index.warnings))
 }
 
 pub struct Live {

@@ -115,14 +115,8 @@ pub fn verify(archive: &Path) -> Result<Verified, InspectError> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let rec = state::Record::new(
-            &md,
-            out.ok,
-            v.sha256,
-            out.problems.len() as u64,
-            totals,
-            "verify",
-        );
+        let problems = out.problems.len() as u64;
+        let rec = state::Record::new(&md, out.ok, v.sha256, problems, totals, "verify");
         if let Err(e) = state::record(dir, &out.name, rec) {
             out.record_error = Some(format!(
                 "cannot record the result in {}: {e}",

@@ -299,17 +299,13 @@ impl Report {
             v.push(Part::Row("retention", retention));
         }
         if !self.problems.is_empty() {
-            let label = if self.status == Status::Failed {
-                "errors"
-            } else {
-                "warnings"
+            let label = match self.status {
+                Status::Failed => "errors",
+                _ => "warnings",
             };
             let (n, total) = (self.problems.len(), self.problems_total);
-            v.push(Part::List(
-                format!("{label} ({n} of {total})"),
-                self.problems.clone(),
-                "  - ",
-            ));
+            let heading = format!("{label} ({n} of {total})");
+            v.push(Part::List(heading, self.problems.clone(), "  - "));
         }
         v.extend(self.log_file.iter().map(|l| Part::Code("log", l.clone())));
         v.push(Part::Row("proxkeep", self.version.clone()));

@@ -218,12 +218,8 @@ impl Tier for Secondary {
             });
         }
         let dir = self.path.to_string_lossy().into_owned();
-        let out = fs_cmd(
-            &format!("stat {dir}"),
-            self.timeout,
-            "stat",
-            &["-c", "%F", &dir],
-        )?;
+        let what = format!("stat {dir}");
+        let out = fs_cmd(&what, self.timeout, "stat", &["-c", "%F", &dir])?;
         if String::from_utf8_lossy(&out).trim() == "directory" {
             Ok(())
         } else {
@@ -232,15 +228,19 @@ impl Tier for Secondary {
     }
     fn list(&self, host: &str) -> Result<Vec<Listed>, TierError> {
         let dir = self.path.to_string_lossy().into_owned();
-        let out = fs_cmd(
-            &format!("list {dir}"),
-            self.timeout,
-            "find",
-            &[&dir, "-mindepth", "1", "-maxdepth", "1"]
-                .into_iter()
-                .chain("-type f -printf %f\\t%s\\n".split(' '))
-                .collect::<Vec<_>>(),
-        )?;
+        let what = format!("list {dir}");
+        let args = [
+            &*dir,
+            "-mindepth",
+            "1",
+            "-maxdepth",
+            "1",
+            "-type",
+            "f",
+            "-printf",
+            "%f\\t%s\\n",
+        ];
+        let out = fs_cmd(&what, self.timeout, "find", &args)?;
         let names = String::from_utf8_lossy(&out)
             .lines()
             .filter_map(|l| {
@@ -259,19 +259,11 @@ impl Tier for Secondary {
             // Temp file in the destination, fsync, rename, fsync the directory.
             let tmp = self.p(&format!(".{dest}.{}.partial", std::process::id()));
             let step = (|| {
-                fs_cmd(
-                    &format!("copy {dest}"),
-                    budget,
-                    "cp",
-                    &["--no-preserve=all", "-T", &src, &tmp],
-                )?;
+                let cp = ["--no-preserve=all", "-T", &src, &tmp];
+                fs_cmd(&format!("copy {dest}"), budget, "cp", &cp)?;
                 fs_cmd(&format!("fsync {dest}"), budget, "sync", &[&tmp])?;
-                fs_cmd(
-                    &format!("rename {dest}"),
-                    self.timeout,
-                    "mv",
-                    &["-f", "-T", &tmp, &self.p(&dest)],
-                )?;
+                let mv = ["-f", "-T", &tmp, &self.p(&dest)];
+                fs_cmd(&format!("rename {dest}"), self.timeout, "mv", &mv)?;
                 self.sync_dir()
             })();
             if let Err(e) = step {
@@ -279,12 +271,8 @@ impl Tier for Secondary {
                 return Err(e);
             }
         }
-        let out = fs_cmd(
-            &format!("read back {name}"),
-            budget,
-            "sha256sum",
-            &[&self.p(&name)],
-        )?;
+        let what = format!("read back {name}");
+        let out = fs_cmd(&what, budget, "sha256sum", &[&self.p(&name)])?;
         let got = parse_hashsum(&out).unwrap_or_default();
         if got != sha256 {
             let _ = self.remove(&name);
@@ -296,12 +284,8 @@ impl Tier for Secondary {
         Ok(())
     }
     fn remove(&self, file: &str) -> Result<(), TierError> {
-        fs_cmd(
-            &format!("remove {file}"),
-            self.timeout,
-            "rm",
-            &["-f", &self.p(file), &self.p(&format!("{file}.sha256"))],
-        )?;
+        let rm = ["-f", &self.p(file), &self.p(&format!("{file}.sha256"))];
+        fs_cmd(&format!("remove {file}"), self.timeout, "rm", &rm)?;
         self.sync_dir().map(|_| ())
     }
 }
@@ -408,10 +392,8 @@ impl Remote {
     }
 
     fn stat(&self, file: &str) -> Result<Option<(u64, HashMap<String, String>)>, TierError> {
-        let out = self.rclone(
-            "lsjson",
-            &["lsjson", "--hash", "--files-only", &self.path_of(file)],
-        )?;
+        let path = self.path_of(file);
+        let out = self.rclone("lsjson", &["lsjson", "--hash", "--files-only", &path])?;
         Ok(parse_lsjson(&out)?.next().map(|(_, s, h)| (s, h)))
     }
 }
@@ -471,10 +453,8 @@ impl Tier for Remote {
     fn remove(&self, file: &str) -> Result<(), TierError> {
         self.rclone("deletefile", &["deletefile", &self.path_of(file)])?;
         // The sidecar may be missing (an older copy failed half way): that is fine.
-        let _ = self.rclone(
-            "deletefile",
-            &["deletefile", &self.path_of(&format!("{file}.sha256"))],
-        );
+        let sidecar = self.path_of(&format!("{file}.sha256"));
+        let _ = self.rclone("deletefile", &["deletefile", &sidecar]);
         Ok(())
     }
 }
@@ -560,13 +540,8 @@ pub fn sync_tier(
         let there = tier.list(host)?;
         let have: HashSet<&str> = there.iter().map(|a| a.file.as_str()).collect();
         // Only what the tier's policy would keep among (what it has + all local ones).
-        let mut union: Vec<Listed> = there.clone();
-        union.extend(
-            local
-                .iter()
-                .filter(|a| !have.contains(a.file.as_str()))
-                .cloned(),
-        );
+        let lacking = local.iter().filter(|a| !have.contains(a.file.as_str()));
+        let union: Vec<Listed> = there.iter().chain(lacking).cloned().collect();
         let keep: HashSet<String> = plan_for(&union, &HashMap::new(), &tier.policy(), now, tz)
             .into_iter()
             .filter(|(_, d)| !d.is_remove())
