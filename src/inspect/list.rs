@@ -170,11 +170,8 @@ fn judge(path: &Path, rec: Option<&state::Record>, out: &mut Listed) -> (State, 
             };
         }
         if md.len() < r.size {
-            return damaged(format!(
-                "cut off: {} bytes, {} when it was verified",
-                md.len(),
-                r.size
-            ));
+            let (now, then) = (md.len(), r.size);
+            return damaged(format!("cut off: {now} bytes, {then} when it was verified"));
         }
     }
     let changed = rec.map(|_| "changed since it was last verified".to_string());

@@ -58,12 +58,8 @@ impl ArchiveInfo {
             .as_ref()
             .map(|e| format!(", {e}"))
             .unwrap_or_default();
-        format!(
-            "{} ({} {}{enc})",
-            format_size(self.size),
-            self.compression,
-            self.level
-        )
+        let (size, level) = (format_size(self.size), self.level);
+        format!("{size} ({} {level}{enc})", self.compression)
     }
 }
 
@@ -191,12 +187,8 @@ impl Report {
     pub fn sample(run: &RunInfo) -> Report {
         let mut rep = Report::new(run, Status::Ok, 0);
         rep.test = true;
-        let name = format!(
-            "{}-{}-{}.tar.zst",
-            run.host,
-            run.role,
-            run.started.strftime("%Y%m%dT%H%M%SZ")
-        );
+        let time = run.started.strftime("%Y%m%dT%H%M%SZ");
+        let name = format!("{}-{}-{time}.tar.zst", run.host, run.role);
         rep.archive = Some(ArchiveInfo {
             path: format!("/var/backups/proxkeep/{name}"),
             name,
@@ -250,12 +242,8 @@ impl Report {
 
     /// One line: what a phone's lock screen shows.
     pub fn headline(&self) -> String {
-        let head = format!(
-            "{}: backup {} (exit {})",
-            self.host,
-            self.status.word(),
-            self.exit_code
-        );
+        let (host, word, code) = (&self.host, self.status.word(), self.exit_code);
+        let head = format!("{host}: backup {word} (exit {code})");
         match (&self.archive, &self.error) {
             (_, Some(e)) => format!("{head}: {e}"),
             (Some(a), None) => format!(
@@ -277,12 +265,8 @@ impl Report {
             Part::Row("host", format!("{} ({})", self.host, self.role)),
         ];
         if let Some(a) = &self.archive {
-            let files = format!(
-                "{} ({} entries, {} of file data)",
-                a.files,
-                a.entries,
-                format_size(a.bytes)
-            );
+            let data = format_size(a.bytes);
+            let files = format!("{} ({} entries, {data} of file data)", a.files, a.entries);
             v.extend([
                 Part::Code("archive", a.name.clone()),
                 Part::Row("size", a.size_line()),

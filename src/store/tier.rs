@@ -611,13 +611,12 @@ pub fn resolve_archive(
             let file = match super::latest_offset(rest) {
                 Some(n) => {
                     let list = remote.list(host).map_err(|e| e.to_string())?;
-                    list.get(n).map(|a| a.file.clone()).ok_or_else(|| {
-                        format!(
-                            "no archive {spec:?}: {} archive(s) of {host} on remote:{}",
-                            list.len(),
-                            r.name
-                        )
-                    })?
+                    let Some(a) = list.get(n) else {
+                        let (len, name) = (list.len(), &r.name);
+                        let on = format!("{len} archive(s) of {host} on remote:{name}");
+                        return Err(format!("no archive {spec:?}: {on}"));
+                    };
+                    a.file.clone()
                 }
                 None => rest.to_string(),
             };
