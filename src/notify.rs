@@ -205,12 +205,10 @@ pub fn send_report(n: &NotifyConfig, log: &Log, report: &Report) -> Vec<Delivery
         .filter(|c| c.wants(report.event))
         .collect();
     if !all.is_empty() {
+        let (status, event) = (report.status.word(), report.event);
+        let (n, of) = (selected.len(), all.len());
         log.debug(&format!(
-            "notify: run {} ({}): {} of {} channels",
-            report.status.word(),
-            report.event,
-            selected.len(),
-            all.len()
+            "notify: run {status} ({event}): {n} of {of} channels"
         ));
     }
     send_all(log, &selected, report, &log.tail())

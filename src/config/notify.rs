@@ -422,10 +422,18 @@ fn url_password(url: &str) -> Option<String> {
 
 /// The path of a URL without the leading slash, when it is long enough to be a secret.
 fn url_path(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let path = rest.split_once('/')?.1;
-    let path = path.split(['?', '#']).next()?.trim_matches('/');
+    let path = path_part(url);
     (path.len() >= 8).then(|| path.to_string())
+}
+
+/// The path of a URL, without the query, the fragment and the slashes around it.
+fn path_part(url: &str) -> &str {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let path = rest.split_once('/').map_or("", |(_, p)| p);
+    path.split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .trim_matches('/')
 }
 
 checked_str! {
@@ -474,13 +482,7 @@ fn url(url: &str) -> Result<String, String> {
 
 fn topic_url(s: &str) -> Result<String, String> {
     let url = url(s)?;
-    let path = (url.split_once("://").and_then(|(_, r)| r.split_once('/'))).map_or("", |p| p.1);
-    match path
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("")
-        .trim_matches('/')
-    {
+    match path_part(&url) {
         "" => Err("expected the topic URL, e.g. https://ntfy.example/backups".into()),
         _ => Ok(url.trim_end_matches('/').to_owned()),
     }

@@ -537,13 +537,9 @@ impl Ctx<'_> {
             None => c.compression.level = algorithm.default_level(),
             Some(v) if !algorithm.level_range().contains(&c.compression.level) => {
                 let written = i64::deserialize(ValueDeserializer::from(v.0.clone()));
-                let range = algorithm.level_range();
-                let detail = format!(
-                    "{} is out of range {}..={} for {algorithm}",
-                    written.unwrap_or_default(),
-                    range.start(),
-                    range.end()
-                );
+                let written = written.unwrap_or_default();
+                let (lo, hi) = algorithm.level_range().into_inner();
+                let detail = format!("{written} is out of range {lo}..={hi} for {algorithm}");
                 return Err(self.invalid(v.span(), "compression.level", detail));
             }
             Some(_) => {}

@@ -244,16 +244,11 @@ fn map_error(e: ureq::Error, started: Instant) -> NotifyError {
     if let Some(t) = tls {
         return NotifyError::Tls(t);
     }
+    use std::io::ErrorKind::{TimedOut, WouldBlock};
+    let timeout = || NotifyError::Timeout(started.elapsed().as_secs_f64());
     match e {
-        ureq::Error::Timeout(_) => NotifyError::Timeout(started.elapsed().as_secs_f64()),
-        ureq::Error::Io(io)
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            ) =>
-        {
-            NotifyError::Timeout(started.elapsed().as_secs_f64())
-        }
+        ureq::Error::Timeout(_) => timeout(),
+        ureq::Error::Io(io) if matches!(io.kind(), TimedOut | WouldBlock) => timeout(),
         ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
             NotifyError::Setup("invalid URL (see the channel's `url`)".into())
         }
