@@ -60,14 +60,9 @@ fn unescape_label(v: &str) -> String {
     let mut out = String::new();
     let mut chars = v.chars();
     while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some('n') => out.push('\n'),
-                Some(o) => out.push(o),
-                None => {}
-            }
-        } else {
-            out.push(c);
+        match c {
+            '\\' => out.extend(chars.next().map(|o| if o == 'n' { '\n' } else { o })),
+            c => out.push(c),
         }
     }
     out

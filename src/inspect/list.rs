@@ -160,13 +160,10 @@ fn judge(path: &Path, rec: Option<&state::Record>, out: &mut Listed) -> (State, 
                 out.files = Some(t.files);
                 out.warnings = Some(t.warnings);
             }
-            return if r.ok {
-                (State::Ok, None)
-            } else {
-                damaged(format!(
-                    "{} problem(s) found by the last verify ({})",
-                    r.problems, r.time
-                ))
+            let (n, time) = (r.problems, &r.time);
+            return match r.ok {
+                true => (State::Ok, None),
+                false => damaged(format!("{n} problem(s) found by the last verify ({time})")),
             };
         }
         if md.len() < r.size {

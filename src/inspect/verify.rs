@@ -5,6 +5,7 @@ use crate::archive::compression::Compression;
 use crate::archive::format::Totals;
 use crate::archive::name::ArchiveName;
 use crate::archive::reader::{self, Problem};
+use crate::crypt::{self, CryptError};
 use crate::fsx::sha256_file;
 use crate::store::{self, file_name, state};
 use serde::Serialize;
@@ -90,10 +91,7 @@ pub fn verify(archive: &Path) -> Result<Verified, InspectError> {
     let v = match reader::verify(archive, None) {
         Ok(v) => v,
         Err(e) => {
-            let no_key = matches!(
-                crate::crypt::in_io(&e),
-                Some(crate::crypt::CryptError::NoKey)
-            );
+            let no_key = matches!(crypt::in_io(&e), Some(CryptError::NoKey));
             if no_key && let Some(v) = verify_sidecar_only(archive, &md)? {
                 return Ok(v);
             }

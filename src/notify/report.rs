@@ -246,13 +246,10 @@ impl Report {
         let head = format!("{host}: backup {word} (exit {code})");
         match (&self.archive, &self.error) {
             (_, Some(e)) => format!("{head}: {e}"),
-            (Some(a), None) => format!(
-                "{head}: {} ({}), {} files, {}",
-                a.name,
-                format_size(a.size),
-                a.files,
-                self.seconds()
-            ),
+            (Some(a), None) => {
+                let (size, secs) = (format_size(a.size), self.seconds());
+                format!("{head}: {} ({size}), {} files, {secs}", a.name, a.files)
+            }
             (None, None) => head,
         }
     }
