@@ -155,11 +155,8 @@ impl Ctx<'_> {
             return self.error(span, &key, format!("`{key}` is required"), None);
         }
         let event = |w: &str| closest(w.split('`').next()?, Event::ALL.map(Event::name));
-        let suggestion = suggestion_from_serde_message(msg).or_else(|| {
-            msg.strip_prefix("unknown event `")
-                .and_then(event)
-                .map(str::to_owned)
-        });
+        let unknown_event = msg.strip_prefix("unknown event `").and_then(event);
+        let suggestion = suggestion_from_serde_message(msg).or(unknown_event.map(str::to_owned));
         let message = match key.is_empty() {
             true => msg.to_owned(),
             false => format!("invalid value for `{key}`: {msg}"),
