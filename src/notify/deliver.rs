@@ -64,18 +64,15 @@ pub fn tls_rejection(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         )
         .then(|| r.to_string())
     };
-    let mut cur = Some(e);
-    while let Some(err) = cur {
+    let mut chain = std::iter::successors(Some(e), |err| err.source());
+    let rustls = chain.find_map(|err| {
         let in_io = || {
             let io = err.downcast_ref::<std::io::Error>()?;
             io.get_ref()?.downcast_ref::<rustls::Error>()
         };
-        if let Some(r) = err.downcast_ref::<rustls::Error>().or_else(in_io) {
-            return verdict(r);
-        }
-        cur = err.source();
-    }
-    None
+        err.downcast_ref::<rustls::Error>().or_else(in_io)
+    })?;
+    verdict(rustls)
 }
 
 /// Pause after failed attempt number `n` (1-based).
