@@ -116,10 +116,9 @@ pub fn verify(archive: &Path) -> Result<Verified, InspectError> {
         let problems = out.problems.len() as u64;
         let rec = state::Record::new(&md, out.ok, v.sha256, problems, totals, "verify");
         if let Err(e) = state::record(dir, &out.name, rec) {
-            out.record_error = Some(format!(
-                "cannot record the result in {}: {e}",
-                dir.join(state::STATE_FILE).display()
-            ));
+            let file = dir.join(state::STATE_FILE);
+            let why = format!("cannot record the result in {}: {e}", file.display());
+            out.record_error = Some(why);
         }
     }
     Ok(out)

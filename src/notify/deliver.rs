@@ -174,10 +174,8 @@ impl Http {
                     })
                     .collect();
                 if certs.is_empty() {
-                    return Err(NotifyError::Setup(format!(
-                        "ca_file {} holds no PEM certificate",
-                        p.display()
-                    )));
+                    let why = format!("ca_file {} holds no PEM certificate", p.display());
+                    return Err(NotifyError::Setup(why));
                 }
                 RootCerts::new_with_certs(&certs)
             }

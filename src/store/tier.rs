@@ -213,9 +213,8 @@ impl Tier for Secondary {
     }
     fn ready(&self) -> Result<(), TierError> {
         if self.require_mount && !is_mount_point(&self.path) {
-            return Err(TierError::NotMounted {
-                path: self.path.clone(),
-            });
+            let path = self.path.clone();
+            return Err(TierError::NotMounted { path });
         }
         let dir = self.path.to_string_lossy().into_owned();
         let what = format!("stat {dir}");
@@ -640,7 +639,7 @@ pub fn resolve_archive(
             }
             return Ok(Resolved {
                 path: local,
-                tier: Some(format!("remote:{}", r.name)),
+                tier: Some(remote.label()),
                 _fetched: Some(dir),
             });
         }
