@@ -60,14 +60,9 @@ fn unescape_label(v: &str) -> String {
     let mut out = String::new();
     let mut chars = v.chars();
     while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some('n') => out.push('\n'),
-                Some(o) => out.push(o),
-                None => {}
-            }
-        } else {
-            out.push(c);
+        match c {
+            '\\' => out.extend(chars.next().map(|o| if o == 'n' { '\n' } else { o })),
+            c => out.push(c),
         }
     }
     out
@@ -132,56 +127,35 @@ fn num(v: f64) -> String {
 /// The textfile for a finished run. `notify_failures`: failed deliveries per configured channel.
 pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) -> String {
     let mut o = Out(String::new());
-    o.single(
-        "proxkeep_run_start_timestamp_seconds",
-        "Unix time the last run started.",
-        r.started,
-    );
-    o.single(
-        "proxkeep_run_end_timestamp_seconds",
-        "Unix time the last run ended.",
-        r.ended,
-    );
-    o.single(
-        "proxkeep_run_duration_seconds",
-        "Wall time of the last run in seconds.",
-        format!("{:.3}", r.duration_ms as f64 / 1000.0),
-    );
-    o.single(
-        "proxkeep_run_status",
-        "Outcome of the last run: 0 ok, 1 warning (archive written, with warnings), 2 failed.",
-        r.status as u8,
-    );
-    o.single(
-        "proxkeep_run_exit_code",
-        "Exit code of the last run (0 ok, 1 failed, 2 config, 3 warnings, 4 preflight, 5 locked, 130 interrupted).",
-        r.exit_code,
-    );
-    o.single(
-        "proxkeep_run_warnings",
-        "Warnings and errors of the last run.",
-        r.problems_total,
-    );
+    let help = "Unix time the last run started.";
+    o.single("proxkeep_run_start_timestamp_seconds", help, r.started);
+    let help = "Unix time the last run ended.";
+    o.single("proxkeep_run_end_timestamp_seconds", help, r.ended);
+    let help = "Wall time of the last run in seconds.";
+    let secs = format!("{:.3}", r.duration_ms as f64 / 1000.0);
+    o.single("proxkeep_run_duration_seconds", help, secs);
+    let help =
+        "Outcome of the last run: 0 ok, 1 warning (archive written, with warnings), 2 failed.";
+    o.single("proxkeep_run_status", help, r.status as u8);
+    let help = "Exit code of the last run (0 ok, 1 failed, 2 config, 3 warnings, 4 preflight, 5 locked, 130 interrupted).";
+    o.single("proxkeep_run_exit_code", help, r.exit_code);
+    let help = "Warnings and errors of the last run.";
+    o.single("proxkeep_run_warnings", help, r.problems_total);
     let (bytes, files) = r.archive.as_ref().map_or((0, 0), |a| (a.size, a.files));
-    o.single(
-        "proxkeep_archive_bytes",
-        "Size in bytes of the archive the last run wrote (0 when it wrote none).",
-        bytes,
-    );
-    o.single(
-        "proxkeep_archive_files",
-        "Regular files in the archive the last run wrote (0 when it wrote none).",
-        files,
-    );
+    let help = "Size in bytes of the archive the last run wrote (0 when it wrote none).";
+    o.single("proxkeep_archive_bytes", help, bytes);
+    let help = "Regular files in the archive the last run wrote (0 when it wrote none).";
+    o.single("proxkeep_archive_files", help, files);
     // A run with warnings still wrote a verified archive: it counts as a success here.
     let last_success = if r.status != Status::Failed {
         Some(r.ended as f64)
     } else {
         prev.last_success
     };
+    let help = "Unix time the last run that wrote a verified archive ended (0: never); kept across failed runs.";
     o.single(
         "proxkeep_last_success_timestamp_seconds",
-        "Unix time the last run that wrote a verified archive ended (0: never); kept across failed runs.",
+        help,
         num(last_success.unwrap_or(0.0)),
     );
 
@@ -195,10 +169,8 @@ pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) ->
             e.insert("proxkeep_tier_bytes".into(), t.bytes as f64);
         }
         if let Some(lc) = t.last_copy {
-            e.insert(
-                "proxkeep_tier_last_copy_timestamp_seconds".into(),
-                lc as f64,
-            );
+            let name = "proxkeep_tier_last_copy_timestamp_seconds";
+            e.insert(name.into(), lc as f64);
         }
     }
     for (name, help) in TIER_GAUGES {
@@ -215,22 +187,16 @@ pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) ->
             .iter()
             .map(|(c, n)| (labels(&[("channel", c)]), n.to_string()))
             .collect();
-        o.family(
-            "proxkeep_notify_failures",
-            "Notifications of the last run that could not be delivered, per channel.",
-            &samples,
-        );
+        let help = "Notifications of the last run that could not be delivered, per channel.";
+        o.family("proxkeep_notify_failures", help, &samples);
     }
     let info = labels(&[
         ("version", &r.version),
         ("host", &r.host),
         ("role", &r.role),
     ]);
-    o.family(
-        "proxkeep_info",
-        "proxkeep version and the host it backs up.",
-        &[(info, "1".into())],
-    );
+    let help = "proxkeep version and the host it backs up.";
+    o.family("proxkeep_info", help, &[(info, "1".into())]);
     o.0
 }
 

@@ -10,10 +10,8 @@ pub mod web;
 pub use deliver::NotifyError;
 pub use report::{Report, RunInfo, Status};
 
-use crate::config::{
-    Common, Config, EmailConfig, Event, GotifyConfig, NotifyConfig, NtfyConfig, PingConfig,
-    TelegramConfig, WebhookConfig,
-};
+pub use crate::config::Channel;
+use crate::config::{Config, NotifyConfig, PingConfig};
 use crate::output::{Log, Redactor};
 use deliver::{Http, HttpRequest, Outcome, with_retries};
 use serde::Serialize;
@@ -80,72 +78,21 @@ pub fn redactor(config: &Config) -> Redactor {
     r
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum Channel<'a> {
-    Email(&'a EmailConfig),
-    Telegram(&'a TelegramConfig),
-    Gotify(&'a GotifyConfig),
-    Ntfy(&'a NtfyConfig),
-    Webhook(&'a WebhookConfig),
-    Ping(&'a PingConfig),
-}
-
-impl Channel<'_> {
-    /// Kind, and the settings every kind has.
-    fn parts(&self) -> (&'static str, Common<'_>) {
-        match *self {
-            Channel::Email(c) => ("email", c.common()),
-            Channel::Telegram(c) => ("telegram", c.common()),
-            Channel::Gotify(c) => ("gotify", c.common()),
-            Channel::Ntfy(c) => ("ntfy", c.common()),
-            Channel::Webhook(c) => ("webhook", c.common()),
-            Channel::Ping(c) => ("ping", c.common()),
-        }
-    }
-    pub fn name(&self) -> &str {
-        self.parts().1.name
-    }
-    pub fn kind(&self) -> &'static str {
-        self.parts().0
-    }
-    /// Whether a run with this outcome is reported here. Pings report every run: a missing ping is the alarm.
-    pub fn wants(&self, e: Event) -> bool {
-        matches!(self, Channel::Ping(_)) || self.parts().1.on.contains(&e)
-    }
-    /// Per attempt, and for all attempts together.
-    fn limits(&self) -> (Duration, Duration) {
-        let c = self.parts().1;
-        (c.timeout, c.retry_budget)
-    }
-}
-
-/// Every channel, in config order by kind.
-pub fn channels(n: &NotifyConfig) -> Vec<Channel<'_>> {
-    let mut v: Vec<Channel<'_>> = Vec::new();
-    v.extend(n.email.iter().map(Channel::Email));
-    v.extend(n.telegram.iter().map(Channel::Telegram));
-    v.extend(n.gotify.iter().map(Channel::Gotify));
-    v.extend(n.ntfy.iter().map(Channel::Ntfy));
-    v.extend(n.webhook.iter().map(Channel::Webhook));
-    v.extend(n.ping.iter().map(Channel::Ping));
-    v
-}
-
 /// Send `items` one after the other with `send`, retrying each, all within the channel's budget.
 fn within_budget<T>(
     ch: Channel<'_>,
     items: impl IntoIterator<Item = T>,
     send: impl Fn(&T, Duration) -> Result<(), NotifyError>,
 ) -> Outcome {
-    let (timeout, budget) = ch.limits();
-    let deadline = Instant::now() + budget;
+    let common = ch.parts().1;
+    let deadline = Instant::now() + common.retry_budget;
     let mut total = Outcome {
         attempts: 0,
         result: Ok(()),
         retries: vec![],
     };
     for item in items {
-        let o = with_retries(deadline, timeout, |t| send(&item, t));
+        let o = with_retries(deadline, common.timeout, |t| send(&item, t));
         total.attempts += o.attempts;
         total.retries.extend(o.retries);
         if o.result.is_err() {
@@ -251,19 +198,17 @@ pub fn record(log: &Log, mut d: Delivery) -> Delivery {
 
 /// Send the (redacted) report of a finished run to every channel whose `on` wants it, with the log's tail.
 pub fn send_report(n: &NotifyConfig, log: &Log, report: &Report) -> Vec<Delivery> {
-    let all = channels(n);
+    let all = n.channels();
     let selected: Vec<Channel<'_>> = all
         .iter()
         .copied()
         .filter(|c| c.wants(report.event))
         .collect();
     if !all.is_empty() {
+        let (status, event) = (report.status.word(), report.event);
+        let (n, of) = (selected.len(), all.len());
         log.debug(&format!(
-            "notify: run {} ({}): {} of {} channels",
-            report.status.word(),
-            report.event,
-            selected.len(),
-            all.len()
+            "notify: run {status} ({event}): {n} of {of} channels"
         ));
     }
     send_all(log, &selected, report, &log.tail())
@@ -277,8 +222,7 @@ pub fn test(
     run: &RunInfo,
     only: Option<&str>,
 ) -> Option<Vec<Delivery>> {
-    let selected: Vec<Channel<'_>> = channels(&config.notify)
-        .into_iter()
+    let selected: Vec<Channel<'_>> = (config.notify.channels().into_iter())
         .filter(|c| only.is_none_or(|o| c.name() == o))
         .collect();
     if only.is_some() && selected.is_empty() {

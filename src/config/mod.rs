@@ -23,8 +23,9 @@ mod redact;
 use raw::{AbsPath, Glob, Target, many, one, some};
 
 pub use notify::{
-    ChatId, Common, EmailConfig, Event, GotifyConfig, HttpMethod, MailTransport, MetricsConfig,
-    NotifyConfig, NtfyConfig, PingConfig, SmtpTls, TelegramConfig, WebhookConfig, WebhookFormat,
+    Channel, ChatId, Common, EmailConfig, Event, GotifyConfig, HttpMethod, MailTransport,
+    MetricsConfig, NotifyConfig, NtfyConfig, PingConfig, SmtpTls, TelegramConfig, WebhookConfig,
+    WebhookFormat,
 };
 pub use redact::render_redacted;
 

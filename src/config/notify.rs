@@ -228,11 +228,10 @@ pub enum WebhookFormat {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     #[default]
-    #[serde(rename = "POST")]
     Post,
-    #[serde(rename = "PUT")]
     Put,
 }
 
@@ -283,6 +282,41 @@ fn yes() -> bool {
     true
 }
 
+/// One channel of any kind.
+#[derive(Debug, Clone, Copy)]
+pub enum Channel<'a> {
+    Email(&'a EmailConfig),
+    Telegram(&'a TelegramConfig),
+    Gotify(&'a GotifyConfig),
+    Ntfy(&'a NtfyConfig),
+    Webhook(&'a WebhookConfig),
+    Ping(&'a PingConfig),
+}
+
+impl Channel<'_> {
+    /// Kind, and the settings every kind has.
+    pub fn parts(&self) -> (&'static str, Common<'_>) {
+        match *self {
+            Channel::Email(c) => ("email", c.common()),
+            Channel::Telegram(c) => ("telegram", c.common()),
+            Channel::Gotify(c) => ("gotify", c.common()),
+            Channel::Ntfy(c) => ("ntfy", c.common()),
+            Channel::Webhook(c) => ("webhook", c.common()),
+            Channel::Ping(c) => ("ping", c.common()),
+        }
+    }
+    pub fn name(&self) -> &str {
+        self.parts().1.name
+    }
+    pub fn kind(&self) -> &'static str {
+        self.parts().0
+    }
+    /// Whether a run with this outcome is reported here. Pings report every run: a missing ping is the alarm.
+    pub fn wants(&self, e: Event) -> bool {
+        matches!(self, Channel::Ping(_)) || self.parts().1.on.contains(&e)
+    }
+}
+
 /// `[notify]`: every channel, by kind.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -308,14 +342,21 @@ impl NotifyConfig {
 
     /// Every channel's name, in the order channels are listed (email, telegram, gotify, ntfy, webhook, ping).
     pub fn channel_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = Vec::new();
-        v.extend(self.email.iter().map(|c| c.name.clone()));
-        v.extend(self.telegram.iter().map(|c| c.name.clone()));
-        v.extend(self.gotify.iter().map(|c| c.name.clone()));
-        v.extend(self.ntfy.iter().map(|c| c.name.clone()));
-        v.extend(self.webhook.iter().map(|c| c.name.clone()));
-        v.extend(self.ping.iter().map(|c| c.name.clone()));
-        v
+        self.channels()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect()
+    }
+
+    /// Every channel, in config order by kind.
+    pub fn channels(&self) -> Vec<Channel<'_>> {
+        (self.email.iter().map(Channel::Email))
+            .chain(self.telegram.iter().map(Channel::Telegram))
+            .chain(self.gotify.iter().map(Channel::Gotify))
+            .chain(self.ntfy.iter().map(Channel::Ntfy))
+            .chain(self.webhook.iter().map(Channel::Webhook))
+            .chain(self.ping.iter().map(Channel::Ping))
+            .collect()
     }
 
     /// Values that must never appear in a log line, an error or `--json` output.
@@ -381,10 +422,18 @@ fn url_password(url: &str) -> Option<String> {
 
 /// The path of a URL without the leading slash, when it is long enough to be a secret.
 fn url_path(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let path = rest.split_once('/')?.1;
-    let path = path.split(['?', '#']).next()?.trim_matches('/');
+    let path = path_part(url);
     (path.len() >= 8).then(|| path.to_string())
+}
+
+/// The path of a URL, without the query, the fragment and the slashes around it.
+fn path_part(url: &str) -> &str {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let path = rest.split_once('/').map_or("", |(_, p)| p);
+    path.split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .trim_matches('/')
 }
 
 checked_str! {
@@ -433,13 +482,7 @@ fn url(url: &str) -> Result<String, String> {
 
 fn topic_url(s: &str) -> Result<String, String> {
     let url = url(s)?;
-    let path = (url.split_once("://").and_then(|(_, r)| r.split_once('/'))).map_or("", |p| p.1);
-    match path
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("")
-        .trim_matches('/')
-    {
+    match path_part(&url) {
         "" => Err("expected the topic URL, e.g. https://ntfy.example/backups".into()),
         _ => Ok(url.trim_end_matches('/').to_owned()),
     }

@@ -105,12 +105,8 @@ impl Ctx<'_> {
             let full = join_key(path, name);
             if !keys.iter().any(|k| k == name) {
                 let suggestion = suggest_key(name, path);
-                errors.push(self.error(
-                    key.span(),
-                    &full,
-                    format!("unknown key `{full}`"),
-                    suggestion,
-                ));
+                let message = format!("unknown key `{full}`");
+                errors.push(self.error(key.span(), &full, message, suggestion));
                 continue;
             }
             let Some(sub) = section(&full) else {
@@ -159,11 +155,8 @@ impl Ctx<'_> {
             return self.error(span, &key, format!("`{key}` is required"), None);
         }
         let event = |w: &str| closest(w.split('`').next()?, Event::ALL.map(Event::name));
-        let suggestion = suggestion_from_serde_message(msg).or_else(|| {
-            msg.strip_prefix("unknown event `")
-                .and_then(event)
-                .map(str::to_owned)
-        });
+        let unknown_event = msg.strip_prefix("unknown event `").and_then(event);
+        let suggestion = suggestion_from_serde_message(msg).or(unknown_event.map(str::to_owned));
         let message = match key.is_empty() {
             true => msg.to_owned(),
             false => format!("invalid value for `{key}`: {msg}"),
@@ -191,11 +184,8 @@ pub(super) fn sections() -> &'static [Section] {
     static SECTIONS: OnceLock<Vec<Section>> = OnceLock::new();
     SECTIONS.get_or_init(|| {
         let mut out = Vec::new();
-        learn(
-            &mut Vec::new(),
-            expected_fields(&[]).unwrap_or_default(),
-            &mut out,
-        );
+        let top = expected_fields(&[]).unwrap_or_default();
+        learn(&mut Vec::new(), top, &mut out);
         out
     })
 }
@@ -416,7 +406,7 @@ pub(super) fn one<'de, D: Deserializer<'de>, N: Deserialize<'de> + Into<T>, T>(
 pub(super) fn some<'de, D: Deserializer<'de>, N: Deserialize<'de> + Into<T>, T>(
     d: D,
 ) -> Result<Option<T>, D::Error> {
-    N::deserialize(d).map(|v| Some(v.into()))
+    one::<D, N, T>(d).map(Some)
 }
 
 pub(super) fn many<'de, D: Deserializer<'de>, N: Deserialize<'de> + Into<T>, T>(
@@ -544,13 +534,9 @@ impl Ctx<'_> {
             None => c.compression.level = algorithm.default_level(),
             Some(v) if !algorithm.level_range().contains(&c.compression.level) => {
                 let written = i64::deserialize(ValueDeserializer::from(v.0.clone()));
-                let range = algorithm.level_range();
-                let detail = format!(
-                    "{} is out of range {}..={} for {algorithm}",
-                    written.unwrap_or_default(),
-                    range.start(),
-                    range.end()
-                );
+                let written = written.unwrap_or_default();
+                let (lo, hi) = algorithm.level_range().into_inner();
+                let detail = format!("{written} is out of range {lo}..={hi} for {algorithm}");
                 return Err(self.invalid(v.span(), "compression.level", detail));
             }
             Some(_) => {}
@@ -597,14 +583,8 @@ impl Ctx<'_> {
             r.retries = r.retries.max(1);
             let target = &r.target;
             let default = || target.split_once(':').map_or("", |(r, _)| r).to_owned();
-            self.name(
-                table,
-                &mut r.name,
-                default,
-                "remote.name",
-                &mut seen,
-                "another tier",
-            )?;
+            let key = "remote.name";
+            self.name(table, &mut r.name, default, key, &mut seen, "another tier")?;
         }
         c.notify.finish(self, doc.key("notify"))
     }
@@ -625,18 +605,15 @@ impl Ctx<'_> {
         }
         let has_recipients = !e.recipients.is_empty() || e.recipients_file.is_some();
         if e.passphrase_file.is_some() && has_recipients {
-            return Err(self.invalid(
-                span_of(doc, "passphrase_file"),
-                "passphrase_file",
-                "an age file is encrypted either to recipients or with a passphrase, not both",
-            ));
+            let span = span_of(doc, "passphrase_file");
+            let why =
+                "an age file is encrypted either to recipients or with a passphrase, not both";
+            return Err(self.invalid(span, "passphrase_file", why));
         }
         if !has_recipients && e.passphrase_file.is_none() {
-            return Err(self.invalid(
-                span_of(doc, ""),
-                "encryption",
-                "set `recipients`, `recipients_file` or `passphrase_file` (or remove [encryption])",
-            ));
+            let why =
+                "set `recipients`, `recipients_file` or `passphrase_file` (or remove [encryption])";
+            return Err(self.invalid(span_of(doc, ""), "encryption", why));
         }
         Ok(())
     }

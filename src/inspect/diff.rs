@@ -294,11 +294,11 @@ fn needs(d: &Difference) -> (bool, bool) {
     }
 }
 
-/// Content of some files of an archive (second pass over it). Files above [`PATCH_LIMIT`] map to `None`.
-pub fn archive_files(
-    archive: &Path,
-    wanted: &HashSet<Vec<u8>>,
-) -> Result<HashMap<Vec<u8>, Option<Vec<u8>>>, InspectError> {
+/// File content by archive path; `None` for a file above [`PATCH_LIMIT`].
+type Contents = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Content of some files of an archive (second pass over it).
+pub fn archive_files(archive: &Path, wanted: &HashSet<Vec<u8>>) -> Result<Contents, InspectError> {
     let mut out = HashMap::new();
     if wanted.is_empty() {
         return Ok(out);
@@ -330,7 +330,7 @@ fn live_files(
     root: &Root,
     from_db: &HashMap<Vec<u8>, Vec<u8>>,
     wanted: &HashSet<Vec<u8>>,
-) -> HashMap<Vec<u8>, Option<Vec<u8>>> {
+) -> Contents {
     wanted
         .iter()
         .filter_map(|p| {
@@ -348,12 +348,7 @@ fn live_files(
         .collect()
 }
 
-fn attach_patches(
-    diffs: &mut [Difference],
-    opts: &Options,
-    old: &HashMap<Vec<u8>, Option<Vec<u8>>>,
-    new: &HashMap<Vec<u8>, Option<Vec<u8>>>,
-) {
+fn attach_patches(diffs: &mut [Difference], opts: &Options, old: &Contents, new: &Contents) {
     for d in diffs.iter_mut() {
         let (need_old, need_new) = needs(d);
         if !need_old && !need_new {
@@ -363,9 +358,7 @@ fn attach_patches(
             d.patch_note = Some("secret: content not shown (--show-secrets shows it)".into());
             continue;
         }
-        let side = |m: &HashMap<Vec<u8>, Option<Vec<u8>>>,
-                    needed: bool|
-         -> Result<Option<Vec<u8>>, String> {
+        let side = |m: &Contents, needed: bool| -> Result<Option<Vec<u8>>, String> {
             if !needed {
                 return Ok(None);
             }
@@ -435,12 +428,8 @@ pub fn live(
         let new = live_files(root, &host.from_db, &wn);
         attach_patches(&mut diffs, opts, &old, &new);
     }
-    Ok(report(
-        file_name(a),
-        format!("host {}", root.dir().display()),
-        diffs,
-        host.index.warnings,
-    ))
+    let to = format!("host {}", root.dir().display());
+    Ok(report(file_name(a), to, diffs, host.index.warnings))
 }
 
 pub struct Live {
@@ -742,7 +731,7 @@ mod tests {
         let mut b = a.clone();
         b[0].sha256 = Some("2".into());
         b[1].sha256 = Some("2".into());
-        let content = |s: &str| -> HashMap<Vec<u8>, Option<Vec<u8>>> {
+        let content = |s: &str| -> Contents {
             [
                 (
                     b"etc/pve/priv/shadow.cfg".to_vec(),

@@ -160,21 +160,15 @@ fn judge(path: &Path, rec: Option<&state::Record>, out: &mut Listed) -> (State, 
                 out.files = Some(t.files);
                 out.warnings = Some(t.warnings);
             }
-            return if r.ok {
-                (State::Ok, None)
-            } else {
-                damaged(format!(
-                    "{} problem(s) found by the last verify ({})",
-                    r.problems, r.time
-                ))
+            let (n, time) = (r.problems, &r.time);
+            return match r.ok {
+                true => (State::Ok, None),
+                false => damaged(format!("{n} problem(s) found by the last verify ({time})")),
             };
         }
         if md.len() < r.size {
-            return damaged(format!(
-                "cut off: {} bytes, {} when it was verified",
-                md.len(),
-                r.size
-            ));
+            let (now, then) = (md.len(), r.size);
+            return damaged(format!("cut off: {now} bytes, {then} when it was verified"));
         }
     }
     let changed = rec.map(|_| "changed since it was last verified".to_string());

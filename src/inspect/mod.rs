@@ -84,12 +84,8 @@ impl InspectError {
         e: impl std::fmt::Display,
     ) -> InspectError {
         let at = Some(offset.load(Ordering::Relaxed));
-        Self::damaged(
-            archive,
-            path,
-            at,
-            format!("archive stream is damaged{what}: {e}"),
-        )
+        let message = format!("archive stream is damaged{what}: {e}");
+        Self::damaged(archive, path, at, message)
     }
 }
 

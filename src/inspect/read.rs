@@ -27,10 +27,8 @@ pub fn read_meta_index(archive: &Path) -> Result<(Meta, Index), InspectError> {
         let path = entry.path_bytes().into_owned();
         let want_meta = i == 0 && path == META_PATH.as_bytes();
         if i == 0 && !want_meta {
-            return Err(damaged(
-                None,
-                "first entry is not proxkeep/meta.json: not a proxkeep archive".into(),
-            ));
+            let why = "first entry is not proxkeep/meta.json: not a proxkeep archive";
+            return Err(damaged(None, why.into()));
         }
         if want_meta || path == INDEX_PATH.as_bytes() {
             let mut data = Vec::new();
@@ -45,10 +43,8 @@ pub fn read_meta_index(archive: &Path) -> Result<(Meta, Index), InspectError> {
                 index = Some(serde_json::from_slice::<Index>(&data).map_err(parse_err)?);
             }
         } else if index.is_some() {
-            return Err(damaged(
-                Some(&path),
-                "entry found after proxkeep/index.json".into(),
-            ));
+            let why = "entry found after proxkeep/index.json";
+            return Err(damaged(Some(&path), why.into()));
         }
     }
     let meta = meta.ok_or_else(|| damaged(None, "proxkeep/meta.json is missing".into()))?;
@@ -280,16 +276,11 @@ pub fn cat(archive: &Path, path: &str, out: &mut dyn Write) -> Result<CatInfo, I
                     out: &mut *out,
                     failed: None,
                 };
+                let inside = " inside this file (its first bytes were written)";
                 let (sha256, size) =
                     hash_reader(&mut tee).map_err(|e| match tee.failed.take() {
                         Some(w) => InspectError::Output(w),
-                        None => InspectError::broken(
-                            archive,
-                            Some(&p),
-                            &offset,
-                            " inside this file (its first bytes were written)",
-                            e,
-                        ),
+                        None => InspectError::broken(archive, Some(&p), &offset, inside, e),
                     })?;
                 out.flush().map_err(InspectError::Output)?;
                 found = Some(CatInfo {
@@ -334,14 +325,11 @@ pub fn cat(archive: &Path, path: &str, out: &mut dyn Write) -> Result<CatInfo, I
 }
 
 fn unchecked(archive: &Path, want: &str, offset: Option<&AtomicU64>, why: &str) -> InspectError {
-    InspectError::damaged(
-        archive,
-        None,
-        offset.map(|o| o.load(Ordering::Relaxed)),
-        format!(
-            "{want} was written in full, but the archive is damaged after it ({why}), so its content could not be checked against the index"
-        ),
-    )
+    let at = offset.map(|o| o.load(Ordering::Relaxed));
+    let message = format!(
+        "{want} was written in full, but the archive is damaged after it ({why}), so its content could not be checked against the index"
+    );
+    InspectError::damaged(archive, None, at, message)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use crate::archive::compression::Compression;
 use crate::archive::format::Totals;
 use crate::archive::name::ArchiveName;
 use crate::archive::reader::{self, Problem};
+use crate::crypt::{self, CryptError};
 use crate::fsx::sha256_file;
 use crate::store::{self, file_name, state};
 use serde::Serialize;
@@ -90,10 +91,7 @@ pub fn verify(archive: &Path) -> Result<Verified, InspectError> {
     let v = match reader::verify(archive) {
         Ok(v) => v,
         Err(e) => {
-            let no_key = matches!(
-                crate::crypt::in_io(&e),
-                Some(crate::crypt::CryptError::NoKey)
-            );
+            let no_key = matches!(crypt::in_io(&e), Some(CryptError::NoKey));
             if no_key && let Some(v) = verify_sidecar_only(archive, &md)? {
                 return Ok(v);
             }
@@ -115,19 +113,12 @@ pub fn verify(archive: &Path) -> Result<Verified, InspectError> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let rec = state::Record::new(
-            &md,
-            out.ok,
-            v.sha256,
-            out.problems.len() as u64,
-            totals,
-            "verify",
-        );
+        let problems = out.problems.len() as u64;
+        let rec = state::Record::new(&md, out.ok, v.sha256, problems, totals, "verify");
         if let Err(e) = state::record(dir, &out.name, rec) {
-            out.record_error = Some(format!(
-                "cannot record the result in {}: {e}",
-                dir.join(state::STATE_FILE).display()
-            ));
+            let file = dir.join(state::STATE_FILE);
+            let why = format!("cannot record the result in {}: {e}", file.display());
+            out.record_error = Some(why);
         }
     }
     Ok(out)

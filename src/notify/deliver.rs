@@ -64,18 +64,15 @@ pub fn tls_rejection(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         )
         .then(|| r.to_string())
     };
-    let mut cur = Some(e);
-    while let Some(err) = cur {
+    let mut chain = std::iter::successors(Some(e), |err| err.source());
+    let rustls = chain.find_map(|err| {
         let in_io = || {
             let io = err.downcast_ref::<std::io::Error>()?;
             io.get_ref()?.downcast_ref::<rustls::Error>()
         };
-        if let Some(r) = err.downcast_ref::<rustls::Error>().or_else(in_io) {
-            return verdict(r);
-        }
-        cur = err.source();
-    }
-    None
+        err.downcast_ref::<rustls::Error>().or_else(in_io)
+    })?;
+    verdict(rustls)
 }
 
 /// Pause after failed attempt number `n` (1-based).
@@ -177,10 +174,8 @@ impl Http {
                     })
                     .collect();
                 if certs.is_empty() {
-                    return Err(NotifyError::Setup(format!(
-                        "ca_file {} holds no PEM certificate",
-                        p.display()
-                    )));
+                    let why = format!("ca_file {} holds no PEM certificate", p.display());
+                    return Err(NotifyError::Setup(why));
                 }
                 RootCerts::new_with_certs(&certs)
             }
@@ -244,16 +239,11 @@ fn map_error(e: ureq::Error, started: Instant) -> NotifyError {
     if let Some(t) = tls {
         return NotifyError::Tls(t);
     }
+    use std::io::ErrorKind::{TimedOut, WouldBlock};
+    let timeout = || NotifyError::Timeout(started.elapsed().as_secs_f64());
     match e {
-        ureq::Error::Timeout(_) => NotifyError::Timeout(started.elapsed().as_secs_f64()),
-        ureq::Error::Io(io)
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            ) =>
-        {
-            NotifyError::Timeout(started.elapsed().as_secs_f64())
-        }
+        ureq::Error::Timeout(_) => timeout(),
+        ureq::Error::Io(io) if matches!(io.kind(), TimedOut | WouldBlock) => timeout(),
         ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
             NotifyError::Setup("invalid URL (see the channel's `url`)".into())
         }

@@ -26,9 +26,8 @@ pub fn message(c: &EmailConfig, r: &Report) -> Result<Message, NotifyError> {
         lettre::message::header::UserAgent::from(format!("proxkeep/{}", r.version)),
     );
     for to in &c.to {
-        b = b.to(to
-            .parse()
-            .map_err(|e| NotifyError::Setup(format!("recipient {to}: {e}")))?);
+        let bad = |e| NotifyError::Setup(format!("recipient {to}: {e}"));
+        b = b.to(to.parse().map_err(bad)?);
     }
     b.multipart(MultiPart::alternative_plain_html(r.text(), r.html()))
         .map_err(|e| NotifyError::Setup(format!("cannot build the message: {e}")))

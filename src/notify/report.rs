@@ -58,12 +58,8 @@ impl ArchiveInfo {
             .as_ref()
             .map(|e| format!(", {e}"))
             .unwrap_or_default();
-        format!(
-            "{} ({} {}{enc})",
-            format_size(self.size),
-            self.compression,
-            self.level
-        )
+        let (size, level) = (format_size(self.size), self.level);
+        format!("{size} ({} {level}{enc})", self.compression)
     }
 }
 
@@ -191,12 +187,8 @@ impl Report {
     pub fn sample(run: &RunInfo) -> Report {
         let mut rep = Report::new(run, Status::Ok, 0);
         rep.test = true;
-        let name = format!(
-            "{}-{}-{}.tar.zst",
-            run.host,
-            run.role,
-            run.started.strftime("%Y%m%dT%H%M%SZ")
-        );
+        let time = run.started.strftime("%Y%m%dT%H%M%SZ");
+        let name = format!("{}-{}-{time}.tar.zst", run.host, run.role);
         rep.archive = Some(ArchiveInfo {
             path: format!("/var/backups/proxkeep/{name}"),
             name,
@@ -250,21 +242,14 @@ impl Report {
 
     /// One line: what a phone's lock screen shows.
     pub fn headline(&self) -> String {
-        let head = format!(
-            "{}: backup {} (exit {})",
-            self.host,
-            self.status.word(),
-            self.exit_code
-        );
+        let (host, word, code) = (&self.host, self.status.word(), self.exit_code);
+        let head = format!("{host}: backup {word} (exit {code})");
         match (&self.archive, &self.error) {
             (_, Some(e)) => format!("{head}: {e}"),
-            (Some(a), None) => format!(
-                "{head}: {} ({}), {} files, {}",
-                a.name,
-                format_size(a.size),
-                a.files,
-                self.seconds()
-            ),
+            (Some(a), None) => {
+                let (size, secs) = (format_size(a.size), self.seconds());
+                format!("{head}: {} ({size}), {} files, {secs}", a.name, a.files)
+            }
             (None, None) => head,
         }
     }
@@ -277,12 +262,8 @@ impl Report {
             Part::Row("host", format!("{} ({})", self.host, self.role)),
         ];
         if let Some(a) = &self.archive {
-            let files = format!(
-                "{} ({} entries, {} of file data)",
-                a.files,
-                a.entries,
-                format_size(a.bytes)
-            );
+            let data = format_size(a.bytes);
+            let files = format!("{} ({} entries, {data} of file data)", a.files, a.entries);
             v.extend([
                 Part::Code("archive", a.name.clone()),
                 Part::Row("size", a.size_line()),
@@ -299,17 +280,13 @@ impl Report {
             v.push(Part::Row("retention", retention));
         }
         if !self.problems.is_empty() {
-            let label = if self.status == Status::Failed {
-                "errors"
-            } else {
-                "warnings"
+            let label = match self.status {
+                Status::Failed => "errors",
+                _ => "warnings",
             };
             let (n, total) = (self.problems.len(), self.problems_total);
-            v.push(Part::List(
-                format!("{label} ({n} of {total})"),
-                self.problems.clone(),
-                "  - ",
-            ));
+            let heading = format!("{label} ({n} of {total})");
+            v.push(Part::List(heading, self.problems.clone(), "  - "));
         }
         v.extend(self.log_file.iter().map(|l| Part::Code("log", l.clone())));
         v.push(Part::Row("proxkeep", self.version.clone()));

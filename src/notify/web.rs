@@ -9,7 +9,7 @@
 use super::deliver::HttpRequest;
 use super::report::{Report, Status};
 use crate::config::{
-    ChatId, GotifyConfig, NtfyConfig, PingConfig, TelegramConfig, WebhookConfig, WebhookFormat,
+    GotifyConfig, NtfyConfig, PingConfig, TelegramConfig, WebhookConfig, WebhookFormat,
 };
 use serde_json::json;
 
@@ -67,20 +67,12 @@ pub fn telegram(c: &TelegramConfig, r: &Report) -> Vec<HttpRequest> {
     // The token is part of the path (the Bot API has no other place for it); log lines never show URLs and the
     // redactor knows the token anyway.
     let url = format!("{}/bot{}/sendMessage", c.api_url, c.bot_token);
-    let chat = match &c.chat_id {
-        ChatId::Id(n) => json!(n),
-        ChatId::Name(s) => json!(s),
-    };
     split_message(&r.text(), TELEGRAM_MAX)
         .into_iter()
         .map(|text| {
-            json_request(
-                "POST",
-                url.clone(),
-                &json!({
-                    "chat_id": chat, "text": text, "disable_web_page_preview": true,
-                }),
-            )
+            let body =
+                json!({"chat_id": c.chat_id, "text": text, "disable_web_page_preview": true});
+            json_request("POST", url.clone(), &body)
         })
         .collect()
 }
@@ -250,7 +242,7 @@ pub fn ping(c: &PingConfig, kind: Ping, log_tail: &[String]) -> HttpRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HttpMethod;
+    use crate::config::{ChatId, HttpMethod};
     use crate::notify::report::RunInfo;
     use jiff::Timestamp;
     use std::time::Duration;

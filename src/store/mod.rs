@@ -65,13 +65,12 @@ pub fn resolve(spec: &str, dir: &Path, host: &str) -> Result<PathBuf, ResolveErr
             dir: dir.to_path_buf(),
             source,
         })?;
-        return all.get(n).map(|l| dir.join(&l.file)).ok_or_else(|| {
-            not_found(format!(
-                "{} archive(s) of host {host} in {}",
-                all.len(),
-                dir.display()
-            ))
-        });
+        let Some(l) = all.get(n) else {
+            let (len, dir) = (all.len(), dir.display());
+            let why = format!("{len} archive(s) of host {host} in {dir}");
+            return Err(not_found(why));
+        };
+        return Ok(dir.join(&l.file));
     }
     let as_path = Path::new(spec);
     if spec.contains('/') || as_path.exists() {

@@ -213,17 +213,12 @@ impl Tier for Secondary {
     }
     fn ready(&self) -> Result<(), TierError> {
         if self.require_mount && !is_mount_point(&self.path) {
-            return Err(TierError::NotMounted {
-                path: self.path.clone(),
-            });
+            let path = self.path.clone();
+            return Err(TierError::NotMounted { path });
         }
         let dir = self.path.to_string_lossy().into_owned();
-        let out = fs_cmd(
-            &format!("stat {dir}"),
-            self.timeout,
-            "stat",
-            &["-c", "%F", &dir],
-        )?;
+        let what = format!("stat {dir}");
+        let out = fs_cmd(&what, self.timeout, "stat", &["-c", "%F", &dir])?;
         if String::from_utf8_lossy(&out).trim() == "directory" {
             Ok(())
         } else {
@@ -232,22 +227,19 @@ impl Tier for Secondary {
     }
     fn list(&self, host: &str) -> Result<Vec<Listed>, TierError> {
         let dir = self.path.to_string_lossy().into_owned();
-        let out = fs_cmd(
-            &format!("list {dir}"),
-            self.timeout,
-            "find",
-            &[
-                &dir,
-                "-mindepth",
-                "1",
-                "-maxdepth",
-                "1",
-                "-type",
-                "f",
-                "-printf",
-                "%f\\t%s\\n",
-            ],
-        )?;
+        let what = format!("list {dir}");
+        let args = [
+            &*dir,
+            "-mindepth",
+            "1",
+            "-maxdepth",
+            "1",
+            "-type",
+            "f",
+            "-printf",
+            "%f\\t%s\\n",
+        ];
+        let out = fs_cmd(&what, self.timeout, "find", &args)?;
         let names = String::from_utf8_lossy(&out)
             .lines()
             .filter_map(|l| {
@@ -266,19 +258,11 @@ impl Tier for Secondary {
             // Temp file in the destination, fsync, rename, fsync the directory.
             let tmp = self.p(&format!(".{dest}.{}.partial", std::process::id()));
             let step = (|| {
-                fs_cmd(
-                    &format!("copy {dest}"),
-                    budget,
-                    "cp",
-                    &["--no-preserve=all", "-T", &src, &tmp],
-                )?;
+                let cp = ["--no-preserve=all", "-T", &src, &tmp];
+                fs_cmd(&format!("copy {dest}"), budget, "cp", &cp)?;
                 fs_cmd(&format!("fsync {dest}"), budget, "sync", &[&tmp])?;
-                fs_cmd(
-                    &format!("rename {dest}"),
-                    self.timeout,
-                    "mv",
-                    &["-f", "-T", &tmp, &self.p(&dest)],
-                )?;
+                let mv = ["-f", "-T", &tmp, &self.p(&dest)];
+                fs_cmd(&format!("rename {dest}"), self.timeout, "mv", &mv)?;
                 self.sync_dir()
             })();
             if let Err(e) = step {
@@ -286,12 +270,8 @@ impl Tier for Secondary {
                 return Err(e);
             }
         }
-        let out = fs_cmd(
-            &format!("read back {name}"),
-            budget,
-            "sha256sum",
-            &[&self.p(&name)],
-        )?;
+        let what = format!("read back {name}");
+        let out = fs_cmd(&what, budget, "sha256sum", &[&self.p(&name)])?;
         let got = parse_hashsum(&out).unwrap_or_default();
         if got != sha256 {
             let _ = self.remove(&name);
@@ -303,12 +283,8 @@ impl Tier for Secondary {
         Ok(())
     }
     fn remove(&self, file: &str) -> Result<(), TierError> {
-        fs_cmd(
-            &format!("remove {file}"),
-            self.timeout,
-            "rm",
-            &["-f", &self.p(file), &self.p(&format!("{file}.sha256"))],
-        )?;
+        let rm = ["-f", &self.p(file), &self.p(&format!("{file}.sha256"))];
+        fs_cmd(&format!("remove {file}"), self.timeout, "rm", &rm)?;
         self.sync_dir().map(|_| ())
     }
 }
@@ -334,14 +310,16 @@ struct LsEntry {
     hashes: HashMap<String, String>,
 }
 
-fn parse_lsjson(text: &[u8]) -> Result<Vec<(String, u64, HashMap<String, String>)>, TierError> {
+/// (name, size, hashes) of each entry.
+fn parse_lsjson(
+    text: &[u8],
+) -> Result<impl Iterator<Item = (String, u64, HashMap<String, String>)>, TierError> {
     let v: Vec<LsEntry> = serde_json::from_slice(text).map_err(|e| TierError::Rclone {
         what: "lsjson".into(),
         detail: format!("unexpected lsjson output: {e}"),
     })?;
     Ok(v.into_iter()
-        .map(|e| (e.name, e.size.max(0) as u64, e.hashes))
-        .collect())
+        .map(|e| (e.name, e.size.max(0) as u64, e.hashes)))
 }
 
 /// First field of `rclone hashsum` or `sha256sum` output (`<hash>  <name>`).
@@ -413,12 +391,9 @@ impl Remote {
     }
 
     fn stat(&self, file: &str) -> Result<Option<(u64, HashMap<String, String>)>, TierError> {
-        let out = self.rclone(
-            "lsjson",
-            &["lsjson", "--hash", "--files-only", &self.path_of(file)],
-        )?;
-        let v = parse_lsjson(&out)?;
-        Ok(v.into_iter().next().map(|(_, s, h)| (s, h)))
+        let path = self.path_of(file);
+        let out = self.rclone("lsjson", &["lsjson", "--hash", "--files-only", &path])?;
+        Ok(parse_lsjson(&out)?.next().map(|(_, s, h)| (s, h)))
     }
 }
 
@@ -436,11 +411,8 @@ impl Tier for Remote {
             Err(TierError::Rclone { detail, .. }) if detail.starts_with("exit 3") => b"[]".to_vec(),
             Err(e) => return Err(e),
         };
-        let v = parse_lsjson(&out)?;
-        Ok(super::archives(
-            v.into_iter().map(|(n, s, _)| (n, s)),
-            Some(host),
-        ))
+        let names = parse_lsjson(&out)?.map(|(n, s, _)| (n, s));
+        Ok(super::archives(names, Some(host)))
     }
     fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError> {
         let (name, files) = upload_set(local);
@@ -480,10 +452,8 @@ impl Tier for Remote {
     fn remove(&self, file: &str) -> Result<(), TierError> {
         self.rclone("deletefile", &["deletefile", &self.path_of(file)])?;
         // The sidecar may be missing (an older copy failed half way): that is fine.
-        let _ = self.rclone(
-            "deletefile",
-            &["deletefile", &self.path_of(&format!("{file}.sha256"))],
-        );
+        let sidecar = self.path_of(&format!("{file}.sha256"));
+        let _ = self.rclone("deletefile", &["deletefile", &sidecar]);
         Ok(())
     }
 }
@@ -569,13 +539,8 @@ pub fn sync_tier(
         let there = tier.list(host)?;
         let have: HashSet<&str> = there.iter().map(|a| a.file.as_str()).collect();
         // Only what the tier's policy would keep among (what it has + all local ones).
-        let mut union: Vec<Listed> = there.clone();
-        union.extend(
-            local
-                .iter()
-                .filter(|a| !have.contains(a.file.as_str()))
-                .cloned(),
-        );
+        let lacking = local.iter().filter(|a| !have.contains(a.file.as_str()));
+        let union: Vec<Listed> = there.iter().chain(lacking).cloned().collect();
         let keep: HashSet<String> = plan_for(&union, &HashMap::new(), &tier.policy(), now, tz)
             .into_iter()
             .filter(|(_, d)| !d.is_remove())
@@ -630,27 +595,27 @@ pub fn resolve_archive(
     host: &str,
     cancel: &'static AtomicBool,
 ) -> Result<Resolved, String> {
+    let found = |path, tier| Resolved {
+        path,
+        tier,
+        _fetched: None,
+    };
     if let Some((tier_name, rest)) = spec.split_once(':') {
         if let Some(s) = config.secondary.iter().find(|s| s.name == tier_name) {
             let path = super::resolve(rest, &s.path, host).map_err(|e| e.to_string())?;
-            return Ok(Resolved {
-                path,
-                tier: Some(format!("secondary:{}", s.name)),
-                _fetched: None,
-            });
+            return Ok(found(path, Some(format!("secondary:{}", s.name))));
         }
         if let Some(r) = config.remote.iter().find(|r| r.name == tier_name) {
             let remote = Remote::new(r, &config.retention, cancel);
             let file = match super::latest_offset(rest) {
                 Some(n) => {
                     let list = remote.list(host).map_err(|e| e.to_string())?;
-                    list.get(n).map(|a| a.file.clone()).ok_or_else(|| {
-                        format!(
-                            "no archive {spec:?}: {} archive(s) of {host} on remote:{}",
-                            list.len(),
-                            r.name
-                        )
-                    })?
+                    let Some(a) = list.get(n) else {
+                        let (len, name) = (list.len(), &r.name);
+                        let on = format!("{len} archive(s) of {host} on remote:{name}");
+                        return Err(format!("no archive {spec:?}: {on}"));
+                    };
+                    a.file.clone()
                 }
                 None => rest.to_string(),
             };
@@ -674,17 +639,13 @@ pub fn resolve_archive(
             }
             return Ok(Resolved {
                 path: local,
-                tier: Some(format!("remote:{}", r.name)),
+                tier: Some(remote.label()),
                 _fetched: Some(dir),
             });
         }
     }
     let path = super::resolve(spec, backup_dir, host).map_err(|e| e.to_string())?;
-    Ok(Resolved {
-        path,
-        tier: None,
-        _fetched: None,
-    })
+    Ok(found(path, None))
 }
 
 #[cfg(test)]
@@ -694,7 +655,7 @@ mod tests {
     #[test]
     fn lsjson_and_hashsum_parsing() {
         let out = br#"[{"Path":"a.tar.zst","Name":"a.tar.zst","Size":12,"MimeType":"x","ModTime":"2026-01-01T00:00:00Z","IsDir":false,"Hashes":{"sha1":"ab","md5":"cd"}}]"#;
-        let v = parse_lsjson(out).unwrap();
+        let v: Vec<_> = parse_lsjson(out).unwrap().collect();
         assert_eq!(v[0].0, "a.tar.zst");
         assert_eq!(v[0].1, 12);
         assert_eq!(v[0].2["sha1"], "ab");
