@@ -50,14 +50,6 @@ pub struct Common<'a> {
     pub ca_file: Option<&'a Path>,
 }
 
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_retry_budget() -> Duration {
-    Duration::from_secs(30)
-}
-
 fn default_events() -> Vec<Event> {
     vec![Event::Failure, Event::Warning]
 }
@@ -79,14 +71,14 @@ macro_rules! channel {
             pub on: Vec<Event>,
             /// Limit of one attempt (connect + send + answer).
             #[serde(
-                default = "default_timeout",
+                default = "super::secs::<10>",
                 serialize_with = "ser_duration",
                 deserialize_with = "positive"
             )]
             pub timeout: Duration,
             /// Total time spent on this channel, retries included (the "30 s budget per channel").
             #[serde(
-                default = "default_retry_budget",
+                default = "super::secs::<30>",
                 serialize_with = "ser_duration",
                 deserialize_with = "positive"
             )]

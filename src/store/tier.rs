@@ -7,7 +7,7 @@
 use super::Listed;
 use super::retention::{self, Candidate, Decision, Verified};
 use crate::archive::name::ArchiveName;
-use crate::config::{Config, Policy};
+use crate::config::{Config, Policy, RemoteConfig, SecondaryConfig};
 use crate::fsx::{is_mount_point, sha256_file};
 use crate::runner::{self, CommandSpec, RunOptions};
 use jiff::Timestamp;
@@ -186,39 +186,36 @@ fn upload_set(local: &Path) -> (String, Vec<(String, String)>) {
 
 /// A mounted directory (NFS, CIFS, USB disk).
 pub struct Secondary {
-    pub name: String,
-    pub path: PathBuf,
-    pub require_mount: bool,
-    pub timeout: Duration,
+    pub cfg: SecondaryConfig,
     pub policy: Policy,
 }
 
 impl Secondary {
     fn p(&self, name: &str) -> String {
-        self.path.join(name).to_string_lossy().into_owned()
+        self.cfg.path.join(name).to_string_lossy().into_owned()
     }
 
     fn sync_dir(&self) -> Result<Vec<u8>, TierError> {
-        let dir = self.path.to_string_lossy();
-        fs_cmd("fsync directory", self.timeout, "sync", &[&dir])
+        let dir = self.cfg.path.to_string_lossy();
+        fs_cmd("fsync directory", self.cfg.timeout, "sync", &[&dir])
     }
 }
 
 impl Tier for Secondary {
     fn label(&self) -> String {
-        format!("secondary:{}", self.name)
+        format!("secondary:{}", self.cfg.name)
     }
     fn policy(&self) -> Policy {
         self.policy
     }
     fn ready(&self) -> Result<(), TierError> {
-        if self.require_mount && !is_mount_point(&self.path) {
-            let path = self.path.clone();
+        if self.cfg.require_mount && !is_mount_point(&self.cfg.path) {
+            let path = self.cfg.path.clone();
             return Err(TierError::NotMounted { path });
         }
-        let dir = self.path.to_string_lossy().into_owned();
+        let dir = self.cfg.path.to_string_lossy().into_owned();
         let what = format!("stat {dir}");
-        let out = fs_cmd(&what, self.timeout, "stat", &["-c", "%F", &dir])?;
+        let out = fs_cmd(&what, self.cfg.timeout, "stat", &["-c", "%F", &dir])?;
         if String::from_utf8_lossy(&out).trim() == "directory" {
             Ok(())
         } else {
@@ -226,7 +223,7 @@ impl Tier for Secondary {
         }
     }
     fn list(&self, host: &str) -> Result<Vec<Listed>, TierError> {
-        let dir = self.path.to_string_lossy().into_owned();
+        let dir = self.cfg.path.to_string_lossy().into_owned();
         let what = format!("list {dir}");
         let args = [
             &*dir,
@@ -239,7 +236,7 @@ impl Tier for Secondary {
             "-printf",
             "%f\\t%s\\n",
         ];
-        let out = fs_cmd(&what, self.timeout, "find", &args)?;
+        let out = fs_cmd(&what, self.cfg.timeout, "find", &args)?;
         let names = String::from_utf8_lossy(&out)
             .lines()
             .filter_map(|l| {
@@ -253,7 +250,7 @@ impl Tier for Secondary {
         let (name, files) = upload_set(local);
         let size = fs::metadata(local).map(|m| m.len()).unwrap_or(0);
         // Copying gets the deadline plus time for the bytes at a slow 1 MB/s.
-        let budget = self.timeout + Duration::from_secs(size / 1_000_000);
+        let budget = self.cfg.timeout + Duration::from_secs(size / 1_000_000);
         for (src, dest) in files {
             // Temp file in the destination, fsync, rename, fsync the directory.
             let tmp = self.p(&format!(".{dest}.{}.partial", std::process::id()));
@@ -262,11 +259,11 @@ impl Tier for Secondary {
                 fs_cmd(&format!("copy {dest}"), budget, "cp", &cp)?;
                 fs_cmd(&format!("fsync {dest}"), budget, "sync", &[&tmp])?;
                 let mv = ["-f", "-T", &tmp, &self.p(&dest)];
-                fs_cmd(&format!("rename {dest}"), self.timeout, "mv", &mv)?;
+                fs_cmd(&format!("rename {dest}"), self.cfg.timeout, "mv", &mv)?;
                 self.sync_dir()
             })();
             if let Err(e) = step {
-                let _ = fs_cmd("clean up", self.timeout, "rm", &["-f", &tmp]);
+                let _ = fs_cmd("clean up", self.cfg.timeout, "rm", &["-f", &tmp]);
                 return Err(e);
             }
         }
@@ -284,18 +281,14 @@ impl Tier for Secondary {
     }
     fn remove(&self, file: &str) -> Result<(), TierError> {
         let rm = ["-f", &self.p(file), &self.p(&format!("{file}.sha256"))];
-        fs_cmd(&format!("remove {file}"), self.timeout, "rm", &rm)?;
+        fs_cmd(&format!("remove {file}"), self.cfg.timeout, "rm", &rm)?;
         self.sync_dir().map(|_| ())
     }
 }
 
 /// An rclone remote (`remote:path`), with the user's rclone setup (`RCLONE_CONFIG`, env-defined remotes).
 pub struct Remote {
-    pub name: String,
-    pub target: String,
-    pub flags: Vec<String>,
-    pub timeout: Duration,
-    pub retries: u32,
+    pub cfg: RemoteConfig,
     pub policy: Policy,
     pub cancel: &'static AtomicBool,
 }
@@ -333,37 +326,30 @@ fn parse_hashsum(text: &[u8]) -> Option<String> {
 static NEVER: AtomicBool = AtomicBool::new(false);
 
 impl Remote {
-    pub fn new(
-        cfg: &crate::config::RemoteConfig,
-        default: &Policy,
-        cancel: &'static AtomicBool,
-    ) -> Self {
+    pub fn new(cfg: &RemoteConfig, default: &Policy, cancel: &'static AtomicBool) -> Self {
+        let (cfg, policy) = (cfg.clone(), cfg.policy(default));
         Remote {
-            name: cfg.name.clone(),
-            target: cfg.target.clone(),
-            flags: cfg.flags.clone(),
-            timeout: cfg.timeout,
-            retries: cfg.retries,
-            policy: cfg.policy(default),
+            cfg,
+            policy,
             cancel,
         }
     }
 
     fn path_of(&self, file: &str) -> String {
-        if self.target.ends_with(':') {
-            format!("{}{file}", self.target)
+        if self.cfg.target.ends_with(':') {
+            format!("{}{file}", self.cfg.target)
         } else {
-            format!("{}/{file}", self.target)
+            format!("{}/{file}", self.cfg.target)
         }
     }
 
     fn rclone(&self, what: &str, args: &[&str]) -> Result<Vec<u8>, TierError> {
         let opts = RunOptions {
-            timeout: self.timeout,
+            timeout: self.cfg.timeout,
             ..Default::default()
         };
         let mut spec = CommandSpec::new("rclone", args);
-        spec.args.extend(self.flags.iter().cloned());
+        spec.args.extend(self.cfg.flags.iter().cloned());
         let r = runner::run(&spec, &opts, self.cancel);
         if r.success() {
             Ok(r.stdout)
@@ -378,7 +364,7 @@ impl Remote {
     /// Run with retries and exponential backoff (1 s, 2 s, 4 s, …).
     fn rclone_retry(&self, what: &str, args: &[&str]) -> Result<Vec<u8>, TierError> {
         let mut last = None;
-        for attempt in 0..self.retries.max(1) {
+        for attempt in 0..self.cfg.retries.max(1) {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_secs(1 << (attempt - 1).min(5)));
             }
@@ -399,13 +385,13 @@ impl Remote {
 
 impl Tier for Remote {
     fn label(&self) -> String {
-        format!("remote:{}", self.name)
+        format!("remote:{}", self.cfg.name)
     }
     fn policy(&self) -> Policy {
         self.policy
     }
     fn list(&self, host: &str) -> Result<Vec<Listed>, TierError> {
-        let out = match self.rclone("lsjson", &["lsjson", "--files-only", &self.target]) {
+        let out = match self.rclone("lsjson", &["lsjson", "--files-only", &self.cfg.target]) {
             Ok(o) => o,
             // A target directory that does not exist yet holds no archives (rclone exit 3).
             Err(TierError::Rclone { detail, .. }) if detail.starts_with("exit 3") => b"[]".to_vec(),
@@ -470,12 +456,10 @@ pub fn tiers(
         policy: config.retention,
     })];
     for s in &config.secondary {
+        let policy = s.policy(&config.retention);
         v.push(Box::new(Secondary {
-            name: s.name.clone(),
-            path: s.path.clone(),
-            require_mount: s.require_mount,
-            timeout: s.timeout,
-            policy: s.policy(&config.retention),
+            cfg: s.clone(),
+            policy,
         }));
     }
     for r in &config.remote {
