@@ -274,7 +274,6 @@ fn yes() -> bool {
     true
 }
 
-/// One channel of any kind.
 #[derive(Debug, Clone, Copy)]
 pub enum Channel<'a> {
     Email(&'a EmailConfig),
@@ -340,7 +339,6 @@ impl NotifyConfig {
             .collect()
     }
 
-    /// Every channel, in config order by kind.
     pub fn channels(&self) -> Vec<Channel<'_>> {
         (self.email.iter().map(Channel::Email))
             .chain(self.telegram.iter().map(Channel::Telegram))

@@ -50,7 +50,6 @@ pub fn sendmail_program(c: &EmailConfig) -> String {
         .to_string()
 }
 
-/// One attempt with the configured transport.
 pub fn send(c: &EmailConfig, msg: &Message, timeout: Duration) -> Result<(), NotifyError> {
     match c.transport {
         MailTransport::Sendmail => send_sendmail(c, msg, timeout),

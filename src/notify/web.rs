@@ -144,7 +144,6 @@ fn ascii_header(s: &str) -> String {
     s.replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "?")
 }
 
-/// Lowercase hex HMAC-SHA256 of `body` under `key`.
 pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
     let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
     base16ct::lower::encode_string(ring::hmac::sign(&k, body).as_ref())
@@ -189,7 +188,6 @@ pub fn ping_url(base: &str, suffix: &str) -> String {
     }
 }
 
-/// What a ping says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ping {
     Start,
@@ -205,7 +203,6 @@ impl Ping {
             Ping::Fail => "fail",
         }
     }
-    /// The ping for a finished run.
     pub fn for_status(c: &PingConfig, s: Status) -> Ping {
         match s {
             Status::Ok => Ping::Success,
