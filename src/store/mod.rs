@@ -74,18 +74,12 @@ pub fn resolve(spec: &str, dir: &Path, host: &str) -> Result<PathBuf, ResolveErr
     }
     let as_path = Path::new(spec);
     if spec.contains('/') || as_path.exists() {
-        return if as_path.is_file() {
-            Ok(as_path.to_path_buf())
-        } else {
-            Err(not_found("no such file".into()))
-        };
+        let file = as_path.is_file().then(|| as_path.to_path_buf());
+        return file.ok_or_else(|| not_found("no such file".into()));
     }
     let in_dir = dir.join(spec);
-    if in_dir.is_file() {
-        Ok(in_dir)
-    } else {
-        Err(not_found(format!("not a file in {}", dir.display())))
-    }
+    let why = || not_found(format!("not a file in {}", dir.display()));
+    in_dir.is_file().then_some(in_dir).ok_or_else(why)
 }
 
 /// The last component of `path` as text (empty for none): an archive's file name.
