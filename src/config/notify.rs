@@ -352,34 +352,30 @@ impl NotifyConfig {
     /// Values that must never appear in a log line, an error or `--json` output.
     pub fn secrets(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let url = |u: &str, whole: bool, out: &mut Vec<String>| {
-            if whole {
-                out.push(u.to_string());
-            }
-            out.extend(url_password(u));
-        };
+        // A URL that is a secret as a whole, and its password on its own (an error may quote just that).
+        let whole_url = |u: &String| [u.clone()].into_iter().chain(url_password(u));
         for c in &self.email {
             out.extend(c.password.clone());
         }
         for c in &self.telegram {
             out.push(c.bot_token.clone());
-            url(&c.api_url, false, &mut out);
+            out.extend(url_password(&c.api_url));
         }
         for c in &self.gotify {
             out.push(c.token.clone());
-            url(&c.url, false, &mut out);
+            out.extend(url_password(&c.url));
         }
         for c in &self.ntfy {
             out.extend(c.token.clone());
-            url(&c.url, true, &mut out);
+            out.extend(whole_url(&c.url));
         }
         for c in &self.webhook {
-            url(&c.url, true, &mut out);
+            out.extend(whole_url(&c.url));
             out.extend(c.headers.values().cloned());
             out.extend(c.hmac_secret.clone());
         }
         for c in &self.ping {
-            url(&c.url, true, &mut out);
+            out.extend(whole_url(&c.url));
             // The part after the host alone (Healthchecks' UUID or `ping-key/slug`) gives the check away too.
             if let Some(path) = url_path(&c.url) {
                 out.push(path);
