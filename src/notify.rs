@@ -205,7 +205,7 @@ pub fn send_report(n: &NotifyConfig, log: &Log, report: &Report) -> Vec<Delivery
         .filter(|c| c.wants(report.event))
         .collect();
     if !all.is_empty() {
-        let (status, event) = (report.status.word(), report.event);
+        let (status, event) = (report.status.word(), report.event.name());
         let (n, of) = (selected.len(), all.len());
         log.debug(&format!(
             "notify: run {status} ({event}): {n} of {of} channels"

@@ -10,7 +10,6 @@ use super::raw::{
 use super::ser_duration;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,12 +31,6 @@ impl Event {
             Event::Warning => "warning",
             Event::Success => "success",
         }
-    }
-}
-
-impl fmt::Display for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
