@@ -302,7 +302,7 @@ pub fn execute(
             .plan
             .steps
             .iter()
-            .filter(|s| s.action.writes() || s.action == plan::Action::Remove)
+            .filter(|s| s.action.changes())
             .partition(|s| s.action == plan::Action::Create);
         progress.phase("safety archive");
         safety_archive = Some(safety::write(

@@ -175,16 +175,10 @@ impl Rules {
         // Accept `etc/hosts`, `/etc/hosts` and `/etc/network/` alike.
         let paths: Vec<String> = paths
             .into_iter()
-            .map(|p| {
-                let t = p.trim_end_matches('/');
-                if t.is_empty() {
-                    // `--path /`: everything.
-                    "/**".to_string()
-                } else if t.starts_with('/') {
-                    t.to_string()
-                } else {
-                    format!("/{t}")
-                }
+            .map(|p| match p.trim_end_matches('/') {
+                // `--path /`: everything.
+                "" => "/**".to_string(),
+                t => format!("/{}", t.strip_prefix('/').unwrap_or(t)),
             })
             .collect();
         let compiled = glob_set(paths.iter().map(String::as_str))?;
@@ -251,6 +245,10 @@ pub enum Action {
 impl Action {
     pub fn writes(&self) -> bool {
         matches!(self, Action::Create | Action::Replace(_))
+    }
+    /// Whether it changes the target (a write or a removal).
+    pub fn changes(&self) -> bool {
+        self.writes() || *self == Action::Remove
     }
     pub fn name(&self) -> &'static str {
         match self {
@@ -338,11 +336,8 @@ impl Plan {
             .iter()
             .filter(|s| matches!(s.action, Action::Conflict(_)))
     }
-    /// Whether anything on the target would change.
     pub fn changes(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| s.action.writes() || s.action == Action::Remove)
+        self.steps.iter().any(|s| s.action.changes())
     }
 
     /// Per category, in the order categories first appear.
