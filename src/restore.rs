@@ -367,7 +367,6 @@ pub fn check_conflicts(plan: &Plan) -> Result<(), RestoreError> {
     Err(RestoreError::Refused(msg))
 }
 
-/// The first `n` of `items` joined by "; ", and how many more there are.
 fn first_of(items: &[String], n: usize) -> String {
     let mut s = items[..items.len().min(n)].join("; ");
     if items.len() > n {

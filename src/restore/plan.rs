@@ -448,17 +448,12 @@ fn held_diff(
     match (w.kind, obs) {
         (Kind::File, _) => {
             let new = archive_content.get(&w.archive_path).map(Vec::as_slice);
-            let old = match obs {
-                Observed::File {
-                    content: Some(c), ..
-                } => Some(c.as_slice()),
-                Observed::File { content: None, .. } => {
-                    return Some(format!("{shown}: too large to show a diff"));
-                }
-                Observed::Missing => None,
+            let (old, kept) = match obs {
+                Observed::File { content, .. } => (content.as_deref(), content.is_some()),
+                Observed::Missing => (None, true),
                 other => return Some(format!("{shown}: the target has a {:?} here", other.kind())),
             };
-            if new.is_none() && w.size > 0 {
+            if !kept || (new.is_none() && w.size > 0) {
                 return Some(format!("{shown}: too large to show a diff"));
             }
             Some(unified_diff(&shown, old, Some(new.unwrap_or_default())))
