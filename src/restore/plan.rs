@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 /// Archive entries under this prefix describe the archive (meta, index, command output, the config.db
 /// snapshot); they are never restored onto a host.
-pub const INTERNAL_PREFIX: &[u8] = b"proxkeep/";
+const INTERNAL_PREFIX: &[u8] = b"proxkeep/";
 
 /// Largest file whose content is kept for the diff of a held file.
 pub const DIFF_MAX: u64 = 256 * 1024;
@@ -364,11 +364,8 @@ impl Plan {
     }
 }
 
-const PVE_PREFIX: &[u8] = b"etc/pve";
-
 fn under_etc_pve(path: &[u8]) -> bool {
-    path == PVE_PREFIX
-        || (path.starts_with(PVE_PREFIX) && path.get(PVE_PREFIX.len()) == Some(&b'/'))
+    path == b"etc/pve" || path.starts_with(b"etc/pve/")
 }
 
 fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
