@@ -429,11 +429,10 @@ pub fn next_steps(nodes: &[String], hostname: &str, has_corosync: bool, live: bo
                 .into(),
         );
     }
-    if live {
-        out.push("check `ls /etc/pve/qemu-server /etc/pve/lxc`, then reboot the node".into());
-    } else {
-        out.push("on the restored host: check /etc/hostname, then boot it".into());
-    }
+    out.push(match live {
+        true => "check `ls /etc/pve/qemu-server /etc/pve/lxc`, then reboot the node".into(),
+        false => "on the restored host: check /etc/hostname, then boot it".into(),
+    });
     out
 }
 
