@@ -246,7 +246,6 @@ impl Action {
     pub fn writes(&self) -> bool {
         matches!(self, Action::Create | Action::Replace(_))
     }
-    /// Whether it changes the target (a write or a removal).
     pub fn changes(&self) -> bool {
         self.writes() || *self == Action::Remove
     }
