@@ -302,7 +302,7 @@ pub fn execute(
             .plan
             .steps
             .iter()
-            .filter(|s| s.action.writes() || s.action == plan::Action::Remove)
+            .filter(|s| s.action.changes())
             .partition(|s| s.action == plan::Action::Create);
         progress.phase("safety archive");
         safety_archive = Some(safety::write(
@@ -367,7 +367,6 @@ pub fn check_conflicts(plan: &Plan) -> Result<(), RestoreError> {
     Err(RestoreError::Refused(msg))
 }
 
-/// The first `n` of `items` joined by "; ", and how many more there are.
 fn first_of(items: &[String], n: usize) -> String {
     let mut s = items[..items.len().min(n)].join("; ");
     if items.len() > n {

@@ -24,7 +24,6 @@ pub fn pve_verdict(target_is_system_root: bool, pmxcfs_mounted: bool) -> PveWrit
     }
 }
 
-/// The pmxcfs state of the running system (reads `/proc/self/mountinfo`).
 pub fn live_pmxcfs_mounted() -> bool {
     pmxcfs_mounted(&crate::fsx::mounts(), "/etc/pve")
 }

@@ -94,7 +94,6 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// Check one entry; on success returns its normalized name.
     pub fn check(
         &mut self,
         raw: &[u8],

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 /// Archive entries under this prefix describe the archive (meta, index, command output, the config.db
 /// snapshot); they are never restored onto a host.
-pub const INTERNAL_PREFIX: &[u8] = b"proxkeep/";
+const INTERNAL_PREFIX: &[u8] = b"proxkeep/";
 
 /// Largest file whose content is kept for the diff of a held file.
 pub const DIFF_MAX: u64 = 256 * 1024;
@@ -175,16 +175,10 @@ impl Rules {
         // Accept `etc/hosts`, `/etc/hosts` and `/etc/network/` alike.
         let paths: Vec<String> = paths
             .into_iter()
-            .map(|p| {
-                let t = p.trim_end_matches('/');
-                if t.is_empty() {
-                    // `--path /`: everything.
-                    "/**".to_string()
-                } else if t.starts_with('/') {
-                    t.to_string()
-                } else {
-                    format!("/{t}")
-                }
+            .map(|p| match p.trim_end_matches('/') {
+                // `--path /`: everything.
+                "" => "/**".to_string(),
+                t => format!("/{}", t.strip_prefix('/').unwrap_or(t)),
             })
             .collect();
         let compiled = glob_set(paths.iter().map(String::as_str))?;
@@ -251,6 +245,9 @@ pub enum Action {
 impl Action {
     pub fn writes(&self) -> bool {
         matches!(self, Action::Create | Action::Replace(_))
+    }
+    pub fn changes(&self) -> bool {
+        self.writes() || *self == Action::Remove
     }
     pub fn name(&self) -> &'static str {
         match self {
@@ -338,11 +335,8 @@ impl Plan {
             .iter()
             .filter(|s| matches!(s.action, Action::Conflict(_)))
     }
-    /// Whether anything on the target would change.
     pub fn changes(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| s.action.writes() || s.action == Action::Remove)
+        self.steps.iter().any(|s| s.action.changes())
     }
 
     /// Per category, in the order categories first appear.
@@ -369,11 +363,8 @@ impl Plan {
     }
 }
 
-const PVE_PREFIX: &[u8] = b"etc/pve";
-
 fn under_etc_pve(path: &[u8]) -> bool {
-    path == PVE_PREFIX
-        || (path.starts_with(PVE_PREFIX) && path.get(PVE_PREFIX.len()) == Some(&b'/'))
+    path == b"etc/pve" || path.starts_with(b"etc/pve/")
 }
 
 fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
@@ -453,17 +444,12 @@ fn held_diff(
     match (w.kind, obs) {
         (Kind::File, _) => {
             let new = archive_content.get(&w.archive_path).map(Vec::as_slice);
-            let old = match obs {
-                Observed::File {
-                    content: Some(c), ..
-                } => Some(c.as_slice()),
-                Observed::File { content: None, .. } => {
-                    return Some(format!("{shown}: too large to show a diff"));
-                }
-                Observed::Missing => None,
+            let (old, kept) = match obs {
+                Observed::File { content, .. } => (content.as_deref(), content.is_some()),
+                Observed::Missing => (None, true),
                 other => return Some(format!("{shown}: the target has a {:?} here", other.kind())),
             };
-            if new.is_none() && w.size > 0 {
+            if !kept || (new.is_none() && w.size > 0) {
                 return Some(format!("{shown}: too large to show a diff"));
             }
             Some(unified_diff(&shown, old, Some(new.unwrap_or_default())))

@@ -226,7 +226,6 @@ fn check_cluster(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Cluster, 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Swapped {
     pub db: PathBuf,
-    /// The copy of the db files that were replaced.
     pub safety_copy: Option<PathBuf>,
     pub stopped: bool,
     pub started: bool,
@@ -357,7 +356,6 @@ pub fn swap(
     Ok(out)
 }
 
-/// Copy the current db files into a new directory (mode 0700) in the backup directory.
 fn safety_copy(staged: &Staged, req: &RecoveryRequest) -> Result<PathBuf, String> {
     let time = crate::archive::name::format_time(req.now);
     let safety = req
@@ -431,11 +429,10 @@ pub fn next_steps(nodes: &[String], hostname: &str, has_corosync: bool, live: bo
                 .into(),
         );
     }
-    if live {
-        out.push("check `ls /etc/pve/qemu-server /etc/pve/lxc`, then reboot the node".into());
-    } else {
-        out.push("on the restored host: check /etc/hostname, then boot it".into());
-    }
+    out.push(match live {
+        true => "check `ls /etc/pve/qemu-server /etc/pve/lxc`, then reboot the node".into(),
+        false => "on the restored host: check /etc/hostname, then boot it".into(),
+    });
     out
 }
 

@@ -13,7 +13,6 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// What pass 1 learned.
 #[derive(Debug)]
 pub struct Scan {
     pub meta: Meta,
@@ -135,7 +134,6 @@ pub fn scan(
     })
 }
 
-/// A small entry's content, or why it cannot be read.
 fn read_whole(entry: &mut impl Read, path: &[u8], size: u64) -> Result<Vec<u8>, String> {
     let mut data = Vec::with_capacity(size as usize);
     entry

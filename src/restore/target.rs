@@ -16,7 +16,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// An open directory and the file system it is on.
 #[derive(Debug)]
 pub struct DirFd {
     pub fd: OwnedFd,
@@ -56,7 +55,6 @@ impl Target {
         }
     }
 
-    /// Whether the directory has no entries (checked on the open descriptor itself).
     pub fn is_empty(&self) -> io::Result<bool> {
         crate::fsx::dir_is_empty(&self.root.fd)
     }
@@ -106,11 +104,10 @@ impl Walker {
     /// components are created with mode 0755 (components that are in the archive are created by their own
     /// step, earlier in archive order, with the archive's metadata).
     pub fn open_dir(&mut self, dir: &[u8], create: bool) -> Result<Arc<DirFd>, WalkError> {
-        let comps: Vec<&[u8]> = if dir.is_empty() {
-            Vec::new()
-        } else {
-            dir.split(|b| *b == b'/').collect()
-        };
+        let comps: Vec<&[u8]> = dir
+            .split(|b| *b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
         let mut keep = 0;
         while keep < self.stack.len() && keep < comps.len() && self.stack[keep].0 == comps[keep] {
             keep += 1;
@@ -147,7 +144,6 @@ impl Walker {
         Ok(self.top())
     }
 
-    /// The directory opened last (the target itself at first).
     fn top(&self) -> Arc<DirFd> {
         self.stack.last().map_or(&self.root, |s| &s.1).clone()
     }

@@ -103,7 +103,6 @@ pub struct ApplyReport {
     pub created: u64,
     pub replaced: u64,
     pub removed: u64,
-    /// File bytes written.
     pub bytes: u64,
     pub done: Vec<Done>,
     /// Planned writes and removals that were not done (the restore stopped first).
