@@ -6,6 +6,7 @@
 //! recipients, and scrypt passphrases. Post-quantum and plugin recipients are refused by name.
 
 use crate::exit;
+use crate::fsx::dir_of;
 use age::secrecy::{ExposeSecret, SecretString};
 use std::fs;
 use std::io::{self, Read};
@@ -581,13 +582,6 @@ pub fn generate(created: &str) -> (SecretString, String) {
         id.to_string().expose_secret()
     );
     (SecretString::from(text), public)
-}
-
-/// The directory `path` is in (`.` for a bare name).
-fn dir_of(path: &Path) -> &Path {
-    path.parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
 }
 
 /// Write a new identity file with mode 0600 atomically; never replaces an existing file.
