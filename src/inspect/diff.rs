@@ -12,6 +12,7 @@
 use super::InspectError;
 use crate::archive::format::{Index, IndexEntry, Kind, Warning, path_fields};
 use crate::archive::session::index_entry;
+use crate::archive::writer::EntryHeader;
 use crate::collect;
 use crate::config::Config;
 use crate::fsx::hash_reader;
@@ -505,21 +506,19 @@ fn db_tree(db: &Path) -> Result<Vec<(IndexEntry, Vec<u8>)>, crate::pmxcfs::Pmxcf
                 crate::pmxcfs::NodeKind::Dir => Kind::Dir,
                 crate::pmxcfs::NodeKind::File => Kind::File,
             };
-            let e = IndexEntry {
-                path: format!("etc/pve/{}", t.path),
-                path_hex: None,
-                category: "pve-cluster".into(),
+            let path = format!("etc/pve/{}", t.path);
+            let h = EntryHeader {
+                path: path.as_bytes(),
                 kind,
-                size: t.data.len() as u64,
-                mode: format!("{:04o}", crate::pmxcfs::default_mode(&t.path, t.kind)),
+                mode: crate::pmxcfs::default_mode(&t.path, t.kind),
                 uid: crate::pmxcfs::PMXCFS_UID,
                 gid: crate::pmxcfs::PMXCFS_GID,
                 mtime: t.mtime,
-                sha256: (kind == Kind::File).then(|| crate::archive::sha256_hex(&t.data)),
-                target: None,
-                xattrs: vec![],
-                source: Some("config.db".into()),
+                size: t.data.len() as u64,
+                xattrs: &[],
             };
+            let sha256 = (kind == Kind::File).then(|| crate::archive::sha256_hex(&t.data));
+            let e = index_entry(&h, "pve-cluster", sha256, None, Some("config.db"));
             (e, t.data)
         })
         .collect())
