@@ -151,17 +151,14 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, String> {
 /// Recipients from a file: one per line, `#` comments and blank lines ignored (the `age -R` format).
 pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, CryptError> {
     let text = fs::read_to_string(path).map_err(|e| cannot_read("recipients", path, &e))?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        out.push(
+    let lines = text.lines().map(str::trim).enumerate();
+    let out = lines
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(n, line)| {
             parse_recipient(line)
-                .map_err(|e| CryptError::Key(format!("{}, line {}: {e}", path.display(), n + 1)))?,
-        );
-    }
+                .map_err(|e| CryptError::Key(format!("{}, line {}: {e}", path.display(), n + 1)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if out.is_empty() {
         return Err(CryptError::Key(format!(
             "the recipients file {} lists no recipient",
