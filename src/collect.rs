@@ -323,13 +323,7 @@ impl Scanner<'_> {
             return; // an earlier category owns it
         }
         let ft = md.file_type();
-        let kind = if ft.is_file() {
-            Kind::File
-        } else if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_symlink() {
-            Kind::Symlink
-        } else {
+        let Some(kind) = Kind::of_file(ft) else {
             let kinds = [
                 (ft.is_socket(), "socket"),
                 (ft.is_fifo(), "fifo"),
@@ -392,7 +386,7 @@ fn not_stored(e: io::Error, what: &str) -> String {
     }
 }
 
-fn header<'a>(
+pub fn header<'a>(
     item: &'a Item,
     kind: Kind,
     md: &Metadata,
@@ -410,18 +404,22 @@ fn header<'a>(
     }
 }
 
+/// Open a file to store as the backup does: never follow a link, never block on a FIFO swapped in.
+pub fn open_no_follow(path: &Path) -> io::Result<fs::File> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+}
+
 fn append_file(
     s: &mut Session,
     item: &Item,
     fs_path: &Path,
     found_keys: Option<&mut Vec<(String, String)>>,
 ) -> Result<Stored, SessionError> {
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let open = OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(fs_path);
-    let file = match open {
+    let file = match open_no_follow(fs_path) {
         Ok(f) => f,
         Err(e) => return Ok(Err(not_stored(e, "unreadable"))),
     };
@@ -475,12 +473,9 @@ fn append_node(s: &mut Session, item: &Item, fs_path: &Path) -> Result<Stored, S
         Ok(md) => md,
         Err(e) => return Ok(Err(not_stored(e, "cannot stat"))),
     };
-    let kind = if md.is_dir() {
-        Kind::Dir
-    } else if md.file_type().is_symlink() {
-        Kind::Symlink
-    } else {
-        return Ok(Err(CHANGED_TYPE.into()));
+    let kind = match Kind::of_file(md.file_type()) {
+        Some(Kind::File) | None => return Ok(Err(CHANGED_TYPE.into())),
+        Some(k) => k,
     };
     let xattrs = xattrs_path(fs_path);
     let h = header(item, kind, &md, &xattrs);

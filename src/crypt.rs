@@ -6,6 +6,7 @@
 //! recipients, and scrypt passphrases. Post-quantum and plugin recipients are refused by name.
 
 use crate::exit;
+use crate::fsx::dir_of;
 use age::secrecy::{ExposeSecret, SecretString};
 use std::fs;
 use std::io::{self, Read};
@@ -150,17 +151,14 @@ pub fn parse_recipient(s: &str) -> Result<Recipient, String> {
 /// Recipients from a file: one per line, `#` comments and blank lines ignored (the `age -R` format).
 pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, CryptError> {
     let text = fs::read_to_string(path).map_err(|e| cannot_read("recipients", path, &e))?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        out.push(
+    let lines = text.lines().map(str::trim).enumerate();
+    let out = lines
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(n, line)| {
             parse_recipient(line)
-                .map_err(|e| CryptError::Key(format!("{}, line {}: {e}", path.display(), n + 1)))?,
-        );
-    }
+                .map_err(|e| CryptError::Key(format!("{}, line {}: {e}", path.display(), n + 1)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if out.is_empty() {
         return Err(CryptError::Key(format!(
             "the recipients file {} lists no recipient",
@@ -581,13 +579,6 @@ pub fn generate(created: &str) -> (SecretString, String) {
         id.to_string().expose_secret()
     );
     (SecretString::from(text), public)
-}
-
-/// The directory `path` is in (`.` for a bare name).
-fn dir_of(path: &Path) -> &Path {
-    path.parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
 }
 
 /// Write a new identity file with mode 0600 atomically; never replaces an existing file.

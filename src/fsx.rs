@@ -20,6 +20,13 @@ pub fn create_private(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// The directory `path` is in (`.` for a bare name).
+pub fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Write `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));

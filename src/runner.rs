@@ -62,12 +62,8 @@ impl CommandSpec {
     /// special characters are single-quoted. The extra environment is left out
     /// on purpose (it may carry secrets).
     pub fn display(&self) -> String {
-        let mut out = String::from(quote(&self.program));
-        for arg in &self.args {
-            out.push(' ');
-            out.push_str(&quote(arg));
-        }
-        out
+        let words = std::iter::once(&self.program).chain(&self.args);
+        words.map(|w| quote(w)).collect::<Vec<_>>().join(" ")
     }
 }
 

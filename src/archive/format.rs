@@ -71,6 +71,17 @@ impl Kind {
         }
     }
 
+    /// The kind of a file on disk; `None` for what an archive never stores (sockets, FIFOs, devices).
+    pub fn of_file(ft: std::fs::FileType) -> Option<Kind> {
+        [
+            (ft.is_file(), Kind::File),
+            (ft.is_dir(), Kind::Dir),
+            (ft.is_symlink(), Kind::Symlink),
+        ]
+        .into_iter()
+        .find_map(|(is, k)| is.then_some(k))
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::File => "file",

@@ -280,7 +280,7 @@ impl Seen {
     }
 }
 
-pub(super) fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
+pub(crate) fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
     Problem {
         path: path.map(|p| path_fields(p).0),
         offset: None,

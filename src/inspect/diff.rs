@@ -11,6 +11,8 @@
 
 use super::InspectError;
 use crate::archive::format::{Index, IndexEntry, Kind, Warning, path_fields};
+use crate::archive::session::index_entry;
+use crate::archive::writer::EntryHeader;
 use crate::collect;
 use crate::config::Config;
 use crate::fsx::hash_reader;
@@ -20,10 +22,9 @@ use crate::store::file_name;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Files larger than this get no unified diff (config files are far smaller; a 40 MB log is not reviewed so).
@@ -469,7 +470,7 @@ pub fn live_entries(root: &Root, config: &Config) -> Live {
     }
     for item in &plan.items {
         let raw = item.archive_path();
-        match live_entry(&root.path(&item.host_path), raw, &item.category, item.kind) {
+        match live_entry(&root.path(&item.host_path), item) {
             Ok(e) => index.entries.push(e),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {} // vanished since the scan: absent now
             Err(e) => {
@@ -505,67 +506,44 @@ fn db_tree(db: &Path) -> Result<Vec<(IndexEntry, Vec<u8>)>, crate::pmxcfs::Pmxcf
                 crate::pmxcfs::NodeKind::Dir => Kind::Dir,
                 crate::pmxcfs::NodeKind::File => Kind::File,
             };
-            let e = IndexEntry {
-                path: format!("etc/pve/{}", t.path),
-                path_hex: None,
-                category: "pve-cluster".into(),
+            let path = format!("etc/pve/{}", t.path);
+            let h = EntryHeader {
+                path: path.as_bytes(),
                 kind,
-                size: t.data.len() as u64,
-                mode: format!("{:04o}", crate::pmxcfs::default_mode(&t.path, t.kind)),
+                mode: crate::pmxcfs::default_mode(&t.path, t.kind),
                 uid: crate::pmxcfs::PMXCFS_UID,
                 gid: crate::pmxcfs::PMXCFS_GID,
                 mtime: t.mtime,
-                sha256: (kind == Kind::File).then(|| crate::archive::sha256_hex(&t.data)),
-                target: None,
-                xattrs: vec![],
-                source: Some("config.db".into()),
+                size: t.data.len() as u64,
+                xattrs: &[],
             };
+            let sha256 = (kind == Kind::File).then(|| crate::archive::sha256_hex(&t.data));
+            let e = index_entry(&h, "pve-cluster", sha256, None, Some("config.db"));
             (e, t.data)
         })
         .collect())
 }
 
-fn live_entry(fs_path: &Path, raw: &[u8], category: &str, kind: Kind) -> io::Result<IndexEntry> {
-    let (md, sha256, target, xattrs) = if kind == Kind::File {
-        // As the backup opens it: never follow a link, never block on a FIFO swapped in.
-        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-        let f = OpenOptions::new()
-            .read(true)
-            .custom_flags(flags.bits() as i32)
-            .open(fs_path)?;
+fn live_entry(fs_path: &Path, item: &collect::Item) -> io::Result<IndexEntry> {
+    let (md, sha256, target, xattrs) = if item.kind == Kind::File {
+        let f = collect::open_no_follow(fs_path)?;
         let md = f.metadata()?;
         let sha256 = hash_reader(&f)?.0;
         (md, Some(sha256), None, collect::xattrs_fd(&f))
     } else {
         let md = fs::symlink_metadata(fs_path)?;
-        let target = match kind {
+        let target = match item.kind {
             Kind::Symlink => Some(path_fields(fs::read_link(fs_path)?.as_os_str().as_bytes()).0),
             _ => None,
         };
         (md, None, target, collect::xattrs_path(fs_path))
     };
-    let (path, path_hex) = path_fields(raw);
-    Ok(IndexEntry {
-        path,
-        path_hex,
-        category: category.to_string(),
-        kind: if md.is_dir() {
-            Kind::Dir
-        } else if md.file_type().is_symlink() {
-            Kind::Symlink
-        } else {
-            kind
-        },
-        size: if kind == Kind::File { md.len() } else { 0 },
-        mode: format!("{:04o}", md.mode() & 0o7777),
-        uid: md.uid(),
-        gid: md.gid(),
-        mtime: md.mtime(),
-        sha256,
-        target,
-        xattrs: xattrs.into_iter().map(|(k, _)| k).collect(),
-        source: None,
-    })
+    let kind = match Kind::of_file(md.file_type()) {
+        Some(Kind::File) | None => item.kind,
+        Some(k) => k,
+    };
+    let h = collect::header(item, kind, &md, &xattrs);
+    Ok(index_entry(&h, &item.category, sha256, target, None))
 }
 
 #[cfg(test)]

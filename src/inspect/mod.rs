@@ -15,7 +15,6 @@ use read::read_meta_index;
 pub use read::{CatInfo, CategorySummary, LsEntry, Shown, cat, ls, show};
 pub use verify::{Verified, verify, verify_dir};
 
-use crate::archive::format::path_fields;
 use crate::archive::reader::{Problem, TarReader};
 use crate::store::ResolveError;
 use std::io;
@@ -68,9 +67,8 @@ impl InspectError {
         InspectError::Damaged {
             archive: archive.to_path_buf(),
             problem: Problem {
-                path: path.map(|p| path_fields(p).0),
                 offset,
-                message: message.into(),
+                ..crate::archive::reader::problem(path, message)
             },
         }
     }

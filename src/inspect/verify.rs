@@ -109,10 +109,7 @@ pub fn verify(archive: &Path) -> Result<Verified, InspectError> {
         ..Verified::new(archive, name, v.compression, md.len(), sidecar, problems)
     };
     if ArchiveName::parse(&out.name).is_some() {
-        let dir = archive
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = crate::fsx::dir_of(archive);
         let problems = out.problems.len() as u64;
         let rec = state::Record::new(&md, out.ok, v.sha256, problems, totals, "verify");
         if let Err(e) = state::record(dir, &out.name, rec) {
@@ -133,11 +130,7 @@ fn check_sidecar(
 ) -> &'static str {
     let side_name = format!("{name}.sha256");
     let mut mismatch = |message: String| {
-        problems.push(Problem {
-            path: Some(side_name.clone()),
-            offset: None,
-            message,
-        });
+        problems.push(reader::problem(Some(side_name.as_bytes()), message));
         "mismatch"
     };
     let text = match fs::read_to_string(archive.with_file_name(&side_name)) {
@@ -172,11 +165,7 @@ pub fn verify_dir(dir: &Path) -> Result<Vec<Verified>, InspectError> {
         .map(|l| {
             let path = dir.join(&l.file);
             verify(&path).unwrap_or_else(|e| {
-                let problem = Problem {
-                    path: None,
-                    offset: None,
-                    message: e.to_string(),
-                };
+                let problem = reader::problem(None, e.to_string());
                 let name = l.name.to_string();
                 Verified::new(
                     &path,
