@@ -1,7 +1,7 @@
 //! `list`, `show`, `ls`, `cat`, `verify`, `diff`: presenters only; the work is in `proxkeep::inspect`.
 
 use super::args::InspectCommand;
-use super::{Exit, ctx::Ctx};
+use super::{Exit, ctx::Ctx, ctx::NEVER};
 use anyhow::anyhow;
 use base64::Engine as _;
 use proxkeep::app::{exit_if, select_tiers};
@@ -119,6 +119,12 @@ fn table(out: &mut dyn Write, columns: &str, rows: &[Vec<String>]) -> io::Result
     out.write_all(render(&headers, &align, rows).as_bytes())
 }
 
+/// Unix seconds in local time (empty when out of range).
+fn local(secs: i64, format: &str) -> String {
+    let t = jiff::Timestamp::from_second(secs);
+    t.map(|t| local_time(t, format)).unwrap_or_default()
+}
+
 #[derive(Serialize)]
 struct TierListing {
     tier: String,
@@ -138,7 +144,6 @@ struct TierArchive {
 
 /// `list --tier`: this host's archives on each selected tier.
 fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit> {
-    static NEVER: AtomicBool = AtomicBool::new(false);
     let (host, dir) = (ctx.hostname(), ctx.backup_dir(dir)?);
     let tiers = tier::tiers(ctx.config()?, &dir, &NEVER);
     let which = (which != "all").then_some(which);
@@ -170,11 +175,9 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
             .iter()
             .flat_map(|t| t.archives.iter().flatten().map(|a| (t.tier.clone(), a)))
             .map(|(tier, a)| {
-                let time = jiff::Timestamp::from_second(a.time).unwrap_or_default();
-                let time = local_time(time, "%Y-%m-%d %H:%M:%S");
                 vec![
                     tier,
-                    time,
+                    local(a.time, "%Y-%m-%d %H:%M:%S"),
                     a.role.clone(),
                     format_size(a.size),
                     a.archive.clone(),
@@ -236,9 +239,7 @@ fn show(ctx: &Ctx, path: &Path) -> Result<i32, Exit> {
 
 fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result<()> {
     let m = &s.meta;
-    let created = jiff::Timestamp::from_second(m.created_unix)
-        .map(|t| local_time(t, "%Y-%m-%d %H:%M:%S %Z"))
-        .unwrap_or_default();
+    let created = local(m.created_unix, "%Y-%m-%d %H:%M:%S %Z");
     writeln!(o, "archive      {}", s.archive.display())?;
     let (size, c) = (format_size(s.size), &m.compression);
     writeln!(o, "size         {size} ({} {})", c.algorithm, c.level)?;
@@ -396,9 +397,7 @@ fn ls(ctx: &Ctx, path: &Path, prefix: Option<&str>) -> Result<i32, Exit> {
 
 fn ls_line(e: &inspect::LsEntry, out: &mut dyn Write) -> io::Result<()> {
     let mode = u32::from_str_radix(&e.mode, 8).unwrap_or(0);
-    let when = jiff::Timestamp::from_second(e.mtime)
-        .map(|t| local_time(t, "%Y-%m-%d %H:%M"))
-        .unwrap_or_default();
+    let when = local(e.mtime, "%Y-%m-%d %H:%M");
     let link = e
         .target
         .as_ref()
