@@ -156,31 +156,34 @@ pub enum InspectCommand {
         dir: Option<PathBuf>,
     },
     /// What changed between two backups, or between a backup and the host now (--live)
-    Diff {
-        /// The older side: a path, a file name in the backup dir, `latest` or `latest~N`
-        archive: String,
-        /// The newer side
-        #[arg(required_unless_present = "live", conflicts_with = "live")]
-        archive2: Option<String>,
-        /// Compare with the host under --root (default /) as a backup now would see it
-        #[arg(long)]
-        live: bool,
-        /// Unified diffs of changed text files
-        #[arg(long)]
-        patch: bool,
-        /// Show content and hashes of secret files (keys, passwords, tokens, priv/)
-        #[arg(long)]
-        show_secrets: bool,
-        /// Exit 1 when there are differences (like `git diff --exit-code`)
-        #[arg(long)]
-        exit_code: bool,
-        /// Compare the archives' own proxkeep/ entries (command outputs, config.db snapshot) too
-        #[arg(long)]
-        internal: bool,
-        /// Backup directory (overrides the config)
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
+    Diff(DiffArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    /// The older side: a path, a file name in the backup dir, `latest` or `latest~N`
+    pub archive: String,
+    /// The newer side
+    #[arg(required_unless_present = "live", conflicts_with = "live")]
+    pub archive2: Option<String>,
+    /// Compare with the host under --root (default /) as a backup now would see it
+    #[arg(long)]
+    pub live: bool,
+    /// Unified diffs of changed text files
+    #[arg(long)]
+    pub patch: bool,
+    /// Show content and hashes of secret files (keys, passwords, tokens, priv/)
+    #[arg(long)]
+    pub show_secrets: bool,
+    /// Exit 1 when there are differences (like `git diff --exit-code`)
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Compare the archives' own proxkeep/ entries (command outputs, config.db snapshot) too
+    #[arg(long)]
+    pub internal: bool,
+    /// Backup directory (overrides the config)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,6 +1,6 @@
 //! `list`, `show`, `ls`, `cat`, `verify`, `diff`: presenters only; the work is in `proxkeep::inspect`.
 
-use super::args::InspectCommand;
+use super::args::{DiffArgs, InspectCommand};
 use super::{Exit, ctx::Ctx, ctx::NEVER};
 use anyhow::anyhow;
 use base64::Engine as _;
@@ -70,34 +70,27 @@ fn run_command(ctx: &Ctx, cmd: &InspectCommand) -> Result<i32, Exit> {
             &ctx.resolve(archive.as_deref().unwrap_or("latest"), dir)?
                 .path,
         ),
-        InspectCommand::Diff {
-            archive,
-            archive2,
-            live,
-            patch,
-            show_secrets,
-            exit_code,
-            internal,
-            dir,
-        } => {
-            let opts = diff::Options {
-                patch: *patch,
-                show_secrets: *show_secrets,
-                internal: *internal,
-            };
-            let a = ctx.resolve(archive, dir)?;
-            let report = match (archive2, live) {
-                (Some(b), false) => diff::archives(&a.path, &ctx.resolve(b, dir)?.path, &opts),
-                _ => diff::live(&a.path, &ctx.root, ctx.config()?, &opts),
-            }
-            .map_err(fail)?;
-            for w in &report.warnings {
-                eprintln!("warning: {}", warning_text(w));
-            }
-            ctx.out.result(&report, |o| diff_text(&report, &opts, o))?;
-            Ok(exit_if(*exit_code && !report.differences.is_empty(), 1))
-        }
+        InspectCommand::Diff(a) => compare(ctx, a),
     }
+}
+
+fn compare(ctx: &Ctx, a: &DiffArgs) -> Result<i32, Exit> {
+    let opts = diff::Options {
+        patch: a.patch,
+        show_secrets: a.show_secrets,
+        internal: a.internal,
+    };
+    let from = ctx.resolve(&a.archive, &a.dir)?;
+    let report = match (&a.archive2, a.live) {
+        (Some(b), false) => diff::archives(&from.path, &ctx.resolve(b, &a.dir)?.path, &opts),
+        _ => diff::live(&from.path, &ctx.root, ctx.config()?, &opts),
+    }
+    .map_err(fail)?;
+    for w in &report.warnings {
+        eprintln!("warning: {}", warning_text(w));
+    }
+    ctx.out.result(&report, |o| diff_text(&report, &opts, o))?;
+    Ok(exit_if(a.exit_code && !report.differences.is_empty(), 1))
 }
 
 fn fail(e: InspectError) -> Exit {
