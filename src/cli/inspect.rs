@@ -274,26 +274,22 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
         .categories
         .iter()
         .partition(|c| c.files + c.dirs + c.symlinks + c.commands > 0);
-    let t = &s.totals;
-    let rows: Vec<Vec<String>> = full
+    let row = |name: &str, fdl: [u64; 3], bytes, commands| {
+        let [f, d, l] = fdl.map(|n| n.to_string());
+        vec![name.to_string(), f, d, l, format_size(bytes), commands]
+    };
+    let mut rows: Vec<Vec<String>> = full
         .iter()
         .map(|c| {
             let cmds = match c.commands_failed {
                 0 => c.commands.to_string(),
                 n => format!("{} ({n} failed)", c.commands),
             };
-            let [f, d, l] = [c.files, c.dirs, c.symlinks].map(|n| n.to_string());
-            vec![c.category.clone(), f, d, l, format_size(c.bytes), cmds]
+            row(&c.category, [c.files, c.dirs, c.symlinks], c.bytes, cmds)
         })
-        .chain(std::iter::once(vec![
-            "total".into(),
-            t.files.to_string(),
-            t.dirs.to_string(),
-            t.symlinks.to_string(),
-            format_size(t.bytes),
-            s.commands.len().to_string(),
-        ]))
         .collect();
+    let (t, cmds) = (&s.totals, s.commands.len().to_string());
+    rows.push(row("total", [t.files, t.dirs, t.symlinks], t.bytes, cmds));
     writeln!(o)?;
     table(o, "CATEGORY >FILES >DIRS >LINKS >SIZE >COMMANDS", &rows)?;
     if !empty.is_empty() {
