@@ -45,12 +45,8 @@ fn run_command(ctx: &Ctx, cmd: &InspectCommand) -> Result<i32, Exit> {
             dir, tier: Some(t), ..
         } if t != "local" => list_tiers(ctx, dir, t),
         InspectCommand::List { dir, all_hosts, .. } => {
-            let host = ctx.hostname();
-            list(
-                ctx,
-                &ctx.backup_dir(dir)?,
-                (!*all_hosts).then_some(host.as_str()),
-            )
+            let host = (!*all_hosts).then(|| ctx.hostname());
+            list(ctx, &ctx.backup_dir(dir)?, host.as_deref())
         }
         InspectCommand::Show { archive, dir } => show(ctx, &ctx.resolve(archive, dir)?.path),
         InspectCommand::Ls {
@@ -65,11 +61,10 @@ fn run_command(ctx: &Ctx, cmd: &InspectCommand) -> Result<i32, Exit> {
             dir,
         } => cat(ctx, &ctx.resolve(archive, dir)?.path, path, *show_secrets),
         InspectCommand::Verify { all: true, dir, .. } => verify_all(ctx, &ctx.backup_dir(dir)?),
-        InspectCommand::Verify { archive, dir, .. } => verify_one(
-            ctx,
-            &ctx.resolve(archive.as_deref().unwrap_or("latest"), dir)?
-                .path,
-        ),
+        InspectCommand::Verify { archive, dir, .. } => {
+            let archive = archive.as_deref().unwrap_or("latest");
+            verify_one(ctx, &ctx.resolve(archive, dir)?.path)
+        }
         InspectCommand::Diff(a) => compare(ctx, a),
     }
 }
