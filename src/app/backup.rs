@@ -244,10 +244,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     let log = ctx.log;
     let config = &ctx.config;
     let (compression, level) = compression_level(config, opts)?;
-    let backup_dir = opts
-        .dir
-        .clone()
-        .unwrap_or_else(|| config.backup_dir.clone());
+    let backup_dir = opts.dir.as_ref().unwrap_or(&config.backup_dir);
     // Recipients and passphrase are read before anything is written: a backup configured for encryption
     // never falls back to a plain archive.
     let seal = config.encryption.as_ref().map(seal).transpose();

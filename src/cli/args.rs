@@ -43,20 +43,7 @@ pub enum Command {
     /// Preflight only: one ✓/✗ line per check, with the fix
     Check,
     /// Write one verified archive of this host's configuration
-    Backup {
-        /// Run the checks and print what would be collected; write nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Backup directory (overrides the config)
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-        /// zstd | xz | gzip | none
-        #[arg(long)]
-        compression: Option<Compression>,
-        /// Compression level (zstd 1-19, xz 0-9, gzip 1-9)
-        #[arg(long)]
-        level: Option<i32>,
-    },
+    Backup(BackupArgs),
     /// What would be collected on this host, by category
     Catalog,
     /// Inspect the configuration
@@ -65,17 +52,7 @@ pub enum Command {
         action: ConfigAction,
     },
     /// Apply the retention policy to every tier (or one), printing the plan with reasons
-    Prune {
-        /// Print the plan; remove nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Only this tier: local, secondary:NAME or remote:NAME (or just NAME)
-        #[arg(long, value_name = "NAME")]
-        tier: Option<String>,
-        /// Backup directory (overrides the config)
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
+    Prune(PruneArgs),
     #[command(flatten)]
     Inspect(InspectCommand),
     #[command(flatten)]
@@ -84,6 +61,35 @@ pub enum Command {
     Notify(NotifyCommand),
     #[command(flatten)]
     Keys(KeyCommand),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    /// Run the checks and print what would be collected; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Backup directory (overrides the config)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// zstd | xz | gzip | none
+    #[arg(long)]
+    pub compression: Option<Compression>,
+    /// Compression level (zstd 1-19, xz 0-9, gzip 1-9)
+    #[arg(long)]
+    pub level: Option<i32>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    /// Print the plan; remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only this tier: local, secondary:NAME or remote:NAME (or just NAME)
+    #[arg(long, value_name = "NAME")]
+    pub tier: Option<String>,
+    /// Backup directory (overrides the config)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,31 +156,34 @@ pub enum InspectCommand {
         dir: Option<PathBuf>,
     },
     /// What changed between two backups, or between a backup and the host now (--live)
-    Diff {
-        /// The older side: a path, a file name in the backup dir, `latest` or `latest~N`
-        archive: String,
-        /// The newer side
-        #[arg(required_unless_present = "live", conflicts_with = "live")]
-        archive2: Option<String>,
-        /// Compare with the host under --root (default /) as a backup now would see it
-        #[arg(long)]
-        live: bool,
-        /// Unified diffs of changed text files
-        #[arg(long)]
-        patch: bool,
-        /// Show content and hashes of secret files (keys, passwords, tokens, priv/)
-        #[arg(long)]
-        show_secrets: bool,
-        /// Exit 1 when there are differences (like `git diff --exit-code`)
-        #[arg(long)]
-        exit_code: bool,
-        /// Compare the archives' own proxkeep/ entries (command outputs, config.db snapshot) too
-        #[arg(long)]
-        internal: bool,
-        /// Backup directory (overrides the config)
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
+    Diff(DiffArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    /// The older side: a path, a file name in the backup dir, `latest` or `latest~N`
+    pub archive: String,
+    /// The newer side
+    #[arg(required_unless_present = "live", conflicts_with = "live")]
+    pub archive2: Option<String>,
+    /// Compare with the host under --root (default /) as a backup now would see it
+    #[arg(long)]
+    pub live: bool,
+    /// Unified diffs of changed text files
+    #[arg(long)]
+    pub patch: bool,
+    /// Show content and hashes of secret files (keys, passwords, tokens, priv/)
+    #[arg(long)]
+    pub show_secrets: bool,
+    /// Exit 1 when there are differences (like `git diff --exit-code`)
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Compare the archives' own proxkeep/ entries (command outputs, config.db snapshot) too
+    #[arg(long)]
+    pub internal: bool,
+    /// Backup directory (overrides the config)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

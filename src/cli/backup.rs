@@ -1,12 +1,11 @@
 //! `check`, `catalog`, `config show`, `prune`, `backup`, `notify test`: the host-side commands' presenters.
 
-use super::args::{NotifyAction, NotifyCommand};
+use super::args::{BackupArgs, NotifyAction, NotifyCommand, PruneArgs};
 use super::{Exit, ctx::Ctx, emit::Emit};
 use anyhow::anyhow;
 use proxkeep::app::after_run::Hooks;
 use proxkeep::app::backup::{self, BackupError, BackupOptions, BackupReport};
 use proxkeep::app::{self, catalog::CatalogReport, prune::PruneReport};
-use proxkeep::archive::compression::Compression;
 use proxkeep::catalog::{self, Source};
 use proxkeep::config;
 use proxkeep::exit;
@@ -16,7 +15,6 @@ use proxkeep::store::retention::Decision;
 use proxkeep::units::format_size;
 use std::fmt::Display;
 use std::io::{self, Write};
-use std::path::PathBuf;
 
 pub fn check(ctx: &Ctx) -> Result<i32, Exit> {
     let report = app::check::run(&ctx.root, ctx.config()?);
@@ -95,19 +93,14 @@ fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-pub fn prune(
-    ctx: &Ctx,
-    dry_run: bool,
-    tier: Option<&str>,
-    dir: &Option<PathBuf>,
-) -> Result<i32, Exit> {
-    let dir = ctx.backup_dir(dir)?;
+pub fn prune(ctx: &Ctx, a: &PruneArgs) -> Result<i32, Exit> {
+    let dir = ctx.backup_dir(&a.dir)?;
     let report = app::prune::run(
         ctx.config()?,
         &dir,
         &ctx.hostname(),
-        tier,
-        dry_run,
+        a.tier.as_deref(),
+        a.dry_run,
         ctx.now,
         ctx.cancel,
     )
@@ -142,18 +135,12 @@ fn prune_text(r: &PruneReport, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-pub fn backup(
-    ctx: &mut Ctx,
-    dry_run: bool,
-    dir: &Option<PathBuf>,
-    compression: Option<Compression>,
-    level: Option<i32>,
-) -> Result<i32, Exit> {
+pub fn backup(ctx: &mut Ctx, a: &BackupArgs) -> Result<i32, Exit> {
     // Notifications and metrics: reported for every outcome, never changing the exit code.
     let config = ctx.config().map_err(|e| config_failed(ctx, e))?.clone();
     let log = ctx.log(notify::redactor(&config));
     ctx.out.redactor = Some(log.redactor().clone());
-    let hooks = (!dry_run).then(|| Hooks::begin(&config));
+    let hooks = (!a.dry_run).then(|| Hooks::begin(&config));
     let bctx = backup::Context {
         root: ctx.root.clone(),
         config,
@@ -161,10 +148,10 @@ pub fn backup(
         cancel: ctx.cancel,
     };
     let opts = BackupOptions {
-        dry_run,
-        dir: dir.clone(),
-        compression,
-        level,
+        dry_run: a.dry_run,
+        dir: a.dir.clone(),
+        compression: a.compression,
+        level: a.level,
         now: Some(ctx.now),
     };
     let result = backup::run(&bctx, &opts);
@@ -176,7 +163,7 @@ pub fn backup(
             let mut doc = serde_json::to_value(&report).map_err(Exit::failed)?;
             doc["notifications"] = serde_json::json!(sent);
             ctx.out
-                .result(&doc, |o| match (dry_run, ctx.verbosity >= 0) {
+                .result(&doc, |o| match (a.dry_run, ctx.verbosity >= 0) {
                     (true, _) => dry_run_text(&report, o),
                     (false, true) => summary_text(&report, o),
                     (false, false) => Ok(()),

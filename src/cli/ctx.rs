@@ -15,6 +15,9 @@ use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+/// Never set: listing a tier or fetching an archive is not interrupted.
+pub static NEVER: AtomicBool = AtomicBool::new(false);
+
 pub struct Ctx {
     pub config_path: Option<PathBuf>,
     pub root: Root,
@@ -91,7 +94,6 @@ impl Ctx {
     /// An ARCHIVE argument: a path, a file name in the backup dir, `latest`, `latest~N`, or `NAME:ARCHIVE` on a
     /// configured remote (fetched; the copy lives as long as the returned value) or secondary.
     pub fn resolve(&self, spec: &str, dir: &Option<PathBuf>) -> Result<Resolved, Exit> {
-        static NEVER: AtomicBool = AtomicBool::new(false);
         let config = self.config()?;
         let dir = self.backup_dir(dir)?;
         tier::resolve_archive(spec, config, &dir, &self.hostname(), &NEVER)
@@ -110,7 +112,7 @@ impl Ctx {
             absolute(t.as_deref().unwrap_or(self.root.dir())) == Path::new("/")
         };
         let (writes, onto_slash) = match cmd {
-            Command::Backup { dry_run, .. } => (!dry_run, false),
+            Command::Backup(a) => (!a.dry_run, false),
             Command::Restore(RestoreCommand::Restore(a)) => {
                 (!a.dry_run, !a.dry_run && onto_root(&a.target))
             }

@@ -1,7 +1,7 @@
 //! `list`, `show`, `ls`, `cat`, `verify`, `diff`: presenters only; the work is in `proxkeep::inspect`.
 
-use super::args::InspectCommand;
-use super::{Exit, ctx::Ctx};
+use super::args::{DiffArgs, InspectCommand};
+use super::{Exit, ctx::Ctx, ctx::NEVER};
 use anyhow::anyhow;
 use base64::Engine as _;
 use proxkeep::app::{exit_if, select_tiers};
@@ -45,12 +45,8 @@ fn run_command(ctx: &Ctx, cmd: &InspectCommand) -> Result<i32, Exit> {
             dir, tier: Some(t), ..
         } if t != "local" => list_tiers(ctx, dir, t),
         InspectCommand::List { dir, all_hosts, .. } => {
-            let host = ctx.hostname();
-            list(
-                ctx,
-                &ctx.backup_dir(dir)?,
-                (!*all_hosts).then_some(host.as_str()),
-            )
+            let host = (!*all_hosts).then(|| ctx.hostname());
+            list(ctx, &ctx.backup_dir(dir)?, host.as_deref())
         }
         InspectCommand::Show { archive, dir } => show(ctx, &ctx.resolve(archive, dir)?.path),
         InspectCommand::Ls {
@@ -65,39 +61,31 @@ fn run_command(ctx: &Ctx, cmd: &InspectCommand) -> Result<i32, Exit> {
             dir,
         } => cat(ctx, &ctx.resolve(archive, dir)?.path, path, *show_secrets),
         InspectCommand::Verify { all: true, dir, .. } => verify_all(ctx, &ctx.backup_dir(dir)?),
-        InspectCommand::Verify { archive, dir, .. } => verify_one(
-            ctx,
-            &ctx.resolve(archive.as_deref().unwrap_or("latest"), dir)?
-                .path,
-        ),
-        InspectCommand::Diff {
-            archive,
-            archive2,
-            live,
-            patch,
-            show_secrets,
-            exit_code,
-            internal,
-            dir,
-        } => {
-            let opts = diff::Options {
-                patch: *patch,
-                show_secrets: *show_secrets,
-                internal: *internal,
-            };
-            let a = ctx.resolve(archive, dir)?;
-            let report = match (archive2, live) {
-                (Some(b), false) => diff::archives(&a.path, &ctx.resolve(b, dir)?.path, &opts),
-                _ => diff::live(&a.path, &ctx.root, ctx.config()?, &opts),
-            }
-            .map_err(fail)?;
-            for w in &report.warnings {
-                eprintln!("warning: {}", warning_text(w));
-            }
-            ctx.out.result(&report, |o| diff_text(&report, &opts, o))?;
-            Ok(exit_if(*exit_code && !report.differences.is_empty(), 1))
+        InspectCommand::Verify { archive, dir, .. } => {
+            let archive = archive.as_deref().unwrap_or("latest");
+            verify_one(ctx, &ctx.resolve(archive, dir)?.path)
         }
+        InspectCommand::Diff(a) => compare(ctx, a),
     }
+}
+
+fn compare(ctx: &Ctx, a: &DiffArgs) -> Result<i32, Exit> {
+    let opts = diff::Options {
+        patch: a.patch,
+        show_secrets: a.show_secrets,
+        internal: a.internal,
+    };
+    let from = ctx.resolve(&a.archive, &a.dir)?;
+    let report = match (&a.archive2, a.live) {
+        (Some(b), false) => diff::archives(&from.path, &ctx.resolve(b, &a.dir)?.path, &opts),
+        _ => diff::live(&from.path, &ctx.root, ctx.config()?, &opts),
+    }
+    .map_err(fail)?;
+    for w in &report.warnings {
+        eprintln!("warning: {}", warning_text(w));
+    }
+    ctx.out.result(&report, |o| diff_text(&report, &opts, o))?;
+    Ok(exit_if(a.exit_code && !report.differences.is_empty(), 1))
 }
 
 fn fail(e: InspectError) -> Exit {
@@ -119,6 +107,12 @@ fn table(out: &mut dyn Write, columns: &str, rows: &[Vec<String>]) -> io::Result
     out.write_all(render(&headers, &align, rows).as_bytes())
 }
 
+/// Unix seconds in local time (empty when out of range).
+fn local(secs: i64, format: &str) -> String {
+    let t = jiff::Timestamp::from_second(secs);
+    t.map(|t| local_time(t, format)).unwrap_or_default()
+}
+
 #[derive(Serialize)]
 struct TierListing {
     tier: String,
@@ -138,7 +132,6 @@ struct TierArchive {
 
 /// `list --tier`: this host's archives on each selected tier.
 fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit> {
-    static NEVER: AtomicBool = AtomicBool::new(false);
     let (host, dir) = (ctx.hostname(), ctx.backup_dir(dir)?);
     let tiers = tier::tiers(ctx.config()?, &dir, &NEVER);
     let which = (which != "all").then_some(which);
@@ -170,11 +163,9 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
             .iter()
             .flat_map(|t| t.archives.iter().flatten().map(|a| (t.tier.clone(), a)))
             .map(|(tier, a)| {
-                let time = jiff::Timestamp::from_second(a.time).unwrap_or_default();
-                let time = local_time(time, "%Y-%m-%d %H:%M:%S");
                 vec![
                     tier,
-                    time,
+                    local(a.time, "%Y-%m-%d %H:%M:%S"),
                     a.role.clone(),
                     format_size(a.size),
                     a.archive.clone(),
@@ -236,9 +227,7 @@ fn show(ctx: &Ctx, path: &Path) -> Result<i32, Exit> {
 
 fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result<()> {
     let m = &s.meta;
-    let created = jiff::Timestamp::from_second(m.created_unix)
-        .map(|t| local_time(t, "%Y-%m-%d %H:%M:%S %Z"))
-        .unwrap_or_default();
+    let created = local(m.created_unix, "%Y-%m-%d %H:%M:%S %Z");
     writeln!(o, "archive      {}", s.archive.display())?;
     let (size, c) = (format_size(s.size), &m.compression);
     writeln!(o, "size         {size} ({} {})", c.algorithm, c.level)?;
@@ -280,26 +269,22 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
         .categories
         .iter()
         .partition(|c| c.files + c.dirs + c.symlinks + c.commands > 0);
-    let t = &s.totals;
-    let rows: Vec<Vec<String>> = full
+    let row = |name: &str, fdl: [u64; 3], bytes, commands| {
+        let [f, d, l] = fdl.map(|n| n.to_string());
+        vec![name.to_string(), f, d, l, format_size(bytes), commands]
+    };
+    let mut rows: Vec<Vec<String>> = full
         .iter()
         .map(|c| {
             let cmds = match c.commands_failed {
                 0 => c.commands.to_string(),
                 n => format!("{} ({n} failed)", c.commands),
             };
-            let [f, d, l] = [c.files, c.dirs, c.symlinks].map(|n| n.to_string());
-            vec![c.category.clone(), f, d, l, format_size(c.bytes), cmds]
+            row(&c.category, [c.files, c.dirs, c.symlinks], c.bytes, cmds)
         })
-        .chain(std::iter::once(vec![
-            "total".into(),
-            t.files.to_string(),
-            t.dirs.to_string(),
-            t.symlinks.to_string(),
-            format_size(t.bytes),
-            s.commands.len().to_string(),
-        ]))
         .collect();
+    let (t, cmds) = (&s.totals, s.commands.len().to_string());
+    rows.push(row("total", [t.files, t.dirs, t.symlinks], t.bytes, cmds));
     writeln!(o)?;
     table(o, "CATEGORY >FILES >DIRS >LINKS >SIZE >COMMANDS", &rows)?;
     if !empty.is_empty() {
@@ -396,9 +381,7 @@ fn ls(ctx: &Ctx, path: &Path, prefix: Option<&str>) -> Result<i32, Exit> {
 
 fn ls_line(e: &inspect::LsEntry, out: &mut dyn Write) -> io::Result<()> {
     let mode = u32::from_str_radix(&e.mode, 8).unwrap_or(0);
-    let when = jiff::Timestamp::from_second(e.mtime)
-        .map(|t| local_time(t, "%Y-%m-%d %H:%M"))
-        .unwrap_or_default();
+    let when = local(e.mtime, "%Y-%m-%d %H:%M");
     let link = e
         .target
         .as_ref()

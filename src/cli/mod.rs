@@ -45,15 +45,8 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
         Command::Config {
             action: args::ConfigAction::Show,
         } => backup::config_show(&ctx),
-        Command::Prune { dry_run, tier, dir } => {
-            backup::prune(&ctx, *dry_run, tier.as_deref(), dir)
-        }
-        Command::Backup {
-            dry_run,
-            dir,
-            compression,
-            level,
-        } => backup::backup(&mut ctx, *dry_run, dir, *compression, *level),
+        Command::Prune(a) => backup::prune(&ctx, a),
+        Command::Backup(a) => backup::backup(&mut ctx, a),
         Command::Notify(c) => backup::notify_test(&ctx, c),
         Command::Inspect(c) => inspect::run(&ctx, c),
         Command::Restore(c) => restore::run(&ctx, c),
