@@ -236,7 +236,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     let steps = |f: fn(&Action) -> bool| -> Vec<&Step> {
         p.plan.steps.iter().filter(|s| f(&s.action)).collect()
     };
-    let writes = steps(|a| a.writes() || *a == Action::Remove);
+    let writes = steps(Action::changes);
     if !writes.is_empty() {
         writeln!(o, "\nwill write {} entries:", writes.len())?;
         for s in writes {
