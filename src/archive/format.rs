@@ -183,7 +183,7 @@ pub struct Totals {
     pub warnings: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Index {
     pub format_version: u32,
     /// Every entry between meta.json and index.json, in archive order.
@@ -203,12 +203,7 @@ impl Index {
     pub fn new() -> Self {
         Index {
             format_version: FORMAT_VERSION,
-            entries: Vec::new(),
-            warnings: Vec::new(),
-            absent: Vec::new(),
-            skipped: Vec::new(),
-            commands: Vec::new(),
-            totals: Totals::default(),
+            ..Default::default()
         }
     }
 

@@ -60,14 +60,8 @@ impl ArchiveName {
         if !host_ok(host) {
             return None;
         }
-        let time = parse_time(time)?;
-        Some(ArchiveName {
-            host: host.to_string(),
-            role,
-            time,
-            compression,
-            encrypted,
-        })
+        let name = ArchiveName::new(host, role, parse_time(time)?, compression);
+        Some(name.encrypted(encrypted))
     }
 }
 

@@ -196,7 +196,11 @@ impl TarReader {
 }
 
 /// Read `r` to its end, summing `count` over what it yields.
-fn drain(r: &mut impl Read, buf: &mut [u8], count: impl Fn(&[u8]) -> usize) -> io::Result<u64> {
+fn drain(
+    r: &mut impl Read,
+    buf: &mut [u8],
+    mut count: impl FnMut(&[u8]) -> usize,
+) -> io::Result<u64> {
     let mut total = 0u64;
     loop {
         match r.read(buf)? {
@@ -288,6 +292,12 @@ pub(crate) fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Proble
     }
 }
 
+impl Problem {
+    pub(crate) fn at(self, offset: Option<u64>) -> Problem {
+        Problem { offset, ..self }
+    }
+}
+
 /// Decompress and read every entry of `path`, hashing file contents, and check them against the archive's
 /// index.
 pub fn verify(path: &Path) -> io::Result<Verification> {
@@ -328,10 +338,7 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
         } else {
             format!("archive stream is damaged{what}: {e}")
         };
-        Problem {
-            offset: (!encrypted).then_some(at),
-            ..problem(path, message)
-        }
+        problem(path, message).at((!encrypted).then_some(at))
     };
     let mut v = Verification {
         compression,
@@ -348,10 +355,7 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
         Ok(e) => e,
         Err(e) => {
             let message = format!("not a readable archive: {e}");
-            v.problems.push(Problem {
-                offset: Some(0),
-                ..problem(None, message)
-            });
+            v.problems.push(problem(None, message).at(Some(0)));
             return Ok(v);
         }
     };
@@ -418,10 +422,7 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
                 if junk > 0 {
                     let message =
                         format!("{junk} unexpected non-zero bytes after the end of the tar stream");
-                    v.problems.push(Problem {
-                        offset: Some(bytes),
-                        ..problem(None, message)
-                    });
+                    v.problems.push(problem(None, message).at(Some(bytes)));
                 }
             }
             Err(e) => v.problems.push(broken(None, " at its end", &e)),
@@ -429,25 +430,20 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
     } else {
         v.bytes = offset.load(Ordering::Relaxed);
     }
-    check_ends(&mut v, &seen, stream_ok, meta_seen);
-    Ok(v)
-}
-
-/// Once the stream is read: meta.json and index.json there, and every entry seen as the index lists it
-/// (`complete`: the stream was read to its end).
-fn check_ends(v: &mut Verification, seen: &[Seen], complete: bool, meta_seen: bool) {
+    // Once the stream is read: meta.json and index.json there, and every entry seen as the index lists it.
     if !meta_seen && !v.problems.iter().any(|p| p.message.contains("meta.json")) {
         v.problems
             .push(problem(None, "proxkeep/meta.json is missing"));
     }
     // The index's hash is taken whenever the entry is there, parsable or not.
-    if complete && v.index_sha256.is_none() {
+    if stream_ok && v.index_sha256.is_none() {
         v.problems
             .push(problem(None, "proxkeep/index.json is missing"));
     }
     if let Some(idx) = &v.index {
-        compare(idx, seen, complete, &mut v.problems);
+        compare(idx, &seen, stream_ok, &mut v.problems);
     }
+    Ok(v)
 }
 
 /// An entry's extended attributes (its PAX `SCHILY.xattr.<name>` records, in archive order), each as `f(name, value)`.
@@ -472,19 +468,15 @@ fn read_content(
     buf: &mut [u8],
     keep: bool,
 ) -> io::Result<(Sha256, Vec<u8>)> {
-    let mut hasher = Sha256::new();
-    let mut kept = Vec::new();
-    loop {
-        match entry.read(buf)? {
-            0 => return Ok((hasher, kept)),
-            n => {
-                hasher.update(&buf[..n]);
-                if keep {
-                    kept.extend_from_slice(&buf[..n]);
-                }
-            }
+    let (mut hasher, mut kept) = (Sha256::new(), Vec::new());
+    drain(entry, buf, |b| {
+        hasher.update(b);
+        if keep {
+            kept.extend_from_slice(b);
         }
-    }
+        0
+    })?;
+    Ok((hasher, kept))
 }
 
 fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Problem>) {

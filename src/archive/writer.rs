@@ -19,13 +19,6 @@ pub struct HashWriter<W> {
 }
 
 impl<W: Write> HashWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashWriter {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
-    }
     pub fn finish(self) -> (W, String, u64) {
         (self.inner, hex(&self.hasher.finalize()), self.bytes)
     }
@@ -162,7 +155,11 @@ impl ArchiveWriter {
         threads: u32,
         encryptor: Option<age::Encryptor>,
     ) -> io::Result<Self> {
-        let sink = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let sink = HashWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
         // The encryption layer: age's STREAM over the compressed bytes, or nothing.
         let sealed: Box<dyn Layer<Sink>> = match encryptor {
             Some(e) => Box::new(e.wrap_output(sink)?),

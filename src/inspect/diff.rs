@@ -127,14 +127,6 @@ pub struct Difference {
     pub patch_note: Option<String>,
 }
 
-impl Difference {
-    fn content_changed(&self) -> bool {
-        self.details
-            .iter()
-            .any(|d| matches!(d, Detail::Content { .. } | Detail::Kind { .. }))
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub from: String,
@@ -286,11 +278,12 @@ fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> Result<String,
 
 /// Which side's content a difference's patch needs: (old, new).
 fn needs(d: &Difference) -> (bool, bool) {
+    let content = |x: &Detail| matches!(x, Detail::Content { .. } | Detail::Kind(_));
     match d.change {
         _ if d.kind != Kind::File => (false, false),
         Change::Added => (false, true),
         Change::Removed => (true, false),
-        Change::Changed if d.content_changed() => (true, true),
+        Change::Changed if d.details.iter().any(content) => (true, true),
         Change::Changed => (false, false),
     }
 }
@@ -462,10 +455,10 @@ pub fn live_entries(root: &Root, config: &Config) -> Live {
                     index.entries.push(e);
                 }
             }
-            Err(e) => index.warnings.push(Warning {
-                path: Some("/etc/pve".into()),
-                message: format!("cannot read the tree from config.db: {e}"),
-            }),
+            Err(e) => {
+                let why = format!("cannot read the tree from config.db: {e}");
+                index.warnings.push(Warning::at("/etc/pve", why));
+            }
         }
     }
     for item in &plan.items {
@@ -474,10 +467,10 @@ pub fn live_entries(root: &Root, config: &Config) -> Live {
             Ok(e) => index.entries.push(e),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {} // vanished since the scan: absent now
             Err(e) => {
-                index.warnings.push(Warning {
-                    path: Some(item.host_path.display().to_string()),
-                    message: format!("cannot read, left out of the comparison: {e}"),
-                });
+                let why = format!("cannot read, left out of the comparison: {e}");
+                index
+                    .warnings
+                    .push(Warning::at(item.host_path.display(), why));
                 unreadable.insert(raw.to_vec());
             }
         }

@@ -66,10 +66,7 @@ impl InspectError {
     ) -> InspectError {
         InspectError::Damaged {
             archive: archive.to_path_buf(),
-            problem: Problem {
-                offset,
-                ..crate::archive::reader::problem(path, message)
-            },
+            problem: crate::archive::reader::problem(path, message).at(offset),
         }
     }
 
