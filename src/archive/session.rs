@@ -283,33 +283,22 @@ impl<'a> Session<'a> {
         let index_sha = super::sha256_hex(&index_json);
         drop(index_json);
         self.progress.phase("finishing");
-        let Session {
-            w,
-            partial,
-            mut verifier,
-            dir,
-            name,
-            index,
-            log,
-            cancel,
-            progress,
-            started,
-            ..
-        } = self;
-        let (_file, written) = w.finish().map_err(|e| io_err(&partial, e))?;
-        check_cancel(cancel)?;
+        let (_file, written) = self.w.finish().map_err(|e| io_err(&self.partial, e))?;
+        check_cancel(self.cancel)?;
+        let log = self.log;
         log.debug(&format!(
             "archive written ({} bytes) in {:.2} s",
             written.bytes,
-            started.elapsed().as_secs_f64()
+            self.started.elapsed().as_secs_f64()
         ));
 
-        progress.phase("verifying");
+        self.progress.phase("verifying");
         let verify_start = Instant::now();
-        let v = verifier
+        let v = self
+            .verifier
             .finish(index_sha)
             .map_err(|e| failed("read-back", e))?;
-        progress.finish();
+        self.progress.finish();
         log.debug(&format!(
             "read back and verified in {:.2} s",
             verify_start.elapsed().as_secs_f64()
@@ -326,10 +315,11 @@ impl<'a> Session<'a> {
                 "read-back: the file on disk differs from the bytes written".into(),
             ));
         }
-        check_cancel(cancel)?;
+        check_cancel(self.cancel)?;
 
+        let (dir, name) = (self.dir, self.name);
         let path = dir.join(&name);
-        partial
+        self.partial
             .persist(&path)
             .map_err(|e| failed("rename", e.error))?;
         File::open(&dir)
@@ -346,16 +336,15 @@ impl<'a> Session<'a> {
             name,
             sha256: written.sha256,
             bytes: written.bytes,
-            index,
+            index: self.index,
         })
     }
 }
 
 fn check_cancel(cancel: &AtomicBool) -> Result<(), SessionError> {
-    if cancel.load(Ordering::Relaxed) {
-        Err(SessionError::Interrupted)
-    } else {
-        Ok(())
+    match cancel.load(Ordering::Relaxed) {
+        true => Err(SessionError::Interrupted),
+        false => Ok(()),
     }
 }
 

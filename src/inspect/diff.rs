@@ -267,7 +267,6 @@ pub fn text_diff<'a>(
         .to_string())
 }
 
-/// Unified diff of one file, `a/path` against `b/path`.
 fn unified(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> Result<String, &'static str> {
     let side = |b: Option<&[u8]>, ab: &str| match b {
         Some(_) => format!("{ab}/{path}"),

@@ -31,7 +31,6 @@ impl State {
     }
 }
 
-/// One line of `list`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Listed {
     pub name: String,
@@ -96,22 +95,20 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError>
 }
 
 fn list_one(dir: &Path, l: &store::Listed, rec: Option<&state::Record>) -> Listed {
+    let path = dir.join(&l.file);
     let mut out = Listed {
         name: l.name.to_string(),
-        path: dir.join(&l.file),
+        path: path.clone(),
         host: l.name.host.clone(),
         role: l.name.role.to_string(),
         time: l.name.time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         timestamp: l.name.time,
         size: l.size,
         compression: l.name.compression.to_string(),
-        level: None,
         encrypted: l.name.encrypted,
         ..Default::default()
     };
-    let (state, reason) = judge(&dir.join(&l.file), rec, &mut out);
-    out.state = state;
-    out.reason = reason;
+    (out.state, out.reason) = judge(&path, rec, &mut out);
     out
 }
 

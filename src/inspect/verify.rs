@@ -13,7 +13,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Verified {
     pub archive: PathBuf,
     pub name: String,
@@ -52,13 +52,9 @@ impl Verified {
             ok: problems.is_empty(),
             compression,
             size,
-            entries: 0,
-            sha256: None,
             sidecar,
-            totals: None,
             problems,
-            record_error: None,
-            sidecar_only: false,
+            ..Default::default()
         }
     }
 }
