@@ -35,13 +35,22 @@ pub fn structure(file: &File, len: u64, compression: Compression) -> io::Result<
         Compression::Zstd => zstd_frames(file, len),
         Compression::Xz => xz_footer(file, len),
         Compression::None => tar_end(file, len),
-        Compression::Gzip if len < 18 => Ok(Structure::Broken(too_short(len))),
+        Compression::Gzip if len < 18 => too_short(len),
         Compression::Gzip => Ok(Structure::Unchecked),
     }
 }
 
-fn too_short(len: u64) -> String {
-    format!("cut off: {len} bytes is shorter than the smallest complete stream")
+fn broken(why: String) -> io::Result<Structure> {
+    Ok(Structure::Broken(why))
+}
+
+fn too_short(len: u64) -> io::Result<Structure> {
+    let why = "bytes is shorter than the smallest complete stream";
+    broken(format!("cut off: {len} {why}"))
+}
+
+fn cut_off(len: u64, what: impl std::fmt::Display) -> io::Result<Structure> {
+    broken(format!("cut off at byte {len}: {what}"))
 }
 
 fn le32(b: &[u8]) -> u32 {
@@ -68,11 +77,7 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
     file.read_exact_at(&mut head, 0)?;
     let complete = head.len() as u64 == len;
     let at = |pos: u64, n: usize| -> Option<&[u8]> { head.get(pos as usize..pos as usize + n) };
-    let cut = |what: &str, at: u64| {
-        Ok(Structure::Broken(format!(
-            "cut off at byte {len}: {what} at byte {at} runs past the end"
-        )))
-    };
+    let cut = |what: &str, at: u64| cut_off(len, format!("{what} at byte {at} runs past the end"));
     // A header past the bytes read: cut off if that was the whole file, else the tail decides.
     let short = |what: &str, at: u64, checksum: bool| {
         if complete {
@@ -85,10 +90,10 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
     let mut checksum = true;
     while pos < len {
         if len - pos < 4 {
-            return Ok(Structure::Broken(format!(
-                "{} stray bytes at byte {pos} after the last zstd frame",
-                len - pos
-            )));
+            let n = len - pos;
+            return broken(format!(
+                "{n} stray bytes at byte {pos} after the last zstd frame"
+            ));
         }
         let Some(m) = at(pos, 4) else {
             return zstd_tail(file, len, checksum);
@@ -107,9 +112,9 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
             continue;
         }
         if magic != ZSTD_MAGIC {
-            return Ok(Structure::Broken(format!(
+            return broken(format!(
                 "no zstd frame at byte {pos} (bytes that do not belong)"
-            )));
+            ));
         }
         let frame_start = pos;
         let Some(&[fhd]) = at(pos + 4, 1) else {
@@ -130,9 +135,7 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
                 return short("a block header", pos.min(len), checksum);
             };
             let Some((last, _, content)) = zstd_block(b) else {
-                return Ok(Structure::Broken(format!(
-                    "invalid zstd block header at byte {pos}"
-                )));
+                return broken(format!("invalid zstd block header at byte {pos}"));
             };
             pos += 3 + content;
             if last {
@@ -147,7 +150,7 @@ fn zstd_frames(file: &File, len: u64) -> io::Result<Structure> {
         }
     }
     if len == 0 {
-        return Ok(Structure::Broken(too_short(0)));
+        return too_short(0);
     }
     Ok(Structure::Complete)
 }
@@ -185,14 +188,12 @@ fn zstd_tail(file: &File, len: u64, checksum: bool) -> io::Result<Structure> {
             }
         }
     }
-    Ok(Structure::Broken(format!(
-        "cut off at byte {len}: the file does not end where a zstd frame ends"
-    )))
+    cut_off(len, "the file does not end where a zstd frame ends")
 }
 
 fn xz_footer(file: &File, len: u64) -> io::Result<Structure> {
     if len < 32 {
-        return Ok(Structure::Broken(too_short(len)));
+        return too_short(len);
     }
     // Stream padding (zero bytes in multiples of four) may follow the footer.
     let mut end = len;
@@ -202,39 +203,29 @@ fn xz_footer(file: &File, len: u64) -> io::Result<Structure> {
     let header = read_at::<12>(file, 0)?;
     let footer = read_at::<12>(file, end - 12)?;
     if &footer[10..12] != b"YZ" {
-        return Ok(Structure::Broken(format!(
-            "cut off at byte {len}: the xz stream footer is missing"
-        )));
+        return cut_off(len, "the xz stream footer is missing");
     }
     if crc32fast::hash(&footer[4..10]) != le32(&footer[..4]) || footer[8..10] != header[6..8] {
-        return Ok(Structure::Broken(format!(
-            "the xz stream footer at byte {} is damaged",
-            end - 12
-        )));
+        let at = end - 12;
+        return broken(format!("the xz stream footer at byte {at} is damaged"));
     }
     // The index the footer points to must start with its indicator byte 0x00.
     let backward = (u64::from(le32(&footer[4..])) + 1) * 4;
     match (end - 12).checked_sub(backward) {
         Some(at) if at >= 12 && read_at::<1>(file, at)? == [0] => Ok(Structure::Complete),
-        _ => Ok(Structure::Broken(
-            "the xz stream footer points to no index (damaged or cut)".into(),
-        )),
+        _ => broken("the xz stream footer points to no index (damaged or cut)".into()),
     }
 }
 
 fn tar_end(file: &File, len: u64) -> io::Result<Structure> {
     if len < 1024 {
-        return Ok(Structure::Broken(too_short(len)));
+        return too_short(len);
     }
     if !len.is_multiple_of(512) {
-        return Ok(Structure::Broken(format!(
-            "cut off at byte {len}: not a whole number of 512-byte tar blocks"
-        )));
+        return cut_off(len, "not a whole number of 512-byte tar blocks");
     }
     if read_at::<1024>(file, len - 1024)?.iter().any(|b| *b != 0) {
-        return Ok(Structure::Broken(format!(
-            "cut off at byte {len}: the tar end marker (two zero blocks) is missing"
-        )));
+        return cut_off(len, "the tar end marker (two zero blocks) is missing");
     }
     Ok(Structure::Complete)
 }
