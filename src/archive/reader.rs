@@ -180,10 +180,8 @@ impl TarReader {
         let trailing = drain(&mut decoder.into_raw(), &mut buf, <[u8]>::len)?;
         let total = self.read.load(Ordering::Relaxed);
         if trailing > 0 && self.compression != Compression::None {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{trailing} bytes of garbage after the end of the compressed stream"),
-            ));
+            let garbage = "bytes of garbage after the end of the compressed stream";
+            return Err(invalid(format!("{trailing} {garbage}")));
         }
         let sha = hex(&self
             .hasher
@@ -347,7 +345,6 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
     let mut seen: Vec<Seen> = Vec::new();
     let mut after_index = false;
     let mut meta_seen = false;
-    let mut first = true;
     let mut stream_ok = true;
     let mut buf = vec![0u8; 256 * 1024];
 
@@ -372,13 +369,12 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
         let mut s = Seen::of(entry.path_bytes().into_owned(), &mut entry);
         let is_meta = s.path == META_PATH.as_bytes();
         let is_index = s.path == INDEX_PATH.as_bytes();
-        if first && !is_meta {
+        if v.entries == 1 && !is_meta {
             v.problems.push(problem(
                 None,
                 "first entry is not proxkeep/meta.json: not a proxkeep archive",
             ));
         }
-        first = false;
         if after_index {
             v.problems.push(problem(
                 Some(&s.path),
@@ -563,18 +559,17 @@ pub fn read_meta(path: &Path) -> io::Result<Meta> {
     let file = Box::new(File::open(path)?);
     let mut reader = TarReader::from_source(file, 64 * 1024, &crypt::installed())?;
     let mut entries = reader.archive.entries()?;
-    let mut first = entries
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty archive"))??;
+    let mut first = entries.next().ok_or_else(|| invalid("empty archive"))??;
     if first.path_bytes().as_ref() != META_PATH.as_bytes() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "first entry is not proxkeep/meta.json",
-        ));
+        return Err(invalid("first entry is not proxkeep/meta.json"));
     }
     let mut data = Vec::new();
     first.read_to_end(&mut data)?;
-    serde_json::from_slice(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    serde_json::from_slice(&data).map_err(invalid)
+}
+
+fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 /// Shared between an archive writer and a [`Follow`] reader of the same file.

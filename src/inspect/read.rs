@@ -179,30 +179,28 @@ pub fn ls(
     };
     let mut count = 0;
     let mut last: Option<String> = None;
-    {
-        let entries = reader.archive.entries().map_err(|e| broken(e, None))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| broken(e, last.as_deref()))?;
-            let h = entry.header();
-            let (path, path_hex) = path_fields(&entry.path_bytes());
-            if under_prefix(&path, &prefix) {
-                let e = LsEntry {
-                    kind: kind_name(h.entry_type()),
-                    mode: format!("{:04o}", h.mode().unwrap_or(0) & 0o7777),
-                    uid: h.uid().unwrap_or(0),
-                    gid: h.gid().unwrap_or(0),
-                    size: h.size().unwrap_or(0),
-                    mtime: h.mtime().unwrap_or(0) as i64,
-                    target: entry.link_name_bytes().map(|t| path_fields(&t).0),
-                    path: path.clone(),
-                    path_hex,
-                };
-                each(&e).map_err(InspectError::Output)?;
-                count += 1;
-            }
-            last = Some(path);
-            // Dropping the entry skips its content, which still runs it through the decompressor.
+    let entries = reader.archive.entries().map_err(|e| broken(e, None))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| broken(e, last.as_deref()))?;
+        let h = entry.header();
+        let (path, path_hex) = path_fields(&entry.path_bytes());
+        if under_prefix(&path, &prefix) {
+            let e = LsEntry {
+                kind: kind_name(h.entry_type()),
+                mode: format!("{:04o}", h.mode().unwrap_or(0) & 0o7777),
+                uid: h.uid().unwrap_or(0),
+                gid: h.gid().unwrap_or(0),
+                size: h.size().unwrap_or(0),
+                mtime: h.mtime().unwrap_or(0) as i64,
+                target: entry.link_name_bytes().map(|t| path_fields(&t).0),
+                path: path.clone(),
+                path_hex,
+            };
+            each(&e).map_err(InspectError::Output)?;
+            count += 1;
         }
+        last = Some(path);
+        // Dropping the entry skips its content, which still runs it through the decompressor.
     }
     // Read the stream to its very end: the compressor's trailing checksum is the last word on the data read.
     reader
@@ -244,56 +242,53 @@ pub fn cat(archive: &Path, path: &str, out: &mut dyn Write) -> Result<CatInfo, I
     let offset = reader.offset.clone();
     let mut found: Option<CatInfo> = None;
     let mut index: Option<Index> = None;
-    {
-        let entries = reader
-            .archive
-            .entries()
-            .map_err(|e| InspectError::broken(archive, None, &offset, "", e))?;
-        for entry in entries {
-            let mut entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    let before = format!(" before {want} was found");
-                    return Err(match &found {
-                        None => InspectError::broken(archive, None, &offset, &before, e),
-                        Some(_) => unchecked(archive, &want, Some(&offset), &e.to_string()),
-                    });
-                }
-            };
-            let p = entry.path_bytes().into_owned();
-            if found.is_none() && p == want.as_bytes() {
-                let kind = kind_name(entry.header().entry_type());
-                if kind != "file" {
-                    return Err(InspectError::NotAFile {
-                        archive: archive.to_path_buf(),
-                        path: want,
-                        kind,
-                        target: entry.link_name_bytes().map(|t| path_fields(&t).0),
-                    });
-                }
-                let mut tee = Tee {
-                    inner: &mut entry,
-                    out: &mut *out,
-                    failed: None,
-                };
-                let inside = " inside this file (its first bytes were written)";
-                let (sha256, size) =
-                    hash_reader(&mut tee).map_err(|e| match tee.failed.take() {
-                        Some(w) => InspectError::Output(w),
-                        None => InspectError::broken(archive, Some(&p), &offset, inside, e),
-                    })?;
-                out.flush().map_err(InspectError::Output)?;
-                found = Some(CatInfo {
-                    path: want.clone(),
-                    size,
-                    sha256,
+    let entries = reader
+        .archive
+        .entries()
+        .map_err(|e| InspectError::broken(archive, None, &offset, "", e))?;
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let before = format!(" before {want} was found");
+                return Err(match &found {
+                    None => InspectError::broken(archive, None, &offset, &before, e),
+                    Some(_) => unchecked(archive, &want, Some(&offset), &e.to_string()),
                 });
-            } else if p == INDEX_PATH.as_bytes() {
-                let mut data = Vec::new();
-                let read = entry.read_to_end(&mut data);
-                index = read.ok().and_then(|_| serde_json::from_slice(&data).ok());
-                break;
             }
+        };
+        let p = entry.path_bytes().into_owned();
+        if found.is_none() && p == want.as_bytes() {
+            let kind = kind_name(entry.header().entry_type());
+            if kind != "file" {
+                return Err(InspectError::NotAFile {
+                    archive: archive.to_path_buf(),
+                    path: want,
+                    kind,
+                    target: entry.link_name_bytes().map(|t| path_fields(&t).0),
+                });
+            }
+            let mut tee = Tee {
+                inner: &mut entry,
+                out: &mut *out,
+                failed: None,
+            };
+            let inside = " inside this file (its first bytes were written)";
+            let (sha256, size) = hash_reader(&mut tee).map_err(|e| match tee.failed.take() {
+                Some(w) => InspectError::Output(w),
+                None => InspectError::broken(archive, Some(&p), &offset, inside, e),
+            })?;
+            out.flush().map_err(InspectError::Output)?;
+            found = Some(CatInfo {
+                path: want.clone(),
+                size,
+                sha256,
+            });
+        } else if p == INDEX_PATH.as_bytes() {
+            let mut data = Vec::new();
+            let read = entry.read_to_end(&mut data);
+            index = read.ok().and_then(|_| serde_json::from_slice(&data).ok());
+            break;
         }
     }
     let Some(info) = found else {
@@ -302,13 +297,9 @@ pub fn cat(archive: &Path, path: &str, out: &mut dyn Write) -> Result<CatInfo, I
             path: want,
         });
     };
+    let missing = "proxkeep/index.json is missing or unreadable";
     let Some(index) = index else {
-        return Err(unchecked(
-            archive,
-            &want,
-            None,
-            "proxkeep/index.json is missing or unreadable",
-        ));
+        return Err(unchecked(archive, &want, None, missing));
     };
     let damaged = |why: &str| InspectError::damaged(archive, Some(want.as_bytes()), None, why);
     let entry = index
