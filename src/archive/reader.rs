@@ -345,7 +345,6 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
     let mut seen: Vec<Seen> = Vec::new();
     let mut after_index = false;
     let mut meta_seen = false;
-    let mut stream_ok = true;
     let mut buf = vec![0u8; 256 * 1024];
 
     let entries = match reader.archive.entries() {
@@ -356,59 +355,52 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
             return Ok(v);
         }
     };
-    for entry in entries {
-        let mut entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                v.problems.push(broken(None, "", &e));
-                stream_ok = false;
-                break;
+    // Err: where the stream broke (the entries up to there are checked all the same).
+    let walk = || -> Result<(), Problem> {
+        for entry in entries {
+            let mut entry = entry.map_err(|e| broken(None, "", &e))?;
+            v.entries += 1;
+            let mut s = Seen::of(entry.path_bytes().into_owned(), &mut entry);
+            let is_meta = s.path == META_PATH.as_bytes();
+            let is_index = s.path == INDEX_PATH.as_bytes();
+            if v.entries == 1 && !is_meta {
+                v.problems.push(problem(
+                    None,
+                    "first entry is not proxkeep/meta.json: not a proxkeep archive",
+                ));
             }
-        };
-        v.entries += 1;
-        let mut s = Seen::of(entry.path_bytes().into_owned(), &mut entry);
-        let is_meta = s.path == META_PATH.as_bytes();
-        let is_index = s.path == INDEX_PATH.as_bytes();
-        if v.entries == 1 && !is_meta {
-            v.problems.push(problem(
-                None,
-                "first entry is not proxkeep/meta.json: not a proxkeep archive",
-            ));
-        }
-        if after_index {
-            v.problems.push(problem(
-                Some(&s.path),
-                "entry found after proxkeep/index.json (appended to the archive)",
-            ));
-        }
-        // Meta and index are small and parsed; their bytes are kept.
-        let (hasher, small) = match read_content(&mut entry, &mut buf, is_meta || is_index) {
-            Ok(r) => r,
-            Err(e) => {
-                v.problems
-                    .push(broken(Some(&s.path), " while reading this entry", &e));
-                stream_ok = false;
-                break;
+            if after_index {
+                v.problems.push(problem(
+                    Some(&s.path),
+                    "entry found after proxkeep/index.json (appended to the archive)",
+                ));
             }
-        };
-        if is_meta || is_index {
-            let parsed = if is_meta {
-                meta_seen = true;
-                serde_json::from_slice::<Meta>(&small).map(drop)
-            } else {
-                after_index = true;
-                v.index_sha256 = Some(hex(&hasher.finalize()));
-                serde_json::from_slice(&small).map(|i| v.index = Some(i))
-            };
-            if let Err(e) = parsed {
-                v.problems
-                    .push(problem(Some(&s.path), format!("cannot parse: {e}")));
+            // Meta and index are small and parsed; their bytes are kept.
+            let (hasher, small) = read_content(&mut entry, &mut buf, is_meta || is_index)
+                .map_err(|e| broken(Some(&s.path), " while reading this entry", &e))?;
+            if is_meta || is_index {
+                let parsed = if is_meta {
+                    meta_seen = true;
+                    serde_json::from_slice::<Meta>(&small).map(drop)
+                } else {
+                    after_index = true;
+                    v.index_sha256 = Some(hex(&hasher.finalize()));
+                    serde_json::from_slice(&small).map(|i| v.index = Some(i))
+                };
+                if let Err(e) = parsed {
+                    v.problems
+                        .push(problem(Some(&s.path), format!("cannot parse: {e}")));
+                }
+                continue;
             }
-            continue;
+            s.sha256 = (s.kind == Some(Kind::File)).then(|| hasher.finalize().into());
+            seen.push(s);
         }
-        s.sha256 = (s.kind == Some(Kind::File)).then(|| hasher.finalize().into());
-        seen.push(s);
-    }
+        Ok(())
+    };
+    let broke = walk().err();
+    let stream_ok = broke.is_none();
+    v.problems.extend(broke);
 
     if stream_ok {
         match reader.finish() {
