@@ -480,30 +480,21 @@ fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Prob
                 "listed in the index but missing from the archive",
             )),
             None => {}
-            Some(s) => {
-                for m in mismatches(e, s) {
-                    problems.push(problem(Some(&p), m));
-                }
-            }
+            Some(s) => problems.extend(mismatches(e, s).into_iter().map(|m| problem(Some(&p), m))),
         }
     }
-    for s in seen {
-        if !indexed.contains(&s.path) {
-            problems.push(problem(
-                Some(&s.path),
-                "in the archive but not in the index",
-            ));
-        }
+    let unlisted = "in the archive but not in the index";
+    for s in seen.iter().filter(|s| !indexed.contains(&s.path)) {
+        problems.push(problem(Some(&s.path), unlisted));
     }
 }
 
 /// An entry against its index entry, in the words of a problem found.
 pub(crate) fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
-    let mut out = Vec::new();
     if s.kind != Some(e.kind) {
-        out.push(format!("kind differs from the index ({:?})", e.kind));
-        return out;
+        return vec![format!("kind differs from the index ({:?})", e.kind)];
     }
+    let mut out = Vec::new();
     if e.kind == Kind::File {
         if s.size != e.size {
             out.push(format!(

@@ -74,18 +74,12 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError>
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let per = found.len().div_ceil(workers).max(1);
+    let records = &records;
+    let one = |l: &store::Listed| list_one(dir, l, records.get(&l.name.to_string()));
     Ok(std::thread::scope(|scope| {
         let handles: Vec<_> = found
             .chunks(per)
-            .map(|chunk| {
-                let records = &records;
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|l| list_one(dir, l, records.get(&l.name.to_string())))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|chunk| scope.spawn(move || chunk.iter().map(one).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()

@@ -161,16 +161,9 @@ pub fn verify_dir(dir: &Path) -> Result<Vec<Verified>, InspectError> {
         .map(|l| {
             let path = dir.join(&l.file);
             verify(&path).unwrap_or_else(|e| {
-                let problem = reader::problem(None, e.to_string());
-                let name = l.name.to_string();
-                Verified::new(
-                    &path,
-                    name,
-                    l.name.compression,
-                    l.size,
-                    "unchecked",
-                    vec![problem],
-                )
+                let problems = vec![reader::problem(None, e.to_string())];
+                let (name, compression) = (l.name.to_string(), l.name.compression);
+                Verified::new(&path, name, compression, l.size, "unchecked", problems)
             })
         })
         .collect())
