@@ -86,7 +86,6 @@ fn age_suffix(encrypted: bool) -> &'static str {
     if encrypted { AGE_SUFFIX } else { "" }
 }
 
-/// Whether a file name has the shape of [`safety_file_name`].
 pub fn is_safety_file_name(file_name: &str) -> bool {
     let file_name = file_name.strip_suffix(AGE_SUFFIX).unwrap_or(file_name);
     let parts = || {

@@ -219,10 +219,9 @@ impl<'a> Session<'a> {
             index: Index::new(),
             log,
             cancel,
-            progress: if spec.progress {
-                log.progress()
-            } else {
-                Box::new(NoProgress)
+            progress: match spec.progress {
+                true => log.progress(),
+                false => Box::new(NoProgress),
             },
             started,
         };

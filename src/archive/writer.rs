@@ -85,10 +85,9 @@ pub fn compressor<W: Write + 'static>(
     level: i32,
     threads: u32,
 ) -> io::Result<Box<dyn Layer<W>>> {
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
-    } else {
-        threads
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        n => n,
     };
     Ok(match compression {
         Compression::Zstd => {

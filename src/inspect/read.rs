@@ -128,7 +128,6 @@ fn summarize(order: &[String], index: &Index) -> Vec<CategorySummary> {
     out
 }
 
-/// One entry as the tar stream has it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LsEntry {
     pub path: String,
