@@ -116,9 +116,7 @@ fn summarize(order: &[String], index: &Index) -> Vec<CategorySummary> {
     for c in &index.commands {
         let s = by.entry(&c.category).or_insert_with(|| new(&c.category));
         s.commands += 1;
-        if c.status != "ok" {
-            s.commands_failed += 1;
-        }
+        s.commands_failed += u64::from(c.status != "ok");
     }
     let mut out: Vec<CategorySummary> = order
         .iter()
