@@ -375,9 +375,16 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
                     "entry found after proxkeep/index.json (appended to the archive)",
                 ));
             }
-            // Meta and index are small and parsed; their bytes are kept.
-            let (hasher, small) = read_content(&mut entry, &mut buf, is_meta || is_index)
-                .map_err(|e| broken(Some(&s.path), " while reading this entry", &e))?;
+            // Read to its end, hashed. Meta and index are small and parsed; their bytes are kept.
+            let (mut hasher, mut small) = (Sha256::new(), Vec::new());
+            drain(&mut entry, &mut buf, |b| {
+                hasher.update(b);
+                if is_meta || is_index {
+                    small.extend_from_slice(b);
+                }
+                0
+            })
+            .map_err(|e| broken(Some(&s.path), " while reading this entry", &e))?;
             if is_meta || is_index {
                 let parsed = if is_meta {
                     meta_seen = true;
@@ -448,23 +455,6 @@ pub(crate) fn xattrs<R: Read, T>(
             Some(f(name, ext.value_bytes()))
         })
         .collect()
-}
-
-/// Read an entry's content to its end, hashing it; its bytes are returned too when `keep`.
-fn read_content(
-    entry: &mut impl Read,
-    buf: &mut [u8],
-    keep: bool,
-) -> io::Result<(Sha256, Vec<u8>)> {
-    let (mut hasher, mut kept) = (Sha256::new(), Vec::new());
-    drain(entry, buf, |b| {
-        hasher.update(b);
-        if keep {
-            kept.extend_from_slice(b);
-        }
-        0
-    })?;
-    Ok((hasher, kept))
 }
 
 fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Problem>) {
