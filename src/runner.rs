@@ -233,11 +233,7 @@ pub fn run_with_input(
     cmd.args(&spec.args)
         .env("LC_ALL", "C")
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(input.map_or_else(Stdio::null, |_| Stdio::piped()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
