@@ -219,11 +219,8 @@ impl Scanner<'_> {
             }
             Err(e) => self.stat_failed(host, e),
             Ok(md) if md.is_dir() => self.tree(category, host, &fs_path, ex),
-            Ok(md) => {
-                if !ex.is_match(host) {
-                    self.add(category, host.to_path_buf(), &md);
-                }
-            }
+            Ok(md) if !ex.is_match(host) => self.add(category, host.to_path_buf(), &md),
+            Ok(_) => {}
         }
     }
 
@@ -260,17 +257,13 @@ impl Scanner<'_> {
                     }
                 }
                 Err(err) => {
-                    let p = err
+                    let path = err
                         .path()
                         .and_then(|p| p.strip_prefix(self.root.dir()).ok())
                         .map(|p| format!("/{}", p.display()));
-                    self.plan.warnings.push(Warning {
-                        path: p,
-                        message: format!(
-                            "cannot read directory: {}",
-                            err.io_error().map_or(err.to_string(), |e| e.to_string())
-                        ),
-                    });
+                    let why = err.io_error().map_or(err.to_string(), |e| e.to_string());
+                    let message = format!("cannot read directory: {why}");
+                    self.plan.warnings.push(Warning { path, message });
                 }
             }
         }
@@ -298,7 +291,6 @@ impl Scanner<'_> {
         if !fs_base.is_dir() {
             return;
         }
-        let mut matches = Vec::new();
         for e in walkdir::WalkDir::new(&fs_base)
             .min_depth(depth)
             .max_depth(depth)
@@ -310,11 +302,8 @@ impl Scanner<'_> {
             let rel = e.path().strip_prefix(&fs_base).unwrap_or(Path::new(""));
             let host = base.join(rel);
             if glob.is_match(&host) {
-                matches.push(host);
+                self.path(category, &host, ex);
             }
-        }
-        for host in matches {
-            self.path(category, &host, ex);
         }
     }
 

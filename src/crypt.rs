@@ -360,12 +360,13 @@ impl Read for Decrypting {
         self.0.read(buf).map_err(|e| match e.kind() {
             io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof if in_io(&e).is_none() => {
                 let what = e.to_string();
-                let what = if what.contains("truncated") {
-                    "the file is cut off".to_string()
+                let cut = what.contains("truncated");
+                let what = if cut {
+                    "the file is cut off"
                 } else {
-                    what.trim().to_string()
+                    what.trim()
                 };
-                CryptError::Stream(what).into_io()
+                CryptError::Stream(what.to_string()).into_io()
             }
             _ => e,
         })
@@ -466,14 +467,10 @@ impl<R> IdentitySniffer<R> {
             note_key(&mut self.found, &data[p..p + SECRET_KEY_LEN]);
         }
         let keep = SECRET_KEY_LEN - 1;
-        if data.len() >= keep {
-            self.carry.clear();
-            self.carry.extend_from_slice(&data[data.len() - keep..]);
-        } else {
-            self.carry.extend_from_slice(data);
-            let excess = self.carry.len().saturating_sub(keep);
-            self.carry.drain(..excess);
-        }
+        self.carry
+            .extend_from_slice(&data[data.len().saturating_sub(keep)..]);
+        let excess = self.carry.len().saturating_sub(keep);
+        self.carry.drain(..excess);
     }
 }
 
@@ -526,14 +523,12 @@ pub fn decrypt_file(archive: &Path, out: &Path, keys: &Keys) -> Result<u64, Decr
             archive.display()
         ))));
     }
+    let writing = format!("cannot write {}", out.display());
     if out.exists() {
-        return Err(DecryptFileError::Io(
-            format!("cannot write {}", out.display()),
-            io::Error::new(io::ErrorKind::AlreadyExists, "it exists already"),
-        ));
+        let e = io::Error::new(io::ErrorKind::AlreadyExists, "it exists already");
+        return Err(DecryptFileError::Io(writing, e));
     }
     let mut plain = keys.decrypt(src).map_err(DecryptFileError::Crypt)?;
-    let writing = format!("cannot write {}", out.display());
     let tmp = private_temp(dir_of(out), ".proxkeep-decrypt-").map_err(io_err(writing.clone()))?;
     let mut w = io::BufWriter::with_capacity(1 << 20, tmp);
     // The temp file is removed when `w` drops on any error below.
