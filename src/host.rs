@@ -4,6 +4,7 @@
 //! touch the real `/etc`.
 
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
@@ -121,11 +122,7 @@ impl HostFacts {
             .read_text("/var/lib/dpkg/status")
             .map(|s| parse_dpkg_status(&s))
             .unwrap_or_default();
-        let installed = |name: &str| {
-            dpkg.iter()
-                .find(|p| p.name == name)
-                .map(|p| p.version.clone())
-        };
+        let installed = |name: &str| dpkg.get(name).cloned();
 
         let pve_pkg = installed("pve-manager");
         let pbs_pkg = installed("proxmox-backup-server");
@@ -199,16 +196,9 @@ pub fn hostname(root: &Root) -> String {
     }
 }
 
-/// One installed package from dpkg's status file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Package {
-    pub name: String,
-    pub version: String,
-}
-
-/// Installed packages from `/var/lib/dpkg/status` (stanzas whose Status ends in `installed`).
-pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
-    let mut out = Vec::new();
+/// Installed packages, name → version, from `/var/lib/dpkg/status` (stanzas whose Status ends in `installed`).
+pub fn parse_dpkg_status(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
     for stanza in text.split("\n\n") {
         let mut name = None;
         let mut version = None;
@@ -223,7 +213,7 @@ pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
             }
         }
         if let (Some(name), Some(version), true) = (name, version, installed) {
-            out.push(Package { name, version });
+            out.entry(name).or_insert(version);
         }
     }
     out
@@ -250,19 +240,9 @@ mod tests {
                     Package: proxmox-backup-server\nStatus: deinstall ok config-files\nVersion: 3.4.1\n\n\
                     Package: zfsutils-linux\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.3.4-pve1\n";
         let pkgs = parse_dpkg_status(text);
-        assert_eq!(
-            pkgs,
-            vec![
-                Package {
-                    name: "pve-manager".into(),
-                    version: "9.0.11".into()
-                },
-                Package {
-                    name: "zfsutils-linux".into(),
-                    version: "2.3.4-pve1".into()
-                },
-            ]
-        );
+        let want = [("pve-manager", "9.0.11"), ("zfsutils-linux", "2.3.4-pve1")];
+        let want = want.map(|(n, v)| (n.to_string(), v.to_string()));
+        assert_eq!(pkgs, HashMap::from(want));
     }
 
     #[test]
