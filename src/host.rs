@@ -3,8 +3,10 @@
 //! Every read of a host path goes through [`Root`], so `--root DIR` redirects all of them and tests never
 //! touch the real `/etc`.
 
+use rustix::system::Uname;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::ffi::CStr;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
@@ -47,6 +49,14 @@ impl Root {
         std::fs::read(self.path(host_path))
             .ok()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// A field of the running kernel's uname: only on the real root, since the running kernel says nothing
+    /// about a host seen through another root.
+    fn uname(&self, field: fn(&Uname) -> &CStr) -> Option<String> {
+        let value = |u| field(&u).to_string_lossy().into_owned();
+        self.is_system_root()
+            .then(|| value(rustix::system::uname()))
     }
 
     fn dir_non_empty(&self, host_path: &str) -> bool {
@@ -147,13 +157,7 @@ impl HostFacts {
                 .read_text("/etc/debian_version")
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty()),
-            // The running kernel says nothing about a host seen through another root.
-            kernel: root.is_system_root().then(|| {
-                rustix::system::uname()
-                    .release()
-                    .to_string_lossy()
-                    .into_owned()
-            }),
+            kernel: root.uname(Uname::release),
         };
         HostFacts {
             hostname: hostname(root),
@@ -173,17 +177,8 @@ pub fn hostname(root: &Root) -> String {
             .find(|l| !l.is_empty() && !l.starts_with('#'))
             .map(String::from)
     });
-    let raw = from_file.unwrap_or_else(|| {
-        if root.is_system_root() {
-            rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned()
-        } else {
-            String::new()
-        }
-    });
-    let short = raw.split('.').next().unwrap_or("");
+    let raw = from_file.or_else(|| root.uname(Uname::nodename));
+    let short = raw.as_deref().unwrap_or("").split('.').next().unwrap_or("");
     let clean: String = short
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
