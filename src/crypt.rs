@@ -43,9 +43,7 @@ impl CryptError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CryptError::NoKey | CryptError::Key(_) => exit::USAGE,
-            CryptError::WrongKey(_) | CryptError::Header(_) | CryptError::Stream(_) => {
-                exit::DAMAGED
-            }
+            _ => exit::DAMAGED,
         }
     }
 

@@ -151,14 +151,8 @@ impl CommandResult {
     pub fn stderr_tail(&self, max_chars: usize) -> String {
         let text = String::from_utf8_lossy(&self.stderr);
         let text = text.trim();
-        let count = text.chars().count();
-        if count <= max_chars {
-            return text.to_string();
-        }
-        let start = text
-            .char_indices()
-            .nth(count - max_chars)
-            .map_or(text.len(), |(i, _)| i);
+        let skip = text.chars().count().saturating_sub(max_chars);
+        let start = text.char_indices().nth(skip).map_or(text.len(), |(i, _)| i);
         text[start..].trim_start().to_string()
     }
 }
