@@ -121,11 +121,8 @@ fn slot<'a>(out: &'a mut Vec<CategoryCount>, category: &str) -> &'a mut Category
 /// Build the exclude matcher: the category's own excludes plus the configured ones.
 fn excludes(cat_excludes: &[&str], config: &Config) -> GlobSet {
     let mut b = GlobSetBuilder::new();
-    for pat in cat_excludes
-        .iter()
-        .copied()
-        .chain(config.collect.exclude.iter().map(String::as_str))
-    {
+    let configured = config.collect.exclude.iter().map(String::as_str);
+    for pat in cat_excludes.iter().copied().chain(configured) {
         // Config globs were validated at load time; catalog globs by a unit test.
         if let Ok(g) = GlobBuilder::new(pat).literal_separator(true).build() {
             b.add(g);
@@ -225,10 +222,8 @@ impl Scanner<'_> {
     }
 
     fn stat_failed(&mut self, host: &Path, e: impl std::fmt::Display) {
-        let message = format!("cannot stat: {e}");
-        self.plan
-            .warnings
-            .push(Warning::at(host.display(), message));
+        let warning = Warning::at(host.display(), format!("cannot stat: {e}"));
+        self.plan.warnings.push(warning);
     }
 
     fn tree(&mut self, category: &str, host: &Path, fs_path: &Path, ex: &GlobSet) {

@@ -220,12 +220,8 @@ impl Seal {
             Seal::Recipients(rs) => {
                 let mut kinds: Vec<&str> = rs.iter().map(Recipient::kind).collect();
                 kinds.dedup();
-                format!(
-                    "age: {} recipient{} ({})",
-                    rs.len(),
-                    if rs.len() == 1 { "" } else { "s" },
-                    kinds.join(", ")
-                )
+                let (n, s) = (rs.len(), if rs.len() == 1 { "" } else { "s" });
+                format!("age: {n} recipient{s} ({})", kinds.join(", "))
             }
             Seal::Passphrase(_) => "age: passphrase (scrypt)".into(),
         }
@@ -411,8 +407,7 @@ fn load_identity_file(
 
 /// A warning when a key file can be read by group or others.
 pub fn loose_permissions(path: &Path, what: &str) -> Option<String> {
-    let meta = fs::metadata(path).ok()?;
-    let mode = meta.mode() & 0o777;
+    let mode = fs::metadata(path).ok()?.mode() & 0o777;
     (mode & 0o077 != 0).then(|| {
         format!(
             "the {what} {} can be read by others (mode {mode:04o}): chmod 600 it",
