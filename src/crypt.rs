@@ -29,7 +29,7 @@ pub enum CryptError {
     #[error("it is encrypted: give --identity FILE or --passphrase-file FILE")]
     NoKey,
     #[error("none of the given keys can decrypt it{0}")]
-    WrongKey(String),
+    WrongKey(&'static str),
     #[error("its encryption header is damaged or was tampered with ({0})")]
     Header(String),
     #[error("its encrypted data is damaged, tampered with or cut off ({0})")]
@@ -315,18 +315,16 @@ impl Keys {
             Ok(stream) => Ok(Decrypting(Box::new(stream))),
             Err(age::DecryptError::NoMatchingKeys) => Err(CryptError::WrongKey(
                 match (scrypt, self.passphrase.is_some()) {
-                    (true, false) => {
-                        " (it is encrypted with a passphrase: use --passphrase-file)".into()
-                    }
+                    (true, false) => " (it is encrypted with a passphrase: use --passphrase-file)",
                     (false, true) if self.identities.is_empty() => {
-                        " (it is encrypted to public keys: use --identity)".into()
+                        " (it is encrypted to public keys: use --identity)"
                     }
-                    _ => String::new(),
+                    _ => "",
                 },
             )),
             // A wrong passphrase fails to open the scrypt stanza: that is a wrong key, not damage.
             Err(age::DecryptError::DecryptionFailed) if scrypt => {
-                Err(CryptError::WrongKey(" (wrong passphrase)".into()))
+                Err(CryptError::WrongKey(" (wrong passphrase)"))
             }
             Err(e) => Err(header_error(e)),
         }
