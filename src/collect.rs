@@ -121,11 +121,8 @@ fn slot<'a>(out: &'a mut Vec<CategoryCount>, category: &str) -> &'a mut Category
 /// Build the exclude matcher: the category's own excludes plus the configured ones.
 fn excludes(cat_excludes: &[&str], config: &Config) -> GlobSet {
     let mut b = GlobSetBuilder::new();
-    for pat in cat_excludes
-        .iter()
-        .copied()
-        .chain(config.collect.exclude.iter().map(String::as_str))
-    {
+    let configured = config.collect.exclude.iter().map(String::as_str);
+    for pat in cat_excludes.iter().copied().chain(configured) {
         // Config globs were validated at load time; catalog globs by a unit test.
         if let Ok(g) = GlobBuilder::new(pat).literal_separator(true).build() {
             b.add(g);
@@ -219,19 +216,14 @@ impl Scanner<'_> {
             }
             Err(e) => self.stat_failed(host, e),
             Ok(md) if md.is_dir() => self.tree(category, host, &fs_path, ex),
-            Ok(md) => {
-                if !ex.is_match(host) {
-                    self.add(category, host.to_path_buf(), &md);
-                }
-            }
+            Ok(md) if !ex.is_match(host) => self.add(category, host.to_path_buf(), &md),
+            Ok(_) => {}
         }
     }
 
     fn stat_failed(&mut self, host: &Path, e: impl std::fmt::Display) {
-        let message = format!("cannot stat: {e}");
-        self.plan
-            .warnings
-            .push(Warning::at(host.display(), message));
+        let warning = Warning::at(host.display(), format!("cannot stat: {e}"));
+        self.plan.warnings.push(warning);
     }
 
     fn tree(&mut self, category: &str, host: &Path, fs_path: &Path, ex: &GlobSet) {
@@ -260,17 +252,13 @@ impl Scanner<'_> {
                     }
                 }
                 Err(err) => {
-                    let p = err
+                    let path = err
                         .path()
                         .and_then(|p| p.strip_prefix(self.root.dir()).ok())
                         .map(|p| format!("/{}", p.display()));
-                    self.plan.warnings.push(Warning {
-                        path: p,
-                        message: format!(
-                            "cannot read directory: {}",
-                            err.io_error().map_or(err.to_string(), |e| e.to_string())
-                        ),
-                    });
+                    let why = err.io_error().map_or(err.to_string(), |e| e.to_string());
+                    let message = format!("cannot read directory: {why}");
+                    self.plan.warnings.push(Warning { path, message });
                 }
             }
         }
@@ -298,7 +286,6 @@ impl Scanner<'_> {
         if !fs_base.is_dir() {
             return;
         }
-        let mut matches = Vec::new();
         for e in walkdir::WalkDir::new(&fs_base)
             .min_depth(depth)
             .max_depth(depth)
@@ -310,11 +297,8 @@ impl Scanner<'_> {
             let rel = e.path().strip_prefix(&fs_base).unwrap_or(Path::new(""));
             let host = base.join(rel);
             if glob.is_match(&host) {
-                matches.push(host);
+                self.path(category, &host, ex);
             }
-        }
-        for host in matches {
-            self.path(category, &host, ex);
         }
     }
 

@@ -29,7 +29,7 @@ pub enum CryptError {
     #[error("it is encrypted: give --identity FILE or --passphrase-file FILE")]
     NoKey,
     #[error("none of the given keys can decrypt it{0}")]
-    WrongKey(String),
+    WrongKey(&'static str),
     #[error("its encryption header is damaged or was tampered with ({0})")]
     Header(String),
     #[error("its encrypted data is damaged, tampered with or cut off ({0})")]
@@ -43,9 +43,7 @@ impl CryptError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CryptError::NoKey | CryptError::Key(_) => exit::USAGE,
-            CryptError::WrongKey(_) | CryptError::Header(_) | CryptError::Stream(_) => {
-                exit::DAMAGED
-            }
+            _ => exit::DAMAGED,
         }
     }
 
@@ -222,12 +220,8 @@ impl Seal {
             Seal::Recipients(rs) => {
                 let mut kinds: Vec<&str> = rs.iter().map(Recipient::kind).collect();
                 kinds.dedup();
-                format!(
-                    "age: {} recipient{} ({})",
-                    rs.len(),
-                    if rs.len() == 1 { "" } else { "s" },
-                    kinds.join(", ")
-                )
+                let (n, s) = (rs.len(), if rs.len() == 1 { "" } else { "s" });
+                format!("age: {n} recipient{s} ({})", kinds.join(", "))
             }
             Seal::Passphrase(_) => "age: passphrase (scrypt)".into(),
         }
@@ -321,18 +315,16 @@ impl Keys {
             Ok(stream) => Ok(Decrypting(Box::new(stream))),
             Err(age::DecryptError::NoMatchingKeys) => Err(CryptError::WrongKey(
                 match (scrypt, self.passphrase.is_some()) {
-                    (true, false) => {
-                        " (it is encrypted with a passphrase: use --passphrase-file)".into()
-                    }
+                    (true, false) => " (it is encrypted with a passphrase: use --passphrase-file)",
                     (false, true) if self.identities.is_empty() => {
-                        " (it is encrypted to public keys: use --identity)".into()
+                        " (it is encrypted to public keys: use --identity)"
                     }
-                    _ => String::new(),
+                    _ => "",
                 },
             )),
             // A wrong passphrase fails to open the scrypt stanza: that is a wrong key, not damage.
             Err(age::DecryptError::DecryptionFailed) if scrypt => {
-                Err(CryptError::WrongKey(" (wrong passphrase)".into()))
+                Err(CryptError::WrongKey(" (wrong passphrase)"))
             }
             Err(e) => Err(header_error(e)),
         }
@@ -360,12 +352,13 @@ impl Read for Decrypting {
         self.0.read(buf).map_err(|e| match e.kind() {
             io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof if in_io(&e).is_none() => {
                 let what = e.to_string();
-                let what = if what.contains("truncated") {
-                    "the file is cut off".to_string()
+                let cut = what.contains("truncated");
+                let what = if cut {
+                    "the file is cut off"
                 } else {
-                    what.trim().to_string()
+                    what.trim()
                 };
-                CryptError::Stream(what).into_io()
+                CryptError::Stream(what.to_string()).into_io()
             }
             _ => e,
         })
@@ -412,8 +405,7 @@ fn load_identity_file(
 
 /// A warning when a key file can be read by group or others.
 pub fn loose_permissions(path: &Path, what: &str) -> Option<String> {
-    let meta = fs::metadata(path).ok()?;
-    let mode = meta.mode() & 0o777;
+    let mode = fs::metadata(path).ok()?.mode() & 0o777;
     (mode & 0o077 != 0).then(|| {
         format!(
             "the {what} {} can be read by others (mode {mode:04o}): chmod 600 it",
@@ -466,14 +458,10 @@ impl<R> IdentitySniffer<R> {
             note_key(&mut self.found, &data[p..p + SECRET_KEY_LEN]);
         }
         let keep = SECRET_KEY_LEN - 1;
-        if data.len() >= keep {
-            self.carry.clear();
-            self.carry.extend_from_slice(&data[data.len() - keep..]);
-        } else {
-            self.carry.extend_from_slice(data);
-            let excess = self.carry.len().saturating_sub(keep);
-            self.carry.drain(..excess);
-        }
+        self.carry
+            .extend_from_slice(&data[data.len().saturating_sub(keep)..]);
+        let excess = self.carry.len().saturating_sub(keep);
+        self.carry.drain(..excess);
     }
 }
 
@@ -526,14 +514,12 @@ pub fn decrypt_file(archive: &Path, out: &Path, keys: &Keys) -> Result<u64, Decr
             archive.display()
         ))));
     }
+    let writing = format!("cannot write {}", out.display());
     if out.exists() {
-        return Err(DecryptFileError::Io(
-            format!("cannot write {}", out.display()),
-            io::Error::new(io::ErrorKind::AlreadyExists, "it exists already"),
-        ));
+        let e = io::Error::new(io::ErrorKind::AlreadyExists, "it exists already");
+        return Err(DecryptFileError::Io(writing, e));
     }
     let mut plain = keys.decrypt(src).map_err(DecryptFileError::Crypt)?;
-    let writing = format!("cannot write {}", out.display());
     let tmp = private_temp(dir_of(out), ".proxkeep-decrypt-").map_err(io_err(writing.clone()))?;
     let mut w = io::BufWriter::with_capacity(1 << 20, tmp);
     // The temp file is removed when `w` drops on any error below.

@@ -30,10 +30,7 @@ pub fn dir_of(path: &Path) -> &Path {
 /// Write `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".proxkeep-{name}."))
         .suffix(&format!(".{}.tmp", std::process::id()))

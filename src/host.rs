@@ -3,7 +3,10 @@
 //! Every read of a host path goes through [`Root`], so `--root DIR` redirects all of them and tests never
 //! touch the real `/etc`.
 
+use rustix::system::Uname;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::ffi::CStr;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
@@ -46,6 +49,14 @@ impl Root {
         std::fs::read(self.path(host_path))
             .ok()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// A field of the running kernel's uname: only on the real root, since the running kernel says nothing
+    /// about a host seen through another root.
+    fn uname(&self, field: fn(&Uname) -> &CStr) -> Option<String> {
+        let value = |u| field(&u).to_string_lossy().into_owned();
+        self.is_system_root()
+            .then(|| value(rustix::system::uname()))
     }
 
     fn dir_non_empty(&self, host_path: &str) -> bool {
@@ -121,11 +132,7 @@ impl HostFacts {
             .read_text("/var/lib/dpkg/status")
             .map(|s| parse_dpkg_status(&s))
             .unwrap_or_default();
-        let installed = |name: &str| {
-            dpkg.iter()
-                .find(|p| p.name == name)
-                .map(|p| p.version.clone())
-        };
+        let installed = |name: &str| dpkg.get(name).cloned();
 
         let pve_pkg = installed("pve-manager");
         let pbs_pkg = installed("proxmox-backup-server");
@@ -150,13 +157,7 @@ impl HostFacts {
                 .read_text("/etc/debian_version")
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty()),
-            // The running kernel says nothing about a host seen through another root.
-            kernel: root.is_system_root().then(|| {
-                rustix::system::uname()
-                    .release()
-                    .to_string_lossy()
-                    .into_owned()
-            }),
+            kernel: root.uname(Uname::release),
         };
         HostFacts {
             hostname: hostname(root),
@@ -176,17 +177,8 @@ pub fn hostname(root: &Root) -> String {
             .find(|l| !l.is_empty() && !l.starts_with('#'))
             .map(String::from)
     });
-    let raw = from_file.unwrap_or_else(|| {
-        if root.is_system_root() {
-            rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned()
-        } else {
-            String::new()
-        }
-    });
-    let short = raw.split('.').next().unwrap_or("");
+    let raw = from_file.or_else(|| root.uname(Uname::nodename));
+    let short = raw.as_deref().unwrap_or("").split('.').next().unwrap_or("");
     let clean: String = short
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -199,16 +191,9 @@ pub fn hostname(root: &Root) -> String {
     }
 }
 
-/// One installed package from dpkg's status file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Package {
-    pub name: String,
-    pub version: String,
-}
-
-/// Installed packages from `/var/lib/dpkg/status` (stanzas whose Status ends in `installed`).
-pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
-    let mut out = Vec::new();
+/// Installed packages, name → version, from `/var/lib/dpkg/status` (stanzas whose Status ends in `installed`).
+pub fn parse_dpkg_status(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
     for stanza in text.split("\n\n") {
         let mut name = None;
         let mut version = None;
@@ -223,7 +208,7 @@ pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
             }
         }
         if let (Some(name), Some(version), true) = (name, version, installed) {
-            out.push(Package { name, version });
+            out.entry(name).or_insert(version);
         }
     }
     out
@@ -250,19 +235,9 @@ mod tests {
                     Package: proxmox-backup-server\nStatus: deinstall ok config-files\nVersion: 3.4.1\n\n\
                     Package: zfsutils-linux\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.3.4-pve1\n";
         let pkgs = parse_dpkg_status(text);
-        assert_eq!(
-            pkgs,
-            vec![
-                Package {
-                    name: "pve-manager".into(),
-                    version: "9.0.11".into()
-                },
-                Package {
-                    name: "zfsutils-linux".into(),
-                    version: "2.3.4-pve1".into()
-                },
-            ]
-        );
+        let want = [("pve-manager", "9.0.11"), ("zfsutils-linux", "2.3.4-pve1")];
+        let want = want.map(|(n, v)| (n.to_string(), v.to_string()));
+        assert_eq!(pkgs, HashMap::from(want));
     }
 
     #[test]

@@ -99,11 +99,8 @@ pub fn free_space(dir: &Path, min_free: u64, needed: u64, needed_why: &str) -> C
     let want = min_free.max(needed);
     match available_bytes(dir) {
         Ok(avail) => {
-            let (avail_s, want_s) = (format_size(avail), format_size(want));
-            let detail = format!(
-                "{avail_s} available in {}, need {want_s} ({needed_why})",
-                dir.display()
-            );
+            let (avail_s, want_s, d) = (format_size(avail), format_size(want), dir.display());
+            let detail = format!("{avail_s} available in {d}, need {want_s} ({needed_why})");
             if avail >= want {
                 Check::pass("free space", detail)
             } else {

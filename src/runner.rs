@@ -23,7 +23,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -151,14 +151,8 @@ impl CommandResult {
     pub fn stderr_tail(&self, max_chars: usize) -> String {
         let text = String::from_utf8_lossy(&self.stderr);
         let text = text.trim();
-        let count = text.chars().count();
-        if count <= max_chars {
-            return text.to_string();
-        }
-        let start = text
-            .char_indices()
-            .nth(count - max_chars)
-            .map_or(text.len(), |(i, _)| i);
+        let skip = text.chars().count().saturating_sub(max_chars);
+        let start = text.char_indices().nth(skip).map_or(text.len(), |(i, _)| i);
         text[start..].trim_start().to_string()
     }
 }
@@ -177,37 +171,23 @@ pub fn run_all(
     opts: &RunOptions,
     cancel: &AtomicBool,
 ) -> Vec<CommandResult> {
-    if specs.is_empty() {
-        return Vec::new();
-    }
-    let workers = concurrency.clamp(1, specs.len());
     let next = AtomicUsize::new(0);
-    let mut slots: Vec<Option<CommandResult>> = vec![None; specs.len()];
+    let slots: Vec<OnceLock<CommandResult>> = specs.iter().map(|_| OnceLock::new()).collect();
     thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    std::iter::from_fn(|| {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        Some((i, run(specs.get(i)?, opts, cancel)))
-                    })
-                    .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for handle in handles {
-            let done = handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            for (i, result) in done {
-                slots[i] = Some(result);
-            }
+        for _ in 0..concurrency.clamp(1, specs.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(spec) = specs.get(i) else { break };
+                    let _ = slots[i].set(run(spec, opts, cancel));
+                }
+            });
         }
     });
-    slots
-        .into_iter()
-        .map(|slot| slot.expect("every command was run by a worker"))
-        .collect()
+    let results = slots.into_iter().map(OnceLock::into_inner);
+    results
+        .collect::<Option<_>>()
+        .expect("every command was run by a worker")
 }
 
 enum Stop {
@@ -233,11 +213,7 @@ pub fn run_with_input(
     cmd.args(&spec.args)
         .env("LC_ALL", "C")
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(input.map_or_else(Stdio::null, |_| Stdio::piped()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);

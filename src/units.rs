@@ -31,21 +31,13 @@ const DURATION_UNITS: &[(&str, u128)] = &[
 
 /// Splits a leading decimal number (`12`, `1.5`) off `s`: (integer digits, fraction digits, rest).
 fn split_number(s: &str) -> Option<(&str, &str, &str)> {
-    let int_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    if int_end == 0 {
-        return None;
-    }
-    let (int, rest) = s.split_at(int_end);
+    let digits = |t: &str| t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (int, rest) = s.split_at(digits(s));
     let Some(after_dot) = rest.strip_prefix('.') else {
-        return Some((int, "", rest));
+        return (!int.is_empty()).then_some((int, "", rest));
     };
-    let frac_end = after_dot
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(after_dot.len());
-    if frac_end == 0 {
-        return None;
-    }
-    Some((int, &after_dot[..frac_end], &after_dot[frac_end..]))
+    let (frac, rest) = after_dot.split_at(digits(after_dot));
+    (!int.is_empty() && !frac.is_empty()).then_some((int, frac, rest))
 }
 
 /// `int.frac * multiplier`, rounded down; `None` on overflow.

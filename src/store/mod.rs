@@ -84,9 +84,8 @@ pub fn resolve(spec: &str, dir: &Path, host: &str) -> Result<PathBuf, ResolveErr
 
 /// The last component of `path` as text (empty for none): an archive's file name.
 pub fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    let name = path.file_name().unwrap_or_default();
+    name.to_string_lossy().into_owned()
 }
 
 /// `latest` → 0, `latest~N` → N; anything else is not a `latest` spec.

@@ -12,12 +12,6 @@ use std::collections::HashSet;
 
 pub use crate::config::Policy;
 
-impl Policy {
-    pub fn keeps_everything(&self) -> bool {
-        *self == Policy::default()
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verified {
@@ -70,7 +64,7 @@ pub fn plan(
             marks[i] = Some(Decision::Keep("dated in the future (clock skew?)".into()));
         }
     }
-    if policy.keeps_everything() {
+    if *policy == Policy::default() {
         for m in marks.iter_mut().filter(|m| m.is_none()) {
             *m = Some(Decision::Keep("no retention policy".into()));
         }
@@ -124,10 +118,10 @@ pub fn plan(
         }
     }
     // The newest archive that is not known to be damaged is always kept.
-    if let Some(i) = list.iter().position(|c| c.verified != Verified::Failed) {
-        if marks[i].is_none() {
-            marks[i] = Some(Decision::Keep("newest intact archive".into()));
-        }
+    if let Some(i) = list.iter().position(|c| c.verified != Verified::Failed)
+        && marks[i].is_none()
+    {
+        marks[i] = Some(Decision::Keep("newest intact archive".into()));
     }
     list.into_iter()
         .zip(marks.into_iter().map(|m| m.unwrap_or(Decision::Remove)))
@@ -453,7 +447,7 @@ mod tests {
             prop_assert!(p.iter().all(|(x, d)| x.verified != Verified::Failed || *d == Decision::Damaged));
             // Number kept (intact) ≤ sum of keeps + 1.
             let kept_intact = p.iter().filter(|(_, d)| matches!(d, Decision::Keep(_))).count() as u64;
-            if !policy.keeps_everything() {
+            if policy != Policy::default() {
                 prop_assert!(kept_intact <= total(&policy) + 1, "{} > {}", kept_intact, total(&policy) + 1);
             }
             // Pruning the kept set again removes nothing.

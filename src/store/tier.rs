@@ -224,19 +224,9 @@ impl Tier for Secondary {
     }
     fn list(&self, host: &str) -> Result<Vec<Listed>, TierError> {
         let dir = self.cfg.path.to_string_lossy().into_owned();
-        let what = format!("list {dir}");
-        let args = [
-            &*dir,
-            "-mindepth",
-            "1",
-            "-maxdepth",
-            "1",
-            "-type",
-            "f",
-            "-printf",
-            "%f\\t%s\\n",
-        ];
-        let out = fs_cmd(&what, self.cfg.timeout, "find", &args)?;
+        let opts = "-mindepth 1 -maxdepth 1 -type f -printf %f\\t%s\\n".split(' ');
+        let args: Vec<&str> = std::iter::once(&*dir).chain(opts).collect();
+        let out = fs_cmd(&format!("list {dir}"), self.cfg.timeout, "find", &args)?;
         let names = String::from_utf8_lossy(&out)
             .lines()
             .filter_map(|l| {
@@ -294,25 +284,20 @@ pub struct Remote {
 }
 
 #[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct LsEntry {
-    #[serde(rename = "Name")]
     name: String,
-    #[serde(rename = "Size", default)]
+    #[serde(default)]
     size: i64,
-    #[serde(rename = "Hashes", default)]
+    #[serde(default)]
     hashes: HashMap<String, String>,
 }
 
-/// (name, size, hashes) of each entry.
-fn parse_lsjson(
-    text: &[u8],
-) -> Result<impl Iterator<Item = (String, u64, HashMap<String, String>)>, TierError> {
-    let v: Vec<LsEntry> = serde_json::from_slice(text).map_err(|e| TierError::Rclone {
+fn parse_lsjson(text: &[u8]) -> Result<Vec<LsEntry>, TierError> {
+    serde_json::from_slice(text).map_err(|e| TierError::Rclone {
         what: "lsjson".into(),
         detail: format!("unexpected lsjson output: {e}"),
-    })?;
-    Ok(v.into_iter()
-        .map(|e| (e.name, e.size.max(0) as u64, e.hashes)))
+    })
 }
 
 /// First field of `rclone hashsum` or `sha256sum` output (`<hash>  <name>`).
@@ -327,10 +312,9 @@ static NEVER: AtomicBool = AtomicBool::new(false);
 
 impl Remote {
     pub fn new(cfg: &RemoteConfig, default: &Policy, cancel: &'static AtomicBool) -> Self {
-        let (cfg, policy) = (cfg.clone(), cfg.policy(default));
         Remote {
-            cfg,
-            policy,
+            cfg: cfg.clone(),
+            policy: cfg.policy(default),
             cancel,
         }
     }
@@ -375,12 +359,6 @@ impl Remote {
         }
         Err(last.unwrap_or(TierError::Io("no attempt".into())))
     }
-
-    fn stat(&self, file: &str) -> Result<Option<(u64, HashMap<String, String>)>, TierError> {
-        let path = self.path_of(file);
-        let out = self.rclone("lsjson", &["lsjson", "--hash", "--files-only", &path])?;
-        Ok(parse_lsjson(&out)?.next().map(|(_, s, h)| (s, h)))
-    }
 }
 
 impl Tier for Remote {
@@ -397,7 +375,8 @@ impl Tier for Remote {
             Err(TierError::Rclone { detail, .. }) if detail.starts_with("exit 3") => b"[]".to_vec(),
             Err(e) => return Err(e),
         };
-        let names = parse_lsjson(&out)?.map(|(n, s, _)| (n, s));
+        let names = parse_lsjson(&out)?.into_iter();
+        let names = names.map(|e| (e.name, e.size.max(0) as u64));
         Ok(super::archives(names, Some(host)))
     }
     fn put(&self, local: &Path, sha256: &str) -> Result<(), TierError> {
@@ -413,9 +392,12 @@ impl Tier for Remote {
         };
         // Check the copy: a hash the backend gives, else the size.
         let size = fs::metadata(local).map(|m| m.len()).unwrap_or(0);
-        let Some((rsize, hashes)) = self.stat(&name)? else {
+        let path = self.path_of(&name);
+        let out = self.rclone("lsjson", &["lsjson", "--hash", "--files-only", &path])?;
+        let Some(there) = parse_lsjson(&out)?.into_iter().next() else {
             return mismatch("not found after upload".into());
         };
+        let (rsize, hashes) = (there.size.max(0) as u64, there.hashes);
         if rsize != size {
             return mismatch(format!("size {rsize}, expected {size}"));
         }
@@ -456,10 +438,9 @@ pub fn tiers(
         policy: config.retention,
     })];
     for s in &config.secondary {
-        let policy = s.policy(&config.retention);
         v.push(Box::new(Secondary {
             cfg: s.clone(),
-            policy,
+            policy: s.policy(&config.retention),
         }));
     }
     for r in &config.remote {
@@ -639,10 +620,10 @@ mod tests {
     #[test]
     fn lsjson_and_hashsum_parsing() {
         let out = br#"[{"Path":"a.tar.zst","Name":"a.tar.zst","Size":12,"MimeType":"x","ModTime":"2026-01-01T00:00:00Z","IsDir":false,"Hashes":{"sha1":"ab","md5":"cd"}}]"#;
-        let v: Vec<_> = parse_lsjson(out).unwrap().collect();
-        assert_eq!(v[0].0, "a.tar.zst");
-        assert_eq!(v[0].1, 12);
-        assert_eq!(v[0].2["sha1"], "ab");
+        let v = parse_lsjson(out).unwrap();
+        assert_eq!(v[0].name, "a.tar.zst");
+        assert_eq!(v[0].size, 12);
+        assert_eq!(v[0].hashes["sha1"], "ab");
         assert!(parse_lsjson(b"garbage").is_err());
         assert_eq!(
             parse_hashsum(b"F572D396  /tmp/a.txt\n"),
