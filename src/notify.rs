@@ -86,11 +86,7 @@ fn within_budget<T>(
 ) -> Outcome {
     let common = ch.parts().1;
     let deadline = Instant::now() + common.retry_budget;
-    let mut total = Outcome {
-        attempts: 0,
-        result: Ok(()),
-        retries: vec![],
-    };
+    let mut total = Outcome::none(Ok(()));
     for item in items {
         let o = with_retries(deadline, common.timeout, |t| send(&item, t));
         total.attempts += o.attempts;
@@ -106,7 +102,7 @@ fn within_budget<T>(
 fn send_http(ch: Channel<'_>, requests: Vec<HttpRequest>) -> Outcome {
     match Http::new(ch.parts().1.ca_file) {
         Ok(http) => within_budget(ch, requests, |req, t| http.send(req, t)),
-        Err(e) => Outcome::not_sent(e),
+        Err(e) => Outcome::none(Err(e)),
     }
 }
 
@@ -129,7 +125,7 @@ pub fn send(ch: Channel<'_>, r: &Report, log_tail: &[String]) -> Delivery {
     let outcome = match ch {
         Channel::Email(c) => match email::message(c, r) {
             Ok(msg) => within_budget(ch, [msg], |m, t| email::send(c, m, t)),
-            Err(e) => Outcome::not_sent(e),
+            Err(e) => Outcome::none(Err(e)),
         },
         Channel::Telegram(c) => send_http(ch, web::telegram(c, r)),
         Channel::Gotify(c) => send_http(ch, vec![web::gotify(c, r)]),
@@ -168,7 +164,7 @@ fn send_all(log: &Log, selected: &[Channel<'_>], r: &Report, tail: &[String]) ->
             .collect();
         let panicked = |ch| {
             let e = NotifyError::Setup("the sending thread panicked".into());
-            delivery(ch, "report", Instant::now(), Outcome::not_sent(e))
+            delivery(ch, "report", Instant::now(), Outcome::none(Err(e)))
         };
         handles
             .into_iter()
@@ -186,12 +182,11 @@ pub fn record(log: &Log, mut d: Delivery) -> Delivery {
     d.error = d.error.map(|e| log.redactor().apply(&e));
     d.retries = d.retries.iter().map(|r| log.redactor().apply(r)).collect();
     let line = d.line().trim_start_matches(['✓', '✗', ' ']).to_string();
-    if d.ok {
-        log.info(&format!("notify {line}"));
-    } else {
-        log.warn(&format!(
+    match d.ok {
+        true => log.info(&format!("notify {line}")),
+        false => log.warn(&format!(
             "notify {line} (the backup's exit code is unchanged)"
-        ));
+        )),
     }
     d
 }

@@ -197,11 +197,9 @@ pub struct TermProgress {
 impl TermProgress {
     fn draw(&self, force: bool) {
         let mut st = lock(&self.state);
-        if !force
-            && st
-                .1
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
-        {
+        let fresh =
+            st.1.is_some_and(|t| t.elapsed() < Duration::from_millis(100));
+        if !force && fresh {
             return;
         }
         st.1 = Some(Instant::now());

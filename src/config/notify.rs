@@ -26,11 +26,7 @@ impl Event {
     pub const ALL: [Event; 3] = [Event::Failure, Event::Warning, Event::Success];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Event::Failure => "failure",
-            Event::Warning => "warning",
-            Event::Success => "success",
-        }
+        ["failure", "warning", "success"][self as usize]
     }
 }
 
@@ -118,11 +114,7 @@ pub enum SmtpTls {
 
 impl SmtpTls {
     pub fn default_port(self) -> u16 {
-        match self {
-            SmtpTls::Starttls => 587,
-            SmtpTls::Tls => 465,
-            SmtpTls::None => 25,
-        }
+        [587, 465, 25][self as usize]
     }
 }
 
@@ -222,10 +214,7 @@ pub enum HttpMethod {
 
 impl HttpMethod {
     pub fn as_str(self) -> &'static str {
-        match self {
-            HttpMethod::Post => "POST",
-            HttpMethod::Put => "PUT",
-        }
+        ["POST", "PUT"][self as usize]
     }
 }
 
@@ -321,7 +310,7 @@ pub struct NotifyConfig {
 
 impl NotifyConfig {
     pub fn is_empty(&self) -> bool {
-        self.channel_names().is_empty()
+        self.channels().is_empty()
     }
 
     /// Every channel's name, in the order channels are listed (email, telegram, gotify, ntfy, webhook, ping).
@@ -370,9 +359,7 @@ impl NotifyConfig {
         for c in &self.ping {
             out.extend(whole_url(&c.url));
             // The part after the host alone (Healthchecks' UUID or `ping-key/slug`) gives the check away too.
-            if let Some(path) = url_path(&c.url) {
-                out.push(path);
-            }
+            out.extend(url_path(&c.url));
         }
         out.retain(|s| !s.is_empty());
         out
@@ -389,6 +376,12 @@ pub struct MetricsConfig {
 }
 
 /// The password of `scheme://user:password@host/...`, if any.
+/// The path of a URL without the leading slash, when it is long enough to be a secret.
+fn url_path(url: &str) -> Option<String> {
+    let path = path_part(url);
+    (path.len() >= 8).then(|| path.to_string())
+}
+
 fn url_password(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?', '#']).next()?;
@@ -397,12 +390,6 @@ fn url_password(url: &str) -> Option<String> {
         .split_once(':')
         .map(|(_, p)| p.to_string())
         .filter(|p| !p.is_empty())
-}
-
-/// The path of a URL without the leading slash, when it is long enough to be a secret.
-fn url_path(url: &str) -> Option<String> {
-    let path = path_part(url);
-    (path.len() >= 8).then(|| path.to_string())
 }
 
 /// The path of a URL, without the query, the fragment and the slashes around it.

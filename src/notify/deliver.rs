@@ -54,16 +54,6 @@ impl NotifyError {
 /// Whether `e` (or anything in its source chain, including an `io::Error`'s payload) is rustls refusing the
 /// peer: a certificate that does not verify, or no protocol in common. Retrying cannot change that.
 pub fn tls_rejection(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let verdict = |r: &rustls::Error| {
-        matches!(
-            r,
-            rustls::Error::InvalidCertificate(_)
-                | rustls::Error::NoCertificatesPresented
-                | rustls::Error::PeerIncompatible(_)
-                | rustls::Error::UnsupportedNameType
-        )
-        .then(|| r.to_string())
-    };
     let mut chain = std::iter::successors(Some(e), |err| err.source());
     let rustls = chain.find_map(|err| {
         let in_io = || {
@@ -72,7 +62,14 @@ pub fn tls_rejection(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         };
         err.downcast_ref::<rustls::Error>().or_else(in_io)
     })?;
-    verdict(rustls)
+    matches!(
+        rustls,
+        rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::PeerIncompatible(_)
+            | rustls::Error::UnsupportedNameType
+    )
+    .then(|| rustls.to_string())
 }
 
 /// Pause after failed attempt number `n` (1-based).
@@ -92,11 +89,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// No attempt was made: `e` stopped the message before the first.
-    pub fn not_sent(e: NotifyError) -> Outcome {
+    /// No attempt was made: `Err(e)` stopped the message before the first.
+    pub fn none(result: Result<(), NotifyError>) -> Outcome {
         Outcome {
             attempts: 0,
-            result: Err(e),
+            result,
             retries: vec![],
         }
     }

@@ -111,11 +111,10 @@ pub fn ntfy(c: &NtfyConfig, r: &Report) -> HttpRequest {
     let (priority, tags) = ntfy_priority_tags(r.status);
     let mut body = r.text();
     if body.len() > NTFY_MAX_BYTES {
-        let mut cut = NTFY_MAX_BYTES - 4;
-        while !body.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        body.truncate(cut);
+        let cut = (0..=NTFY_MAX_BYTES - 4)
+            .rev()
+            .find(|&i| body.is_char_boundary(i));
+        body.truncate(cut.unwrap_or(0));
         body.push_str("\n…");
     }
     let mut headers = vec![
@@ -175,16 +174,12 @@ pub fn webhook(c: &WebhookConfig, r: &Report) -> HttpRequest {
 
 /// `<url>/<suffix>`, keeping a query string at the end (`…/uuid/fail?rid=…`).
 pub fn ping_url(base: &str, suffix: &str) -> String {
-    let (path, query) = base
-        .split_once('?')
-        .map_or((base, None), |(p, q)| (p, Some(q)));
-    let mut out = path.trim_end_matches('/').to_string();
-    if !suffix.is_empty() {
-        out = format!("{out}/{suffix}");
-    }
-    match query {
-        Some(q) => format!("{out}?{q}"),
-        None => out,
+    // `query` keeps its `?`.
+    let (path, query) = base.split_at(base.find('?').unwrap_or(base.len()));
+    let path = path.trim_end_matches('/');
+    match suffix {
+        "" => format!("{path}{query}"),
+        _ => format!("{path}/{suffix}{query}"),
     }
 }
 
@@ -197,11 +192,7 @@ pub enum Ping {
 
 impl Ping {
     pub fn name(self) -> &'static str {
-        match self {
-            Ping::Start => "start",
-            Ping::Success => "success",
-            Ping::Fail => "fail",
-        }
+        ["start", "success", "fail"][self as usize]
     }
     pub fn for_status(c: &PingConfig, s: Status) -> Ping {
         match s {
@@ -222,11 +213,8 @@ pub fn ping(c: &PingConfig, kind: Ping, log_tail: &[String]) -> HttpRequest {
         Ping::Fail => ("POST", "fail", log_tail.join("\n"), vec![text_plain()]),
     };
     if body.len() > PING_BODY_MAX {
-        let mut start = body.len() - PING_BODY_MAX;
-        while !body.is_char_boundary(start) {
-            start += 1;
-        }
-        body.drain(..start);
+        let start = (body.len() - PING_BODY_MAX..).find(|&i| body.is_char_boundary(i));
+        body.drain(..start.unwrap_or(0));
     }
     HttpRequest {
         method,
