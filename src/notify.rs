@@ -194,17 +194,13 @@ pub fn record(log: &Log, mut d: Delivery) -> Delivery {
 /// Send the (redacted) report of a finished run to every channel whose `on` wants it, with the log's tail.
 pub fn send_report(n: &NotifyConfig, log: &Log, report: &Report) -> Vec<Delivery> {
     let all = n.channels();
-    let selected: Vec<Channel<'_>> = all
-        .iter()
-        .copied()
-        .filter(|c| c.wants(report.event))
-        .collect();
+    let mut selected = all.clone();
+    selected.retain(|c| c.wants(report.event));
     if !all.is_empty() {
         let (status, event) = (report.status.word(), report.event.name());
         let (n, of) = (selected.len(), all.len());
-        log.debug(&format!(
-            "notify: run {status} ({event}): {n} of {of} channels"
-        ));
+        let line = format!("notify: run {status} ({event}): {n} of {of} channels");
+        log.debug(&line);
     }
     send_all(log, &selected, report, &log.tail())
 }
@@ -217,9 +213,8 @@ pub fn test(
     run: &RunInfo,
     only: Option<&str>,
 ) -> Option<Vec<Delivery>> {
-    let selected: Vec<Channel<'_>> = (config.notify.channels().into_iter())
-        .filter(|c| only.is_none_or(|o| c.name() == o))
-        .collect();
+    let mut selected = config.notify.channels();
+    selected.retain(|c| only.is_none_or(|o| c.name() == o));
     if only.is_some() && selected.is_empty() {
         return None;
     }

@@ -98,13 +98,9 @@ pub fn gotify(c: &GotifyConfig, r: &Report) -> HttpRequest {
 }
 
 /// ntfy priority (1 min … 5 max) and tags (emoji short codes) by status.
-pub fn ntfy_priority_tags(s: Status) -> (u8, &'static str) {
-    let tags = [
-        "white_check_mark,proxkeep",
-        "warning,proxkeep",
-        "rotating_light,proxkeep",
-    ];
-    ([3, 4, 5][s as usize], tags[s as usize])
+pub fn ntfy_priority_tags(s: Status) -> (u8, String) {
+    let emoji = ["white_check_mark", "warning", "rotating_light"][s as usize];
+    ([3, 4, 5][s as usize], format!("{emoji},proxkeep"))
 }
 
 pub fn ntfy(c: &NtfyConfig, r: &Report) -> HttpRequest {
@@ -121,7 +117,7 @@ pub fn ntfy(c: &NtfyConfig, r: &Report) -> HttpRequest {
         text_plain(),
         ("Title".into(), ascii_header(&r.title())),
         ("Priority".into(), priority.to_string()),
-        ("Tags".into(), tags.into()),
+        ("Tags".into(), tags),
     ];
     if let Some(t) = &c.token {
         headers.push(("Authorization".into(), format!("Bearer {t}")));
