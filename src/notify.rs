@@ -66,10 +66,8 @@ pub fn redactor(config: &Config) -> Redactor {
         r.add(s);
     }
     // The passphrase is never put in a message on purpose; this keeps it out if some error ever quoted it.
-    if let Some(p) = config
-        .encryption
-        .as_ref()
-        .and_then(|e| e.passphrase_file.as_ref())
+    if let Some(enc) = &config.encryption
+        && let Some(p) = &enc.passphrase_file
         && let Ok(pass) = crate::crypt::read_passphrase_file(p)
     {
         use age::secrecy::ExposeSecret;

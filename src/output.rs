@@ -174,17 +174,13 @@ impl Log {
 
 /// Progress of a long operation; the core never depends on how (or whether) it is shown.
 pub trait Progress: Send + Sync {
-    fn phase(&self, name: &str);
-    fn advance(&self, files: u64, bytes: u64);
-    fn finish(&self);
+    fn phase(&self, _name: &str) {}
+    fn advance(&self, _files: u64, _bytes: u64) {}
+    fn finish(&self) {}
 }
 
 pub struct NoProgress;
-impl Progress for NoProgress {
-    fn phase(&self, _: &str) {}
-    fn advance(&self, _: u64, _: u64) {}
-    fn finish(&self) {}
-}
+impl Progress for NoProgress {}
 
 /// One self-overwriting line on stderr, redrawn at most ten times a second.
 #[derive(Default)]

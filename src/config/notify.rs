@@ -376,12 +376,6 @@ pub struct MetricsConfig {
 }
 
 /// The password of `scheme://user:password@host/...`, if any.
-/// The path of a URL without the leading slash, when it is long enough to be a secret.
-fn url_path(url: &str) -> Option<String> {
-    let path = path_part(url);
-    (path.len() >= 8).then(|| path.to_string())
-}
-
 fn url_password(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?', '#']).next()?;
@@ -390,6 +384,12 @@ fn url_password(url: &str) -> Option<String> {
         .split_once(':')
         .map(|(_, p)| p.to_string())
         .filter(|p| !p.is_empty())
+}
+
+/// The path of a URL without the leading slash, when it is long enough to be a secret.
+fn url_path(url: &str) -> Option<String> {
+    let path = path_part(url);
+    (path.len() >= 8).then(|| path.to_string())
 }
 
 /// The path of a URL, without the query, the fragment and the slashes around it.

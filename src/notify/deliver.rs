@@ -216,13 +216,10 @@ impl Http {
             .read_to_string()
             .unwrap_or_default();
         if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(NotifyError::Status {
-                status,
-                body: clip(body.trim(), ERROR_BODY_CHARS),
-            })
+            return Ok(());
         }
+        let body = clip(body.trim(), ERROR_BODY_CHARS);
+        Err(NotifyError::Status { status, body })
     }
 }
 
