@@ -16,13 +16,13 @@ pub enum Level {
 }
 
 impl Level {
-    /// The log file's tag and the stderr prefix.
-    fn tag(self) -> (&'static str, &'static str) {
+    /// The log file's tag, the stderr prefix, and the least verbosity that shows the line on stderr.
+    fn tag(self) -> (&'static str, &'static str, i8) {
         match self {
-            Level::Debug => ("DEBUG", "debug: "),
-            Level::Info => ("INFO", ""),
-            Level::Warn => ("WARN", "warning: "),
-            Level::Error => ("ERROR", "error: "),
+            Level::Debug => ("DEBUG", "debug: ", 1),
+            Level::Info => ("INFO", "", 0),
+            Level::Warn => ("WARN", "warning: ", 0),
+            Level::Error => ("ERROR", "error: ", i8::MIN),
         }
     }
 }
@@ -122,7 +122,7 @@ impl Log {
 
     pub fn log(&self, level: Level, msg: &str) {
         let msg = self.redactor.apply(msg);
-        let (tag, prefix) = level.tag();
+        let (tag, prefix, shown_from) = level.tag();
         let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
         let line = format!("{now} {tag:5} {msg}");
         {
@@ -138,12 +138,7 @@ impl Log {
             }
             None => lock(&self.early).push(line),
         }
-        let show = match level {
-            Level::Error => true,
-            Level::Warn | Level::Info => self.verbosity >= 0,
-            Level::Debug => self.verbosity >= 1,
-        };
-        if show {
+        if self.verbosity >= shown_from {
             let clear = if self.tty { "\r\x1b[K" } else { "" };
             eprintln!("{clear}{prefix}{msg}");
         }

@@ -53,11 +53,7 @@ pub struct ArchiveInfo {
 impl ArchiveInfo {
     /// `1.2 MiB (zstd 3)`, `1.2 MiB (zstd 3, age: 1 recipient (x25519))`.
     fn size_line(&self) -> String {
-        let enc = self
-            .encryption
-            .as_ref()
-            .map(|e| format!(", {e}"))
-            .unwrap_or_default();
+        let enc: String = self.encryption.iter().map(|e| format!(", {e}")).collect();
         let (size, level) = (format_size(self.size), self.level);
         format!("{size} ({} {level}{enc})", self.compression)
     }
@@ -280,10 +276,7 @@ impl Report {
             v.push(Part::Row("retention", retention));
         }
         if !self.problems.is_empty() {
-            let label = match self.status {
-                Status::Failed => "errors",
-                _ => "warnings",
-            };
+            let label = ["warnings", "warnings", "errors"][self.status as usize];
             let (n, total) = (self.problems.len(), self.problems_total);
             let heading = format!("{label} ({n} of {total})");
             v.push(Part::List(heading, self.problems.clone(), "  - "));

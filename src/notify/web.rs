@@ -69,11 +69,8 @@ pub fn telegram(c: &TelegramConfig, r: &Report) -> Vec<HttpRequest> {
     let url = format!("{}/bot{}/sendMessage", c.api_url, c.bot_token);
     split_message(&r.text(), TELEGRAM_MAX)
         .into_iter()
-        .map(|text| {
-            let body =
-                json!({"chat_id": c.chat_id, "text": text, "disable_web_page_preview": true});
-            json_request("POST", url.clone(), &body)
-        })
+        .map(|text| json!({"chat_id": c.chat_id, "text": text, "disable_web_page_preview": true}))
+        .map(|body| json_request("POST", url.clone(), &body))
         .collect()
 }
 
