@@ -79,10 +79,8 @@ pub fn parse_previous(text: &str) -> Previous {
             Some((series, value.parse::<f64>().ok()?))
         });
     for (series, value) in samples {
-        let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.strip_suffix('}').unwrap_or(rest)),
-            None => (series, ""),
-        };
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        let labels = labels.strip_suffix('}').unwrap_or(labels);
         if name == "proxkeep_last_success_timestamp_seconds" && value > 0.0 {
             p.last_success = Some(value);
         } else if TIER_GAUGES.iter().any(|(n, _)| *n == name) {

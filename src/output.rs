@@ -194,12 +194,9 @@ impl TermProgress {
             return;
         }
         st.1 = Some(Instant::now());
-        eprint!(
-            "\r\x1b[K{}: {} files, {}",
-            st.0,
-            self.files.load(Ordering::Relaxed),
-            crate::units::format_size(self.bytes.load(Ordering::Relaxed))
-        );
+        let files = self.files.load(Ordering::Relaxed);
+        let size = crate::units::format_size(self.bytes.load(Ordering::Relaxed));
+        eprint!("\r\x1b[K{}: {files} files, {size}", st.0);
     }
 }
 
