@@ -179,12 +179,10 @@ pub fn record(log: &Log, mut d: Delivery) -> Delivery {
     }
     d.error = d.error.map(|e| log.redactor().apply(&e));
     d.retries = d.retries.iter().map(|r| log.redactor().apply(r)).collect();
-    let line = d.line().trim_start_matches(['✓', '✗', ' ']).to_string();
+    let line = format!("notify {}", d.line().trim_start_matches(['✓', '✗', ' ']));
     match d.ok {
-        true => log.info(&format!("notify {line}")),
-        false => log.warn(&format!(
-            "notify {line} (the backup's exit code is unchanged)"
-        )),
+        true => log.info(&line),
+        false => log.warn(&format!("{line} (the backup's exit code is unchanged)")),
     }
     d
 }

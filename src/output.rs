@@ -59,6 +59,7 @@ impl Redactor {
 }
 
 /// The run's log: every line goes to the log file (when one is attached) and, by verbosity, to stderr.
+#[derive(Default)]
 pub struct Log {
     verbosity: i8,
     tty: bool,
@@ -81,10 +82,7 @@ impl Log {
             verbosity,
             tty: std::io::stderr().is_terminal(),
             redactor,
-            file: Mutex::new(None),
-            early: Mutex::new(Vec::new()),
-            detached: Mutex::new(None),
-            tail: Mutex::new(VecDeque::new()),
+            ..Log::default()
         }
     }
 

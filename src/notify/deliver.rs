@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+use ureq::http::Request;
 
 /// Pause before the second attempt; doubled each time up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -191,9 +192,7 @@ impl Http {
 
     /// Send once; 2xx is success.
     pub fn send(&self, req: &HttpRequest, timeout: Duration) -> Result<(), NotifyError> {
-        let mut b = ureq::http::Request::builder()
-            .method(req.method)
-            .uri(&req.url);
+        let mut b = Request::builder().method(req.method).uri(&req.url);
         for (k, v) in &req.headers {
             b = b.header(k, v);
         }

@@ -79,16 +79,13 @@ pub fn telegram(c: &TelegramConfig, r: &Report) -> Vec<HttpRequest> {
 const GOTIFY_PRIORITY: [u8; 3] = [2, 5, 8];
 
 pub fn gotify(c: &GotifyConfig, r: &Report) -> HttpRequest {
-    let mut req = json_request(
-        "POST",
-        format!("{}/message", c.url),
-        &json!({
-            "title": r.title(),
-            "message": r.text(),
-            "priority": GOTIFY_PRIORITY[r.status as usize],
-            "extras": {"client::display": {"contentType": "text/plain"}},
-        }),
-    );
+    let body = json!({
+        "title": r.title(),
+        "message": r.text(),
+        "priority": GOTIFY_PRIORITY[r.status as usize],
+        "extras": {"client::display": {"contentType": "text/plain"}},
+    });
+    let mut req = json_request("POST", format!("{}/message", c.url), &body);
     // Header, not `?token=`: query strings end up in proxy and access logs.
     req.headers.push(("X-Gotify-Key".into(), c.token.clone()));
     req
