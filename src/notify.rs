@@ -105,9 +105,10 @@ fn send_http(ch: Channel<'_>, requests: Vec<HttpRequest>) -> Outcome {
 }
 
 fn delivery(ch: Channel<'_>, message: &'static str, started: Instant, o: Outcome) -> Delivery {
+    let (kind, common) = ch.parts();
     Delivery {
-        channel: ch.name().to_string(),
-        kind: ch.kind(),
+        channel: common.name.to_string(),
+        kind,
         message,
         ok: o.result.is_ok(),
         attempts: o.attempts,

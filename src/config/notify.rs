@@ -281,9 +281,6 @@ impl Channel<'_> {
     pub fn name(&self) -> &str {
         self.parts().1.name
     }
-    pub fn kind(&self) -> &'static str {
-        self.parts().0
-    }
     /// Whether a run with this outcome is reported here. Pings report every run: a missing ping is the alarm.
     pub fn wants(&self, e: Event) -> bool {
         matches!(self, Channel::Ping(_)) || self.parts().1.on.contains(&e)

@@ -121,11 +121,9 @@ pub fn with_retries(
         if !err.retryable() || room < wait + MIN_ATTEMPT {
             break Err(err);
         }
-        retries.push(format!(
-            "attempt {n} failed after {:.1} s: {err}; retrying in {:.1} s",
-            started.elapsed().as_secs_f64(),
-            wait.as_secs_f64()
-        ));
+        let (took, pause) = (started.elapsed().as_secs_f64(), wait.as_secs_f64());
+        let line = format!("attempt {n} failed after {took:.1} s: {err}; retrying in {pause:.1} s");
+        retries.push(line);
         std::thread::sleep(wait);
     };
     Outcome {
