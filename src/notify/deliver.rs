@@ -90,7 +90,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// No attempt was made: `Err(e)` stopped the message before the first.
+    /// No attempt made: `result` stands before the first (a setup error, or `Ok` to add attempts to).
     pub fn none(result: Result<(), NotifyError>) -> Outcome {
         Outcome {
             attempts: 0,
