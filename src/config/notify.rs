@@ -333,9 +333,7 @@ impl NotifyConfig {
         let mut out = Vec::new();
         // A URL that is a secret as a whole, and its password on its own (an error may quote just that).
         let whole_url = |u: &String| [u.clone()].into_iter().chain(url_password(u));
-        for c in &self.email {
-            out.extend(c.password.clone());
-        }
+        out.extend(self.email.iter().filter_map(|c| c.password.clone()));
         for c in &self.telegram {
             out.push(c.bot_token.clone());
             out.extend(url_password(&c.api_url));

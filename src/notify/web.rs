@@ -155,9 +155,8 @@ pub fn webhook(c: &WebhookConfig, r: &Report) -> HttpRequest {
         req.headers.push((k.clone(), v.clone()));
     }
     if let Some(secret) = &c.hmac_secret {
-        let sig = hmac_sha256_hex(secret.as_bytes(), &req.body);
-        req.headers
-            .push((SIGNATURE_HEADER.into(), format!("sha256={sig}")));
+        let sig = format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), &req.body));
+        req.headers.push((SIGNATURE_HEADER.into(), sig));
     }
     req
 }
