@@ -79,10 +79,8 @@ pub fn parse_previous(text: &str) -> Previous {
             Some((series, value.parse::<f64>().ok()?))
         });
     for (series, value) in samples {
-        let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.strip_suffix('}').unwrap_or(rest)),
-            None => (series, ""),
-        };
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        let labels = labels.strip_suffix('}').unwrap_or(labels);
         if name == "proxkeep_last_success_timestamp_seconds" && value > 0.0 {
             p.last_success = Some(value);
         } else if TIER_GAUGES.iter().any(|(n, _)| *n == name) {
@@ -147,31 +145,22 @@ pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) ->
     let help = "Regular files in the archive the last run wrote (0 when it wrote none).";
     o.single("proxkeep_archive_files", help, files);
     // A run with warnings still wrote a verified archive: it counts as a success here.
-    let last_success = if r.status != Status::Failed {
-        Some(r.ended as f64)
-    } else {
-        prev.last_success
-    };
+    let last = (r.status != Status::Failed).then_some(r.ended as f64);
+    let last = num(last.or(prev.last_success).unwrap_or(0.0));
     let help = "Unix time the last run that wrote a verified archive ended (0: never); kept across failed runs.";
-    o.single(
-        "proxkeep_last_success_timestamp_seconds",
-        help,
-        num(last_success.unwrap_or(0.0)),
-    );
+    o.single("proxkeep_last_success_timestamp_seconds", help, last);
 
     // Per tier: this run's values, else the last known ones (a failed run or tier leaves them as they were).
     let mut tiers: BTreeMap<String, BTreeMap<String, f64>> = prev.tiers.clone();
     for t in &r.tiers {
         let e = tiers.entry(t.tier.clone()).or_default();
-        e.insert("proxkeep_tier_ok".into(), if t.ok { 1.0 } else { 0.0 });
+        e.insert("proxkeep_tier_ok".into(), f64::from(u8::from(t.ok)));
         if t.ok {
             e.insert("proxkeep_tier_archives".into(), t.archives as f64);
             e.insert("proxkeep_tier_bytes".into(), t.bytes as f64);
         }
-        if let Some(lc) = t.last_copy {
-            let name = "proxkeep_tier_last_copy_timestamp_seconds";
-            e.insert(name.into(), lc as f64);
-        }
+        let name = "proxkeep_tier_last_copy_timestamp_seconds";
+        e.extend(t.last_copy.map(|lc| (name.into(), lc as f64)));
     }
     for (name, help) in TIER_GAUGES {
         let samples: Vec<(String, String)> = tiers

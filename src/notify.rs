@@ -66,10 +66,8 @@ pub fn redactor(config: &Config) -> Redactor {
         r.add(s);
     }
     // The passphrase is never put in a message on purpose; this keeps it out if some error ever quoted it.
-    if let Some(p) = config
-        .encryption
-        .as_ref()
-        .and_then(|e| e.passphrase_file.as_ref())
+    if let Some(enc) = &config.encryption
+        && let Some(p) = &enc.passphrase_file
         && let Ok(pass) = crate::crypt::read_passphrase_file(p)
     {
         use age::secrecy::ExposeSecret;
@@ -86,11 +84,7 @@ fn within_budget<T>(
 ) -> Outcome {
     let common = ch.parts().1;
     let deadline = Instant::now() + common.retry_budget;
-    let mut total = Outcome {
-        attempts: 0,
-        result: Ok(()),
-        retries: vec![],
-    };
+    let mut total = Outcome::none(Ok(()));
     for item in items {
         let o = with_retries(deadline, common.timeout, |t| send(&item, t));
         total.attempts += o.attempts;
@@ -106,14 +100,15 @@ fn within_budget<T>(
 fn send_http(ch: Channel<'_>, requests: Vec<HttpRequest>) -> Outcome {
     match Http::new(ch.parts().1.ca_file) {
         Ok(http) => within_budget(ch, requests, |req, t| http.send(req, t)),
-        Err(e) => Outcome::not_sent(e),
+        Err(e) => Outcome::none(Err(e)),
     }
 }
 
 fn delivery(ch: Channel<'_>, message: &'static str, started: Instant, o: Outcome) -> Delivery {
+    let (kind, common) = ch.parts();
     Delivery {
-        channel: ch.name().to_string(),
-        kind: ch.kind(),
+        channel: common.name.to_string(),
+        kind,
         message,
         ok: o.result.is_ok(),
         attempts: o.attempts,
@@ -129,7 +124,7 @@ pub fn send(ch: Channel<'_>, r: &Report, log_tail: &[String]) -> Delivery {
     let outcome = match ch {
         Channel::Email(c) => match email::message(c, r) {
             Ok(msg) => within_budget(ch, [msg], |m, t| email::send(c, m, t)),
-            Err(e) => Outcome::not_sent(e),
+            Err(e) => Outcome::none(Err(e)),
         },
         Channel::Telegram(c) => send_http(ch, web::telegram(c, r)),
         Channel::Gotify(c) => send_http(ch, vec![web::gotify(c, r)]),
@@ -168,7 +163,7 @@ fn send_all(log: &Log, selected: &[Channel<'_>], r: &Report, tail: &[String]) ->
             .collect();
         let panicked = |ch| {
             let e = NotifyError::Setup("the sending thread panicked".into());
-            delivery(ch, "report", Instant::now(), Outcome::not_sent(e))
+            delivery(ch, "report", Instant::now(), Outcome::none(Err(e)))
         };
         handles
             .into_iter()
@@ -185,13 +180,10 @@ pub fn record(log: &Log, mut d: Delivery) -> Delivery {
     }
     d.error = d.error.map(|e| log.redactor().apply(&e));
     d.retries = d.retries.iter().map(|r| log.redactor().apply(r)).collect();
-    let line = d.line().trim_start_matches(['✓', '✗', ' ']).to_string();
-    if d.ok {
-        log.info(&format!("notify {line}"));
-    } else {
-        log.warn(&format!(
-            "notify {line} (the backup's exit code is unchanged)"
-        ));
+    let line = format!("notify {}", d.line().trim_start_matches(['✓', '✗', ' ']));
+    match d.ok {
+        true => log.info(&line),
+        false => log.warn(&format!("{line} (the backup's exit code is unchanged)")),
     }
     d
 }
@@ -199,17 +191,13 @@ pub fn record(log: &Log, mut d: Delivery) -> Delivery {
 /// Send the (redacted) report of a finished run to every channel whose `on` wants it, with the log's tail.
 pub fn send_report(n: &NotifyConfig, log: &Log, report: &Report) -> Vec<Delivery> {
     let all = n.channels();
-    let selected: Vec<Channel<'_>> = all
-        .iter()
-        .copied()
-        .filter(|c| c.wants(report.event))
-        .collect();
+    let mut selected = all.clone();
+    selected.retain(|c| c.wants(report.event));
     if !all.is_empty() {
         let (status, event) = (report.status.word(), report.event.name());
         let (n, of) = (selected.len(), all.len());
-        log.debug(&format!(
-            "notify: run {status} ({event}): {n} of {of} channels"
-        ));
+        let line = format!("notify: run {status} ({event}): {n} of {of} channels");
+        log.debug(&line);
     }
     send_all(log, &selected, report, &log.tail())
 }
@@ -222,9 +210,8 @@ pub fn test(
     run: &RunInfo,
     only: Option<&str>,
 ) -> Option<Vec<Delivery>> {
-    let selected: Vec<Channel<'_>> = (config.notify.channels().into_iter())
-        .filter(|c| only.is_none_or(|o| c.name() == o))
-        .collect();
+    let mut selected = config.notify.channels();
+    selected.retain(|c| only.is_none_or(|o| c.name() == o));
     if only.is_some() && selected.is_empty() {
         return None;
     }

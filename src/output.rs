@@ -16,13 +16,13 @@ pub enum Level {
 }
 
 impl Level {
-    /// The log file's tag and the stderr prefix.
-    fn tag(self) -> (&'static str, &'static str) {
+    /// The log file's tag, the stderr prefix, and the least verbosity that shows the line on stderr.
+    fn tag(self) -> (&'static str, &'static str, i8) {
         match self {
-            Level::Debug => ("DEBUG", "debug: "),
-            Level::Info => ("INFO", ""),
-            Level::Warn => ("WARN", "warning: "),
-            Level::Error => ("ERROR", "error: "),
+            Level::Debug => ("DEBUG", "debug: ", 1),
+            Level::Info => ("INFO", "", 0),
+            Level::Warn => ("WARN", "warning: ", 0),
+            Level::Error => ("ERROR", "error: ", i8::MIN),
         }
     }
 }
@@ -59,6 +59,7 @@ impl Redactor {
 }
 
 /// The run's log: every line goes to the log file (when one is attached) and, by verbosity, to stderr.
+#[derive(Default)]
 pub struct Log {
     verbosity: i8,
     tty: bool,
@@ -81,10 +82,7 @@ impl Log {
             verbosity,
             tty: std::io::stderr().is_terminal(),
             redactor,
-            file: Mutex::new(None),
-            early: Mutex::new(Vec::new()),
-            detached: Mutex::new(None),
-            tail: Mutex::new(VecDeque::new()),
+            ..Log::default()
         }
     }
 
@@ -122,7 +120,7 @@ impl Log {
 
     pub fn log(&self, level: Level, msg: &str) {
         let msg = self.redactor.apply(msg);
-        let (tag, prefix) = level.tag();
+        let (tag, prefix, shown_from) = level.tag();
         let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
         let line = format!("{now} {tag:5} {msg}");
         {
@@ -138,12 +136,7 @@ impl Log {
             }
             None => lock(&self.early).push(line),
         }
-        let show = match level {
-            Level::Error => true,
-            Level::Warn | Level::Info => self.verbosity >= 0,
-            Level::Debug => self.verbosity >= 1,
-        };
-        if show {
+        if self.verbosity >= shown_from {
             let clear = if self.tty { "\r\x1b[K" } else { "" };
             eprintln!("{clear}{prefix}{msg}");
         }
@@ -174,17 +167,13 @@ impl Log {
 
 /// Progress of a long operation; the core never depends on how (or whether) it is shown.
 pub trait Progress: Send + Sync {
-    fn phase(&self, name: &str);
-    fn advance(&self, files: u64, bytes: u64);
-    fn finish(&self);
+    fn phase(&self, _name: &str) {}
+    fn advance(&self, _files: u64, _bytes: u64) {}
+    fn finish(&self) {}
 }
 
 pub struct NoProgress;
-impl Progress for NoProgress {
-    fn phase(&self, _: &str) {}
-    fn advance(&self, _: u64, _: u64) {}
-    fn finish(&self) {}
-}
+impl Progress for NoProgress {}
 
 /// One self-overwriting line on stderr, redrawn at most ten times a second.
 #[derive(Default)]
@@ -197,20 +186,15 @@ pub struct TermProgress {
 impl TermProgress {
     fn draw(&self, force: bool) {
         let mut st = lock(&self.state);
-        if !force
-            && st
-                .1
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
-        {
+        let fresh =
+            st.1.is_some_and(|t| t.elapsed() < Duration::from_millis(100));
+        if !force && fresh {
             return;
         }
         st.1 = Some(Instant::now());
-        eprint!(
-            "\r\x1b[K{}: {} files, {}",
-            st.0,
-            self.files.load(Ordering::Relaxed),
-            crate::units::format_size(self.bytes.load(Ordering::Relaxed))
-        );
+        let files = self.files.load(Ordering::Relaxed);
+        let size = crate::units::format_size(self.bytes.load(Ordering::Relaxed));
+        eprint!("\r\x1b[K{}: {files} files, {size}", st.0);
     }
 }
 

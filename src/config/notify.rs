@@ -26,11 +26,7 @@ impl Event {
     pub const ALL: [Event; 3] = [Event::Failure, Event::Warning, Event::Success];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Event::Failure => "failure",
-            Event::Warning => "warning",
-            Event::Success => "success",
-        }
+        ["failure", "warning", "success"][self as usize]
     }
 }
 
@@ -118,11 +114,7 @@ pub enum SmtpTls {
 
 impl SmtpTls {
     pub fn default_port(self) -> u16 {
-        match self {
-            SmtpTls::Starttls => 587,
-            SmtpTls::Tls => 465,
-            SmtpTls::None => 25,
-        }
+        [587, 465, 25][self as usize]
     }
 }
 
@@ -222,10 +214,7 @@ pub enum HttpMethod {
 
 impl HttpMethod {
     pub fn as_str(self) -> &'static str {
-        match self {
-            HttpMethod::Post => "POST",
-            HttpMethod::Put => "PUT",
-        }
+        ["POST", "PUT"][self as usize]
     }
 }
 
@@ -292,9 +281,6 @@ impl Channel<'_> {
     pub fn name(&self) -> &str {
         self.parts().1.name
     }
-    pub fn kind(&self) -> &'static str {
-        self.parts().0
-    }
     /// Whether a run with this outcome is reported here. Pings report every run: a missing ping is the alarm.
     pub fn wants(&self, e: Event) -> bool {
         matches!(self, Channel::Ping(_)) || self.parts().1.on.contains(&e)
@@ -321,7 +307,7 @@ pub struct NotifyConfig {
 
 impl NotifyConfig {
     pub fn is_empty(&self) -> bool {
-        self.channel_names().is_empty()
+        self.channels().is_empty()
     }
 
     /// Every channel's name, in the order channels are listed (email, telegram, gotify, ntfy, webhook, ping).
@@ -347,9 +333,7 @@ impl NotifyConfig {
         let mut out = Vec::new();
         // A URL that is a secret as a whole, and its password on its own (an error may quote just that).
         let whole_url = |u: &String| [u.clone()].into_iter().chain(url_password(u));
-        for c in &self.email {
-            out.extend(c.password.clone());
-        }
+        out.extend(self.email.iter().filter_map(|c| c.password.clone()));
         for c in &self.telegram {
             out.push(c.bot_token.clone());
             out.extend(url_password(&c.api_url));
@@ -370,9 +354,7 @@ impl NotifyConfig {
         for c in &self.ping {
             out.extend(whole_url(&c.url));
             // The part after the host alone (Healthchecks' UUID or `ping-key/slug`) gives the check away too.
-            if let Some(path) = url_path(&c.url) {
-                out.push(path);
-            }
+            out.extend(url_path(&c.url));
         }
         out.retain(|s| !s.is_empty());
         out

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+use ureq::http::Request;
 
 /// Pause before the second attempt; doubled each time up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -54,16 +55,6 @@ impl NotifyError {
 /// Whether `e` (or anything in its source chain, including an `io::Error`'s payload) is rustls refusing the
 /// peer: a certificate that does not verify, or no protocol in common. Retrying cannot change that.
 pub fn tls_rejection(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let verdict = |r: &rustls::Error| {
-        matches!(
-            r,
-            rustls::Error::InvalidCertificate(_)
-                | rustls::Error::NoCertificatesPresented
-                | rustls::Error::PeerIncompatible(_)
-                | rustls::Error::UnsupportedNameType
-        )
-        .then(|| r.to_string())
-    };
     let mut chain = std::iter::successors(Some(e), |err| err.source());
     let rustls = chain.find_map(|err| {
         let in_io = || {
@@ -72,7 +63,14 @@ pub fn tls_rejection(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         };
         err.downcast_ref::<rustls::Error>().or_else(in_io)
     })?;
-    verdict(rustls)
+    matches!(
+        rustls,
+        rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::PeerIncompatible(_)
+            | rustls::Error::UnsupportedNameType
+    )
+    .then(|| rustls.to_string())
 }
 
 /// Pause after failed attempt number `n` (1-based).
@@ -92,11 +90,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// No attempt was made: `e` stopped the message before the first.
-    pub fn not_sent(e: NotifyError) -> Outcome {
+    /// No attempt made: `result` stands before the first (a setup error, or `Ok` to add attempts to).
+    pub fn none(result: Result<(), NotifyError>) -> Outcome {
         Outcome {
             attempts: 0,
-            result: Err(e),
+            result,
             retries: vec![],
         }
     }
@@ -123,11 +121,9 @@ pub fn with_retries(
         if !err.retryable() || room < wait + MIN_ATTEMPT {
             break Err(err);
         }
-        retries.push(format!(
-            "attempt {n} failed after {:.1} s: {err}; retrying in {:.1} s",
-            started.elapsed().as_secs_f64(),
-            wait.as_secs_f64()
-        ));
+        let (took, pause) = (started.elapsed().as_secs_f64(), wait.as_secs_f64());
+        let line = format!("attempt {n} failed after {took:.1} s: {err}; retrying in {pause:.1} s");
+        retries.push(line);
         std::thread::sleep(wait);
     };
     Outcome {
@@ -194,9 +190,7 @@ impl Http {
 
     /// Send once; 2xx is success.
     pub fn send(&self, req: &HttpRequest, timeout: Duration) -> Result<(), NotifyError> {
-        let mut b = ureq::http::Request::builder()
-            .method(req.method)
-            .uri(&req.url);
+        let mut b = Request::builder().method(req.method).uri(&req.url);
         for (k, v) in &req.headers {
             b = b.header(k, v);
         }
@@ -219,13 +213,10 @@ impl Http {
             .read_to_string()
             .unwrap_or_default();
         if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(NotifyError::Status {
-                status,
-                body: clip(body.trim(), ERROR_BODY_CHARS),
-            })
+            return Ok(());
         }
+        let body = clip(body.trim(), ERROR_BODY_CHARS);
+        Err(NotifyError::Status { status, body })
     }
 }
 

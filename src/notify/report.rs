@@ -53,11 +53,7 @@ pub struct ArchiveInfo {
 impl ArchiveInfo {
     /// `1.2 MiB (zstd 3)`, `1.2 MiB (zstd 3, age: 1 recipient (x25519))`.
     fn size_line(&self) -> String {
-        let enc = self
-            .encryption
-            .as_ref()
-            .map(|e| format!(", {e}"))
-            .unwrap_or_default();
+        let enc: String = self.encryption.iter().map(|e| format!(", {e}")).collect();
         let (size, level) = (format_size(self.size), self.level);
         format!("{size} ({} {level}{enc})", self.compression)
     }
@@ -280,10 +276,7 @@ impl Report {
             v.push(Part::Row("retention", retention));
         }
         if !self.problems.is_empty() {
-            let label = match self.status {
-                Status::Failed => "errors",
-                _ => "warnings",
-            };
+            let label = ["warnings", "warnings", "errors"][self.status as usize];
             let (n, total) = (self.problems.len(), self.problems_total);
             let heading = format!("{label} ({n} of {total})");
             v.push(Part::List(heading, self.problems.clone(), "  - "));
@@ -376,16 +369,10 @@ fn tier_line(t: &TierInfo) -> String {
 
 /// HTML escaping for text and attribute values.
 pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    // `&` first: the other replacements bring their own.
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }

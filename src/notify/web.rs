@@ -69,11 +69,8 @@ pub fn telegram(c: &TelegramConfig, r: &Report) -> Vec<HttpRequest> {
     let url = format!("{}/bot{}/sendMessage", c.api_url, c.bot_token);
     split_message(&r.text(), TELEGRAM_MAX)
         .into_iter()
-        .map(|text| {
-            let body =
-                json!({"chat_id": c.chat_id, "text": text, "disable_web_page_preview": true});
-            json_request("POST", url.clone(), &body)
-        })
+        .map(|text| json!({"chat_id": c.chat_id, "text": text, "disable_web_page_preview": true}))
+        .map(|body| json_request("POST", url.clone(), &body))
         .collect()
 }
 
@@ -82,47 +79,39 @@ pub fn telegram(c: &TelegramConfig, r: &Report) -> Vec<HttpRequest> {
 const GOTIFY_PRIORITY: [u8; 3] = [2, 5, 8];
 
 pub fn gotify(c: &GotifyConfig, r: &Report) -> HttpRequest {
-    let mut req = json_request(
-        "POST",
-        format!("{}/message", c.url),
-        &json!({
-            "title": r.title(),
-            "message": r.text(),
-            "priority": GOTIFY_PRIORITY[r.status as usize],
-            "extras": {"client::display": {"contentType": "text/plain"}},
-        }),
-    );
+    let body = json!({
+        "title": r.title(),
+        "message": r.text(),
+        "priority": GOTIFY_PRIORITY[r.status as usize],
+        "extras": {"client::display": {"contentType": "text/plain"}},
+    });
+    let mut req = json_request("POST", format!("{}/message", c.url), &body);
     // Header, not `?token=`: query strings end up in proxy and access logs.
     req.headers.push(("X-Gotify-Key".into(), c.token.clone()));
     req
 }
 
 /// ntfy priority (1 min … 5 max) and tags (emoji short codes) by status.
-pub fn ntfy_priority_tags(s: Status) -> (u8, &'static str) {
-    let tags = [
-        "white_check_mark,proxkeep",
-        "warning,proxkeep",
-        "rotating_light,proxkeep",
-    ];
-    ([3, 4, 5][s as usize], tags[s as usize])
+pub fn ntfy_priority_tags(s: Status) -> (u8, String) {
+    let emoji = ["white_check_mark", "warning", "rotating_light"][s as usize];
+    ([3, 4, 5][s as usize], format!("{emoji},proxkeep"))
 }
 
 pub fn ntfy(c: &NtfyConfig, r: &Report) -> HttpRequest {
     let (priority, tags) = ntfy_priority_tags(r.status);
     let mut body = r.text();
     if body.len() > NTFY_MAX_BYTES {
-        let mut cut = NTFY_MAX_BYTES - 4;
-        while !body.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        body.truncate(cut);
+        let cut = (0..=NTFY_MAX_BYTES - 4)
+            .rev()
+            .find(|&i| body.is_char_boundary(i));
+        body.truncate(cut.unwrap_or(0));
         body.push_str("\n…");
     }
     let mut headers = vec![
         text_plain(),
         ("Title".into(), ascii_header(&r.title())),
         ("Priority".into(), priority.to_string()),
-        ("Tags".into(), tags.into()),
+        ("Tags".into(), tags),
     ];
     if let Some(t) = &c.token {
         headers.push(("Authorization".into(), format!("Bearer {t}")));
@@ -166,25 +155,20 @@ pub fn webhook(c: &WebhookConfig, r: &Report) -> HttpRequest {
         req.headers.push((k.clone(), v.clone()));
     }
     if let Some(secret) = &c.hmac_secret {
-        let sig = hmac_sha256_hex(secret.as_bytes(), &req.body);
-        req.headers
-            .push((SIGNATURE_HEADER.into(), format!("sha256={sig}")));
+        let sig = format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), &req.body));
+        req.headers.push((SIGNATURE_HEADER.into(), sig));
     }
     req
 }
 
 /// `<url>/<suffix>`, keeping a query string at the end (`…/uuid/fail?rid=…`).
 pub fn ping_url(base: &str, suffix: &str) -> String {
-    let (path, query) = base
-        .split_once('?')
-        .map_or((base, None), |(p, q)| (p, Some(q)));
-    let mut out = path.trim_end_matches('/').to_string();
-    if !suffix.is_empty() {
-        out = format!("{out}/{suffix}");
-    }
-    match query {
-        Some(q) => format!("{out}?{q}"),
-        None => out,
+    // `query` keeps its `?`.
+    let (path, query) = base.split_at(base.find('?').unwrap_or(base.len()));
+    let path = path.trim_end_matches('/');
+    match suffix {
+        "" => format!("{path}{query}"),
+        _ => format!("{path}/{suffix}{query}"),
     }
 }
 
@@ -197,11 +181,7 @@ pub enum Ping {
 
 impl Ping {
     pub fn name(self) -> &'static str {
-        match self {
-            Ping::Start => "start",
-            Ping::Success => "success",
-            Ping::Fail => "fail",
-        }
+        ["start", "success", "fail"][self as usize]
     }
     pub fn for_status(c: &PingConfig, s: Status) -> Ping {
         match s {
@@ -222,11 +202,8 @@ pub fn ping(c: &PingConfig, kind: Ping, log_tail: &[String]) -> HttpRequest {
         Ping::Fail => ("POST", "fail", log_tail.join("\n"), vec![text_plain()]),
     };
     if body.len() > PING_BODY_MAX {
-        let mut start = body.len() - PING_BODY_MAX;
-        while !body.is_char_boundary(start) {
-            start += 1;
-        }
-        body.drain(..start);
+        let start = (body.len() - PING_BODY_MAX..).find(|&i| body.is_char_boundary(i));
+        body.drain(..start.unwrap_or(0));
     }
     HttpRequest {
         method,
