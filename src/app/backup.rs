@@ -214,18 +214,20 @@ fn compression_level(
     Ok((compression, level))
 }
 
-/// Preflight, in order: directories → free space → writability. A dry run creates nothing.
-fn preflight_checks(
+/// Preflight, in order: directories → free space → writability. A dry run creates nothing. Free space and
+/// writability are checked only once the directories passed, unless `always`.
+pub(super) fn preflight_checks(
     config: &Config,
     backup_dir: &Path,
     create: bool,
     needed: (u64, &str),
+    always: bool,
 ) -> Vec<Check> {
     let mut checks = vec![
         preflight::directory("backup directory", backup_dir, create),
         preflight::directory("log directory", &config.log_dir, create),
     ];
-    if checks.iter().all(|c| c.ok) {
+    if always || checks.iter().all(|c| c.ok) {
         checks.push(preflight::free_space(
             backup_dir,
             config.min_free_space,
@@ -273,7 +275,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         },
     )?;
     // Free space for the archive: twice this host's newest one, or the collected files for a first backup.
-    let last = crate::store::list(&backup_dir, Some(&facts.hostname)).ok();
+    let last = crate::store::list(backup_dir, Some(&facts.hostname)).ok();
     let needed = last.and_then(|l| Some(l.first()?.size)).map_or_else(
         || (plan.bytes(), "estimate: size of the collected files"),
         |s| (s.saturating_mul(2), "2 × the last archive"),
@@ -290,7 +292,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         commands: plan.commands.len(),
         pve_tree_from_db: plan.pve_tree_from_db,
         categories: plan.counts(),
-        checks: preflight_checks(config, &backup_dir, !opts.dry_run, needed),
+        checks: preflight_checks(config, backup_dir, !opts.dry_run, needed, false),
         ..Default::default()
     };
     if let Some(bad) = report.checks.iter().find(|c| !c.ok) {
@@ -310,7 +312,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     }
 
     let _lock = RunLock::acquire(&config.lock_file, &facts.hostname)?;
-    report.log_file = start_run_log(ctx, &name, &facts, &backup_dir);
+    report.log_file = start_run_log(ctx, &name, &facts, backup_dir);
     if let Some(s) = &seal {
         log.info(&format!("encrypting with {}", s.describe()));
     }
@@ -326,7 +328,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         seal: seal.as_ref(),
         progress: true,
     };
-    let result = write_archive(ctx, &plan, &backup_dir, name.to_string(), time, spec);
+    let result = write_archive(ctx, &plan, backup_dir, name.to_string(), time, spec);
     if let Err(e) = &result {
         log.error(&e.to_string());
         log.detach();
@@ -340,7 +342,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     report.warnings = done.index.warnings;
     // Copies and retention: a tier failure is a warning, never a failure of the backup.
     let (host, name) = (&facts.hostname, done.name.clone());
-    report.tiers = distribute(ctx, &backup_dir, host, name, &done.sha256, time);
+    report.tiers = distribute(ctx, backup_dir, host, name, &done.sha256, time);
     log_tiers(log, &mut report);
     report.duration_ms = started.elapsed().as_millis() as u64;
     if !report.warnings.is_empty() {
