@@ -122,10 +122,7 @@ pub fn backup_report(r: &BackupReport, run: &RunInfo) -> Report {
     let mut rep = Report::new(run, status, r.exit_code);
     rep.duration_ms = r.duration_ms;
     rep.archive = r.archive.as_ref().map(|p| ArchiveInfo {
-        name: p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        name: p.file_name().unwrap_or_default().to_string_lossy().into(),
         path: p.display().to_string(),
         size: r.size,
         sha256: r.sha256.clone(),

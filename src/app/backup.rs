@@ -461,9 +461,7 @@ fn write_archive(
     time: Timestamp,
     mut spec: Spec,
 ) -> Result<Finished, BackupError> {
-    let log = ctx.log;
-    let cancel = ctx.cancel;
-    let config = &ctx.config;
+    let (log, cancel, config) = (ctx.log, ctx.cancel, &ctx.config);
     for s in &plan.skipped {
         log.info(&format!(
             "skipped {} ({}): not a regular file, directory or symlink",

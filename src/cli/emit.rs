@@ -2,10 +2,13 @@
 //! and a closed stdout (`| head`) that ends the output quietly instead of a panic or an error.
 
 use super::Exit;
+use anyhow::anyhow;
 use proxkeep::output::Redactor;
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use serde::Serialize;
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Set once stdout's reader went away: nothing more is written, and the process ends with its own code.
 static CLOSED: AtomicBool = AtomicBool::new(false);
@@ -20,7 +23,6 @@ pub fn document_written() -> bool {
     DOCUMENT.load(Ordering::Relaxed)
 }
 
-/// Whether an error is (caused by) writing to a closed pipe.
 pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|c| c.downcast_ref::<io::Error>())
@@ -117,15 +119,12 @@ fn quiet_if_closed(e: io::Error) -> Result<(), Exit> {
     if e.kind() == io::ErrorKind::BrokenPipe {
         Ok(())
     } else {
-        Err(Exit::failed(anyhow::anyhow!(
-            "cannot write the output: {e}"
-        )))
+        Err(Exit::failed(anyhow!("cannot write the output: {e}")))
     }
 }
 
 /// A typed confirmation on a terminal; `yes` skips it. Ctrl-C at the prompt ends the run (exit 130).
 pub fn confirm(what: &str, word: &str, yes: bool, cancel: &AtomicBool) -> Result<(), Exit> {
-    use anyhow::anyhow;
     if yes {
         return Ok(());
     }
@@ -146,15 +145,9 @@ pub fn confirm(what: &str, word: &str, yes: bool, cancel: &AtomicBool) -> Result
                 anyhow!("interrupted at the confirmation: nothing was changed"),
             ));
         }
-        let mut fds = [rustix::event::PollFd::new(
-            &stdin,
-            rustix::event::PollFlags::IN,
-        )];
-        let timeout = rustix::fs::Timespec {
-            tv_sec: 0,
-            tv_nsec: 200_000_000,
-        };
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
+        let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+        let timeout = Timespec::try_from(Duration::from_millis(200)).ok();
+        match poll(&mut fds, timeout.as_ref()) {
             Ok(0) | Err(rustix::io::Errno::INTR) => continue,
             Ok(_) => break,
             Err(e) => return Err(Exit::failed(anyhow!("reading the confirmation: {e}"))),

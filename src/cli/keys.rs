@@ -109,10 +109,7 @@ fn decrypt(ctx: &Ctx, archive: &str, out: &Path, dir: &Option<PathBuf>) -> Resul
     let resolved = ctx.resolve(archive, dir)?;
     let src = &resolved.path;
     let out = if out.is_dir() {
-        let name = src
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = src.file_name().unwrap_or_default().to_string_lossy();
         out.join(name.strip_suffix(".age").unwrap_or(&name))
     } else {
         out.to_path_buf()
