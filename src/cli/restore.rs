@@ -16,7 +16,7 @@ use proxkeep::restore::apply::Stop;
 use proxkeep::restore::path::NodeMap;
 use proxkeep::restore::plan::{Action, PveWrite, Step};
 use proxkeep::restore::recovery::{self, RecoveryRequest, Staged};
-use proxkeep::restore::{self, Mode, Prepared, Request, RestoreError};
+use proxkeep::restore::{self, Mode, Outcome, Prepared, Request, RestoreError};
 use proxkeep::runner::CommandSpec;
 use proxkeep::units::format_size;
 use serde::Serialize;
@@ -128,7 +128,12 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
     let report =
         journey::restore(&p, &opts, &ctx.log(Redactor::default()), ctx.cancel).map_err(fail)?;
     ctx.out.result(&report, |o| {
-        outcome_text(&report, o)?;
+        outcome_text(
+            &report.outcome,
+            report.duration_ms,
+            report.undo.as_deref(),
+            o,
+        )?;
         follow_ups_text(&report, o)
     })?;
     Ok(report.exit_code)
@@ -147,27 +152,10 @@ fn extract(ctx: &Ctx, archive: &str, dir: &Path) -> Result<i32, Exit> {
     };
     let p = restore::prepare(&req, ctx.cancel).map_err(fail)?;
     let log = ctx.log(Redactor::default());
-    let report = journey::extract(&p, ctx.config()?, ctx.now, &log, ctx.cancel).map_err(fail)?;
-    #[derive(Serialize)]
-    struct Doc<'a> {
-        status: &'a str,
-        exit_code: i32,
-        archive: &'a Path,
-        dir: &'a Path,
-        outcome: &'a restore::Outcome,
-        duration_ms: u64,
-    }
-    let r = &report;
-    let doc = Doc {
-        status: r.status,
-        exit_code: r.exit_code,
-        archive: &r.archive,
-        dir: &req.target,
-        outcome: &r.outcome,
-        duration_ms: r.duration_ms,
-    };
+    let r = journey::extract(&p, ctx.config()?, ctx.now, &log, ctx.cancel).map_err(fail)?;
     if ctx.json() || ctx.verbosity >= 0 || r.exit_code != exit::OK {
-        ctx.out.result(&doc, |o| outcome_text(r, o))?;
+        ctx.out
+            .result(&r, |o| outcome_text(&r.outcome, r.duration_ms, None, o))?;
     }
     Ok(r.exit_code)
 }
@@ -277,8 +265,12 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-fn outcome_text(report: &RestoreReport, out: &mut dyn Write) -> io::Result<()> {
-    let o = &report.outcome;
+fn outcome_text(
+    o: &Outcome,
+    duration_ms: u64,
+    undo: Option<&str>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let r = &o.report;
     if let Some(s) = &o.safety_archive {
         writeln!(out, "\nsafety   {}", s.display())?;
@@ -291,7 +283,7 @@ fn outcome_text(report: &RestoreReport, out: &mut dyn Write) -> io::Result<()> {
         r.replaced,
         r.removed,
         format_size(r.bytes),
-        report.duration_ms as f64 / 1000.0
+        duration_ms as f64 / 1000.0
     )?;
     if let Some(stop) = &r.stopped {
         let head = match stop {
@@ -309,7 +301,7 @@ fn outcome_text(report: &RestoreReport, out: &mut dyn Write) -> io::Result<()> {
     for w in &r.warnings {
         writeln!(out, "warning: {w}")?;
     }
-    if let Some(u) = &report.undo {
+    if let Some(u) = undo {
         writeln!(out, "undo     {u}")?;
     }
     Ok(())
