@@ -32,10 +32,9 @@ pub fn config_show(ctx: &Ctx) -> Result<i32, Exit> {
     if ctx.json() {
         // The same redacted rendering, as a JSON document.
         let value: toml::Value = toml::from_str(&text).map_err(Exit::failed)?;
-        ctx.out.json(&value)?;
-    } else {
-        ctx.out.text(|o| o.write_all(text.as_bytes()))?;
+        return ctx.out.json(&value).map(|()| exit::OK);
     }
+    ctx.out.text(|o| o.write_all(text.as_bytes()))?;
     Ok(exit::OK)
 }
 

@@ -69,10 +69,8 @@ impl Emit {
     /// Text streamed as it is produced (ls of a big archive, cat): a closed reader stops the producer, which
     /// sees the BrokenPipe error.
     pub fn stream<T>(&self, f: impl FnOnce(&mut dyn Write) -> T) -> T {
-        let mut out = Pipe(io::BufWriter::with_capacity(
-            256 * 1024,
-            io::stdout().lock(),
-        ));
+        let stdout = io::stdout().lock();
+        let mut out = Pipe(io::BufWriter::with_capacity(256 * 1024, stdout));
         let r = f(&mut out);
         let _ = out.flush();
         r

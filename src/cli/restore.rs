@@ -116,9 +116,8 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         a.yes,
         ctx.cancel,
     )?;
-    let config = ctx.config()?;
     let opts = RestoreOptions {
-        config,
+        config: ctx.config()?,
         config_path: ctx.config_path.as_deref(),
         no_safety_backup: a.no_safety_backup,
         apply_services: a.apply_services.then_some(timeout),
@@ -365,7 +364,7 @@ fn pmxcfs_extract(ctx: &Ctx, db: &Path, dir: &Path, node: Option<&str>) -> Resul
                     .collect()
             })
             .unwrap_or_default();
-        let nodes = if nodes.is_empty() { "none".into() } else { nodes.join(", ") };
+        let nodes = listed(&nodes, "none");
         writeln!(
             o,
             "pmxcfs' links (local, qemu-server, lxc, openvz) were not created: pass --node NAME (nodes in the db: {nodes})"
@@ -405,33 +404,35 @@ fn pmxcfs_restore(ctx: &Ctx, a: &PmxcfsRestoreArgs) -> Result<i32, Exit> {
     Ok(done.exit_code())
 }
 
+/// `v` joined by commas, or `none` when it is empty.
+fn listed<S: AsRef<str>>(v: &[S], none: &str) -> String {
+    let v: Vec<&str> = v.iter().map(AsRef::as_ref).collect();
+    if v.is_empty() {
+        none.into()
+    } else {
+        v.join(", ")
+    }
+}
+
 fn staged_text(
     staged: &Staged,
     req: &RecoveryRequest,
     timeout: &str,
     o: &mut dyn Write,
 ) -> io::Result<()> {
-    let list = |v: &[&str], none: &str| {
-        if v.is_empty() {
-            none.to_string()
-        } else {
-            v.join(", ")
-        }
-    };
-    let nodes: Vec<&str> = staged.nodes.iter().map(String::as_str).collect();
     writeln!(o, "archive  {}", req.archive.display())?;
     writeln!(
         o,
         "database version {}, {} entries, nodes: {}",
         staged.version,
         staged.entries,
-        list(&nodes, "none")
+        listed(&staged.nodes, "none")
     )?;
     writeln!(
         o,
         "replaces {} (now: {})",
         staged.db_dir.join("config.db").display(),
-        list(&staged.current, "absent")
+        listed(&staged.current, "absent")
     )?;
     match &staged.cluster {
         Some(c) => writeln!(
