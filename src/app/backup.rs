@@ -162,11 +162,7 @@ fn key_warnings(
     let Some(p) = &enc.passphrase_file else {
         return out;
     };
-    let collected = plan
-        .items
-        .iter()
-        .any(|i| i.kind == Kind::File && (i.host_path == *p || ctx.root.path(&i.host_path) == *p));
-    if collected {
+    if collects(plan, &ctx.root, p) {
         let message = "the passphrase file is collected by this backup: \
                        the key travels with the lock \
                        (keep it outside the collected paths, or add it to collect.exclude)";
@@ -176,6 +172,12 @@ fn key_warnings(
         out.push(Warning::at(p.display(), w));
     }
     out
+}
+
+/// Whether `plan` collects the file `p` (a host path, or one under the root).
+pub fn collects(plan: &Plan, root: &Root, p: &Path) -> bool {
+    let is_p = |i: &collect::Item| i.host_path == p || root.path(&i.host_path) == p;
+    plan.items.iter().any(|i| i.kind == Kind::File && is_p(i))
 }
 
 /// What the `[encryption]` table encrypts with: the recipients and passphrase files are read here.

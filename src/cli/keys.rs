@@ -82,11 +82,7 @@ fn generate(ctx: &Ctx, out: Option<&Path>) -> Result<i32, Exit> {
         let root = &ctx.root;
         let plan = collect::scan(root, &host::HostFacts::detect(root), config);
         let abs = proxkeep::app::absolute(out);
-        if plan
-            .items
-            .iter()
-            .any(|i| i.host_path == abs || root.path(&i.host_path) == abs)
-        {
+        if proxkeep::app::backup::collects(&plan, root, &abs) {
             eprintln!(
                 "warning: {} lies inside a path proxkeep backs up: the key would travel with the lock; \
                  move it, or add it to [collect] exclude",
