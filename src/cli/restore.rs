@@ -97,17 +97,15 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         Exit(e.exit_code(), e.into(), Some(plan))
     })?;
     if a.dry_run {
-        ctx.out.result(&PlanDoc::new(&p), |o| {
-            writeln!(o, "\ndry run: nothing was written")
-        })?;
-        return Ok(exit::OK);
+        let text = |o: &mut dyn Write| writeln!(o, "\ndry run: nothing was written");
+        return ctx.out.result(&PlanDoc::new(&p), text).map(|()| exit::OK);
     }
     if !p.plan.changes() {
         let doc = serde_json::json!({"status": "ok", "plan": PlanDoc::new(&p), "changed": 0});
-        ctx.out.result(&doc, |o| {
+        let text = |o: &mut dyn Write| {
             writeln!(o, "\nnothing to do: the target already matches the archive")
-        })?;
-        return Ok(exit::OK);
+        };
+        return ctx.out.result(&doc, text).map(|()| exit::OK);
     }
     let writes = p.plan.writes().count() + p.plan.removals().count();
     confirm(
