@@ -121,14 +121,9 @@ fn decrypt(ctx: &Ctx, archive: &str, out: &Path, dir: &Option<PathBuf>) -> Resul
         out: &out,
         bytes,
     };
+    let size = format_size(bytes);
     ctx.out.result(&doc, |o| {
-        writeln!(
-            o,
-            "{} -> {} ({})",
-            src.display(),
-            out.display(),
-            format_size(bytes)
-        )
+        writeln!(o, "{} -> {} ({size})", src.display(), out.display())
     })?;
     Ok(exit::OK)
 }

@@ -212,11 +212,8 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     }
     counts_row(o, "total", total.each_ref().map(|n| n as _))?;
     if p.plan.not_selected > 0 {
-        writeln!(
-            o,
-            "({} entries not selected by --only/--path)",
-            p.plan.not_selected
-        )?;
+        let n = p.plan.not_selected;
+        writeln!(o, "({n} entries not selected by --only/--path)")?;
     }
     let steps = |f: fn(&Action) -> bool| -> Vec<&Step> {
         p.plan.steps.iter().filter(|s| f(&s.action)).collect()
@@ -225,13 +222,8 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     if !writes.is_empty() {
         writeln!(o, "\nwill write {} entries:", writes.len())?;
         for s in writes {
-            writeln!(
-                o,
-                "  {:<8} {}{}",
-                s.action.name(),
-                s.shown(),
-                changes_text(s)
-            )?;
+            let (action, shown) = (s.action.name(), s.shown());
+            writeln!(o, "  {action:<8} {shown}{}", changes_text(s))?;
         }
     }
     let held = steps(|a| *a == Action::Held);
