@@ -86,12 +86,10 @@ impl Hooks {
         out.extend(notify::send_report(&config.notify, log, &report));
         if let Some(path) = &config.metrics.textfile {
             let failures = failures_by_channel(&config.notify, &out);
+            let shown = path.display();
             match crate::metrics::write(path, &report, &failures) {
-                Ok(()) => log.debug(&format!("metrics written to {}", path.display())),
-                Err(e) => log.warn(&format!(
-                    "cannot write the metrics textfile {}: {e}",
-                    path.display()
-                )),
+                Ok(()) => log.debug(&format!("metrics written to {shown}")),
+                Err(e) => log.warn(&format!("cannot write the metrics textfile {shown}: {e}")),
             }
         }
         if reattached {

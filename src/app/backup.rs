@@ -386,10 +386,8 @@ fn start_run_log(
         "proxkeep {version} backup of {host} ({role}) starting"
     ));
     for removed in preflight::sweep_partials(backup_dir) {
-        log.info(&format!(
-            "removed partial file of a run that died: {}",
-            removed.display()
-        ));
+        let shown = removed.display();
+        log.info(&format!("removed partial file of a run that died: {shown}"));
     }
     attached.map(|()| log_path)
 }

@@ -192,10 +192,8 @@ pub fn restore(
                 code = code.max(exit::WARNINGS);
             }
         } else {
-            services_note = Some(format!(
-                "--apply-services: not run, {} is not this host",
-                p.target.dir.display()
-            ));
+            let dir = p.target.dir.display();
+            services_note = Some(format!("--apply-services: not run, {dir} is not this host"));
         }
     }
     Ok(RestoreReport {
