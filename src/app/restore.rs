@@ -263,12 +263,8 @@ pub fn pmxcfs_restore(
     log: &Log,
     cancel: &AtomicBool,
 ) -> Result<PmxcfsRestored, RestoreError> {
-    let next_steps = recovery::next_steps(
-        &staged.nodes,
-        &staged.hostname,
-        staged.has_corosync,
-        req.live,
-    );
+    let s = &staged;
+    let next_steps = recovery::next_steps(&s.nodes, &s.hostname, s.has_corosync, req.live);
     let swapped = recovery::swap(staged, req, log, cancel)?;
     Ok(PmxcfsRestored {
         status: "ok",

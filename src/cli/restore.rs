@@ -28,17 +28,14 @@ pub fn run(ctx: &Ctx, cmd: &RestoreCommand) -> Result<i32, Exit> {
     match cmd {
         RestoreCommand::Extract { archive, dir } => extract(ctx, archive, dir),
         RestoreCommand::Restore(a) => restore_cmd(ctx, a),
-        RestoreCommand::Pmxcfs {
-            action:
-                PmxcfsCommand::Extract {
-                    config_db,
-                    dir,
-                    node,
-                },
-        } => pmxcfs_extract(ctx, config_db, dir, node.as_deref()),
-        RestoreCommand::Pmxcfs {
-            action: PmxcfsCommand::Restore(a),
-        } => pmxcfs_restore(ctx, a),
+        RestoreCommand::Pmxcfs { action } => match action {
+            PmxcfsCommand::Extract {
+                config_db,
+                dir,
+                node,
+            } => pmxcfs_extract(ctx, config_db, dir, node.as_deref()),
+            PmxcfsCommand::Restore(a) => pmxcfs_restore(ctx, a),
+        },
     }
 }
 
@@ -108,12 +105,8 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         return ctx.out.result(&doc, text).map(|()| exit::OK);
     }
     let writes = p.plan.writes().count() + p.plan.removals().count();
-    confirm(
-        &format!("write {writes} entries to {}", target.display()),
-        "restore",
-        a.yes,
-        ctx.cancel,
-    )?;
+    let what = format!("write {writes} entries to {}", target.display());
+    confirm(&what, "restore", a.yes, ctx.cancel)?;
     let opts = RestoreOptions {
         config: ctx.config()?,
         config_path: ctx.config_path.as_deref(),
@@ -381,13 +374,8 @@ fn pmxcfs_restore(ctx: &Ctx, a: &PmxcfsRestoreArgs) -> Result<i32, Exit> {
     let staged = recovery::stage(&req, ctx.cancel).map_err(fail)?;
     ctx.out
         .text(|o| staged_text(&staged, &req, &a.service_timeout, o))?;
-    let db = staged.db_dir.join("config.db");
-    confirm(
-        &format!("replace {}", db.display()),
-        "restore",
-        a.yes,
-        ctx.cancel,
-    )?;
+    let what = format!("replace {}", staged.db_dir.join("config.db").display());
+    confirm(&what, "restore", a.yes, ctx.cancel)?;
     let done = journey::pmxcfs_restore(staged, &req, &ctx.log(Redactor::default()), ctx.cancel)
         .map_err(fail)?;
     ctx.out.result(&done, |o| restored_text(&done, o))?;
@@ -424,12 +412,9 @@ fn staged_text(
         staged.db_dir.join("config.db").display(),
         listed(&staged.current, "absent")
     )?;
+    let force = if req.force { " (--force)" } else { "" };
     match &staged.cluster {
-        Some(c) => writeln!(
-            o,
-            "cluster  {c:?}{}",
-            if req.force { " (--force)" } else { "" }
-        )?,
+        Some(c) => writeln!(o, "cluster  {c:?}{force}")?,
         None => writeln!(
             o,
             "target is not this host: no service is stopped or started"
