@@ -177,11 +177,8 @@ pub fn backup(ctx: &mut Ctx, a: &BackupArgs) -> Result<i32, Exit> {
             };
             let extra = serde_json::json!({"status": "failed", "exit_code": code, "checks": checks, "notifications": sent});
             let extra = serde_json::from_str(&log.redactor().apply(&extra.to_string())).ok();
-            Err(Exit(
-                code,
-                anyhow!(log.redactor().apply(&e.to_string())),
-                extra,
-            ))
+            let message = log.redactor().apply(&e.to_string());
+            Err(Exit(code, anyhow!(message), extra))
         }
     }
 }
@@ -283,10 +280,8 @@ pub fn notify_test(ctx: &Ctx, cmd: &NotifyCommand) -> Result<i32, Exit> {
         )));
     }
     // Results go to stdout; the log (stderr) only shows retries and details with -v.
-    let log = proxkeep::output::Log::new(
-        if ctx.verbosity > 0 { ctx.verbosity } else { -1 },
-        notify::redactor(config),
-    );
+    let verbosity = if ctx.verbosity > 0 { ctx.verbosity } else { -1 };
+    let log = proxkeep::output::Log::new(verbosity, notify::redactor(config));
     let facts = HostFacts::detect(&ctx.root);
     let run = RunInfo {
         host: facts.hostname,

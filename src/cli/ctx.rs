@@ -34,10 +34,8 @@ impl Ctx {
         let verbosity = if cli.quiet { -1 } else { cli.verbose as i8 };
         let root = Root::new(cli.root.clone().unwrap_or_else(|| PathBuf::from("/")));
         if !root.dir().is_dir() {
-            return Err(Exit::usage(anyhow!(
-                "--root {}: not a directory",
-                root.dir().display()
-            )));
+            let dir = root.dir().display();
+            return Err(Exit::usage(anyhow!("--root {dir}: not a directory")));
         }
         let now = std::env::var("PROXKEEP_NOW")
             .ok()

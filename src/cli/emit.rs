@@ -138,10 +138,8 @@ pub fn confirm(what: &str, word: &str, yes: bool, cancel: &AtomicBool) -> Result
     loop {
         if cancel.load(Ordering::Relaxed) {
             eprintln!();
-            return Err(Exit::new(
-                proxkeep::exit::INTERRUPTED,
-                anyhow!("interrupted at the confirmation: nothing was changed"),
-            ));
+            let e = anyhow!("interrupted at the confirmation: nothing was changed");
+            return Err(Exit::new(proxkeep::exit::INTERRUPTED, e));
         }
         let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
         let timeout = Timespec::try_from(Duration::from_millis(200)).ok();

@@ -57,10 +57,8 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 fn target_dir(ctx: &Ctx, target: Option<&Path>) -> Result<PathBuf, Exit> {
     let target = absolute(target.unwrap_or(ctx.root.dir()));
     if !target.is_dir() {
-        return Err(Exit::usage(anyhow!(
-            "--target {}: not a directory",
-            target.display()
-        )));
+        let dir = target.display();
+        return Err(Exit::usage(anyhow!("--target {dir}: not a directory")));
     }
     Ok(target)
 }
