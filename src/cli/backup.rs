@@ -59,11 +59,8 @@ fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
             _ if c.active => "nothing found".into(),
             _ => format!("not collected on a {} host", r.role),
         };
-        writeln!(
-            out,
-            "\n{} ({:?}): {}\n  {found}",
-            c.name, c.applies, c.description
-        )?;
+        let (name, applies, description) = (c.name, c.applies, c.description);
+        writeln!(out, "\n{name} ({applies:?}): {description}\n  {found}")?;
         for s in c.sources {
             let line = match s {
                 Source::Path { path } => format!("path    {path}"),
@@ -290,10 +287,9 @@ pub fn notify_test(ctx: &Ctx, cmd: &NotifyCommand) -> Result<i32, Exit> {
         ended: ctx.now,
     };
     let Some(results) = notify::test(config, &log, &run, channel.as_deref()) else {
+        let (name, names) = (channel.as_deref().unwrap_or(""), names.join(", "));
         return Err(Exit::usage(anyhow!(
-            "no channel named {:?} (channels: {})",
-            channel.as_deref().unwrap_or(""),
-            names.join(", ")
+            "no channel named {name:?} (channels: {names})"
         )));
     };
     let out = Emit {
