@@ -150,11 +150,11 @@ fn key_warnings(
             continue;
         };
         let private = item.host_path.with_extension("");
-        if ssh.contains(&type_and_key(&text)) && plan.items.iter().any(|i| i.host_path == private) {
+        let key = type_and_key(&text);
+        if ssh.contains(&key) && plan.items.iter().any(|i| i.host_path == private) {
             let message = format!(
-                "is the SSH key of recipient {}: the key travels with the lock \
-                 (use a key kept off this host, or add it to [collect] exclude)",
-                type_and_key(&text)
+                "is the SSH key of recipient {key}: the key travels with the lock \
+                 (use a key kept off this host, or add it to [collect] exclude)"
             );
             out.push(Warning::at(private.display(), message));
         }

@@ -11,6 +11,7 @@ use proxkeep::config;
 use proxkeep::exit;
 use proxkeep::host::HostFacts;
 use proxkeep::notify::{self, RunInfo};
+use proxkeep::preflight::Check;
 use proxkeep::store::retention::Decision;
 use proxkeep::units::format_size;
 use std::fmt::Display;
@@ -18,13 +19,13 @@ use std::io::{self, Write};
 
 pub fn check(ctx: &Ctx) -> Result<i32, Exit> {
     let report = app::check::run(&ctx.root, ctx.config()?);
-    ctx.out.result(&report, |o| {
-        report
-            .checks
-            .iter()
-            .try_for_each(|c| writeln!(o, "{}", c.line()))
-    })?;
+    ctx.out
+        .result(&report, |o| lines(o, report.checks.iter().map(Check::line)))?;
     Ok(report.exit_code())
+}
+
+fn lines(o: &mut dyn Write, lines: impl IntoIterator<Item = String>) -> io::Result<()> {
+    lines.into_iter().try_for_each(|l| writeln!(o, "{l}"))
 }
 
 pub fn config_show(ctx: &Ctx) -> Result<i32, Exit> {
@@ -198,9 +199,7 @@ fn row(out: &mut dyn Write, name: &str, cells: [&dyn Display; 5]) -> io::Result<
 }
 
 fn dry_run_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
-    for c in &r.checks {
-        writeln!(out, "{}", c.line())?;
-    }
+    lines(out, r.checks.iter().map(Check::line))?;
     let archive = r
         .archive
         .as_ref()
@@ -296,8 +295,7 @@ pub fn notify_test(ctx: &Ctx, cmd: &NotifyCommand) -> Result<i32, Exit> {
         redactor: Some(log.redactor().clone()),
         ..ctx.out.clone()
     };
-    out.result(&serde_json::json!({ "channels": results }), |o| {
-        results.iter().try_for_each(|d| writeln!(o, "{}", d.line()))
-    })?;
+    let doc = serde_json::json!({ "channels": results });
+    out.result(&doc, |o| lines(o, results.iter().map(|d| d.line())))?;
     Ok(app::exit_if(results.iter().any(|d| !d.ok), exit::FAILED))
 }
