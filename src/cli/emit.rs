@@ -132,6 +132,7 @@ pub fn confirm(what: &str, word: &str, yes: bool, cancel: &AtomicBool) -> Result
             "no terminal to confirm on: pass --yes to {what} without asking (nothing was changed)"
         )));
     }
+    let unread = |e: io::Error| Exit::failed(anyhow!("reading the confirmation: {e}"));
     eprint!("Type `{word}` to {what}, anything else to stop: ");
     let _ = io::stderr().flush();
     // Poll, so SIGINT/SIGTERM (which only set a flag) end the wait instead of being swallowed by a read.
@@ -146,13 +147,11 @@ pub fn confirm(what: &str, word: &str, yes: bool, cancel: &AtomicBool) -> Result
         match poll(&mut fds, timeout.as_ref()) {
             Ok(0) | Err(rustix::io::Errno::INTR) => continue,
             Ok(_) => break,
-            Err(e) => return Err(Exit::failed(anyhow!("reading the confirmation: {e}"))),
+            Err(e) => return Err(unread(e.into())),
         }
     }
     let mut line = String::new();
-    stdin
-        .read_line(&mut line)
-        .map_err(|e| Exit::failed(anyhow!("reading the confirmation: {e}")))?;
+    stdin.read_line(&mut line).map_err(unread)?;
     if line.trim() == word {
         Ok(())
     } else {

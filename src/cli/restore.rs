@@ -271,11 +271,10 @@ fn outcome_text(
             Stop::Damaged { .. } => format!("STOPPED, the archive is damaged: {stop}"),
             Stop::Failed { .. } => format!("STOPPED: {stop}"),
         };
+        let (done, not_done) = (r.done.len(), r.not_done);
         writeln!(
             out,
-            "{head}\n{} entries were written, {} were not; every file is either its old or its new version, none is partial",
-            r.done.len(),
-            r.not_done
+            "{head}\n{done} entries were written, {not_done} were not; every file is either its old or its new version, none is partial"
         )?;
     }
     for w in &r.warnings {
@@ -429,12 +428,8 @@ fn staged_text(
 
 fn restored_text(done: &PmxcfsRestored, o: &mut dyn Write) -> io::Result<()> {
     let s = &done.swapped;
-    if let Some(c) = &s.safety_copy {
-        writeln!(
-            o,
-            "safety   previous config.db files copied to {}",
-            c.display()
-        )?;
+    if let Some(c) = s.safety_copy.as_ref().map(|c| c.display()) {
+        writeln!(o, "safety   previous config.db files copied to {c}")?;
     }
     writeln!(o, "replaced {} (mode 0600)", s.db.display())?;
     if s.stopped {
