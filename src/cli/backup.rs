@@ -16,6 +16,7 @@ use proxkeep::store::retention::Decision;
 use proxkeep::units::format_size;
 use std::fmt::Display;
 use std::io::{self, Write};
+use std::path::Path;
 
 pub fn check(ctx: &Ctx) -> Result<i32, Exit> {
     let report = app::check::run(&ctx.root, ctx.config()?);
@@ -200,12 +201,8 @@ fn row(out: &mut dyn Write, name: &str, cells: [&dyn Display; 5]) -> io::Result<
 
 fn dry_run_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
     lines(out, r.checks.iter().map(Check::line))?;
-    let archive = r
-        .archive
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    writeln!(out, "\nwould write {archive}")?;
+    let archive = r.archive.as_deref().unwrap_or(Path::new(""));
+    writeln!(out, "\nwould write {}", archive.display())?;
     let head: [&dyn Display; 5] = [&"files", &"dirs", &"links", &"bytes", &"commands"];
     row(out, "category", head)?;
     for c in &r.categories {
