@@ -8,7 +8,6 @@ pub mod check;
 pub mod prune;
 pub mod restore;
 
-/// `code` when `bad`, else success.
 pub fn exit_if(bad: bool, code: i32) -> i32 {
     if bad { code } else { crate::exit::OK }
 }

@@ -86,12 +86,10 @@ impl Hooks {
         out.extend(notify::send_report(&config.notify, log, &report));
         if let Some(path) = &config.metrics.textfile {
             let failures = failures_by_channel(&config.notify, &out);
+            let shown = path.display();
             match crate::metrics::write(path, &report, &failures) {
-                Ok(()) => log.debug(&format!("metrics written to {}", path.display())),
-                Err(e) => log.warn(&format!(
-                    "cannot write the metrics textfile {}: {e}",
-                    path.display()
-                )),
+                Ok(()) => log.debug(&format!("metrics written to {shown}")),
+                Err(e) => log.warn(&format!("cannot write the metrics textfile {shown}: {e}")),
             }
         }
         if reattached {
@@ -122,10 +120,7 @@ pub fn backup_report(r: &BackupReport, run: &RunInfo) -> Report {
     let mut rep = Report::new(run, status, r.exit_code);
     rep.duration_ms = r.duration_ms;
     rep.archive = r.archive.as_ref().map(|p| ArchiveInfo {
-        name: p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        name: p.file_name().unwrap_or_default().to_string_lossy().into(),
         path: p.display().to_string(),
         size: r.size,
         sha256: r.sha256.clone(),

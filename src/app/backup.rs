@@ -150,11 +150,11 @@ fn key_warnings(
             continue;
         };
         let private = item.host_path.with_extension("");
-        if ssh.contains(&type_and_key(&text)) && plan.items.iter().any(|i| i.host_path == private) {
+        let key = type_and_key(&text);
+        if ssh.contains(&key) && plan.items.iter().any(|i| i.host_path == private) {
             let message = format!(
-                "is the SSH key of recipient {}: the key travels with the lock \
-                 (use a key kept off this host, or add it to [collect] exclude)",
-                type_and_key(&text)
+                "is the SSH key of recipient {key}: the key travels with the lock \
+                 (use a key kept off this host, or add it to [collect] exclude)"
             );
             out.push(Warning::at(private.display(), message));
         }
@@ -162,11 +162,7 @@ fn key_warnings(
     let Some(p) = &enc.passphrase_file else {
         return out;
     };
-    let collected = plan
-        .items
-        .iter()
-        .any(|i| i.kind == Kind::File && (i.host_path == *p || ctx.root.path(&i.host_path) == *p));
-    if collected {
+    if collects(plan, &ctx.root, p) {
         let message = "the passphrase file is collected by this backup: \
                        the key travels with the lock \
                        (keep it outside the collected paths, or add it to collect.exclude)";
@@ -176,6 +172,12 @@ fn key_warnings(
         out.push(Warning::at(p.display(), w));
     }
     out
+}
+
+/// Whether `plan` collects the file `p` (a host path, or one under the root).
+pub fn collects(plan: &Plan, root: &Root, p: &Path) -> bool {
+    let is_p = |i: &collect::Item| i.host_path == p || root.path(&i.host_path) == p;
+    plan.items.iter().any(|i| i.kind == Kind::File && is_p(i))
 }
 
 /// What the `[encryption]` table encrypts with: the recipients and passphrase files are read here.
@@ -214,18 +216,20 @@ fn compression_level(
     Ok((compression, level))
 }
 
-/// Preflight, in order: directories → free space → writability. A dry run creates nothing.
-fn preflight_checks(
+/// Preflight, in order: directories → free space → writability. A dry run creates nothing. Free space and
+/// writability are checked only once the directories passed, unless `always`.
+pub(super) fn preflight_checks(
     config: &Config,
     backup_dir: &Path,
     create: bool,
     needed: (u64, &str),
+    always: bool,
 ) -> Vec<Check> {
     let mut checks = vec![
         preflight::directory("backup directory", backup_dir, create),
         preflight::directory("log directory", &config.log_dir, create),
     ];
-    if checks.iter().all(|c| c.ok) {
+    if always || checks.iter().all(|c| c.ok) {
         checks.push(preflight::free_space(
             backup_dir,
             config.min_free_space,
@@ -273,7 +277,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         },
     )?;
     // Free space for the archive: twice this host's newest one, or the collected files for a first backup.
-    let last = crate::store::list(&backup_dir, Some(&facts.hostname)).ok();
+    let last = crate::store::list(backup_dir, Some(&facts.hostname)).ok();
     let needed = last.and_then(|l| Some(l.first()?.size)).map_or_else(
         || (plan.bytes(), "estimate: size of the collected files"),
         |s| (s.saturating_mul(2), "2 × the last archive"),
@@ -290,7 +294,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         commands: plan.commands.len(),
         pve_tree_from_db: plan.pve_tree_from_db,
         categories: plan.counts(),
-        checks: preflight_checks(config, &backup_dir, !opts.dry_run, needed),
+        checks: preflight_checks(config, backup_dir, !opts.dry_run, needed, false),
         ..Default::default()
     };
     if let Some(bad) = report.checks.iter().find(|c| !c.ok) {
@@ -310,7 +314,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     }
 
     let _lock = RunLock::acquire(&config.lock_file, &facts.hostname)?;
-    report.log_file = start_run_log(ctx, &name, &facts, &backup_dir);
+    report.log_file = start_run_log(ctx, &name, &facts, backup_dir);
     if let Some(s) = &seal {
         log.info(&format!("encrypting with {}", s.describe()));
     }
@@ -326,7 +330,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         seal: seal.as_ref(),
         progress: true,
     };
-    let result = write_archive(ctx, &plan, &backup_dir, name.to_string(), time, spec);
+    let result = write_archive(ctx, &plan, backup_dir, name.to_string(), time, spec);
     if let Err(e) = &result {
         log.error(&e.to_string());
         log.detach();
@@ -340,7 +344,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     report.warnings = done.index.warnings;
     // Copies and retention: a tier failure is a warning, never a failure of the backup.
     let (host, name) = (&facts.hostname, done.name.clone());
-    report.tiers = distribute(ctx, &backup_dir, host, name, &done.sha256, time);
+    report.tiers = distribute(ctx, backup_dir, host, name, &done.sha256, time);
     log_tiers(log, &mut report);
     report.duration_ms = started.elapsed().as_millis() as u64;
     if !report.warnings.is_empty() {
@@ -382,10 +386,8 @@ fn start_run_log(
         "proxkeep {version} backup of {host} ({role}) starting"
     ));
     for removed in preflight::sweep_partials(backup_dir) {
-        log.info(&format!(
-            "removed partial file of a run that died: {}",
-            removed.display()
-        ));
+        let shown = removed.display();
+        log.info(&format!("removed partial file of a run that died: {shown}"));
     }
     attached.map(|()| log_path)
 }
@@ -459,9 +461,7 @@ fn write_archive(
     time: Timestamp,
     mut spec: Spec,
 ) -> Result<Finished, BackupError> {
-    let log = ctx.log;
-    let cancel = ctx.cancel;
-    let config = &ctx.config;
+    let (log, cancel, config) = (ctx.log, ctx.cancel, &ctx.config);
     for s in &plan.skipped {
         log.info(&format!(
             "skipped {} ({}): not a regular file, directory or symlink",

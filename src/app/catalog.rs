@@ -32,7 +32,7 @@ pub struct CategoryFound {
 pub fn run(root: &Root, config: &Config) -> CatalogReport {
     let facts = HostFacts::detect(root);
     let plan = collect::scan(root, &facts, config);
-    let mut counts = plan.counts();
+    let counts = plan.counts();
     let categories = CATEGORIES
         .iter()
         .map(|c| CategoryFound {
@@ -42,10 +42,7 @@ pub fn run(root: &Root, config: &Config) -> CatalogReport {
             active: plan.categories.iter().any(|n| n == c.name),
             sources: c.sources,
             exclude: c.exclude,
-            found: counts
-                .iter()
-                .position(|x| x.category == c.name)
-                .map(|i| counts.swap_remove(i)),
+            found: counts.iter().find(|x| x.category == c.name).cloned(),
         })
         .collect();
     CatalogReport {

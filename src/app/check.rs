@@ -3,7 +3,7 @@
 use crate::catalog;
 use crate::config::Config;
 use crate::host::{HostFacts, Root};
-use crate::preflight::{self, Check, LockError, RunLock};
+use crate::preflight::{Check, LockError, RunLock};
 use serde::Serialize;
 
 /// One verdict per check; the run fails (exit 4) when any failed.
@@ -27,23 +27,13 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
         .as_ref()
         .map(|v| format!(", pve-manager {v}"))
         .unwrap_or_default();
-    let mut checks = vec![
-        Check::pass(
-            "host",
-            format!("{} role {}{pve}", facts.hostname, facts.role),
-        ),
-        preflight::directory("backup directory", &config.backup_dir, false),
-        preflight::directory("log directory", &config.log_dir, false),
-        preflight::free_space(
-            &config.backup_dir,
-            config.min_free_space,
-            0,
-            "configured minimum",
-        ),
-    ];
-    if config.backup_dir.is_dir() {
-        checks.push(preflight::writable(&config.backup_dir));
-    }
+    let host = format!("{} role {}{pve}", facts.hostname, facts.role);
+    let mut checks = vec![Check::pass("host", host)];
+    let needed = (0, "configured minimum");
+    let dir = &config.backup_dir;
+    checks.extend(super::backup::preflight_checks(
+        config, dir, false, needed, true,
+    ));
     if let Some(enc) = &config.encryption {
         // The recipients and passphrase files are read by every backup: catch a moved or broken one now.
         let seal = super::backup::seal(enc);

@@ -78,7 +78,7 @@ impl PlanDoc {
     }
 }
 
-/// What `restore` and `extract` did.
+/// What `restore` did.
 #[derive(Debug, Serialize)]
 pub struct RestoreReport {
     pub status: &'static str,
@@ -99,23 +99,15 @@ pub struct RestoreReport {
     pub duration_ms: u64,
 }
 
-impl RestoreReport {
-    /// The report of a run that wrote `outcome` (no plan, undo or follow-ups: the caller adds them).
-    fn new(p: &Prepared, outcome: Outcome, code: i32, started: Instant) -> RestoreReport {
-        RestoreReport {
-            status: status_name(code),
-            exit_code: code,
-            archive: p.archive.clone(),
-            target: p.target.dir.clone(),
-            plan: None,
-            outcome,
-            undo: None,
-            services: Vec::new(),
-            services_note: None,
-            apply_services: false,
-            duration_ms: started.elapsed().as_millis() as u64,
-        }
-    }
+/// What `extract` did.
+#[derive(Debug, Serialize)]
+pub struct Extracted {
+    pub status: &'static str,
+    pub exit_code: i32,
+    pub archive: PathBuf,
+    pub dir: PathBuf,
+    pub outcome: Outcome,
+    pub duration_ms: u64,
 }
 
 pub fn status_name(code: i32) -> &'static str {
@@ -200,19 +192,22 @@ pub fn restore(
                 code = code.max(exit::WARNINGS);
             }
         } else {
-            services_note = Some(format!(
-                "--apply-services: not run, {} is not this host",
-                p.target.dir.display()
-            ));
+            let dir = p.target.dir.display();
+            services_note = Some(format!("--apply-services: not run, {dir} is not this host"));
         }
     }
     Ok(RestoreReport {
+        status: status_name(code),
+        exit_code: code,
+        archive: p.archive.clone(),
+        target: p.target.dir.clone(),
         plan: Some(PlanDoc::new(p)),
+        outcome,
         undo,
         services,
         services_note,
         apply_services: o.apply_services.is_some(),
-        ..RestoreReport::new(p, outcome, code, started)
+        duration_ms: started.elapsed().as_millis() as u64,
     })
 }
 
@@ -223,10 +218,17 @@ pub fn extract(
     now: jiff::Timestamp,
     log: &Log,
     cancel: &AtomicBool,
-) -> Result<RestoreReport, RestoreError> {
+) -> Result<Extracted, RestoreError> {
     let started = Instant::now();
     let (outcome, code) = execute(p, &execution(config, now, true, true), log, cancel)?;
-    Ok(RestoreReport::new(p, outcome, code, started))
+    Ok(Extracted {
+        status: status_name(code),
+        exit_code: code,
+        archive: p.archive.clone(),
+        dir: p.target.dir.clone(),
+        outcome,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
 }
 
 fn undo_command(config_path: Option<&Path>, safety: &Path, target: &Path) -> String {
@@ -261,12 +263,8 @@ pub fn pmxcfs_restore(
     log: &Log,
     cancel: &AtomicBool,
 ) -> Result<PmxcfsRestored, RestoreError> {
-    let next_steps = recovery::next_steps(
-        &staged.nodes,
-        &staged.hostname,
-        staged.has_corosync,
-        req.live,
-    );
+    let s = &staged;
+    let next_steps = recovery::next_steps(&s.nodes, &s.hostname, s.has_corosync, req.live);
     let swapped = recovery::swap(staged, req, log, cancel)?;
     Ok(PmxcfsRestored {
         status: "ok",

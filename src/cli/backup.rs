@@ -11,20 +11,22 @@ use proxkeep::config;
 use proxkeep::exit;
 use proxkeep::host::HostFacts;
 use proxkeep::notify::{self, RunInfo};
+use proxkeep::preflight::Check;
 use proxkeep::store::retention::Decision;
 use proxkeep::units::format_size;
 use std::fmt::Display;
 use std::io::{self, Write};
+use std::path::Path;
 
 pub fn check(ctx: &Ctx) -> Result<i32, Exit> {
     let report = app::check::run(&ctx.root, ctx.config()?);
-    ctx.out.result(&report, |o| {
-        report
-            .checks
-            .iter()
-            .try_for_each(|c| writeln!(o, "{}", c.line()))
-    })?;
+    ctx.out
+        .result(&report, |o| lines(o, report.checks.iter().map(Check::line)))?;
     Ok(report.exit_code())
+}
+
+fn lines(o: &mut dyn Write, lines: impl IntoIterator<Item = String>) -> io::Result<()> {
+    lines.into_iter().try_for_each(|l| writeln!(o, "{l}"))
 }
 
 pub fn config_show(ctx: &Ctx) -> Result<i32, Exit> {
@@ -32,10 +34,9 @@ pub fn config_show(ctx: &Ctx) -> Result<i32, Exit> {
     if ctx.json() {
         // The same redacted rendering, as a JSON document.
         let value: toml::Value = toml::from_str(&text).map_err(Exit::failed)?;
-        ctx.out.json(&value)?;
-    } else {
-        ctx.out.text(|o| o.write_all(text.as_bytes()))?;
+        return ctx.out.json(&value).map(|()| exit::OK);
     }
+    ctx.out.text(|o| o.write_all(text.as_bytes()))?;
     Ok(exit::OK)
 }
 
@@ -60,11 +61,8 @@ fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
             _ if c.active => "nothing found".into(),
             _ => format!("not collected on a {} host", r.role),
         };
-        writeln!(
-            out,
-            "\n{} ({:?}): {}\n  {found}",
-            c.name, c.applies, c.description
-        )?;
+        let (name, applies, description) = (c.name, c.applies, c.description);
+        writeln!(out, "\n{name} ({applies:?}): {description}\n  {found}")?;
         for s in c.sources {
             let line = match s {
                 Source::Path { path } => format!("path    {path}"),
@@ -178,11 +176,8 @@ pub fn backup(ctx: &mut Ctx, a: &BackupArgs) -> Result<i32, Exit> {
             };
             let extra = serde_json::json!({"status": "failed", "exit_code": code, "checks": checks, "notifications": sent});
             let extra = serde_json::from_str(&log.redactor().apply(&extra.to_string())).ok();
-            Err(Exit(
-                code,
-                anyhow!(log.redactor().apply(&e.to_string())),
-                extra,
-            ))
+            let message = log.redactor().apply(&e.to_string());
+            Err(Exit(code, anyhow!(message), extra))
         }
     }
 }
@@ -205,15 +200,9 @@ fn row(out: &mut dyn Write, name: &str, cells: [&dyn Display; 5]) -> io::Result<
 }
 
 fn dry_run_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
-    for c in &r.checks {
-        writeln!(out, "{}", c.line())?;
-    }
-    let archive = r
-        .archive
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    writeln!(out, "\nwould write {archive}")?;
+    lines(out, r.checks.iter().map(Check::line))?;
+    let archive = r.archive.as_deref().unwrap_or(Path::new(""));
+    writeln!(out, "\nwould write {}", archive.display())?;
     let head: [&dyn Display; 5] = [&"files", &"dirs", &"links", &"bytes", &"commands"];
     row(out, "category", head)?;
     for c in &r.categories {
@@ -284,10 +273,8 @@ pub fn notify_test(ctx: &Ctx, cmd: &NotifyCommand) -> Result<i32, Exit> {
         )));
     }
     // Results go to stdout; the log (stderr) only shows retries and details with -v.
-    let log = proxkeep::output::Log::new(
-        if ctx.verbosity > 0 { ctx.verbosity } else { -1 },
-        notify::redactor(config),
-    );
+    let verbosity = if ctx.verbosity > 0 { ctx.verbosity } else { -1 };
+    let log = proxkeep::output::Log::new(verbosity, notify::redactor(config));
     let facts = HostFacts::detect(&ctx.root);
     let run = RunInfo {
         host: facts.hostname,
@@ -296,18 +283,16 @@ pub fn notify_test(ctx: &Ctx, cmd: &NotifyCommand) -> Result<i32, Exit> {
         ended: ctx.now,
     };
     let Some(results) = notify::test(config, &log, &run, channel.as_deref()) else {
+        let (name, names) = (channel.as_deref().unwrap_or(""), names.join(", "));
         return Err(Exit::usage(anyhow!(
-            "no channel named {:?} (channels: {})",
-            channel.as_deref().unwrap_or(""),
-            names.join(", ")
+            "no channel named {name:?} (channels: {names})"
         )));
     };
     let out = Emit {
         redactor: Some(log.redactor().clone()),
         ..ctx.out.clone()
     };
-    out.result(&serde_json::json!({ "channels": results }), |o| {
-        results.iter().try_for_each(|d| writeln!(o, "{}", d.line()))
-    })?;
+    let doc = serde_json::json!({ "channels": results });
+    out.result(&doc, |o| lines(o, results.iter().map(|d| d.line())))?;
     Ok(app::exit_if(results.iter().any(|d| !d.ok), exit::FAILED))
 }

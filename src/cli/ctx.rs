@@ -34,10 +34,8 @@ impl Ctx {
         let verbosity = if cli.quiet { -1 } else { cli.verbose as i8 };
         let root = Root::new(cli.root.clone().unwrap_or_else(|| PathBuf::from("/")));
         if !root.dir().is_dir() {
-            return Err(Exit::usage(anyhow!(
-                "--root {}: not a directory",
-                root.dir().display()
-            )));
+            let dir = root.dir().display();
+            return Err(Exit::usage(anyhow!("--root {dir}: not a directory")));
         }
         let now = std::env::var("PROXKEEP_NOW")
             .ok()
@@ -121,13 +119,13 @@ impl Ctx {
             }) => (true, onto_root(&a.target)),
             _ => (false, false),
         };
+        let not_root = format!("running as {user}, not root");
+        let refuse = |what: &str| {
+            let e = anyhow!("{not_root}: {what}; run it as root");
+            Err(Exit::new(proxkeep::exit::PREFLIGHT, e))
+        };
         if onto_slash {
-            return Err(Exit::new(
-                proxkeep::exit::PREFLIGHT,
-                anyhow!(
-                    "running as {user}, not root: a restore onto / must set owners and write /etc; run it as root"
-                ),
-            ));
+            return refuse("a restore onto / must set owners and write /etc");
         }
         let mut cannot = Vec::new();
         for p in [
@@ -163,14 +161,11 @@ impl Ctx {
         if cannot.is_empty() {
             return Ok(());
         }
-        let msg = format!("running as {user}, not root: cannot {}", cannot.join(", "));
+        let cannot = format!("cannot {}", cannot.join(", "));
         if fatal {
-            return Err(Exit::new(
-                proxkeep::exit::PREFLIGHT,
-                anyhow!("{msg}; run it as root"),
-            ));
+            return refuse(&cannot);
         }
-        eprintln!("warning: {msg}");
+        eprintln!("warning: {not_root}: {cannot}");
         Ok(())
     }
 }

@@ -2,10 +2,13 @@
 //! and a closed stdout (`| head`) that ends the output quietly instead of a panic or an error.
 
 use super::Exit;
+use anyhow::anyhow;
 use proxkeep::output::Redactor;
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use serde::Serialize;
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Set once stdout's reader went away: nothing more is written, and the process ends with its own code.
 static CLOSED: AtomicBool = AtomicBool::new(false);
@@ -20,7 +23,6 @@ pub fn document_written() -> bool {
     DOCUMENT.load(Ordering::Relaxed)
 }
 
-/// Whether an error is (caused by) writing to a closed pipe.
 pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|c| c.downcast_ref::<io::Error>())
@@ -67,10 +69,8 @@ impl Emit {
     /// Text streamed as it is produced (ls of a big archive, cat): a closed reader stops the producer, which
     /// sees the BrokenPipe error.
     pub fn stream<T>(&self, f: impl FnOnce(&mut dyn Write) -> T) -> T {
-        let mut out = Pipe(io::BufWriter::with_capacity(
-            256 * 1024,
-            io::stdout().lock(),
-        ));
+        let stdout = io::stdout().lock();
+        let mut out = Pipe(io::BufWriter::with_capacity(256 * 1024, stdout));
         let r = f(&mut out);
         let _ = out.flush();
         r
@@ -117,15 +117,12 @@ fn quiet_if_closed(e: io::Error) -> Result<(), Exit> {
     if e.kind() == io::ErrorKind::BrokenPipe {
         Ok(())
     } else {
-        Err(Exit::failed(anyhow::anyhow!(
-            "cannot write the output: {e}"
-        )))
+        Err(Exit::failed(anyhow!("cannot write the output: {e}")))
     }
 }
 
 /// A typed confirmation on a terminal; `yes` skips it. Ctrl-C at the prompt ends the run (exit 130).
 pub fn confirm(what: &str, word: &str, yes: bool, cancel: &AtomicBool) -> Result<(), Exit> {
-    use anyhow::anyhow;
     if yes {
         return Ok(());
     }
@@ -135,35 +132,26 @@ pub fn confirm(what: &str, word: &str, yes: bool, cancel: &AtomicBool) -> Result
             "no terminal to confirm on: pass --yes to {what} without asking (nothing was changed)"
         )));
     }
+    let unread = |e: io::Error| Exit::failed(anyhow!("reading the confirmation: {e}"));
     eprint!("Type `{word}` to {what}, anything else to stop: ");
     let _ = io::stderr().flush();
     // Poll, so SIGINT/SIGTERM (which only set a flag) end the wait instead of being swallowed by a read.
     loop {
         if cancel.load(Ordering::Relaxed) {
             eprintln!();
-            return Err(Exit::new(
-                proxkeep::exit::INTERRUPTED,
-                anyhow!("interrupted at the confirmation: nothing was changed"),
-            ));
+            let e = anyhow!("interrupted at the confirmation: nothing was changed");
+            return Err(Exit::new(proxkeep::exit::INTERRUPTED, e));
         }
-        let mut fds = [rustix::event::PollFd::new(
-            &stdin,
-            rustix::event::PollFlags::IN,
-        )];
-        let timeout = rustix::fs::Timespec {
-            tv_sec: 0,
-            tv_nsec: 200_000_000,
-        };
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
+        let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+        let timeout = Timespec::try_from(Duration::from_millis(200)).ok();
+        match poll(&mut fds, timeout.as_ref()) {
             Ok(0) | Err(rustix::io::Errno::INTR) => continue,
             Ok(_) => break,
-            Err(e) => return Err(Exit::failed(anyhow!("reading the confirmation: {e}"))),
+            Err(e) => return Err(unread(e.into())),
         }
     }
     let mut line = String::new();
-    stdin
-        .read_line(&mut line)
-        .map_err(|e| Exit::failed(anyhow!("reading the confirmation: {e}")))?;
+    stdin.read_line(&mut line).map_err(unread)?;
     if line.trim() == word {
         Ok(())
     } else {

@@ -249,11 +249,8 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
         writeln!(o, "versions     {}", versions.join(", "))?;
     }
     writeln!(o, "created      {created} ({})", m.created)?;
-    writeln!(
-        o,
-        "written by   {} {} (format {})",
-        m.tool, m.tool_version, m.format_version
-    )?;
+    let (tool, version, format) = (&m.tool, &m.tool_version, m.format_version);
+    writeln!(o, "written by   {tool} {version} (format {format})")?;
     writeln!(o, "purpose      {}", m.purpose)?;
     if m.root != "/" {
         writeln!(o, "root         {}", m.root)?;
@@ -296,11 +293,8 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
         writeln!(o, "  {}", warning_text(w))?;
     }
     if !s.skipped.is_empty() {
-        writeln!(
-            o,
-            "not stored   {} (sockets, FIFOs, devices)",
-            s.skipped.len()
-        )?;
+        let n = s.skipped.len();
+        writeln!(o, "not stored   {n} (sockets, FIFOs, devices)")?;
         for k in &s.skipped {
             writeln!(o, "  {} ({})", k.path, k.kind)?;
         }
@@ -435,11 +429,8 @@ fn problem_lines(out: &mut dyn Write, problems: &[Problem], limit: usize) -> io:
         writeln!(out, "  {p}")?;
     }
     if problems.len() > limit {
-        writeln!(
-            out,
-            "  … and {} more (--json lists them all)",
-            problems.len() - limit
-        )?;
+        let more = problems.len() - limit;
+        writeln!(out, "  … and {more} more (--json lists them all)")?;
     }
     Ok(())
 }

@@ -82,11 +82,7 @@ fn generate(ctx: &Ctx, out: Option<&Path>) -> Result<i32, Exit> {
         let root = &ctx.root;
         let plan = collect::scan(root, &host::HostFacts::detect(root), config);
         let abs = proxkeep::app::absolute(out);
-        if plan
-            .items
-            .iter()
-            .any(|i| i.host_path == abs || root.path(&i.host_path) == abs)
-        {
+        if proxkeep::app::backup::collects(&plan, root, &abs) {
             eprintln!(
                 "warning: {} lies inside a path proxkeep backs up: the key would travel with the lock; \
                  move it, or add it to [collect] exclude",
@@ -109,10 +105,7 @@ fn decrypt(ctx: &Ctx, archive: &str, out: &Path, dir: &Option<PathBuf>) -> Resul
     let resolved = ctx.resolve(archive, dir)?;
     let src = &resolved.path;
     let out = if out.is_dir() {
-        let name = src
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = src.file_name().unwrap_or_default().to_string_lossy();
         out.join(name.strip_suffix(".age").unwrap_or(&name))
     } else {
         out.to_path_buf()
@@ -128,14 +121,9 @@ fn decrypt(ctx: &Ctx, archive: &str, out: &Path, dir: &Option<PathBuf>) -> Resul
         out: &out,
         bytes,
     };
+    let size = format_size(bytes);
     ctx.out.result(&doc, |o| {
-        writeln!(
-            o,
-            "{} -> {} ({})",
-            src.display(),
-            out.display(),
-            format_size(bytes)
-        )
+        writeln!(o, "{} -> {} ({size})", src.display(), out.display())
     })?;
     Ok(exit::OK)
 }

@@ -16,7 +16,7 @@ use proxkeep::restore::apply::Stop;
 use proxkeep::restore::path::NodeMap;
 use proxkeep::restore::plan::{Action, PveWrite, Step};
 use proxkeep::restore::recovery::{self, RecoveryRequest, Staged};
-use proxkeep::restore::{self, Mode, Prepared, Request, RestoreError};
+use proxkeep::restore::{self, Mode, Outcome, Prepared, Request, RestoreError};
 use proxkeep::runner::CommandSpec;
 use proxkeep::units::format_size;
 use serde::Serialize;
@@ -28,17 +28,14 @@ pub fn run(ctx: &Ctx, cmd: &RestoreCommand) -> Result<i32, Exit> {
     match cmd {
         RestoreCommand::Extract { archive, dir } => extract(ctx, archive, dir),
         RestoreCommand::Restore(a) => restore_cmd(ctx, a),
-        RestoreCommand::Pmxcfs {
-            action:
-                PmxcfsCommand::Extract {
-                    config_db,
-                    dir,
-                    node,
-                },
-        } => pmxcfs_extract(ctx, config_db, dir, node.as_deref()),
-        RestoreCommand::Pmxcfs {
-            action: PmxcfsCommand::Restore(a),
-        } => pmxcfs_restore(ctx, a),
+        RestoreCommand::Pmxcfs { action } => match action {
+            PmxcfsCommand::Extract {
+                config_db,
+                dir,
+                node,
+            } => pmxcfs_extract(ctx, config_db, dir, node.as_deref()),
+            PmxcfsCommand::Restore(a) => pmxcfs_restore(ctx, a),
+        },
     }
 }
 
@@ -60,10 +57,8 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 fn target_dir(ctx: &Ctx, target: Option<&Path>) -> Result<PathBuf, Exit> {
     let target = absolute(target.unwrap_or(ctx.root.dir()));
     if !target.is_dir() {
-        return Err(Exit::usage(anyhow!(
-            "--target {}: not a directory",
-            target.display()
-        )));
+        let dir = target.display();
+        return Err(Exit::usage(anyhow!("--target {dir}: not a directory")));
     }
     Ok(target)
 }
@@ -97,28 +92,21 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         Exit(e.exit_code(), e.into(), Some(plan))
     })?;
     if a.dry_run {
-        ctx.out.result(&PlanDoc::new(&p), |o| {
-            writeln!(o, "\ndry run: nothing was written")
-        })?;
-        return Ok(exit::OK);
+        let text = |o: &mut dyn Write| writeln!(o, "\ndry run: nothing was written");
+        return ctx.out.result(&PlanDoc::new(&p), text).map(|()| exit::OK);
     }
     if !p.plan.changes() {
         let doc = serde_json::json!({"status": "ok", "plan": PlanDoc::new(&p), "changed": 0});
-        ctx.out.result(&doc, |o| {
+        let text = |o: &mut dyn Write| {
             writeln!(o, "\nnothing to do: the target already matches the archive")
-        })?;
-        return Ok(exit::OK);
+        };
+        return ctx.out.result(&doc, text).map(|()| exit::OK);
     }
     let writes = p.plan.writes().count() + p.plan.removals().count();
-    confirm(
-        &format!("write {writes} entries to {}", target.display()),
-        "restore",
-        a.yes,
-        ctx.cancel,
-    )?;
-    let config = ctx.config()?;
+    let what = format!("write {writes} entries to {}", target.display());
+    confirm(&what, "restore", a.yes, ctx.cancel)?;
     let opts = RestoreOptions {
-        config,
+        config: ctx.config()?,
         config_path: ctx.config_path.as_deref(),
         no_safety_backup: a.no_safety_backup,
         apply_services: a.apply_services.then_some(timeout),
@@ -128,7 +116,12 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
     let report =
         journey::restore(&p, &opts, &ctx.log(Redactor::default()), ctx.cancel).map_err(fail)?;
     ctx.out.result(&report, |o| {
-        outcome_text(&report, o)?;
+        outcome_text(
+            &report.outcome,
+            report.duration_ms,
+            report.undo.as_deref(),
+            o,
+        )?;
         follow_ups_text(&report, o)
     })?;
     Ok(report.exit_code)
@@ -147,27 +140,10 @@ fn extract(ctx: &Ctx, archive: &str, dir: &Path) -> Result<i32, Exit> {
     };
     let p = restore::prepare(&req, ctx.cancel).map_err(fail)?;
     let log = ctx.log(Redactor::default());
-    let report = journey::extract(&p, ctx.config()?, ctx.now, &log, ctx.cancel).map_err(fail)?;
-    #[derive(Serialize)]
-    struct Doc<'a> {
-        status: &'a str,
-        exit_code: i32,
-        archive: &'a Path,
-        dir: &'a Path,
-        outcome: &'a restore::Outcome,
-        duration_ms: u64,
-    }
-    let r = &report;
-    let doc = Doc {
-        status: r.status,
-        exit_code: r.exit_code,
-        archive: &r.archive,
-        dir: &req.target,
-        outcome: &r.outcome,
-        duration_ms: r.duration_ms,
-    };
+    let r = journey::extract(&p, ctx.config()?, ctx.now, &log, ctx.cancel).map_err(fail)?;
     if ctx.json() || ctx.verbosity >= 0 || r.exit_code != exit::OK {
-        ctx.out.result(&doc, |o| outcome_text(r, o))?;
+        ctx.out
+            .result(&r, |o| outcome_text(&r.outcome, r.duration_ms, None, o))?;
     }
     Ok(r.exit_code)
 }
@@ -227,11 +203,8 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     }
     counts_row(o, "total", total.each_ref().map(|n| n as _))?;
     if p.plan.not_selected > 0 {
-        writeln!(
-            o,
-            "({} entries not selected by --only/--path)",
-            p.plan.not_selected
-        )?;
+        let n = p.plan.not_selected;
+        writeln!(o, "({n} entries not selected by --only/--path)")?;
     }
     let steps = |f: fn(&Action) -> bool| -> Vec<&Step> {
         p.plan.steps.iter().filter(|s| f(&s.action)).collect()
@@ -240,13 +213,8 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     if !writes.is_empty() {
         writeln!(o, "\nwill write {} entries:", writes.len())?;
         for s in writes {
-            writeln!(
-                o,
-                "  {:<8} {}{}",
-                s.action.name(),
-                s.shown(),
-                changes_text(s)
-            )?;
+            let (action, shown) = (s.action.name(), s.shown());
+            writeln!(o, "  {action:<8} {shown}{}", changes_text(s))?;
         }
     }
     let held = steps(|a| *a == Action::Held);
@@ -277,8 +245,12 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-fn outcome_text(report: &RestoreReport, out: &mut dyn Write) -> io::Result<()> {
-    let o = &report.outcome;
+fn outcome_text(
+    o: &Outcome,
+    duration_ms: u64,
+    undo: Option<&str>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let r = &o.report;
     if let Some(s) = &o.safety_archive {
         writeln!(out, "\nsafety   {}", s.display())?;
@@ -291,7 +263,7 @@ fn outcome_text(report: &RestoreReport, out: &mut dyn Write) -> io::Result<()> {
         r.replaced,
         r.removed,
         format_size(r.bytes),
-        report.duration_ms as f64 / 1000.0
+        duration_ms as f64 / 1000.0
     )?;
     if let Some(stop) = &r.stopped {
         let head = match stop {
@@ -299,17 +271,16 @@ fn outcome_text(report: &RestoreReport, out: &mut dyn Write) -> io::Result<()> {
             Stop::Damaged { .. } => format!("STOPPED, the archive is damaged: {stop}"),
             Stop::Failed { .. } => format!("STOPPED: {stop}"),
         };
+        let (done, not_done) = (r.done.len(), r.not_done);
         writeln!(
             out,
-            "{head}\n{} entries were written, {} were not; every file is either its old or its new version, none is partial",
-            r.done.len(),
-            r.not_done
+            "{head}\n{done} entries were written, {not_done} were not; every file is either its old or its new version, none is partial"
         )?;
     }
     for w in &r.warnings {
         writeln!(out, "warning: {w}")?;
     }
-    if let Some(u) = &report.undo {
+    if let Some(u) = undo {
         writeln!(out, "undo     {u}")?;
     }
     Ok(())
@@ -373,7 +344,7 @@ fn pmxcfs_extract(ctx: &Ctx, db: &Path, dir: &Path, node: Option<&str>) -> Resul
                     .collect()
             })
             .unwrap_or_default();
-        let nodes = if nodes.is_empty() { "none".into() } else { nodes.join(", ") };
+        let nodes = listed(&nodes, "none");
         writeln!(
             o,
             "pmxcfs' links (local, qemu-server, lxc, openvz) were not created: pass --node NAME (nodes in the db: {nodes})"
@@ -400,17 +371,22 @@ fn pmxcfs_restore(ctx: &Ctx, a: &PmxcfsRestoreArgs) -> Result<i32, Exit> {
     let staged = recovery::stage(&req, ctx.cancel).map_err(fail)?;
     ctx.out
         .text(|o| staged_text(&staged, &req, &a.service_timeout, o))?;
-    let db = staged.db_dir.join("config.db");
-    confirm(
-        &format!("replace {}", db.display()),
-        "restore",
-        a.yes,
-        ctx.cancel,
-    )?;
+    let what = format!("replace {}", staged.db_dir.join("config.db").display());
+    confirm(&what, "restore", a.yes, ctx.cancel)?;
     let done = journey::pmxcfs_restore(staged, &req, &ctx.log(Redactor::default()), ctx.cancel)
         .map_err(fail)?;
     ctx.out.result(&done, |o| restored_text(&done, o))?;
     Ok(done.exit_code())
+}
+
+/// `v` joined by commas, or `none` when it is empty.
+fn listed<S: AsRef<str>>(v: &[S], none: &str) -> String {
+    let v: Vec<&str> = v.iter().map(AsRef::as_ref).collect();
+    if v.is_empty() {
+        none.into()
+    } else {
+        v.join(", ")
+    }
 }
 
 fn staged_text(
@@ -419,34 +395,23 @@ fn staged_text(
     timeout: &str,
     o: &mut dyn Write,
 ) -> io::Result<()> {
-    let list = |v: &[&str], none: &str| {
-        if v.is_empty() {
-            none.to_string()
-        } else {
-            v.join(", ")
-        }
-    };
-    let nodes: Vec<&str> = staged.nodes.iter().map(String::as_str).collect();
     writeln!(o, "archive  {}", req.archive.display())?;
     writeln!(
         o,
         "database version {}, {} entries, nodes: {}",
         staged.version,
         staged.entries,
-        list(&nodes, "none")
+        listed(&staged.nodes, "none")
     )?;
     writeln!(
         o,
         "replaces {} (now: {})",
         staged.db_dir.join("config.db").display(),
-        list(&staged.current, "absent")
+        listed(&staged.current, "absent")
     )?;
+    let force = if req.force { " (--force)" } else { "" };
     match &staged.cluster {
-        Some(c) => writeln!(
-            o,
-            "cluster  {c:?}{}",
-            if req.force { " (--force)" } else { "" }
-        )?,
+        Some(c) => writeln!(o, "cluster  {c:?}{force}")?,
         None => writeln!(
             o,
             "target is not this host: no service is stopped or started"
@@ -463,12 +428,8 @@ fn staged_text(
 
 fn restored_text(done: &PmxcfsRestored, o: &mut dyn Write) -> io::Result<()> {
     let s = &done.swapped;
-    if let Some(c) = &s.safety_copy {
-        writeln!(
-            o,
-            "safety   previous config.db files copied to {}",
-            c.display()
-        )?;
+    if let Some(c) = s.safety_copy.as_ref().map(|c| c.display()) {
+        writeln!(o, "safety   previous config.db files copied to {c}")?;
     }
     writeln!(o, "replaced {} (mode 0600)", s.db.display())?;
     if s.stopped {
