@@ -183,7 +183,8 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     let extract = req.mode == Mode::Extract;
     let pve = req.pve.unwrap_or_else(|| {
         let root = crate::host::Root::new(&req.target);
-        guard::pve_verdict(root.is_system_root(), guard::live_pmxcfs_mounted())
+        let mounted = guard::pmxcfs_mounted(&crate::fsx::mounts(), "/etc/pve");
+        guard::pve_verdict(root.is_system_root(), mounted)
     });
     // The archive says whether it is a safety archive only in meta.json; held files are captured (for
     // their diffs) by name in pass 1 either way.
@@ -402,10 +403,7 @@ pub fn run_follow_ups(
         let r = runner::run(&spec, &opts, cancel);
         let ok = r.success();
         let status = match &r.status {
-            runner::Status::TimedOut => format!(
-                "did not finish within {}s and was killed",
-                timeout.as_secs_f64()
-            ),
+            runner::Status::TimedOut => recovery::killed(timeout),
             s => s.to_string(),
         };
         out.push(Applied {

@@ -52,8 +52,9 @@ fn io_err(db: &Path, path: &Path, action: &'static str, source: io::Error) -> Pm
     }
 }
 
-fn symlink_err(db: &Path, path: &Path) -> PmxcfsError {
-    PmxcfsError::Symlink(db.to_path_buf(), path.to_path_buf())
+/// `make` (an error naming the db and a path) for `db` and `path`.
+fn at(make: fn(PathBuf, PathBuf) -> PmxcfsError, db: &Path, path: &Path) -> PmxcfsError {
+    make(db.to_path_buf(), path.to_path_buf())
 }
 
 /// The error of a failed [`crate::fsx::set_meta`].
@@ -69,13 +70,8 @@ fn prepare_target(
 ) -> Result<OwnedFd, PmxcfsError> {
     let mut created = false;
     match std::fs::symlink_metadata(dir) {
-        Ok(m) if m.file_type().is_symlink() => return Err(symlink_err(db, dir)),
-        Ok(m) if !m.is_dir() => {
-            return Err(PmxcfsError::TargetNotDir(
-                db.to_path_buf(),
-                dir.to_path_buf(),
-            ));
-        }
+        Ok(m) if m.file_type().is_symlink() => return Err(at(PmxcfsError::Symlink, db, dir)),
+        Ok(m) if !m.is_dir() => return Err(at(PmxcfsError::TargetNotDir, db, dir)),
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             std::fs::DirBuilder::new()
@@ -88,15 +84,12 @@ fn prepare_target(
         Err(e) => return Err(io_err(db, dir, "inspect", e)),
     }
     let fd = open_dir_at(rustix::fs::CWD, dir).map_err(|e| match e {
-        Errno::LOOP | Errno::NOTDIR => symlink_err(db, dir),
+        Errno::LOOP | Errno::NOTDIR => at(PmxcfsError::Symlink, db, dir),
         e => io_err(db, dir, "open", e.into()),
     })?;
     // Emptiness checked on the opened directory itself, so a swap after the lstat above cannot slip through.
     if !crate::fsx::dir_is_empty(&fd).map_err(|e| io_err(db, dir, "list", e))? {
-        return Err(PmxcfsError::TargetNotEmpty(
-            db.to_path_buf(),
-            dir.to_path_buf(),
-        ));
+        return Err(at(PmxcfsError::TargetNotEmpty, db, dir));
     }
     if created {
         set_meta(&fd, owner, Some(0o755), None).map_err(meta_err(db, dir))?;
@@ -114,7 +107,7 @@ fn create_err(
 ) -> impl FnOnce(Errno) -> PmxcfsError {
     move |e| {
         if matches!(e, Errno::EXIST | Errno::LOOP | Errno::NOTDIR) && is_symlink_at(parent, name) {
-            symlink_err(db, shown)
+            at(PmxcfsError::Symlink, db, shown)
         } else {
             io_err(db, shown, action, e.into())
         }

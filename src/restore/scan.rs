@@ -99,10 +99,9 @@ pub fn scan(
                 let m: Meta = serde_json::from_slice(&data)
                     .map_err(|e| not_ours(format!("{META_PATH}: {e}")))?;
                 if m.format_version > FORMAT_VERSION {
-                    let version = m.format_version;
                     return Err(RestoreError::TooNew {
                         archive: shown,
-                        version,
+                        version: m.format_version,
                     });
                 }
                 meta = Some(m);
