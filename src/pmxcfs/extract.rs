@@ -57,7 +57,6 @@ fn at(make: fn(PathBuf, PathBuf) -> PmxcfsError, db: &Path, path: &Path) -> Pmxc
     make(db.to_path_buf(), path.to_path_buf())
 }
 
-/// The error of a failed [`crate::fsx::set_meta`].
 fn meta_err(db: &Path, shown: &Path) -> impl FnOnce((&'static str, Errno)) -> PmxcfsError {
     move |(action, e)| io_err(db, shown, action, e.into())
 }

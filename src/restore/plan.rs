@@ -452,7 +452,7 @@ fn held_diff(
             if !kept || (new.is_none() && w.size > 0) {
                 return Some(format!("{shown}: too large to show a diff"));
             }
-            Some(unified_diff(&shown, old, Some(new.unwrap_or_default())))
+            Some(unified_diff(&shown, old, new.unwrap_or_default()))
         }
         (Kind::Symlink, Observed::Symlink { target, .. }) => Some(format!(
             "{shown}: link to {} on the target, {} in the archive",
@@ -463,17 +463,13 @@ fn held_diff(
     }
 }
 
-/// A unified diff from the target's version to the archive's (see [`text_diff`]). `None` = absent.
-pub fn unified_diff(shown: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
+/// A unified diff from the target's version (`None`: absent) to the archive's (see [`text_diff`]).
+pub fn unified_diff(shown: &str, old: Option<&[u8]>, new: &[u8]) -> String {
     let from = match old {
         Some(_) => format!("{shown} (target)"),
         None => "/dev/null (absent on the target)".into(),
     };
-    let to = match new {
-        Some(_) => format!("{shown} (archive)"),
-        None => "/dev/null".into(),
-    };
-    text_diff(&from, &to, old, new, true)
+    text_diff(&from, &format!("{shown} (archive)"), old, Some(new), true)
         .unwrap_or_else(|_| format!("{shown}: binary content differs"))
 }
 
@@ -1124,15 +1120,15 @@ mod tests {
 
     #[test]
     fn diff_rendering() {
-        let d = unified_diff("/etc/hosts", Some(b"a\nb\n"), Some(b"a\nc\n"));
+        let d = unified_diff("/etc/hosts", Some(b"a\nb\n"), b"a\nc\n");
         assert!(
             d.contains("--- /etc/hosts (target)\n+++ /etc/hosts (archive)\n"),
             "{d}"
         );
         assert!(d.contains("-b\n+c\n"), "{d}");
-        assert!(unified_diff("/x", None, Some(b"n\n")).contains("absent on the target"));
+        assert!(unified_diff("/x", None, b"n\n").contains("absent on the target"));
         assert_eq!(
-            unified_diff("/x", Some(b"\0"), Some(b"y")),
+            unified_diff("/x", Some(b"\0"), b"y"),
             "/x: binary content differs"
         );
     }

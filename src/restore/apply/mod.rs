@@ -409,10 +409,9 @@ impl Writer<'_> {
     }
 
     fn record(&mut self, done: Done) {
-        if done.action == "replace" {
-            self.report.replaced += 1;
-        } else {
-            self.report.created += 1;
+        match done.action {
+            "replace" => self.report.replaced += 1,
+            _ => self.report.created += 1,
         }
         self.report.done.push(done);
     }
