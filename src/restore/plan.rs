@@ -485,26 +485,19 @@ pub fn plan(
 ) -> Plan {
     const MISSING: Observed = Observed::Missing;
     let mut out = Plan::default();
-    // First pass: a decision per entry; unselected directories may still be needed as parents.
-    enum Decision {
-        Step(Step),
-        Unselected,
-        Skip,
-    }
-    let mut decisions = Vec::with_capacity(wanted.len());
+    // First pass: a step per selected entry; unselected directories (`None`) may still be needed as parents.
+    let mut decisions: Vec<(usize, Option<Step>)> = Vec::with_capacity(wanted.len());
     for (i, w) in wanted.iter().enumerate() {
         if w.internal() && !rules.include_internal {
             out.internal += 1;
-            decisions.push(Decision::Skip);
             continue;
         }
         let obs = observed.get(&w.path).unwrap_or(&MISSING);
         let named = rules.names(&w.category, &w.path);
-        let selected = rules.everything() || named;
         let pve = under_etc_pve(&w.path);
         let through = pve && rules.pve == PveWrite::ThroughMount;
-        if !selected {
-            decisions.push(Decision::Unselected);
+        if !(rules.everything() || named) {
+            decisions.push((i, None));
             continue;
         }
         let mut action = compare(w, obs, through);
@@ -520,40 +513,38 @@ pub fn plan(
                 "/etc/pve is not mounted (pmxcfs is down): files written there would never reach config.db".into(),
             );
         }
-        decisions.push(Decision::Step(Step {
+        let step = Step {
             through_pmxcfs: through,
             observed: obs.kind(),
             diff,
             ..Step::new(Some(i), &w.path, &w.category, w.kind, action)
-        }));
+        };
+        decisions.push((i, Some(step)));
     }
     // Directories above what will be written, missing on the target, come from the archive too.
-    let mut needed: HashSet<Vec<u8>> = HashSet::new();
-    for d in &decisions {
-        if let Decision::Step(s) = d
-            && s.action.writes()
-        {
-            needed.extend(ancestors(&s.path).map(<[u8]>::to_vec));
-        }
-    }
-    for (i, d) in decisions.into_iter().enumerate() {
-        match d {
-            Decision::Step(s) => out.steps.push(s),
-            Decision::Skip => {}
-            Decision::Unselected => {
-                let w = &wanted[i];
-                let obs = observed.get(&w.path).unwrap_or(&MISSING);
-                if w.kind == Kind::Dir && needed.contains(&w.path) && *obs == Observed::Missing {
-                    let through = under_etc_pve(&w.path) && rules.pve == PveWrite::ThroughMount;
-                    out.steps.push(Step {
-                        implicit: true,
-                        through_pmxcfs: through,
-                        ..Step::new(Some(i), &w.path, &w.category, Kind::Dir, Action::Create)
-                    });
-                } else {
-                    out.not_selected += 1;
-                }
+    let needed: HashSet<Vec<u8>> = decisions
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().filter(|s| s.action.writes()))
+        .flat_map(|s| ancestors(&s.path).map(<[u8]>::to_vec))
+        .collect();
+    for (i, step) in decisions {
+        let w = &wanted[i];
+        match step {
+            Some(s) => out.steps.push(s),
+            None if w.kind == Kind::Dir
+                && needed.contains(&w.path)
+                && observed
+                    .get(&w.path)
+                    .is_none_or(|o| *o == Observed::Missing) =>
+            {
+                let through = under_etc_pve(&w.path) && rules.pve == PveWrite::ThroughMount;
+                out.steps.push(Step {
+                    implicit: true,
+                    through_pmxcfs: through,
+                    ..Step::new(Some(i), &w.path, &w.category, Kind::Dir, Action::Create)
+                });
             }
+            None => out.not_selected += 1,
         }
     }
     for (category, path) in absent {
