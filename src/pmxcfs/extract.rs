@@ -138,11 +138,9 @@ pub(super) fn write_entries(
     let mut stack: Vec<OpenDir> = Vec::new();
     for e in entries {
         let shown = e.path.split('/').fold(dir.to_path_buf(), |p, c| p.join(c));
+        let refuse = |kind, why: &str| io_err(db, &shown, "create", io::Error::new(kind, why));
         for component in e.path.split('/') {
-            check_component(component).map_err(|reason| {
-                let source = io::Error::new(io::ErrorKind::InvalidInput, reason);
-                io_err(db, &shown, "create", source)
-            })?;
+            check_component(component).map_err(|why| refuse(io::ErrorKind::InvalidInput, why))?;
         }
         let (parent, name) = e.path.rsplit_once('/').unwrap_or(("", e.path.as_str()));
         while stack.last().is_some_and(|d| d.path != parent) {
@@ -153,8 +151,7 @@ pub(super) fn write_entries(
             None if parent.is_empty() => root,
             None => {
                 let why = "parent directory was not extracted first";
-                let source = io::Error::new(io::ErrorKind::NotFound, why);
-                return Err(io_err(db, &shown, "create", source));
+                return Err(refuse(io::ErrorKind::NotFound, why));
             }
         };
         let mode = Some(default_mode(&e.path, e.kind));

@@ -192,16 +192,12 @@ fn bad_name(db: &Path, inode: u64, name: String, reason: &'static str) -> Pmxcfs
 
 /// A usable single path component (row name or node name).
 pub fn check_component(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        Err("empty name")
-    } else if name == "." || name == ".." {
-        Err("`.` and `..` are not allowed")
-    } else if name.contains('/') {
-        Err("contains '/'")
-    } else if name.contains('\0') {
-        Err("contains a NUL byte")
-    } else {
-        Ok(())
+    match name {
+        "" => Err("empty name"),
+        "." | ".." => Err("`.` and `..` are not allowed"),
+        _ if name.contains('/') => Err("contains '/'"),
+        _ if name.contains('\0') => Err("contains a NUL byte"),
+        _ => Ok(()),
     }
 }
 

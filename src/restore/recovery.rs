@@ -222,7 +222,7 @@ fn check_cluster(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Cluster, 
     Err(RestoreError::Refused(why))
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Swapped {
     pub db: PathBuf,
     pub safety_copy: Option<PathBuf>,
@@ -306,10 +306,7 @@ pub fn swap(
     }
     let mut out = Swapped {
         db: staged.db_dir.join(DB_NAME),
-        safety_copy: None,
-        stopped: false,
-        started: false,
-        warnings: Vec::new(),
+        ..Default::default()
     };
     // Not cancellable: the node must not be left without pmxcfs (a flag SIGTERM cannot have set).
     let start = || {
