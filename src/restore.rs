@@ -211,11 +211,9 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
         if !wanted.iter().any(|w| w.archive_path == old.as_bytes()) {
             let nodes: Vec<String> = wanted
                 .iter()
-                .filter_map(|w| {
-                    let p = String::from_utf8_lossy(&w.archive_path);
-                    let n = p.strip_prefix("etc/pve/nodes/")?;
-                    (!n.contains('/')).then(|| n.to_string())
-                })
+                .filter_map(|w| w.archive_path.strip_prefix(b"etc/pve/nodes/"))
+                .filter(|n| !n.contains(&b'/'))
+                .map(path::show)
                 .collect();
             return Err(RestoreError::Usage(format!(
                 "--map-node: the archive has no /etc/pve/nodes/{} (it has: {})",

@@ -198,8 +198,6 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
     Ok(staged)
 }
 
-/// Whether this node may have its db replaced: `pvecm status` must not report a quorate cluster (or fail),
-/// unless `--force`.
 fn check_cluster(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Cluster, RestoreError> {
     let spec = CommandSpec::new("pvecm", &["status"]);
     let r = runner::run(&spec, &run_opts(req.service_timeout), cancel);
@@ -247,7 +245,6 @@ fn systemctl(
     }
 }
 
-/// Stop pve-cluster; on failure escalate to SIGKILL and insist that systemd reports it down.
 fn stop(
     timeout: Duration,
     log: &Log,

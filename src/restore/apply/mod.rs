@@ -24,9 +24,6 @@
 //! Renames stay in archive order, and a file is renamed only when it and every file before it were written
 //! and verified: a restore that stops (damaged entry, failure, signal) leaves exactly the files before the
 //! stopping entry in place, as if the files were written one at a time.
-//!
-//! This file reads the archive and makes directories and symlinks; `worker` is the writer threads' side,
-//! `sync` the putting back in order, the batches and the syncer thread.
 
 mod sync;
 mod worker;

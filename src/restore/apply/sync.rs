@@ -235,7 +235,6 @@ pub(super) fn syncer(batches: Receiver<Vec<Pending>>, out: Sender<Flushed>, extr
     }
 }
 
-/// Data of every temp file on disk (one syncfs per file system), then the renames.
 fn flush(batch: Vec<Pending>, extract: bool) -> Flushed {
     let mut synced = HashSet::new();
     for p in &batch {
