@@ -181,12 +181,9 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
     staged.nodes = tree
         .iter()
         .filter(|e| e.kind == crate::pmxcfs::NodeKind::Dir)
-        .filter_map(|e| {
-            e.path
-                .strip_prefix("nodes/")
-                .filter(|n| !n.contains('/'))
-                .map(String::from)
-        })
+        .filter_map(|e| e.path.strip_prefix("nodes/"))
+        .filter(|n| !n.contains('/'))
+        .map(String::from)
         .collect();
     staged.current = SIDE_FILES
         .into_iter()
