@@ -190,12 +190,10 @@ pub fn apply(
     cancel: &AtomicBool,
     progress: &dyn Progress,
 ) -> ApplyReport {
-    let mut todo: HashMap<&[u8], &Step> = HashMap::new();
-    for s in plan.writes() {
-        if let Some(i) = s.wanted {
-            todo.insert(wanted[i].archive_path.as_slice(), s);
-        }
-    }
+    let mut todo: HashMap<&[u8], &Step> = plan
+        .writes()
+        .filter_map(|s| Some((wanted[s.wanted?].archive_path.as_slice(), s)))
+        .collect();
     let planned =
         todo.len() as u64 + plan.removals().count() as u64 + if opts.extract { 2 } else { 0 };
     // Same dirs that get something written below them keep the archive's mtime too.
@@ -262,8 +260,7 @@ pub fn apply(
         w.set_dir_meta();
         w.final_sync();
         progress.finish();
-        let done = w.report.done.len() as u64;
-        w.report.not_done = planned.saturating_sub(done);
+        w.report.not_done = planned.saturating_sub(w.report.done.len() as u64);
         w.report.stopped = w.stop.map(|(_, s)| s);
         w.report
     })

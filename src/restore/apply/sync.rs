@@ -241,12 +241,11 @@ fn flush(batch: Vec<Pending>, extract: bool) -> Flushed {
         if synced.insert(p.dir.dev)
             && let Err(e) = rustix::fs::syncfs(&p.dir.fd)
         {
-            let stop = failed(&p.done.path, "sync the file system of", e);
-            let seq = p.seq;
+            let stop = (p.seq, failed(&p.done.path, "sync the file system of", e));
             batch.iter().for_each(Pending::unlink);
             return Flushed {
                 renamed: Vec::new(),
-                failed: Some((seq, stop)),
+                failed: Some(stop),
             };
         }
     }
