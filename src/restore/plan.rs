@@ -368,19 +368,15 @@ fn under_etc_pve(path: &[u8]) -> bool {
 }
 
 fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
-    let meta = |mode: u32, uid: u32, gid: u32, with_mode: bool| {
-        let mut c = Vec::new();
-        if !through {
-            if with_mode && mode != w.mode {
-                c.push(Change::Mode);
-            }
-            if (uid, gid) != (w.uid, w.gid) {
-                c.push(Change::Owner);
-            }
-        }
-        c
-    };
-    let done = |c: Vec<Change>| {
+    // `first` (content or link) when it differs, then the mode (`None`: not compared) and the owner.
+    let changes = |first: Option<Change>, mode: Option<u32>, uid: u32, gid: u32| {
+        let mode = !through && mode.is_some_and(|m| m != w.mode);
+        let owner = !through && (uid, gid) != (w.uid, w.gid);
+        let c: Vec<Change> = first
+            .into_iter()
+            .chain(mode.then_some(Change::Mode))
+            .chain(owner.then_some(Change::Owner))
+            .collect();
         if c.is_empty() {
             Action::Same
         } else {
@@ -391,7 +387,7 @@ fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
         (_, Observed::Blocked(why)) => Action::Conflict(why.clone()),
         (_, Observed::Other(what)) => Action::Conflict(format!("the target has a {what} here")),
         (_, Observed::Missing) => Action::Create,
-        (Kind::Dir, Observed::Dir { mode, uid, gid }) => done(meta(*mode, *uid, *gid, true)),
+        (Kind::Dir, Observed::Dir { mode, uid, gid }) => changes(None, Some(*mode), *uid, *gid),
         (Kind::Dir, _) => Action::Conflict(
             "the target has a file or symlink where the archive has a directory".into(),
         ),
@@ -410,24 +406,16 @@ fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
                 ..
             },
         ) => {
-            let mut c = Vec::new();
-            if *size != w.size || sha256.is_none() || *sha256 != w.sha256 {
-                c.push(Change::Content);
-            }
-            c.extend(meta(*mode, *uid, *gid, true));
-            done(c)
+            let content = *size != w.size || sha256.is_none() || *sha256 != w.sha256;
+            changes(content.then_some(Change::Content), Some(*mode), *uid, *gid)
         }
         (Kind::Symlink, Observed::Symlink { target, uid, gid }) => {
             if through {
                 // pmxcfs makes its own links from the node name; nothing to write.
                 return Action::Same;
             }
-            let mut c = Vec::new();
-            if Some(target) != w.link.as_ref() {
-                c.push(Change::Link);
-            }
-            c.extend(meta(0, *uid, *gid, false));
-            done(c)
+            let link = Some(target) != w.link.as_ref();
+            changes(link.then_some(Change::Link), None, *uid, *gid)
         }
         (Kind::File, Observed::Symlink { .. }) | (Kind::Symlink, Observed::File { .. }) => {
             Action::Replace(vec![Change::Kind])
