@@ -133,17 +133,6 @@ impl Prepared {
     }
 }
 
-fn check_categories(only: &[String]) -> Result<(), RestoreError> {
-    let names = crate::catalog::category_names();
-    match only.iter().find(|c| !names.contains(&c.as_str())) {
-        Some(c) => Err(RestoreError::Usage(format!(
-            "--only {c}: no such category (categories: {})",
-            names.join(", ")
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Open (and for `extract`, create) the target and check it suits the mode; whether it is empty.
 fn open_target(req: &Request) -> Result<(Target, bool), RestoreError> {
     if req.mode == Mode::Extract {
@@ -178,7 +167,12 @@ fn open_target(req: &Request) -> Result<(Target, bool), RestoreError> {
 
 /// Pass 1, the target's state, and the plan. Writes nothing (`extract` may create its empty directory).
 pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreError> {
-    check_categories(&req.only)?;
+    let names = crate::catalog::category_names();
+    if let Some(c) = req.only.iter().find(|c| !names.contains(&c.as_str())) {
+        let names = names.join(", ");
+        let why = format!("--only {c}: no such category (categories: {names})");
+        return Err(RestoreError::Usage(why));
+    }
     let (target, empty) = open_target(req)?;
     let extract = req.mode == Mode::Extract;
     let pve = req.pve.unwrap_or_else(|| {
