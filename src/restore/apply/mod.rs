@@ -480,8 +480,7 @@ impl Writer<'_> {
         let shown = want.shown();
         let parent = self.parent(want)?;
         let name = split(&want.path).1;
-        let exists = step.observed == Some(Kind::Dir);
-        if !exists {
+        if step.observed != Some(Kind::Dir) {
             match rustix::fs::mkdirat(&parent.fd, name, Mode::from_raw_mode(0o700)) {
                 Ok(()) => {
                     self.swept.insert(want.path.clone());
