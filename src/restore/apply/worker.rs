@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SendError, Sender, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 /// File contents up to this size are read whole before they go to a writer; bigger ones stream to it in
@@ -46,18 +46,13 @@ pub(super) fn run(
     opts: &ApplyOptions,
     cancel: &AtomicBool,
 ) {
-    loop {
-        // The lock is held only while waiting for the next job.
-        let Some(job) = jobs.lock().ok().and_then(|rx| rx.recv().ok()) else {
-            break;
-        };
+    // The lock is held only while waiting for the next job.
+    while let Some(job) = jobs.lock().ok().and_then(|rx| rx.recv().ok()) {
         let seq = job.seq;
         let r = write_file(job, opts, cancel);
-        if let Err((_, r)) = out.send((seq, r)).map_err(|e| e.0) {
+        if let Err(SendError((_, r))) = out.send((seq, r)) {
             // Nobody to give it a name: it must not stay behind.
-            if let Ok(p) = r {
-                p.unlink();
-            }
+            r.iter().for_each(Pending::unlink);
             break;
         }
     }
