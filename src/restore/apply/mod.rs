@@ -169,6 +169,11 @@ fn damaged(entry: &str, why: impl std::fmt::Display) -> Stop {
     }
 }
 
+fn changed(entry: &str, why: impl std::fmt::Display) -> Stop {
+    let why = format!("{why} (the archive changed since it was read)");
+    damaged(entry, why)
+}
+
 fn done(want: &Wanted, action: &'static str) -> Done {
     Done {
         path: want.shown(),
@@ -293,16 +298,10 @@ impl Writer<'_> {
         let mut reader = TarReader::open(archive)
             .map_err(|e| failed(&archive.display().to_string(), "open the archive", e))?;
         let mut checker = Checker::default();
-        let changed = |entry: &str, why: String| {
-            damaged(
-                entry,
-                format!("{why} (the archive changed since it was read)"),
-            )
-        };
         let entries = reader
             .archive
             .entries()
-            .map_err(|e| changed("archive", e.to_string()))?;
+            .map_err(|e| changed("archive", e))?;
         for entry in entries {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Stop::Interrupted);
@@ -319,7 +318,7 @@ impl Writer<'_> {
             let link = entry.link_name_bytes().map(|l| l.into_owned());
             let path = checker
                 .check(&raw, tkind, link.as_deref())
-                .map_err(|h| changed(&show(&raw), h.to_string()))?;
+                .map_err(|h| changed(&show(&raw), h))?;
             if self.opts.extract && (path == META_PATH.as_bytes() || path == INDEX_PATH.as_bytes())
             {
                 // Not in the index (they describe it); extract writes them as they are.
@@ -352,10 +351,7 @@ impl Writer<'_> {
                 && (header.uid().unwrap_or(0), header.gid().unwrap_or(0))
                     == (u64::from(want.uid), u64::from(want.gid));
             if !same_header {
-                return Err(changed(
-                    &shown,
-                    "its tar header differs from the index".into(),
-                ));
+                return Err(changed(&shown, "its tar header differs from the index"));
             }
             let action = step.action.name();
             // What goes through pmxcfs gets no metadata of its own there, extended attributes included.
@@ -374,10 +370,7 @@ impl Writer<'_> {
                     if Some(&link) != want.link.as_ref()
                         && show(&link) != show(want.link.as_deref().unwrap_or_default())
                     {
-                        return Err(changed(
-                            &shown,
-                            "its link target differs from the index".into(),
-                        ));
+                        return Err(changed(&shown, "its link target differs from the index"));
                     }
                     self.symlink(want, action, &link, xa)?;
                 }
