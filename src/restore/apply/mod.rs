@@ -378,13 +378,9 @@ impl Writer<'_> {
             }
             progress.advance(1, size);
         }
-        if !todo.is_empty() {
-            let mut missing: Vec<String> = todo.keys().map(|p| show(p)).collect();
-            missing.sort();
-            return Err(changed(
-                &missing[0],
-                format!("{} planned entries are not in the archive", missing.len()),
-            ));
+        if let Some(first) = todo.keys().map(|p| show(p)).min() {
+            let why = format!("{} planned entries are not in the archive", todo.len());
+            return Err(changed(&first, why));
         }
         Ok(())
     }
