@@ -133,17 +133,6 @@ impl Prepared {
     }
 }
 
-fn check_categories(only: &[String]) -> Result<(), RestoreError> {
-    let names = crate::catalog::category_names();
-    match only.iter().find(|c| !names.contains(&c.as_str())) {
-        Some(c) => Err(RestoreError::Usage(format!(
-            "--only {c}: no such category (categories: {})",
-            names.join(", ")
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Open (and for `extract`, create) the target and check it suits the mode; whether it is empty.
 fn open_target(req: &Request) -> Result<(Target, bool), RestoreError> {
     if req.mode == Mode::Extract {
@@ -178,12 +167,18 @@ fn open_target(req: &Request) -> Result<(Target, bool), RestoreError> {
 
 /// Pass 1, the target's state, and the plan. Writes nothing (`extract` may create its empty directory).
 pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreError> {
-    check_categories(&req.only)?;
+    let names = crate::catalog::category_names();
+    if let Some(c) = req.only.iter().find(|c| !names.contains(&c.as_str())) {
+        let names = names.join(", ");
+        let why = format!("--only {c}: no such category (categories: {names})");
+        return Err(RestoreError::Usage(why));
+    }
     let (target, empty) = open_target(req)?;
     let extract = req.mode == Mode::Extract;
     let pve = req.pve.unwrap_or_else(|| {
         let root = crate::host::Root::new(&req.target);
-        guard::pve_verdict(root.is_system_root(), guard::live_pmxcfs_mounted())
+        let mounted = guard::pmxcfs_mounted(&crate::fsx::mounts(), "/etc/pve");
+        guard::pve_verdict(root.is_system_root(), mounted)
     });
     // The archive says whether it is a safety archive only in meta.json; held files are captured (for
     // their diffs) by name in pass 1 either way.
@@ -210,11 +205,9 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
         if !wanted.iter().any(|w| w.archive_path == old.as_bytes()) {
             let nodes: Vec<String> = wanted
                 .iter()
-                .filter_map(|w| {
-                    let p = String::from_utf8_lossy(&w.archive_path);
-                    let n = p.strip_prefix("etc/pve/nodes/")?;
-                    (!n.contains('/')).then(|| n.to_string())
-                })
+                .filter_map(|w| w.archive_path.strip_prefix(b"etc/pve/nodes/"))
+                .filter(|n| !n.contains(&b'/'))
+                .map(path::show)
                 .collect();
             return Err(RestoreError::Usage(format!(
                 "--map-node: the archive has no /etc/pve/nodes/{} (it has: {})",
@@ -402,10 +395,7 @@ pub fn run_follow_ups(
         let r = runner::run(&spec, &opts, cancel);
         let ok = r.success();
         let status = match &r.status {
-            runner::Status::TimedOut => format!(
-                "did not finish within {}s and was killed",
-                timeout.as_secs_f64()
-            ),
+            runner::Status::TimedOut => recovery::killed(timeout),
             s => s.to_string(),
         };
         out.push(Applied {

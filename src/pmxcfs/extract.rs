@@ -52,11 +52,11 @@ fn io_err(db: &Path, path: &Path, action: &'static str, source: io::Error) -> Pm
     }
 }
 
-fn symlink_err(db: &Path, path: &Path) -> PmxcfsError {
-    PmxcfsError::Symlink(db.to_path_buf(), path.to_path_buf())
+/// `make` (an error naming the db and a path) for `db` and `path`.
+fn at(make: fn(PathBuf, PathBuf) -> PmxcfsError, db: &Path, path: &Path) -> PmxcfsError {
+    make(db.to_path_buf(), path.to_path_buf())
 }
 
-/// The error of a failed [`crate::fsx::set_meta`].
 fn meta_err(db: &Path, shown: &Path) -> impl FnOnce((&'static str, Errno)) -> PmxcfsError {
     move |(action, e)| io_err(db, shown, action, e.into())
 }
@@ -69,13 +69,8 @@ fn prepare_target(
 ) -> Result<OwnedFd, PmxcfsError> {
     let mut created = false;
     match std::fs::symlink_metadata(dir) {
-        Ok(m) if m.file_type().is_symlink() => return Err(symlink_err(db, dir)),
-        Ok(m) if !m.is_dir() => {
-            return Err(PmxcfsError::TargetNotDir(
-                db.to_path_buf(),
-                dir.to_path_buf(),
-            ));
-        }
+        Ok(m) if m.file_type().is_symlink() => return Err(at(PmxcfsError::Symlink, db, dir)),
+        Ok(m) if !m.is_dir() => return Err(at(PmxcfsError::TargetNotDir, db, dir)),
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             std::fs::DirBuilder::new()
@@ -88,15 +83,12 @@ fn prepare_target(
         Err(e) => return Err(io_err(db, dir, "inspect", e)),
     }
     let fd = open_dir_at(rustix::fs::CWD, dir).map_err(|e| match e {
-        Errno::LOOP | Errno::NOTDIR => symlink_err(db, dir),
+        Errno::LOOP | Errno::NOTDIR => at(PmxcfsError::Symlink, db, dir),
         e => io_err(db, dir, "open", e.into()),
     })?;
     // Emptiness checked on the opened directory itself, so a swap after the lstat above cannot slip through.
     if !crate::fsx::dir_is_empty(&fd).map_err(|e| io_err(db, dir, "list", e))? {
-        return Err(PmxcfsError::TargetNotEmpty(
-            db.to_path_buf(),
-            dir.to_path_buf(),
-        ));
+        return Err(at(PmxcfsError::TargetNotEmpty, db, dir));
     }
     if created {
         set_meta(&fd, owner, Some(0o755), None).map_err(meta_err(db, dir))?;
@@ -114,7 +106,7 @@ fn create_err(
 ) -> impl FnOnce(Errno) -> PmxcfsError {
     move |e| {
         if matches!(e, Errno::EXIST | Errno::LOOP | Errno::NOTDIR) && is_symlink_at(parent, name) {
-            symlink_err(db, shown)
+            at(PmxcfsError::Symlink, db, shown)
         } else {
             io_err(db, shown, action, e.into())
         }
@@ -146,11 +138,9 @@ pub(super) fn write_entries(
     let mut stack: Vec<OpenDir> = Vec::new();
     for e in entries {
         let shown = e.path.split('/').fold(dir.to_path_buf(), |p, c| p.join(c));
+        let refuse = |kind, why: &str| io_err(db, &shown, "create", io::Error::new(kind, why));
         for component in e.path.split('/') {
-            check_component(component).map_err(|reason| {
-                let source = io::Error::new(io::ErrorKind::InvalidInput, reason);
-                io_err(db, &shown, "create", source)
-            })?;
+            check_component(component).map_err(|why| refuse(io::ErrorKind::InvalidInput, why))?;
         }
         let (parent, name) = e.path.rsplit_once('/').unwrap_or(("", e.path.as_str()));
         while stack.last().is_some_and(|d| d.path != parent) {
@@ -161,8 +151,7 @@ pub(super) fn write_entries(
             None if parent.is_empty() => root,
             None => {
                 let why = "parent directory was not extracted first";
-                let source = io::Error::new(io::ErrorKind::NotFound, why);
-                return Err(io_err(db, &shown, "create", source));
+                return Err(refuse(io::ErrorKind::NotFound, why));
             }
         };
         let mode = Some(default_mode(&e.path, e.kind));

@@ -24,16 +24,14 @@ mod tree;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Owner pmxcfs shows for everything in `/etc/pve`: root.
+/// Owner and group pmxcfs shows for everything in `/etc/pve`: root, www-data.
 pub const PMXCFS_UID: u32 = 0;
-/// Group pmxcfs shows for everything in `/etc/pve`: www-data.
 pub const PMXCFS_GID: u32 = 33;
 
 /// Name of the inode-0 row that carries the db-wide version (pmxcfs `VERSIONFILENAME`).
 const VERSION_NAME: &str = "__version__";
 
-/// Everything that can go wrong reading, copying or extracting a pmxcfs database. Every message names the db
-/// (the first field); a field named `source` or marked `#[source]` is the cause (`Error::source`).
+/// Everything that can go wrong reading, copying or extracting a pmxcfs database; every message names the db.
 #[derive(Debug, thiserror::Error)]
 pub enum PmxcfsError {
     #[error("cannot open pmxcfs database {}: {}", .0.display(), .1)]
@@ -194,16 +192,12 @@ fn bad_name(db: &Path, inode: u64, name: String, reason: &'static str) -> Pmxcfs
 
 /// A usable single path component (row name or node name).
 pub fn check_component(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        Err("empty name")
-    } else if name == "." || name == ".." {
-        Err("`.` and `..` are not allowed")
-    } else if name.contains('/') {
-        Err("contains '/'")
-    } else if name.contains('\0') {
-        Err("contains a NUL byte")
-    } else {
-        Ok(())
+    match name {
+        "" => Err("empty name"),
+        "." | ".." => Err("`.` and `..` are not allowed"),
+        _ if name.contains('/') => Err("contains '/'"),
+        _ if name.contains('\0') => Err("contains a NUL byte"),
+        _ => Ok(()),
     }
 }
 

@@ -24,10 +24,6 @@ pub fn pve_verdict(target_is_system_root: bool, pmxcfs_mounted: bool) -> PveWrit
     }
 }
 
-pub fn live_pmxcfs_mounted() -> bool {
-    pmxcfs_mounted(&crate::fsx::mounts(), "/etc/pve")
-}
-
 /// What `pvecm status` says about this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cluster {

@@ -124,7 +124,7 @@ impl Checker {
         if kind.is_symlink() && self.parents.contains(&path) {
             return Err(Hostile::SymlinkOverDir);
         }
-        if self.seen.contains(&path) {
+        if !self.seen.insert(path.clone()) {
             return Err(Hostile::Duplicate);
         }
         for a in ancestors(&path) {
@@ -135,7 +135,6 @@ impl Checker {
         if kind.is_symlink() {
             self.symlinks.insert(path.clone());
         }
-        self.seen.insert(path.clone());
         Ok(path)
     }
 }

@@ -368,19 +368,15 @@ fn under_etc_pve(path: &[u8]) -> bool {
 }
 
 fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
-    let meta = |mode: u32, uid: u32, gid: u32, with_mode: bool| {
-        let mut c = Vec::new();
-        if !through {
-            if with_mode && mode != w.mode {
-                c.push(Change::Mode);
-            }
-            if (uid, gid) != (w.uid, w.gid) {
-                c.push(Change::Owner);
-            }
-        }
-        c
-    };
-    let done = |c: Vec<Change>| {
+    // `first` (content or link) when it differs, then the mode (`None`: not compared) and the owner.
+    let changes = |first: Option<Change>, mode: Option<u32>, uid: u32, gid: u32| {
+        let mode = !through && mode.is_some_and(|m| m != w.mode);
+        let owner = !through && (uid, gid) != (w.uid, w.gid);
+        let c: Vec<Change> = first
+            .into_iter()
+            .chain(mode.then_some(Change::Mode))
+            .chain(owner.then_some(Change::Owner))
+            .collect();
         if c.is_empty() {
             Action::Same
         } else {
@@ -391,7 +387,7 @@ fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
         (_, Observed::Blocked(why)) => Action::Conflict(why.clone()),
         (_, Observed::Other(what)) => Action::Conflict(format!("the target has a {what} here")),
         (_, Observed::Missing) => Action::Create,
-        (Kind::Dir, Observed::Dir { mode, uid, gid }) => done(meta(*mode, *uid, *gid, true)),
+        (Kind::Dir, Observed::Dir { mode, uid, gid }) => changes(None, Some(*mode), *uid, *gid),
         (Kind::Dir, _) => Action::Conflict(
             "the target has a file or symlink where the archive has a directory".into(),
         ),
@@ -410,24 +406,16 @@ fn compare(w: &Wanted, obs: &Observed, through: bool) -> Action {
                 ..
             },
         ) => {
-            let mut c = Vec::new();
-            if *size != w.size || sha256.is_none() || *sha256 != w.sha256 {
-                c.push(Change::Content);
-            }
-            c.extend(meta(*mode, *uid, *gid, true));
-            done(c)
+            let content = *size != w.size || sha256.is_none() || *sha256 != w.sha256;
+            changes(content.then_some(Change::Content), Some(*mode), *uid, *gid)
         }
         (Kind::Symlink, Observed::Symlink { target, uid, gid }) => {
             if through {
                 // pmxcfs makes its own links from the node name; nothing to write.
                 return Action::Same;
             }
-            let mut c = Vec::new();
-            if Some(target) != w.link.as_ref() {
-                c.push(Change::Link);
-            }
-            c.extend(meta(0, *uid, *gid, false));
-            done(c)
+            let link = Some(target) != w.link.as_ref();
+            changes(link.then_some(Change::Link), None, *uid, *gid)
         }
         (Kind::File, Observed::Symlink { .. }) | (Kind::Symlink, Observed::File { .. }) => {
             Action::Replace(vec![Change::Kind])
@@ -452,7 +440,7 @@ fn held_diff(
             if !kept || (new.is_none() && w.size > 0) {
                 return Some(format!("{shown}: too large to show a diff"));
             }
-            Some(unified_diff(&shown, old, Some(new.unwrap_or_default())))
+            Some(unified_diff(&shown, old, new.unwrap_or_default()))
         }
         (Kind::Symlink, Observed::Symlink { target, .. }) => Some(format!(
             "{shown}: link to {} on the target, {} in the archive",
@@ -463,17 +451,13 @@ fn held_diff(
     }
 }
 
-/// A unified diff from the target's version to the archive's (see [`text_diff`]). `None` = absent.
-pub fn unified_diff(shown: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
+/// A unified diff from the target's version (`None`: absent) to the archive's (see [`text_diff`]).
+pub fn unified_diff(shown: &str, old: Option<&[u8]>, new: &[u8]) -> String {
     let from = match old {
         Some(_) => format!("{shown} (target)"),
         None => "/dev/null (absent on the target)".into(),
     };
-    let to = match new {
-        Some(_) => format!("{shown} (archive)"),
-        None => "/dev/null".into(),
-    };
-    text_diff(&from, &to, old, new, true)
+    text_diff(&from, &format!("{shown} (archive)"), old, Some(new), true)
         .unwrap_or_else(|_| format!("{shown}: binary content differs"))
 }
 
@@ -489,26 +473,19 @@ pub fn plan(
 ) -> Plan {
     const MISSING: Observed = Observed::Missing;
     let mut out = Plan::default();
-    // First pass: a decision per entry; unselected directories may still be needed as parents.
-    enum Decision {
-        Step(Step),
-        Unselected,
-        Skip,
-    }
-    let mut decisions = Vec::with_capacity(wanted.len());
+    // First pass: a step per selected entry; unselected directories (`None`) may still be needed as parents.
+    let mut decisions: Vec<(usize, Option<Step>)> = Vec::with_capacity(wanted.len());
     for (i, w) in wanted.iter().enumerate() {
         if w.internal() && !rules.include_internal {
             out.internal += 1;
-            decisions.push(Decision::Skip);
             continue;
         }
         let obs = observed.get(&w.path).unwrap_or(&MISSING);
         let named = rules.names(&w.category, &w.path);
-        let selected = rules.everything() || named;
         let pve = under_etc_pve(&w.path);
         let through = pve && rules.pve == PveWrite::ThroughMount;
-        if !selected {
-            decisions.push(Decision::Unselected);
+        if !(rules.everything() || named) {
+            decisions.push((i, None));
             continue;
         }
         let mut action = compare(w, obs, through);
@@ -524,40 +501,38 @@ pub fn plan(
                 "/etc/pve is not mounted (pmxcfs is down): files written there would never reach config.db".into(),
             );
         }
-        decisions.push(Decision::Step(Step {
+        let step = Step {
             through_pmxcfs: through,
             observed: obs.kind(),
             diff,
             ..Step::new(Some(i), &w.path, &w.category, w.kind, action)
-        }));
+        };
+        decisions.push((i, Some(step)));
     }
     // Directories above what will be written, missing on the target, come from the archive too.
-    let mut needed: HashSet<Vec<u8>> = HashSet::new();
-    for d in &decisions {
-        if let Decision::Step(s) = d
-            && s.action.writes()
-        {
-            needed.extend(ancestors(&s.path).map(<[u8]>::to_vec));
-        }
-    }
-    for (i, d) in decisions.into_iter().enumerate() {
-        match d {
-            Decision::Step(s) => out.steps.push(s),
-            Decision::Skip => {}
-            Decision::Unselected => {
-                let w = &wanted[i];
-                let obs = observed.get(&w.path).unwrap_or(&MISSING);
-                if w.kind == Kind::Dir && needed.contains(&w.path) && *obs == Observed::Missing {
-                    let through = under_etc_pve(&w.path) && rules.pve == PveWrite::ThroughMount;
-                    out.steps.push(Step {
-                        implicit: true,
-                        through_pmxcfs: through,
-                        ..Step::new(Some(i), &w.path, &w.category, Kind::Dir, Action::Create)
-                    });
-                } else {
-                    out.not_selected += 1;
-                }
+    let needed: HashSet<Vec<u8>> = decisions
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().filter(|s| s.action.writes()))
+        .flat_map(|s| ancestors(&s.path).map(<[u8]>::to_vec))
+        .collect();
+    for (i, step) in decisions {
+        let w = &wanted[i];
+        match step {
+            Some(s) => out.steps.push(s),
+            None if w.kind == Kind::Dir
+                && needed.contains(&w.path)
+                && observed
+                    .get(&w.path)
+                    .is_none_or(|o| *o == Observed::Missing) =>
+            {
+                let through = under_etc_pve(&w.path) && rules.pve == PveWrite::ThroughMount;
+                out.steps.push(Step {
+                    implicit: true,
+                    through_pmxcfs: through,
+                    ..Step::new(Some(i), &w.path, &w.category, Kind::Dir, Action::Create)
+                });
             }
+            None => out.not_selected += 1,
         }
     }
     for (category, path) in absent {
@@ -1124,15 +1099,15 @@ mod tests {
 
     #[test]
     fn diff_rendering() {
-        let d = unified_diff("/etc/hosts", Some(b"a\nb\n"), Some(b"a\nc\n"));
+        let d = unified_diff("/etc/hosts", Some(b"a\nb\n"), b"a\nc\n");
         assert!(
             d.contains("--- /etc/hosts (target)\n+++ /etc/hosts (archive)\n"),
             "{d}"
         );
         assert!(d.contains("-b\n+c\n"), "{d}");
-        assert!(unified_diff("/x", None, Some(b"n\n")).contains("absent on the target"));
+        assert!(unified_diff("/x", None, b"n\n").contains("absent on the target"));
         assert_eq!(
-            unified_diff("/x", Some(b"\0"), Some(b"y")),
+            unified_diff("/x", Some(b"\0"), b"y"),
             "/x: binary content differs"
         );
     }

@@ -90,13 +90,16 @@ pub(super) fn run_opts(timeout: Duration) -> RunOptions {
     }
 }
 
+pub(super) fn killed(timeout: Duration) -> String {
+    format!(
+        "did not finish within {}s and was killed",
+        timeout.as_secs_f64()
+    )
+}
+
 fn describe(spec: &CommandSpec, r: &runner::CommandResult, timeout: Duration) -> String {
     match &r.status {
-        Status::TimedOut => format!(
-            "`{}` did not finish within {}s and was killed",
-            spec.display(),
-            timeout.as_secs_f64()
-        ),
+        Status::TimedOut => format!("`{}` {}", spec.display(), killed(timeout)),
         Status::Absent => format!("`{}`: {} is not installed", spec.display(), spec.program),
         s => {
             let tail = r.stderr_tail(300);
@@ -178,12 +181,9 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
     staged.nodes = tree
         .iter()
         .filter(|e| e.kind == crate::pmxcfs::NodeKind::Dir)
-        .filter_map(|e| {
-            e.path
-                .strip_prefix("nodes/")
-                .filter(|n| !n.contains('/'))
-                .map(String::from)
-        })
+        .filter_map(|e| e.path.strip_prefix("nodes/"))
+        .filter(|n| !n.contains('/'))
+        .map(String::from)
         .collect();
     staged.current = SIDE_FILES
         .into_iter()
@@ -195,8 +195,6 @@ pub fn stage(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Staged, Resto
     Ok(staged)
 }
 
-/// Whether this node may have its db replaced: `pvecm status` must not report a quorate cluster (or fail),
-/// unless `--force`.
 fn check_cluster(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Cluster, RestoreError> {
     let spec = CommandSpec::new("pvecm", &["status"]);
     let r = runner::run(&spec, &run_opts(req.service_timeout), cancel);
@@ -204,26 +202,22 @@ fn check_cluster(req: &RecoveryRequest, cancel: &AtomicBool) -> Result<Cluster, 
         return Err(RestoreError::Interrupted);
     }
     let state = guard::cluster_state(&r);
-    let refuse = match &state {
-        Cluster::Quorate => Some(
-            "this node is part of a quorate cluster: putting an old config.db under a node that still talks to \
-             its cluster overwrites the cluster's state. Rejoin the node instead (pvecm add), or isolate it first"
-                .to_string(),
-        ),
-        Cluster::Unknown(why) => Some(format!("cannot tell whether this node is in a quorate cluster ({why})")),
-        _ => None,
+    let why = match &state {
+        _ if req.force => return Ok(state),
+        Cluster::Quorate => "this node is part of a quorate cluster: putting an old config.db \
+            under a node that still talks to its cluster overwrites the cluster's state. Rejoin \
+            the node instead (pvecm add), or isolate it first"
+            .to_string(),
+        Cluster::Unknown(why) => {
+            format!("cannot tell whether this node is in a quorate cluster ({why})")
+        }
+        _ => return Ok(state),
     };
-    if let Some(why) = refuse
-        && !req.force
-    {
-        return Err(RestoreError::Refused(format!(
-            "{why}; --force restores anyway"
-        )));
-    }
-    Ok(state)
+    let why = format!("{why}; --force restores anyway");
+    Err(RestoreError::Refused(why))
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Swapped {
     pub db: PathBuf,
     pub safety_copy: Option<PathBuf>,
@@ -248,7 +242,6 @@ fn systemctl(
     }
 }
 
-/// Stop pve-cluster; on failure escalate to SIGKILL and insist that systemd reports it down.
 fn stop(
     timeout: Duration,
     log: &Log,
@@ -307,10 +300,7 @@ pub fn swap(
     }
     let mut out = Swapped {
         db: staged.db_dir.join(DB_NAME),
-        safety_copy: None,
-        stopped: false,
-        started: false,
-        warnings: Vec::new(),
+        ..Default::default()
     };
     // Not cancellable: the node must not be left without pmxcfs (a flag SIGTERM cannot have set).
     let start = || {
@@ -405,19 +395,17 @@ fn swap_files(
 /// What to check after a recovery (pure, for the tests and the printout).
 pub fn next_steps(nodes: &[String], hostname: &str, has_corosync: bool, live: bool) -> Vec<String> {
     let mut out = Vec::new();
-    if !nodes.iter().any(|n| n == hostname) {
-        out.push(format!(
+    out.push(if nodes.iter().any(|n| n == hostname) {
+        format!("host name {hostname:?} matches its node directory /etc/pve/nodes/{hostname}")
+    } else {
+        format!(
             "the database has node{} {} but this host is named {hostname:?}: pmxcfs shows /etc/pve/local for the \
              host name, so set /etc/hostname and /etc/hosts to the node name (or move the guests with \
              `proxkeep restore --map-node`) and reboot",
             if nodes.len() == 1 { "" } else { "s" },
             if nodes.is_empty() { "(none)".to_string() } else { nodes.join(", ") },
-        ));
-    } else {
-        out.push(format!(
-            "host name {hostname:?} matches its node directory /etc/pve/nodes/{hostname}"
-        ));
-    }
+        )
+    });
     out.push(
         "run `pvecm updatecerts --force` to renew this node's certificates and SSH known hosts"
             .into(),

@@ -46,7 +46,6 @@ pub fn scan(
     let mut index: Option<Index> = None;
     let mut seen: Vec<Seen> = Vec::new();
     let mut captured = HashMap::new();
-    let mut first = true;
 
     let entries = reader
         .archive
@@ -75,13 +74,12 @@ pub fn scan(
             })?;
         let path = &s.path;
         let size = s.size;
-        if first && path != META_PATH.as_bytes() {
+        if meta.is_none() && path != META_PATH.as_bytes() {
             return Err(not_ours(format!(
                 "its first entry is {}, not {META_PATH}",
                 show(&raw)
             )));
         }
-        first = false;
         if index.is_some() {
             return Err(damaged(format!(
                 "{}: entry after {INDEX_PATH} (appended to the archive)",
@@ -99,10 +97,9 @@ pub fn scan(
                 let m: Meta = serde_json::from_slice(&data)
                     .map_err(|e| not_ours(format!("{META_PATH}: {e}")))?;
                 if m.format_version > FORMAT_VERSION {
-                    let version = m.format_version;
                     return Err(RestoreError::TooNew {
                         archive: shown,
-                        version,
+                        version: m.format_version,
                     });
                 }
                 meta = Some(m);

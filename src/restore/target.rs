@@ -156,10 +156,8 @@ fn hash_file(mut f: File, keep: bool) -> io::Result<(String, Option<Vec<u8>>)> {
         (&mut f).take(DIFF_MAX + 1).read_to_end(&mut head)?;
     }
     let (sha256, _) = crate::fsx::hash_reader(head.as_slice().chain(f))?;
-    Ok((
-        sha256,
-        (keep && head.len() as u64 <= DIFF_MAX).then_some(head),
-    ))
+    let kept = (keep && head.len() as u64 <= DIFF_MAX).then_some(head);
+    Ok((sha256, kept))
 }
 
 /// What the target holds at `path` (normalized). A file is hashed only when its size is `hash_if_size` (a

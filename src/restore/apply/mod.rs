@@ -24,9 +24,6 @@
 //! Renames stay in archive order, and a file is renamed only when it and every file before it were written
 //! and verified: a restore that stops (damaged entry, failure, signal) leaves exactly the files before the
 //! stopping entry in place, as if the files were written one at a time.
-//!
-//! This file reads the archive and makes directories and symlinks; `worker` is the writer threads' side,
-//! `sync` the putting back in order, the batches and the syncer thread.
 
 mod sync;
 mod worker;
@@ -172,6 +169,11 @@ fn damaged(entry: &str, why: impl std::fmt::Display) -> Stop {
     }
 }
 
+fn changed(entry: &str, why: impl std::fmt::Display) -> Stop {
+    let why = format!("{why} (the archive changed since it was read)");
+    damaged(entry, why)
+}
+
 fn done(want: &Wanted, action: &'static str) -> Done {
     Done {
         path: want.shown(),
@@ -193,12 +195,10 @@ pub fn apply(
     cancel: &AtomicBool,
     progress: &dyn Progress,
 ) -> ApplyReport {
-    let mut todo: HashMap<&[u8], &Step> = HashMap::new();
-    for s in plan.writes() {
-        if let Some(i) = s.wanted {
-            todo.insert(wanted[i].archive_path.as_slice(), s);
-        }
-    }
+    let mut todo: HashMap<&[u8], &Step> = plan
+        .writes()
+        .filter_map(|s| Some((wanted[s.wanted?].archive_path.as_slice(), s)))
+        .collect();
     let planned =
         todo.len() as u64 + plan.removals().count() as u64 + if opts.extract { 2 } else { 0 };
     // Same dirs that get something written below them keep the archive's mtime too.
@@ -265,8 +265,7 @@ pub fn apply(
         w.set_dir_meta();
         w.final_sync();
         progress.finish();
-        let done = w.report.done.len() as u64;
-        w.report.not_done = planned.saturating_sub(done);
+        w.report.not_done = planned.saturating_sub(w.report.done.len() as u64);
         w.report.stopped = w.stop.map(|(_, s)| s);
         w.report
     })
@@ -299,16 +298,10 @@ impl Writer<'_> {
         let mut reader = TarReader::open(archive)
             .map_err(|e| failed(&archive.display().to_string(), "open the archive", e))?;
         let mut checker = Checker::default();
-        let changed = |entry: &str, why: String| {
-            damaged(
-                entry,
-                format!("{why} (the archive changed since it was read)"),
-            )
-        };
         let entries = reader
             .archive
             .entries()
-            .map_err(|e| changed("archive", e.to_string()))?;
+            .map_err(|e| changed("archive", e))?;
         for entry in entries {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Stop::Interrupted);
@@ -325,7 +318,7 @@ impl Writer<'_> {
             let link = entry.link_name_bytes().map(|l| l.into_owned());
             let path = checker
                 .check(&raw, tkind, link.as_deref())
-                .map_err(|h| changed(&show(&raw), h.to_string()))?;
+                .map_err(|h| changed(&show(&raw), h))?;
             if self.opts.extract && (path == META_PATH.as_bytes() || path == INDEX_PATH.as_bytes())
             {
                 // Not in the index (they describe it); extract writes them as they are.
@@ -358,10 +351,7 @@ impl Writer<'_> {
                 && (header.uid().unwrap_or(0), header.gid().unwrap_or(0))
                     == (u64::from(want.uid), u64::from(want.gid));
             if !same_header {
-                return Err(changed(
-                    &shown,
-                    "its tar header differs from the index".into(),
-                ));
+                return Err(changed(&shown, "its tar header differs from the index"));
             }
             let action = step.action.name();
             // What goes through pmxcfs gets no metadata of its own there, extended attributes included.
@@ -380,10 +370,7 @@ impl Writer<'_> {
                     if Some(&link) != want.link.as_ref()
                         && show(&link) != show(want.link.as_deref().unwrap_or_default())
                     {
-                        return Err(changed(
-                            &shown,
-                            "its link target differs from the index".into(),
-                        ));
+                        return Err(changed(&shown, "its link target differs from the index"));
                     }
                     self.symlink(want, action, &link, xa)?;
                 }
@@ -391,13 +378,9 @@ impl Writer<'_> {
             }
             progress.advance(1, size);
         }
-        if !todo.is_empty() {
-            let mut missing: Vec<String> = todo.keys().map(|p| show(p)).collect();
-            missing.sort();
-            return Err(changed(
-                &missing[0],
-                format!("{} planned entries are not in the archive", missing.len()),
-            ));
+        if let Some(first) = todo.keys().map(|p| show(p)).min() {
+            let why = format!("{} planned entries are not in the archive", todo.len());
+            return Err(changed(&first, why));
         }
         Ok(())
     }
@@ -409,10 +392,9 @@ impl Writer<'_> {
     }
 
     fn record(&mut self, done: Done) {
-        if done.action == "replace" {
-            self.report.replaced += 1;
-        } else {
-            self.report.created += 1;
+        match done.action {
+            "replace" => self.report.replaced += 1,
+            _ => self.report.created += 1,
         }
         self.report.done.push(done);
     }
@@ -487,8 +469,7 @@ impl Writer<'_> {
         let shown = want.shown();
         let parent = self.parent(want)?;
         let name = split(&want.path).1;
-        let exists = step.observed == Some(Kind::Dir);
-        if !exists {
+        if step.observed != Some(Kind::Dir) {
             match rustix::fs::mkdirat(&parent.fd, name, Mode::from_raw_mode(0o700)) {
                 Ok(()) => {
                     self.swept.insert(want.path.clone());

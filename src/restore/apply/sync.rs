@@ -235,19 +235,17 @@ pub(super) fn syncer(batches: Receiver<Vec<Pending>>, out: Sender<Flushed>, extr
     }
 }
 
-/// Data of every temp file on disk (one syncfs per file system), then the renames.
 fn flush(batch: Vec<Pending>, extract: bool) -> Flushed {
     let mut synced = HashSet::new();
     for p in &batch {
         if synced.insert(p.dir.dev)
             && let Err(e) = rustix::fs::syncfs(&p.dir.fd)
         {
-            let stop = failed(&p.done.path, "sync the file system of", e);
-            let seq = p.seq;
+            let stop = (p.seq, failed(&p.done.path, "sync the file system of", e));
             batch.iter().for_each(Pending::unlink);
             return Flushed {
                 renamed: Vec::new(),
-                failed: Some((seq, stop)),
+                failed: Some(stop),
             };
         }
     }

@@ -10,9 +10,9 @@ use crate::restore::target::DirFd;
 use rustix::fs::{AtFlags, XattrFlags};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SendError, Sender, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 /// File contents up to this size are read whole before they go to a writer; bigger ones stream to it in
@@ -46,18 +46,13 @@ pub(super) fn run(
     opts: &ApplyOptions,
     cancel: &AtomicBool,
 ) {
-    loop {
-        // The lock is held only while waiting for the next job.
-        let Some(job) = jobs.lock().ok().and_then(|rx| rx.recv().ok()) else {
-            break;
-        };
+    // The lock is held only while waiting for the next job.
+    while let Some(job) = jobs.lock().ok().and_then(|rx| rx.recv().ok()) {
         let seq = job.seq;
         let r = write_file(job, opts, cancel);
-        if let Err((_, r)) = out.send((seq, r)).map_err(|e| e.0) {
+        if let Err(SendError((_, r))) = out.send((seq, r)) {
             // Nobody to give it a name: it must not stay behind.
-            if let Ok(p) = r {
-                p.unlink();
-            }
+            r.iter().for_each(Pending::unlink);
             break;
         }
     }
@@ -75,18 +70,13 @@ impl Writer<'_> {
     ) -> Result<(), Stop> {
         let dir = self.parent(want)?;
         let tmp = self.tmp_name();
-        let unreadable = |e: io::Error| {
-            damaged(
-                &want.shown(),
-                format!("cannot read it from the archive ({e})"),
-            )
-        };
         let Some(jobs) = self.jobs.clone() else {
             return Err(Stop::Interrupted);
         };
         let (content, chunks) = if want.size <= CHUNK as u64 {
             let mut buf = Vec::with_capacity(want.size as usize);
-            data.read_to_end(&mut buf).map_err(unreadable)?;
+            data.read_to_end(&mut buf)
+                .map_err(|e| unreadable(&want.shown(), e))?;
             (Data::Whole(buf), None)
         } else {
             let (chunks, rx) = sync_channel(STREAM_CHUNKS);
@@ -118,7 +108,7 @@ impl Writer<'_> {
                 Err(e) => {
                     // Its writer removes what it wrote and reports the damage at this file's place.
                     let _ = chunks.send(Err(e.to_string()));
-                    self.note_stop(seq, unreadable(e));
+                    self.note_stop(seq, unreadable(&want.shown(), e));
                     return Ok(());
                 }
             }
@@ -140,19 +130,14 @@ impl Writer<'_> {
     }
 }
 
+fn unreadable(shown: &str, e: impl std::fmt::Display) -> Stop {
+    damaged(shown, format!("cannot read it from the archive ({e})"))
+}
+
 /// A writer thread's work on one file: check its content against the index (before the temp file exists
 /// when it was read whole, while writing when it streams), write the temp file, set its metadata.
 fn write_file(job: Job, opts: &ApplyOptions, cancel: &AtomicBool) -> Result<Pending, Stop> {
-    let Job {
-        seq,
-        want,
-        through,
-        action,
-        dir,
-        tmp,
-        xattrs: xa,
-        data,
-    } = job;
+    let (want, dir, tmp) = (&job.want, &job.dir, job.tmp.as_slice());
     let shown = want.shown();
     if cancel.load(Ordering::Relaxed) {
         return Err(Stop::Interrupted);
@@ -168,17 +153,16 @@ fn write_file(job: Job, opts: &ApplyOptions, cancel: &AtomicBool) -> Result<Pend
         };
         Err(damaged(&shown, why))
     };
-    if let Data::Whole(d) = &data {
+    if let Data::Whole(d) = &job.data {
         check(d.len() as u64, crate::archive::sha256_hex(d))?;
     }
-    let mut file =
-        create_at(&dir.fd, tmp.as_slice()).map_err(|e| failed(&shown, "create a temp file", e))?;
+    let mut file = create_at(&dir.fd, tmp).map_err(|e| failed(&shown, "create a temp file", e))?;
     let discard = |file: File, stop: Stop| {
         drop(file);
-        let _ = rustix::fs::unlinkat(&dir.fd, tmp.as_slice(), AtFlags::empty());
+        let _ = rustix::fs::unlinkat(&dir.fd, tmp, AtFlags::empty());
         Err(stop)
     };
-    let n = match data {
+    let n = match job.data {
         Data::Whole(d) => match file.write_all(&d) {
             Ok(()) => d.len() as u64,
             Err(e) => return discard(file, failed(&shown, "write", e)),
@@ -194,10 +178,7 @@ fn write_file(job: Job, opts: &ApplyOptions, cancel: &AtomicBool) -> Result<Pend
                 match chunks.recv() {
                     // The reader drops its end after the last chunk.
                     Err(_) => break Ok(()),
-                    Ok(Err(e)) => {
-                        let why = format!("cannot read it from the archive ({e})");
-                        break Err(damaged(&shown, why));
-                    }
+                    Ok(Err(e)) => break Err(unreadable(&shown, e)),
                     Ok(Ok(chunk)) => {
                         hasher.update(&chunk);
                         n += chunk.len() as u64;
@@ -213,14 +194,16 @@ fn write_file(job: Job, opts: &ApplyOptions, cancel: &AtomicBool) -> Result<Pend
             n
         }
     };
-    let owner = (!through && opts.chown).then_some((want.uid, want.gid));
-    let mode = (!through).then_some(want.mode);
+    let owner = (!job.through && opts.chown).then_some((want.uid, want.gid));
+    let mode = (!job.through).then_some(want.mode);
     if let Err((_, e)) = set_meta(&file, owner, mode, Some(want.mtime)) {
         return discard(file, failed(&shown, "set the owner, mode or mtime of", e));
     }
-    let warnings = super::xattr_warnings(&shown, &xa, |k, v| {
+    let warnings = super::xattr_warnings(&shown, &job.xattrs, |k, v| {
         rustix::fs::fsetxattr(&file, k, v, XattrFlags::empty())
     });
     drop(file);
-    Ok(Pending::new(seq, dir, tmp, &want, action, n, warnings))
+    Ok(Pending::new(
+        job.seq, job.dir, job.tmp, &job.want, job.action, n, warnings,
+    ))
 }
