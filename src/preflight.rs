@@ -16,6 +16,9 @@ pub struct Check {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// Passes, but deserves a look (`!` instead of ✓; `check` exits 3).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
 }
 
 impl Check {
@@ -25,6 +28,7 @@ impl Check {
             ok: true,
             detail: detail.into(),
             fix: None,
+            warning: false,
         }
     }
     pub fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
@@ -33,10 +37,22 @@ impl Check {
             ok: false,
             detail: detail.into(),
             fix: Some(fix.into()),
+            warning: false,
+        }
+    }
+    pub fn warn(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            ok: true,
+            warning: true,
+            ..Check::fail(name, detail, fix)
         }
     }
     pub fn line(&self) -> String {
-        let mark = if self.ok { "✓" } else { "✗" };
+        let mark = match (self.ok, self.warning) {
+            (true, false) => "✓",
+            (true, true) => "!",
+            (false, _) => "✗",
+        };
         match &self.fix {
             Some(fix) => format!("{mark} {}: {}\n    fix: {fix}", self.name, self.detail),
             None => format!("{mark} {}: {}", self.name, self.detail),

@@ -259,6 +259,8 @@ pub struct Execute {
     pub safety_dir: Option<PathBuf>,
     /// `[encryption]` of the config: the safety archive holds the same secrets as a backup.
     pub encryption: Option<crate::config::EncryptionConfig>,
+    /// `[retention] keep_safety`: safety archives of the host kept after a new one is written.
+    pub keep_safety: u32,
     /// The run lock (a restore must not race a backup); `None` for `extract`.
     pub lock_file: Option<PathBuf>,
     pub now: jiff::Timestamp,
@@ -288,17 +290,19 @@ pub fn execute(
         .map(|l| RunLock::acquire(l, &host()))
         .transpose()?;
     let mut safety_archive = None;
+    let (created, changed): (Vec<&plan::Step>, Vec<_>) = p
+        .plan
+        .steps
+        .iter()
+        .filter(|s| s.action.changes())
+        .partition(|s| s.action == plan::Action::Create);
+    // Nothing replaced or removed: there is nothing to save.
     if let Some(dir) = &how.safety_dir
-        && p.plan.changes()
+        && !changed.is_empty()
     {
-        let (created, changed): (Vec<&plan::Step>, _) = p
-            .plan
-            .steps
-            .iter()
-            .filter(|s| s.action.changes())
-            .partition(|s| s.action == plan::Action::Create);
         progress.phase("safety archive");
         safety_archive = Some(safety::write(
+            &p.meta.host,
             &p.target.dir,
             &changed,
             &created,
@@ -308,6 +312,19 @@ pub fn execute(
             log,
             cancel,
         )?);
+        // `[retention] keep_safety`: older safety archives of this host go, so they never pile up.
+        match safety::prune(dir, &p.meta.host, how.keep_safety, false) {
+            Ok(plan) => plan
+                .iter()
+                .filter(|(_, d)| d.is_remove())
+                .for_each(|(f, _)| {
+                    log.info(&format!(
+                        "removed safety archive {} (keep_safety {})",
+                        f.file, how.keep_safety
+                    ))
+                }),
+            Err(e) => log.warn(&format!("keep_safety: {}: {e}", dir.display())),
+        }
     }
     if cancel.load(Ordering::Relaxed) {
         return Err(RestoreError::Interrupted);

@@ -408,6 +408,9 @@ fn log_tiers(log: &Log, report: &mut BackupReport) {
                 format_size(t.bytes)
             ));
         }
+        for r in &t.removed {
+            log.info(&format!("tier {}: removed {r} (retention)", t.tier));
+        }
         for d in &t.damaged {
             log.warn(&format!(
                 "tier {}: {d} failed verification: kept and not counted by retention",

@@ -15,7 +15,9 @@ pub struct CheckReport {
 
 impl CheckReport {
     pub fn exit_code(&self) -> i32 {
-        super::exit_if(self.checks.iter().any(|c| !c.ok), crate::exit::PREFLIGHT)
+        let warned = super::exit_if(self.checks.iter().any(|c| c.warning), crate::exit::WARNINGS);
+        let failed = super::exit_if(self.checks.iter().any(|c| !c.ok), crate::exit::PREFLIGHT);
+        failed.max(warned)
     }
 }
 
@@ -40,6 +42,7 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
         let fix = "fix [encryption] (a backup stops rather than write a plain archive)";
         checks.push(verdict("encryption", seal.map(|s| s.describe()), fix));
     }
+    checks.extend(retention_checks(config));
     let lock = RunLock::acquire(&config.lock_file, &facts.hostname);
     let fix = match &lock {
         Err(LockError::Held { .. }) => {
@@ -66,6 +69,37 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
         });
     }
     CheckReport { checks }
+}
+
+/// Fewer than this many archives kept on a tier is a warning: one bad night away from having none.
+const MIN_KEPT: u64 = 3;
+
+/// The effective retention policy of every tier; a warning where it keeps fewer than [`MIN_KEPT`] archives.
+fn retention_checks(config: &Config) -> Vec<Check> {
+    let base = &config.retention;
+    let secondary = config
+        .secondary
+        .iter()
+        .map(|s| (format!("secondary:{}", s.name), s.policy(base)));
+    let remote = config
+        .remote
+        .iter()
+        .map(|r| (format!("remote:{}", r.name), r.policy(base)));
+    std::iter::once(("local".to_string(), *base))
+        .chain(secondary)
+        .chain(remote)
+        .map(|(tier, p)| {
+            let name = format!("retention {tier}");
+            match p.keeps_at_most() {
+                Some(n) if n < MIN_KEPT => Check::warn(
+                    &name,
+                    format!("keeps at most {n} archive(s) ({})", p.describe()),
+                    format!("keep at least {MIN_KEPT}: raise keep_last or keep_daily in [retention] (or the tier's keep_*)"),
+                ),
+                _ => Check::pass(&name, p.describe()),
+            }
+        })
+        .collect()
 }
 
 /// `name` passes with `detail`, or fails with the error and `fix`.

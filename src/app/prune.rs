@@ -11,8 +11,13 @@ use std::sync::atomic::AtomicBool;
 #[derive(Debug, Serialize)]
 pub struct TierPrune {
     pub tier: String,
+    /// The effective policy of the tier (`[retention]` with the tier's own keys).
+    pub policy: crate::config::Policy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Vec<Pruned>>,
+    /// Local tier only: the restore-safety archives under `[retention] keep_safety`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub safety: Vec<Pruned>,
     /// The tier could not be pruned (unreachable remote, unmounted disk): a warning, the others go on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -69,9 +74,28 @@ pub fn run(
         let plan = t
             .ready()
             .and_then(|()| tier::prune(t, host, &v, now, &tz, dry_run, &mut rep));
+        let mut error = plan.as_ref().err().map(|e| e.to_string());
+        let mut safety = Vec::new();
+        if t.label() == "local" && plan.is_ok() {
+            let keep = config.retention.keep_safety;
+            match crate::restore::safety::prune(dir, host, keep, dry_run) {
+                Ok(p) => {
+                    safety = p
+                        .into_iter()
+                        .map(|(f, decision)| Pruned {
+                            archive: f.file,
+                            decision,
+                        })
+                        .collect()
+                }
+                Err(e) => error = Some(format!("restore-safety archives: {e}")),
+            }
+        }
         TierPrune {
             tier: t.label(),
-            error: plan.as_ref().err().map(|e| e.to_string()),
+            policy: t.policy(),
+            safety,
+            error,
             plan: plan.ok().map(|p| p.into_iter().map(pruned).collect()),
         }
     });

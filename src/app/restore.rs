@@ -96,6 +96,9 @@ pub struct RestoreReport {
     /// Whether --apply-services was given (the follow-ups are shown as run or to run by hand).
     #[serde(skip)]
     pub apply_services: bool,
+    /// The target is the running host (`/`): follow-ups may run here. Otherwise they are for the host the
+    /// tree belongs to.
+    pub live: bool,
     pub duration_ms: u64,
 }
 
@@ -146,7 +149,7 @@ pub struct RestoreOptions<'a> {
     pub no_safety_backup: bool,
     /// `Some(timeout)`: run the automatic follow-ups (only when the target is this host).
     pub apply_services: Option<Duration>,
-    /// The target is the host proxkeep runs on (`/` or `--root`).
+    /// The target is the running host (`/`), not a copy under `--root` or `--target`.
     pub target_is_host: bool,
     pub now: jiff::Timestamp,
 }
@@ -155,6 +158,7 @@ fn execution(config: &Config, now: jiff::Timestamp, no_safety: bool, extract: bo
     Execute {
         safety_dir: (!no_safety && !extract).then(|| super::absolute(&config.backup_dir)),
         encryption: config.encryption.clone(),
+        keep_safety: config.retention.keep_safety,
         lock_file: (!extract).then(|| config.lock_file.clone()),
         now,
         apply: ApplyOptions {
@@ -207,6 +211,7 @@ pub fn restore(
         services,
         services_note,
         apply_services: o.apply_services.is_some(),
+        live: o.target_is_host,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }

@@ -87,12 +87,16 @@ fn age_suffix(encrypted: bool) -> &'static str {
 }
 
 pub fn is_safety_file_name(file_name: &str) -> bool {
+    parse_safety_file_name(file_name).is_some()
+}
+
+/// The host and time of a [`safety_file_name`]; `None` for any other name.
+pub fn parse_safety_file_name(file_name: &str) -> Option<(String, Timestamp)> {
     let file_name = file_name.strip_suffix(AGE_SUFFIX).unwrap_or(file_name);
-    let parts = || {
-        let (rest, time) = file_name.strip_suffix(".tar.zst")?.rsplit_once('-')?;
-        Some((rest.strip_suffix(SAFETY_TAG)?.strip_suffix('-')?, time))
-    };
-    parts().is_some_and(|(host, time)| host_ok(host) && parse_time(time).is_some())
+    let (rest, time) = file_name.strip_suffix(".tar.zst")?.rsplit_once('-')?;
+    let host = rest.strip_suffix(SAFETY_TAG)?.strip_suffix('-')?;
+    host_ok(host).then_some(())?;
+    Some((host.to_string(), parse_time(time)?))
 }
 
 /// A host name as archive names carry it: letters, digits and `-`.

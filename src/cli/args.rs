@@ -193,6 +193,9 @@ pub enum RestoreCommand {
         /// A path, a file name in the backup directory, `latest` or `latest~N`
         archive: String,
         dir: PathBuf,
+        /// Backup directory ARCHIVE is looked up in (overrides the config)
+        #[arg(long = "dir", value_name = "DIR")]
+        backup_dir: Option<PathBuf>,
     },
     /// Put files from an archive back onto this host (or --target); shows the plan first
     Restore(RestoreArgs),
@@ -228,9 +231,14 @@ pub struct RestoreArgs {
     /// Do not write the safety archive of what gets replaced
     #[arg(long)]
     pub no_safety_backup: bool,
-    /// Run the follow-up commands (ifreload -a, service restarts), each with --service-timeout
+    /// Run the follow-up commands (ifreload -a, service restarts), each with --service-timeout; only when the
+    /// target is / (the running host)
     #[arg(long)]
     pub apply_services: bool,
+    /// Backup directory ARCHIVE is looked up in (overrides the config; the safety archive still goes to
+    /// the configured one)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
     /// Time each follow-up command may take before it is killed
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub service_timeout: String,
@@ -246,7 +254,8 @@ pub enum PmxcfsCommand {
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
     },
-    /// Node recovery: stop pve-cluster, put the archive's config.db in place, start pve-cluster
+    /// Node recovery: stop pve-cluster, put the archive's config.db in place, start pve-cluster (services
+    /// only when the target is /)
     Restore(PmxcfsRestoreArgs),
 }
 
@@ -266,6 +275,9 @@ pub struct PmxcfsRestoreArgs {
     /// Time systemctl and pvecm may take before they are killed
     #[arg(long, value_name = "DURATION", default_value = "90s")]
     pub service_timeout: String,
+    /// Backup directory ARCHIVE is looked up in (overrides the config)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -117,7 +117,8 @@ fn prune_text(r: &PruneReport, out: &mut dyn Write) -> io::Result<()> {
         let Some(plan) = &t.plan else { continue };
         let how = if r.dry_run { "dry run" } else { "pruned" };
         writeln!(out, "{} ({how}):", t.tier)?;
-        for p in plan {
+        writeln!(out, "  policy: {}", t.policy.describe())?;
+        for p in plan.iter().chain(&t.safety) {
             let what = match &p.decision {
                 Decision::Keep(why) => format!("keep    {why}"),
                 Decision::Remove if r.dry_run => "remove  (would)".into(),
@@ -128,6 +129,13 @@ fn prune_text(r: &PruneReport, out: &mut dyn Write) -> io::Result<()> {
         }
         if plan.is_empty() {
             writeln!(out, "  no archives of {}", r.host)?;
+        }
+        if !t.safety.is_empty() {
+            writeln!(
+                out,
+                "  (restore-safety archives: keep_safety {})",
+                t.policy.keep_safety
+            )?;
         }
     }
     Ok(())

@@ -94,8 +94,18 @@ impl Ctx {
     pub fn resolve(&self, spec: &str, dir: &Option<PathBuf>) -> Result<Resolved, Exit> {
         let config = self.config()?;
         let dir = self.backup_dir(dir)?;
-        tier::resolve_archive(spec, config, &dir, &self.hostname(), &NEVER)
-            .map_err(|e| Exit::usage(anyhow!(e)))
+        let host = self.hostname();
+        let r = tier::resolve_archive(spec, config, &dir, &host, &NEVER).map_err(|e| {
+            let hint = suggest(spec, &dir, &host).unwrap_or_default();
+            Exit::usage(anyhow!("{e}{hint}"))
+        })?;
+        match not_an_archive(&r.path) {
+            Some(why) => Err(Exit::usage(anyhow!(
+                "{} is not a proxkeep archive: {why}",
+                r.path.display()
+            ))),
+            None => Ok(r),
+        }
     }
 
     /// Not root: say once, up front, what this user cannot read or write. Writing runs (`backup`, `restore`
@@ -168,6 +178,62 @@ impl Ctx {
         eprintln!("warning: {not_root}: {cannot}");
         Ok(())
     }
+}
+
+/// Why the file at `path` is not an archive at all (the wrong file: a usage error, not damage): it is not named
+/// like an archive and starts with none of the formats proxkeep writes. `None` for anything else, a damaged
+/// archive included.
+fn not_an_archive(path: &Path) -> Option<String> {
+    use proxkeep::archive::{compression::Compression, name, reader};
+    use std::io::Read;
+    let file_name = proxkeep::store::file_name(path);
+    if name::ArchiveName::parse(&file_name).is_some() || name::is_safety_file_name(&file_name) {
+        return None;
+    }
+    let mut head = Vec::with_capacity(512);
+    std::fs::File::open(path)
+        .ok()?
+        .take(512)
+        .read_to_end(&mut head)
+        .ok()?;
+    let tar = head.get(257..262) == Some(b"ustar".as_slice());
+    let known =
+        reader::sniff(&head) != Compression::None || proxkeep::crypt::is_encrypted(&head) || tar;
+    let what = if head.is_empty() {
+        "it is empty"
+    } else {
+        "it is neither zstd, xz, gzip, age nor tar"
+    };
+    (!known).then(|| what.to_string())
+}
+
+/// For an ARCHIVE argument that matched nothing: other hosts' archives in `dir`, and the nearest file name.
+fn suggest(spec: &str, dir: &Path, host: &str) -> Option<String> {
+    if spec.contains('/') {
+        return None;
+    }
+    let all = proxkeep::store::list(dir, None).ok()?;
+    let mut hints = Vec::new();
+    let mut others: Vec<&str> = all.iter().map(|a| a.name.host.as_str()).collect();
+    others.sort();
+    others.dedup();
+    others.retain(|h| *h != host);
+    if !others.is_empty() && all.iter().all(|a| a.name.host != host) {
+        let (d, others) = (dir.display(), others.join(", "));
+        hints.push(format!(
+            "{d} holds no archive of this host ({host}), only of {others}: `proxkeep list --all-hosts --dir {d}` \
+             lists them, and an archive is named by its file name"
+        ));
+    }
+    if proxkeep::store::latest_offset(spec).is_none() {
+        let near = all
+            .iter()
+            .map(|a| (strsim::osa_distance(spec, &a.file), &a.file))
+            .min()
+            .filter(|(d, _)| *d <= spec.len().div_ceil(4).max(3));
+        hints.extend(near.map(|(_, f)| format!("did you mean `{f}`?")));
+    }
+    (!hints.is_empty()).then(|| format!("; {}", hints.join("; ")))
 }
 
 fn can(path: &Path, mode: Access) -> bool {

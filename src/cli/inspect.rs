@@ -179,11 +179,16 @@ fn list_tiers(ctx: &Ctx, dir: &Option<PathBuf>, which: &str) -> Result<i32, Exit
 }
 
 fn list(ctx: &Ctx, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
-    let archives = inspect::list(dir, host).map_err(fail)?;
-    ctx.out.result(&archives, |out| {
+    let mut all = inspect::list(dir, host).map_err(fail)?;
+    let safety = inspect::list_safety(dir, host).map_err(fail)?;
+    let backups = all.len();
+    all.extend(safety);
+    let (archives, safety) = all.split_at(backups);
+    ctx.out.result(&all, |out| {
         if archives.is_empty() {
             let whose = host.map(|h| format!(" of host {h}")).unwrap_or_default();
-            return writeln!(out, "no archives{whose} in {}", dir.display());
+            writeln!(out, "no archives{whose} in {}", dir.display())?;
+            return safety_text(safety, out);
         }
         let dash = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
         let rows: Vec<Vec<String>> = archives
@@ -213,9 +218,33 @@ fn list(ctx: &Ctx, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
         if archives.iter().any(|a| a.files.is_none() && a.state != State::Damaged) {
             writeln!(out, "(files and warnings are known once an archive was read back: `proxkeep verify --all`)")?;
         }
-        Ok(())
+        safety_text(safety, out)
     })?;
     Ok(exit::OK)
+}
+
+/// `list`'s own section for the restore-safety archives (the undo copies restores took), after the backups.
+fn safety_text(safety: &[inspect::Listed], out: &mut dyn Write) -> io::Result<()> {
+    if safety.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nrestore-safety archives (what restores replaced; restore one to undo; [retention] keep_safety):"
+    )?;
+    let rows: Vec<Vec<String>> = safety
+        .iter()
+        .map(|a| {
+            let time = local_time(a.timestamp, "%Y-%m-%d %H:%M:%S");
+            vec![
+                time,
+                format_size(a.size),
+                a.state.name().to_string(),
+                a.name.clone(),
+            ]
+        })
+        .collect();
+    table(out, "TIME >SIZE STATE ARCHIVE", &rows)
 }
 
 fn show(ctx: &Ctx, path: &Path) -> Result<i32, Exit> {

@@ -26,7 +26,11 @@ use std::time::Duration;
 
 pub fn run(ctx: &Ctx, cmd: &RestoreCommand) -> Result<i32, Exit> {
     match cmd {
-        RestoreCommand::Extract { archive, dir } => extract(ctx, archive, dir),
+        RestoreCommand::Extract {
+            archive,
+            dir,
+            backup_dir,
+        } => extract(ctx, archive, dir, backup_dir),
         RestoreCommand::Restore(a) => restore_cmd(ctx, a),
         RestoreCommand::Pmxcfs { action } => match action {
             PmxcfsCommand::Extract {
@@ -54,6 +58,14 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Whether `target` is the running host, where service commands may run: only `/`. A copy of a host under
+/// `--root DIR` or `--target DIR` is never treated as live. `PROXKEEP_LIVE_ROOT=DIR` (the tests' stub
+/// commands) names one more directory to treat as the running host.
+fn is_live(target: &Path) -> bool {
+    let test_root = std::env::var_os("PROXKEEP_LIVE_ROOT").map(PathBuf::from);
+    same_dir(target, Path::new("/")) || test_root.is_some_and(|r| same_dir(target, &r))
+}
+
 fn target_dir(ctx: &Ctx, target: Option<&Path>) -> Result<PathBuf, Exit> {
     let target = absolute(target.unwrap_or(ctx.root.dir()));
     if !target.is_dir() {
@@ -71,7 +83,7 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         .map(NodeMap::parse)
         .transpose()
         .map_err(|e| Exit::usage(anyhow!(e)))?;
-    let resolved = ctx.resolve(&a.archive, &None)?;
+    let resolved = ctx.resolve(&a.archive, &a.dir)?;
     let target = target_dir(ctx, a.target.as_deref())?;
     let req = Request {
         archive: absolute(&resolved.path),
@@ -110,7 +122,7 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         config_path: ctx.config_path.as_deref(),
         no_safety_backup: a.no_safety_backup,
         apply_services: a.apply_services.then_some(timeout),
-        target_is_host: same_dir(&target, ctx.root.dir()),
+        target_is_host: is_live(&target),
         now: ctx.now,
     };
     let report =
@@ -127,8 +139,13 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
     Ok(report.exit_code)
 }
 
-fn extract(ctx: &Ctx, archive: &str, dir: &Path) -> Result<i32, Exit> {
-    let resolved = ctx.resolve(archive, &None)?;
+fn extract(
+    ctx: &Ctx,
+    archive: &str,
+    dir: &Path,
+    backup_dir: &Option<PathBuf>,
+) -> Result<i32, Exit> {
+    let resolved = ctx.resolve(archive, backup_dir)?;
     let req = Request {
         archive: absolute(&resolved.path),
         target: absolute(dir),
@@ -291,12 +308,20 @@ fn follow_ups_text(report: &RestoreReport, out: &mut dyn Write) -> io::Result<()
     if follow_ups.is_empty() {
         return Ok(());
     }
-    let how = if report.apply_services {
-        ""
+    if !report.live {
+        writeln!(
+            out,
+            "\n{} is not the running host: nothing was run. On the host this tree belongs to, run:",
+            report.target.display()
+        )?;
     } else {
-        " (run them, or restore with --apply-services)"
-    };
-    writeln!(out, "\nfollow-up for what was restored{how}:")?;
+        let how = if report.apply_services {
+            ""
+        } else {
+            " (run them, or restore with --apply-services)"
+        };
+        writeln!(out, "\nfollow-up for what was restored{how}:")?;
+    }
     for f in follow_ups {
         let args: Vec<&str> = f.command[1..].iter().map(String::as_str).collect();
         let shown = CommandSpec::new(&f.command[0], &args).display();
@@ -355,8 +380,8 @@ fn pmxcfs_extract(ctx: &Ctx, db: &Path, dir: &Path, node: Option<&str>) -> Resul
 
 fn pmxcfs_restore(ctx: &Ctx, a: &PmxcfsRestoreArgs) -> Result<i32, Exit> {
     let target = target_dir(ctx, a.target.as_deref())?;
-    let live = same_dir(&target, ctx.root.dir());
-    let resolved = ctx.resolve(&a.archive, &None)?;
+    let live = is_live(&target);
+    let resolved = ctx.resolve(&a.archive, &a.dir)?;
     let config = ctx.config()?;
     let req = RecoveryRequest {
         archive: absolute(&resolved.path),
@@ -412,10 +437,17 @@ fn staged_text(
     let force = if req.force { " (--force)" } else { "" };
     match &staged.cluster {
         Some(c) => writeln!(o, "cluster  {c:?}{force}")?,
-        None => writeln!(
-            o,
-            "target is not this host: no service is stopped or started"
-        )?,
+        None => {
+            let t = req.target.display();
+            writeln!(
+                o,
+                "target   {t} is not the running host (/): no command is run here"
+            )?;
+            writeln!(
+                o,
+                "on the host this tree belongs to, pve-cluster must be stopped before its config.db is replaced and started after: systemctl stop pve-cluster; systemctl start pve-cluster"
+            )?;
+        }
     }
     if req.live {
         writeln!(

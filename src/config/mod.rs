@@ -91,9 +91,10 @@ pub struct EncryptionConfig {
     pub passphrase_file: Option<PathBuf>,
 }
 
-/// How many archives a tier keeps per rule (`[retention]`); the rules themselves are in `retention`.
+/// How many archives a tier keeps per rule (`[retention]`); the rules themselves are in `retention`. A key the
+/// section does not name keeps its built-in default ([`DEFAULT_POLICY`]): the section overrides key by key.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default = "default_policy", deny_unknown_fields)]
 pub struct Policy {
     pub keep_last: u32,
     pub keep_hourly: u32,
@@ -101,6 +102,12 @@ pub struct Policy {
     pub keep_weekly: u32,
     pub keep_monthly: u32,
     pub keep_yearly: u32,
+    /// Restore-safety archives kept per host (local backup dir only; 0 keeps them all).
+    pub keep_safety: u32,
+}
+
+fn default_policy() -> Policy {
+    DEFAULT_POLICY
 }
 
 /// A tier's struct: its own keys, then the `[retention]` keys it may override, spelled out (`flatten` would
@@ -125,7 +132,7 @@ macro_rules! tier {
         impl $name {
             /// `base` with the keys this tier sets replaced.
             pub fn policy(&self, base: &Policy) -> Policy {
-                Policy { $($keep: self.$keep.unwrap_or(base.$keep)),* }
+                Policy { $($keep: self.$keep.unwrap_or(base.$keep),)* ..*base }
             }
         }
     };
@@ -187,6 +194,7 @@ pub const DEFAULT_POLICY: Policy = Policy {
     keep_weekly: 4,
     keep_monthly: 6,
     keep_yearly: 2,
+    keep_safety: 5,
 };
 
 impl Default for Config {
@@ -504,7 +512,7 @@ textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
             retention: Policy {
                 keep_last: 2,
                 keep_daily: 10,
-                ..Policy::default()
+                ..DEFAULT_POLICY
             },
             secondary: vec![
                 SecondaryConfig {
@@ -564,7 +572,10 @@ textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
         let e = parse_err("[[secondary]]\npath = \"/mnt/x\"\nkeep_dialy = 3\n");
         assert!(format!("{e:?}").contains("keep_daily"), "{e:?}");
         assert_eq!(parse_ok("").retention, DEFAULT_POLICY);
-        assert_eq!(parse_ok("[retention]\n").retention, Policy::default());
+        // A present section overrides the defaults key by key: an empty one changes nothing.
+        assert_eq!(parse_ok("[retention]\n").retention, DEFAULT_POLICY);
+        let daily = parse_ok("[retention]\nkeep_daily = 14\n").retention;
+        assert_eq!((daily.keep_daily, daily.keep_last), (14, 3));
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct Listed {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<String>,
+    /// A restore-safety archive (the undo copy a restore took), listed in its own section.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub safety: bool,
 }
 
 /// The archives of `host` (all hosts when `None`) in `dir`, newest first, reading only meta.json of each.
@@ -75,7 +78,19 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError>
         .clamp(1, 8);
     let per = found.len().div_ceil(workers).max(1);
     let records = &records;
-    let one = |l: &store::Listed| list_one(dir, l, records.get(&l.name.to_string()));
+    let one = |l: &store::Listed| {
+        let base = Listed {
+            name: l.name.to_string(),
+            host: l.name.host.clone(),
+            role: l.name.role.to_string(),
+            timestamp: l.name.time,
+            size: l.size,
+            compression: l.name.compression.to_string(),
+            encrypted: l.name.encrypted,
+            ..Default::default()
+        };
+        list_one(dir, base, records.get(&l.name.to_string()))
+    };
     Ok(std::thread::scope(|scope| {
         let handles: Vec<_> = found
             .chunks(per)
@@ -88,19 +103,39 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError>
     }))
 }
 
-fn list_one(dir: &Path, l: &store::Listed, rec: Option<&state::Record>) -> Listed {
-    let path = dir.join(&l.file);
+/// The restore-safety archives of `host` (all hosts when `None`) in `dir`, newest first, judged like backups.
+pub fn list_safety(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError> {
+    let found = match crate::restore::safety::list(dir, host) {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(InspectError::io(dir)(e)),
+    };
+    let records = state::load(dir).archives;
+    let one = |f: crate::restore::safety::SafetyFile| {
+        let rec = records.get(&f.file);
+        let base = Listed {
+            name: f.file,
+            host: f.host,
+            role: crate::archive::name::SAFETY_TAG.into(),
+            timestamp: f.time,
+            size: f.size,
+            compression: crate::archive::compression::Compression::Zstd.to_string(),
+            encrypted: f.encrypted,
+            safety: true,
+            ..Default::default()
+        };
+        list_one(dir, base, rec)
+    };
+    Ok(found.into_iter().map(one).collect())
+}
+
+/// `base` (what the file name says) completed with its path, time and state.
+fn list_one(dir: &Path, base: Listed, rec: Option<&state::Record>) -> Listed {
+    let path = dir.join(&base.name);
     let mut out = Listed {
-        name: l.name.to_string(),
         path: path.clone(),
-        host: l.name.host.clone(),
-        role: l.name.role.to_string(),
-        time: l.name.time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        timestamp: l.name.time,
-        size: l.size,
-        compression: l.name.compression.to_string(),
-        encrypted: l.name.encrypted,
-        ..Default::default()
+        time: base.timestamp.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        ..base
     };
     (out.state, out.reason) = judge(&path, rec, &mut out);
     out

@@ -10,7 +10,7 @@ mod read;
 pub mod table;
 mod verify;
 
-pub use list::{Listed, State, list};
+pub use list::{Listed, State, list, list_safety};
 use read::read_meta_index;
 pub use read::{CatInfo, CategorySummary, LsEntry, Shown, cat, ls, show};
 pub use verify::{Verified, verify, verify_dir};

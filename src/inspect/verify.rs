@@ -156,14 +156,24 @@ fn check_sidecar(
 /// is reported as damaged, and the others are still checked.
 pub fn verify_dir(dir: &Path) -> Result<Vec<Verified>, InspectError> {
     let found = store::list(dir, None).map_err(InspectError::io(dir))?;
-    Ok(found
-        .iter()
-        .map(|l| {
-            let path = dir.join(&l.file);
+    let mut files: Vec<(String, Compression, u64)> = found
+        .into_iter()
+        .map(|l| (l.file, l.name.compression, l.size))
+        .collect();
+    // The restore-safety archives too (after the backups): an undo that does not read back is no undo.
+    let safety = crate::restore::safety::list(dir, None).map_err(InspectError::io(dir))?;
+    files.extend(
+        safety
+            .into_iter()
+            .map(|f| (f.file, Compression::Zstd, f.size)),
+    );
+    Ok(files
+        .into_iter()
+        .map(|(name, compression, size)| {
+            let path = dir.join(&name);
             verify(&path).unwrap_or_else(|e| {
                 let problems = vec![reader::problem(None, e.to_string())];
-                let (name, compression) = (l.name.to_string(), l.name.compression);
-                Verified::new(&path, name, compression, l.size, "unchecked", problems)
+                Verified::new(&path, name, compression, size, "unchecked", problems)
             })
         })
         .collect())

@@ -23,6 +23,17 @@ pub enum Verified {
     Failed,
 }
 
+impl Verified {
+    /// From the recorded read-back of an archive (`Some(ok)`), or none.
+    pub fn from_record(ok: Option<bool>) -> Verified {
+        match ok {
+            Some(true) => Verified::Ok,
+            Some(false) => Verified::Failed,
+            None => Verified::Unknown,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub id: String,
@@ -46,6 +57,66 @@ impl Decision {
     }
 }
 
+impl Policy {
+    /// The archive rules as (key, value), in the order they apply (keep_safety is not one of them).
+    pub fn rules(&self) -> [(&'static str, u32); 6] {
+        [
+            ("keep_last", self.keep_last),
+            ("keep_hourly", self.keep_hourly),
+            ("keep_daily", self.keep_daily),
+            ("keep_weekly", self.keep_weekly),
+            ("keep_monthly", self.keep_monthly),
+            ("keep_yearly", self.keep_yearly),
+        ]
+    }
+
+    /// Every archive rule is 0: nothing is ever removed.
+    pub fn keeps_everything(&self) -> bool {
+        self.rules().iter().all(|(_, n)| *n == 0)
+    }
+
+    /// The most archives the rules can keep (plus the newest intact one, always kept); `None`: all of them.
+    pub fn keeps_at_most(&self) -> Option<u64> {
+        let sum = self.rules().iter().map(|(_, n)| u64::from(*n)).sum();
+        (!self.keeps_everything()).then_some(sum)
+    }
+
+    /// `keep_last 3, keep_daily 7, ...` (the keys that are not 0), as `config show` names them.
+    pub fn describe(&self) -> String {
+        if self.keeps_everything() {
+            return "every archive (all keep_* are 0)".into();
+        }
+        let keys: Vec<String> = self
+            .rules()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        keys.join(", ")
+    }
+}
+
+/// Restore-safety archives: the newest `keep` intact ones are kept (all of them when `keep` is 0); one that
+/// failed verification is never removed. Newest first, like [`plan`].
+pub fn plan_safety(candidates: &[Candidate], keep: u32) -> Vec<(Candidate, Decision)> {
+    let mut list: Vec<Candidate> = candidates.to_vec();
+    list.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.id.cmp(&a.id)));
+    let mut taken = 0u32;
+    list.into_iter()
+        .map(|c| {
+            let d = if c.verified == Verified::Failed {
+                Decision::Damaged
+            } else if keep == 0 || taken < keep {
+                taken += 1;
+                Decision::Keep(format!("keep_safety {taken}"))
+            } else {
+                Decision::Remove
+            };
+            (c, d)
+        })
+        .collect()
+}
+
 /// The plan: every candidate with its decision, newest first.
 pub fn plan(
     candidates: &[Candidate],
@@ -64,7 +135,7 @@ pub fn plan(
             marks[i] = Some(Decision::Keep("dated in the future (clock skew?)".into()));
         }
     }
-    if *policy == Policy::default() {
+    if policy.keeps_everything() {
         for m in marks.iter_mut().filter(|m| m.is_none()) {
             *m = Some(Decision::Keep("no retention policy".into()));
         }
@@ -72,15 +143,8 @@ pub fn plan(
     }
 
     // Each rule with the time format of its bucket; keep_last's bucket is the archive itself.
-    let rules = [
-        ("keep_last", policy.keep_last, ""),
-        ("keep_hourly", policy.keep_hourly, "%Y-%m-%dT%H"),
-        ("keep_daily", policy.keep_daily, "%Y-%m-%d"),
-        ("keep_weekly", policy.keep_weekly, "%G-W%V"),
-        ("keep_monthly", policy.keep_monthly, "%Y-%m"),
-        ("keep_yearly", policy.keep_yearly, "%Y"),
-    ];
-    for (name, keep, format) in rules {
+    let formats = ["", "%Y-%m-%dT%H", "%Y-%m-%d", "%G-W%V", "%Y-%m", "%Y"];
+    for ((name, keep), format) in policy.rules().into_iter().zip(formats) {
         let bucket = |c: &Candidate| match format {
             "" => c.id.clone(),
             f => tz.to_datetime(c.time).strftime(f).to_string(),
@@ -292,6 +356,41 @@ mod tests {
     }
 
     #[test]
+    fn safety_archives_keep_the_newest_n_and_never_a_damaged_one() {
+        let mut c = cands(&[
+            "2026-11-25T03:00:00Z",
+            "2026-11-26T03:00:00Z",
+            "2026-11-27T03:00:00Z",
+        ]);
+        c[0].verified = Verified::Failed;
+        let p = plan_safety(&c, 1);
+        let d: Vec<_> = p.iter().map(|(_, d)| d.clone()).collect();
+        assert_eq!(
+            d,
+            vec![
+                Decision::Keep("keep_safety 1".into()),
+                Decision::Remove,
+                Decision::Damaged
+            ]
+        );
+        assert!(plan_safety(&c, 0).iter().all(|(_, d)| !d.is_remove()));
+        let p = Policy::default();
+        assert_eq!(
+            (p.keeps_at_most(), p.describe().as_str()),
+            (None, "every archive (all keep_* are 0)")
+        );
+        let p = Policy {
+            keep_last: 1,
+            keep_daily: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            (p.keeps_at_most(), p.describe().as_str()),
+            (Some(2), "keep_last 1, keep_daily 1")
+        );
+    }
+
+    #[test]
     fn all_zero_keeps_everything() {
         let c = cands(&["2026-11-25T03:00:00Z", "2026-11-26T03:00:00Z"]);
         let p = plan(&c, &Policy::default(), ts(NOW), &TimeZone::UTC);
@@ -328,6 +427,7 @@ mod tests {
                 keep_weekly: 0,
                 keep_monthly: 0,
                 keep_yearly: 1,
+                keep_safety: 0,
             },
             ts(NOW),
             &TimeZone::UTC,
@@ -370,6 +470,7 @@ mod tests {
             keep_monthly: 6,
             keep_yearly: 2,
             keep_hourly: 0,
+            keep_safety: 0,
         };
         let p = plan(&c, &policy, now, &TimeZone::UTC);
         let count = |prefix: &str| {
@@ -415,6 +516,7 @@ mod tests {
                 keep_weekly: w,
                 keep_monthly: m,
                 keep_yearly: y,
+                keep_safety: 0,
             }
         })
     }
@@ -447,7 +549,7 @@ mod tests {
             prop_assert!(p.iter().all(|(x, d)| x.verified != Verified::Failed || *d == Decision::Damaged));
             // Number kept (intact) ≤ sum of keeps + 1.
             let kept_intact = p.iter().filter(|(_, d)| matches!(d, Decision::Keep(_))).count() as u64;
-            if policy != Policy::default() {
+            if !policy.keeps_everything() {
                 prop_assert!(kept_intact <= total(&policy) + 1, "{} > {}", kept_intact, total(&policy) + 1);
             }
             // Pruning the kept set again removes nothing.

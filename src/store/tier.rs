@@ -102,11 +102,7 @@ pub fn plan_for(
         .map(|a| Candidate {
             id: a.file.clone(),
             time: a.name.time,
-            verified: match verified.get(&a.file) {
-                Some(true) => Verified::Ok,
-                Some(false) => Verified::Failed,
-                None => Verified::Unknown,
-            },
+            verified: Verified::from_record(verified.get(&a.file).copied()),
         })
         .collect();
     let by_id: HashMap<&str, &Listed> = archives.iter().map(|a| (a.file.as_str(), a)).collect();
@@ -162,7 +158,7 @@ impl Tier for Local {
 }
 
 /// Remove an archive and its sidecar (only names of proxkeep's shapes).
-fn remove_set(dir: &Path, file: &str) -> io::Result<()> {
+pub(crate) fn remove_set(dir: &Path, file: &str) -> io::Result<()> {
     fs::remove_file(dir.join(file))?;
     match fs::remove_file(dir.join(format!("{file}.sha256"))) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),

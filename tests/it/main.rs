@@ -7,5 +7,6 @@ mod crypt;
 mod inspect;
 mod notify;
 mod restore;
+mod safety;
 mod tiers;
 mod util;

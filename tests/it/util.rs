@@ -234,6 +234,9 @@ impl Env {
         );
         c.env("PATH", path);
         c.env_remove("PROXKEEP_CONFIG");
+        // The fixture root stands in for the running host, so the stub commands (systemctl, ifreload) run;
+        // without it, proxkeep runs service commands only when the root is / (tests/it/safety.rs).
+        c.env("PROXKEEP_LIVE_ROOT", &self.root);
         c
     }
 
