@@ -104,7 +104,7 @@ fn rclone_sftp_and_local_remotes_upload_verify_prune_and_catch_up() {
     fs::create_dir_all(&served).unwrap();
     fs::create_dir_all(&loc).unwrap();
     env.write_config(&format!(
-        "[retention]\nkeep_last = 10\n\
+        "[retention]\nkeep_last = 10\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\nkeep_yearly = 0\n\
          [[remote]]\ntarget = \"sf:bk\"\nretries = 2\ntimeout = \"20s\"\n\
          [[remote]]\nname = \"loc\"\ntarget = \"loc:{}/archives\"\n",
         loc.display()
@@ -317,7 +317,8 @@ fn a_secondary_that_is_not_mounted_is_skipped_and_a_mounted_one_gets_a_verified_
 #[test]
 fn local_retention_keeps_other_hosts_files_and_damaged_archives() {
     let mut env = Env::new("pbs-node");
-    env.write_config("[retention]\nkeep_last = 2\n");
+    // keep_last only: a [retention] section overrides the defaults key by key, so the others are set to 0.
+    env.write_config("[retention]\nkeep_last = 2\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\nkeep_yearly = 0\n");
     fs::create_dir_all(&env.backups).unwrap();
     // Another host sharing the folder, and a file that is not ours.
     fs::write(
