@@ -5,7 +5,7 @@
 
 use crate::util::*;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The binary as a user runs it: the fixture root is a copy of a host, not the running one.
 fn run_at(env: &Env, now: Option<&str>, args: &[&str]) -> Run {
@@ -21,20 +21,8 @@ fn run(env: &Env, args: &[&str]) -> Run {
     run_at(env, None, args)
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 fn safety_names(env: &Env) -> Vec<String> {
-    names(&env.backups)
+    files(&env.backups)
         .into_iter()
         .filter(|n| n.contains("-restore-safety-") && !n.ends_with(".sha256"))
         .collect()
@@ -132,29 +120,24 @@ fn prune_names_every_archive_it_removes_on_stdout_and_a_backup_in_its_run_log() 
         .collect();
     assert_eq!(archives.len(), 3);
     env.write_config("[retention]\nkeep_last = 1\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\nkeep_yearly = 0\n");
-    let r = run(&env, &["prune", "--dry-run"]);
-    r.expect(0);
-    for a in &archives[..2] {
-        assert!(
-            r.stdout().contains(&format!("{a}  remove  (would)")),
-            "{}",
-            r.stdout()
-        );
+    for (args, says, left) in [
+        (&["prune", "--dry-run"][..], "remove  (would)", 3),
+        (&["prune"][..], "removed", 1),
+    ] {
+        let r = run(&env, args);
+        r.expect(0);
+        for a in &archives[..2] {
+            assert!(
+                r.stdout().contains(&format!("{a}  {says}")),
+                "{}",
+                r.stdout()
+            );
+        }
+        assert_eq!(env.archives().len(), left);
     }
-    assert_eq!(env.archives().len(), 3);
-    let r = run(&env, &["prune"]);
-    r.expect(0);
-    for a in &archives[..2] {
-        assert!(
-            r.stdout().contains(&format!("{a}  removed")),
-            "{}",
-            r.stdout()
-        );
-    }
-    assert_eq!(env.archives().len(), 1);
     // A backup prunes too: its run log names what retention removed.
     run_at(&env, Some("2026-11-04T03:00:00Z"), &["backup"]).expect(0);
-    let log = names(&env.logs)
+    let log = files(&env.logs)
         .into_iter()
         .find(|n| n.contains("20261104T030000Z"))
         .unwrap();
@@ -281,7 +264,7 @@ fn safety_archives_are_named_after_the_archives_host_and_only_written_when_somet
         &["restore", a, "--only", "network", "--yes", "--target", t],
     );
     r.expect(0);
-    assert!(safety_names(&env).is_empty(), "{:?}", names(&env.backups));
+    assert!(safety_names(&env).is_empty(), "{:?}", files(&env.backups));
     assert!(!r.stdout().contains("undo"), "{}", r.stdout());
     // Now one file differs: its current version is saved, under the archive's host name.
     fs::write(target.join("etc/network/interfaces"), b"fresh install\n").unwrap();

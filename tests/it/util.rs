@@ -402,3 +402,16 @@ pub fn gnu_extract(archive: &Path, into: &Path) {
         into.display()
     ));
 }
+
+/// The names in `dir`, sorted (none when it does not exist).
+pub fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
