@@ -76,18 +76,8 @@ const MIN_KEPT: u64 = 3;
 
 /// The effective retention policy of every tier; a warning where it keeps fewer than [`MIN_KEPT`] archives.
 fn retention_checks(config: &Config) -> Vec<Check> {
-    let base = &config.retention;
-    let secondary = config
-        .secondary
-        .iter()
-        .map(|s| (format!("secondary:{}", s.name), s.policy(base)));
-    let remote = config
-        .remote
-        .iter()
-        .map(|r| (format!("remote:{}", r.name), r.policy(base)));
-    std::iter::once(("local".to_string(), *base))
-        .chain(secondary)
-        .chain(remote)
+    crate::store::retention::tier_policies(config)
+        .into_iter()
         .map(|(tier, p)| {
             let name = format!("retention {tier}");
             match p.keeps_at_most() {

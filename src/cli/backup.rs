@@ -12,7 +12,7 @@ use proxkeep::exit;
 use proxkeep::host::HostFacts;
 use proxkeep::notify::{self, RunInfo};
 use proxkeep::preflight::Check;
-use proxkeep::store::retention::Decision;
+use proxkeep::store::retention::{self, Decision};
 use proxkeep::units::format_size;
 use std::fmt::Display;
 use std::io::{self, Write};
@@ -30,13 +30,22 @@ fn lines(o: &mut dyn Write, lines: impl IntoIterator<Item = String>) -> io::Resu
 }
 
 pub fn config_show(ctx: &Ctx) -> Result<i32, Exit> {
-    let text = config::render_redacted(ctx.config()?);
+    let config = ctx.config()?;
+    let text = config::render_redacted(config);
     if ctx.json() {
         // The same redacted rendering, as a JSON document.
         let value: toml::Value = toml::from_str(&text).map_err(Exit::failed)?;
         return ctx.out.json(&value).map(|()| exit::OK);
     }
-    ctx.out.text(|o| o.write_all(text.as_bytes()))?;
+    ctx.out.text(|o| {
+        o.write_all(text.as_bytes())?;
+        // Tiers show only the keys they set: say what each one keeps in the end.
+        writeln!(o, "\n# effective retention per tier:")?;
+        for (tier, p) in retention::tier_policies(config) {
+            writeln!(o, "# {tier}: {}", p.describe())?;
+        }
+        Ok(())
+    })?;
     Ok(exit::OK)
 }
 

@@ -96,6 +96,24 @@ impl Policy {
     }
 }
 
+/// The effective policy of every tier, labelled as `prune --tier` names them: `[retention]` for the local
+/// one, with each tier's own keys on top for the others.
+pub fn tier_policies(config: &crate::config::Config) -> Vec<(String, Policy)> {
+    let base = &config.retention;
+    let secondary = config
+        .secondary
+        .iter()
+        .map(|s| (format!("secondary:{}", s.name), s.policy(base)));
+    let remote = config
+        .remote
+        .iter()
+        .map(|r| (format!("remote:{}", r.name), r.policy(base)));
+    std::iter::once(("local".to_string(), *base))
+        .chain(secondary)
+        .chain(remote)
+        .collect()
+}
+
 /// Restore-safety archives: the newest `keep` intact ones are kept (all of them when `keep` is 0); one that
 /// failed verification is never removed. Newest first, like [`plan`].
 pub fn plan_safety(candidates: &[Candidate], keep: u32) -> Vec<(Candidate, Decision)> {

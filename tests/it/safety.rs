@@ -51,7 +51,15 @@ fn a_retention_section_overrides_the_defaults_key_by_key_and_says_so() {
     ] {
         assert!(out.contains(line), "{line}: {out}");
     }
-    let r = run(&env, &["prune", "--dry-run"]);
+    env.write_config(&format!(
+        "[retention]\nkeep_daily = 14\n[[secondary]]\nname = \"usb\"\npath = \"{}\"\nkeep_last = 1\n",
+        env.path("usb").display()
+    ));
+    let r = run(&env, &["config", "show"]);
+    let usb =
+        "# secondary:usb: keep_last 1, keep_daily 14, keep_weekly 4, keep_monthly 6, keep_yearly 2";
+    assert!(r.stdout().contains(usb), "{}", r.stdout());
+    let r = run(&env, &["prune", "--dry-run", "--tier", "local"]);
     r.expect(0);
     assert!(
         r.stdout().contains(
@@ -60,7 +68,7 @@ fn a_retention_section_overrides_the_defaults_key_by_key_and_says_so() {
         "{}",
         r.stdout()
     );
-    let j = run(&env, &["--json", "prune", "--dry-run"]).json();
+    let j = run(&env, &["--json", "prune", "--dry-run", "--tier", "local"]).json();
     assert_eq!(j[0]["policy"]["keep_last"], 3);
     assert_eq!(j[0]["policy"]["keep_daily"], 14);
 }
