@@ -340,6 +340,8 @@ fn safety_archives_are_listed_verified_and_kept_by_keep_safety() {
         .collect();
     assert_eq!(safety.len(), 2, "{j}");
     assert_eq!(safety[0]["host"], "due");
+    // Read back when written, like a backup: `list` knows it is intact.
+    assert_eq!(safety[0]["state"], "ok", "{j}");
     // `verify --all` reads them back too.
     let r = run(&env, &["verify", "--all"]);
     r.expect(0);
