@@ -11,7 +11,7 @@ use proxkeep::app::restore::{
     self as journey, PlanDoc, PmxcfsRestored, RestoreOptions, RestoreReport,
 };
 use proxkeep::exit;
-use proxkeep::output::Redactor;
+use proxkeep::output::{Redactor, esc};
 use proxkeep::restore::apply::Stop;
 use proxkeep::restore::path::NodeMap;
 use proxkeep::restore::plan::{Action, PveWrite, Step};
@@ -175,15 +175,15 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     let created = if m.created.is_empty() {
         String::new()
     } else {
-        format!(", {}", m.created)
+        format!(", {}", esc(&m.created))
     };
     writeln!(
         o,
         "archive  {} ({} {} of {}{created})",
         p.archive.display(),
-        m.purpose,
+        esc(&m.purpose),
         m.role,
-        m.host
+        esc(&m.host)
     )?;
     writeln!(o, "target   {}", p.target.dir.display())?;
     if p.is_safety_archive() {
@@ -199,7 +199,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     for c in &p.plan.counts() {
         let n = [c.create, c.replace, c.same, c.held, c.conflict, c.remove];
         total.iter_mut().zip(n).for_each(|(t, n)| *t += n);
-        counts_row(o, &c.category, n.each_ref().map(|n| n as _))?;
+        counts_row(o, &esc(&c.category), n.each_ref().map(|n| n as _))?;
     }
     counts_row(o, "total", total.each_ref().map(|n| n as _))?;
     if p.plan.not_selected > 0 {
@@ -213,7 +213,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     if !writes.is_empty() {
         writeln!(o, "\nwill write {} entries:", writes.len())?;
         for s in writes {
-            let (action, shown) = (s.action.name(), s.shown());
+            let (action, shown) = (s.action.name(), s.shown_text());
             writeln!(o, "  {action:<8} {shown}{}", changes_text(s))?;
         }
     }
@@ -224,7 +224,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
             "\nheld: hardware- or install-bound, differ from the target; name them with --only or --path to restore them:"
         )?;
         for s in held {
-            writeln!(o, "  {}", s.shown())?;
+            writeln!(o, "  {}", s.shown_text())?;
             for line in s.diff.iter().flat_map(|d| d.lines()) {
                 writeln!(o, "    {line}")?;
             }
@@ -238,7 +238,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
         )?;
         for s in conflicts {
             if let Action::Conflict(why) = &s.action {
-                writeln!(o, "  {}: {why}", s.shown())?;
+                writeln!(o, "  {}: {}", s.shown_text(), esc(why))?;
             }
         }
     }
@@ -268,8 +268,11 @@ fn outcome_text(
     if let Some(stop) = &r.stopped {
         let head = match stop {
             Stop::Interrupted => "INTERRUPTED".to_string(),
-            Stop::Damaged { .. } => format!("STOPPED, the archive is damaged: {stop}"),
-            Stop::Failed { .. } => format!("STOPPED: {stop}"),
+            Stop::Damaged { .. } => format!(
+                "STOPPED, the archive is damaged: {}",
+                esc(&stop.to_string())
+            ),
+            Stop::Failed { .. } => format!("STOPPED: {}", esc(&stop.to_string())),
         };
         let (done, not_done) = (r.done.len(), r.not_done);
         writeln!(
@@ -278,7 +281,7 @@ fn outcome_text(
         )?;
     }
     for w in &r.warnings {
-        writeln!(out, "warning: {w}")?;
+        writeln!(out, "warning: {}", esc(w))?;
     }
     if let Some(u) = undo {
         writeln!(out, "undo     {u}")?;

@@ -1,0 +1,162 @@
+//! Hostile input (issue 16): names that would drive a terminal, oversized archive metadata, empty and non-UTF-8
+//! files, and a restore with no terminal to confirm on.
+
+use crate::util::*;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Names that are each a terminal attack or a line-breaker: (raw name, how text output must show it).
+const NAMES: [(&[u8], &str); 5] = [
+    (b"a\nb", "a\\nb"),
+    (b"r\rx", "r\\rx"),
+    (b"\x1b[31mred", "\\033[31mred"),
+    (b"caf\xe9.conf", "caf\\351.conf"),
+    (b"del\x7f\\", "del\\177\\\\"),
+];
+
+fn raw(dir: &Path, name: &[u8]) -> PathBuf {
+    dir.join(OsStr::from_bytes(name))
+}
+
+/// The bytes a terminal would act on (ESC, CR, BEL, other C0 but newline and tab, DEL, C1 as UTF-8).
+#[track_caller]
+fn assert_inert(what: &str, out: &[u8]) {
+    let text = String::from_utf8_lossy(out);
+    let bad = text
+        .char_indices()
+        .find(|(_, c)| c.is_control() && *c != '\n');
+    if let Some((i, c)) = bad {
+        let at = &text[i.saturating_sub(60)..i];
+        panic!("{what}: raw control character {c:?} after {at:?}\n{text}");
+    }
+    assert!(!text.contains('\u{fffd}'), "{what}: lossy name\n{text}");
+}
+
+fn hostile_tree(env: &mut Env) -> PathBuf {
+    let dir = env.root.join("srv/evil");
+    fs::create_dir_all(&dir).unwrap();
+    for (name, _) in NAMES {
+        fs::write(raw(&dir, name), b"one\n").unwrap();
+    }
+    std::os::unix::fs::symlink(OsStr::from_bytes(b"tgt\x1b]0;t\x07"), raw(&dir, b"ln\x1b"))
+        .unwrap();
+    sh_ok(&format!("mkfifo '{}'", raw(&dir, b"fifo\x1b[2J").display()));
+    env.write_config("[collect]\nextra_paths = [\"/srv/evil\"]\n");
+    dir
+}
+
+#[test]
+fn names_with_control_characters_are_escaped_in_text_and_exact_in_json() {
+    let mut env = Env::new("");
+    let dir = hostile_tree(&mut env);
+    let b = env.run(&["backup"]);
+    b.expect(0);
+    assert_inert("backup's log", &b.0.stderr);
+
+    let ls = env.run(&["ls", "latest", "srv"]);
+    ls.expect(0);
+    assert_inert("ls", &ls.0.stdout);
+    let text = ls.stdout();
+    // The directory, five files and the link: one line each.
+    assert_eq!(text.lines().count(), 7, "{text}");
+    for (_, shown) in NAMES {
+        assert!(
+            text.contains(&format!(" srv/evil/{shown}\n")),
+            "{shown}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains(" srv/evil/ln\\033 -> tgt\\033]0;t\\a\n"),
+        "{text}"
+    );
+
+    // JSON carries the exact name (escaped by JSON only), and the exact bytes of a non-UTF-8 one.
+    let doc = env.run(&["--json", "ls", "latest", "srv"]).json();
+    let paths: Vec<&str> = doc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    for p in [
+        "srv/evil/a\nb",
+        "srv/evil/r\rx",
+        "srv/evil/\x1b[31mred",
+        "srv/evil/del\x7f\\",
+    ] {
+        assert!(paths.contains(&p), "{p:?} in {paths:?}");
+    }
+    let hex = doc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["path_hex"].as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(hex, ["7372762f6576696c2f636166e92e636f6e66"]);
+
+    let show = env.run(&["show", "latest"]);
+    show.expect(0);
+    assert_inert("show", &show.0.stdout);
+    assert!(
+        show.stdout().contains("  /srv/evil/fifo\\033[2J (fifo)\n"),
+        "{}",
+        show.stdout()
+    );
+
+    // diff against the host after a change, a removal and an addition.
+    fs::write(raw(&dir, b"\x1b[31mred"), b"two\n").unwrap();
+    fs::remove_file(raw(&dir, b"a\nb")).unwrap();
+    fs::write(raw(&dir, b"new\r\x1b[2K"), b"x\n").unwrap();
+    let d = env.run(&["diff", "latest", "--live", "--patch"]);
+    d.expect(0);
+    assert_inert("diff", &d.0.stdout);
+    let text = d.stdout();
+    for line in [
+        "  ~ srv/evil/\\033[31mred: content",
+        "  - srv/evil/a\\nb: removed",
+        "  + srv/evil/new\\r\\033[2K: added",
+        "--- a/srv/evil/\\033[31mred",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
+
+    // The restore plan names every entry it will write, escaped; so does a dry run's.
+    let target = env.path("target");
+    fs::create_dir_all(&target).unwrap();
+    let t = target.to_str().unwrap();
+    let plan = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        t,
+        "--path",
+        "/srv",
+        "--dry-run",
+    ]);
+    plan.expect(0);
+    assert_inert("restore plan", &plan.0.stdout);
+    let text = plan.stdout();
+    for (_, shown) in NAMES {
+        assert!(
+            text.contains(&format!(" /srv/evil/{shown}\n")),
+            "{shown}:\n{text}"
+        );
+    }
+    let done = env.run(&[
+        "restore", "latest", "--target", t, "--path", "/srv", "--yes",
+    ]);
+    done.expect(0);
+    assert_inert("restore", &done.0.stdout);
+    assert_inert("restore's log", &done.0.stderr);
+    assert_eq!(
+        fs::read(raw(&target, b"srv/evil/caf\xe9.conf")).unwrap(),
+        b"one\n"
+    );
+    let x = env.path("x");
+    let ex = env.run(&["extract", "latest", x.to_str().unwrap()]);
+    ex.expect(0);
+    assert_inert("extract", &ex.0.stdout);
+    assert_eq!(fs::read(raw(&x, b"srv/evil/r\rx")).unwrap(), b"one\n");
+}
