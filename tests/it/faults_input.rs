@@ -160,3 +160,95 @@ fn names_with_control_characters_are_escaped_in_text_and_exact_in_json() {
     assert_inert("extract", &ex.0.stdout);
     assert_eq!(fs::read(raw(&x, b"srv/evil/r\rx")).unwrap(), b"one\n");
 }
+
+/// A proxkeep-looking archive (zstd) whose meta.json or index.json (`which`) is padded to `mib` MiB of valid JSON.
+const PADDED: &str = r#"
+import hashlib, io, json, sys, tarfile
+which, mib = sys.argv[1], int(sys.argv[2])
+meta = {"format_version": 1, "tool": "proxkeep", "tool_version": "0.1.0", "host": "evil", "role": "pve",
+        "created": "2026-11-28T00:00:00Z", "created_unix": 1795830000, "categories": ["extra"],
+        "compression": {"algorithm": "zstd", "level": 3}}
+data = b"ok\n"
+entries = [{"path": "etc/ok.conf", "category": "extra", "kind": "file", "size": len(data), "mode": "0644",
+            "uid": 0, "gid": 0, "mtime": 1767225600, "sha256": hashlib.sha256(data).hexdigest()}]
+index = {"format_version": 1, "entries": entries,
+         "totals": {"entries": 1, "files": 1, "dirs": 0, "symlinks": 0, "bytes": len(data), "warnings": 0}}
+(meta if which == "meta" else index)["pad"] = "x" * (mib << 20)
+def add(tf, name, body):
+    t = tarfile.TarInfo(name); t.size = len(body); t.mode = 0o644; t.mtime = 1767225600
+    tf.addfile(t, io.BytesIO(body))
+with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+    add(tf, "proxkeep/meta.json", json.dumps(meta).encode())
+    add(tf, "etc/ok.conf", data)
+    add(tf, "proxkeep/index.json", json.dumps(index).encode())
+"#;
+
+fn padded_archive(env: &Env, which: &str, mib: u32) -> PathBuf {
+    fs::create_dir_all(&env.backups).unwrap();
+    let day = if mib > 1 { 20 } else { 10 };
+    let out = env
+        .backups
+        .join(format!("evil-pve-202611{day}T000000Z.tar.zst"));
+    let script = env.path("padded.py");
+    fs::write(&script, PADDED).unwrap();
+    sh_ok(&format!(
+        "{} '{}' {which} {mib} | {} -q -3 -o '{}'",
+        tool("python3"),
+        script.display(),
+        tool("zstd"),
+        out.display()
+    ));
+    out
+}
+
+#[test]
+fn oversized_meta_and_index_are_damage_and_not_read_whole() {
+    let env = Env::new("");
+    // Small enough to pass: a control for the crafted archive itself.
+    let fine = padded_archive(&env, "meta", 1);
+    env.run(&["verify", fine.to_str().unwrap()]).expect(0);
+    for which in ["meta", "index"] {
+        let archive = padded_archive(&env, which, 100);
+        let a = archive.to_str().unwrap();
+        let entry = format!("proxkeep/{which}.json");
+        let target = env.path(&format!("target-{which}"));
+        fs::create_dir_all(&target).unwrap();
+        let t = target.to_str().unwrap();
+        let x = env.path(&format!("x-{which}"));
+        let x = x.to_str().unwrap();
+        for args in [
+            vec!["show", a],
+            vec!["verify", a],
+            vec!["diff", a, fine.to_str().unwrap()],
+            vec!["restore", a, "--target", t, "--yes"],
+            vec!["extract", a, x],
+        ] {
+            let r = env.run(&args);
+            r.expect(6);
+            let err = r.stderr();
+            let said = err.contains(&entry) && err.contains("too large: 100.0 MiB");
+            assert!(
+                said || r.stdout().contains("too large: 100.0 MiB"),
+                "{args:?}: {err}{}",
+                r.stdout()
+            );
+        }
+        assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
+        if which == "meta" {
+            // `list` reads only meta.json: the archive is listed as damaged, and why.
+            let l = env.run(&["--json", "list", "--all-hosts"]).json();
+            let evil = l
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"].as_str().unwrap().contains("20261120"));
+            let evil = evil.expect("listed");
+            assert_eq!(evil["state"], "damaged", "{l}");
+            assert!(
+                evil["reason"].as_str().unwrap().contains("too large"),
+                "{l}"
+            );
+        }
+        fs::remove_file(&archive).unwrap();
+    }
+}
