@@ -175,11 +175,14 @@ pub fn ls(
     };
     let mut count = 0;
     let mut last: Option<String> = None;
+    let (mut first, mut index) = (None, false);
     let entries = reader.archive.entries().map_err(|e| broken(e, None))?;
     for entry in entries {
         let entry = entry.map_err(|e| broken(e, last.as_deref()))?;
         let h = entry.header();
         let (path, path_hex) = path_fields(&entry.path_bytes());
+        first.get_or_insert(path == META_PATH);
+        index = path == INDEX_PATH;
         if under_prefix(&path, &prefix) {
             let e = LsEntry {
                 kind: kind_name(h.entry_type()),
@@ -202,7 +205,17 @@ pub fn ls(
     reader
         .finish()
         .map_err(|e| InspectError::broken(archive, None, &offset, " at its end", e))?;
-    Ok(count)
+    // What `show` and `verify` say of the same file (an empty one has neither).
+    let missing = match (first, index) {
+        (None, _) => Some("proxkeep/meta.json is missing"),
+        (Some(false), _) => Some("first entry is not proxkeep/meta.json: not a proxkeep archive"),
+        (_, false) => Some("proxkeep/index.json is missing"),
+        _ => None,
+    };
+    match missing {
+        Some(why) => Err(InspectError::damaged(archive, None, None, why)),
+        None => Ok(count),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

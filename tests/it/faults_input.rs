@@ -252,3 +252,29 @@ fn oversized_meta_and_index_are_damage_and_not_read_whole() {
         fs::remove_file(&archive).unwrap();
     }
 }
+
+#[test]
+fn ls_of_an_empty_file_named_like_an_archive_is_damage() {
+    let env = Env::new("");
+    fs::create_dir_all(&env.backups).unwrap();
+    for name in [
+        "host-pve-20261101T000000Z.tar.zst",
+        "host-pve-20261102T000000Z.tar",
+    ] {
+        let a = env.backups.join(name);
+        fs::write(&a, b"").unwrap();
+        let a = a.to_str().unwrap();
+        for cmd in ["ls", "show", "verify"] {
+            let r = env.run(&[cmd, a]);
+            r.expect(6);
+            let said = format!("{}{}", r.stdout(), r.stderr());
+            assert!(
+                said.contains("proxkeep/meta.json is missing"),
+                "{cmd} {name}: {said}"
+            );
+        }
+        let r = env.run(&["--json", "ls", a]);
+        r.expect(6);
+        assert_eq!(r.json()["entries"], serde_json::json!([]), "{}", r.stdout());
+    }
+}
