@@ -278,3 +278,26 @@ fn ls_of_an_empty_file_named_like_an_archive_is_damage() {
         assert_eq!(r.json()["entries"], serde_json::json!([]), "{}", r.stdout());
     }
 }
+
+#[test]
+fn a_config_file_that_is_not_utf8_names_the_line_and_byte_column() {
+    let env = Env::new("");
+    let mut text = fs::read(&env.config).unwrap();
+    // Line 6 (after the five the test env writes): each `é` is two bytes, so the bad one is character 14, byte 16.
+    text.extend_from_slice(b"# r\xc3\xa9sum\xc3\xa9 for \xff\n");
+    fs::write(&env.config, text).unwrap();
+    for args in [
+        &["list"][..],
+        &["check"],
+        &["backup", "--dry-run"],
+        &["config", "show"],
+    ] {
+        let r = env.run(args);
+        r.expect(2);
+        let want = format!(
+            "{}:6:14: not UTF-8: byte 0xff at byte column 16",
+            env.config.display()
+        );
+        assert!(r.stderr().contains(&want), "{args:?}: {}", r.stderr());
+    }
+}
