@@ -104,7 +104,7 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
     }
     let writes = p.plan.writes().count() + p.plan.removals().count();
     let what = format!("write {writes} entries to {}", target.display());
-    confirm(&what, "restore", a.yes, ctx.cancel)?;
+    confirm(&what, "restore", (a.yes, true), ctx.cancel)?;
     let opts = RestoreOptions {
         config: ctx.config()?,
         config_path: ctx.config_path.as_deref(),
@@ -375,7 +375,7 @@ fn pmxcfs_restore(ctx: &Ctx, a: &PmxcfsRestoreArgs) -> Result<i32, Exit> {
     ctx.out
         .text(|o| staged_text(&staged, &req, &a.service_timeout, o))?;
     let what = format!("replace {}", staged.db_dir.join("config.db").display());
-    confirm(&what, "restore", a.yes, ctx.cancel)?;
+    confirm(&what, "restore", (a.yes, false), ctx.cancel)?;
     let done = journey::pmxcfs_restore(staged, &req, &ctx.log(Redactor::default()), ctx.cancel)
         .map_err(fail)?;
     ctx.out.result(&done, |o| restored_text(&done, o))?;

@@ -301,3 +301,37 @@ fn a_config_file_that_is_not_utf8_names_the_line_and_byte_column() {
         assert!(r.stderr().contains(&want), "{args:?}: {}", r.stderr());
     }
 }
+
+#[test]
+fn restore_without_yes_and_without_a_terminal_is_a_usage_error() {
+    let env = Env::new("pve-node");
+    env.run(&["backup"]).expect(0);
+    let target = env.path("target");
+    fs::create_dir_all(&target).unwrap();
+    // stdin is /dev/null: no terminal to ask on.
+    let r = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--only",
+        "ssh",
+    ]);
+    r.expect(2);
+    let err = r.stderr();
+    assert!(
+        err.contains("pass --yes") && err.contains("--dry-run"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
+    let j = env.run(&[
+        "--json",
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    j.expect(2);
+    assert_eq!(j.json()["error"]["kind"], "usage", "{}", j.stdout());
+}
