@@ -13,7 +13,22 @@ use std::time::{Duration, Instant};
 /// and bytes that are not UTF-8 octal (`\351`). So a name can neither break a line nor move the cursor or
 /// recolour the screen, and two different names never look the same. JSON output carries the exact name instead.
 pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
-    let plain = |c: char| !c.is_control() && c != '\\';
+    escape_as(bytes, true)
+}
+
+/// [`escape`] of a text (a path already made lossy).
+pub fn esc(text: &str) -> Cow<'_, str> {
+    escape(text.as_bytes())
+}
+
+/// A message (which may quote names, perhaps already as Rust's `{:?}` does) as one inert line: [`escape`] but a
+/// backslash stays as it is.
+pub fn esc_line(text: &str) -> Cow<'_, str> {
+    escape_as(text.as_bytes(), false)
+}
+
+fn escape_as(bytes: &[u8], backslash: bool) -> Cow<'_, str> {
+    let plain = |c: char| !c.is_control() && !(backslash && c == '\\');
     if let Ok(s) = std::str::from_utf8(bytes)
         && s.chars().all(plain)
     {
@@ -24,7 +39,7 @@ pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
-                '\\' => out.push_str("\\\\"),
+                '\\' if backslash => out.push_str("\\\\"),
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
@@ -42,11 +57,6 @@ pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
         chunk.invalid().iter().for_each(|b| octal(&mut out, *b));
     }
     Cow::Owned(out)
-}
-
-/// [`escape`] of a text (a path already made lossy, a one-line message).
-pub fn esc(text: &str) -> Cow<'_, str> {
-    escape(text.as_bytes())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -162,7 +172,7 @@ impl Log {
 
     pub fn log(&self, level: Level, msg: &str) {
         // One line per message, whatever a file name in it holds (see `escape`).
-        let msg = esc(&self.redactor.apply(msg)).into_owned();
+        let msg = esc_line(&self.redactor.apply(msg)).into_owned();
         let (tag, prefix, shown_from) = level.tag();
         let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
         let line = format!("{now} {tag:5} {msg}");
@@ -272,6 +282,7 @@ mod tests {
         assert_eq!(escape("c1\u{9b}x".as_bytes()), "c1\\302\\233x");
         assert_eq!(escape(b"caf\xe9.conf"), "caf\\351.conf");
         assert_eq!(esc("\x07\x08\x0b\x0c"), "\\a\\b\\v\\f");
+        assert_eq!(esc_line("a \"\\u{1b}\" \x1b\n"), "a \"\\u{1b}\" \\033\\n");
     }
 
     #[test]

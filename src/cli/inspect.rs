@@ -11,7 +11,7 @@ use proxkeep::archive::session::warning_text;
 use proxkeep::exit;
 use proxkeep::inspect::table::{Align, local_time, render};
 use proxkeep::inspect::{self, InspectError, State, diff};
-use proxkeep::output::{esc, escape};
+use proxkeep::output::{esc, esc_line, escape};
 use proxkeep::store::tier;
 use proxkeep::units::format_size;
 use serde::Serialize;
@@ -84,7 +84,7 @@ fn compare(ctx: &Ctx, a: &DiffArgs) -> Result<i32, Exit> {
     }
     .map_err(fail)?;
     for w in &report.warnings {
-        eprintln!("warning: {}", esc(&warning_text(w)));
+        eprintln!("warning: {}", esc_line(&warning_text(w)));
     }
     ctx.out.result(&report, |o| diff_text(&report, &opts, o))?;
     Ok(exit_if(a.exit_code && !report.differences.is_empty(), 1))
@@ -208,7 +208,7 @@ fn list(ctx: &Ctx, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
         let columns = "TIME ROLE >SIZE COMPRESSION >FILES >WARNINGS STATE ARCHIVE";
         table(out, columns, &rows)?;
         for a in archives.iter().filter(|a| a.state == State::Damaged) {
-            writeln!(out, "damaged: {}: {}", a.name, esc(a.reason.as_deref().unwrap_or("")))?;
+            writeln!(out, "damaged: {}: {}", a.name, esc_line(a.reason.as_deref().unwrap_or("")))?;
         }
         if archives.iter().any(|a| a.encrypted && a.purpose.is_none() && a.state != State::Damaged) {
             writeln!(out, "(age-encrypted archives: their details need --identity FILE or --passphrase-file FILE)")?;
@@ -298,7 +298,7 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
     }
     writeln!(o, "\nwarnings     {}", s.warnings.len())?;
     for w in &s.warnings {
-        writeln!(o, "  {}", esc(&warning_text(w)))?;
+        writeln!(o, "  {}", esc_line(&warning_text(w)))?;
     }
     if !s.skipped.is_empty() {
         let n = s.skipped.len();
@@ -436,7 +436,7 @@ fn base64(data: &[u8]) -> String {
 
 fn problem_lines(out: &mut dyn Write, problems: &[Problem], limit: usize) -> io::Result<()> {
     for p in problems.iter().take(limit) {
-        writeln!(out, "  {}", esc(&p.to_string()))?;
+        writeln!(out, "  {}", esc_line(&p.to_string()))?;
     }
     if problems.len() > limit {
         let more = problems.len() - limit;
@@ -555,7 +555,7 @@ fn diff_text(r: &diff::Report, opts: &diff::Options, out: &mut dyn Write) -> io:
             // Unindented, so the output can be fed to `patch` / `git apply` as it is.
             write!(out, "{p}")?;
         } else if let Some(n) = d.patch_note.as_ref().filter(|_| !d.secret) {
-            writeln!(out, "    ({})", esc(n))?;
+            writeln!(out, "    ({})", esc_line(n))?;
         }
     }
     let (n, a, rm, c) = (r.differences.len(), r.added, r.removed, r.changed);

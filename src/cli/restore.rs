@@ -11,7 +11,7 @@ use proxkeep::app::restore::{
     self as journey, PlanDoc, PmxcfsRestored, RestoreOptions, RestoreReport,
 };
 use proxkeep::exit;
-use proxkeep::output::{Redactor, esc};
+use proxkeep::output::{Redactor, esc, esc_line};
 use proxkeep::restore::apply::Stop;
 use proxkeep::restore::path::NodeMap;
 use proxkeep::restore::plan::{Action, PveWrite, Step};
@@ -238,7 +238,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
         )?;
         for s in conflicts {
             if let Action::Conflict(why) = &s.action {
-                writeln!(o, "  {}: {}", s.shown_text(), esc(why))?;
+                writeln!(o, "  {}: {}", s.shown_text(), esc_line(why))?;
             }
         }
     }
@@ -270,9 +270,9 @@ fn outcome_text(
             Stop::Interrupted => "INTERRUPTED".to_string(),
             Stop::Damaged { .. } => format!(
                 "STOPPED, the archive is damaged: {}",
-                esc(&stop.to_string())
+                esc_line(&stop.to_string())
             ),
-            Stop::Failed { .. } => format!("STOPPED: {}", esc(&stop.to_string())),
+            Stop::Failed { .. } => format!("STOPPED: {}", esc_line(&stop.to_string())),
         };
         let (done, not_done) = (r.done.len(), r.not_done);
         writeln!(
@@ -281,7 +281,7 @@ fn outcome_text(
         )?;
     }
     for w in &r.warnings {
-        writeln!(out, "warning: {}", esc(w))?;
+        writeln!(out, "warning: {}", esc_line(w))?;
     }
     if let Some(u) = undo {
         writeln!(out, "undo     {u}")?;

@@ -335,3 +335,30 @@ fn restore_without_yes_and_without_a_terminal_is_a_usage_error() {
     j.expect(2);
     assert_eq!(j.json()["error"]["kind"], "usage", "{}", j.stdout());
 }
+
+/// A hostile name in an archive that restore refuses: the error names it, escaped.
+#[test]
+fn a_refused_hostile_name_is_escaped_in_the_error() {
+    let env = Env::new("");
+    let out = env.path("hostile.tar");
+    let script = r#"
+import io, json, sys, tarfile
+meta = json.dumps({"format_version": 1, "tool": "proxkeep", "tool_version": "0.1.0", "host": "evil",
+    "role": "pve", "created": "2026-11-28T00:00:00Z", "created_unix": 1795830000, "categories": [],
+    "compression": {"algorithm": "none", "level": 0}}).encode()
+with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as tf:
+    for name, body in [("proxkeep/meta.json", meta), ("../\x1b[2Jgone\n", b"x")]:
+        t = tarfile.TarInfo(name); t.size = len(body); tf.addfile(t, io.BytesIO(body))
+"#;
+    let status = std::process::Command::new(tool("python3"))
+        .args(["-c", script])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let x = env.path("x");
+    let r = env.run(&["extract", out.to_str().unwrap(), x.to_str().unwrap()]);
+    r.expect(6);
+    assert_inert("extract's error", &r.0.stderr);
+    assert!(r.stderr().contains("[2Jgone\\n"), "{}", r.stderr());
+}
