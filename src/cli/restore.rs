@@ -343,7 +343,7 @@ fn pmxcfs_extract(ctx: &Ctx, db: &Path, dir: &Path, node: Option<&str>) -> Resul
             .map(|t| {
                 t.into_iter()
                     .filter(|x| x.kind == proxkeep::pmxcfs::NodeKind::Dir)
-                    .filter_map(|x| x.path.strip_prefix("nodes/").filter(|n| !n.contains('/')).map(String::from))
+                    .filter_map(|x| x.path.strip_prefix("nodes/").filter(|n| !n.contains('/')).map(|n| esc(n).into_owned()))
                     .collect()
             })
             .unwrap_or_default();

@@ -104,6 +104,13 @@ fn names_with_control_characters_are_escaped_in_text_and_exact_in_json() {
         "{}",
         show.stdout()
     );
+    // Warnings come from the index: one crafted with hostile text.
+    let warned = padded_archive(&env, "warn", 0);
+    let show = env.run(&["show", warned.to_str().unwrap()]);
+    show.expect(0);
+    assert_inert("show's warnings", &show.0.stdout);
+    let line = "  etc/\\033[2Jx\\ny: changed\\r while read\n";
+    assert!(show.stdout().contains(line), "{}", show.stdout());
 
     // diff against the host after a change, a removal and an addition.
     fs::write(raw(&dir, b"\x1b[31mred"), b"two\n").unwrap();
@@ -174,6 +181,8 @@ entries = [{"path": "etc/ok.conf", "category": "extra", "kind": "file", "size": 
 index = {"format_version": 1, "entries": entries,
          "totals": {"entries": 1, "files": 1, "dirs": 0, "symlinks": 0, "bytes": len(data), "warnings": 0}}
 (meta if which == "meta" else index)["pad"] = "x" * (mib << 20)
+if which == "warn":
+    index["warnings"] = [{"path": "etc/\x1b[2Jx\ny", "message": "changed\r while read"}]
 def add(tf, name, body):
     t = tarfile.TarInfo(name); t.size = len(body); t.mode = 0o644; t.mtime = 1767225600
     tf.addfile(t, io.BytesIO(body))
@@ -185,7 +194,11 @@ with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMA
 
 fn padded_archive(env: &Env, which: &str, mib: u32) -> PathBuf {
     fs::create_dir_all(&env.backups).unwrap();
-    let day = if mib > 1 { 20 } else { 10 };
+    let day = match (which, mib) {
+        ("warn", _) => 11,
+        (_, 0 | 1) => 10,
+        _ => 20,
+    };
     let out = env
         .backups
         .join(format!("evil-pve-202611{day}T000000Z.tar.zst"));
