@@ -34,7 +34,8 @@ fn main() -> ExitCode {
             // layer the error came through.
             let code = proxkeep::crypt::find(e.chain()).map_or(code, |c| c.exit_code());
             let message = error_text(&e);
-            eprintln!("error: {message}");
+            // One line, whatever a name in it holds (the JSON document keeps the exact text).
+            eprintln!("error: {}", proxkeep::output::esc_line(&message));
             if cli.json && !emit::document_written() {
                 let _ = emit::Emit {
                     json: true,

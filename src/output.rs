@@ -1,11 +1,63 @@
 //! What a run tells people: log lines (stderr and the run log file), the progress line, and redaction of secrets.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// A name (archive entry, path, link target) as text for a terminal, as GNU `ls -b` shows it: control characters
+/// (C0, DEL, C1) become `\n`, `\r`, `\t`, `\a`, `\b`, `\v`, `\f` or octal (`\033` for ESC), a backslash `\\`,
+/// and bytes that are not UTF-8 octal (`\351`). So a name can neither break a line nor move the cursor or
+/// recolour the screen, and two different names never look the same. JSON output carries the exact name instead.
+pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
+    escape_as(bytes, true)
+}
+
+/// [`escape`] of a text (a path already made lossy).
+pub fn esc(text: &str) -> Cow<'_, str> {
+    escape(text.as_bytes())
+}
+
+/// A message (which may quote names, perhaps already as Rust's `{:?}` does) as one inert line: [`escape`] but a
+/// backslash stays as it is.
+pub fn esc_line(text: &str) -> Cow<'_, str> {
+    escape_as(text.as_bytes(), false)
+}
+
+fn escape_as(bytes: &[u8], backslash: bool) -> Cow<'_, str> {
+    let plain = |c: char| !c.is_control() && !(backslash && c == '\\');
+    if let Ok(s) = std::str::from_utf8(bytes)
+        && s.chars().all(plain)
+    {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    let octal = |out: &mut String, b: u8| out.push_str(&format!("\\{b:03o}"));
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' if backslash => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\x07' => out.push_str("\\a"),
+                '\x08' => out.push_str("\\b"),
+                '\x0b' => out.push_str("\\v"),
+                '\x0c' => out.push_str("\\f"),
+                c if c.is_control() => c
+                    .encode_utf8(&mut [0; 4])
+                    .bytes()
+                    .for_each(|b| octal(&mut out, b)),
+                c => out.push(c),
+            }
+        }
+        chunk.invalid().iter().for_each(|b| octal(&mut out, *b));
+    }
+    Cow::Owned(out)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -119,7 +171,8 @@ impl Log {
     }
 
     pub fn log(&self, level: Level, msg: &str) {
-        let msg = self.redactor.apply(msg);
+        // One line per message, whatever a file name in it holds (see `escape`).
+        let msg = esc_line(&self.redactor.apply(msg)).into_owned();
         let (tag, prefix, shown_from) = level.tag();
         let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
         let line = format!("{now} {tag:5} {msg}");
@@ -218,6 +271,19 @@ impl Progress for TermProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_as_ls_b() {
+        assert_eq!(escape(b"etc/hosts"), "etc/hosts");
+        assert!(matches!(escape(b"etc/caf\xc3\xa9"), Cow::Borrowed(_)));
+        assert_eq!(escape(b"a\nb\rc\td"), "a\\nb\\rc\\td");
+        assert_eq!(escape(b"\x1b[31mred"), "\\033[31mred");
+        assert_eq!(escape(b"del\x7f back\\slash"), "del\\177 back\\\\slash");
+        assert_eq!(escape("c1\u{9b}x".as_bytes()), "c1\\302\\233x");
+        assert_eq!(escape(b"caf\xe9.conf"), "caf\\351.conf");
+        assert_eq!(esc("\x07\x08\x0b\x0c"), "\\a\\b\\v\\f");
+        assert_eq!(esc_line("a \"\\u{1b}\" \x1b\n"), "a \"\\u{1b}\" \\033\\n");
+    }
 
     #[test]
     fn redactor_replaces_longest_first_and_ignores_tiny() {

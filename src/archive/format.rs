@@ -233,6 +233,45 @@ impl Totals {
     }
 }
 
+/// Largest `meta.json` a reader accepts (a proxkeep archive's is about a KiB).
+pub const META_MAX: u64 = 4 << 20;
+/// `index.json` may take this much, plus [`INDEX_PER_ENTRY`] for each archive entry before it (a real entry
+/// takes about 300 bytes; a 4,096-byte path, its hex and a few xattr names still fit).
+pub const INDEX_BASE: u64 = 16 << 20;
+pub const INDEX_PER_ENTRY: u64 = 4 << 10;
+
+/// The cap on the size of `meta.json` or `index.json` (`path`), `entries_before` the archive entries before
+/// it; `Err` (what to say: the archive is damaged) when its tar header says `size` is larger. Readers check
+/// this before reading, then read with [`read_capped`], so no archive makes them hold more than the cap.
+pub fn self_cap(path: &[u8], size: u64, entries_before: u64) -> Result<u64, String> {
+    let cap = match path == META_PATH.as_bytes() {
+        true => META_MAX,
+        false => INDEX_BASE.saturating_add(entries_before.saturating_mul(INDEX_PER_ENTRY)),
+    };
+    if size <= cap {
+        return Ok(cap);
+    }
+    let (size, max) = (
+        crate::units::format_size(size),
+        crate::units::format_size(cap),
+    );
+    Err(format!(
+        "too large: {size}, more than the {max} a proxkeep archive ever needs here"
+    ))
+}
+
+/// All of `r`, but an error rather than more than `cap` bytes.
+pub fn read_capped(r: impl std::io::Read, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    r.take(cap.saturating_add(1)).read_to_end(&mut data)?;
+    if data.len() as u64 > cap {
+        let why = format!("longer than its header says (more than {cap} bytes)");
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
+    }
+    Ok(data)
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     base16ct::lower::encode_string(bytes)
 }
@@ -281,6 +320,22 @@ mod tests {
         assert_eq!(entry.mode_bits(), 0o644);
         assert_eq!(path_fields(b"etc/hosts"), ("etc/hosts".to_string(), None));
         assert_eq!(hex_decode("zz"), None);
+    }
+
+    #[test]
+    fn metadata_caps() {
+        let meta = META_PATH.as_bytes();
+        assert_eq!(self_cap(meta, 1000, 0), Ok(META_MAX));
+        let e = self_cap(meta, 100 << 20, 0).unwrap_err();
+        assert!(e.contains("100.0 MiB") && e.contains("4.0 MiB"), "{e}");
+        let index = INDEX_PATH.as_bytes();
+        assert_eq!(
+            self_cap(index, 1, 10),
+            Ok(INDEX_BASE + 10 * INDEX_PER_ENTRY)
+        );
+        assert!(self_cap(index, INDEX_BASE + 1, 0).is_err());
+        assert_eq!(read_capped(&b"12345"[..], 5).unwrap(), b"12345");
+        assert!(read_capped(&b"123456"[..], 5).is_err());
     }
 
     #[test]

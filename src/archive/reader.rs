@@ -1,7 +1,7 @@
 //! Reading archives back: decompression picked from the file's magic bytes, and a full verification that
 //! every entry matches the index. The backup's read-back and `proxkeep verify` are the same code.
 
-use super::format::{INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
+use super::format::{self, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
 use crate::archive::compression::Compression;
 use crate::crypt::{self, Keys};
 use sha2::{Digest, Sha256};
@@ -375,28 +375,37 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
                     "entry found after proxkeep/index.json (appended to the archive)",
                 ));
             }
-            // Read to its end, hashed. Meta and index are small and parsed; their bytes are kept.
+            // Read to its end, hashed. Meta and index are small and parsed; their bytes are kept (within a cap,
+            // checked on the header's size: a huge one is refused without being held).
             let (mut hasher, mut small) = (Sha256::new(), Vec::new());
+            let is_self = is_meta || is_index;
+            let cap = is_self.then(|| format::self_cap(&s.path, s.size, v.entries - 1));
+            let keep = matches!(cap, Some(Ok(_)));
             drain(&mut entry, &mut buf, |b| {
                 hasher.update(b);
-                if is_meta || is_index {
+                if keep {
                     small.extend_from_slice(b);
                 }
                 0
             })
             .map_err(|e| broken(Some(&s.path), " while reading this entry", &e))?;
-            if is_meta || is_index {
+            if let Some(cap) = cap {
+                let parse = |e: serde_json::Error| format!("cannot parse: {e}");
                 let parsed = if is_meta {
                     meta_seen = true;
-                    serde_json::from_slice::<Meta>(&small).map(drop)
+                    cap.and_then(|_| {
+                        serde_json::from_slice::<Meta>(&small)
+                            .map(drop)
+                            .map_err(parse)
+                    })
                 } else {
                     after_index = true;
                     v.index_sha256 = Some(hex(&hasher.finalize()));
-                    serde_json::from_slice(&small).map(|i| v.index = Some(i))
+                    cap.and_then(|_| serde_json::from_slice(&small).map_err(parse))
+                        .map(|i| v.index = Some(i))
                 };
-                if let Err(e) = parsed {
-                    v.problems
-                        .push(problem(Some(&s.path), format!("cannot parse: {e}")));
+                if let Err(why) = parsed {
+                    v.problems.push(problem(Some(&s.path), why));
                 }
                 continue;
             }
@@ -536,8 +545,8 @@ pub fn read_meta(path: &Path) -> io::Result<Meta> {
     if first.path_bytes().as_ref() != META_PATH.as_bytes() {
         return Err(invalid("first entry is not proxkeep/meta.json"));
     }
-    let mut data = Vec::new();
-    first.read_to_end(&mut data)?;
+    let cap = format::self_cap(META_PATH.as_bytes(), first.size(), 0).map_err(invalid)?;
+    let data = format::read_capped(&mut first, cap)?;
     serde_json::from_slice(&data).map_err(invalid)
 }
 

@@ -121,15 +121,27 @@ fn quiet_if_closed(e: io::Error) -> Result<(), Exit> {
     }
 }
 
-/// A typed confirmation on a terminal; `yes` skips it. Ctrl-C at the prompt ends the run (exit 130).
-pub fn confirm(what: &str, word: &str, yes: bool, cancel: &AtomicBool) -> Result<(), Exit> {
+/// A typed confirmation on a terminal; `yes` skips it. Ctrl-C at the prompt ends the run (exit 130). Without
+/// a terminal (cron, a pipe) and without `yes` it is a usage error (exit 2): the command line must say which;
+/// `dry_run`: the command has `--dry-run` to suggest.
+pub fn confirm(
+    what: &str,
+    word: &str,
+    (yes, dry_run): (bool, bool),
+    cancel: &AtomicBool,
+) -> Result<(), Exit> {
     if yes {
         return Ok(());
     }
     let stdin = io::stdin();
     if !stdin.is_terminal() {
-        return Err(Exit::failed(anyhow!(
-            "no terminal to confirm on: pass --yes to {what} without asking (nothing was changed)"
+        let or = if dry_run {
+            ", or --dry-run to only see the plan"
+        } else {
+            ""
+        };
+        return Err(Exit::usage(anyhow!(
+            "no terminal to confirm on: pass --yes to {what} without asking{or} (nothing was changed)"
         )));
     }
     let unread = |e: io::Error| Exit::failed(anyhow!("reading the confirmation: {e}"));

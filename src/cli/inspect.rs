@@ -5,15 +5,17 @@ use super::{Exit, ctx::Ctx, ctx::NEVER};
 use anyhow::anyhow;
 use base64::Engine as _;
 use proxkeep::app::{exit_if, select_tiers};
-use proxkeep::archive::format::Kind;
+use proxkeep::archive::format::{Kind, hex_decode};
 use proxkeep::archive::reader::Problem;
 use proxkeep::archive::session::warning_text;
 use proxkeep::exit;
 use proxkeep::inspect::table::{Align, local_time, render};
 use proxkeep::inspect::{self, InspectError, State, diff};
+use proxkeep::output::{esc, esc_line, escape};
 use proxkeep::store::tier;
 use proxkeep::units::format_size;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,7 +84,7 @@ fn compare(ctx: &Ctx, a: &DiffArgs) -> Result<i32, Exit> {
     }
     .map_err(fail)?;
     for w in &report.warnings {
-        eprintln!("warning: {}", warning_text(w));
+        eprintln!("warning: {}", esc_line(&warning_text(w)));
     }
     ctx.out.result(&report, |o| diff_text(&report, &opts, o))?;
     Ok(exit_if(a.exit_code && !report.differences.is_empty(), 1))
@@ -194,10 +196,11 @@ fn list(ctx: &Ctx, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
         let rows: Vec<Vec<String>> = archives
             .iter()
             .map(|a| {
-                let c = a.level.map_or_else(|| a.compression.clone(), |l| format!("{} {l}", a.compression));
+                let c = esc(&a.compression);
+                let c = a.level.map_or_else(|| c.to_string(), |l| format!("{c} {l}"));
                 vec![
                     local_time(a.timestamp, "%Y-%m-%d %H:%M:%S"),
-                    a.role.clone(),
+                    esc(&a.role).into(),
                     format_size(a.size),
                     if a.encrypted { format!("{c}, age") } else { c },
                     dash(a.files),
@@ -210,7 +213,7 @@ fn list(ctx: &Ctx, dir: &Path, host: Option<&str>) -> Result<i32, Exit> {
         let columns = "TIME ROLE >SIZE COMPRESSION >FILES >WARNINGS STATE ARCHIVE";
         table(out, columns, &rows)?;
         for a in archives.iter().filter(|a| a.state == State::Damaged) {
-            writeln!(out, "damaged: {}: {}", a.name, a.reason.as_deref().unwrap_or(""))?;
+            writeln!(out, "damaged: {}: {}", a.name, esc_line(a.reason.as_deref().unwrap_or("")))?;
         }
         if archives.iter().any(|a| a.encrypted && a.purpose.is_none() && a.state != State::Damaged) {
             writeln!(out, "(age-encrypted archives: their details need --identity FILE or --passphrase-file FILE)")?;
@@ -259,11 +262,11 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
     let created = local(m.created_unix, "%Y-%m-%d %H:%M:%S %Z");
     writeln!(o, "archive      {}", s.archive.display())?;
     let (size, c) = (format_size(s.size), &m.compression);
-    writeln!(o, "size         {size} ({} {})", c.algorithm, c.level)?;
+    writeln!(o, "size         {size} ({} {})", esc(&c.algorithm), c.level)?;
     if let Some(e) = &m.encryption {
-        writeln!(o, "encryption   {e}")?;
+        writeln!(o, "encryption   {}", esc(e))?;
     }
-    writeln!(o, "host         {} (role {})", m.host, m.role)?;
+    writeln!(o, "host         {} (role {})", esc(&m.host), m.role)?;
     let v = &m.versions;
     let versions: Vec<String> = [
         ("pve", &v.pve),
@@ -275,14 +278,14 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
     .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
     .collect();
     if !versions.is_empty() {
-        writeln!(o, "versions     {}", versions.join(", "))?;
+        writeln!(o, "versions     {}", esc(&versions.join(", ")))?;
     }
-    writeln!(o, "created      {created} ({})", m.created)?;
-    let (tool, version, format) = (&m.tool, &m.tool_version, m.format_version);
+    writeln!(o, "created      {created} ({})", esc(&m.created))?;
+    let (tool, version, format) = (esc(&m.tool), esc(&m.tool_version), m.format_version);
     writeln!(o, "written by   {tool} {version} (format {format})")?;
-    writeln!(o, "purpose      {}", m.purpose)?;
+    writeln!(o, "purpose      {}", esc(&m.purpose))?;
     if m.root != "/" {
-        writeln!(o, "root         {}", m.root)?;
+        writeln!(o, "root         {}", esc(&m.root))?;
     }
     if m.pve_tree_from_db {
         writeln!(
@@ -306,7 +309,12 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
                 0 => c.commands.to_string(),
                 n => format!("{} ({n} failed)", c.commands),
             };
-            row(&c.category, [c.files, c.dirs, c.symlinks], c.bytes, cmds)
+            row(
+                &esc(&c.category),
+                [c.files, c.dirs, c.symlinks],
+                c.bytes,
+                cmds,
+            )
         })
         .collect();
     let (t, cmds) = (&s.totals, s.commands.len().to_string());
@@ -314,18 +322,18 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
     writeln!(o)?;
     table(o, "CATEGORY >FILES >DIRS >LINKS >SIZE >COMMANDS", &rows)?;
     if !empty.is_empty() {
-        let names: Vec<&str> = empty.iter().map(|c| c.category.as_str()).collect();
+        let names: Vec<Cow<str>> = empty.iter().map(|c| esc(&c.category)).collect();
         writeln!(o, "nothing found: {}", names.join(", "))?;
     }
     writeln!(o, "\nwarnings     {}", s.warnings.len())?;
     for w in &s.warnings {
-        writeln!(o, "  {}", warning_text(w))?;
+        writeln!(o, "  {}", esc_line(&warning_text(w)))?;
     }
     if !s.skipped.is_empty() {
         let n = s.skipped.len();
         writeln!(o, "not stored   {n} (sockets, FIFOs, devices)")?;
         for k in &s.skipped {
-            writeln!(o, "  {} ({})", k.path, k.kind)?;
+            writeln!(o, "  {} ({})", esc(&k.path), esc(&k.kind))?;
         }
     }
     if !s.absent.is_empty() {
@@ -335,7 +343,7 @@ fn show_text(s: &inspect::Shown, verbose: bool, o: &mut dyn Write) -> io::Result
             s.absent.len()
         )?;
         for a in s.absent.iter().filter(|_| verbose) {
-            writeln!(o, "  {} ({})", a.path, a.category)?;
+            writeln!(o, "  {} ({})", esc(&a.path), esc(&a.category))?;
         }
     }
     Ok(())
@@ -408,13 +416,15 @@ fn ls_line(e: &inspect::LsEntry, out: &mut dyn Write) -> io::Result<()> {
     let link = e
         .target
         .as_ref()
-        .map(|t| format!(" -> {t}"))
+        .map(|t| format!(" -> {}", esc(t)))
         .unwrap_or_default();
     let (kind, perm) = (type_char(e.kind), perm_string(mode));
+    let raw = e.path_hex.as_deref().and_then(hex_decode);
+    let path = raw.as_deref().map_or_else(|| esc(&e.path), escape);
     writeln!(
         out,
-        "{kind}{perm} {:>5}/{:<5} {:>9} {when} {}{link}",
-        e.uid, e.gid, e.size, e.path
+        "{kind}{perm} {:>5}/{:<5} {:>9} {when} {path}{link}",
+        e.uid, e.gid, e.size
     )
 }
 
@@ -455,7 +465,7 @@ fn base64(data: &[u8]) -> String {
 
 fn problem_lines(out: &mut dyn Write, problems: &[Problem], limit: usize) -> io::Result<()> {
     for p in problems.iter().take(limit) {
-        writeln!(out, "  {p}")?;
+        writeln!(out, "  {}", esc_line(&p.to_string()))?;
     }
     if problems.len() > limit {
         let more = problems.len() - limit;
@@ -537,13 +547,14 @@ fn verify_all(ctx: &Ctx, dir: &Path) -> Result<i32, Exit> {
 
 fn diff_text(r: &diff::Report, opts: &diff::Options, out: &mut dyn Write) -> io::Result<()> {
     if r.differences.is_empty() {
-        return writeln!(out, "no differences between {} and {}", r.from, r.to);
+        let (from, to) = (esc(&r.from), esc(&r.to));
+        return writeln!(out, "no differences between {from} and {to}");
     }
-    writeln!(out, "--- {}\n+++ {}", r.from, r.to)?;
+    writeln!(out, "--- {}\n+++ {}", esc(&r.from), esc(&r.to))?;
     let mut category = None;
     for d in &r.differences {
         if category != Some(&d.category) {
-            writeln!(out, "\n{}", d.category)?;
+            writeln!(out, "\n{}", esc(&d.category))?;
             category = Some(&d.category);
         }
         let (mark, what) = match d.change {
@@ -551,7 +562,12 @@ fn diff_text(r: &diff::Report, opts: &diff::Options, out: &mut dyn Write) -> io:
             diff::Change::Removed => ('-', "removed"),
             diff::Change::Changed => ('~', "changed"),
         };
-        let details: Vec<String> = d.details.iter().map(|x| x.to_string()).collect();
+        let details: Vec<String> = d
+            .details
+            .iter()
+            .map(|x| esc(&x.to_string()).into())
+            .collect();
+        let path = escape(&d.raw);
         let secret = d.secret && d.change != diff::Change::Changed && !opts.show_secrets;
         let secret = if secret { " (secret)" } else { "" };
         let kind = match d.kind {
@@ -560,15 +576,15 @@ fn diff_text(r: &diff::Report, opts: &diff::Options, out: &mut dyn Write) -> io:
             Kind::Symlink => " (symlink)",
         };
         if details.is_empty() {
-            writeln!(out, "  {mark} {}{kind}: {what}{secret}", d.path)?;
+            writeln!(out, "  {mark} {path}{kind}: {what}{secret}")?;
         } else {
-            writeln!(out, "  {mark} {}{kind}: {}", d.path, details.join("; "))?;
+            writeln!(out, "  {mark} {path}{kind}: {}", details.join("; "))?;
         }
         if let Some(p) = &d.patch {
             // Unindented, so the output can be fed to `patch` / `git apply` as it is.
             write!(out, "{p}")?;
         } else if let Some(n) = d.patch_note.as_ref().filter(|_| !d.secret) {
-            writeln!(out, "    ({n})")?;
+            writeln!(out, "    ({})", esc_line(n))?;
         }
     }
     let (n, a, rm, c) = (r.differences.len(), r.added, r.removed, r.changed);

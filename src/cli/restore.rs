@@ -11,7 +11,7 @@ use proxkeep::app::restore::{
     self as journey, PlanDoc, PmxcfsRestored, RestoreOptions, RestoreReport,
 };
 use proxkeep::exit;
-use proxkeep::output::Redactor;
+use proxkeep::output::{Redactor, esc, esc_line};
 use proxkeep::restore::apply::Stop;
 use proxkeep::restore::path::NodeMap;
 use proxkeep::restore::plan::{Action, PveWrite, Step};
@@ -116,7 +116,7 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
     }
     let writes = p.plan.writes().count() + p.plan.removals().count();
     let what = format!("write {writes} entries to {}", target.display());
-    confirm(&what, "restore", a.yes, ctx.cancel)?;
+    confirm(&what, "restore", (a.yes, true), ctx.cancel)?;
     let opts = RestoreOptions {
         config: ctx.config()?,
         config_path: ctx.config_path.as_deref(),
@@ -192,15 +192,15 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     let created = if m.created.is_empty() {
         String::new()
     } else {
-        format!(", {}", m.created)
+        format!(", {}", esc(&m.created))
     };
     writeln!(
         o,
         "archive  {} ({} {} of {}{created})",
         p.archive.display(),
-        m.purpose,
+        esc(&m.purpose),
         m.role,
-        m.host
+        esc(&m.host)
     )?;
     writeln!(o, "target   {}", p.target.dir.display())?;
     if p.is_safety_archive() {
@@ -216,7 +216,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     for c in &p.plan.counts() {
         let n = [c.create, c.replace, c.same, c.held, c.conflict, c.remove];
         total.iter_mut().zip(n).for_each(|(t, n)| *t += n);
-        counts_row(o, &c.category, n.each_ref().map(|n| n as _))?;
+        counts_row(o, &esc(&c.category), n.each_ref().map(|n| n as _))?;
     }
     counts_row(o, "total", total.each_ref().map(|n| n as _))?;
     if p.plan.not_selected > 0 {
@@ -230,7 +230,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
     if !writes.is_empty() {
         writeln!(o, "\nwill write {} entries:", writes.len())?;
         for s in writes {
-            let (action, shown) = (s.action.name(), s.shown());
+            let (action, shown) = (s.action.name(), s.shown_text());
             writeln!(o, "  {action:<8} {shown}{}", changes_text(s))?;
         }
     }
@@ -241,7 +241,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
             "\nheld: hardware- or install-bound, differ from the target; name them with --only or --path to restore them:"
         )?;
         for s in held {
-            writeln!(o, "  {}", s.shown())?;
+            writeln!(o, "  {}", s.shown_text())?;
             for line in s.diff.iter().flat_map(|d| d.lines()) {
                 writeln!(o, "    {line}")?;
             }
@@ -255,7 +255,7 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
         )?;
         for s in conflicts {
             if let Action::Conflict(why) = &s.action {
-                writeln!(o, "  {}: {why}", s.shown())?;
+                writeln!(o, "  {}: {}", s.shown_text(), esc_line(why))?;
             }
         }
     }
@@ -285,8 +285,11 @@ fn outcome_text(
     if let Some(stop) = &r.stopped {
         let head = match stop {
             Stop::Interrupted => "INTERRUPTED".to_string(),
-            Stop::Damaged { .. } => format!("STOPPED, the archive is damaged: {stop}"),
-            Stop::Failed { .. } => format!("STOPPED: {stop}"),
+            Stop::Damaged { .. } => format!(
+                "STOPPED, the archive is damaged: {}",
+                esc_line(&stop.to_string())
+            ),
+            Stop::Failed { .. } => format!("STOPPED: {}", esc_line(&stop.to_string())),
         };
         let (done, not_done) = (r.done.len(), r.not_done);
         writeln!(
@@ -295,7 +298,7 @@ fn outcome_text(
         )?;
     }
     for w in &r.warnings {
-        writeln!(out, "warning: {w}")?;
+        writeln!(out, "warning: {}", esc_line(w))?;
     }
     if let Some(u) = undo {
         writeln!(out, "undo     {u}")?;
@@ -365,7 +368,7 @@ fn pmxcfs_extract(ctx: &Ctx, db: &Path, dir: &Path, node: Option<&str>) -> Resul
             .map(|t| {
                 t.into_iter()
                     .filter(|x| x.kind == proxkeep::pmxcfs::NodeKind::Dir)
-                    .filter_map(|x| x.path.strip_prefix("nodes/").filter(|n| !n.contains('/')).map(String::from))
+                    .filter_map(|x| x.path.strip_prefix("nodes/").filter(|n| !n.contains('/')).map(|n| esc(n).into_owned()))
                     .collect()
             })
             .unwrap_or_default();
@@ -397,7 +400,7 @@ fn pmxcfs_restore(ctx: &Ctx, a: &PmxcfsRestoreArgs) -> Result<i32, Exit> {
     ctx.out
         .text(|o| staged_text(&staged, &req, &a.service_timeout, o))?;
     let what = format!("replace {}", staged.db_dir.join("config.db").display());
-    confirm(&what, "restore", a.yes, ctx.cancel)?;
+    confirm(&what, "restore", (a.yes, false), ctx.cancel)?;
     let done = journey::pmxcfs_restore(staged, &req, &ctx.log(Redactor::default()), ctx.cancel)
         .map_err(fail)?;
     ctx.out.result(&done, |o| restored_text(&done, o))?;

@@ -357,8 +357,8 @@ fn load_with_default(
     checks: &Checks,
 ) -> Result<Config, ConfigError> {
     let path = explicit.unwrap_or(default_path);
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, path, checks),
+    match std::fs::read(path) {
+        Ok(bytes) => parse(raw::utf8(&bytes, path)?, path, checks),
         // A dangling symlink at the default path is an error, not "no config".
         Err(e)
             if explicit.is_none()
@@ -827,6 +827,22 @@ textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
 
         let config = load_with_default(None, &missing, &CHECKS).unwrap();
         assert_eq!(config, Config::default());
+
+        // Not UTF-8: the line and the byte column of the first bad byte.
+        let file = dir.path().join("latin1.toml");
+        std::fs::write(&file, b"# ok\nbackup_dir = \"/srv/caf\xe9\"\n").unwrap();
+        match load(Some(&file), &CHECKS) {
+            Err(ConfigError::Invalid {
+                line,
+                column,
+                message,
+                ..
+            }) => {
+                assert_eq!((line, column), (2, 23), "{message}");
+                assert!(message.contains("byte 0xe9 at byte column 23"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
 
         let file = dir.path().join("proxkeep.toml");
         std::fs::write(&file, FULL).unwrap();

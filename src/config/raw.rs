@@ -25,6 +25,35 @@ use crate::units::{parse_duration, parse_size};
 
 pub(super) type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
+/// The config file's bytes as text; not UTF-8 is an error at the first bad byte (line, and its byte column).
+pub(super) fn utf8<'a>(bytes: &'a [u8], origin: &std::path::Path) -> Result<&'a str> {
+    let e = match std::str::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(e) => e,
+    };
+    let at = e.valid_up_to();
+    let before = &bytes[..at];
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let text = std::str::from_utf8(before).unwrap_or_default();
+    let (line, column) = Ctx { text, origin }.line_col(at);
+    let byte_column = at - line_start + 1;
+    let message = format!(
+        "not UTF-8: byte 0x{:02x} at byte column {byte_column} (save the file as UTF-8)",
+        bytes[at]
+    );
+    Err(ConfigError::Invalid {
+        path: origin.to_path_buf(),
+        line,
+        column,
+        key: String::new(),
+        message,
+        suggestion: None,
+    })
+}
+
 /// Location context for building [`ConfigError::Invalid`].
 pub(super) struct Ctx<'a> {
     pub(super) text: &'a str,

@@ -17,6 +17,7 @@ use crate::collect;
 use crate::config::Config;
 use crate::fsx::hash_reader;
 use crate::host::{HostFacts, Root};
+use crate::output::escape;
 use crate::secrets::is_secret;
 use crate::store::file_name;
 use serde::Serialize;
@@ -362,7 +363,7 @@ fn attach_patches(diffs: &mut [Difference], opts: &Options, old: &Contents, new:
             }
         };
         match (side(old, need_old), side(new, need_new)) {
-            (Ok(o), Ok(n)) => match unified(&d.path, o.as_deref(), n.as_deref()) {
+            (Ok(o), Ok(n)) => match unified(&escape(&d.raw), o.as_deref(), n.as_deref()) {
                 Ok(p) => d.patch = Some(p),
                 Err(note) => d.patch_note = Some(note.into()),
             },

@@ -3,7 +3,7 @@
 use super::{InspectError, normalize_entry_path, open_tar};
 use crate::archive::format::{
     Absent, CommandRecord, INDEX_PATH, Index, Kind, META_PATH, Meta, Skipped, Totals, Warning,
-    path_fields,
+    path_fields, read_capped, self_cap,
 };
 use crate::fsx::hash_reader;
 use serde::Serialize;
@@ -31,10 +31,9 @@ pub fn read_meta_index(archive: &Path) -> Result<(Meta, Index), InspectError> {
             return Err(damaged(None, why.into()));
         }
         if want_meta || path == INDEX_PATH.as_bytes() {
-            let mut data = Vec::new();
-            entry
-                .read_to_end(&mut data)
-                .map_err(|e| broken(Some(&path), e))?;
+            let cap =
+                self_cap(&path, entry.size(), i as u64).map_err(|w| damaged(Some(&path), w))?;
+            let data = read_capped(&mut entry, cap).map_err(|e| broken(Some(&path), e))?;
             let parse_err =
                 |e: serde_json::Error| damaged(Some(&path), format!("cannot parse: {e}"));
             if want_meta {
@@ -176,11 +175,14 @@ pub fn ls(
     };
     let mut count = 0;
     let mut last: Option<String> = None;
+    let (mut first, mut index) = (None, false);
     let entries = reader.archive.entries().map_err(|e| broken(e, None))?;
     for entry in entries {
         let entry = entry.map_err(|e| broken(e, last.as_deref()))?;
         let h = entry.header();
         let (path, path_hex) = path_fields(&entry.path_bytes());
+        first.get_or_insert(path == META_PATH);
+        index = path == INDEX_PATH;
         if under_prefix(&path, &prefix) {
             let e = LsEntry {
                 kind: kind_name(h.entry_type()),
@@ -203,7 +205,17 @@ pub fn ls(
     reader
         .finish()
         .map_err(|e| InspectError::broken(archive, None, &offset, " at its end", e))?;
-    Ok(count)
+    // What `show` and `verify` say of the same file (an empty one has neither).
+    let missing = match (first, index) {
+        (None, _) => Some("proxkeep/meta.json is missing"),
+        (Some(false), _) => Some("first entry is not proxkeep/meta.json: not a proxkeep archive"),
+        (_, false) => Some("proxkeep/index.json is missing"),
+        _ => None,
+    };
+    match missing {
+        Some(why) => Err(InspectError::damaged(archive, None, None, why)),
+        None => Ok(count),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -239,6 +251,7 @@ pub fn cat(archive: &Path, path: &str, out: &mut dyn Write) -> Result<CatInfo, I
     let offset = reader.offset.clone();
     let mut found: Option<CatInfo> = None;
     let mut index: Option<Index> = None;
+    let mut before = 0;
     let entries = reader
         .archive
         .entries()
@@ -282,11 +295,12 @@ pub fn cat(archive: &Path, path: &str, out: &mut dyn Write) -> Result<CatInfo, I
                 sha256,
             });
         } else if p == INDEX_PATH.as_bytes() {
-            let mut data = Vec::new();
-            let read = entry.read_to_end(&mut data);
-            index = read.ok().and_then(|_| serde_json::from_slice(&data).ok());
+            let cap = self_cap(&p, entry.size(), before).ok();
+            let data = cap.and_then(|cap| read_capped(&mut entry, cap).ok());
+            index = data.and_then(|d| serde_json::from_slice(&d).ok());
             break;
         }
+        before += 1;
     }
     let Some(info) = found else {
         return Err(InspectError::NoEntry {

@@ -4,6 +4,7 @@
 
 use crate::archive::format::{Index, Kind};
 use crate::inspect::diff::text_diff;
+use crate::output::escape;
 use crate::restore::path::{NodeMap, ancestors, normalize, show};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::collections::{HashMap, HashSet};
@@ -51,12 +52,12 @@ pub fn wanted_from_index(index: &Index, map: Option<&NodeMap>) -> Result<Vec<Wan
     let mut seen = HashSet::new();
     for e in &index.entries {
         let raw = e.path_bytes();
-        let archive_path = normalize(&raw).map_err(|h| format!("{}: {h}", show(&raw)))?;
+        let archive_path = normalize(&raw).map_err(|h| format!("{}: {h}", escape(&raw)))?;
         let path = map.map_or_else(|| archive_path.clone(), |m| m.path(&archive_path).into());
         if !seen.insert(path.clone()) {
             return Err(format!(
                 "two archive entries would both be written to /{}",
-                show(&path)
+                escape(&path)
             ));
         }
         let link = e.target.as_ref().map(|t| match map {
@@ -299,6 +300,10 @@ impl Step {
     pub fn shown(&self) -> String {
         format!("/{}", show(&self.path))
     }
+    /// Host path for a terminal: control characters and non-UTF-8 bytes escaped (see [`escape`]).
+    pub fn shown_text(&self) -> String {
+        format!("/{}", escape(&self.path))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -428,7 +433,7 @@ fn held_diff(
     obs: &Observed,
     archive_content: &HashMap<Vec<u8>, Vec<u8>>,
 ) -> Option<String> {
-    let shown = w.shown();
+    let shown = format!("/{}", escape(&w.path));
     match (w.kind, obs) {
         (Kind::File, _) => {
             let new = archive_content.get(&w.archive_path).map(Vec::as_slice);
@@ -444,8 +449,8 @@ fn held_diff(
         }
         (Kind::Symlink, Observed::Symlink { target, .. }) => Some(format!(
             "{shown}: link to {} on the target, {} in the archive",
-            show(target),
-            show(w.link.as_deref().unwrap_or_default())
+            escape(target),
+            escape(w.link.as_deref().unwrap_or_default())
         )),
         _ => None,
     }

@@ -4,7 +4,7 @@
 //! the stream to its end. File contents are not hashed here: pass 2 hashes each file as it writes it and
 //! stops before a file whose hash differs from the index.
 
-use crate::archive::format::{FORMAT_VERSION, INDEX_PATH, Index, Kind, META_PATH, Meta};
+use crate::archive::format::{FORMAT_VERSION, INDEX_PATH, Index, Kind, META_PATH, Meta, self_cap};
 use crate::archive::reader::{Seen, TarReader, mismatches};
 use crate::restore::RestoreError;
 use crate::restore::path::{Checker, normalize, show};
@@ -20,9 +20,6 @@ pub struct Scan {
     /// Contents of the small entries the caller asked for (held files, for their diffs), by normalized name.
     pub captured: HashMap<Vec<u8>, Vec<u8>>,
 }
-
-/// meta.json and index.json are small; anything bigger is not ours.
-const SELF_MAX: u64 = 256 << 20;
 
 /// Read `archive` through once. `capture(name, size)` says which entries' contents to keep.
 pub fn scan(
@@ -88,10 +85,12 @@ pub fn scan(
         }
         let is_meta = path == META_PATH.as_bytes();
         if is_meta || path == INDEX_PATH.as_bytes() {
-            if s.kind != Some(Kind::File) || size > SELF_MAX {
-                let name = show(path);
+            let name = show(path);
+            if s.kind != Some(Kind::File) {
                 return Err(damaged(format!("{name}: not a plausible {name} entry")));
             }
+            self_cap(path, size, seen.len() as u64 + 1)
+                .map_err(|why| damaged(format!("{name}: {why}")))?;
             let data = read_whole(&mut entry, path, size).map_err(damaged)?;
             if is_meta {
                 let m: Meta = serde_json::from_slice(&data)

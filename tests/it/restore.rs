@@ -589,7 +589,8 @@ fn without_a_terminal_restore_needs_yes() {
     let archive = backup(&env);
     let target = new_dir(&env, "target");
     let r = restore(&env, &archive, &target, &[]);
-    r.expect(1);
+    // A usage error (issue 16): the command line must say --yes or --dry-run.
+    r.expect(2);
     assert!(r.stderr().contains("pass --yes"), "{}", r.stderr());
     assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
     assert!(safety_archives(&env).is_empty());
