@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Create a new file with mode 0600 (never following or replacing an existing one).
@@ -18,6 +18,26 @@ pub fn create_private(path: &Path) -> io::Result<File> {
         .mode(0o600)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
+}
+
+/// Create `dir` and the parents it lacks, each with exactly `mode` whatever the umask (set with `fchmod` on the
+/// directory just made, opened without following a symlink). Directories that exist are left as they are.
+pub fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| is_absent(d)).collect();
+    for d in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(mode).create(d) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => continue,
+            made => made?,
+        }
+        let fd = open_dir_at(rustix::fs::CWD, d)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Nothing is at `path`, not even a dangling symlink (an error other than "not found" is not absence).
+pub fn is_absent(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
 }
 
 /// The directory `path` is in (`.` for a bare name).

@@ -245,8 +245,9 @@ impl Tier for Secondary {
             // Temp file in the destination, fsync, rename, fsync the directory.
             let tmp = self.p(&format!(".{dest}.{}.partial", std::process::id()));
             let step = (|| {
-                let cp = ["--no-preserve=all", "-T", &src, &tmp];
-                fs_cmd(&format!("copy {dest}"), budget, "cp", &cp)?;
+                // `install -m`, not `cp`: the copy is 0600 whatever the umask.
+                let cp = ["-m", "0600", "-T", &src, &tmp];
+                fs_cmd(&format!("copy {dest}"), budget, "install", &cp)?;
                 fs_cmd(&format!("fsync {dest}"), budget, "sync", &[&tmp])?;
                 let mv = ["-f", "-T", &tmp, &self.p(&dest)];
                 fs_cmd(&format!("rename {dest}"), self.cfg.timeout, "mv", &mv)?;

@@ -4,6 +4,7 @@
 mod backup;
 mod cli;
 mod crypt;
+mod faults_run;
 mod inspect;
 mod notify;
 mod restore;

@@ -1,0 +1,87 @@
+//! Faults of a run (issue 16): warnings that ended in exit 0, modes under a loose umask, orphans left by a
+//! killed retention, a `--dry-run` that notified on a config error, and a backup dir inside a collected tree.
+
+use crate::util::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+/// proxkeep run under `umask 000`.
+fn run_umask_000(env: &Env, args: &[&str]) -> Run {
+    let inner = env.cmd();
+    let mut c = Command::new("sh");
+    c.arg("-c").arg("umask 000; exec \"$@\"").arg("sh");
+    c.arg(inner.get_program()).args(inner.get_args()).args(args);
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    Run(c.output().unwrap())
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn under_umask_000_everything_created_has_an_explicit_mode() {
+    let mut env = Env::new("pbs-node");
+    let (backups, logs) = (env.path("b/deep/backups"), env.path("l/deep/logs"));
+    let prom = env.path("prom/deep/textfile/proxkeep.prom");
+    let lock = env.path("run/deep/proxkeep.lock");
+    let nas = env.path("nas");
+    fs::create_dir(&nas).unwrap();
+    env.write_config(&format!(
+        "[metrics]\ntextfile = \"{}\"\n[[secondary]]\nname = \"nas\"\npath = \"{}\"\nrequire_mount = false\n",
+        prom.display(),
+        nas.display()
+    ));
+    let text = fs::read_to_string(&env.config).unwrap();
+    let text = text
+        .replace(
+            &env.backups.display().to_string(),
+            &backups.display().to_string(),
+        )
+        .replace(&env.logs.display().to_string(), &logs.display().to_string())
+        .replace(
+            &env.lock_file().display().to_string(),
+            &lock.display().to_string(),
+        );
+    fs::write(&env.config, text).unwrap();
+    run_umask_000(&env, &["backup"]).expect(0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    run_umask_000(&env, &["backup"]).expect(0);
+
+    // Nothing proxkeep created is writable by others, whatever the umask.
+    let mut seen = 0;
+    for top in ["b", "l", "prom", "run", "nas"] {
+        for (rel, (kind, m, _)) in tree_state(&env.path(top)) {
+            seen += 1;
+            assert_eq!(m & 0o022, 0, "{top}/{rel} ({kind}) has mode {m:04o}");
+        }
+    }
+    assert!(seen > 10, "{seen}");
+    // The documented modes: backup and log dirs 0700 (with the parents created), archives, sidecars (here and
+    // on the secondary), the verify state, run logs and the lock 0600, the metrics textfile 0644 in 0755
+    // directories.
+    for d in [&backups, &logs, &env.path("b/deep"), &env.path("l")] {
+        assert_eq!(mode(d), 0o700, "{}", d.display());
+    }
+    let created = [&backups, &logs, &nas].map(|d| fs::read_dir(d).unwrap());
+    for f in created.into_iter().flatten() {
+        let p = f.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    assert_eq!(mode(&lock), 0o600);
+    assert_eq!(mode(&prom), 0o644);
+    for d in [
+        prom.parent().unwrap(),
+        &env.path("prom/deep"),
+        &env.path("prom"),
+    ] {
+        assert_eq!(mode(d), 0o755, "{}", d.display());
+    }
+}
