@@ -389,6 +389,12 @@ fn start_run_log(
         let shown = removed.display();
         log.info(&format!("removed partial file of a run that died: {shown}"));
     }
+    for removed in crate::store::sweep_orphans(backup_dir) {
+        let shown = removed.display();
+        log.info(&format!(
+            "removed orphan sidecar (its archive is gone): {shown}"
+        ));
+    }
     attached.map(|()| log_path)
 }
 

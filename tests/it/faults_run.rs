@@ -4,7 +4,7 @@
 use crate::util::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// proxkeep run under `umask 000`.
@@ -84,4 +84,47 @@ fn under_umask_000_everything_created_has_an_explicit_mode() {
     ] {
         assert_eq!(mode(d), 0o755, "{}", d.display());
     }
+}
+
+#[test]
+fn the_next_run_sweeps_orphan_sidecars_of_proxkeeps_naming_only() {
+    let env = Env::new("pbs-node");
+    env.run(&["backup"]).expect(0);
+    let first = env.only_archive();
+    let first_sidecar = PathBuf::from(format!("{}.sha256", first.display()));
+    assert!(first_sidecar.is_file());
+    // What a kill -9 between removing an archive and its sidecar leaves, and files that are not ours.
+    let orphan = env.backups.join("pbs1-pbs-20200101T000000Z.tar.zst.sha256");
+    let other_host = env.backups.join("pve9-pve-20200101T000000Z.tar.xz.sha256");
+    let foreign = [
+        env.backups.join("notes.sha256"),
+        env.backups
+            .join("pbs1-pbs-20200101T000000Z.tar.zst.sha256.bak"),
+        env.backups.join("pbs1-pbs-2020.tar.zst.sha256"),
+    ];
+    for p in foreign.iter().chain([&orphan, &other_host]) {
+        fs::write(p, "0000  x\n").unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = env.run(&["backup"]);
+    r.expect(0);
+    assert!(!orphan.exists() && !other_host.exists());
+    for p in &foreign {
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+    assert!(first.exists() && first_sidecar.exists());
+    let archives: Vec<PathBuf> = env
+        .archives()
+        .into_iter()
+        .filter(|a| a.extension().is_some_and(|e| e == "zst"))
+        .collect();
+    assert_eq!(archives.len(), 2, "{archives:?}");
+    for a in archives {
+        assert!(PathBuf::from(format!("{}.sha256", a.display())).is_file());
+    }
+    assert!(
+        r.stderr().contains("orphan") && r.stderr().contains(&orphan.display().to_string()),
+        "{}",
+        r.stderr()
+    );
 }
