@@ -1,6 +1,7 @@
 //! Faults of a run (issue 16): warnings that ended in exit 0, modes under a loose umask, orphans left by a
 //! killed retention, a `--dry-run` that notified on a config error, and a backup dir inside a collected tree.
 
+use crate::notify::Sink;
 use crate::util::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -127,4 +128,31 @@ fn the_next_run_sweeps_orphan_sidecars_of_proxkeeps_naming_only() {
         "{}",
         r.stderr()
     );
+}
+
+#[test]
+fn a_config_error_during_a_dry_run_notifies_nobody_and_writes_no_metrics() {
+    let env = Env::new("pbs-node");
+    let sink = Sink::start(env.tmp.path());
+    let prom = env.path("textfile/proxkeep.prom");
+    let good = fs::read_to_string(&env.config).unwrap();
+    let u = sink.url();
+    let notify = format!(
+        "[metrics]\ntextfile = \"{}\"\n[[notify.ntfy]]\nurl = \"{u}/proxkeep-alerts\"\n[[notify.ping]]\nurl = \"{u}/ping/x\"\n",
+        prom.display()
+    );
+    fs::write(
+        &env.config,
+        format!("{good}[compression]\nlevle = 5\n{notify}"),
+    )
+    .unwrap();
+    let r = env.run(&["backup", "--dry-run"]);
+    r.expect(2);
+    assert!(r.stderr().contains("levle"), "{}", r.stderr());
+    assert!(sink.requests().is_empty(), "{:?}", sink.requests());
+    assert!(!prom.exists());
+    // Without --dry-run the same config error does report (as before).
+    env.run(&["backup"]).expect(2);
+    assert!(!sink.requests().is_empty());
+    assert!(prom.exists());
 }
