@@ -8,6 +8,63 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A tmpfs mounted on `dir` (created), unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, options: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        sh_ok(&format!(
+            "mount -t tmpfs -o {options} proxkeep-test '{}'",
+            dir.display()
+        ));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = sh(&format!("umount -l '{}'", self.0.display()));
+    }
+}
+
+fn warnings_of(j: &serde_json::Value) -> String {
+    j["warnings"].to_string()
+}
+
+#[test]
+fn a_full_disk_right_after_the_archive_is_a_warning_exit_3() {
+    let env = Env::new("pbs-node");
+    // Room for the archive's one file, none for the sidecar or the verify state written after it.
+    let _fs = Tmpfs::mount(&env.backups, "size=3m,nr_inodes=2,mode=0700");
+    let r = env.run(&["--json", "backup"]);
+    r.expect(3);
+    let j = r.json();
+    assert_eq!(j["status"], "warning");
+    assert_eq!(j["exit_code"], 3);
+    let w = warnings_of(&j);
+    assert!(w.contains(".sha256") && w.contains("No space left"), "{w}");
+    assert!(w.contains(".proxkeep-verify.json"), "{w}");
+    // The archive itself is there and verifies.
+    let archive = env.only_archive();
+    env.run(&["verify", &archive.display().to_string()])
+        .expect(0);
+}
+
+#[test]
+fn an_unwritable_log_dir_is_a_warning_exit_3() {
+    let env = Env::new("pbs-node");
+    let _fs = Tmpfs::mount(&env.logs, "ro,size=1m");
+    let r = env.run(&["--json", "backup"]);
+    r.expect(3);
+    let j = r.json();
+    assert_eq!(j["status"], "warning");
+    let w = warnings_of(&j);
+    assert!(w.contains("run log") && w.contains("Read-only"), "{w}");
+    assert!(r.stderr().contains("warning: "), "{}", r.stderr());
+    env.only_archive();
+}
+
 /// proxkeep run under `umask 000`.
 fn run_umask_000(env: &Env, args: &[&str]) -> Run {
     let inner = env.cmd();
