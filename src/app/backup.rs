@@ -257,7 +257,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     let facts = HostFacts::detect(&ctx.root);
     let (host, role, root) = (&facts.hostname, facts.role, ctx.root.dir().display());
     log.info(&format!("host {host} role {role} (root {root})"));
-    let mut plan = collect::scan(&ctx.root, &facts, config);
+    let mut plan = collect::scan_with(&ctx.root, &facts, config, opts.dir.as_deref());
     if let Some(enc) = &config.encryption {
         plan.warnings
             .extend(key_warnings(ctx, enc, seal.as_ref(), &plan));

@@ -81,6 +81,9 @@ fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     writeln!(out, "\nextra: paths from [collect] extra_paths")?;
+    for n in &r.never_collected {
+        writeln!(out, "never collected: {} ({})", n.path.display(), n.why)?;
+    }
     if r.commands_not_run > 0 {
         writeln!(
             out,

@@ -213,3 +213,83 @@ fn a_config_error_during_a_dry_run_notifies_nobody_and_writes_no_metrics() {
     assert!(!sink.requests().is_empty());
     assert!(prom.exists());
 }
+
+#[test]
+fn the_backup_dir_log_dir_lock_and_secondaries_inside_a_collected_tree_are_never_collected() {
+    let mut env = Env::new("pbs-node");
+    let srv = env.root.join("srv");
+    fs::create_dir_all(srv.join("data")).unwrap();
+    fs::write(srv.join("data/keep.txt"), "kept\n").unwrap();
+    let nas = srv.join("nas");
+    fs::create_dir_all(&nas).unwrap();
+    env.write_config(&format!(
+        "[collect]\nextra_paths = [\"/srv\"]\n[[secondary]]\nname = \"nas\"\npath = \"{}\"\nrequire_mount = false\n",
+        nas.display()
+    ));
+    let text = fs::read_to_string(&env.config).unwrap();
+    let text = text
+        .replace(
+            &env.backups.display().to_string(),
+            &srv.join("backups").display().to_string(),
+        )
+        .replace(
+            &env.logs.display().to_string(),
+            &srv.join("logs").display().to_string(),
+        )
+        .replace(
+            &env.lock_file().display().to_string(),
+            &srv.join("proxkeep.lock").display().to_string(),
+        );
+    fs::write(&env.config, text).unwrap();
+    env.run(&["backup"]).expect(0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let j = env.run(&["--json", "backup"]).expect(0).json();
+    let archive = PathBuf::from(j["archive"].as_str().unwrap());
+    let index = index_of(&archive);
+    let paths: Vec<&str> = index["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    assert!(paths.contains(&"srv/data/keep.txt"), "{paths:?}");
+    for p in &paths {
+        assert!(
+            !["srv/backups", "srv/logs", "srv/proxkeep.lock", "srv/nas"]
+                .iter()
+                .any(|n| p.starts_with(n)),
+            "{p} was collected"
+        );
+    }
+    // `catalog` says so.
+    let out = env.run(&["catalog"]).expect(0).stdout();
+    for line in [
+        "never collected: /srv/backups (backup_dir)",
+        "never collected: /srv/logs (log_dir)",
+        "never collected: /srv/proxkeep.lock (lock_file)",
+        "never collected: /srv/nas (secondary nas)",
+    ] {
+        assert!(out.contains(line), "no {line:?} in\n{out}");
+    }
+    let j = env.run(&["--json", "catalog"]).expect(0).json();
+    assert_eq!(j["never_collected"][0]["path"], "/srv/backups");
+    // `--dir` elsewhere under a collected tree is left out too.
+    let other = srv.join("other-dir");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let shown = other.display().to_string();
+    env.run(&["backup", "--dir", &shown]).expect(0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let j = env
+        .run(&["--json", "backup", "--dir", &shown])
+        .expect(0)
+        .json();
+    let index = index_of(Path::new(j["archive"].as_str().unwrap()));
+    let entries = index["entries"].as_array().unwrap();
+    assert!(
+        !entries.iter().any(|e| e["path"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("srv/other-dir")),
+        "{entries:?}"
+    );
+}
