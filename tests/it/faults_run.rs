@@ -28,41 +28,39 @@ impl Drop for Tmpfs {
     }
 }
 
-fn warnings_of(j: &serde_json::Value) -> String {
-    j["warnings"].to_string()
-}
-
-#[test]
-fn a_full_disk_right_after_the_archive_is_a_warning_exit_3() {
-    let env = Env::new("pbs-node");
-    // Room for the archive's one file, none for the sidecar or the verify state written after it.
-    let _fs = Tmpfs::mount(&env.backups, "size=3m,nr_inodes=2,mode=0700");
+/// `backup --json`, which must end with warnings (exit 3, status "warning"): its stderr and its warnings as
+/// JSON text.
+#[track_caller]
+fn backup_with_warnings(env: &Env) -> (String, String) {
     let r = env.run(&["--json", "backup"]);
     r.expect(3);
     let j = r.json();
-    assert_eq!(j["status"], "warning");
-    assert_eq!(j["exit_code"], 3);
-    let w = warnings_of(&j);
+    assert_eq!(
+        (&j["status"], &j["exit_code"]),
+        (&"warning".into(), &3.into())
+    );
+    (r.stderr(), j["warnings"].to_string())
+}
+
+#[test]
+fn warnings_after_the_archive_mean_exit_3_with_the_reason_in_json() {
+    // The disk full right after the archive: room for its one file, none for the sidecar or the verify state.
+    let full = Env::new("pbs-node");
+    let _fs = Tmpfs::mount(&full.backups, "size=3m,nr_inodes=2,mode=0700");
+    let (_, w) = backup_with_warnings(&full);
     assert!(w.contains(".sha256") && w.contains("No space left"), "{w}");
     assert!(w.contains(".proxkeep-verify.json"), "{w}");
     // The archive itself is there and verifies.
-    let archive = env.only_archive();
-    env.run(&["verify", &archive.display().to_string()])
-        .expect(0);
-}
+    let archive = full.only_archive().display().to_string();
+    full.run(&["verify", &archive]).expect(0);
 
-#[test]
-fn an_unwritable_log_dir_is_a_warning_exit_3() {
-    let env = Env::new("pbs-node");
-    let _fs = Tmpfs::mount(&env.logs, "ro,size=1m");
-    let r = env.run(&["--json", "backup"]);
-    r.expect(3);
-    let j = r.json();
-    assert_eq!(j["status"], "warning");
-    let w = warnings_of(&j);
+    // A log dir that cannot be written (it used to end in exit 0).
+    let read_only = Env::new("pbs-node");
+    let _ro = Tmpfs::mount(&read_only.logs, "ro,size=1m");
+    let (stderr, w) = backup_with_warnings(&read_only);
     assert!(w.contains("run log") && w.contains("Read-only"), "{w}");
-    assert!(r.stderr().contains("warning: "), "{}", r.stderr());
-    env.only_archive();
+    assert!(stderr.contains("warning: "), "{stderr}");
+    read_only.only_archive();
 }
 
 /// proxkeep run under `umask 000`.
