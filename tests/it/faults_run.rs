@@ -140,6 +140,25 @@ fn under_umask_000_everything_created_has_an_explicit_mode() {
     ] {
         assert_eq!(mode(d), 0o755, "{}", d.display());
     }
+
+    // `extract` into a new directory: it and the parents it makes are 0700, the tree has the archive's modes.
+    let out = env.path("x/deep/out");
+    let archive = fs::read_dir(&backups).unwrap().flatten().map(|e| e.path());
+    let archive = archive
+        .filter(|p| p.extension().is_some_and(|e| e == "zst"))
+        .last()
+        .unwrap();
+    run_umask_000(
+        &env,
+        &["extract", archive.to_str().unwrap(), out.to_str().unwrap()],
+    )
+    .expect(0);
+    for d in [&out, &env.path("x/deep"), &env.path("x")] {
+        assert_eq!(mode(d), 0o700, "{}", d.display());
+    }
+    for (rel, (kind, m, _)) in tree_state(&out) {
+        assert_eq!(m & 0o002, 0, "x/deep/out/{rel} ({kind}) has mode {m:04o}");
+    }
 }
 
 #[test]
