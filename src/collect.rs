@@ -99,7 +99,8 @@ fn own_paths(root: &Root, config: &Config, dir: Option<&Path>) -> Vec<NeverColle
                 .flatten()
                 .find_map(|b| Some(p.strip_prefix(b).ok()?.to_path_buf()))
         };
-        let Some(rel) = p.and_then(under) else {
+        // The root itself (a backup dir of `/`) would leave out everything: it is not one of these.
+        let Some(rel) = p.and_then(under).filter(|r| !r.as_os_str().is_empty()) else {
             continue;
         };
         let path = Path::new("/").join(rel);

@@ -310,3 +310,16 @@ fn the_backup_dir_log_dir_lock_and_secondaries_inside_a_collected_tree_are_never
         "{entries:?}"
     );
 }
+
+#[test]
+fn a_backup_dir_that_is_the_root_itself_does_not_leave_everything_out() {
+    let env = Env::new("pbs-node");
+    let text = fs::read_to_string(&env.config).unwrap();
+    let root = env.root.display().to_string();
+    let text = text.replace(&env.backups.display().to_string(), &root);
+    fs::write(&env.config, text).unwrap();
+    let out = env.run(&["catalog"]).expect(0).stdout();
+    assert!(!out.contains("never collected: / "), "{out}");
+    let j = env.run(&["--json", "backup"]).expect(0).json();
+    assert!(j["files"].as_u64().unwrap() > 5, "{j}");
+}
