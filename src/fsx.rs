@@ -23,7 +23,9 @@ pub fn create_private(path: &Path) -> io::Result<File> {
 /// Create `dir` and the parents it lacks, each with exactly `mode` whatever the umask (set with `fchmod` on the
 /// directory just made, opened without following a symlink). Directories that exist are left as they are.
 pub fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
-    let missing: Vec<&Path> = dir.ancestors().take_while(|d| is_absent(d)).collect();
+    // A relative `dir` ends its ancestors with "", which is the working directory, not a missing one.
+    let absent = |d: &&Path| !d.as_os_str().is_empty() && is_absent(d);
+    let missing: Vec<&Path> = dir.ancestors().take_while(absent).collect();
     for d in missing.into_iter().rev() {
         match fs::DirBuilder::new().mode(mode).create(d) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => continue,

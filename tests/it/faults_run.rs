@@ -63,11 +63,12 @@ fn warnings_after_the_archive_mean_exit_3_with_the_reason_in_json() {
     read_only.only_archive();
 }
 
-/// proxkeep run under `umask 000`.
+/// proxkeep run under `umask 000`, in the test's directory.
 fn run_umask_000(env: &Env, args: &[&str]) -> Run {
     let inner = env.cmd();
     let mut c = Command::new("sh");
     c.arg("-c").arg("umask 000; exec \"$@\"").arg("sh");
+    c.current_dir(env.tmp.path());
     c.arg(inner.get_program()).args(inner.get_args()).args(args);
     for (k, v) in inner.get_envs() {
         match v {
@@ -141,18 +142,15 @@ fn under_umask_000_everything_created_has_an_explicit_mode() {
         assert_eq!(mode(d), 0o755, "{}", d.display());
     }
 
-    // `extract` into a new directory: it and the parents it makes are 0700, the tree has the archive's modes.
+    // `extract` into a new directory (named relative to the working directory): it and the parents it makes
+    // are 0700, the tree has the archive's modes.
     let out = env.path("x/deep/out");
     let archive = fs::read_dir(&backups).unwrap().flatten().map(|e| e.path());
     let archive = archive
         .filter(|p| p.extension().is_some_and(|e| e == "zst"))
         .last()
         .unwrap();
-    run_umask_000(
-        &env,
-        &["extract", archive.to_str().unwrap(), out.to_str().unwrap()],
-    )
-    .expect(0);
+    run_umask_000(&env, &["extract", archive.to_str().unwrap(), "x/deep/out"]).expect(0);
     for d in [&out, &env.path("x/deep"), &env.path("x")] {
         assert_eq!(mode(d), 0o700, "{}", d.display());
     }
