@@ -233,6 +233,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn create_dir_all_sets_the_mode_of_each_directory_it_makes_and_only_those() {
+        let t = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o711)).unwrap();
+        // 0777 is what no usual umask lets through: only an explicit chmod gives it.
+        create_dir_all(&t.path().join("a/b/c"), 0o777).unwrap();
+        for d in ["a", "a/b", "a/b/c"] {
+            assert_eq!(mode(&t.path().join(d)), 0o777, "{d}");
+        }
+        assert_eq!(mode(t.path()), 0o711);
+        create_dir_all(&t.path().join("a/b/c"), 0o700).unwrap();
+        assert_eq!(
+            mode(&t.path().join("a/b/c")),
+            0o777,
+            "an existing directory is left as it is"
+        );
+    }
+
+    #[test]
     fn mountinfo_unescapes() {
         let text = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
                     90 22 0:50 / /mnt/my\\040nas rw - nfs4 srv:/x rw\ngarbage\n";
