@@ -60,6 +60,55 @@ pub struct Plan {
     pub absent: Vec<Absent>,
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<Warning>,
+    /// proxkeep's own paths under the root, left out wherever they are.
+    pub never_collected: Vec<NeverCollected>,
+}
+
+/// A path proxkeep writes itself (backup dir, log dir, lock file, secondary tier): never collected, so a
+/// backup dir inside a collected tree does not hold the previous archives.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NeverCollected {
+    /// Host path (`/root/backups`).
+    pub path: PathBuf,
+    /// The config key that names it: `backup_dir`, `log_dir`, `lock_file`, `secondary NAME`, `--dir`.
+    pub why: String,
+}
+
+/// proxkeep's own paths that lie under `root`, as host paths; `dir` is a `--dir` given for this run.
+fn own_paths(root: &Root, config: &Config, dir: Option<&Path>) -> Vec<NeverCollected> {
+    // The root as given and as resolved: config paths may name either.
+    let bases = [
+        Some(root.dir().to_path_buf()),
+        fs::canonicalize(root.dir()).ok(),
+    ];
+    let named = [
+        (Some(config.backup_dir.as_path()), "backup_dir".to_string()),
+        (dir, "--dir".into()),
+        (Some(&config.log_dir), "log_dir".into()),
+        (Some(&config.lock_file), "lock_file".into()),
+    ];
+    let secondaries = config
+        .secondary
+        .iter()
+        .map(|s| (Some(s.path.as_path()), format!("secondary {}", s.name)));
+    let mut out: Vec<NeverCollected> = Vec::new();
+    for (p, why) in named.into_iter().chain(secondaries) {
+        let under = |p: &Path| {
+            bases
+                .iter()
+                .flatten()
+                .find_map(|b| Some(p.strip_prefix(b).ok()?.to_path_buf()))
+        };
+        // The root itself (a backup dir of `/`) would leave out everything: it is not one of these.
+        let Some(rel) = p.and_then(under).filter(|r| !r.as_os_str().is_empty()) else {
+            continue;
+        };
+        let path = Path::new("/").join(rel);
+        if !out.iter().any(|n| n.path == path) {
+            out.push(NeverCollected { path, why });
+        }
+    }
+    out
 }
 
 /// Per-category counts for `--dry-run` and `catalog`.
@@ -139,10 +188,19 @@ struct Scanner<'a> {
 
 /// Scan the host: which categories apply, which files exist, which commands will run.
 pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
+    scan_with(root, facts, config, None)
+}
+
+/// [`scan`] for a run that writes to `dir` (`--dir`), which is left out too.
+pub fn scan_with(root: &Root, facts: &HostFacts, config: &Config, dir: Option<&Path>) -> Plan {
+    let never_collected = own_paths(root, config, dir);
     let mut s = Scanner {
         root,
         seen: HashSet::new(),
-        plan: Plan::default(),
+        plan: Plan {
+            never_collected,
+            ..Plan::default()
+        },
     };
     let (pve, pbs) = (facts.role.has_pve(), facts.role.has_pbs());
     let run_commands = match config.commands.run {
@@ -171,6 +229,11 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
         s.plan.absent.retain(|a| a.path != "/etc/pve");
     }
     s.plan
+}
+
+/// Whether `host` is (under) one of proxkeep's own paths.
+fn never(own: &[NeverCollected], host: &Path) -> bool {
+    own.iter().any(|n| host.starts_with(&n.path))
 }
 
 impl Scanner<'_> {
@@ -206,6 +269,9 @@ impl Scanner<'_> {
     }
 
     fn path(&mut self, category: &str, host: &Path, ex: &GlobSet) {
+        if never(&self.plan.never_collected, host) {
+            return;
+        }
         let fs_path = self.root.path(host);
         match std::fs::symlink_metadata(&fs_path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -227,6 +293,7 @@ impl Scanner<'_> {
     }
 
     fn tree(&mut self, category: &str, host: &Path, fs_path: &Path, ex: &GlobSet) {
+        let own = self.plan.never_collected.clone();
         let walker = walkdir::WalkDir::new(fs_path)
             .follow_links(false)
             .same_file_system(true)
@@ -235,6 +302,7 @@ impl Scanner<'_> {
             .filter_entry(|e| {
                 let rel = e.path().strip_prefix(fs_path).unwrap_or(Path::new(""));
                 !ex.is_match(host.join(rel))
+                    && !never(&own, &host.join(rel))
                     && !catalog::is_pmxcfs_virtual(&host.join(rel).to_string_lossy())
             });
         for entry in walker {

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Create a new file with mode 0600 (never following or replacing an existing one).
@@ -18,6 +18,28 @@ pub fn create_private(path: &Path) -> io::Result<File> {
         .mode(0o600)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
+}
+
+/// Create `dir` and the parents it lacks, each with exactly `mode` whatever the umask (set with `fchmod` on the
+/// directory just made, opened without following a symlink). Directories that exist are left as they are.
+pub fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
+    // A relative `dir` ends its ancestors with "", which is the working directory, not a missing one.
+    let absent = |d: &&Path| !d.as_os_str().is_empty() && is_absent(d);
+    let missing: Vec<&Path> = dir.ancestors().take_while(absent).collect();
+    for d in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(mode).create(d) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => continue,
+            made => made?,
+        }
+        let fd = open_dir_at(rustix::fs::CWD, d)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Nothing is at `path`, not even a dangling symlink (an error other than "not found" is not absence).
+pub fn is_absent(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
 }
 
 /// The directory `path` is in (`.` for a bare name).
@@ -209,6 +231,25 @@ pub fn dir_is_empty(dir: impl AsFd) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_dir_all_sets_the_mode_of_each_directory_it_makes_and_only_those() {
+        let t = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o711)).unwrap();
+        // 0777 is what no usual umask lets through: only an explicit chmod gives it.
+        create_dir_all(&t.path().join("a/b/c"), 0o777).unwrap();
+        for d in ["a", "a/b", "a/b/c"] {
+            assert_eq!(mode(&t.path().join(d)), 0o777, "{d}");
+        }
+        assert_eq!(mode(t.path()), 0o711);
+        create_dir_all(&t.path().join("a/b/c"), 0o700).unwrap();
+        assert_eq!(
+            mode(&t.path().join("a/b/c")),
+            0o777,
+            "an existing directory is left as it is"
+        );
+    }
 
     #[test]
     fn mountinfo_unescapes() {

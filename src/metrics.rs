@@ -190,13 +190,13 @@ pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) ->
 }
 
 /// Render and write `path` atomically (0644: node_exporter runs as its own user), reading the previous file
-/// first. The directory is created if missing.
+/// first. The directory is created if missing (0755, with the parents it lacks).
 pub fn write(path: &Path, r: &Report, notify_failures: &[(String, u32)]) -> io::Result<()> {
     let prev = std::fs::read_to_string(path)
         .map(|t| parse_previous(&t))
         .unwrap_or_default();
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::fsx::create_dir_all(dir, 0o755)?;
     }
     let text = render(r, notify_failures, &prev);
     crate::fsx::write_atomic(path, text.as_bytes(), 0o644)

@@ -75,20 +75,14 @@ pub fn directory(name: &str, dir: &Path, create: bool) -> Check {
             Some(_) => Check::pass(name, format!("{d} (will be created, mode 0700)")),
             None => Check::fail(name, format!("{d} cannot be created"), "create it"),
         },
-        Err(e) if not_found(&e) => {
-            match fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-            {
-                Ok(()) => Check::pass(name, format!("{d} (created, mode 0700)")),
-                Err(e) => Check::fail(
-                    name,
-                    format!("cannot create {d}: {e}"),
-                    format!("create it: mkdir -m 0700 -p {d}"),
-                ),
-            }
-        }
+        Err(e) if not_found(&e) => match crate::fsx::create_dir_all(dir, 0o700) {
+            Ok(()) => Check::pass(name, format!("{d} (created, mode 0700)")),
+            Err(e) => Check::fail(
+                name,
+                format!("cannot create {d}: {e}"),
+                format!("create it: mkdir -m 0700 -p {d}"),
+            ),
+        },
         Err(e) => Check::fail(
             name,
             format!("{d}: {e}"),

@@ -138,7 +138,8 @@ fn open_target(req: &Request) -> Result<(Target, bool), RestoreError> {
     if req.mode == Mode::Extract {
         match std::fs::symlink_metadata(&req.target) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&req.target)
+                // 0700 whatever the umask: the tree may hold secrets.
+                crate::fsx::create_dir_all(&req.target, 0o700)
                     .map_err(|e| RestoreError::io("create", &req.target, e))?;
             }
             Err(e) => return Err(RestoreError::io("inspect", &req.target, e)),

@@ -257,13 +257,14 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     let facts = HostFacts::detect(&ctx.root);
     let (host, role, root) = (&facts.hostname, facts.role, ctx.root.dir().display());
     log.info(&format!("host {host} role {role} (root {root})"));
-    let mut plan = collect::scan(&ctx.root, &facts, config);
+    let mut plan = collect::scan_with(&ctx.root, &facts, config, opts.dir.as_deref());
     if let Some(enc) = &config.encryption {
         plan.warnings
             .extend(key_warnings(ctx, enc, seal.as_ref(), &plan));
     }
     if plan.pve_tree_from_db {
-        log.warn("/etc/pve is empty (pmxcfs not mounted): its tree will be rebuilt from config.db");
+        // Not a warning: the tree is rebuilt in full, and meta.json says where it came from.
+        log.info("/etc/pve is empty (pmxcfs not mounted): its tree will be rebuilt from config.db");
     }
 
     // Name: start time, bumped past any existing archive of the same second. The stem names the run log
@@ -314,7 +315,9 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     }
 
     let _lock = RunLock::acquire(&config.lock_file, &facts.hostname)?;
-    report.log_file = start_run_log(ctx, &name, &facts, backup_dir);
+    // Warnings of the run itself (run log, sidecar, verify state, tiers) come after the archive's own.
+    let mut run_warnings = Vec::new();
+    report.log_file = start_run_log(ctx, &name, &facts, backup_dir, &mut run_warnings);
     if let Some(s) = &seal {
         log.info(&format!("encrypting with {}", s.describe()));
     }
@@ -342,6 +345,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     report.size = done.bytes;
     report.set_totals(&done.index.totals);
     report.warnings = done.index.warnings;
+    report.warnings.append(&mut run_warnings);
     // Copies and retention: a tier failure is a warning, never a failure of the backup.
     let (host, name) = (&facts.hostname, done.name.clone());
     report.tiers = distribute(ctx, backup_dir, host, name, &done.sha256, time);
@@ -367,20 +371,28 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     Ok(report)
 }
 
-/// Attach the run log (`<stem>.log` in the log directory), say the run starts, sweep dead runs' partials.
+/// Attach the run log (`<stem>.log` in the log directory), say the run starts, sweep dead runs' partials and
+/// orphan sidecars. A run log that cannot be written is a warning of the run.
 fn start_run_log(
     ctx: &Context,
     name: &ArchiveName,
     facts: &HostFacts,
     backup_dir: &Path,
+    warnings: &mut Vec<Warning>,
 ) -> Option<PathBuf> {
     let log = ctx.log;
     let log_path = ctx.config.log_dir.join(format!("{}.log", name.stem()));
-    let shown = log_path.display();
-    let attached = create_private(&log_path)
-        .inspect_err(|e| log.warn(&format!("cannot write the run log {shown}: {e}")))
-        .ok()
-        .map(|f| log.attach(f));
+    let attached = match create_private(&log_path) {
+        Ok(f) => Some(log.attach(f)),
+        Err(e) => {
+            let (path, message) = (
+                log_path.display().to_string(),
+                format!("cannot write the run log: {e}"),
+            );
+            session::warn(log, warnings, Some(path), message);
+            None
+        }
+    };
     let (version, host, role) = (env!("CARGO_PKG_VERSION"), &facts.hostname, facts.role);
     log.info(&format!(
         "proxkeep {version} backup of {host} ({role}) starting"
@@ -389,10 +401,16 @@ fn start_run_log(
         let shown = removed.display();
         log.info(&format!("removed partial file of a run that died: {shown}"));
     }
+    for removed in crate::store::sweep_orphans(backup_dir) {
+        let shown = removed.display();
+        log.info(&format!(
+            "removed orphan sidecar (its archive is gone): {shown}"
+        ));
+    }
     attached.map(|()| log_path)
 }
 
-/// Log what the tiers did; their errors become warnings of the run.
+/// Log what the tiers did; their errors and the damaged archives they keep become warnings of the run.
 fn log_tiers(log: &Log, report: &mut BackupReport) {
     for t in &report.tiers {
         if let Some(e) = &t.error {
@@ -412,10 +430,10 @@ fn log_tiers(log: &Log, report: &mut BackupReport) {
             log.info(&format!("tier {}: removed {r} (retention)", t.tier));
         }
         for d in &t.damaged {
-            log.warn(&format!(
-                "tier {}: {d} failed verification: kept and not counted by retention",
-                t.tier
-            ));
+            let tier = &t.tier;
+            let message =
+                format!("tier {tier}: {d} failed verification: kept and not counted by retention");
+            session::warn(log, &mut report.warnings, None, message);
         }
     }
 }
@@ -524,7 +542,7 @@ fn write_archive(
         }
     }
     append_commands(&mut s, log, plan, &results)?;
-    let done = s.finish()?;
+    let mut done = s.finish()?;
 
     // The read-back was a full verify: record it, so `list` shows the archive `ok` without reading it.
     let recorded = fs::metadata(&done.path).and_then(|md| {
@@ -534,10 +552,14 @@ fn write_archive(
         crate::store::state::record(backup_dir, &done.name, rec)
     });
     if let Err(e) = recorded {
-        log.warn(&format!(
-            "cannot record the verification in {}: {e}",
-            crate::store::state::STATE_FILE
-        ));
+        let path = backup_dir.join(crate::store::state::STATE_FILE);
+        let message = format!("cannot record the verification: {e}");
+        session::warn(
+            log,
+            &mut done.index.warnings,
+            Some(path.display().to_string()),
+            message,
+        );
     }
     Ok(done)
 }

@@ -15,6 +15,8 @@ pub struct CatalogReport {
     pub held_on_restore: &'static [&'static str],
     pub commands_run: usize,
     pub commands_not_run: usize,
+    /// proxkeep's own paths under the root (backup dir, log dir, lock file, secondaries): never collected.
+    pub never_collected: Vec<collect::NeverCollected>,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,5 +55,6 @@ pub fn run(root: &Root, config: &Config) -> CatalogReport {
         held_on_restore: catalog::HELD_ON_RESTORE,
         commands_run: plan.commands.len(),
         commands_not_run: plan.commands_not_run,
+        never_collected: plan.never_collected,
     }
 }

@@ -327,8 +327,9 @@ impl<'a> Session<'a> {
         let sidecar = dir.join(format!("{name}.sha256"));
         let line = format!("{}  {name}\n", written.sha256);
         if let Err(e) = write_atomic(&sidecar, line.as_bytes(), 0o600) {
-            // The sidecar is a convenience; nothing requires it.
-            log.warn(&format!("cannot write {}: {e}", sidecar.display()));
+            // The sidecar is a convenience; nothing requires it. Still a warning of the run (exit 3).
+            let (path, message) = (sidecar.display().to_string(), format!("cannot write: {e}"));
+            warn(log, &mut self.index.warnings, Some(path), message);
         }
         Ok(Finished {
             path,

@@ -44,7 +44,7 @@ pub enum Command {
     Check,
     /// Write one verified archive of this host's configuration
     Backup(BackupArgs),
-    /// What would be collected on this host, by category
+    /// What would be collected on this host, by category, and what never is (proxkeep's own paths)
     Catalog,
     /// Inspect the configuration
     Config {

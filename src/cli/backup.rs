@@ -90,6 +90,9 @@ fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     writeln!(out, "\nextra: paths from [collect] extra_paths")?;
+    for n in &r.never_collected {
+        writeln!(out, "never collected: {} ({})", n.path.display(), n.why)?;
+    }
     if r.commands_not_run > 0 {
         writeln!(
             out,
@@ -152,7 +155,9 @@ fn prune_text(r: &PruneReport, out: &mut dyn Write) -> io::Result<()> {
 
 pub fn backup(ctx: &mut Ctx, a: &BackupArgs) -> Result<i32, Exit> {
     // Notifications and metrics: reported for every outcome, never changing the exit code.
-    let config = ctx.config().map_err(|e| config_failed(ctx, e))?.clone();
+    // A dry run reports to nobody, not even a config error (docs/monitoring.md).
+    let reported = |e| if a.dry_run { e } else { config_failed(ctx, e) };
+    let config = ctx.config().map_err(reported)?.clone();
     let log = ctx.log(notify::redactor(&config));
     ctx.out.redactor = Some(log.redactor().clone());
     let hooks = (!a.dry_run).then(|| Hooks::begin(&config));

@@ -6,7 +6,7 @@ pub mod retention;
 pub mod state;
 pub mod tier;
 
-use crate::archive::name::ArchiveName;
+use crate::archive::name::{ArchiveName, is_safety_file_name};
 use std::path::{Path, PathBuf};
 
 /// One archive file, in a directory or on a tier.
@@ -51,6 +51,32 @@ pub enum ResolveError {
         dir: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// Remove the sidecars (`<archive>.sha256`) in `dir` whose archive is gone, as a retention killed between the two
+/// removals left them. Only sidecars of proxkeep's archive names (any host's, safety archives' too) are touched;
+/// returns what was removed.
+pub fn sweep_orphans(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let ours = |a: &str| ArchiveName::parse(a).is_some() || is_safety_file_name(a);
+    let mut removed = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(archive) = name.to_str().and_then(|n| n.strip_suffix(".sha256")) else {
+            continue;
+        };
+        let is_file = e.file_type().is_ok_and(|t| t.is_file());
+        if is_file
+            && ours(archive)
+            && crate::fsx::is_absent(&dir.join(archive))
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed.push(e.path());
+        }
+    }
+    removed
 }
 
 /// What an ARCHIVE argument names: a path, a file name in `dir`, `latest` or `latest~N` (this host's newest,

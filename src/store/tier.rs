@@ -149,21 +149,23 @@ impl Tier for Local {
         Ok(())
     }
     fn remove(&self, file: &str) -> Result<(), TierError> {
-        remove_set(&self.dir, file).map_err(|e| TierError::Io(format!("remove {file}: {e}")))?;
+        // The run log first: one left without its archive could not be told from a failed run's log.
         if let Some(n) = ArchiveName::parse(file) {
             let _ = fs::remove_file(self.log_dir.join(format!("{}.log", n.stem())));
         }
-        Ok(())
+        remove_set(&self.dir, file).map_err(|e| TierError::Io(format!("remove {file}: {e}")))
     }
 }
 
-/// Remove an archive and its sidecar (only names of proxkeep's shapes).
+/// Remove an archive's sidecar, then the archive (only names of proxkeep's shapes): a run killed in between
+/// leaves an archive without its sidecar, which retention removes next time, never a sidecar without its
+/// archive (older versions could: see [`super::sweep_orphans`]).
 pub(crate) fn remove_set(dir: &Path, file: &str) -> io::Result<()> {
-    fs::remove_file(dir.join(file))?;
     match fs::remove_file(dir.join(format!("{file}.sha256"))) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
+    fs::remove_file(dir.join(file))?;
     File::open(dir)?.sync_all()
 }
 
@@ -241,8 +243,9 @@ impl Tier for Secondary {
             // Temp file in the destination, fsync, rename, fsync the directory.
             let tmp = self.p(&format!(".{dest}.{}.partial", std::process::id()));
             let step = (|| {
-                let cp = ["--no-preserve=all", "-T", &src, &tmp];
-                fs_cmd(&format!("copy {dest}"), budget, "cp", &cp)?;
+                // `install -m`, not `cp`: the copy is 0600 whatever the umask.
+                let cp = ["-m", "0600", "-T", &src, &tmp];
+                fs_cmd(&format!("copy {dest}"), budget, "install", &cp)?;
                 fs_cmd(&format!("fsync {dest}"), budget, "sync", &[&tmp])?;
                 let mv = ["-f", "-T", &tmp, &self.p(&dest)];
                 fs_cmd(&format!("rename {dest}"), self.cfg.timeout, "mv", &mv)?;
@@ -266,7 +269,8 @@ impl Tier for Secondary {
         Ok(())
     }
     fn remove(&self, file: &str) -> Result<(), TierError> {
-        let rm = ["-f", &self.p(file), &self.p(&format!("{file}.sha256"))];
+        // The sidecar first, as on the local tier (see `remove_set`).
+        let rm = ["-f", &self.p(&format!("{file}.sha256")), &self.p(file)];
         fs_cmd(&format!("remove {file}"), self.cfg.timeout, "rm", &rm)?;
         self.sync_dir().map(|_| ())
     }
@@ -414,10 +418,11 @@ impl Tier for Remote {
         Ok(())
     }
     fn remove(&self, file: &str) -> Result<(), TierError> {
-        self.rclone("deletefile", &["deletefile", &self.path_of(file)])?;
-        // The sidecar may be missing (an older copy failed half way): that is fine.
+        // The sidecar first, as on the local tier (see `remove_set`); it may be missing (an older copy failed
+        // half way): that is fine.
         let sidecar = self.path_of(&format!("{file}.sha256"));
         let _ = self.rclone("deletefile", &["deletefile", &sidecar]);
+        self.rclone("deletefile", &["deletefile", &self.path_of(file)])?;
         Ok(())
     }
 }

@@ -21,14 +21,14 @@ const HMAC_KEY: &str = "webhook-hmac-k3y";
 const PING_UUID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 
 /// The stand-in for Gotify / ntfy / Telegram / webhooks / pings; killed on drop.
-struct Sink {
+pub(crate) struct Sink {
     child: Child,
     port: u16,
     https: bool,
 }
 
 impl Sink {
-    fn start(dir: &Path) -> Sink {
+    pub(crate) fn start(dir: &Path) -> Sink {
         Sink::start_with(dir, None)
     }
     /// `tls`: (cert, key) to serve HTTPS.
@@ -62,12 +62,12 @@ impl Sink {
             https: tls.is_some(),
         }
     }
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
     /// Every request the sink received (its own control endpoints are not recorded).
-    fn requests(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn requests(&self) -> Vec<serde_json::Value> {
         let text = ureq::get(format!("{}/_requests", self.url()))
             .call()
             .unwrap()
