@@ -351,12 +351,13 @@ fn safety_copy(staged: &Staged, req: &RecoveryRequest) -> Result<PathBuf, String
     let safety = req
         .safety_dir
         .join(format!("{}-pmxcfs-safety-{time}", staged.hostname));
-    let create = |b: &mut DirBuilder, dir: &Path| {
-        b.create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))
-    };
-    create(DirBuilder::new().recursive(true), &req.safety_dir)?;
-    create(DirBuilder::new().mode(0o700), &safety)?;
+    let cannot = |dir: &Path, e| format!("cannot create {}: {e}", dir.display());
+    // Explicit modes: the process umask must not decide who can read the copies of root's secrets.
+    crate::fsx::create_dir_all(&req.safety_dir, 0o700).map_err(|e| cannot(&req.safety_dir, e))?;
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&safety)
+        .map_err(|e| cannot(&safety, e))?;
     for name in &staged.current {
         copy_side_file(&staged.dir, name, &safety.join(name))
             .map_err(|e| format!("cannot copy {name} to {}: {e}", safety.display()))?;
