@@ -176,24 +176,17 @@ impl RunLock {
                 .map_err(io)?;
         }
         let file = open_lock_file(path)?;
-        let mut tries = 0;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(fs::TryLockError::WouldBlock) => {
-                    // Between a holder's flock and its record, or a holder's release and the next one's
-                    // flock, there is no live record: look again (or take the lock once it is free).
-                    tries += 1;
-                    let holder = read_holder(&file);
-                    if holder.as_ref().is_some_and(|h| h.live) || tries >= HOLDER_TRIES {
-                        let holder = holder.map_or_else(|| "unknown holder".into(), |h| h.text);
-                        let path = path.to_path_buf();
-                        return Err(LockError::Held { path, holder });
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                Err(fs::TryLockError::Error(e)) => return Err(io(e)),
-            }
+        let try_lock = || match file.try_lock() {
+            Ok(()) => Ok(true),
+            Err(fs::TryLockError::WouldBlock) => Ok(false),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        };
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(5));
+        if let Contended::Held(holder) =
+            contend(try_lock, || read_holder(&file), pause).map_err(io)?
+        {
+            let path = path.to_path_buf();
+            return Err(LockError::Held { path, holder });
         }
         // Diagnostics only: the lock is the flock, not this text. Written over the old record in one write,
         // then cut to its length, so a reader sees a whole record or none.
@@ -215,6 +208,34 @@ impl Drop for RunLock {
         // Still under the lock: nobody reads this record as the next holder's.
         let _ = self.file.set_len(0);
     }
+}
+
+enum Contended {
+    Mine,
+    /// The holder's record.
+    Held(String),
+}
+
+/// Take the lock, or name its holder. Between a holder's flock and its record, or a holder's release and
+/// the next one's flock, there is no live record: look again (or take the lock once it is free) rather
+/// than report an unknown holder.
+fn contend(
+    mut try_lock: impl FnMut() -> std::io::Result<bool>,
+    mut holder: impl FnMut() -> Option<Holder>,
+    mut pause: impl FnMut(),
+) -> std::io::Result<Contended> {
+    for tries in 1.. {
+        if try_lock()? {
+            return Ok(Contended::Mine);
+        }
+        let h = holder();
+        if h.as_ref().is_some_and(|h| h.live) || tries >= HOLDER_TRIES {
+            let text = h.map_or_else(|| "unknown holder".into(), |h| h.text);
+            return Ok(Contended::Held(text));
+        }
+        pause();
+    }
+    unreachable!("the loop returns by HOLDER_TRIES")
 }
 
 /// Open (or create, 0600) the lock file without following a symlink and check it is a regular file of the
@@ -379,6 +400,59 @@ mod tests {
         }
         assert_eq!(sweep_partials(d.path()), vec![dead.clone()]);
         assert!(mine.exists() && other.exists() && !dead.exists());
+    }
+
+    /// "unknown holder" (issue 16): a run that finds the lock taken before its holder wrote its record
+    /// waits for the record, or takes the lock once it is free, instead of naming nobody.
+    #[test]
+    fn a_taken_lock_without_a_live_record_is_looked_at_again() {
+        let rec = |text: &str, live| Holder {
+            text: text.into(),
+            live,
+        };
+        // flock taken, then: no record yet, a dead run's record, the holder's record.
+        let mut looks = vec![
+            None,
+            Some(rec("pid=1 dead", false)),
+            Some(rec("pid=7", true)),
+        ];
+        looks.reverse();
+        let (mut pauses, mut tries) = (0, 0);
+        let got = contend(
+            || {
+                tries += 1;
+                Ok(false)
+            },
+            || looks.pop().unwrap(),
+            || pauses += 1,
+        );
+        assert!(matches!(got.unwrap(), Contended::Held(h) if h == "pid=7"));
+        assert_eq!((tries, pauses), (3, 2));
+        // The holder ends before its record is read: the lock is taken.
+        let mut calls = 0;
+        let got = contend(
+            || {
+                calls += 1;
+                Ok(calls == 2)
+            },
+            || None,
+            || {},
+        );
+        assert!(matches!(got.unwrap(), Contended::Mine));
+        // Never a record: after HOLDER_TRIES looks, say so.
+        let got = contend(|| Ok(false), || None, || {});
+        assert!(matches!(got.unwrap(), Contended::Held(h) if h == "unknown holder"));
+    }
+
+    #[test]
+    fn the_record_is_cleared_when_the_lock_is_released() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("proxkeep.lock");
+        let lock = RunLock::acquire(&p, "pve1").unwrap();
+        let record = fs::read_to_string(&p).unwrap();
+        assert!(record.starts_with(&format!("pid={} host=pve1 started=", std::process::id())));
+        drop(lock);
+        assert_eq!(fs::read_to_string(&p).unwrap(), "");
     }
 
     #[test]
