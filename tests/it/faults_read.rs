@@ -6,7 +6,6 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------------------------------------------
 // a directory replaced by a symlink while the backup runs
@@ -36,7 +35,7 @@ impl Gate {
             go,
         };
         let shown = mnt.display().to_string();
-        wait_for("the FUSE mount", || {
+        wait_for("the FUSE mount", 60, || {
             if let Ok(Some(status)) = gate.child.try_wait() {
                 panic!(
                     "gate_fs.py exited ({status}) (needs Debian's python3-fusepy and /dev/fuse)"
@@ -59,18 +58,6 @@ impl Drop for Gate {
     }
 }
 
-/// Poll until `done` (not a timing test: the bound only catches a hang).
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{what} never happened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_directory_swapped_for_a_symlink_during_the_backup_is_a_warning_not_outside_content() {
     let mut env = Env::new("");
@@ -90,7 +77,7 @@ fn a_directory_swapped_for_a_symlink_during_the_backup_is_a_warning_not_outside_
         .stdout(Stdio::piped())
         .spawn();
     let run = run.unwrap();
-    wait_for("the backup's read of the gate file", || {
+    wait_for("the backup's read of the gate file", 60, || {
         gate.signal.exists()
     });
     fs::rename(&d, env.root.join("srv/mut/d.was")).unwrap();

@@ -399,3 +399,15 @@ pub fn gnu_extract(archive: &Path, into: &Path) {
         into.display()
     ));
 }
+
+/// Poll until `f` holds (not a timing test: the bound only catches a hang).
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
