@@ -744,4 +744,35 @@ mod tests {
             assert_eq!(not_stored(e, "unreadable"), THROUGH_LINK);
         }
     }
+
+    /// The link's own xattrs (through `/proc/self/fd`), and the directory's (through a readable handle).
+    #[test]
+    fn xattrs_of_links_and_directories_are_read_through_their_handles() {
+        let (t, root) = host();
+        let link = t.path().join("root/srv/mut/d/link");
+        symlink("inner.txt", &link).unwrap();
+        let set = |p: &Path, name: &str, follow: bool| {
+            let flags = if follow {
+                ""
+            } else {
+                ", follow_symlinks=False"
+            };
+            let py = format!(
+                "import os; os.setxattr('{}', '{name}', b'v'{flags})",
+                p.display()
+            );
+            let ok = std::process::Command::new("python3")
+                .args(["-c", &py])
+                .status();
+            assert!(ok.unwrap().success());
+        };
+        set(&link, "trusted.link", false);
+        set(&t.path().join("root/srv/mut/d"), "trusted.dir", true);
+        let node = open_beneath(&root, Path::new("/srv/mut/d/link"), OFlags::PATH).unwrap();
+        let want = vec![("trusted.link".to_string(), b"v".to_vec())];
+        assert_eq!(xattrs_link(&fs::File::from(node)), want);
+        let dir = open_beneath(&root, Path::new("/srv/mut/d"), OFlags::RDONLY).unwrap();
+        let want = vec![("trusted.dir".to_string(), b"v".to_vec())];
+        assert_eq!(xattrs_fd(&fs::File::from(dir)), want);
+    }
 }
