@@ -532,20 +532,13 @@ fn append_node(s: &mut Session, root: &Root, item: &Item) -> Result<Stored, Sess
         Some(Kind::File) | None => return Ok(Err(CHANGED_TYPE.into())),
         Some(k) => k,
     };
+    let xattrs = xattrs_node(&node);
+    let h = header(item, kind, &md, &xattrs);
     if kind == Kind::Dir {
-        // A readable handle on the same directory for its extended attributes.
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let xattrs = match rustix::fs::openat(&node, ".", flags, rustix::fs::Mode::empty()) {
-            Ok(dir) => xattrs_fd(&fs::File::from(dir)),
-            Err(e) => return Ok(Err(not_stored(e.into(), "unreadable"))),
-        };
-        let h = header(item, kind, &md, &xattrs);
         s.write(|w| w.append_dir(&h))?;
         return Ok(Ok(index_entry(&h, &item.category, None, None, None)));
     }
-    // The link itself, through its handle: readlinkat(fd, ""), and its xattrs through /proc/self/fd.
-    let xattrs = xattrs_link(&node);
-    let h = header(item, kind, &md, &xattrs);
+    // The link itself, through its handle.
     let target = match rustix::fs::readlinkat(&node, "", Vec::new()) {
         Ok(t) => t.into_bytes(),
         Err(e) => return Ok(Err(format!("cannot read link, not stored: {e}"))),
@@ -563,9 +556,10 @@ pub fn xattrs_fd(file: &std::fs::File) -> Vec<(String, Vec<u8>)> {
     )
 }
 
-/// Extended attributes of the symlink an `O_PATH` handle holds (`/proc/self/fd/N` leads to the link itself).
-fn xattrs_link(link: &fs::File) -> Vec<(String, Vec<u8>)> {
-    let path = format!("/proc/self/fd/{}", link.as_raw_fd());
+/// Extended attributes of the node (a directory or the symlink itself) an `O_PATH` handle holds, through
+/// `/proc/self/fd/N`, which leads to that very node (and needs no read permission on a directory).
+fn xattrs_node(node: &fs::File) -> Vec<(String, Vec<u8>)> {
+    let path = format!("/proc/self/fd/{}", node.as_raw_fd());
     read_xattrs(
         |buf| rustix::fs::listxattr(&path, buf),
         |name, buf| rustix::fs::getxattr(&path, name, buf),
@@ -745,7 +739,7 @@ mod tests {
         }
     }
 
-    /// The link's own xattrs (through `/proc/self/fd`), and the directory's (through a readable handle).
+    /// The link's own xattrs, and the directory's, through their `O_PATH` handles.
     #[test]
     fn xattrs_of_links_and_directories_are_read_through_their_handles() {
         let (t, root) = host();
@@ -768,11 +762,13 @@ mod tests {
         };
         set(&link, "trusted.link", false);
         set(&t.path().join("root/srv/mut/d"), "trusted.dir", true);
-        let node = open_beneath(&root, Path::new("/srv/mut/d/link"), OFlags::PATH).unwrap();
-        let want = vec![("trusted.link".to_string(), b"v".to_vec())];
-        assert_eq!(xattrs_link(&fs::File::from(node)), want);
-        let dir = open_beneath(&root, Path::new("/srv/mut/d"), OFlags::RDONLY).unwrap();
-        let want = vec![("trusted.dir".to_string(), b"v".to_vec())];
-        assert_eq!(xattrs_fd(&fs::File::from(dir)), want);
+        for (path, name) in [
+            ("/srv/mut/d/link", "trusted.link"),
+            ("/srv/mut/d", "trusted.dir"),
+        ] {
+            let node = open_beneath(&root, Path::new(path), OFlags::PATH).unwrap();
+            let want = vec![(name.to_string(), b"v".to_vec())];
+            assert_eq!(xattrs_node(&fs::File::from(node)), want);
+        }
     }
 }
