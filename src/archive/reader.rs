@@ -506,12 +506,12 @@ fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Prob
         problems.push(problem(Some(&s.path), unlisted));
     }
     // Restore reads the index and the archive side by side: the same entries in the same order.
-    let out_of_order = paths.iter().zip(seen).find(|(p, s)| **p != s.path);
-    if complete && problems.len() == before {
-        if let Some((p, s)) = out_of_order {
-            let message = format!("the index has {} at this position", show(p));
-            problems.push(problem(Some(&s.path), message));
-        }
+    if complete
+        && problems.len() == before
+        && let Some((p, s)) = paths.iter().zip(seen).find(|(p, s)| **p != s.path)
+    {
+        let message = format!("the index has {} at this position", show(p));
+        problems.push(problem(Some(&s.path), message));
     }
 }
 
