@@ -356,6 +356,17 @@ fn a_lock_file_that_is_a_symlink_or_not_a_regular_file_of_the_callers_is_refused
     env.run(&["backup"]).expect(0);
     let mode = fs::metadata(env.lock_file()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    // restore takes the same lock, with the same rules.
+    fs::remove_file(env.lock_file()).unwrap();
+    symlink(&victim, env.lock_file()).unwrap();
+    let target = env.path("target");
+    fs::create_dir_all(&target).unwrap();
+    let t = target.to_str().unwrap();
+    let r = env.run(&["restore", "latest", "--target", t, "--yes", "--only", "ssh"]);
+    r.expect(4);
+    assert!(r.stderr().contains("it is a symlink"), "{}", r.stderr());
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
 }
 
 #[test]
