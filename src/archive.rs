@@ -5,6 +5,7 @@ pub mod format;
 pub mod name;
 pub mod probe;
 pub mod reader;
+pub mod rules;
 pub mod session;
 pub mod writer;
 

@@ -11,12 +11,15 @@ use crate::config::Config;
 use crate::host::{HostFacts, Root};
 use crate::runner::CommandSpec;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use rustix::fs::OFlags;
 use std::collections::HashSet;
 use std::fs::{self, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One file, directory or symlink to store.
 #[derive(Debug, Clone)]
@@ -407,10 +410,9 @@ pub fn append_item(
     item: &Item,
     found_keys: Option<&mut Vec<(String, String)>>,
 ) -> Result<u64, SessionError> {
-    let fs_path = root.path(&item.host_path);
     let stored = match item.kind {
-        Kind::File => append_file(s, item, &fs_path, found_keys)?,
-        Kind::Dir | Kind::Symlink => append_node(s, item, &fs_path)?,
+        Kind::File => append_file(s, root, item, found_keys)?,
+        Kind::Dir | Kind::Symlink => append_node(s, root, item)?,
     };
     match stored {
         Ok(entry) => {
@@ -431,11 +433,74 @@ type Stored = Result<IndexEntry, String>;
 const CHANGED_TYPE: &str = "changed type during the backup, not stored";
 
 fn not_stored(e: io::Error, what: &str) -> String {
-    if e.kind() == io::ErrorKind::NotFound {
-        "vanished during the backup".into()
-    } else {
-        format!("{what}, not stored: {e}")
+    use rustix::io::Errno;
+    match Errno::from_io_error(&e) {
+        _ if e.kind() == io::ErrorKind::NotFound => "vanished during the backup".into(),
+        Some(Errno::LOOP | Errno::NOTDIR) => THROUGH_LINK.into(),
+        _ => format!("{what}, not stored: {e}"),
     }
+}
+
+const THROUGH_LINK: &str = "a symlink or non-directory is in its path now (proxkeep never reads through a symlink), not stored";
+
+/// Open a host path below `root` without following a symlink in any component, the last one included, so
+/// a directory swapped for a symlink after the scan can never make the backup read outside the tree it
+/// scanned: openat2 with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` where the kernel has it, else a walk from
+/// the root, one `O_NOFOLLOW | O_DIRECTORY` open per directory.
+pub fn open_beneath(root: &Root, host_path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    let rel: PathBuf = host_path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        &rel
+    };
+    open_beneath_at(root.dir_fd()?, rel, flags)
+}
+
+/// Set when the kernel has no openat2 (before 5.6, or refused by a seccomp filter): walk from then on.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+fn open_beneath_at(base: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, ResolveFlags};
+    use rustix::io::Errno;
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+        // EAGAIN: a concurrent rename the kernel could not rule out; it says to try again.
+        for _ in 0..8 {
+            match rustix::fs::openat2(base, rel, flags, Mode::empty(), how) {
+                Err(Errno::AGAIN | Errno::INTR) => continue,
+                Err(Errno::NOSYS | Errno::PERM) => {
+                    NO_OPENAT2.store(true, Ordering::Relaxed);
+                    break;
+                }
+                r => return r.map_err(io::Error::from),
+            }
+        }
+    }
+    open_walk(base, rel, flags)
+}
+
+/// The fallback of [`open_beneath_at`]: `rel` (normal components only) opened one component at a time.
+fn open_walk(base: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, openat};
+    let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut comps = rel.iter().peekable();
+    let mut dir: Option<OwnedFd> = None;
+    while let Some(c) = comps.next() {
+        let at = dir.as_ref().map_or(base, |d| d.as_fd());
+        let last = comps.peek().is_none();
+        let f = if last { flags } else { dir_flags };
+        let fd = openat(at, c, f, Mode::empty())?;
+        if last {
+            return Ok(fd);
+        }
+        dir = Some(fd);
+    }
+    Err(io::ErrorKind::NotFound.into())
 }
 
 pub fn header<'a>(
@@ -467,12 +532,13 @@ pub fn open_no_follow(path: &Path) -> io::Result<fs::File> {
 
 fn append_file(
     s: &mut Session,
+    root: &Root,
     item: &Item,
-    fs_path: &Path,
     found_keys: Option<&mut Vec<(String, String)>>,
 ) -> Result<Stored, SessionError> {
-    let file = match open_no_follow(fs_path) {
-        Ok(f) => f,
+    // Never block on a FIFO swapped in.
+    let file = match open_beneath(root, &item.host_path, OFlags::RDONLY | OFlags::NONBLOCK) {
+        Ok(f) => fs::File::from(f),
         Err(e) => return Ok(Err(not_stored(e, "unreadable"))),
     };
     let md = match file.metadata() {
@@ -520,8 +586,13 @@ fn append_file(
     Ok(Ok(index_entry(&h, &item.category, Some(sha), None, None)))
 }
 
-fn append_node(s: &mut Session, item: &Item, fs_path: &Path) -> Result<Stored, SessionError> {
-    let md = match fs::symlink_metadata(fs_path) {
+fn append_node(s: &mut Session, root: &Root, item: &Item) -> Result<Stored, SessionError> {
+    // O_PATH | O_NOFOLLOW: the node itself, a symlink included, whatever it is now.
+    let node = match open_beneath(root, &item.host_path, OFlags::PATH) {
+        Ok(fd) => fs::File::from(fd),
+        Err(e) => return Ok(Err(not_stored(e, "cannot stat"))),
+    };
+    let md = match node.metadata() {
         Ok(md) => md,
         Err(e) => return Ok(Err(not_stored(e, "cannot stat"))),
     };
@@ -529,14 +600,15 @@ fn append_node(s: &mut Session, item: &Item, fs_path: &Path) -> Result<Stored, S
         Some(Kind::File) | None => return Ok(Err(CHANGED_TYPE.into())),
         Some(k) => k,
     };
-    let xattrs = xattrs_path(fs_path);
+    let xattrs = xattrs_node(&node);
     let h = header(item, kind, &md, &xattrs);
     if kind == Kind::Dir {
         s.write(|w| w.append_dir(&h))?;
         return Ok(Ok(index_entry(&h, &item.category, None, None, None)));
     }
-    let target = match fs::read_link(fs_path) {
-        Ok(t) => t.into_os_string().into_vec(),
+    // The link itself, through its handle.
+    let target = match rustix::fs::readlinkat(&node, "", Vec::new()) {
+        Ok(t) => t.into_bytes(),
         Err(e) => return Ok(Err(format!("cannot read link, not stored: {e}"))),
     };
     s.write(|w| w.append_symlink(&h, &target))?;
@@ -549,6 +621,16 @@ pub fn xattrs_fd(file: &std::fs::File) -> Vec<(String, Vec<u8>)> {
     read_xattrs(
         |buf| rustix::fs::flistxattr(file, buf),
         |name, buf| rustix::fs::fgetxattr(file, name, buf),
+    )
+}
+
+/// Extended attributes of the node (a directory or the symlink itself) an `O_PATH` handle holds, through
+/// `/proc/self/fd/N`, which leads to that very node (and needs no read permission on a directory).
+fn xattrs_node(node: &fs::File) -> Vec<(String, Vec<u8>)> {
+    let path = format!("/proc/self/fd/{}", node.as_raw_fd());
+    read_xattrs(
+        |buf| rustix::fs::listxattr(&path, buf),
+        |name, buf| rustix::fs::getxattr(&path, name, buf),
     )
 }
 
@@ -599,4 +681,162 @@ fn sized(start: usize, call: impl Fn(&mut [u8]) -> rustix::io::Result<usize>) ->
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::session::Spec;
+    use crate::output::{Log, Redactor};
+    use std::os::unix::fs::symlink;
+
+    /// `<t>/root/srv/mut/d/inner.txt` (inside) and `<t>/outside/inner.txt` (what must never be read).
+    fn host() -> (tempfile::TempDir, Root) {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("root/srv/mut/d");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("inner.txt"), "inside\n").unwrap();
+        fs::create_dir_all(t.path().join("outside")).unwrap();
+        fs::write(t.path().join("outside/inner.txt"), "OUTSIDE SECRET\n").unwrap();
+        let root = Root::new(t.path().join("root"));
+        (t, root)
+    }
+
+    /// Swap `srv/mut/d` for a symlink to the outside directory.
+    fn swap(t: &Path) {
+        let d = t.join("root/srv/mut/d");
+        fs::rename(&d, t.join("root/srv/mut/d.was")).unwrap();
+        symlink(t.join("outside"), &d).unwrap();
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_after_the_scan_is_a_warning_not_outside_content() {
+        let (t, root) = host();
+        let facts = HostFacts::detect(&root);
+        let mut config = Config::default();
+        config.collect.extra_paths = vec![PathBuf::from("/srv/mut")];
+        let plan = scan(&root, &facts, &config);
+        let planned: Vec<_> = plan.items.iter().map(|i| i.host_path.clone()).collect();
+        assert!(planned.contains(&PathBuf::from("/srv/mut/d/inner.txt")));
+        swap(t.path());
+
+        let out = t.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let (log, cancel) = (Log::new(-1, Redactor::default()), AtomicBool::new(false));
+        let spec = Spec {
+            facts: &facts,
+            root: root.dir(),
+            purpose: "backup",
+            categories: plan.categories.clone(),
+            pve_tree_from_db: false,
+            compression: crate::archive::compression::Compression::None,
+            level: 0,
+            threads: 1,
+            seal: None,
+            progress: false,
+        };
+        let time = jiff::Timestamp::now();
+        let mut s = Session::create(&out, "t.tar".into(), time, spec, &log, &cancel).unwrap();
+        for item in &plan.items {
+            append_item(&mut s, &root, item, None).unwrap();
+        }
+        let stored: Vec<String> = s.index.entries.iter().map(|e| e.path.clone()).collect();
+        let warned: Vec<(String, String)> = s
+            .index
+            .warnings
+            .iter()
+            .map(|w| (w.path.clone().unwrap_or_default(), w.message.clone()))
+            .collect();
+        let done = s.finish().unwrap();
+
+        assert!(
+            !stored.iter().any(|p| p.starts_with("srv/mut/d/")),
+            "{stored:?}"
+        );
+        let warned_for = |p: &str| warned.iter().find(|w| w.0 == p).map(|w| w.1.clone());
+        assert_eq!(
+            warned_for("/srv/mut/d/inner.txt").as_deref(),
+            Some(THROUGH_LINK)
+        );
+        // The directory is a symlink now: stored as what it is, the link itself.
+        assert!(stored.contains(&"srv/mut/d".to_string()) && warned_for("/srv/mut/d").is_none());
+        let bytes = fs::read(&done.path).unwrap();
+        let leaked = bytes.windows(14).any(|w| w == b"OUTSIDE SECRET");
+        assert!(!leaked, "the outside file's content is in the archive");
+        assert!(crate::archive::reader::verify(&done.path).unwrap().ok());
+    }
+
+    #[test]
+    fn both_ways_of_opening_refuse_a_symlink_in_any_component() {
+        let (t, root) = host();
+        let base = root.dir_fd().unwrap();
+        let file = Path::new("srv/mut/d/inner.txt");
+        let read = |fd: OwnedFd| io::read_to_string(fs::File::from(fd)).unwrap();
+        assert_eq!(
+            read(open_walk(base, file, OFlags::RDONLY).unwrap()),
+            "inside\n"
+        );
+        let via_openat2 = open_beneath_at(base, file, OFlags::RDONLY).unwrap();
+        assert_eq!(read(via_openat2), "inside\n");
+        // The last component a symlink: O_PATH opens the link itself, anything else is refused.
+        symlink("inner.txt", t.path().join("root/srv/mut/d/link")).unwrap();
+        let link = Path::new("srv/mut/d/link");
+        for open in [open_walk, open_beneath_at] {
+            let fd = open(base, link, OFlags::PATH | OFlags::NOFOLLOW).unwrap();
+            assert!(fs::File::from(fd).metadata().unwrap().is_symlink());
+            let e = open(base, link, OFlags::RDONLY | OFlags::NOFOLLOW).unwrap_err();
+            assert_eq!(not_stored(e, "unreadable"), THROUGH_LINK);
+        }
+        swap(t.path());
+        for open in [open_walk, open_beneath_at] {
+            let e = open(base, file, OFlags::RDONLY | OFlags::NOFOLLOW).unwrap_err();
+            assert_eq!(not_stored(e, "unreadable"), THROUGH_LINK);
+            let e = open(
+                base,
+                Path::new("srv/mut/d"),
+                OFlags::PATH | OFlags::NOFOLLOW,
+            );
+            assert!(fs::File::from(e.unwrap()).metadata().unwrap().is_symlink());
+        }
+        // A file where a directory was.
+        fs::remove_file(t.path().join("root/srv/mut/d")).unwrap();
+        fs::write(t.path().join("root/srv/mut/d"), "x").unwrap();
+        for open in [open_walk, open_beneath_at] {
+            let e = open(base, file, OFlags::RDONLY | OFlags::NOFOLLOW).unwrap_err();
+            assert_eq!(not_stored(e, "unreadable"), THROUGH_LINK);
+        }
+    }
+
+    /// The link's own xattrs, and the directory's, through their `O_PATH` handles.
+    #[test]
+    fn xattrs_of_links_and_directories_are_read_through_their_handles() {
+        let (t, root) = host();
+        let link = t.path().join("root/srv/mut/d/link");
+        symlink("inner.txt", &link).unwrap();
+        let set = |p: &Path, name: &str, follow: bool| {
+            let flags = if follow {
+                ""
+            } else {
+                ", follow_symlinks=False"
+            };
+            let py = format!(
+                "import os; os.setxattr('{}', '{name}', b'v'{flags})",
+                p.display()
+            );
+            let ok = std::process::Command::new("python3")
+                .args(["-c", &py])
+                .status();
+            assert!(ok.unwrap().success());
+        };
+        set(&link, "trusted.link", false);
+        set(&t.path().join("root/srv/mut/d"), "trusted.dir", true);
+        for (path, name) in [
+            ("/srv/mut/d/link", "trusted.link"),
+            ("/srv/mut/d", "trusted.dir"),
+        ] {
+            let node = open_beneath(&root, Path::new(path), OFlags::PATH).unwrap();
+            let want = vec![(name.to_string(), b"v".to_vec())];
+            assert_eq!(xattrs_node(&fs::File::from(node)), want);
+        }
+    }
 }

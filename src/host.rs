@@ -14,11 +14,29 @@ use std::path::{Component, Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Root {
     dir: PathBuf,
+    /// The directory, opened on first use by [`Root::dir_fd`].
+    fd: std::sync::OnceLock<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Root {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Root { dir: dir.into() }
+        Root {
+            dir: dir.into(),
+            fd: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A handle on the root directory (`O_PATH`), opened once: reads relative to it never leave the root
+    /// (see `collect`).
+    pub fn dir_fd(&self) -> std::io::Result<std::os::fd::BorrowedFd<'_>> {
+        use rustix::fs::{Mode, OFlags};
+        use std::os::fd::AsFd;
+        if let Some(fd) = self.fd.get() {
+            return Ok(fd.as_fd());
+        }
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(&self.dir, flags, Mode::empty())?;
+        Ok(self.fd.get_or_init(|| std::sync::Arc::new(fd)).as_fd())
     }
 
     /// The directory this root maps `/` to.

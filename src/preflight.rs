@@ -4,8 +4,8 @@
 //! failure with the same text.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// One preflight verdict with the fix to print when it fails.
@@ -146,10 +146,11 @@ pub fn writable(dir: &Path) -> Check {
 }
 
 /// The run lock: a kernel `flock` on the lock file, released by the kernel when the process ends
-/// (even after `kill -9`), so it can never go stale.
+/// (even after `kill -9`), so it can never go stale. The file also holds a record of the holder
+/// (`pid=… host=… started=…`), cleared when the lock is released.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    file: File,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +162,15 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "refusing the lock file {path}: {why}; remove it or set lock_file to a path of its own"
+    )]
+    Unsafe { path: PathBuf, why: String },
 }
+
+/// How long a run that finds the lock taken waits for the holder's record (a holder writes it right after
+/// taking the lock): 200 tries, 5 ms apart.
+const HOLDER_TRIES: u32 = 200;
 
 impl RunLock {
     pub fn acquire(path: &Path, host: &str) -> Result<RunLock, LockError> {
@@ -176,40 +185,142 @@ impl RunLock {
                 .create(parent)
                 .map_err(io)?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.split_whitespace().collect::<Vec<_>>().join(" ");
-                let holder = Some(holder).filter(|h| !h.is_empty());
-                let holder = holder.unwrap_or_else(|| "unknown holder".into());
-                let path = path.to_path_buf();
-                return Err(LockError::Held { path, holder });
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io(e)),
+        let file = open_lock_file(path)?;
+        let try_lock = || match file.try_lock() {
+            Ok(()) => Ok(true),
+            Err(fs::TryLockError::WouldBlock) => Ok(false),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        };
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(5));
+        if let Contended::Held(holder) =
+            contend(try_lock, || read_holder(&file), pause).map_err(io)?
+        {
+            let path = path.to_path_buf();
+            return Err(LockError::Held { path, holder });
         }
-        // Diagnostics only: the lock is the flock, not this text.
+        // Diagnostics only: the lock is the flock, not this text. Written over the old record in one write,
+        // then cut to its length, so a reader sees a whole record or none.
         let info = format!(
             "pid={} host={} started={}\n",
             std::process::id(),
             host,
             jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ")
         );
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = file.write_all(info.as_bytes());
+        let _ = file.write_all_at(info.as_bytes(), 0);
+        let _ = file.set_len(info.len() as u64);
         let _ = file.sync_all();
-        Ok(RunLock { _file: file })
+        Ok(RunLock { file })
     }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Still under the lock: nobody reads this record as the next holder's.
+        let _ = self.file.set_len(0);
+    }
+}
+
+enum Contended {
+    Mine,
+    /// The holder's record.
+    Held(String),
+}
+
+/// Take the lock, or name its holder. Between a holder's flock and its record, or a holder's release and
+/// the next one's flock, there is no live record: look again (or take the lock once it is free) rather
+/// than report an unknown holder.
+fn contend(
+    mut try_lock: impl FnMut() -> std::io::Result<bool>,
+    mut holder: impl FnMut() -> Option<Holder>,
+    mut pause: impl FnMut(),
+) -> std::io::Result<Contended> {
+    for tries in 1.. {
+        if try_lock()? {
+            return Ok(Contended::Mine);
+        }
+        let h = holder();
+        if h.as_ref().is_some_and(|h| h.live) || tries >= HOLDER_TRIES {
+            let text = h.map_or_else(|| "unknown holder".into(), |h| h.text);
+            return Ok(Contended::Held(text));
+        }
+        pause();
+    }
+    unreachable!("the loop returns by HOLDER_TRIES")
+}
+
+/// Open (or create, 0600) the lock file without following a symlink and check it is a regular file of the
+/// caller's with no other name: the holder record is written into it, so it must not be someone else's file.
+fn open_lock_file(path: &Path) -> Result<File, LockError> {
+    use rustix::fs::OFlags;
+    use rustix::io::Errno;
+    let unsafe_ = |why: String| LockError::Unsafe {
+        path: path.to_path_buf(),
+        why,
+    };
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) => {
+            return Err(match Errno::from_io_error(&e) {
+                Some(Errno::LOOP) => {
+                    unsafe_("it is a symlink (proxkeep never writes through one)".into())
+                }
+                Some(Errno::ISDIR) => unsafe_("it is a directory, not a regular file".into()),
+                Some(Errno::NXIO) => unsafe_("it is a socket, not a regular file".into()),
+                _ => LockError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                },
+            });
+        }
+    };
+    let md = file.metadata().map_err(|source| LockError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let me = rustix::process::geteuid().as_raw();
+    if !md.is_file() {
+        return Err(unsafe_("it is not a regular file".into()));
+    }
+    if md.uid() != me {
+        return Err(unsafe_(format!(
+            "it is owned by uid {}, not by the user running proxkeep (uid {me})",
+            md.uid()
+        )));
+    }
+    if md.nlink() > 1 {
+        return Err(unsafe_(format!("it has {} hard links", md.nlink())));
+    }
+    Ok(file)
+}
+
+/// The holder record in a lock file; `live` when it is whole and its process is running.
+struct Holder {
+    text: String,
+    live: bool,
+}
+
+fn read_holder(file: &File) -> Option<Holder> {
+    let mut buf = [0u8; 512];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    let raw = String::from_utf8_lossy(&buf[..n]);
+    let text = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return None;
+    }
+    let pid = text
+        .split(' ')
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok());
+    let live = raw.ends_with('\n') && pid.is_some_and(pid_alive);
+    Some(Holder { text, live })
 }
 
 pub fn pid_alive(pid: u32) -> bool {
@@ -299,6 +410,59 @@ mod tests {
         }
         assert_eq!(sweep_partials(d.path()), vec![dead.clone()]);
         assert!(mine.exists() && other.exists() && !dead.exists());
+    }
+
+    /// "unknown holder" (issue 16): a run that finds the lock taken before its holder wrote its record
+    /// waits for the record, or takes the lock once it is free, instead of naming nobody.
+    #[test]
+    fn a_taken_lock_without_a_live_record_is_looked_at_again() {
+        let rec = |text: &str, live| Holder {
+            text: text.into(),
+            live,
+        };
+        // flock taken, then: no record yet, a dead run's record, the holder's record.
+        let mut looks = vec![
+            None,
+            Some(rec("pid=1 dead", false)),
+            Some(rec("pid=7", true)),
+        ];
+        looks.reverse();
+        let (mut pauses, mut tries) = (0, 0);
+        let got = contend(
+            || {
+                tries += 1;
+                Ok(false)
+            },
+            || looks.pop().unwrap(),
+            || pauses += 1,
+        );
+        assert!(matches!(got.unwrap(), Contended::Held(h) if h == "pid=7"));
+        assert_eq!((tries, pauses), (3, 2));
+        // The holder ends before its record is read: the lock is taken.
+        let mut calls = 0;
+        let got = contend(
+            || {
+                calls += 1;
+                Ok(calls == 2)
+            },
+            || None,
+            || {},
+        );
+        assert!(matches!(got.unwrap(), Contended::Mine));
+        // Never a record: after HOLDER_TRIES looks, say so.
+        let got = contend(|| Ok(false), || None, || {});
+        assert!(matches!(got.unwrap(), Contended::Held(h) if h == "unknown holder"));
+    }
+
+    #[test]
+    fn the_record_is_cleared_when_the_lock_is_released() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("proxkeep.lock");
+        let lock = RunLock::acquire(&p, "pve1").unwrap();
+        let record = fs::read_to_string(&p).unwrap();
+        assert!(record.starts_with(&format!("pid={} host=pve1 started=", std::process::id())));
+        drop(lock);
+        assert_eq!(fs::read_to_string(&p).unwrap(), "");
     }
 
     #[test]

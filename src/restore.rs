@@ -88,6 +88,7 @@ impl RestoreError {
             | RestoreError::Damaged { .. }
             | RestoreError::NotProxkeep { .. } => exit::DAMAGED,
             RestoreError::Locked(LockError::Held { .. }) => exit::LOCKED,
+            RestoreError::Locked(_) => exit::PREFLIGHT,
             RestoreError::Interrupted => exit::INTERRUPTED,
             _ => exit::FAILED,
         }

@@ -3,6 +3,7 @@
 
 use super::format::{self, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
 use crate::archive::compression::Compression;
+use crate::archive::rules::{Checker, normalize, show};
 use crate::crypt::{self, Keys};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -343,6 +344,7 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
         ..Default::default()
     };
     let mut seen: Vec<Seen> = Vec::new();
+    let mut checker = Checker::default();
     let mut after_index = false;
     let mut meta_seen = false;
     let mut buf = vec![0u8; 256 * 1024];
@@ -360,9 +362,23 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
         for entry in entries {
             let mut entry = entry.map_err(|e| broken(None, "", &e))?;
             v.entries += 1;
+            let tkind = entry.header().entry_type();
             let mut s = Seen::of(entry.path_bytes().into_owned(), &mut entry);
+            // The entry rules restore applies: what restore would refuse is damage here. Named as
+            // restore names it (normalized) when allowed, raw when not.
+            match checker.check(&s.path, tkind, s.target.as_deref()) {
+                Ok(normalized) => s.path = normalized,
+                Err(why) => v.problems.push(problem(
+                    Some(&s.path),
+                    format!("{why} (restore refuses this archive)"),
+                )),
+            }
             let is_meta = s.path == META_PATH.as_bytes();
             let is_index = s.path == INDEX_PATH.as_bytes();
+            if (is_meta || is_index) && s.kind != Some(Kind::File) {
+                v.problems
+                    .push(problem(Some(&s.path), "not a regular file entry"));
+            }
             if v.entries == 1 && !is_meta {
                 v.problems.push(problem(
                     None,
@@ -467,24 +483,44 @@ pub(crate) fn xattrs<R: Read, T>(
 }
 
 fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Problem>) {
-    use std::collections::HashMap;
-    let by_path: HashMap<Vec<u8>, &Seen> = seen.iter().map(|s| (s.path.clone(), s)).collect();
-    let mut indexed = std::collections::HashSet::new();
-    for e in &index.entries {
-        let p = e.path_bytes();
-        indexed.insert(p.clone());
-        match by_path.get(&p) {
+    use std::collections::{HashMap, HashSet};
+    let before = problems.len();
+    let by_path: HashMap<&[u8], &Seen> = seen.iter().map(|s| (s.path.as_slice(), s)).collect();
+    // Index paths as restore reads them: normalized (raw when hostile, as the entry is named then).
+    let paths: Vec<Vec<u8>> = index
+        .entries
+        .iter()
+        .map(|e| {
+            let raw = e.path_bytes();
+            normalize(&raw).unwrap_or(raw)
+        })
+        .collect();
+    let mut indexed = HashSet::new();
+    for (e, p) in index.entries.iter().zip(&paths) {
+        if !indexed.insert(p.as_slice()) {
+            problems.push(problem(Some(p), "listed twice in the index"));
+            continue;
+        }
+        match by_path.get(p.as_slice()) {
             None if complete => problems.push(problem(
-                Some(&p),
+                Some(p),
                 "listed in the index but missing from the archive",
             )),
             None => {}
-            Some(s) => problems.extend(mismatches(e, s).into_iter().map(|m| problem(Some(&p), m))),
+            Some(s) => problems.extend(mismatches(e, s).into_iter().map(|m| problem(Some(p), m))),
         }
     }
     let unlisted = "in the archive but not in the index";
-    for s in seen.iter().filter(|s| !indexed.contains(&s.path)) {
+    for s in seen.iter().filter(|s| !indexed.contains(s.path.as_slice())) {
         problems.push(problem(Some(&s.path), unlisted));
+    }
+    // Restore reads the index and the archive side by side: the same entries in the same order.
+    if complete
+        && problems.len() == before
+        && let Some((p, s)) = paths.iter().zip(seen).find(|(p, s)| **p != s.path)
+    {
+        let message = format!("the index has {} at this position", show(p));
+        problems.push(problem(Some(&s.path), message));
     }
 }
 
@@ -494,6 +530,13 @@ pub(crate) fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
         return vec![format!("kind differs from the index ({:?})", e.kind)];
     }
     let mut out = Vec::new();
+    if e.kind == Kind::File && e.sha256.is_none() {
+        out.push("the index has no hash for this file".into());
+    }
+    // Only a file has a size; any other entry's is 0.
+    if e.kind != Kind::File && e.size != 0 {
+        out.push(format!("size 0 differs from the index ({})", e.size));
+    }
     if e.kind == Kind::File {
         if s.size != e.size {
             out.push(format!(
@@ -502,8 +545,8 @@ pub(crate) fn mismatches(e: &IndexEntry, s: &Seen) -> Vec<String> {
             ));
         }
         // Pass 1 of a restore does not hash: it checks each file's hash as it writes it.
-        if let Some(h) = s.sha256
-            && Some(hex(&h)) != e.sha256
+        if let (Some(h), Some(want)) = (s.sha256, &e.sha256)
+            && hex(&h) != *want
         {
             out.push("content hash differs from the index (content damaged or changed)".into());
         }

@@ -185,17 +185,7 @@ fn compare(index: &Index, seen: &[Seen]) -> Vec<String> {
             ));
             continue;
         }
-        // Only a file's size is compared below; any other entry has none.
-        if e.kind != Kind::File && e.size != 0 {
-            out.push(format!(
-                "{name}: size 0 differs from the index ({})",
-                e.size
-            ));
-        }
         out.extend(mismatches(e, s).into_iter().map(|m| format!("{name}: {m}")));
-        if e.kind == Kind::File && e.sha256.is_none() {
-            out.push(format!("{name}: the index has no hash for this file"));
-        }
     }
     out
 }

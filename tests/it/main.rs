@@ -5,6 +5,7 @@ mod backup;
 mod cli;
 mod crypt;
 mod faults_input;
+mod faults_read;
 mod faults_run;
 mod inspect;
 mod notify;

@@ -1041,17 +1041,6 @@ fn finished(env: &Env, mut child: std::process::Child) -> Run {
     })
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 #[test]
 fn sigterm_in_the_middle_of_a_restore_leaves_no_partial_file_and_says_what_was_done() {
     let mut env = Env::new("pve-node");
