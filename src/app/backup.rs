@@ -218,6 +218,19 @@ fn compression_level(
 
 /// Preflight, in order: directories → free space → writability. A dry run creates nothing. Free space and
 /// writability are checked only once the directories passed, unless `always`.
+/// Free space one more archive needs: twice this host's newest one, or the collected files for a first backup.
+pub(super) fn needed_space(
+    backup_dir: &Path,
+    host: &str,
+    plan: &collect::Plan,
+) -> (u64, &'static str) {
+    let last = crate::store::list(backup_dir, Some(host)).ok();
+    last.and_then(|l| Some(l.first()?.size)).map_or_else(
+        || (plan.bytes(), "estimate: size of the collected files"),
+        |s| (s.saturating_mul(2), "2 × the last archive"),
+    )
+}
+
 pub(super) fn preflight_checks(
     config: &Config,
     backup_dir: &Path,
@@ -263,8 +276,9 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
             .extend(key_warnings(ctx, enc, seal.as_ref(), &plan));
     }
     if plan.pve_tree_from_db {
-        // Not a warning: the tree is rebuilt in full, and meta.json says where it came from.
-        log.info("/etc/pve is empty (pmxcfs not mounted): its tree will be rebuilt from config.db");
+        // The tree is rebuilt in full, but a node whose pmxcfs is down is not healthy: the admin must hear of it.
+        let message = "/etc/pve is empty (pmxcfs not mounted): its tree was rebuilt from config.db";
+        plan.warnings.push(Warning::at("/etc/pve", message));
     }
 
     // Name: start time, bumped past any existing archive of the same second. The stem names the run log
@@ -277,12 +291,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
                 || config.log_dir.join(format!("{}.log", n.stem())).exists()
         },
     )?;
-    // Free space for the archive: twice this host's newest one, or the collected files for a first backup.
-    let last = crate::store::list(backup_dir, Some(&facts.hostname)).ok();
-    let needed = last.and_then(|l| Some(l.first()?.size)).map_or_else(
-        || (plan.bytes(), "estimate: size of the collected files"),
-        |s| (s.saturating_mul(2), "2 × the last archive"),
-    );
+    let needed = needed_space(backup_dir, &facts.hostname, &plan);
 
     let mut report = BackupReport {
         status: "ok",

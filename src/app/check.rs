@@ -31,11 +31,22 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
         .unwrap_or_default();
     let host = format!("{} role {}{pve}", facts.hostname, facts.role);
     let mut checks = vec![Check::pass("host", host)];
-    let needed = (0, "configured minimum");
+    // Free space against what backup will want, not the configured minimum alone.
     let dir = &config.backup_dir;
+    let plan = crate::collect::scan_with(root, &facts, config, None);
+    let needed = super::backup::needed_space(dir, &facts.hostname, &plan);
     checks.extend(super::backup::preflight_checks(
         config, dir, false, needed, true,
     ));
+    // Every other tier, as the copy after the backup will meet it.
+    for tier in crate::store::tier::tiers(config, dir, &crate::store::tier::NEVER)
+        .iter()
+        .skip(1)
+    {
+        let probe = tier.probe(needed.0);
+        let fix = probe.as_ref().err().map_or("", |e| e.fix());
+        checks.push(verdict(&tier.label(), probe, fix));
+    }
     if let Some(enc) = &config.encryption {
         // The recipients and passphrase files are read by every backup: catch a moved or broken one now.
         let seal = super::backup::seal(enc);
@@ -61,9 +72,9 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
         checks.push(if facts.pve_mounted {
             Check::pass("/etc/pve", "pmxcfs mounted")
         } else {
-            Check::fail(
+            Check::warn(
                 "/etc/pve",
-                "empty: pmxcfs is not mounted (the backup rebuilds the tree from config.db)",
+                "empty: pmxcfs is not mounted (the backup rebuilds the tree from config.db, with a warning)",
                 "systemctl start pve-cluster",
             )
         });

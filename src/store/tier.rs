@@ -125,6 +125,27 @@ pub trait Tier {
     fn ready(&self) -> Result<(), TierError> {
         Ok(())
     }
+    /// What `check` says of the tier: it is ready, takes a write and has room for `needed` more bytes, as far
+    /// as the tier can tell.
+    fn probe(&self, _needed: u64) -> Result<String, TierError> {
+        self.ready().map(|()| "ready".into())
+    }
+}
+
+impl TierError {
+    /// What the admin can do about it, for `check`.
+    pub fn fix(&self) -> &'static str {
+        match self {
+            TierError::NotMounted { .. } => "mount it, or set require_mount = false for this tier",
+            TierError::Deadline { .. } => {
+                "the file system does not answer: check the mount (a dead NFS server?)"
+            }
+            TierError::Rclone { .. } => {
+                "try `rclone lsf TARGET` as root: remote name, credentials, network"
+            }
+            _ => "check the path: it must be a writable directory with room for one more archive",
+        }
+    }
 }
 
 /// The local backup directory.
@@ -167,6 +188,18 @@ pub(crate) fn remove_set(dir: &Path, file: &str) -> io::Result<()> {
     }
     fs::remove_file(dir.join(file))?;
     File::open(dir)?.sync_all()
+}
+
+/// `avail` bytes against the `needed` of one more archive.
+fn room(avail: u64, needed: u64, at: &str) -> Result<String, TierError> {
+    use crate::units::format_size;
+    let (a, n) = (format_size(avail), format_size(needed));
+    match avail >= needed {
+        true => Ok(format!("{a} available (one more archive needs {n})")),
+        false => Err(TierError::Io(format!(
+            "{a} available in {at}, one more archive needs {n}"
+        ))),
+    }
 }
 
 /// The file name of `local`, and what to copy for it as (source, name there): the archive, then its sidecar
@@ -219,6 +252,27 @@ impl Tier for Secondary {
         } else {
             Err(TierError::Io(format!("{dir} is not a directory")))
         }
+    }
+    fn probe(&self, needed: u64) -> Result<String, TierError> {
+        self.ready()?;
+        let (dir, t) = (self.cfg.path.to_string_lossy(), self.cfg.timeout);
+        // Writable: a read-only or full mount fails here, as the copy would.
+        let probe = self.p(&format!(".proxkeep-check.{}", std::process::id()));
+        fs_cmd(&format!("write in {dir}"), t, "touch", &[&probe])?;
+        fs_cmd(&format!("remove {probe}"), t, "rm", &["-f", &probe])?;
+        let out = fs_cmd(
+            &format!("df {dir}"),
+            t,
+            "df",
+            &["-B1", "--output=avail", &dir],
+        )?;
+        let avail = String::from_utf8_lossy(&out)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok());
+        let avail: u64 = avail.ok_or_else(|| TierError::Io(format!("df {dir}: no figure")))?;
+        let room = room(avail, needed, &dir)?;
+        Ok(format!("writable, {room}"))
     }
     fn list(&self, host: &str) -> Result<Vec<Listed>, TierError> {
         let dir = self.cfg.path.to_string_lossy().into_owned();
@@ -308,7 +362,7 @@ fn parse_hashsum(text: &[u8]) -> Option<String> {
         .map(|s| s.to_ascii_lowercase())
 }
 
-static NEVER: AtomicBool = AtomicBool::new(false);
+pub static NEVER: AtomicBool = AtomicBool::new(false);
 
 impl Remote {
     pub fn new(cfg: &RemoteConfig, default: &Policy, cancel: &'static AtomicBool) -> Self {
@@ -362,6 +416,21 @@ impl Remote {
 }
 
 impl Tier for Remote {
+    fn probe(&self, needed: u64) -> Result<String, TierError> {
+        let target = &self.cfg.target;
+        // One listing with the tier's timeout and no retries: does the remote answer at all?
+        match self.rclone("lsf", &["lsf", "--max-depth", "1", target]) {
+            Err(TierError::Rclone { detail, .. }) if detail.contains("directory not found") => {}
+            other => drop(other?),
+        }
+        // Not every backend reports its space (`rclone about` fails on those): then only the listing counts.
+        let about = self.rclone("about", &["about", "--json", target]).ok();
+        let free = about.and_then(|o| serde_json::from_slice::<serde_json::Value>(&o).ok());
+        match free.as_ref().and_then(|v| v.get("free")?.as_u64()) {
+            Some(free) => room(free, needed, target).map(|r| format!("answers, {r}")),
+            None => Ok("answers (this remote does not report its free space)".into()),
+        }
+    }
     fn label(&self) -> String {
         format!("remote:{}", self.cfg.name)
     }

@@ -85,6 +85,8 @@ fn check_warns_when_the_effective_policy_keeps_fewer_than_three_archives() {
     );
     let before = r.code();
     assert_ne!(before, 3, "{}", r.stdout());
+    // The tier itself is there: `check` tries it too.
+    fs::create_dir_all(env.path("usb")).unwrap();
     env.write_config(&format!(
         "{ALL_ZERO}\n[[secondary]]\nname = \"usb\"\npath = \"{}\"\nrequire_mount = false\nkeep_last = 2\n",
         env.path("usb").display()

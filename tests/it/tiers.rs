@@ -442,3 +442,85 @@ fn a_hung_secondary_mount_fails_its_tier_within_the_deadline() {
     assert_eq!(env.archives().len(), 1);
     drop(dead);
 }
+
+#[test]
+fn check_tries_every_tier_as_the_copy_after_a_backup_will_meet_it() {
+    tool("rclone");
+    let mut env = Env::new("pbs-node");
+    let (ok_dir, unmounted, tiny, loc) = (
+        env.path("ok"),
+        env.path("unmounted"),
+        env.path("tiny"),
+        env.path("loc"),
+    );
+    for d in [&ok_dir, &unmounted, &tiny, &loc] {
+        fs::create_dir_all(d).unwrap();
+    }
+    sh_ok(&format!(
+        "mount -t tmpfs -o size=64k proxkeep-tiny '{}'",
+        tiny.display()
+    ));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = sh(&format!("umount -l '{}'", self.0.display()));
+        }
+    }
+    let _u = Unmount(tiny.clone());
+    let missing = env.path("missing");
+    // A first backup's estimate is the collected files: 256 KiB more than the tiny tier holds.
+    fs::create_dir_all(env.root.join("srv")).unwrap();
+    fs::write(env.root.join("srv/big"), vec![7u8; 256 << 10]).unwrap();
+    env.write_config(&format!(
+        "[collect]\nextra_paths = [\"/srv\"]\n\
+         [[secondary]]\nname = \"ok\"\npath = \"{}\"\n\
+         [[secondary]]\nname = \"unmounted\"\npath = \"{}\"\nrequire_mount = true\n\
+         [[secondary]]\nname = \"missing\"\npath = \"{}\"\n\
+         [[secondary]]\nname = \"tiny\"\npath = \"{}\"\n\
+         [[remote]]\nname = \"loc\"\ntarget = \"loc:{}/archives\"\ntimeout = \"20s\"\n\
+         [[remote]]\nname = \"nowhere\"\ntarget = \"nowhere:bk\"\ntimeout = \"20s\"\n",
+        ok_dir.display(),
+        unmounted.display(),
+        missing.display(),
+        tiny.display(),
+        loc.display()
+    ));
+    let mut c = env.cmd();
+    with_remote_env(&mut c, 0, &loc);
+    let r = Run(c.args(["--json", "check"]).output().unwrap());
+    r.expect(4);
+    let checks = r.json();
+    let verdict = |name: &str| {
+        let c = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {checks}"));
+        (
+            c["ok"] == true,
+            c["detail"].to_string(),
+            c["fix"].to_string(),
+        )
+    };
+    let (ok, detail, _) = verdict("secondary:ok");
+    assert!(ok && detail.contains("writable"), "{detail}");
+    let (ok, detail, fix) = verdict("secondary:unmounted");
+    assert!(!ok && detail.contains("not a mount point"), "{detail}");
+    assert!(fix.contains("require_mount"), "{fix}");
+    let (ok, _, fix) = verdict("secondary:missing");
+    assert!(!ok && fix.contains("writable directory"), "{fix}");
+    // The estimate of the first archive (the collected files) does not fit into 64 KiB.
+    let (ok, detail, _) = verdict("secondary:tiny");
+    assert!(!ok && detail.contains("one more archive needs"), "{detail}");
+    let (ok, detail, _) = verdict("remote:loc");
+    assert!(ok && detail.contains("answers"), "{detail}");
+    let (ok, _, fix) = verdict("remote:nowhere");
+    assert!(!ok && fix.contains("rclone lsf"), "{fix}");
+    // Text output: one ✗ line with its fix per failing tier.
+    let mut c = env.cmd();
+    with_remote_env(&mut c, 0, &loc);
+    let text = Run(c.arg("check").output().unwrap());
+    text.expect(4);
+    assert_eq!(text.stdout().matches('✗').count(), 4, "{}", text.stdout());
+}
