@@ -1,6 +1,9 @@
 //! `check`, `catalog` and `config show`.
 
 use crate::util::*;
+use std::collections::BTreeSet;
+use std::fs;
+use std::process::Command;
 
 #[test]
 fn catalog_lists_categories_and_what_this_host_has() {
@@ -289,5 +292,91 @@ fn a_non_root_user_is_told_once_what_it_cannot_do() {
         1,
         "{}",
         r.stderr()
+    );
+}
+
+/// The `--long` options in `text` (letters, digits and `-` after `--`).
+fn long_options(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("--") {
+        let before = text[..i].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '-') {
+            continue;
+        }
+        let name: String = text[i + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            out.insert(format!("--{name}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_option_in_help_is_documented_and_every_documented_option_exists() {
+    // Every command's --help, walking the subcommands it lists.
+    let mut help_opts = BTreeSet::new();
+    let mut todo = vec![Vec::<String>::new()];
+    while let Some(path) = todo.pop() {
+        let out = Command::new(bin())
+            .args(&path)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success(), "{path:?}: {text}");
+        // Option lines start with `-`: their first `--word` is the option.
+        for line in text.lines().filter(|l| l.trim_start().starts_with('-')) {
+            let words = line.split([' ', ',', '=', '<', '.', '[', ')', ':']);
+            if let Some(long) = words.into_iter().find(|w| w.starts_with("--")) {
+                help_opts.insert(long.to_string());
+            }
+        }
+        let commands = text
+            .split("Commands:\n")
+            .nth(1)
+            .map(|c| c.split("\n\n").next().unwrap_or(""));
+        for line in commands.unwrap_or("").lines() {
+            let word = line
+                .strip_prefix("  ")
+                .and_then(|l| l.split_whitespace().next());
+            if let Some(sub) = word.filter(|w| *w != "help" && !line.starts_with("   ")) {
+                let mut p = path.clone();
+                p.push(sub.to_string());
+                todo.push(p);
+            }
+        }
+    }
+    help_opts.retain(|o| o != "--help" && o != "--version");
+    assert!(
+        help_opts.contains("--dry-run") && help_opts.contains("--target"),
+        "{help_opts:?}"
+    );
+
+    let mut docs = fs::read_to_string(repo().join("README.md")).unwrap();
+    for e in fs::read_dir(repo().join("docs")).unwrap() {
+        docs += &fs::read_to_string(e.unwrap().path()).unwrap();
+    }
+    let in_docs = long_options(&docs);
+    let undocumented: Vec<_> = help_opts.difference(&in_docs).collect();
+    assert!(
+        undocumented.is_empty(),
+        "in --help, not in README.md or docs/: {undocumented:?}"
+    );
+    // Options the docs give to proxkeep itself: in the text after "proxkeep " up to the end of the code span.
+    let mut documented = BTreeSet::new();
+    for line in docs.lines() {
+        for (i, _) in line.match_indices("proxkeep ") {
+            let span = line[i..].split('`').next().unwrap_or("");
+            let span = span.split(" | ").next().unwrap_or(span);
+            documented.extend(long_options(span));
+        }
+    }
+    let unknown: Vec<_> = documented.difference(&help_opts).collect();
+    assert!(
+        unknown.is_empty(),
+        "in README.md or docs/, not in any --help: {unknown:?}"
     );
 }
