@@ -10,7 +10,7 @@ use crate::catalog::{self, Category, Source};
 use crate::config::Config;
 use crate::host::{HostFacts, Root};
 use crate::runner::CommandSpec;
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{Glob, GlobBuilder, GlobMatcher};
 use std::collections::HashSet;
 use std::fs::{self, Metadata, OpenOptions};
 use std::io;
@@ -60,6 +60,8 @@ pub struct Plan {
     pub absent: Vec<Absent>,
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<Warning>,
+    /// What each exclude removed, in the order first met.
+    pub excluded: Vec<Excluded>,
 }
 
 /// Per-category counts for `--dry-run` and `catalog`.
@@ -118,22 +120,61 @@ fn slot<'a>(out: &'a mut Vec<CategoryCount>, category: &str) -> &'a mut Category
     &mut out[i]
 }
 
-/// Build the exclude matcher: the category's own excludes plus the configured ones.
-fn excludes(cat_excludes: &[&str], config: &Config) -> GlobSet {
-    let mut b = GlobSetBuilder::new();
-    let configured = config.collect.exclude.iter().map(String::as_str);
-    for pat in cat_excludes.iter().copied().chain(configured) {
-        // Config globs were validated at load time; catalog globs by a unit test.
-        if let Ok(g) = GlobBuilder::new(pat).literal_separator(true).build() {
-            b.add(g);
-        }
-    }
-    b.build().unwrap_or_else(|_| GlobSet::empty())
+/// What one exclude removed from the collection.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Excluded {
+    pub exclude: String,
+    /// The category whose catalog entry names it, or `config` for `[collect] exclude`.
+    pub from: String,
+    /// Files, directories and links left out, everything under an excluded directory included.
+    pub entries: u64,
+    /// File bytes left out.
+    pub bytes: u64,
 }
 
+/// Where a configured exclude comes from, in [`Excluded::from`].
+pub const FROM_CONFIG: &str = "config";
+
+/// The excludes of one category: its own, then the configured ones. Each names a path (a file, or a
+/// directory and everything under it) or is a glob over absolute host paths.
+struct Excludes {
+    rules: Vec<(String, &'static str, GlobMatcher)>,
+}
+
+impl Excludes {
+    fn new(category: &'static str, cat_excludes: &[&str], config: &Config) -> Excludes {
+        let own = cat_excludes.iter().map(|p| (*p, category));
+        let configured = config
+            .collect
+            .exclude
+            .iter()
+            .map(|p| (p.as_str(), FROM_CONFIG));
+        // Config globs were validated at load time; catalog globs by a unit test.
+        let rules = own
+            .chain(configured)
+            .filter_map(|(pat, from)| {
+                let g = GlobBuilder::new(pat).literal_separator(true).build().ok()?;
+                Some((pat.to_string(), from, g.compile_matcher()))
+            })
+            .collect();
+        Excludes { rules }
+    }
+
+    /// The first rule matching `host` itself.
+    fn matching(&self, host: &Path) -> Option<usize> {
+        self.rules.iter().position(|r| r.2.is_match(host))
+    }
+
+    /// The first rule matching `host` or one of its parent directories.
+    fn covering(&self, host: &Path) -> Option<usize> {
+        host.ancestors().find_map(|p| self.matching(p))
+    }
+}
 struct Scanner<'a> {
     root: &'a Root,
     seen: HashSet<PathBuf>,
+    /// Paths already counted in `plan.excluded`.
+    excluded: HashSet<PathBuf>,
     plan: Plan,
 }
 
@@ -142,6 +183,7 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
     let mut s = Scanner {
         root,
         seen: HashSet::new(),
+        excluded: HashSet::new(),
         plan: Plan::default(),
     };
     let (pve, pbs) = (facts.role.has_pve(), facts.role.has_pbs());
@@ -151,6 +193,14 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
         crate::config::RunCommands::Auto => root.is_system_root(),
     };
     let skip = |name: &str| config.collect.skip_categories.iter().any(|s| s == name);
+    // Every configured exclude is shown, the ones that removed nothing too (a typo shows as 0).
+    s.plan.excluded = (config.collect.exclude.iter())
+        .map(|e| Excluded {
+            exclude: e.clone(),
+            from: FROM_CONFIG.into(),
+            ..Default::default()
+        })
+        .collect();
 
     for cat in catalog::CATEGORIES {
         if !cat.applies_to(pve, pbs) || skip(cat.name) {
@@ -161,7 +211,7 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
     }
     if !skip(catalog::EXTRA) && !config.collect.extra_paths.is_empty() {
         s.plan.categories.push(catalog::EXTRA.to_string());
-        let ex = excludes(&[], config);
+        let ex = Excludes::new(catalog::EXTRA, &[], config);
         for p in &config.collect.extra_paths {
             s.path(catalog::EXTRA, p, &ex);
         }
@@ -175,7 +225,7 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
 
 impl Scanner<'_> {
     fn category(&mut self, cat: &Category, config: &Config, run_commands: bool, facts: &HostFacts) {
-        let ex = excludes(cat.exclude, config);
+        let ex = Excludes::new(cat.name, cat.exclude, config);
         for src in cat.sources {
             match src {
                 Source::Path { path } => self.path(cat.name, Path::new(path), &ex),
@@ -205,8 +255,11 @@ impl Scanner<'_> {
         }
     }
 
-    fn path(&mut self, category: &str, host: &Path, ex: &GlobSet) {
+    fn path(&mut self, category: &str, host: &Path, ex: &Excludes) {
         let fs_path = self.root.path(host);
+        if let Some(rule) = ex.covering(host) {
+            return self.exclude(ex, rule, host, &fs_path);
+        }
         match std::fs::symlink_metadata(&fs_path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.plan.absent.push(Absent {
@@ -216,8 +269,38 @@ impl Scanner<'_> {
             }
             Err(e) => self.stat_failed(host, e),
             Ok(md) if md.is_dir() => self.tree(category, host, &fs_path, ex),
-            Ok(md) if !ex.is_match(host) => self.add(category, host.to_path_buf(), &md),
-            Ok(_) => {}
+            Ok(md) => self.add(category, host.to_path_buf(), &md),
+        }
+    }
+
+    /// Count what `rule` leaves out at `host` (a whole tree for a directory), once per path.
+    fn exclude(&mut self, ex: &Excludes, rule: usize, host: &Path, fs_path: &Path) {
+        if !self.excluded.insert(host.to_path_buf()) {
+            return;
+        }
+        let (exclude, from, _) = &ex.rules[rule];
+        let i = self
+            .plan
+            .excluded
+            .iter()
+            .position(|x| x.exclude == *exclude && x.from == *from);
+        let i = i.unwrap_or_else(|| {
+            self.plan.excluded.push(Excluded {
+                exclude: exclude.clone(),
+                from: from.to_string(),
+                ..Default::default()
+            });
+            self.plan.excluded.len() - 1
+        });
+        let x = &mut self.plan.excluded[i];
+        let walker = walkdir::WalkDir::new(fs_path).same_file_system(true);
+        for md in walker
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+        {
+            x.entries += 1;
+            x.bytes += if md.is_file() { md.len() } else { 0 };
         }
     }
 
@@ -226,26 +309,30 @@ impl Scanner<'_> {
         self.plan.warnings.push(warning);
     }
 
-    fn tree(&mut self, category: &str, host: &Path, fs_path: &Path, ex: &GlobSet) {
-        let walker = walkdir::WalkDir::new(fs_path)
+    fn tree(&mut self, category: &str, host: &Path, fs_path: &Path, ex: &Excludes) {
+        let host_of = |p: &Path| match p.strip_prefix(fs_path) {
+            Ok(rel) if !rel.as_os_str().is_empty() => host.join(rel),
+            _ => host.to_path_buf(),
+        };
+        let mut walker = walkdir::WalkDir::new(fs_path)
             .follow_links(false)
             .same_file_system(true)
             .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| {
-                let rel = e.path().strip_prefix(fs_path).unwrap_or(Path::new(""));
-                !ex.is_match(host.join(rel))
-                    && !catalog::is_pmxcfs_virtual(&host.join(rel).to_string_lossy())
-            });
-        for entry in walker {
+            .into_iter();
+        while let Some(entry) = walker.next() {
             match entry {
                 Ok(e) => {
-                    let rel = e.path().strip_prefix(fs_path).unwrap_or(Path::new(""));
-                    let host_path = if rel.as_os_str().is_empty() {
-                        host.to_path_buf()
-                    } else {
-                        host.join(rel)
-                    };
+                    let host_path = host_of(e.path());
+                    if let Some(rule) = ex.matching(&host_path) {
+                        self.exclude(ex, rule, &host_path, e.path());
+                        if e.file_type().is_dir() {
+                            walker.skip_current_dir();
+                        }
+                        continue;
+                    }
+                    if catalog::is_pmxcfs_virtual(&host_path.to_string_lossy()) {
+                        continue;
+                    }
                     match e.metadata() {
                         Ok(md) => self.add(category, host_path, &md),
                         Err(err) => self.stat_failed(&host_path, err),
@@ -264,7 +351,7 @@ impl Scanner<'_> {
         }
     }
 
-    fn glob(&mut self, category: &str, pattern: &str, ex: &GlobSet) {
+    fn glob(&mut self, category: &str, pattern: &str, ex: &Excludes) {
         let Ok(glob) = GlobBuilder::new(pattern)
             .literal_separator(true)
             .build()

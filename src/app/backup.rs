@@ -107,6 +107,8 @@ pub struct BackupReport {
     pub pve_tree_from_db: bool,
     pub duration_ms: u64,
     pub categories: Vec<CategoryCount>,
+    /// What each exclude removed from the collection.
+    pub excluded: Vec<collect::Excluded>,
     pub checks: Vec<Check>,
     pub warnings: Vec<Warning>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,6 +296,7 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         commands: plan.commands.len(),
         pve_tree_from_db: plan.pve_tree_from_db,
         categories: plan.counts(),
+        excluded: plan.excluded.clone(),
         checks: preflight_checks(config, backup_dir, !opts.dry_run, needed, false),
         ..Default::default()
     };

@@ -7,6 +7,7 @@ use proxkeep::app::after_run::Hooks;
 use proxkeep::app::backup::{self, BackupError, BackupOptions, BackupReport};
 use proxkeep::app::{self, catalog::CatalogReport, prune::PruneReport};
 use proxkeep::catalog::{self, Source};
+use proxkeep::collect::{self, Excluded};
 use proxkeep::config;
 use proxkeep::exit;
 use proxkeep::host::HostFacts;
@@ -46,6 +47,10 @@ pub fn catalog(ctx: &Ctx) -> Result<i32, Exit> {
     Ok(exit::OK)
 }
 
+fn removed_text(x: &Excluded) -> String {
+    format!("{} entries, {}", x.entries, format_size(x.bytes))
+}
+
 fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "host {} role {}", r.host, r.role)?;
     for c in &r.categories {
@@ -77,8 +82,26 @@ fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
             writeln!(out, "    {line}")?;
         }
         for e in c.exclude {
-            writeln!(out, "    exclude {e}")?;
+            let removed = r
+                .excluded
+                .iter()
+                .find(|x| x.from == c.name && x.exclude == *e);
+            writeln!(
+                out,
+                "    exclude {e}{}",
+                removed.map_or_else(String::new, |x| {
+                    format!(" (removed {})", removed_text(x))
+                })
+            )?;
         }
+    }
+    for x in r.excluded.iter().filter(|x| x.from == collect::FROM_CONFIG) {
+        writeln!(
+            out,
+            "\nexclude {} (config; removed {})",
+            x.exclude,
+            removed_text(x)
+        )?;
     }
     writeln!(out, "\nextra: paths from [collect] extra_paths")?;
     if r.commands_not_run > 0 {
@@ -213,6 +236,10 @@ fn dry_run_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
     let size = format_size(r.bytes);
     let n: [&dyn Display; 5] = [&r.files, &r.dirs, &r.symlinks, &size, &r.commands];
     row(out, "total", n)?;
+    for x in &r.excluded {
+        let (e, from) = (&x.exclude, &x.from);
+        writeln!(out, "excluded {e} ({from}): {}", removed_text(x))?;
+    }
     if r.pve_tree_from_db {
         writeln!(
             out,

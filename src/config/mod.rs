@@ -240,7 +240,7 @@ pub struct CollectConfig {
     /// Additional absolute host paths to back up.
     #[serde(deserialize_with = "many::<_, AbsPath, _>")]
     pub extra_paths: Vec<PathBuf>,
-    /// Glob patterns (globset syntax) matched against absolute host paths.
+    /// Paths (a directory: everything under it) or glob patterns (globset syntax) over absolute host paths.
     #[serde(deserialize_with = "many::<_, Glob, _>")]
     pub exclude: Vec<String>,
 }

@@ -3,6 +3,7 @@
 
 mod backup;
 mod cli;
+mod collection;
 mod crypt;
 mod inspect;
 mod notify;

@@ -1,0 +1,108 @@
+//! Collection on a real host (issue 12): excludes, the size guard.
+
+use crate::util::*;
+use std::fs;
+use std::path::Path;
+
+fn put(root: &Path, rel: &str, len: usize) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, vec![b'x'; len]).unwrap();
+}
+
+/// A root home as on a developer's Debian host: config files beside caches and toolchains.
+fn root_home(root: &Path) {
+    put(root, "root/.bashrc", 10);
+    put(root, "root/.config/tool/tool.conf", 20);
+    put(root, "root/.cache/pip/a", 1000);
+    put(root, "root/.cache/pip/b", 1000);
+    put(root, "root/.cargo/registry/cache/c", 3000);
+    put(root, "root/.old/notes.txt", 500);
+    put(root, "root/.vimrc", 30);
+    put(root, "etc/app/keep.conf", 5);
+    put(root, "etc/app/tmp/drop.conf", 7);
+}
+
+fn stored(archive: &Path) -> Vec<String> {
+    let index = index_of(archive);
+    let entries = index["entries"].as_array().unwrap();
+    entries
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The excluded entry of `from` (a category or "config") for `exclude`: (entries, bytes).
+fn removed(report: &serde_json::Value, from: &str, exclude: &str) -> (u64, u64) {
+    let found = report["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["from"] == from && x["exclude"] == exclude);
+    let x = found.unwrap_or_else(|| panic!("no {from} {exclude} in {}", report["excluded"]));
+    (x["entries"].as_u64().unwrap(), x["bytes"].as_u64().unwrap())
+}
+
+#[test]
+fn excludes_name_paths_or_globs_from_catalog_and_config() {
+    let mut env = Env::new("");
+    root_home(&env.root);
+    env.write_config(
+        "[collect]\nextra_paths = [\"/etc/app\"]\nexclude = [\"/root/.old\", \"/etc/app/tmp\", \"/root/**/*.conf\", \"/root/.none\"]\n",
+    );
+
+    let dry = env.run(&["backup", "--dry-run", "--json"]);
+    let dry = dry.expect(0).json();
+    // The catalog's own excludes name directories: everything under them goes, counted.
+    assert_eq!(removed(&dry, "root-home", "/root/.cache"), (4, 2000));
+    assert_eq!(removed(&dry, "root-home", "/root/.cargo"), (4, 3000));
+    // Config excludes: a directory path, a glob.
+    assert_eq!(removed(&dry, "config", "/root/.old"), (2, 500));
+    assert_eq!(removed(&dry, "config", "/etc/app/tmp"), (2, 7));
+    assert_eq!(removed(&dry, "config", "/root/**/*.conf"), (1, 20));
+    assert_eq!(removed(&dry, "config", "/root/.none"), (0, 0));
+    let home = dry["categories"].as_array().unwrap().iter();
+    let home = home.clone().find(|c| c["category"] == "root-home").unwrap();
+    assert_eq!(home["bytes"], 40, "{home}");
+
+    let text = env.run(&["backup", "--dry-run"]).expect(0).stdout();
+    assert!(
+        text.contains("excluded /root/.cache (root-home): 4 entries, 2.0 KiB"),
+        "{text}"
+    );
+
+    env.run(&["backup"]).expect(0);
+    let paths = stored(&env.only_archive());
+    for p in [
+        "root/.bashrc",
+        "root/.vimrc",
+        "root/.config/tool",
+        "etc/app/keep.conf",
+    ] {
+        assert!(paths.iter().any(|x| x == p), "{p} not stored: {paths:?}");
+    }
+    for gone in [
+        "root/.cache",
+        "root/.cargo",
+        "root/.old",
+        "etc/app/tmp",
+        "tool.conf",
+    ] {
+        let bad: Vec<_> = paths.iter().filter(|x| x.contains(gone)).collect();
+        assert!(bad.is_empty(), "{gone}: {bad:?}");
+    }
+
+    // catalog shows what each exclude removed, the same figures.
+    let cat = env.run(&["catalog", "--json"]).expect(0).json();
+    assert_eq!(removed(&cat, "root-home", "/root/.cache"), (4, 2000));
+    assert_eq!(removed(&cat, "config", "/root/.old"), (2, 500));
+    let text = env.run(&["catalog"]).expect(0).stdout();
+    assert!(
+        text.contains("exclude /root/.cache (removed 4 entries, 2.0 KiB)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("exclude /root/.old (config; removed 2 entries, 500 B)"),
+        "{text}"
+    );
+}
