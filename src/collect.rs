@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::host::{HostFacts, Root};
 use crate::runner::CommandSpec;
 use globset::{Glob, GlobBuilder, GlobMatcher};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -103,6 +103,45 @@ impl Plan {
         for a in &self.absent {
             slot(&mut out, &a.category).absent += 1;
         }
+        out
+    }
+}
+
+impl Plan {
+    /// The `n` largest collected trees by file bytes, largest first: stored directories not inside another
+    /// stored one (and files outside any), each narrowed to the subdirectory that holds nearly all of it.
+    pub fn largest(&self, n: usize) -> Vec<(PathBuf, u64)> {
+        let dirs: HashSet<&Path> = (self.items.iter())
+            .filter(|i| i.kind == Kind::Dir)
+            .map(|i| i.host_path.as_path())
+            .collect();
+        let mut size: HashMap<&Path, u64> = HashMap::new();
+        let mut children: HashMap<&Path, Vec<&Path>> = HashMap::new();
+        let mut tops = Vec::new();
+        for item in &self.items {
+            let p = item.host_path.as_path();
+            match p.parent().filter(|d| dirs.contains(d)) {
+                Some(d) if item.kind == Kind::Dir => children.entry(d).or_default().push(p),
+                Some(_) => {}
+                None => tops.push(p),
+            }
+            for a in p.ancestors().filter(|a| *a == p || dirs.contains(a)) {
+                *size.entry(a).or_default() += item.size;
+            }
+        }
+        let bytes = |p: &Path| size.get(p).copied().unwrap_or(0);
+        let mut out: Vec<(PathBuf, u64)> = (tops.into_iter())
+            .map(|mut d| {
+                let kids = |d: &Path| children.get(d).into_iter().flatten().copied();
+                while let Some(c) = kids(d).find(|c| bytes(c) * 10 >= bytes(d) * 9) {
+                    d = c;
+                }
+                (d.to_path_buf(), bytes(d))
+            })
+            .filter(|(_, b)| *b > 0)
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(n);
         out
     }
 }

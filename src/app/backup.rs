@@ -245,6 +245,30 @@ pub(super) fn preflight_checks(
     checks
 }
 
+/// The size guard: a configuration backup is tens of MiB; far more means something unintended was swept in.
+/// Fails above `[collect] max_input_size`, naming the largest trees with the exclude line that drops each.
+pub(super) fn input_size(plan: &Plan, max: u64) -> Check {
+    let (bytes, limit) = (format_size(plan.bytes()), format_size(max));
+    if plan.bytes() <= max {
+        return Check::pass(
+            "input size",
+            format!("{bytes} to collect (max_input_size {limit})"),
+        );
+    }
+    let mut detail =
+        format!("{bytes} to collect, above [collect] max_input_size ({limit}); the largest:");
+    for (path, b) in plan.largest(10) {
+        let path = path.display().to_string();
+        detail.push_str(&format!(
+            "\n    {path}  {}  exclude = [{path:?}]",
+            format_size(b)
+        ));
+    }
+    let fix =
+        "exclude what is not configuration ([collect] exclude) or raise [collect] max_input_size";
+    Check::fail("input size", detail, fix)
+}
+
 pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
     let log = ctx.log;
@@ -300,6 +324,17 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         checks: preflight_checks(config, backup_dir, !opts.dry_run, needed, false),
         ..Default::default()
     };
+    let guard = input_size(&plan, config.collect.max_input_size);
+    if opts.dry_run && !guard.ok {
+        report.status = "warning";
+        report.exit_code = crate::exit::WARNINGS;
+        plan.warnings.push(Warning {
+            path: None,
+            message: guard.line().trim_start_matches("✗ input size: ").into(),
+        });
+    } else {
+        report.checks.push(guard);
+    }
     if let Some(bad) = report.checks.iter().find(|c| !c.ok) {
         log.error(&bad.line());
         return Err(BackupError::Preflight(report.checks));

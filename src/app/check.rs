@@ -34,6 +34,9 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
     checks.extend(super::backup::preflight_checks(
         config, dir, false, needed, true,
     ));
+    let plan = crate::collect::scan(root, &facts, config);
+    let max = config.collect.max_input_size;
+    checks.push(super::backup::input_size(&plan, max));
     if let Some(enc) = &config.encryption {
         // The recipients and passphrase files are read by every backup: catch a moved or broken one now.
         let seal = super::backup::seal(enc);

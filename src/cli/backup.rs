@@ -246,6 +246,9 @@ fn dry_run_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
             "/etc/pve is not mounted: its tree would be rebuilt from config.db"
         )?;
     }
+    for w in &r.warnings {
+        writeln!(out, "warning: {}", backup::warning_text(w))?;
+    }
     Ok(())
 }
 

@@ -106,3 +106,63 @@ fn excludes_name_paths_or_globs_from_catalog_and_config() {
         "{text}"
     );
 }
+
+#[test]
+fn size_guard_names_the_largest_directories_with_their_exclude_line() {
+    let mut env = Env::new("");
+    root_home(&env.root);
+    put(&env.root, "root/.big/a", 300 << 10);
+    put(&env.root, "root/.big/b", 300 << 10);
+    put(&env.root, "root/.medium/x/y", 150 << 10);
+    put(&env.root, "root/.medium/z", 1 << 10);
+    env.write_config("[collect]\nmax_input_size = \"200KiB\"\n");
+
+    let check = env.run(&["check"]);
+    let text = check.expect(4).stdout();
+    assert!(
+        text.contains("✗ input size: 751.5 KiB to collect"),
+        "{text}"
+    );
+    assert!(
+        text.contains("above [collect] max_input_size (200.0 KiB)"),
+        "{text}"
+    );
+    let big = text.find("/root/.big  600.0 KiB  exclude = [\"/root/.big\"]");
+    // Descends into the directory that holds (nearly) all of its parent.
+    let medium = text.find("/root/.medium/x  150.0 KiB  exclude = [\"/root/.medium/x\"]");
+    assert!(big.unwrap() < medium.unwrap(), "{text}");
+
+    // The dry run warns and shows the plan; the backup refuses before writing anything.
+    let dry = env.run(&["backup", "--dry-run"]);
+    let text = dry.expect(3).stdout();
+    assert!(text.contains("warning: 751.5 KiB to collect"), "{text}");
+    assert!(text.contains("exclude = [\"/root/.big\"]"), "{text}");
+    assert!(text.contains("root-home"), "{text}");
+    let json = env.run(&["backup", "--dry-run", "--json"]).expect(3).json();
+    let warned = json["warnings"][0]["message"].as_str().unwrap();
+    assert!(warned.contains("max_input_size"), "{json}");
+
+    let run = env.run(&["backup"]);
+    run.expect(4);
+    let err = run.stderr();
+    assert!(
+        err.contains("/root/.big  600.0 KiB  exclude = [\"/root/.big\"]"),
+        "{err}"
+    );
+    assert!(env.archives().is_empty());
+
+    // Following the advice makes it fit.
+    env.write_config(
+        "[collect]\nmax_input_size = \"200KiB\"\nexclude = [\"/root/.big\", \"/root/.medium/x\"]\n",
+    );
+    env.run(&["check"]).expect(0);
+    env.run(&["backup"]).expect(0);
+    env.only_archive();
+}
+
+#[test]
+fn size_guard_default_is_512_mib() {
+    let env = Env::new("");
+    let shown = env.run(&["config", "show", "--json"]).expect(0).json();
+    assert_eq!(shown["collect"]["max_input_size"], "512MiB", "{shown}");
+}
