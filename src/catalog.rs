@@ -25,6 +25,12 @@ pub enum Source {
     /// A glob over absolute host paths; wildcards only in the last components (`/etc/systemd/system/*.mount`).
     /// A matching directory is collected whole.
     Glob { pattern: &'static str },
+    /// A glob as [`Source::Glob`], but a matching directory whose files total more than `max` bytes is left
+    /// out (`catalog` and `--dry-run` name it): dot-directories of root's home are config up to a size.
+    SmallDirs { pattern: &'static str, max: u64 },
+    /// A tree as [`Source::Path`], but a file over `max` bytes (a vendored binary) is not stored: its path,
+    /// size and SHA-256 are listed in `proxkeep/listed-files.json`.
+    Listing { path: &'static str, max: u64 },
     /// A command whose stdout is stored as `proxkeep/commands/<category>/<output>`.
     Command {
         output: &'static str,
@@ -78,6 +84,54 @@ const PVE_CLUSTER_EXCLUDE: &[&str] = &[
     "/etc/pve/.clusterlog",
     "/etc/pve/.rrd",
     "/etc/pve/.debug",
+];
+
+/// Left out of root's home: not configuration, and often most of its bytes.
+const ROOT_HOME_EXCLUDE: &[&str] = &[
+    // caches and trash
+    "/root/.cache",
+    "/root/.ccache",
+    "/root/.local/share/Trash",
+    "/root/.Trash",
+    // toolchains and language package stores
+    "/root/.cargo",
+    "/root/.rustup",
+    "/root/.npm",
+    "/root/.nvm",
+    "/root/.yarn",
+    "/root/.pnpm-store",
+    "/root/.local/share/pnpm",
+    "/root/.bun",
+    "/root/.deno",
+    "/root/.pyenv",
+    "/root/.local/lib",
+    "/root/.local/pipx",
+    "/root/.conda",
+    "/root/.m2",
+    "/root/.gradle",
+    "/root/.ivy2",
+    "/root/.sbt",
+    "/root/.go",
+    "/root/.dotnet",
+    "/root/.nuget",
+    "/root/.cpan",
+    "/root/.ghcup",
+    "/root/.stack",
+    "/root/.opam",
+    "/root/.sdkman",
+    // editor servers
+    "/root/.vscode-server",
+    "/root/.vscode-remote-containers",
+    "/root/.cursor-server",
+    "/root/.windsurf-server",
+    "/root/.local/share/nvim",
+    // histories
+    "/root/.*_history",
+    "/root/.history",
+    "/root/.lesshst",
+    "/root/.viminfo",
+    "/root/.wget-hsts",
+    "/root/.local/share/fish/fish_history",
 ];
 
 const fn p(path: &'static str) -> Source {
@@ -306,9 +360,9 @@ pub const CATEGORIES: &[Category] = &[
     },
     Category {
         name: "ssh",
-        description: "sshd config and host keys, root's keys and known hosts",
+        description: "sshd config and host keys, root's and every user's keys and known hosts",
         applies: Applies::Any,
-        sources: &[p("/etc/ssh"), p("/root/.ssh")],
+        sources: &[p("/etc/ssh"), p("/root/.ssh"), g("/home/*/.ssh")],
         exclude: &[],
     },
     Category {
@@ -403,23 +457,31 @@ pub const CATEGORIES: &[Category] = &[
     },
     Category {
         name: "root-home",
-        description: "root's dotfiles and ~/.config",
+        description: "root's configuration: dotfiles, ~/.config, dot-directories up to 16 MiB",
         applies: Applies::Any,
-        sources: &[g("/root/.*"), p("/root/.config")],
-        // Caches and histories of tools are not configuration.
-        exclude: &[
-            "/root/.cache",
-            "/root/.local/share/Trash",
-            "/root/.npm",
-            "/root/.cargo",
-            "/root/.rustup",
+        sources: &[
+            p("/root/.config"),
+            Source::SmallDirs {
+                pattern: "/root/.*",
+                max: 16 << 20,
+            },
         ],
+        exclude: ROOT_HOME_EXCLUDE,
     },
     Category {
         name: "local-scripts",
-        description: "admin scripts in /usr/local/bin and /usr/local/sbin",
+        description: "admin scripts in /usr/local/bin and /usr/local/sbin (files over 4 MiB listed, not stored)",
         applies: Applies::Any,
-        sources: &[p("/usr/local/bin"), p("/usr/local/sbin")],
+        sources: &[
+            Source::Listing {
+                path: "/usr/local/bin",
+                max: 4 << 20,
+            },
+            Source::Listing {
+                path: "/usr/local/sbin",
+                max: 4 << 20,
+            },
+        ],
         exclude: &[],
     },
     Category {
@@ -499,7 +561,10 @@ mod tests {
             for src in cat.sources {
                 match src {
                     Source::Path { path } => assert!(path.starts_with('/'), "{path}"),
-                    Source::Glob { pattern } => assert!(pattern.starts_with('/'), "{pattern}"),
+                    Source::Glob { pattern } | Source::SmallDirs { pattern, .. } => {
+                        assert!(pattern.starts_with('/'), "{pattern}")
+                    }
+                    Source::Listing { path, .. } => assert!(path.starts_with('/'), "{path}"),
                     Source::Command { output, .. } => {
                         assert!(outputs.insert(*output), "{}: {output} twice", cat.name);
                         assert!(!output.contains('/'));
@@ -524,7 +589,8 @@ mod tests {
             .flat_map(|c| c.sources)
             .filter_map(|s| match s {
                 Source::Path { path } => Some(*path),
-                Source::Glob { pattern } => Some(*pattern),
+                Source::Glob { pattern } | Source::SmallDirs { pattern, .. } => Some(*pattern),
+                Source::Listing { path, .. } => Some(*path),
                 _ => None,
             })
             .collect();
@@ -544,6 +610,8 @@ mod tests {
             "/etc/kernel",
             "/etc/ssh",
             "/root/.ssh",
+            "/home/*/.ssh",
+            "/root/.*",
             "/etc/shadow",
             "/usr/local/sbin",
         ] {

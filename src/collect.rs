@@ -10,6 +10,7 @@ use crate::catalog::{self, Category, Source};
 use crate::config::Config;
 use crate::host::{HostFacts, Root};
 use crate::runner::CommandSpec;
+use crate::units::format_size;
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, Metadata, OpenOptions};
@@ -62,6 +63,8 @@ pub struct Plan {
     pub warnings: Vec<Warning>,
     /// What each exclude removed, in the order first met.
     pub excluded: Vec<Excluded>,
+    /// Files over their source's size limit: listed in [`LISTED_PATH`] with size and SHA-256, not stored.
+    pub listed: Vec<Item>,
 }
 
 /// Per-category counts for `--dry-run` and `catalog`.
@@ -268,7 +271,13 @@ impl Scanner<'_> {
         for src in cat.sources {
             match src {
                 Source::Path { path } => self.path(cat.name, Path::new(path), &ex),
-                Source::Glob { pattern } => self.glob(cat.name, pattern, &ex),
+                Source::Glob { pattern } => self.glob(cat.name, pattern, &ex, None),
+                Source::SmallDirs { pattern, max } => self.glob(cat.name, pattern, &ex, Some(*max)),
+                Source::Listing { path, max } => {
+                    let start = self.plan.items.len();
+                    self.path(cat.name, Path::new(path), &ex);
+                    self.list_large(start, *max);
+                }
                 Source::Command { .. } if !run_commands => self.plan.commands_not_run += 1,
                 Source::Command {
                     output,
@@ -318,20 +327,7 @@ impl Scanner<'_> {
             return;
         }
         let (exclude, from, _) = &ex.rules[rule];
-        let i = self
-            .plan
-            .excluded
-            .iter()
-            .position(|x| x.exclude == *exclude && x.from == *from);
-        let i = i.unwrap_or_else(|| {
-            self.plan.excluded.push(Excluded {
-                exclude: exclude.clone(),
-                from: from.to_string(),
-                ..Default::default()
-            });
-            self.plan.excluded.len() - 1
-        });
-        let x = &mut self.plan.excluded[i];
+        let x = self.left_out(exclude, from);
         let walker = walkdir::WalkDir::new(fs_path).same_file_system(true);
         for md in walker
             .into_iter()
@@ -341,6 +337,59 @@ impl Scanner<'_> {
             x.entries += 1;
             x.bytes += if md.is_file() { md.len() } else { 0 };
         }
+    }
+
+    /// The [`Excluded`] record of `exclude` from `from`, created empty when new.
+    fn left_out(&mut self, exclude: &str, from: &str) -> &mut Excluded {
+        let excluded = &mut self.plan.excluded;
+        let i = excluded
+            .iter()
+            .position(|x| x.exclude == exclude && x.from == from);
+        let i = i.unwrap_or_else(|| {
+            excluded.push(Excluded {
+                exclude: exclude.into(),
+                from: from.into(),
+                ..Default::default()
+            });
+            excluded.len() - 1
+        });
+        &mut excluded[i]
+    }
+
+    /// Items added since `start`: a tree whose files total more than `max` is taken back out, named.
+    fn bound_tree(&mut self, start: usize, category: &str, host: &Path, max: u64) {
+        let added = &self.plan.items[start..];
+        let bytes: u64 = added.iter().map(|i| i.size).sum();
+        if bytes <= max {
+            return;
+        }
+        let entries = added.len() as u64;
+        for item in self.plan.items.drain(start..) {
+            self.seen.remove(&item.host_path);
+        }
+        let why = format!("{} (over {})", host.display(), format_size(max));
+        let x = self.left_out(&why, category);
+        x.entries += entries;
+        x.bytes += bytes;
+    }
+
+    /// Files added since `start` that are over `max`: moved to `plan.listed`, named.
+    fn list_large(&mut self, start: usize, max: u64) {
+        let large = |i: &Item| i.kind == Kind::File && i.size > max;
+        let (listed, kept) = self.plan.items.drain(start..).partition(large);
+        let kept: Vec<Item> = kept;
+        self.plan.items.extend(kept);
+        for item in &listed {
+            let what = format!(
+                "listed with its SHA-256, not stored: over {}",
+                format_size(max)
+            );
+            let why = format!("{} ({what})", item.host_path.display());
+            let x = self.left_out(&why, &item.category);
+            x.entries += 1;
+            x.bytes += item.size;
+        }
+        self.plan.listed.extend(listed);
     }
 
     fn stat_failed(&mut self, host: &Path, e: impl std::fmt::Display) {
@@ -390,7 +439,8 @@ impl Scanner<'_> {
         }
     }
 
-    fn glob(&mut self, category: &str, pattern: &str, ex: &Excludes) {
+    /// The paths matching `pattern`; with `dir_max`, a matching directory holding more file bytes is left out.
+    fn glob(&mut self, category: &str, pattern: &str, ex: &Excludes, dir_max: Option<u64>) {
         let Ok(glob) = GlobBuilder::new(pattern)
             .literal_separator(true)
             .build()
@@ -422,8 +472,13 @@ impl Scanner<'_> {
         {
             let rel = e.path().strip_prefix(&fs_base).unwrap_or(Path::new(""));
             let host = base.join(rel);
-            if glob.is_match(&host) {
-                self.path(category, &host, ex);
+            if !glob.is_match(&host) || self.seen.contains(&host) {
+                continue;
+            }
+            let start = self.plan.items.len();
+            self.path(category, &host, ex);
+            if let Some(max) = dir_max.filter(|_| e.file_type().is_dir()) {
+                self.bound_tree(start, category, &host, max);
             }
         }
     }
@@ -481,6 +536,45 @@ pub fn append_item(
             Ok(0)
         }
     }
+}
+
+/// Where the files over their source's size limit are listed: path, category, size and SHA-256 of each.
+pub const LISTED_PATH: &str = "proxkeep/listed-files.json";
+
+#[derive(serde::Serialize)]
+struct ListedFile<'a> {
+    path: String,
+    category: &'a str,
+    size: u64,
+    sha256: String,
+}
+
+/// Append [`LISTED_PATH`] when the plan lists files; one that cannot be read is a warning.
+pub fn append_listed(s: &mut Session, root: &Root, plan: &Plan) -> Result<(), SessionError> {
+    let mut out = Vec::new();
+    for item in &plan.listed {
+        s.check_cancel()?;
+        let path = item.host_path.display().to_string();
+        let hashed = open_no_follow(&root.path(&item.host_path)).and_then(crate::fsx::hash_reader);
+        match hashed {
+            Ok((sha256, size)) => out.push(ListedFile {
+                path,
+                category: &item.category,
+                size,
+                sha256,
+            }),
+            Err(e) => s.warn(
+                Some(path),
+                not_stored(e, "unreadable").replace("stored", "listed"),
+            ),
+        }
+    }
+    let Some(first) = plan.listed.first() else {
+        return Ok(());
+    };
+    let json = serde_json::to_vec_pretty(&out).map_err(|e| SessionError::Failed(e.to_string()))?;
+    let size = json.len() as u64;
+    s.append_internal(LISTED_PATH, &first.category, "listed", &json[..], size)
 }
 
 /// The entry stored, or why nothing was.

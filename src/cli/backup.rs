@@ -72,6 +72,18 @@ fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
             let line = match s {
                 Source::Path { path } => format!("path    {path}"),
                 Source::Glob { pattern } => format!("glob    {pattern}"),
+                Source::SmallDirs { pattern, max } => {
+                    format!(
+                        "glob    {pattern} (a directory over {} left out)",
+                        format_size(*max)
+                    )
+                }
+                Source::Listing { path, max } => {
+                    format!(
+                        "path    {path} (a file over {} listed, not stored)",
+                        format_size(*max)
+                    )
+                }
                 Source::Command {
                     output,
                     program,
@@ -93,6 +105,11 @@ fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
                     format!(" (removed {})", removed_text(x))
                 })
             )?;
+        }
+        // Left out by size (a directory over its limit, a file listed instead of stored).
+        let by_size = |x: &&Excluded| x.from == c.name && !c.exclude.contains(&x.exclude.as_str());
+        for x in r.excluded.iter().filter(by_size) {
+            writeln!(out, "    left out {} ({})", x.exclude, removed_text(x))?;
         }
     }
     for x in r.excluded.iter().filter(|x| x.from == collect::FROM_CONFIG) {

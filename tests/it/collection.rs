@@ -166,3 +166,105 @@ fn size_guard_default_is_512_mib() {
     let shown = env.run(&["config", "show", "--json"]).expect(0).json();
     assert_eq!(shown["collect"]["max_input_size"], "512MiB", "{shown}");
 }
+
+/// A sparse file of `len` bytes (a vendored binary, a big blob) with a marker at its start.
+fn sparse(root: &Path, rel: &str, len: u64) {
+    put(root, rel, 16);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(root.join(rel))
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+#[test]
+fn root_home_is_config_and_large_scripts_are_listed_not_stored() {
+    let env = Env::new("");
+    let r = &env.root;
+    put(r, "root/.bashrc", 10);
+    put(r, "root/.config/htop/htoprc", 10);
+    put(r, "root/.local/bin/tool.sh", 10);
+    put(r, "root/.local/lib/python3/site/big.py", 10);
+    put(r, "root/.ansible/hosts", 10);
+    sparse(r, "root/.ollama/models/blob", 17 << 20);
+    put(r, "root/.ollama/id", 10);
+    for junk in [
+        "root/.cache/pip/x",
+        "root/.vscode-server/bin/node",
+        "root/.rustup/toolchains/x",
+        "root/.npm/_cacache/x",
+        "root/.local/share/Trash/files/x",
+        "root/.bash_history",
+        "root/.python_history",
+    ] {
+        put(r, junk, 10);
+    }
+    put(r, "home/alice/.ssh/authorized_keys", 10);
+    put(r, "home/alice/notes.txt", 10);
+    put(r, "usr/local/bin/backup.sh", 10);
+    sparse(r, "usr/local/bin/vendored", 5 << 20);
+
+    env.run(&["backup"]).expect(0);
+    let archive = env.only_archive();
+    let paths = stored(&archive);
+    for p in [
+        "root/.bashrc",
+        "root/.config/htop/htoprc",
+        "root/.local/bin/tool.sh",
+        "root/.ansible/hosts",
+        "home/alice/.ssh/authorized_keys",
+        "usr/local/bin/backup.sh",
+        "proxkeep/listed-files.json",
+    ] {
+        assert!(paths.iter().any(|x| x == p), "{p} not stored: {paths:?}");
+    }
+    for gone in [
+        "root/.ollama",
+        "root/.cache",
+        "root/.vscode-server",
+        "root/.rustup",
+        "root/.npm",
+        "root/.local/share/Trash",
+        "root/.local/lib",
+        "_history",
+        "home/alice/notes.txt",
+        "usr/local/bin/vendored",
+    ] {
+        let bad: Vec<_> = paths.iter().filter(|x| x.contains(gone)).collect();
+        assert!(bad.is_empty(), "{gone}: {bad:?}");
+    }
+    // The vendored binary: path, size and SHA-256, not its bytes.
+    let out = std::process::Command::new(tool("tar"))
+        .arg("-xOf")
+        .arg(&archive)
+        .arg("proxkeep/listed-files.json")
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["path"], "/usr/local/bin/vendored", "{listed}");
+    assert_eq!(listed[0]["size"], 5 << 20);
+    let sha = sha256_file(&r.join("usr/local/bin/vendored"));
+    assert_eq!(listed[0]["sha256"], sha.as_str());
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    env.run(&["verify", archive.to_str().unwrap()]).expect(0);
+
+    // catalog shows the default excludes and what was left out by size, with figures.
+    let text = env.run(&["catalog"]).expect(0).stdout();
+    for line in [
+        "exclude /root/.vscode-server (removed 3 entries, 10 B)",
+        "exclude /root/.*_history (removed 2 entries, 20 B)",
+        "glob    /root/.* (a directory over 16.0 MiB left out)",
+        "left out /root/.ollama (over 16.0 MiB) (4 entries, 17.0 MiB)",
+        "path    /usr/local/bin (a file over 4.0 MiB listed, not stored)",
+        "left out /usr/local/bin/vendored (listed with its SHA-256, not stored: over 4.0 MiB) (1 entries, 5.0 MiB)",
+        "glob    /home/*/.ssh",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+    let dry = env.run(&["backup", "--dry-run", "--json"]).expect(0).json();
+    assert_eq!(
+        removed(&dry, "root-home", "/root/.ollama (over 16.0 MiB)"),
+        (4, (17 << 20) + 10)
+    );
+}
