@@ -32,6 +32,17 @@ fn stored(archive: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `keep` are all stored; no stored path contains one of `gone`.
+fn stored_exactly(paths: &[String], keep: &[&str], gone: &[&str]) {
+    for p in keep {
+        assert!(paths.iter().any(|x| x == p), "{p} not stored: {paths:?}");
+    }
+    for g in gone {
+        let bad: Vec<_> = paths.iter().filter(|x| x.contains(g)).collect();
+        assert!(bad.is_empty(), "{g}: {bad:?}");
+    }
+}
+
 /// The excluded entry of `from` (a category or "config") for `exclude`: (entries, bytes).
 fn removed(report: &serde_json::Value, from: &str, exclude: &str) -> (u64, u64) {
     let found = report["excluded"]
@@ -73,24 +84,20 @@ fn excludes_name_paths_or_globs_from_catalog_and_config() {
 
     env.run(&["backup"]).expect(0);
     let paths = stored(&env.only_archive());
-    for p in [
+    let keep = [
         "root/.bashrc",
         "root/.vimrc",
         "root/.config/tool",
         "etc/app/keep.conf",
-    ] {
-        assert!(paths.iter().any(|x| x == p), "{p} not stored: {paths:?}");
-    }
-    for gone in [
+    ];
+    let gone = [
         "root/.cache",
         "root/.cargo",
         "root/.old",
         "etc/app/tmp",
         "tool.conf",
-    ] {
-        let bad: Vec<_> = paths.iter().filter(|x| x.contains(gone)).collect();
-        assert!(bad.is_empty(), "{gone}: {bad:?}");
-    }
+    ];
+    stored_exactly(&paths, &keep, &gone);
 
     // catalog shows what each exclude removed, the same figures.
     let cat = env.run(&["catalog", "--json"]).expect(0).json();
@@ -208,7 +215,7 @@ fn root_home_is_config_and_large_scripts_are_listed_not_stored() {
     env.run(&["backup"]).expect(0);
     let archive = env.only_archive();
     let paths = stored(&archive);
-    for p in [
+    let keep = [
         "root/.bashrc",
         "root/.config/htop/htoprc",
         "root/.local/bin/tool.sh",
@@ -216,10 +223,8 @@ fn root_home_is_config_and_large_scripts_are_listed_not_stored() {
         "home/alice/.ssh/authorized_keys",
         "usr/local/bin/backup.sh",
         "proxkeep/listed-files.json",
-    ] {
-        assert!(paths.iter().any(|x| x == p), "{p} not stored: {paths:?}");
-    }
-    for gone in [
+    ];
+    let gone = [
         "root/.ollama",
         "root/.cache",
         "root/.vscode-server",
@@ -230,10 +235,8 @@ fn root_home_is_config_and_large_scripts_are_listed_not_stored() {
         "_history",
         "home/alice/notes.txt",
         "usr/local/bin/vendored",
-    ] {
-        let bad: Vec<_> = paths.iter().filter(|x| x.contains(gone)).collect();
-        assert!(bad.is_empty(), "{gone}: {bad:?}");
-    }
+    ];
+    stored_exactly(&paths, &keep, &gone);
     // The vendored binary: path, size and SHA-256, not its bytes.
     let out = std::process::Command::new(tool("tar"))
         .arg("-xOf")
