@@ -63,6 +63,8 @@ pub struct Plan {
     pub warnings: Vec<Warning>,
     /// What each exclude removed, in the order first met.
     pub excluded: Vec<Excluded>,
+    /// Directories stored only because a collected path is under them (`/root`, `/etc`).
+    pub parents: HashSet<PathBuf>,
     /// Files over their source's size limit: listed in [`LISTED_PATH`] with size and SHA-256, not stored.
     pub listed: Vec<Item>,
 }
@@ -112,10 +114,10 @@ impl Plan {
 
 impl Plan {
     /// The `n` largest collected trees by file bytes, largest first: stored directories not inside another
-    /// stored one (and files outside any), each narrowed to the subdirectory that holds nearly all of it.
+    /// stored one (and files outside any; parents stored only as such do not count), each narrowed to the subdirectory that holds nearly all of it.
     pub fn largest(&self, n: usize) -> Vec<(PathBuf, u64)> {
         let dirs: HashSet<&Path> = (self.items.iter())
-            .filter(|i| i.kind == Kind::Dir)
+            .filter(|i| i.kind == Kind::Dir && !self.parents.contains(&i.host_path))
             .map(|i| i.host_path.as_path())
             .collect();
         let mut size: HashMap<&Path, u64> = HashMap::new();
@@ -123,6 +125,9 @@ impl Plan {
         let mut tops = Vec::new();
         for item in &self.items {
             let p = item.host_path.as_path();
+            if self.parents.contains(p) {
+                continue;
+            }
             match p.parent().filter(|d| dirs.contains(d)) {
                 Some(d) if item.kind == Kind::Dir => children.entry(d).or_default().push(p),
                 Some(_) => {}
@@ -258,6 +263,7 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
             s.path(catalog::EXTRA, p, &ex);
         }
     }
+    s.add_parents();
     if s.plan.pve_tree_from_db {
         // Not absent: its content comes from config.db.
         s.plan.absent.retain(|a| a.path != "/etc/pve");
@@ -318,6 +324,29 @@ impl Scanner<'_> {
             Err(e) => self.stat_failed(host, e),
             Ok(md) if md.is_dir() => self.tree(category, host, &fs_path, ex),
             Ok(md) => self.add(category, host.to_path_buf(), &md),
+        }
+    }
+
+    /// Every parent directory of a collected path is stored too, before its first child, so a restore into
+    /// an empty target recreates `/root` 0700 rather than with a default mode. A parent that is not a
+    /// directory (a symlink) is not stored.
+    fn add_parents(&mut self) {
+        for item in std::mem::take(&mut self.plan.items) {
+            let parents: Vec<PathBuf> = (item.host_path.ancestors().skip(1))
+                .filter(|a| a.parent().is_some() && !self.seen.contains(*a))
+                .map(Path::to_path_buf)
+                .collect();
+            for dir in parents.into_iter().rev() {
+                match fs::symlink_metadata(self.root.path(&dir)) {
+                    Ok(md) if md.is_dir() => {
+                        self.plan.parents.insert(dir.clone());
+                        self.add(&item.category, dir, &md);
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.stat_failed(&dir, e),
+                }
+            }
+            self.plan.items.push(item);
         }
     }
 

@@ -271,3 +271,32 @@ fn root_home_is_config_and_large_scripts_are_listed_not_stored() {
         (4, (17 << 20) + 10)
     );
 }
+
+#[test]
+fn root_and_every_parent_of_a_collected_path_keep_their_metadata() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new("");
+    let r = &env.root;
+    put(r, "root/.bashrc", 10);
+    put(r, "usr/local/bin/tool.sh", 10);
+    for (dir, mode) in [("root", 0o700), ("usr/local", 0o750)] {
+        fs::set_permissions(r.join(dir), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    fix_mtimes(r);
+
+    env.run(&["backup"]).expect(0);
+    let archive = env.only_archive();
+    stored_exactly(&stored(&archive), &["root", "usr", "usr/local"], &[]);
+    let target = env.path("target");
+    fs::create_dir(&target).unwrap();
+    let args = ["--path", "/", "--yes", "--no-safety-backup"];
+    let (a, t) = (archive.to_str().unwrap(), target.to_str().unwrap());
+    let mut cmd = vec!["restore", a, "--target", t];
+    cmd.extend(args);
+    env.run(&cmd).expect(0);
+    for (dir, mode) in [("root", 0o700), ("usr", 0o755), ("usr/local", 0o750)] {
+        let md = fs::symlink_metadata(target.join(dir)).unwrap();
+        assert_eq!(md.mode() & 0o7777, mode, "{dir}");
+        assert_eq!(md.mtime(), FIXTURE_MTIME, "{dir}");
+    }
+}
