@@ -65,6 +65,8 @@ pub struct Plan {
     pub excluded: Vec<Excluded>,
     /// Directories stored only because a collected path is under them (`/root`, `/etc`).
     pub parents: HashSet<PathBuf>,
+    /// The category and interfaces of [`Source::Nics`], when the root has a `/sys/class/net`.
+    pub nics: Option<(String, Vec<crate::host::Nic>)>,
     /// Files over their source's size limit: listed in [`LISTED_PATH`] with size and SHA-256, not stored.
     pub listed: Vec<Item>,
 }
@@ -188,14 +190,60 @@ struct Excludes {
     rules: Vec<(String, &'static str, GlobMatcher)>,
 }
 
+/// Where the passphrase file's exclusion comes from, in [`Excluded::from`].
+pub const FROM_PASSPHRASE: &str = "passphrase_file";
+
+/// A host path for `p`, a path on the host or one under the root (`--root DIR`).
+fn host_path(root: &Root, p: &Path) -> PathBuf {
+    p.strip_prefix(root.dir())
+        .map_or_else(|_| p.to_path_buf(), |rel| Path::new("/").join(rel))
+}
+
+/// The excludes of every category: `[collect] exclude`, and the passphrase file (never collected: the key
+/// must not travel inside the archive it opens).
+fn global_excludes(root: &Root, config: &Config) -> Vec<(String, &'static str)> {
+    let configured = config
+        .collect
+        .exclude
+        .iter()
+        .map(|e| (e.clone(), FROM_CONFIG));
+    let pass = config
+        .encryption
+        .as_ref()
+        .and_then(|e| e.passphrase_file.as_ref());
+    let pass = pass.map(|p| {
+        (
+            globset::escape(&host_path(root, p).to_string_lossy()),
+            FROM_PASSPHRASE,
+        )
+    });
+    configured.chain(pass).collect()
+}
+
+/// The files proxkeep's config names (see [`Source::OwnConfig`]), as host paths.
+fn own_config_files(root: &Root, config: &Config) -> Vec<PathBuf> {
+    let recipients = config
+        .encryption
+        .as_ref()
+        .and_then(|e| e.recipients_file.as_ref());
+    let rclone = (!config.remote.is_empty()).then(|| {
+        std::env::var_os("RCLONE_CONFIG").map_or_else(
+            || PathBuf::from("/root/.config/rclone/rclone.conf"),
+            PathBuf::from,
+        )
+    });
+    let paths = recipients.cloned().into_iter().chain(rclone);
+    paths.map(|p| host_path(root, &p)).collect()
+}
+
 impl Excludes {
-    fn new(category: &'static str, cat_excludes: &[&str], config: &Config) -> Excludes {
+    fn new(
+        category: &'static str,
+        cat_excludes: &[&str],
+        global: &[(String, &'static str)],
+    ) -> Excludes {
         let own = cat_excludes.iter().map(|p| (*p, category));
-        let configured = config
-            .collect
-            .exclude
-            .iter()
-            .map(|p| (p.as_str(), FROM_CONFIG));
+        let configured = global.iter().map(|(p, from)| (p.as_str(), *from));
         // Config globs were validated at load time; catalog globs by a unit test.
         let rules = own
             .chain(configured)
@@ -220,6 +268,8 @@ impl Excludes {
 struct Scanner<'a> {
     root: &'a Root,
     seen: HashSet<PathBuf>,
+    /// Rules of every category (see [`global_excludes`]).
+    global: Vec<(String, &'static str)>,
     /// Paths already counted in `plan.excluded`.
     excluded: HashSet<PathBuf>,
     plan: Plan,
@@ -230,6 +280,7 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
     let mut s = Scanner {
         root,
         seen: HashSet::new(),
+        global: global_excludes(root, config),
         excluded: HashSet::new(),
         plan: Plan::default(),
     };
@@ -258,12 +309,21 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
     }
     if !skip(catalog::EXTRA) && !config.collect.extra_paths.is_empty() {
         s.plan.categories.push(catalog::EXTRA.to_string());
-        let ex = Excludes::new(catalog::EXTRA, &[], config);
+        let ex = Excludes::new(catalog::EXTRA, &[], &s.global);
         for p in &config.collect.extra_paths {
             s.path(catalog::EXTRA, p, &ex);
         }
     }
     s.add_parents();
+    let pass = s
+        .plan
+        .excluded
+        .iter()
+        .find(|x| x.from == FROM_PASSPHRASE && x.entries > 0);
+    if let Some(x) = pass {
+        let why = "passphrase_file is not collected: a key inside the archive travels with the lock it opens";
+        s.plan.warnings.push(Warning::at(&x.exclude, why));
+    }
     if s.plan.pve_tree_from_db {
         // Not absent: its content comes from config.db.
         s.plan.absent.retain(|a| a.path != "/etc/pve");
@@ -273,7 +333,7 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
 
 impl Scanner<'_> {
     fn category(&mut self, cat: &Category, config: &Config, run_commands: bool, facts: &HostFacts) {
-        let ex = Excludes::new(cat.name, cat.exclude, config);
+        let ex = Excludes::new(cat.name, cat.exclude, &self.global);
         for src in cat.sources {
             match src {
                 Source::Path { path } => self.path(cat.name, Path::new(path), &ex),
@@ -283,6 +343,21 @@ impl Scanner<'_> {
                     let start = self.plan.items.len();
                     self.path(cat.name, Path::new(path), &ex);
                     self.list_large(start, *max);
+                }
+                Source::NamedIn { file, names } => {
+                    let text = fs::read(self.root.path(file)).unwrap_or_default();
+                    for named in names.paths(&String::from_utf8_lossy(&text)) {
+                        self.path(cat.name, Path::new(&named), &ex);
+                    }
+                }
+                Source::Nics if self.root.path("/sys/class/net").is_dir() => {
+                    self.plan.nics = Some((cat.name.into(), crate::host::nics(self.root)));
+                }
+                Source::Nics => {}
+                Source::OwnConfig => {
+                    for own in own_config_files(self.root, config) {
+                        self.path(cat.name, &own, &ex);
+                    }
                 }
                 Source::Command { .. } if !run_commands => self.plan.commands_not_run += 1,
                 Source::Command {
@@ -578,8 +653,19 @@ struct ListedFile<'a> {
     sha256: String,
 }
 
-/// Append [`LISTED_PATH`] when the plan lists files; one that cannot be read is a warning.
-pub fn append_listed(s: &mut Session, root: &Root, plan: &Plan) -> Result<(), SessionError> {
+/// Append what the scan generated: the NIC inventory, and [`LISTED_PATH`] when the plan lists files (one
+/// that cannot be read is a warning).
+pub fn append_generated(s: &mut Session, root: &Root, plan: &Plan) -> Result<(), SessionError> {
+    if let Some((category, nics)) = &plan.nics {
+        let json =
+            serde_json::to_vec_pretty(nics).map_err(|e| SessionError::Failed(e.to_string()))?;
+        let path = format!(
+            "{}/{category}/nics.json",
+            crate::archive::format::COMMANDS_DIR
+        );
+        let size = json.len() as u64;
+        s.append_internal(&path, category, "/sys/class/net", &json[..], size)?;
+    }
     let mut out = Vec::new();
     for item in &plan.listed {
         s.check_cancel()?;

@@ -596,7 +596,7 @@ fn append_files(
         let bytes = append_item(s, root, item, found_keys.as_deref_mut())?;
         s.progress.advance(1, bytes);
     }
-    collect::append_listed(s, root, plan)?;
+    collect::append_generated(s, root, plan)?;
     if let Some(snap) = snapshot {
         let opened = snap
             .file

@@ -90,6 +90,12 @@ fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
                     args,
                 } => format!("command {program} {} > {output}", args.join(" ")),
                 Source::Pmxcfs => format!("pmxcfs  {} (online snapshot)", catalog::CONFIG_DB),
+                Source::NamedIn { file, names } => format!("named   in {file} ({names:?})"),
+                Source::Nics => "sysfs   /sys/class/net > nics.json".into(),
+                Source::OwnConfig => {
+                    "named   by proxkeep's config: recipients_file, rclone config (never passphrase_file)"
+                        .into()
+                }
             };
             writeln!(out, "    {line}")?;
         }
@@ -98,9 +104,14 @@ fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
                 .excluded
                 .iter()
                 .find(|x| x.from == c.name && x.exclude == *e);
+            let why = if catalog::is_pmxcfs_virtual(e) {
+                " (on purpose: pmxcfs writes it at run time, it is not in config.db)"
+            } else {
+                ""
+            };
             writeln!(
                 out,
-                "    exclude {e}{}",
+                "    exclude {e}{why}{}",
                 removed.map_or_else(String::new, |x| {
                     format!(" (removed {})", removed_text(x))
                 })

@@ -32,6 +32,19 @@ fn stored(archive: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A JSON file of the archive, read with GNU tar.
+fn json_in(archive: &Path, path: &str) -> serde_json::Value {
+    let out = std::process::Command::new(tool("tar"))
+        .arg("-xOf")
+        .arg(archive)
+        .arg(path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tar -xOf {path}: {err}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `keep` are all stored; no stored path contains one of `gone`.
 fn stored_exactly(paths: &[String], keep: &[&str], gone: &[&str]) {
     for p in keep {
@@ -238,13 +251,7 @@ fn root_home_is_config_and_large_scripts_are_listed_not_stored() {
     ];
     stored_exactly(&paths, &keep, &gone);
     // The vendored binary: path, size and SHA-256, not its bytes.
-    let out = std::process::Command::new(tool("tar"))
-        .arg("-xOf")
-        .arg(&archive)
-        .arg("proxkeep/listed-files.json")
-        .output()
-        .unwrap();
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = json_in(&archive, "proxkeep/listed-files.json");
     assert_eq!(listed[0]["path"], "/usr/local/bin/vendored", "{listed}");
     assert_eq!(listed[0]["size"], 5 << 20);
     let sha = sha256_file(&r.join("usr/local/bin/vendored"));
@@ -299,4 +306,168 @@ fn root_and_every_parent_of_a_collected_path_keep_their_metadata() {
         assert_eq!(md.mode() & 0o7777, mode, "{dir}");
         assert_eq!(md.mtime(), FIXTURE_MTIME, "{dir}");
     }
+}
+
+#[test]
+fn catalog_gaps_are_collected() {
+    let mut env = Env::new("gaps");
+    // recipients_file outside /etc/proxkeep: collected because the config names it.
+    let key = env.path("key.txt");
+    let r = env.run(&["key", "generate", "--out", key.to_str().unwrap()]);
+    let recipients = env.root.join("srv/keys/recipients.txt");
+    fs::write(&recipients, r.expect(0).stdout()).unwrap();
+    env.write_config(&format!(
+        "[encryption]\nrecipients_file = \"{}\"\n",
+        recipients.display()
+    ));
+    env.run(&["backup"]).expect(0);
+    let plain = env.path("plain.tar.zst");
+    let (a, p, k) = (
+        env.only_archive(),
+        plain.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    env.run(&["decrypt", a.to_str().unwrap(), p, "-i", k])
+        .expect(0);
+    let keep = [
+        "etc/proxkeep/proxkeep.toml",
+        "srv/keys/recipients.txt",
+        "etc/crypttab",
+        "etc/keys/data.key",
+        "etc/fstab",
+        "etc/samba/nas.cred",
+        "etc/iscsi/iscsid.conf",
+        "var/lib/iscsi/nodes/iqn.2024-01.lan.nas:target1/10.0.0.5,3260,1/default",
+        "etc/lvm/backup/pve",
+        "etc/lvm/archive/pve_00006-1234567890.vg",
+        "etc/auto.master",
+        "etc/auto.nfs",
+        "etc/multipath.conf",
+        "etc/multipath/wwids",
+        "etc/udev/rules.d/70-persistent-net.rules",
+        "etc/systemd/network/10-lan0.link",
+    ];
+    stored_exactly(&stored(&plain), &keep, &["dev/urandom", "keyfile", "none"]);
+
+    // passphrase_file is never collected, with a one-line warning why (exit 3).
+    let pass = env.root.join("root/.proxkeep-passphrase");
+    fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    env.write_config(&format!(
+        "[encryption]\npassphrase_file = \"{}\"\n",
+        pass.display()
+    ));
+    let dry = env.run(&["backup", "--dry-run", "--json"]).expect(0).json();
+    let pass_rule = "/root/.proxkeep-passphrase";
+    assert_eq!(removed(&dry, "passphrase_file", pass_rule), (1, 25));
+    let run = env.run(&["backup"]);
+    run.expect(3);
+    let err = run.stderr();
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("passphrase_file"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert!(warned[0].contains("not collected"), "{warned:?}");
+
+    // The pmxcfs status files are left out on purpose, and catalog says so.
+    let pve = Env::new("pve-node");
+    let text = pve.run(&["catalog"]).expect(0).stdout();
+    assert!(
+        text.contains("exclude /etc/pve/.version (on purpose: pmxcfs writes it at run time"),
+        "{text}"
+    );
+    assert!(text.contains("path    /etc/vzdump.conf"), "{text}");
+    assert!(text.contains("named   in /etc/crypttab"), "{text}");
+}
+
+/// A /sys-like tree: a PCI NIC and a second one in a bond, the bond in a bridge, loopback.
+fn fake_sys(root: &Path) {
+    use std::os::unix::fs::symlink;
+    let dev = root.join("sys/devices");
+    let nic = |pci: &str, name: &str, mac: &str, driver: &str| {
+        let d = dev.join(format!("pci0000:00/0000:00:1c.0/{pci}"));
+        fs::create_dir_all(d.join("net").join(name)).unwrap();
+        let drv = root.join("sys/bus/pci/drivers").join(driver);
+        fs::create_dir_all(&drv).unwrap();
+        symlink(
+            format!("../../../../bus/pci/drivers/{driver}"),
+            d.join("driver"),
+        )
+        .unwrap();
+        let n = d.join("net").join(name);
+        symlink(format!("../../../{pci}"), n.join("device")).unwrap();
+        fs::write(n.join("address"), format!("{mac}\n")).unwrap();
+        fs::write(n.join("addr_assign_type"), "0\n").unwrap();
+        let link = format!("../../devices/pci0000:00/0000:00:1c.0/{pci}/net/{name}");
+        symlink(link, root.join("sys/class/net").join(name)).unwrap();
+        n
+    };
+    fs::create_dir_all(root.join("sys/class/net")).unwrap();
+    let virt = |name: &str| {
+        let n = dev.join("virtual/net").join(name);
+        fs::create_dir_all(&n).unwrap();
+        let link = format!("../../devices/virtual/net/{name}");
+        symlink(link, root.join("sys/class/net").join(name)).unwrap();
+        n
+    };
+    let eno1 = nic("0000:02:00.0", "eno1", "3c:ec:ef:00:00:01", "igb");
+    let eno2 = nic("0000:02:00.1", "eno2", "3c:ec:ef:00:00:02", "igb");
+    let bond0 = virt("bond0");
+    let vmbr0 = virt("vmbr0");
+    let lo = virt("lo");
+    fs::write(lo.join("address"), "00:00:00:00:00:00\n").unwrap();
+    // eno2 is a bond member: its address is the bond's, its permanent one is in bonding_slave.
+    fs::write(eno2.join("address"), "3c:ec:ef:00:00:01\n").unwrap();
+    fs::write(eno2.join("addr_assign_type"), "3\n").unwrap();
+    fs::create_dir_all(eno2.join("bonding_slave")).unwrap();
+    fs::write(
+        eno2.join("bonding_slave/perm_hwaddr"),
+        "3c:ec:ef:00:00:02\n",
+    )
+    .unwrap();
+    for n in [&eno1, &eno2] {
+        symlink("../../../../../virtual/net/bond0", n.join("master")).unwrap();
+    }
+    fs::create_dir_all(bond0.join("bonding")).unwrap();
+    fs::write(bond0.join("bonding/slaves"), "eno1 eno2\n").unwrap();
+    fs::write(bond0.join("address"), "3c:ec:ef:00:00:01\n").unwrap();
+    fs::write(bond0.join("addr_assign_type"), "3\n").unwrap();
+    symlink("../vmbr0", bond0.join("master")).unwrap();
+    fs::create_dir_all(vmbr0.join("bridge")).unwrap();
+    fs::create_dir_all(vmbr0.join("brif")).unwrap();
+    symlink("../../bond0", vmbr0.join("brif/bond0")).unwrap();
+    fs::write(vmbr0.join("address"), "3c:ec:ef:00:00:01\n").unwrap();
+}
+
+#[test]
+fn nic_inventory_from_sys_class_net() {
+    let env = Env::new("");
+    put(&env.root, "etc/hostname", 4);
+    fake_sys(&env.root);
+    env.run(&["backup"]).expect(0);
+    let archive = env.only_archive();
+    let nics = json_in(&archive, "proxkeep/commands/network/nics.json");
+    let names: Vec<&str> = nics
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bond0", "eno1", "eno2", "vmbr0"], "{nics}");
+    let eno2 = &nics[2];
+    assert_eq!(eno2["kind"], "physical");
+    assert_eq!(eno2["mac"], "3c:ec:ef:00:00:01");
+    assert_eq!(eno2["permanent_mac"], "3c:ec:ef:00:00:02");
+    assert_eq!(eno2["device_path"], "pci0000:00/0000:00:1c.0/0000:02:00.1");
+    assert_eq!(eno2["id_path"], "pci-0000:02:00.1");
+    assert_eq!(eno2["driver"], "igb");
+    assert_eq!(eno2["master"], "bond0");
+    assert_eq!(nics[1]["permanent_mac"], "3c:ec:ef:00:00:01");
+    assert_eq!(nics[0]["kind"], "bond");
+    assert_eq!(nics[0]["members"], serde_json::json!(["eno1", "eno2"]));
+    assert_eq!(nics[0]["master"], "vmbr0");
+    assert_eq!(nics[0]["permanent_mac"], serde_json::Value::Null);
+    assert_eq!(nics[3]["kind"], "bridge");
+    assert_eq!(nics[3]["members"], serde_json::json!(["bond0"]));
+    env.run(&["verify", archive.to_str().unwrap()]).expect(0);
 }
