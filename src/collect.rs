@@ -327,6 +327,9 @@ pub fn scan(root: &Root, facts: &HostFacts, config: &Config) -> Plan {
     if s.plan.pve_tree_from_db {
         // Not absent: its content comes from config.db.
         s.plan.absent.retain(|a| a.path != "/etc/pve");
+        let why = "empty (pmxcfs is not mounted): its tree is rebuilt from config.db, \
+                   not read from a running pve-cluster (start it for a live copy)";
+        s.plan.warnings.push(Warning::at("/etc/pve", why));
     }
     s.plan
 }

@@ -288,9 +288,6 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         plan.warnings
             .extend(key_warnings(ctx, enc, seal.as_ref(), &plan));
     }
-    if plan.pve_tree_from_db {
-        log.warn("/etc/pve is empty (pmxcfs not mounted): its tree will be rebuilt from config.db");
-    }
 
     // Name: start time, bumped past any existing archive of the same second. The stem names the run log
     // too, so a same-second archive of another compression must not share it.

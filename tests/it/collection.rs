@@ -471,3 +471,25 @@ fn nic_inventory_from_sys_class_net() {
     assert_eq!(nics[3]["members"], serde_json::json!(["bond0"]));
     env.run(&["verify", archive.to_str().unwrap()]).expect(0);
 }
+
+#[test]
+fn an_empty_etc_pve_rebuilt_from_config_db_is_a_warning_with_the_reason() {
+    let env = Env::new("pve-node");
+    make_config_db(&env.root);
+    fs::rename(env.root.join("etc/pve"), env.path("pve-away")).unwrap();
+    fs::create_dir(env.root.join("etc/pve")).unwrap();
+    let r = env.run(&["backup", "--json"]);
+    let report = r.expect(3).json();
+    assert_eq!(report["status"], "warning");
+    let warnings = report["warnings"].as_array().unwrap();
+    let pve = warnings.iter().find(|w| w["path"] == "/etc/pve");
+    let message = pve.unwrap_or_else(|| panic!("{report}"))["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("pmxcfs is not mounted"), "{message}");
+    assert!(message.contains("rebuilt from config.db"), "{message}");
+    // The archive says so too.
+    let index = index_of(&env.only_archive());
+    let stored = index["warnings"].as_array().unwrap();
+    assert!(stored.iter().any(|w| w["path"] == "/etc/pve"), "{stored:?}");
+}
