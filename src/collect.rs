@@ -410,8 +410,11 @@ impl Scanner<'_> {
     /// directory (a symlink) is not stored.
     fn add_parents(&mut self) {
         for item in std::mem::take(&mut self.plan.items) {
+            // A known parent had its own parents seen to when it was met (or will, when it comes later).
+            let known = |p: &Path| p.parent().is_none() || self.seen.contains(p);
+            let parent_known = item.host_path.parent().is_none_or(known);
             let parents: Vec<PathBuf> = (item.host_path.ancestors().skip(1))
-                .filter(|a| a.parent().is_some() && !self.seen.contains(*a))
+                .filter(|a| !parent_known && !known(a))
                 .map(Path::to_path_buf)
                 .collect();
             for dir in parents.into_iter().rev() {
