@@ -116,7 +116,8 @@ impl Plan {
 
 impl Plan {
     /// The `n` largest collected trees by file bytes, largest first: stored directories not inside another
-    /// stored one (and files outside any; parents stored only as such do not count), each narrowed to the subdirectory that holds nearly all of it.
+    /// stored one (and files outside any; parents stored only as such do not count), each narrowed to the
+    /// subdirectory that holds nearly all of it.
     pub fn largest(&self, n: usize) -> Vec<(PathBuf, u64)> {
         let dirs: HashSet<&Path> = (self.items.iter())
             .filter(|i| i.kind == Kind::Dir && !self.parents.contains(&i.host_path))
