@@ -25,6 +25,22 @@ pub enum Source {
     /// A glob over absolute host paths; wildcards only in the last components (`/etc/systemd/system/*.mount`).
     /// A matching directory is collected whole.
     Glob { pattern: &'static str },
+    /// A glob as [`Source::Glob`], but a matching directory whose files total more than `max` bytes is left
+    /// out (`catalog` and `--dry-run` name it): dot-directories of root's home are config up to a size.
+    SmallDirs { pattern: &'static str, max: u64 },
+    /// A tree as [`Source::Path`], but a file over `max` bytes (a vendored binary) is not stored: its path,
+    /// size and SHA-256 are listed in `proxkeep/listed-files.json`.
+    Listing { path: &'static str, max: u64 },
+    /// The files another file names, each collected as a [`Source::Path`]: key files in `/etc/crypttab`,
+    /// `credentials=` files in `/etc/fstab`.
+    NamedIn { file: &'static str, names: Names },
+    /// The files proxkeep's own config names: `[encryption] recipients_file`, and with `[[remote]]`s the
+    /// rclone config (`$RCLONE_CONFIG`, else root's). `passphrase_file` never: the key must not travel
+    /// inside the archive it opens.
+    OwnConfig,
+    /// Network interfaces from `/sys/class/net` under the root (name, permanent MAC, PCI path, driver, bond
+    /// and bridge membership), stored as `proxkeep/commands/<category>/nics.json`.
+    Nics,
     /// A command whose stdout is stored as `proxkeep/commands/<category>/<output>`.
     Command {
         output: &'static str,
@@ -34,6 +50,46 @@ pub enum Source {
     /// Consistent snapshot of `/var/lib/pve-cluster/config.db` (SQLite online backup), stored as
     /// `proxkeep/pmxcfs/config.db`; also rebuilds `/etc/pve` from it when the mount is empty.
     Pmxcfs,
+}
+
+/// How a [`Source::NamedIn`] file names other files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Names {
+    /// crypttab(5): the third field, unless `none`, `-`, a device or a key on another device (`path:dev`).
+    CrypttabKeys,
+    /// fstab(5): `credentials=` / `cred=` in the options (CIFS).
+    FstabCredentials,
+}
+
+impl Names {
+    /// The absolute paths `text` (the naming file's content) names.
+    pub fn paths(self, text: &str) -> Vec<String> {
+        let lines = text.lines().map(str::trim);
+        let fields = lines
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split_whitespace().collect());
+        let named = fields.flat_map(|f: Vec<&str>| match self {
+            Names::CrypttabKeys => f
+                .get(2)
+                .map(|k| k.to_string())
+                .into_iter()
+                .collect::<Vec<_>>(),
+            Names::FstabCredentials => (f.get(3).into_iter())
+                .flat_map(|o| o.split(','))
+                .filter_map(|o| o.strip_prefix("credentials=").or(o.strip_prefix("cred=")))
+                .map(String::from)
+                .collect(),
+        });
+        let usable = |p: &String| {
+            p.starts_with('/')
+                && !p.contains(':')
+                && !["/dev/", "/proc/", "/sys/"]
+                    .iter()
+                    .any(|d| p.starts_with(d))
+        };
+        named.filter(usable).collect()
+    }
 }
 
 /// A named group of sources that backup and restore handle as a unit.
@@ -78,6 +134,54 @@ const PVE_CLUSTER_EXCLUDE: &[&str] = &[
     "/etc/pve/.clusterlog",
     "/etc/pve/.rrd",
     "/etc/pve/.debug",
+];
+
+/// Left out of root's home: not configuration, and often most of its bytes.
+const ROOT_HOME_EXCLUDE: &[&str] = &[
+    // caches and trash
+    "/root/.cache",
+    "/root/.ccache",
+    "/root/.local/share/Trash",
+    "/root/.Trash",
+    // toolchains and language package stores
+    "/root/.cargo",
+    "/root/.rustup",
+    "/root/.npm",
+    "/root/.nvm",
+    "/root/.yarn",
+    "/root/.pnpm-store",
+    "/root/.local/share/pnpm",
+    "/root/.bun",
+    "/root/.deno",
+    "/root/.pyenv",
+    "/root/.local/lib",
+    "/root/.local/pipx",
+    "/root/.conda",
+    "/root/.m2",
+    "/root/.gradle",
+    "/root/.ivy2",
+    "/root/.sbt",
+    "/root/.go",
+    "/root/.dotnet",
+    "/root/.nuget",
+    "/root/.cpan",
+    "/root/.ghcup",
+    "/root/.stack",
+    "/root/.opam",
+    "/root/.sdkman",
+    // editor servers
+    "/root/.vscode-server",
+    "/root/.vscode-remote-containers",
+    "/root/.cursor-server",
+    "/root/.windsurf-server",
+    "/root/.local/share/nvim",
+    // histories
+    "/root/.*_history",
+    "/root/.history",
+    "/root/.lesshst",
+    "/root/.viminfo",
+    "/root/.wget-hsts",
+    "/root/.local/share/fish/fish_history",
 ];
 
 const fn p(path: &'static str) -> Source {
@@ -201,7 +305,7 @@ pub const CATEGORIES: &[Category] = &[
     },
     Category {
         name: "network",
-        description: "interfaces, systemd-networkd and .link pinning, hosts, hostname, resolver, FRR",
+        description: "interfaces, systemd-networkd and .link pinning, hosts, hostname, resolver, FRR, NIC inventory",
         applies: Applies::Any,
         sources: &[
             p("/etc/network"),
@@ -211,6 +315,7 @@ pub const CATEGORIES: &[Category] = &[
             p("/etc/hostname"),
             p("/etc/resolv.conf"),
             p("/etc/frr"),
+            Source::Nics,
             c("ip-addr.json", "ip", &["-j", "addr"]),
             c("ip-link.json", "ip", &["-j", "-d", "link"]),
             c(
@@ -223,18 +328,28 @@ pub const CATEGORIES: &[Category] = &[
     },
     Category {
         name: "storage-stack",
-        description: "fstab, crypttab, iSCSI, multipath, mdadm, LVM config, mount units",
+        description: "fstab, crypttab and the key and credentials files they name, iSCSI, multipath, autofs, mdadm, LVM config and metadata backups, mount units",
         applies: Applies::Any,
         sources: &[
             p("/etc/fstab"),
             p("/etc/crypttab"),
+            Source::NamedIn {
+                file: "/etc/crypttab",
+                names: Names::CrypttabKeys,
+            },
+            Source::NamedIn {
+                file: "/etc/fstab",
+                names: Names::FstabCredentials,
+            },
             p("/etc/iscsi"),
-            p("/etc/multipath"),
-            p("/etc/multipath.conf"),
+            p("/var/lib/iscsi"),
+            g("/etc/multipath*"),
+            g("/etc/auto.*"),
             p("/etc/mdadm"),
             p("/etc/lvm/lvm.conf"),
             p("/etc/lvm/lvmlocal.conf"),
             p("/etc/lvm/backup"),
+            p("/etc/lvm/archive"),
             g("/etc/systemd/system/*.mount"),
             g("/etc/systemd/system/*.automount"),
             c("lsblk.json", "lsblk", &["-J", "-O"]),
@@ -306,9 +421,9 @@ pub const CATEGORIES: &[Category] = &[
     },
     Category {
         name: "ssh",
-        description: "sshd config and host keys, root's keys and known hosts",
+        description: "sshd config and host keys, root's and every user's keys and known hosts",
         applies: Applies::Any,
-        sources: &[p("/etc/ssh"), p("/root/.ssh")],
+        sources: &[p("/etc/ssh"), p("/root/.ssh"), g("/home/*/.ssh")],
         exclude: &[],
     },
     Category {
@@ -402,24 +517,39 @@ pub const CATEGORIES: &[Category] = &[
         exclude: &[],
     },
     Category {
-        name: "root-home",
-        description: "root's dotfiles and ~/.config",
+        name: "proxkeep",
+        description: "proxkeep's own config and the files it names (never the passphrase file)",
         applies: Applies::Any,
-        sources: &[g("/root/.*"), p("/root/.config")],
-        // Caches and histories of tools are not configuration.
-        exclude: &[
-            "/root/.cache",
-            "/root/.local/share/Trash",
-            "/root/.npm",
-            "/root/.cargo",
-            "/root/.rustup",
+        sources: &[p("/etc/proxkeep"), Source::OwnConfig],
+        exclude: &[],
+    },
+    Category {
+        name: "root-home",
+        description: "root's configuration: dotfiles, ~/.config, dot-directories up to 16 MiB",
+        applies: Applies::Any,
+        sources: &[
+            p("/root/.config"),
+            Source::SmallDirs {
+                pattern: "/root/.*",
+                max: 16 << 20,
+            },
         ],
+        exclude: ROOT_HOME_EXCLUDE,
     },
     Category {
         name: "local-scripts",
-        description: "admin scripts in /usr/local/bin and /usr/local/sbin",
+        description: "admin scripts in /usr/local/bin and /usr/local/sbin (files over 4 MiB listed, not stored)",
         applies: Applies::Any,
-        sources: &[p("/usr/local/bin"), p("/usr/local/sbin")],
+        sources: &[
+            Source::Listing {
+                path: "/usr/local/bin",
+                max: 4 << 20,
+            },
+            Source::Listing {
+                path: "/usr/local/sbin",
+                max: 4 << 20,
+            },
+        ],
         exclude: &[],
     },
     Category {
@@ -481,6 +611,19 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
+    fn named_files_of_crypttab_and_fstab() {
+        let crypttab = "# name dev key opts\ncrypt1 UUID=a /etc/keys/c1.key luks\nswap /dev/sdb2 /dev/urandom swap\n\
+                        c2 UUID=b none luks\nc3 UUID=c /k.key:LABEL=usb luks\nc4 UUID=d - luks\n";
+        assert_eq!(Names::CrypttabKeys.paths(crypttab), ["/etc/keys/c1.key"]);
+        let fstab = "//nas/s /mnt/s cifs credentials=/root/.smb,uid=0 0 0\n//n/t /mnt/t cifs rw,cred=/etc/t.cred 0 0\n\
+                     UUID=x / ext4 defaults 0 1\n";
+        assert_eq!(
+            Names::FstabCredentials.paths(fstab),
+            ["/root/.smb", "/etc/t.cred"]
+        );
+    }
+
+    #[test]
     fn names_are_unique_and_kebab_case() {
         let mut seen = HashSet::new();
         for name in category_names() {
@@ -499,12 +642,18 @@ mod tests {
             for src in cat.sources {
                 match src {
                     Source::Path { path } => assert!(path.starts_with('/'), "{path}"),
-                    Source::Glob { pattern } => assert!(pattern.starts_with('/'), "{pattern}"),
+                    Source::Glob { pattern } | Source::SmallDirs { pattern, .. } => {
+                        assert!(pattern.starts_with('/'), "{pattern}")
+                    }
+                    Source::Listing { path, .. } => assert!(path.starts_with('/'), "{path}"),
                     Source::Command { output, .. } => {
                         assert!(outputs.insert(*output), "{}: {output} twice", cat.name);
                         assert!(!output.contains('/'));
                     }
                     Source::Pmxcfs => assert_eq!(cat.name, "pve-cluster"),
+                    Source::NamedIn { file, .. } => assert!(file.starts_with('/'), "{file}"),
+                    Source::OwnConfig => assert_eq!(cat.name, "proxkeep"),
+                    Source::Nics => assert_eq!(cat.name, "network"),
                 }
             }
             for ex in cat.exclude {
@@ -524,7 +673,8 @@ mod tests {
             .flat_map(|c| c.sources)
             .filter_map(|s| match s {
                 Source::Path { path } => Some(*path),
-                Source::Glob { pattern } => Some(*pattern),
+                Source::Glob { pattern } | Source::SmallDirs { pattern, .. } => Some(*pattern),
+                Source::Listing { path, .. } => Some(*path),
                 _ => None,
             })
             .collect();
@@ -544,6 +694,13 @@ mod tests {
             "/etc/kernel",
             "/etc/ssh",
             "/root/.ssh",
+            "/home/*/.ssh",
+            "/root/.*",
+            "/etc/proxkeep",
+            "/var/lib/iscsi",
+            "/etc/lvm/archive",
+            "/etc/auto.*",
+            "/etc/multipath*",
             "/etc/shadow",
             "/usr/local/sbin",
         ] {

@@ -10,9 +10,10 @@ use crate::catalog::{self, Category, Source};
 use crate::config::Config;
 use crate::host::{HostFacts, Root};
 use crate::runner::CommandSpec;
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use crate::units::format_size;
+use globset::{Glob, GlobBuilder, GlobMatcher};
 use rustix::fs::OFlags;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -63,6 +64,14 @@ pub struct Plan {
     pub absent: Vec<Absent>,
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<Warning>,
+    /// What each exclude removed, in the order first met.
+    pub excluded: Vec<Excluded>,
+    /// Directories stored only because a collected path is under them (`/root`, `/etc`).
+    pub parents: HashSet<PathBuf>,
+    /// The category and interfaces of [`Source::Nics`], when the root has a `/sys/class/net`.
+    pub nics: Option<(String, Vec<crate::host::Nic>)>,
+    /// Files over their source's size limit: listed in [`LISTED_PATH`] with size and SHA-256, not stored.
+    pub listed: Vec<Item>,
     /// proxkeep's own paths under the root, left out wherever they are.
     pub never_collected: Vec<NeverCollected>,
 }
@@ -157,6 +166,49 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The `n` largest collected trees by file bytes, largest first: stored directories not inside another
+    /// stored one (and files outside any; parents stored only as such do not count), each narrowed to the
+    /// subdirectory that holds nearly all of it.
+    pub fn largest(&self, n: usize) -> Vec<(PathBuf, u64)> {
+        let dirs: HashSet<&Path> = (self.items.iter())
+            .filter(|i| i.kind == Kind::Dir && !self.parents.contains(&i.host_path))
+            .map(|i| i.host_path.as_path())
+            .collect();
+        let mut size: HashMap<&Path, u64> = HashMap::new();
+        let mut children: HashMap<&Path, Vec<&Path>> = HashMap::new();
+        let mut tops = Vec::new();
+        for item in &self.items {
+            let p = item.host_path.as_path();
+            if self.parents.contains(p) {
+                continue;
+            }
+            match p.parent().filter(|d| dirs.contains(d)) {
+                Some(d) if item.kind == Kind::Dir => children.entry(d).or_default().push(p),
+                Some(_) => {}
+                None => tops.push(p),
+            }
+            for a in p.ancestors().filter(|a| *a == p || dirs.contains(a)) {
+                *size.entry(a).or_default() += item.size;
+            }
+        }
+        let bytes = |p: &Path| size.get(p).copied().unwrap_or(0);
+        let mut out: Vec<(PathBuf, u64)> = (tops.into_iter())
+            .map(|mut d| {
+                let kids = |d: &Path| children.get(d).into_iter().flatten().copied();
+                while let Some(c) = kids(d).find(|c| bytes(c) * 10 >= bytes(d) * 9) {
+                    d = c;
+                }
+                (d.to_path_buf(), bytes(d))
+            })
+            .filter(|(_, b)| *b > 0)
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(n);
+        out
+    }
+}
+
 fn slot<'a>(out: &'a mut Vec<CategoryCount>, category: &str) -> &'a mut CategoryCount {
     let i = out.iter().position(|c| c.category == category);
     let i = i.unwrap_or_else(|| {
@@ -170,22 +222,109 @@ fn slot<'a>(out: &'a mut Vec<CategoryCount>, category: &str) -> &'a mut Category
     &mut out[i]
 }
 
-/// Build the exclude matcher: the category's own excludes plus the configured ones.
-fn excludes(cat_excludes: &[&str], config: &Config) -> GlobSet {
-    let mut b = GlobSetBuilder::new();
-    let configured = config.collect.exclude.iter().map(String::as_str);
-    for pat in cat_excludes.iter().copied().chain(configured) {
-        // Config globs were validated at load time; catalog globs by a unit test.
-        if let Ok(g) = GlobBuilder::new(pat).literal_separator(true).build() {
-            b.add(g);
-        }
-    }
-    b.build().unwrap_or_else(|_| GlobSet::empty())
+/// What one exclude removed from the collection.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Excluded {
+    pub exclude: String,
+    /// The category whose catalog entry names it, or `config` for `[collect] exclude`.
+    pub from: String,
+    /// Files, directories and links left out, everything under an excluded directory included.
+    pub entries: u64,
+    /// File bytes left out.
+    pub bytes: u64,
 }
 
+/// Where a configured exclude comes from, in [`Excluded::from`].
+pub const FROM_CONFIG: &str = "config";
+
+/// The excludes of one category: its own, then the configured ones. Each names a path (a file, or a
+/// directory and everything under it) or is a glob over absolute host paths.
+struct Excludes {
+    rules: Vec<(String, &'static str, GlobMatcher)>,
+}
+
+/// Where the passphrase file's exclusion comes from, in [`Excluded::from`].
+pub const FROM_PASSPHRASE: &str = "passphrase_file";
+
+/// A host path for `p`, a path on the host or one under the root (`--root DIR`).
+fn host_path(root: &Root, p: &Path) -> PathBuf {
+    p.strip_prefix(root.dir())
+        .map_or_else(|_| p.to_path_buf(), |rel| Path::new("/").join(rel))
+}
+
+/// The excludes of every category: `[collect] exclude`, and the passphrase file (never collected: the key
+/// must not travel inside the archive it opens).
+fn global_excludes(root: &Root, config: &Config) -> Vec<(String, &'static str)> {
+    let configured = config
+        .collect
+        .exclude
+        .iter()
+        .map(|e| (e.clone(), FROM_CONFIG));
+    let pass = config
+        .encryption
+        .as_ref()
+        .and_then(|e| e.passphrase_file.as_ref());
+    let pass = pass.map(|p| {
+        (
+            globset::escape(&host_path(root, p).to_string_lossy()),
+            FROM_PASSPHRASE,
+        )
+    });
+    configured.chain(pass).collect()
+}
+
+/// The files proxkeep's config names (see [`Source::OwnConfig`]), as host paths.
+fn own_config_files(root: &Root, config: &Config) -> Vec<PathBuf> {
+    let recipients = config
+        .encryption
+        .as_ref()
+        .and_then(|e| e.recipients_file.as_ref());
+    let rclone = (!config.remote.is_empty()).then(|| {
+        std::env::var_os("RCLONE_CONFIG").map_or_else(
+            || PathBuf::from("/root/.config/rclone/rclone.conf"),
+            PathBuf::from,
+        )
+    });
+    let paths = recipients.cloned().into_iter().chain(rclone);
+    paths.map(|p| host_path(root, &p)).collect()
+}
+
+impl Excludes {
+    fn new(
+        category: &'static str,
+        cat_excludes: &[&str],
+        global: &[(String, &'static str)],
+    ) -> Excludes {
+        let own = cat_excludes.iter().map(|p| (*p, category));
+        let configured = global.iter().map(|(p, from)| (p.as_str(), *from));
+        // Config globs were validated at load time; catalog globs by a unit test.
+        let rules = own
+            .chain(configured)
+            .filter_map(|(pat, from)| {
+                let g = GlobBuilder::new(pat).literal_separator(true).build().ok()?;
+                Some((pat.to_string(), from, g.compile_matcher()))
+            })
+            .collect();
+        Excludes { rules }
+    }
+
+    /// The first rule matching `host` itself.
+    fn matching(&self, host: &Path) -> Option<usize> {
+        self.rules.iter().position(|r| r.2.is_match(host))
+    }
+
+    /// The first rule matching `host` or one of its parent directories.
+    fn covering(&self, host: &Path) -> Option<usize> {
+        host.ancestors().find_map(|p| self.matching(p))
+    }
+}
 struct Scanner<'a> {
     root: &'a Root,
     seen: HashSet<PathBuf>,
+    /// Rules of every category (see [`global_excludes`]).
+    global: Vec<(String, &'static str)>,
+    /// Paths already counted in `plan.excluded`.
+    excluded: HashSet<PathBuf>,
     plan: Plan,
 }
 
@@ -200,6 +339,8 @@ pub fn scan_with(root: &Root, facts: &HostFacts, config: &Config, dir: Option<&P
     let mut s = Scanner {
         root,
         seen: HashSet::new(),
+        global: global_excludes(root, config),
+        excluded: HashSet::new(),
         plan: Plan {
             never_collected,
             ..Plan::default()
@@ -212,6 +353,14 @@ pub fn scan_with(root: &Root, facts: &HostFacts, config: &Config, dir: Option<&P
         crate::config::RunCommands::Auto => root.is_system_root(),
     };
     let skip = |name: &str| config.collect.skip_categories.iter().any(|s| s == name);
+    // Every configured exclude is shown, the ones that removed nothing too (a typo shows as 0).
+    s.plan.excluded = (config.collect.exclude.iter())
+        .map(|e| Excluded {
+            exclude: e.clone(),
+            from: FROM_CONFIG.into(),
+            ..Default::default()
+        })
+        .collect();
 
     for cat in catalog::CATEGORIES {
         if !cat.applies_to(pve, pbs) || skip(cat.name) {
@@ -222,14 +371,27 @@ pub fn scan_with(root: &Root, facts: &HostFacts, config: &Config, dir: Option<&P
     }
     if !skip(catalog::EXTRA) && !config.collect.extra_paths.is_empty() {
         s.plan.categories.push(catalog::EXTRA.to_string());
-        let ex = excludes(&[], config);
+        let ex = Excludes::new(catalog::EXTRA, &[], &s.global);
         for p in &config.collect.extra_paths {
             s.path(catalog::EXTRA, p, &ex);
         }
     }
+    s.add_parents();
+    let pass = s
+        .plan
+        .excluded
+        .iter()
+        .find(|x| x.from == FROM_PASSPHRASE && x.entries > 0);
+    if let Some(x) = pass {
+        let why = "passphrase_file is not collected: a key inside the archive travels with the lock it opens";
+        s.plan.warnings.push(Warning::at(&x.exclude, why));
+    }
     if s.plan.pve_tree_from_db {
         // Not absent: its content comes from config.db.
         s.plan.absent.retain(|a| a.path != "/etc/pve");
+        let why = "empty (pmxcfs is not mounted): its tree is rebuilt from config.db, \
+                   not read from a running pve-cluster (start it for a live copy)";
+        s.plan.warnings.push(Warning::at("/etc/pve", why));
     }
     s.plan
 }
@@ -241,11 +403,32 @@ fn never(own: &[NeverCollected], host: &Path) -> bool {
 
 impl Scanner<'_> {
     fn category(&mut self, cat: &Category, config: &Config, run_commands: bool, facts: &HostFacts) {
-        let ex = excludes(cat.exclude, config);
+        let ex = Excludes::new(cat.name, cat.exclude, &self.global);
         for src in cat.sources {
             match src {
                 Source::Path { path } => self.path(cat.name, Path::new(path), &ex),
-                Source::Glob { pattern } => self.glob(cat.name, pattern, &ex),
+                Source::Glob { pattern } => self.glob(cat.name, pattern, &ex, None),
+                Source::SmallDirs { pattern, max } => self.glob(cat.name, pattern, &ex, Some(*max)),
+                Source::Listing { path, max } => {
+                    let start = self.plan.items.len();
+                    self.path(cat.name, Path::new(path), &ex);
+                    self.list_large(start, *max);
+                }
+                Source::NamedIn { file, names } => {
+                    let text = fs::read(self.root.path(file)).unwrap_or_default();
+                    for named in names.paths(&String::from_utf8_lossy(&text)) {
+                        self.path(cat.name, Path::new(&named), &ex);
+                    }
+                }
+                Source::Nics if self.root.path("/sys/class/net").is_dir() => {
+                    self.plan.nics = Some((cat.name.into(), crate::host::nics(self.root)));
+                }
+                Source::Nics => {}
+                Source::OwnConfig => {
+                    for own in own_config_files(self.root, config) {
+                        self.path(cat.name, &own, &ex);
+                    }
+                }
                 Source::Command { .. } if !run_commands => self.plan.commands_not_run += 1,
                 Source::Command {
                     output,
@@ -271,11 +454,14 @@ impl Scanner<'_> {
         }
     }
 
-    fn path(&mut self, category: &str, host: &Path, ex: &GlobSet) {
+    fn path(&mut self, category: &str, host: &Path, ex: &Excludes) {
         if never(&self.plan.never_collected, host) {
             return;
         }
         let fs_path = self.root.path(host);
+        if let Some(rule) = ex.covering(host) {
+            return self.exclude(ex, rule, host, &fs_path);
+        }
         match std::fs::symlink_metadata(&fs_path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.plan.absent.push(Absent {
@@ -285,9 +471,105 @@ impl Scanner<'_> {
             }
             Err(e) => self.stat_failed(host, e),
             Ok(md) if md.is_dir() => self.tree(category, host, &fs_path, ex),
-            Ok(md) if !ex.is_match(host) => self.add(category, host.to_path_buf(), &md),
-            Ok(_) => {}
+            Ok(md) => self.add(category, host.to_path_buf(), &md),
         }
+    }
+
+    /// Every parent directory of a collected path is stored too, before its first child, so a restore into
+    /// an empty target recreates `/root` 0700 rather than with a default mode. A parent that is not a
+    /// directory (a symlink) is not stored.
+    fn add_parents(&mut self) {
+        for item in std::mem::take(&mut self.plan.items) {
+            // A known parent had its own parents seen to when it was met (or will, when it comes later).
+            let known = |p: &Path| p.parent().is_none() || self.seen.contains(p);
+            let parent_known = item.host_path.parent().is_none_or(known);
+            let parents: Vec<PathBuf> = (item.host_path.ancestors().skip(1))
+                .filter(|a| !parent_known && !known(a))
+                .map(Path::to_path_buf)
+                .collect();
+            for dir in parents.into_iter().rev() {
+                match fs::symlink_metadata(self.root.path(&dir)) {
+                    Ok(md) if md.is_dir() => {
+                        self.plan.parents.insert(dir.clone());
+                        self.add(&item.category, dir, &md);
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.stat_failed(&dir, e),
+                }
+            }
+            self.plan.items.push(item);
+        }
+    }
+
+    /// Count what `rule` leaves out at `host` (a whole tree for a directory), once per path.
+    fn exclude(&mut self, ex: &Excludes, rule: usize, host: &Path, fs_path: &Path) {
+        if !self.excluded.insert(host.to_path_buf()) {
+            return;
+        }
+        let (exclude, from, _) = &ex.rules[rule];
+        let x = self.left_out(exclude, from);
+        let walker = walkdir::WalkDir::new(fs_path).same_file_system(true);
+        for md in walker
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+        {
+            x.entries += 1;
+            x.bytes += if md.is_file() { md.len() } else { 0 };
+        }
+    }
+
+    /// The [`Excluded`] record of `exclude` from `from`, created empty when new.
+    fn left_out(&mut self, exclude: &str, from: &str) -> &mut Excluded {
+        let excluded = &mut self.plan.excluded;
+        let i = excluded
+            .iter()
+            .position(|x| x.exclude == exclude && x.from == from);
+        let i = i.unwrap_or_else(|| {
+            excluded.push(Excluded {
+                exclude: exclude.into(),
+                from: from.into(),
+                ..Default::default()
+            });
+            excluded.len() - 1
+        });
+        &mut excluded[i]
+    }
+
+    /// Items added since `start`: a tree whose files total more than `max` is taken back out, named.
+    fn bound_tree(&mut self, start: usize, category: &str, host: &Path, max: u64) {
+        let added = &self.plan.items[start..];
+        let bytes: u64 = added.iter().map(|i| i.size).sum();
+        if bytes <= max {
+            return;
+        }
+        let entries = added.len() as u64;
+        for item in self.plan.items.drain(start..) {
+            self.seen.remove(&item.host_path);
+        }
+        let why = format!("{} (over {})", host.display(), format_size(max));
+        let x = self.left_out(&why, category);
+        x.entries += entries;
+        x.bytes += bytes;
+    }
+
+    /// Files added since `start` that are over `max`: moved to `plan.listed`, named.
+    fn list_large(&mut self, start: usize, max: u64) {
+        let large = |i: &Item| i.kind == Kind::File && i.size > max;
+        let (listed, kept) = self.plan.items.drain(start..).partition(large);
+        let kept: Vec<Item> = kept;
+        self.plan.items.extend(kept);
+        for item in &listed {
+            let what = format!(
+                "listed with its SHA-256, not stored: over {}",
+                format_size(max)
+            );
+            let why = format!("{} ({what})", item.host_path.display());
+            let x = self.left_out(&why, &item.category);
+            x.entries += 1;
+            x.bytes += item.size;
+        }
+        self.plan.listed.extend(listed);
     }
 
     fn stat_failed(&mut self, host: &Path, e: impl std::fmt::Display) {
@@ -295,28 +577,38 @@ impl Scanner<'_> {
         self.plan.warnings.push(warning);
     }
 
-    fn tree(&mut self, category: &str, host: &Path, fs_path: &Path, ex: &GlobSet) {
-        let own = self.plan.never_collected.clone();
-        let walker = walkdir::WalkDir::new(fs_path)
+    fn tree(&mut self, category: &str, host: &Path, fs_path: &Path, ex: &Excludes) {
+        let host_of = |p: &Path| match p.strip_prefix(fs_path) {
+            Ok(rel) if !rel.as_os_str().is_empty() => host.join(rel),
+            _ => host.to_path_buf(),
+        };
+        let mut walker = walkdir::WalkDir::new(fs_path)
             .follow_links(false)
             .same_file_system(true)
             .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| {
-                let rel = e.path().strip_prefix(fs_path).unwrap_or(Path::new(""));
-                !ex.is_match(host.join(rel))
-                    && !never(&own, &host.join(rel))
-                    && !catalog::is_pmxcfs_virtual(&host.join(rel).to_string_lossy())
-            });
-        for entry in walker {
+            .into_iter();
+        while let Some(entry) = walker.next() {
+            if let Ok(e) = &entry
+                && never(&self.plan.never_collected, &host_of(e.path()))
+            {
+                if e.file_type().is_dir() {
+                    walker.skip_current_dir();
+                }
+                continue;
+            }
             match entry {
                 Ok(e) => {
-                    let rel = e.path().strip_prefix(fs_path).unwrap_or(Path::new(""));
-                    let host_path = if rel.as_os_str().is_empty() {
-                        host.to_path_buf()
-                    } else {
-                        host.join(rel)
-                    };
+                    let host_path = host_of(e.path());
+                    if let Some(rule) = ex.matching(&host_path) {
+                        self.exclude(ex, rule, &host_path, e.path());
+                        if e.file_type().is_dir() {
+                            walker.skip_current_dir();
+                        }
+                        continue;
+                    }
+                    if catalog::is_pmxcfs_virtual(&host_path.to_string_lossy()) {
+                        continue;
+                    }
                     match e.metadata() {
                         Ok(md) => self.add(category, host_path, &md),
                         Err(err) => self.stat_failed(&host_path, err),
@@ -335,7 +627,8 @@ impl Scanner<'_> {
         }
     }
 
-    fn glob(&mut self, category: &str, pattern: &str, ex: &GlobSet) {
+    /// The paths matching `pattern`; with `dir_max`, a matching directory holding more file bytes is left out.
+    fn glob(&mut self, category: &str, pattern: &str, ex: &Excludes, dir_max: Option<u64>) {
         let Ok(glob) = GlobBuilder::new(pattern)
             .literal_separator(true)
             .build()
@@ -367,8 +660,13 @@ impl Scanner<'_> {
         {
             let rel = e.path().strip_prefix(&fs_base).unwrap_or(Path::new(""));
             let host = base.join(rel);
-            if glob.is_match(&host) {
-                self.path(category, &host, ex);
+            if !glob.is_match(&host) || self.seen.contains(&host) {
+                continue;
+            }
+            let start = self.plan.items.len();
+            self.path(category, &host, ex);
+            if let Some(max) = dir_max.filter(|_| e.file_type().is_dir()) {
+                self.bound_tree(start, category, &host, max);
             }
         }
     }
@@ -425,6 +723,56 @@ pub fn append_item(
             Ok(0)
         }
     }
+}
+
+/// Where the files over their source's size limit are listed: path, category, size and SHA-256 of each.
+pub const LISTED_PATH: &str = "proxkeep/listed-files.json";
+
+#[derive(serde::Serialize)]
+struct ListedFile<'a> {
+    path: String,
+    category: &'a str,
+    size: u64,
+    sha256: String,
+}
+
+/// Append what the scan generated: the NIC inventory, and [`LISTED_PATH`] when the plan lists files (one
+/// that cannot be read is a warning).
+pub fn append_generated(s: &mut Session, root: &Root, plan: &Plan) -> Result<(), SessionError> {
+    if let Some((category, nics)) = &plan.nics {
+        let json =
+            serde_json::to_vec_pretty(nics).map_err(|e| SessionError::Failed(e.to_string()))?;
+        let path = format!(
+            "{}/{category}/nics.json",
+            crate::archive::format::COMMANDS_DIR
+        );
+        let size = json.len() as u64;
+        s.append_internal(&path, category, "/sys/class/net", &json[..], size)?;
+    }
+    let mut out = Vec::new();
+    for item in &plan.listed {
+        s.check_cancel()?;
+        let path = item.host_path.display().to_string();
+        let hashed = open_no_follow(&root.path(&item.host_path)).and_then(crate::fsx::hash_reader);
+        match hashed {
+            Ok((sha256, size)) => out.push(ListedFile {
+                path,
+                category: &item.category,
+                size,
+                sha256,
+            }),
+            Err(e) => s.warn(
+                Some(path),
+                not_stored(e, "unreadable").replace("stored", "listed"),
+            ),
+        }
+    }
+    let Some(first) = plan.listed.first() else {
+        return Ok(());
+    };
+    let json = serde_json::to_vec_pretty(&out).map_err(|e| SessionError::Failed(e.to_string()))?;
+    let size = json.len() as u64;
+    s.append_internal(LISTED_PATH, &first.category, "listed", &json[..], size)
 }
 
 /// The entry stored, or why nothing was.

@@ -234,6 +234,21 @@ pub fn parse_dpkg_status(text: &str) -> HashMap<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nics_of_this_machine() {
+        // The real /sys, read only: every interface but loopback, each with a name and a kind.
+        let found = nics(&Root::new("/"));
+        let listed = std::fs::read_dir("/sys/class/net").map_or(0, |rd| {
+            rd.flatten().filter(|e| e.file_name() != "lo").count()
+        });
+        assert_eq!(found.len(), listed, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .all(|n| !n.name.is_empty() && !n.kind.is_empty())
+        );
+    }
+
     use super::*;
 
     #[test]
@@ -274,5 +289,104 @@ mod tests {
         assert!(!facts.pve_mounted);
         std::fs::write(t.path().join("etc/hostname"), "PVE1.example.com\n").unwrap();
         assert_eq!(hostname(&root), "pve1");
+    }
+}
+
+/// One network interface as `/sys/class/net` describes it: what the rebuild night needs to pin names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Nic {
+    pub name: String,
+    /// `physical` (has a device), `bond`, `bridge` or `virtual`.
+    pub kind: &'static str,
+    pub mac: Option<String>,
+    /// The burnt-in address: a bond member's `bonding_slave/perm_hwaddr`, else `address` when
+    /// `addr_assign_type` is 0 (permanent).
+    pub permanent_mac: Option<String>,
+    /// The device's path under /sys/devices (`pci0000:00/0000:00:1c.0/0000:02:00.0`).
+    pub device_path: Option<String>,
+    /// udev's `ID_PATH` for a PCI device (`pci-0000:02:00.0`).
+    pub id_path: Option<String>,
+    pub driver: Option<String>,
+    /// The bond or bridge this interface is a member of.
+    pub master: Option<String>,
+    /// A bond's slaves or a bridge's ports.
+    pub members: Vec<String>,
+}
+
+/// The interfaces under `<root>/sys/class/net`, by name (loopback left out); empty when there is no /sys.
+pub fn nics(root: &Root) -> Vec<Nic> {
+    let class = root.path("/sys/class/net");
+    let Ok(entries) = std::fs::read_dir(&class) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo")
+        .collect();
+    names.sort();
+    names.iter().map(|n| nic(&class.join(n), n)).collect()
+}
+
+fn nic(dir: &Path, name: &str) -> Nic {
+    let text = |f: &str| {
+        let t = std::fs::read_to_string(dir.join(f)).ok()?;
+        Some(t.trim().to_string()).filter(|t| !t.is_empty())
+    };
+    let link_name = |f: &str| {
+        let target = std::fs::read_link(dir.join(f)).ok()?;
+        Some(target.file_name()?.to_string_lossy().into_owned())
+    };
+    let mac = text("address");
+    let permanent_mac = text("bonding_slave/perm_hwaddr")
+        .or_else(|| (text("addr_assign_type").as_deref() == Some("0")).then(|| mac.clone())?);
+    // /sys/class/net/NAME -> ../../devices/<device path>/net/NAME
+    let device_path = std::fs::read_link(dir).ok().and_then(|t| {
+        let t = t.to_string_lossy().into_owned();
+        let path = t
+            .split_once("devices/")?
+            .1
+            .rsplit_once("/net/")?
+            .0
+            .to_string();
+        (!path.starts_with("virtual")).then_some(path)
+    });
+    let device = link_name("device");
+    let id_path = device
+        .as_ref()
+        .filter(|_| device_path.as_deref().is_some_and(|p| p.starts_with("pci")))
+        .map(|d| format!("pci-{d}"));
+    let ports = || {
+        let rd = std::fs::read_dir(dir.join("brif")).ok()?;
+        let mut v: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        Some(v)
+    };
+    let (kind, members) = if dir.join("bonding").is_dir() {
+        let slaves = text("bonding/slaves").unwrap_or_default();
+        (
+            "bond",
+            slaves.split_whitespace().map(String::from).collect(),
+        )
+    } else if dir.join("bridge").is_dir() {
+        ("bridge", ports().unwrap_or_default())
+    } else if device.is_some() {
+        ("physical", Vec::new())
+    } else {
+        ("virtual", Vec::new())
+    };
+    Nic {
+        name: name.to_string(),
+        kind,
+        mac,
+        permanent_mac,
+        device_path,
+        id_path,
+        driver: link_name("device/driver"),
+        master: link_name("master"),
+        members,
     }
 }

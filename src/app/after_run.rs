@@ -206,6 +206,7 @@ mod tests {
             pve_tree_from_db: false,
             duration_ms: 1500,
             categories: vec![],
+            excluded: vec![],
             checks: vec![],
             warnings: (0..warnings)
                 .map(|i| Warning {

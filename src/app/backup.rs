@@ -107,6 +107,8 @@ pub struct BackupReport {
     pub pve_tree_from_db: bool,
     pub duration_ms: u64,
     pub categories: Vec<CategoryCount>,
+    /// What each exclude removed from the collection.
+    pub excluded: Vec<collect::Excluded>,
     pub checks: Vec<Check>,
     pub warnings: Vec<Warning>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -256,6 +258,30 @@ pub(super) fn preflight_checks(
     checks
 }
 
+/// The size guard: a configuration backup is tens of MiB; far more means something unintended was swept in.
+/// Fails above `[collect] max_input_size`, naming the largest trees with the exclude line that drops each.
+pub(super) fn input_size(plan: &Plan, max: u64) -> Check {
+    let (bytes, limit) = (format_size(plan.bytes()), format_size(max));
+    if plan.bytes() <= max {
+        return Check::pass(
+            "input size",
+            format!("{bytes} to collect (max_input_size {limit})"),
+        );
+    }
+    let mut detail =
+        format!("{bytes} to collect, above [collect] max_input_size ({limit}); the largest:");
+    for (path, b) in plan.largest(10) {
+        let path = path.display().to_string();
+        detail.push_str(&format!(
+            "\n    {path}  {}  exclude = [{path:?}]",
+            format_size(b)
+        ));
+    }
+    let fix =
+        "exclude what is not configuration ([collect] exclude) or raise [collect] max_input_size";
+    Check::fail("input size", detail, fix)
+}
+
 pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
     let log = ctx.log;
@@ -274,11 +300,6 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     if let Some(enc) = &config.encryption {
         plan.warnings
             .extend(key_warnings(ctx, enc, seal.as_ref(), &plan));
-    }
-    if plan.pve_tree_from_db {
-        // The tree is rebuilt in full, but a node whose pmxcfs is down is not healthy: the admin must hear of it.
-        let message = "/etc/pve is empty (pmxcfs not mounted): its tree was rebuilt from config.db";
-        plan.warnings.push(Warning::at("/etc/pve", message));
     }
 
     // Name: start time, bumped past any existing archive of the same second. The stem names the run log
@@ -304,9 +325,21 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
         commands: plan.commands.len(),
         pve_tree_from_db: plan.pve_tree_from_db,
         categories: plan.counts(),
+        excluded: plan.excluded.clone(),
         checks: preflight_checks(config, backup_dir, !opts.dry_run, needed, false),
         ..Default::default()
     };
+    let guard = input_size(&plan, config.collect.max_input_size);
+    if opts.dry_run && !guard.ok {
+        report.status = "warning";
+        report.exit_code = crate::exit::WARNINGS;
+        plan.warnings.push(Warning {
+            path: None,
+            message: guard.line().trim_start_matches("✗ input size: ").into(),
+        });
+    } else {
+        report.checks.push(guard);
+    }
     if let Some(bad) = report.checks.iter().find(|c| !c.ok) {
         log.error(&bad.line());
         return Err(BackupError::Preflight(report.checks));
@@ -592,6 +625,7 @@ fn append_files(
         let bytes = append_item(s, root, item, found_keys.as_deref_mut())?;
         s.progress.advance(1, bytes);
     }
+    collect::append_generated(s, root, plan)?;
     if let Some(snap) = snapshot {
         let opened = snap
             .file

@@ -1,7 +1,7 @@
 //! `proxkeep catalog`: every category of the catalog, and what each finds on this host.
 
 use crate::catalog::{self, Applies, CATEGORIES, Source};
-use crate::collect::{self, CategoryCount};
+use crate::collect::{self, CategoryCount, Excluded};
 use crate::config::Config;
 use crate::host::{HostFacts, Role, Root, Versions};
 use serde::Serialize;
@@ -12,6 +12,8 @@ pub struct CatalogReport {
     pub role: Role,
     pub versions: Versions,
     pub categories: Vec<CategoryFound>,
+    /// What each exclude (the catalog's and `[collect] exclude`) removed on this host.
+    pub excluded: Vec<Excluded>,
     pub held_on_restore: &'static [&'static str],
     pub commands_run: usize,
     pub commands_not_run: usize,
@@ -52,6 +54,7 @@ pub fn run(root: &Root, config: &Config) -> CatalogReport {
         role: facts.role,
         versions: facts.versions,
         categories,
+        excluded: plan.excluded,
         held_on_restore: catalog::HELD_ON_RESTORE,
         commands_run: plan.commands.len(),
         commands_not_run: plan.commands_not_run,

@@ -47,6 +47,14 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
         let fix = probe.as_ref().err().map_or("", |e| e.fix());
         checks.push(verdict(&tier.label(), probe, fix));
     }
+    // Too much to collect: `check` warns, as `backup --dry-run` does; only the backup itself refuses.
+    let size = super::backup::input_size(&plan, config.collect.max_input_size);
+    let warning = !size.ok;
+    checks.push(Check {
+        ok: true,
+        warning,
+        ..size
+    });
     if let Some(enc) = &config.encryption {
         // The recipients and passphrase files are read by every backup: catch a moved or broken one now.
         let seal = super::backup::seal(enc);

@@ -7,6 +7,7 @@ use proxkeep::app::after_run::Hooks;
 use proxkeep::app::backup::{self, BackupError, BackupOptions, BackupReport};
 use proxkeep::app::{self, catalog::CatalogReport, prune::PruneReport};
 use proxkeep::catalog::{self, Source};
+use proxkeep::collect::{self, Excluded};
 use proxkeep::config;
 use proxkeep::exit;
 use proxkeep::host::HostFacts;
@@ -55,6 +56,10 @@ pub fn catalog(ctx: &Ctx) -> Result<i32, Exit> {
     Ok(exit::OK)
 }
 
+fn removed_text(x: &Excluded) -> String {
+    format!("{} entries, {}", x.entries, format_size(x.bytes))
+}
+
 fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "host {} role {}", r.host, r.role)?;
     for c in &r.categories {
@@ -76,18 +81,64 @@ fn catalog_text(r: &CatalogReport, out: &mut dyn Write) -> io::Result<()> {
             let line = match s {
                 Source::Path { path } => format!("path    {path}"),
                 Source::Glob { pattern } => format!("glob    {pattern}"),
+                Source::SmallDirs { pattern, max } => {
+                    format!(
+                        "glob    {pattern} (a directory over {} left out)",
+                        format_size(*max)
+                    )
+                }
+                Source::Listing { path, max } => {
+                    format!(
+                        "path    {path} (a file over {} listed, not stored)",
+                        format_size(*max)
+                    )
+                }
                 Source::Command {
                     output,
                     program,
                     args,
                 } => format!("command {program} {} > {output}", args.join(" ")),
                 Source::Pmxcfs => format!("pmxcfs  {} (online snapshot)", catalog::CONFIG_DB),
+                Source::NamedIn { file, names } => format!("named   in {file} ({names:?})"),
+                Source::Nics => "sysfs   /sys/class/net > nics.json".into(),
+                Source::OwnConfig => {
+                    "named   by proxkeep's config: recipients_file, rclone config (never passphrase_file)"
+                        .into()
+                }
             };
             writeln!(out, "    {line}")?;
         }
         for e in c.exclude {
-            writeln!(out, "    exclude {e}")?;
+            let removed = r
+                .excluded
+                .iter()
+                .find(|x| x.from == c.name && x.exclude == *e);
+            let why = if catalog::is_pmxcfs_virtual(e) {
+                " (on purpose: pmxcfs writes it at run time, it is not in config.db)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "    exclude {e}{why}{}",
+                removed.map_or_else(String::new, |x| {
+                    format!(" (removed {})", removed_text(x))
+                })
+            )?;
         }
+        // Left out by size (a directory over its limit, a file listed instead of stored).
+        let by_size = |x: &&Excluded| x.from == c.name && !c.exclude.contains(&x.exclude.as_str());
+        for x in r.excluded.iter().filter(by_size) {
+            writeln!(out, "    left out {} ({})", x.exclude, removed_text(x))?;
+        }
+    }
+    for x in r.excluded.iter().filter(|x| x.from == collect::FROM_CONFIG) {
+        writeln!(
+            out,
+            "\nexclude {} (config; removed {})",
+            x.exclude,
+            removed_text(x)
+        )?;
     }
     writeln!(out, "\nextra: paths from [collect] extra_paths")?;
     for n in &r.never_collected {
@@ -235,11 +286,18 @@ fn dry_run_text(r: &BackupReport, out: &mut dyn Write) -> io::Result<()> {
     let size = format_size(r.bytes);
     let n: [&dyn Display; 5] = [&r.files, &r.dirs, &r.symlinks, &size, &r.commands];
     row(out, "total", n)?;
+    for x in &r.excluded {
+        let (e, from) = (&x.exclude, &x.from);
+        writeln!(out, "excluded {e} ({from}): {}", removed_text(x))?;
+    }
     if r.pve_tree_from_db {
         writeln!(
             out,
             "/etc/pve is not mounted: its tree would be rebuilt from config.db"
         )?;
+    }
+    for w in &r.warnings {
+        writeln!(out, "warning: {}", backup::warning_text(w))?;
     }
     Ok(())
 }

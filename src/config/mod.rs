@@ -240,7 +240,7 @@ impl Default for CompressionConfig {
 }
 
 /// `[collect]`
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectConfig {
     /// Catalog categories not to back up.
@@ -248,9 +248,23 @@ pub struct CollectConfig {
     /// Additional absolute host paths to back up.
     #[serde(deserialize_with = "many::<_, AbsPath, _>")]
     pub extra_paths: Vec<PathBuf>,
-    /// Glob patterns (globset syntax) matched against absolute host paths.
+    /// Paths (a directory: everything under it) or glob patterns (globset syntax) over absolute host paths.
     #[serde(deserialize_with = "many::<_, Glob, _>")]
     pub exclude: Vec<String>,
+    /// Bytes of files a backup may collect: above it `backup` refuses, `check` fails, `--dry-run` warns.
+    #[serde(serialize_with = "ser_size", deserialize_with = "raw::size")]
+    pub max_input_size: u64,
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        CollectConfig {
+            skip_categories: Vec::new(),
+            extra_paths: Vec::new(),
+            exclude: Vec::new(),
+            max_input_size: 512 << 20,
+        }
+    }
 }
 
 /// `[commands]`
@@ -503,6 +517,7 @@ textfile = "/var/lib/prometheus/node-exporter/proxkeep.prom"
                 skip_categories: vec!["ssh".into(), "network".into()],
                 extra_paths: vec!["/opt/tool/etc".into(), "/root/scripts".into()],
                 exclude: vec!["/etc/pve/**/*.tmp".into(), "**/*.bak".into()],
+                max_input_size: 512 << 20,
             },
             commands: CommandsConfig {
                 run: RunCommands::Never,

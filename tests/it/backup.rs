@@ -29,7 +29,8 @@ fn assert_archive_reproduces_root(env: &Env, archive: &Path) {
         .iter()
         .map(|e| e["path"].as_str().unwrap())
         .collect();
-    // Directories above the collected trees (etc, var, root) are created by tar, not stored: no mode to compare.
+    // Parents of collected paths (etc, var, root) are stored too; a directory not in the index would be
+    // created by tar: no mode to compare.
     let normalize = |mut m: std::collections::BTreeMap<String, (String, u32, Option<String>)>| {
         m.retain(|k, _| {
             !k.starts_with("var/lib/pve-cluster/config.db") && !k.starts_with("proxkeep")

@@ -3,6 +3,7 @@
 
 mod backup;
 mod cli;
+mod collection;
 mod crypt;
 mod faults_input;
 mod faults_read;
