@@ -59,8 +59,8 @@ fn names_with_control_characters_are_escaped_in_text_and_exact_in_json() {
     ls.expect(0);
     assert_inert("ls", &ls.0.stdout);
     let text = ls.stdout();
-    // The directory, five files and the link: one line each.
-    assert_eq!(text.lines().count(), 7, "{text}");
+    // The parent srv (stored with its metadata), the directory, five files and the link: one line each.
+    assert_eq!(text.lines().count(), 8, "{text}");
     for (_, shown) in NAMES {
         assert!(
             text.contains(&format!(" srv/evil/{shown}\n")),
