@@ -2,7 +2,8 @@
 
 use crate::util::*;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn put(root: &Path, rel: &str, len: usize) {
     let p = root.join(rel);
@@ -493,4 +494,44 @@ fn an_empty_etc_pve_rebuilt_from_config_db_is_a_warning_with_the_reason() {
     let index = index_of(&env.only_archive());
     let stored = index["warnings"].as_array().unwrap();
     assert!(stored.iter().any(|w| w["path"] == "/etc/pve"), "{stored:?}");
+}
+
+/// Issue 12's bar: a real backup of the machine the tests run on (`--root /`, into a temp dir) stays under
+/// `max_input_size` and warns about nothing but commands this machine cannot run (plain Debian in a container:
+/// no pveversion, no systemd as PID 1).
+#[test]
+fn a_real_backup_of_this_machine_is_configuration_sized_and_clean() {
+    let env = Env::new("");
+    let r = Run(Command::new(bin())
+        .args([
+            "--config",
+            &env.config.to_string_lossy(),
+            "--root",
+            "/",
+            "--json",
+            "backup",
+        ])
+        .env_remove("PROXKEEP_CONFIG")
+        .output()
+        .unwrap());
+    let j = r.json();
+    assert!(
+        matches!(r.code(), 0 | 3),
+        "exit {}: {}\n{}",
+        r.code(),
+        r.stdout(),
+        r.stderr()
+    );
+    let max = 512u64 << 20;
+    assert!(j["bytes"].as_u64().unwrap() < max, "{}", r.stdout());
+    for w in j["warnings"].as_array().unwrap() {
+        let m = w["message"].as_str().unwrap();
+        assert!(
+            m.starts_with("command `"),
+            "a warning that is not a command's: {w}"
+        );
+    }
+    let archive = PathBuf::from(j["archive"].as_str().unwrap());
+    assert!(archive.starts_with(&env.backups), "{}", archive.display());
+    env.run(&["verify", &archive.to_string_lossy()]).expect(0);
 }
