@@ -4,6 +4,7 @@
 mod backup;
 mod cli;
 mod crypt;
+mod faults_fd;
 mod inspect;
 mod notify;
 mod restore;
