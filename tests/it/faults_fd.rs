@@ -116,3 +116,50 @@ fn files_alternating_between_two_directories_restore_at_ulimit_1024() {
         ]
     );
 }
+
+/// Deeper than the limit: one handle per level would need more than 1024.
+const DEPTH: usize = 1100;
+
+#[test]
+fn a_tree_deeper_than_the_limit_restores_at_ulimit_1024() {
+    let env = Env::new("");
+    let deep = "d/".repeat(DEPTH);
+    let leaf = env.root.join("etc/pve/deep").join(&deep);
+    fs::create_dir_all(&leaf).unwrap();
+    fs::write(leaf.join("f.conf"), b"deep\n").unwrap();
+    round_trip(&env, "etc/pve");
+}
+
+#[test]
+fn pmxcfs_extract_of_a_db_deeper_than_the_limit_at_ulimit_1024() {
+    let env = Env::new("");
+    let db = env.path("config.db");
+    // Directories `d` nested DEPTH deep, a file at the bottom (the root is inode 0, as in pmxcfs).
+    let script = r#"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("CREATE TABLE tree (inode INTEGER PRIMARY KEY NOT NULL, parent INTEGER NOT NULL, version INTEGER NOT NULL, writer INTEGER NOT NULL, mtime INTEGER NOT NULL, type INTEGER NOT NULL, name TEXT NOT NULL, data BLOB)")
+n = int(sys.argv[2])
+rows = [(i, i - 1, i, 0, 1767225600, 4, "d", None) for i in range(1, n + 1)]
+rows.append((n + 1, n, n + 1, 0, 1767225600, 8, "f.conf", b"deep\n"))
+rows.append((0, 0, n + 2, 0, 1767225600, 8, "__version__", None))
+db.executemany("INSERT INTO tree VALUES (?,?,?,?,?,?,?,?)", rows)
+db.commit()
+"#;
+    let out = Command::new(tool("python3"))
+        .args(["-c", script])
+        .arg(&db)
+        .arg(DEPTH.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = env.path("pve");
+    let (db, dir_s) = (db.to_str().unwrap(), dir.to_str().unwrap());
+    run_limited(&env, &["pmxcfs", "extract", db, dir_s]).expect(0);
+    let leaf = dir.join("d/".repeat(DEPTH)).join("f.conf");
+    assert_eq!(fs::read(leaf).unwrap(), b"deep\n");
+}
