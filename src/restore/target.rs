@@ -68,19 +68,7 @@ impl Target {
     }
 
     pub fn walker(&self) -> Walker {
-        // A quarter of the soft limit (256 at Debian's 1024) for directories, the rest for everything else.
-        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-            .current
-            .unwrap_or(u64::MAX);
-        let budget = (soft / 4).clamp(8, 256) as usize;
-        Walker {
-            root: self.root.clone(),
-            cache: HashMap::new(),
-            tick: 0,
-            capacity: budget / 4,
-            budget,
-            live: Arc::default(),
-        }
+        Walker::below(self.root.clone())
     }
 
     pub fn is_empty(&self) -> io::Result<bool> {
@@ -136,6 +124,27 @@ fn classify(parent: BorrowedFd<'_>, name: &[u8], prefix: &[u8], e: Errno) -> Wal
 }
 
 impl Walker {
+    /// A walker below the open directory `root` (not followed if it is a symlink: it is already open).
+    pub fn new(root: OwnedFd) -> io::Result<Walker> {
+        Ok(Walker::below(Arc::new(open_dir_fd(root, None)?)))
+    }
+
+    fn below(root: Arc<DirFd>) -> Walker {
+        // A quarter of the soft limit (256 at Debian's 1024) for directories, the rest for everything else.
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let budget = (soft / 4).clamp(8, 256) as usize;
+        Walker {
+            root,
+            cache: HashMap::new(),
+            tick: 0,
+            capacity: budget / 4,
+            budget,
+            live: Arc::default(),
+        }
+    }
+
     /// The directory `dir` (a normalized path; empty = the target itself). With `create`, missing
     /// components are created with mode 0755 (components that are in the archive are created by their own
     /// step, earlier in archive order, with the archive's metadata).
