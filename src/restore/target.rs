@@ -357,4 +357,50 @@ mod tests {
         assert_eq!(rustix::fs::fstat(&d.fd).unwrap().st_mode & 0o7777, 0o755);
         assert!(!target.is_empty().unwrap());
     }
+
+    #[test]
+    fn the_walker_keeps_a_bounded_number_of_directories_open() {
+        let t = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            std::fs::create_dir_all(t.path().join(format!("a/d{i:03}"))).unwrap();
+        }
+        let deep = "d/".repeat(200);
+        std::fs::create_dir_all(t.path().join(&deep)).unwrap();
+        let target = Target::open(t.path()).unwrap();
+        let mut w = target.walker();
+        let live = |w: &Walker| w.live.load(Ordering::Relaxed);
+        // Used lately: the same handle, nothing opened again (archive order alternating between two).
+        let (x, y) = (
+            w.open_dir(b"a/d000", false).unwrap(),
+            w.open_dir(b"a/d001", false).unwrap(),
+        );
+        let opened = live(&w);
+        for _ in 0..100 {
+            assert!(Arc::ptr_eq(&x, &w.open_dir(b"a/d000", false).unwrap()));
+            assert!(Arc::ptr_eq(&y, &w.open_dir(b"/a//d001/", false).unwrap()));
+        }
+        assert_eq!(live(&w), opened);
+        drop((x, y));
+        // Many directories, or a deep one: no more than the cache stays open.
+        for i in 0..300 {
+            w.open_dir(format!("a/d{i:03}").as_bytes(), false).unwrap();
+        }
+        assert!(live(&w) <= w.capacity, "{} open", live(&w));
+        let bottom = w
+            .open_dir(deep.trim_end_matches('/').as_bytes(), false)
+            .unwrap();
+        assert!(live(&w) <= w.capacity + 1, "{} open", live(&w));
+        drop(bottom);
+        // Handles held by the caller count: `full` says when to let them go.
+        let mut held = Vec::new();
+        for i in 0..300 {
+            if w.full() {
+                break;
+            }
+            held.push(w.open_dir(format!("a/d{i:03}").as_bytes(), false).unwrap());
+        }
+        assert!(w.full() && live(&w) <= w.budget, "{} open", live(&w));
+        drop(held);
+        assert!(!w.full() && live(&w) <= w.capacity);
+    }
 }
