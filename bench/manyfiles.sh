@@ -22,12 +22,8 @@ trap 'rm -rf "$W"' EXIT
 
 # About 250 bytes a file.
 python3 bench/gen_tree.py "$W/root" --files "$FILES" --mb $((FILES / 4000 + 1))
-cat >"$W/proxkeep.toml" <<TOML
-backup_dir = "$W/backups"
-log_dir = "$W/logs"
-lock_file = "$W/proxkeep.lock"
-min_free_space = 0
-TOML
+printf 'backup_dir = "%s/backups"\nlog_dir = "%s/logs"\nlock_file = "%s/lock"\nmin_free_space = 0\n' "$W" "$W" "$W" \
+  >"$W/proxkeep.toml"
 PK=("$BIN" --config "$W/proxkeep.toml" --root "$W/root" -q)
 limited=(sh -c 'ulimit -n 1024 && exec "$@"' sh)
 

@@ -146,17 +146,12 @@ rows.append((0, 0, n + 2, 0, 1767225600, 8, "__version__", None))
 db.executemany("INSERT INTO tree VALUES (?,?,?,?,?,?,?,?)", rows)
 db.commit()
 "#;
-    let out = Command::new(tool("python3"))
-        .args(["-c", script])
-        .arg(&db)
-        .arg(DEPTH.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // (The script has no single quote.)
+    sh_ok(&format!(
+        "{} -c '{script}' '{}' {DEPTH}",
+        tool("python3"),
+        db.display()
+    ));
     let dir = env.path("pve");
     let (db, dir_s) = (db.to_str().unwrap(), dir.to_str().unwrap());
     run_limited(&env, &["pmxcfs", "extract", db, dir_s]).expect(0);
