@@ -5,6 +5,7 @@ use super::{
     read_tree,
 };
 use crate::fsx::{create_at, is_symlink_at, open_dir_at, set_link_meta, set_meta};
+use crate::restore::target::{WalkError, Walker};
 use rustix::fs::Mode;
 use rustix::io::Errno;
 use std::io::{self, Write};
@@ -113,19 +114,46 @@ fn create_err(
     }
 }
 
-/// An open directory of the path being written, with the mtime to give it once its children are done.
-struct OpenDir {
-    path: String,
-    shown: PathBuf,
-    fd: OwnedFd,
-    mtime: i64,
+/// `path` (relative, `/`-separated) below `dir`, as messages show it.
+fn shown(dir: &Path, path: &str) -> PathBuf {
+    path.split('/').fold(dir.to_path_buf(), |p, c| p.join(c))
 }
 
-fn finish_dir(db: &Path, d: OpenDir) -> Result<(), PmxcfsError> {
-    set_meta(&d.fd, None, None, Some(d.mtime)).map_err(meta_err(db, &d.shown))
+/// The error for a directory of the tree that cannot be opened again below `dir`.
+fn walk_err(db: &Path, dir: &Path, e: WalkError) -> PmxcfsError {
+    let (path, source) = match e {
+        WalkError::Symlink(p) => {
+            return at(
+                PmxcfsError::Symlink,
+                db,
+                &shown(dir, &String::from_utf8_lossy(&p)),
+            );
+        }
+        WalkError::Missing(p) => (p, io::ErrorKind::NotFound.into()),
+        WalkError::NotDir(p) => (p, io::ErrorKind::NotADirectory.into()),
+        WalkError::Io(p, e) => (p, e),
+    };
+    let path = shown(dir, &String::from_utf8_lossy(&path));
+    io_err(db, &path, "open directory", source)
+}
+
+/// Give the directory `path` its mtime, once its children are done.
+fn finish_dir(
+    db: &Path,
+    dir: &Path,
+    walker: &mut Walker,
+    (path, mtime): (&str, i64),
+) -> Result<(), PmxcfsError> {
+    let d = walker
+        .open_dir(path.as_bytes(), false)
+        .map_err(|e| walk_err(db, dir, e))?;
+    set_meta(&d.fd, None, None, Some(mtime)).map_err(meta_err(db, &shown(dir, path)))
 }
 
 /// Write `entries` (in [`read_tree`] order) below the open directory `root` (shown as `dir` in messages).
+///
+/// Directories are reached through a [`Walker`], which keeps a bounded number of them open: a tree of any
+/// depth or width needs no more file descriptors than that.
 pub(super) fn write_entries(
     db: &Path,
     dir: &Path,
@@ -135,25 +163,30 @@ pub(super) fn write_entries(
 ) -> Result<ExtractStats, PmxcfsError> {
     let owner = as_root.then_some((PMXCFS_UID, PMXCFS_GID));
     let mut stats = ExtractStats::default();
-    let mut stack: Vec<OpenDir> = Vec::new();
+    let mut walker = root
+        .try_clone_to_owned()
+        .and_then(Walker::new)
+        .map_err(|e| io_err(db, dir, "open", e))?;
+    // The directories of the path being written, each with the mtime it gets once its children are done.
+    let mut stack: Vec<(&str, i64)> = Vec::new();
     for e in entries {
-        let shown = e.path.split('/').fold(dir.to_path_buf(), |p, c| p.join(c));
+        let shown = shown(dir, &e.path);
         let refuse = |kind, why: &str| io_err(db, &shown, "create", io::Error::new(kind, why));
         for component in e.path.split('/') {
             check_component(component).map_err(|why| refuse(io::ErrorKind::InvalidInput, why))?;
         }
         let (parent, name) = e.path.rsplit_once('/').unwrap_or(("", e.path.as_str()));
-        while stack.last().is_some_and(|d| d.path != parent) {
-            finish_dir(db, stack.pop().expect("checked non-empty"))?;
+        while let Some(done) = stack.pop_if(|d| d.0 != parent) {
+            finish_dir(db, dir, &mut walker, done)?;
         }
-        let parent_fd = match stack.last() {
-            Some(d) => d.fd.as_fd(),
-            None if parent.is_empty() => root,
-            None => {
-                let why = "parent directory was not extracted first";
-                return Err(refuse(io::ErrorKind::NotFound, why));
-            }
-        };
+        if stack.is_empty() && !parent.is_empty() {
+            let why = "parent directory was not extracted first";
+            return Err(refuse(io::ErrorKind::NotFound, why));
+        }
+        let parent_dir = walker
+            .open_dir(parent.as_bytes(), false)
+            .map_err(|e| walk_err(db, dir, e))?;
+        let parent_fd = parent_dir.fd.as_fd();
         let mode = Some(default_mode(&e.path, e.kind));
         let cerr = |action| create_err(db, parent_fd, name, &shown, action);
         match e.kind {
@@ -163,12 +196,7 @@ pub(super) fn write_entries(
                 let fd = open_dir_at(parent_fd, name).map_err(cerr("open directory"))?;
                 set_meta(&fd, owner, mode, None).map_err(meta_err(db, &shown))?;
                 stats.dirs += 1;
-                stack.push(OpenDir {
-                    path: e.path.clone(),
-                    shown,
-                    fd,
-                    mtime: e.mtime,
-                });
+                stack.push((&e.path, e.mtime));
             }
             NodeKind::File => {
                 let mut file = create_at(parent_fd, name).map_err(cerr("create file"))?;
@@ -180,8 +208,8 @@ pub(super) fn write_entries(
             }
         }
     }
-    while let Some(d) = stack.pop() {
-        finish_dir(db, d)?;
+    while let Some(done) = stack.pop() {
+        finish_dir(db, dir, &mut walker, done)?;
     }
     Ok(stats)
 }

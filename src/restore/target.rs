@@ -10,16 +10,28 @@ use crate::restore::path::{show, split};
 use crate::restore::plan::{DIFF_MAX, Observed};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Debug)]
 pub struct DirFd {
     pub fd: OwnedFd,
     pub dev: u64,
+    /// The count of open handles of the walker that opened it (`None` for the target itself).
+    live: Option<Arc<AtomicUsize>>,
+}
+
+impl Drop for DirFd {
+    fn drop(&mut self) {
+        if let Some(live) = &self.live {
+            live.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -28,9 +40,16 @@ pub struct Target {
     root: Arc<DirFd>,
 }
 
-fn open_dir_fd(fd: OwnedFd) -> io::Result<DirFd> {
+fn open_dir_fd(fd: OwnedFd, live: Option<&Arc<AtomicUsize>>) -> io::Result<DirFd> {
     let st = rustix::fs::fstat(&fd)?;
-    Ok(DirFd { fd, dev: st.st_dev })
+    if let Some(live) = live {
+        live.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(DirFd {
+        fd,
+        dev: st.st_dev,
+        live: live.cloned(),
+    })
 }
 
 impl Target {
@@ -44,15 +63,12 @@ impl Target {
         )?;
         Ok(Target {
             dir: dir.to_path_buf(),
-            root: Arc::new(open_dir_fd(fd)?),
+            root: Arc::new(open_dir_fd(fd, None)?),
         })
     }
 
     pub fn walker(&self) -> Walker {
-        Walker {
-            root: self.root.clone(),
-            stack: Vec::new(),
-        }
+        Walker::below(self.root.clone())
     }
 
     pub fn is_empty(&self) -> io::Result<bool> {
@@ -73,11 +89,19 @@ pub enum WalkError {
     Io(Vec<u8>, io::Error),
 }
 
-/// Opens directories below the target one component at a time, keeping the chain of the last one open so
-/// entries of the same directory (archive order) cost no extra system calls.
+/// Opens directories below the target one component at a time, and keeps the most recently used ones open
+/// (keyed by path, least recently used closed first), so entries of a directory used lately cost no system
+/// call whatever the archive's order, and the handles kept stay bounded whatever its shape.
 pub struct Walker {
     root: Arc<DirFd>,
-    stack: Vec<(Vec<u8>, Arc<DirFd>)>,
+    /// Normalized path → handle and when it was last used.
+    cache: HashMap<Vec<u8>, (Arc<DirFd>, u64)>,
+    tick: u64,
+    capacity: usize,
+    /// The most handles this walker's directories may hold open, its cache and its callers' together.
+    budget: usize,
+    /// Handles it opened that are still open (in its cache, or held by a caller).
+    live: Arc<AtomicUsize>,
 }
 
 /// Permission bits of directories created only because something goes below them (not in the archive).
@@ -100,34 +124,72 @@ fn classify(parent: BorrowedFd<'_>, name: &[u8], prefix: &[u8], e: Errno) -> Wal
 }
 
 impl Walker {
+    /// A walker below the open directory `root` (not followed if it is a symlink: it is already open).
+    pub fn new(root: OwnedFd) -> io::Result<Walker> {
+        Ok(Walker::below(Arc::new(open_dir_fd(root, None)?)))
+    }
+
+    fn below(root: Arc<DirFd>) -> Walker {
+        // A quarter of the soft limit (256 at Debian's 1024) for directories, the rest for everything else.
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let budget = (soft / 4).clamp(8, 4096) as usize;
+        Walker {
+            root,
+            cache: HashMap::new(),
+            tick: 0,
+            capacity: (budget / 4).min(128),
+            budget,
+            live: Arc::default(),
+        }
+    }
+
     /// The directory `dir` (a normalized path; empty = the target itself). With `create`, missing
     /// components are created with mode 0755 (components that are in the archive are created by their own
     /// step, earlier in archive order, with the archive's metadata).
     pub fn open_dir(&mut self, dir: &[u8], create: bool) -> Result<Arc<DirFd>, WalkError> {
-        let comps: Vec<&[u8]> = dir
-            .split(|b| *b == b'/')
-            .filter(|c| !c.is_empty())
-            .collect();
-        let mut keep = 0;
-        while keep < self.stack.len() && keep < comps.len() && self.stack[keep].0 == comps[keep] {
-            keep += 1;
+        if dir.starts_with(b"/") || dir.ends_with(b"/") || dir.windows(2).any(|w| w == b"//") {
+            let comps: Vec<&[u8]> = dir
+                .split(|b| *b == b'/')
+                .filter(|c| !c.is_empty())
+                .collect();
+            return self.open_dir(&comps.join(&b'/'), create);
         }
-        self.stack.truncate(keep);
-        let mut prefix_len = comps[..keep].iter().map(|c| c.len() + 1).sum::<usize>();
-        for comp in &comps[keep..] {
-            prefix_len += comp.len() + 1;
-            let prefix = &dir[..prefix_len - 1];
-            let parent = self.top();
-            let fd = match open_dir_at(&parent.fd, *comp) {
+        self.tick += 1;
+        if dir.is_empty() {
+            return Ok(self.root.clone());
+        }
+        if let Some((d, used)) = self.cache.get_mut(dir) {
+            *used = self.tick;
+            return Ok(d.clone());
+        }
+        // From the longest prefix still open (or the target), one component at a time.
+        let ends: Vec<usize> = (0..dir.len()).filter(|i| dir[*i] == b'/').collect();
+        let mut from = ends.len();
+        let mut parent = self.root.clone();
+        while from > 0 {
+            if let Some((d, used)) = self.cache.get_mut(&dir[..ends[from - 1]]) {
+                *used = self.tick;
+                parent = d.clone();
+                break;
+            }
+            from -= 1;
+        }
+        let starts = std::iter::once(0).chain(ends.iter().map(|e| e + 1));
+        let comps = starts.zip(ends.iter().copied().chain([dir.len()]));
+        for (start, end) in comps.skip(from) {
+            let (comp, prefix) = (&dir[start..end], &dir[..end]);
+            let fd = match open_dir_at(&parent.fd, comp) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) if create => {
                     let made =
-                        match rustix::fs::mkdirat(&parent.fd, *comp, Mode::from_raw_mode(0o700)) {
+                        match rustix::fs::mkdirat(&parent.fd, comp, Mode::from_raw_mode(0o700)) {
                             Ok(()) => true,
                             Err(Errno::EXIST) => false,
                             Err(e) => return Err(WalkError::Io(prefix.to_vec(), e.into())),
                         };
-                    let fd = open_dir_at(&parent.fd, *comp)
+                    let fd = open_dir_at(&parent.fd, comp)
                         .map_err(|e| classify(parent.fd.as_fd(), comp, prefix, e))?;
                     if made {
                         // Explicit, so the process umask does not decide.
@@ -138,14 +200,29 @@ impl Walker {
                 }
                 Err(e) => return Err(classify(parent.fd.as_fd(), comp, prefix, e)),
             };
-            let d = open_dir_fd(fd).map_err(|e| WalkError::Io(prefix.to_vec(), e))?;
-            self.stack.push((comp.to_vec(), Arc::new(d)));
+            let d =
+                open_dir_fd(fd, Some(&self.live)).map_err(|e| WalkError::Io(prefix.to_vec(), e))?;
+            parent = Arc::new(d);
+            self.keep(prefix, parent.clone());
         }
-        Ok(self.top())
+        Ok(parent)
     }
 
-    fn top(&self) -> Arc<DirFd> {
-        self.stack.last().map_or(&self.root, |s| &s.1).clone()
+    fn keep(&mut self, path: &[u8], d: Arc<DirFd>) {
+        if self.cache.len() >= self.capacity.max(1) {
+            let oldest = self.cache.iter().min_by_key(|(_, (_, used))| *used);
+            if let Some(k) = oldest.map(|(k, _)| k.clone()) {
+                self.cache.remove(&k);
+            }
+        }
+        self.cache.insert(path.to_vec(), (d, self.tick));
+    }
+
+    /// Whether the handles it opened that are still open have reached its budget: whoever holds them
+    /// (files waiting for their rename) should let them go before more are opened. Letting them all go
+    /// brings it back to at most the cache's size; opening one path adds at most that much again.
+    pub fn full(&self) -> bool {
+        self.live.load(Ordering::Relaxed) + self.capacity >= self.budget
     }
 }
 
@@ -279,5 +356,53 @@ mod tests {
         let d = w.open_dir(b"new/deep", true).unwrap();
         assert_eq!(rustix::fs::fstat(&d.fd).unwrap().st_mode & 0o7777, 0o755);
         assert!(!target.is_empty().unwrap());
+    }
+
+    #[test]
+    fn the_walker_keeps_a_bounded_number_of_directories_open() {
+        let t = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            std::fs::create_dir_all(t.path().join(format!("a/d{i:03}"))).unwrap();
+        }
+        let deep = "d/".repeat(200);
+        std::fs::create_dir_all(t.path().join(&deep)).unwrap();
+        let target = Target::open(t.path()).unwrap();
+        let mut w = target.walker();
+        // What it gets at a soft limit of 128, whatever this process has.
+        (w.budget, w.capacity) = (32, 8);
+        let live = |w: &Walker| w.live.load(Ordering::Relaxed);
+        // Used lately: the same handle, nothing opened again (archive order alternating between two).
+        let (x, y) = (
+            w.open_dir(b"a/d000", false).unwrap(),
+            w.open_dir(b"a/d001", false).unwrap(),
+        );
+        let opened = live(&w);
+        for _ in 0..100 {
+            assert!(Arc::ptr_eq(&x, &w.open_dir(b"a/d000", false).unwrap()));
+            assert!(Arc::ptr_eq(&y, &w.open_dir(b"/a//d001/", false).unwrap()));
+        }
+        assert_eq!(live(&w), opened);
+        drop((x, y));
+        // Many directories, or a deep one: no more than the cache stays open.
+        for i in 0..300 {
+            w.open_dir(format!("a/d{i:03}").as_bytes(), false).unwrap();
+        }
+        assert!(live(&w) <= w.capacity, "{} open", live(&w));
+        let bottom = w
+            .open_dir(deep.trim_end_matches('/').as_bytes(), false)
+            .unwrap();
+        assert!(live(&w) <= w.capacity + 1, "{} open", live(&w));
+        drop(bottom);
+        // Handles held by the caller count: `full` says when to let them go.
+        let mut held = Vec::new();
+        for i in 0..300 {
+            if w.full() {
+                break;
+            }
+            held.push(w.open_dir(format!("a/d{i:03}").as_bytes(), false).unwrap());
+        }
+        assert!(w.full() && live(&w) <= w.budget, "{} open", live(&w));
+        drop(held);
+        assert!(!w.full() && live(&w) <= w.capacity);
     }
 }

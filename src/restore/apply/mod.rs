@@ -421,6 +421,9 @@ impl Writer<'_> {
 
     fn parent(&mut self, want: &Wanted) -> Result<Arc<DirFd>, Stop> {
         let (parent, _) = split(&want.path);
+        if self.walker.full() {
+            self.drain();
+        }
         let d = self
             .walker
             .open_dir(parent, true)

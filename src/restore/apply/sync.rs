@@ -154,6 +154,30 @@ impl Writer<'_> {
         }
     }
 
+    /// Wait until everything handed on so far is written and renamed, so the directory handles held for it
+    /// are let go (the walker's are bounded: see [`Walker::full`]). Only an archive with many directories,
+    /// or one alternating between directories the walker no longer holds, comes here: one batch is cut short.
+    ///
+    /// [`Walker::full`]: crate::restore::target::Walker::full
+    pub(super) fn drain(&mut self) {
+        while self.in_flight > 0
+            && let Ok(r) = self.written.recv()
+        {
+            self.receive(r);
+        }
+        // After a stop nothing more is renamed: `finish` decides about what is left.
+        if self.stop.is_some() {
+            return;
+        }
+        self.advance();
+        self.send_batch();
+        while self.syncing > 0
+            && let Ok(f) = self.synced.recv()
+        {
+            self.merge(f);
+        }
+    }
+
     /// After the last entry or a stop: wait for the writers, give names to what comes before the stop (all
     /// of it without a stop; after a failure nothing more, the old versions stay), remove every other temp
     /// file, wait for the syncer, then do the removals.
