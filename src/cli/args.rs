@@ -61,6 +61,23 @@ pub enum Command {
     Notify(NotifyCommand),
     #[command(flatten)]
     Keys(KeyCommand),
+    /// Shell completion script on stdout: `proxkeep completions bash > /etc/bash_completion.d/proxkeep`
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write the man pages (proxkeep.1 and one page per subcommand) into DIR, as the .deb installs them
+    Manpages {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(clap::Args, Debug)]

@@ -7,6 +7,7 @@ pub mod ctx;
 pub mod emit;
 mod inspect;
 mod keys;
+mod package;
 mod restore;
 
 use args::{Cli, Command};
@@ -51,5 +52,7 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
         Command::Inspect(c) => inspect::run(&ctx, c),
         Command::Restore(c) => restore::run(&ctx, c),
         Command::Keys(c) => keys::run(&ctx, c),
+        Command::Completions { shell } => package::completions(&ctx, *shell),
+        Command::Manpages { dir } => package::manpages(&ctx, dir),
     }
 }

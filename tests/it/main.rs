@@ -6,6 +6,7 @@ mod cli;
 mod crypt;
 mod inspect;
 mod notify;
+mod package;
 mod restore;
 mod safety;
 mod tiers;

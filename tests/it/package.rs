@@ -1,0 +1,138 @@
+//! What the Debian package ships besides the binary (issue 13): man pages and completions generated from the
+//! clap definitions, checked with the real `man` and bash-completion.
+
+use crate::util::*;
+use std::fs;
+
+/// The subcommands `proxkeep --help` lists (the visible ones).
+fn visible_subcommands() -> Vec<String> {
+    let env = Env::new("");
+    let help = env.run(&["--help"]).stdout();
+    help.split("Commands:\n")
+        .nth(1)
+        .expect("a Commands: section")
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        // A wrapped description continues on a deeper-indented line.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn man_pages_render_without_warnings_one_per_subcommand() {
+    tool("man");
+    let env = Env::new("");
+    let dir = env.tmp.path().join("man");
+    env.run(&["manpages", dir.to_str().unwrap()]).expect(0);
+    let pages = files(&dir);
+    assert!(pages.contains(&"proxkeep.1".to_string()), "{pages:?}");
+    for sub in visible_subcommands() {
+        let page = format!("proxkeep-{sub}.1");
+        assert!(pages.contains(&page), "no page for `{sub}`: {pages:?}");
+    }
+    // Nested subcommands get their own page too.
+    for nested in ["proxkeep-pmxcfs-restore.1", "proxkeep-config-show.1"] {
+        assert!(pages.contains(&nested.to_string()), "{pages:?}");
+    }
+    for page in &pages {
+        let path = dir.join(page);
+        let out = std::process::Command::new("man")
+            .arg("-l")
+            .arg(&path)
+            .env("MANWIDTH", "80")
+            .env("MANPAGER", "cat")
+            .env("PAGER", "cat")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "{page}: {stderr}"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let name = page.trim_end_matches(".1");
+        assert!(
+            text.contains("NAME") && text.contains(name),
+            "{page}:\n{text}"
+        );
+    }
+    let restore = fs::read_to_string(dir.join("proxkeep-restore.1")).unwrap();
+    assert!(
+        restore.contains("dry\\-run"),
+        "restore page lacks --dry-run"
+    );
+}
+
+/// `proxkeep res<TAB>` completes to `restore`, with the completion found by bash-completion's own loader
+/// where the package puts it (`completions/proxkeep` under a completion dir).
+#[test]
+fn bash_completion_completes_subcommands_through_the_loader() {
+    let loader = "/usr/share/bash-completion/bash_completion";
+    assert!(
+        std::path::Path::new(loader).is_file(),
+        "bash-completion is not installed (see .ci/run)"
+    );
+    let env = Env::new("");
+    let user_dir = env.tmp.path().join("bash-completion");
+    fs::create_dir_all(user_dir.join("completions")).unwrap();
+    let script = env.run(&["completions", "bash"]);
+    script.expect(0);
+    fs::write(user_dir.join("completions/proxkeep"), script.stdout()).unwrap();
+    let complete = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let cmd = format!(
+            r#"export BASH_COMPLETION_USER_DIR='{dir}'
+source {loader}
+__load_completion proxkeep || exit 9
+f=$(complete -p proxkeep | sed -E 's/.* -F ([^ ]+) .*/\1/')
+COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}
+"$f" proxkeep '{cur}' '{prev}'
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+            dir = user_dir.display(),
+            words = words
+                .iter()
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            cword = words.len() - 1,
+            cur = words[words.len() - 1],
+            prev = words[words.len() - 2],
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&cmd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(complete("proxkeep res"), ["restore"]);
+    let opts = complete("proxkeep restore --dr");
+    assert_eq!(opts, ["--dry-run"]);
+}
+
+#[test]
+fn zsh_and_fish_completions_name_the_subcommands() {
+    let env = Env::new("");
+    for shell in ["zsh", "fish"] {
+        let r = env.run(&["completions", shell]);
+        r.expect(0);
+        let out = r.stdout();
+        assert!(
+            out.contains("restore") && out.contains("dry-run"),
+            "{shell}:\n{out}"
+        );
+    }
+    // Only the three shells the package installs.
+    env.run(&["completions", "powershell"]).expect(2);
+}
