@@ -136,3 +136,45 @@ fn zsh_and_fish_completions_name_the_subcommands() {
     // Only the three shells the package installs.
     env.run(&["completions", "powershell"]).expect(2);
 }
+
+/// The shipped units pass `systemd-analyze verify` (with ExecStart= on the built binary and the man pages
+/// their Documentation= names on MANPATH), and keep the properties issue 13 asks for.
+#[test]
+fn systemd_units_verify() {
+    tool("systemd-analyze");
+    let env = Env::new("");
+    let units = env.tmp.path().join("units");
+    let man = env.tmp.path().join("man");
+    fs::create_dir_all(&units).unwrap();
+    env.run(&["manpages", man.join("man1").to_str().unwrap()])
+        .expect(0);
+    let shipped = repo().join("packaging/systemd");
+    let service = fs::read_to_string(shipped.join("proxkeep.service")).unwrap();
+    let timer = fs::read_to_string(shipped.join("proxkeep.timer")).unwrap();
+    for line in [
+        "Type=oneshot",
+        "ExecStart=/usr/bin/proxkeep backup",
+        "SuccessExitStatus=3",
+        "TimeoutStartSec=",
+        "IOSchedulingClass=idle",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+    ] {
+        assert!(service.lines().any(|l| l.starts_with(line)), "{line}");
+    }
+    for line in ["OnCalendar=daily", "Persistent=true", "RandomizedDelaySec="] {
+        assert!(timer.lines().any(|l| l.starts_with(line)), "{line}");
+    }
+    let local = service.replace("/usr/bin/proxkeep", bin().to_str().unwrap());
+    fs::write(units.join("proxkeep.service"), local).unwrap();
+    fs::write(units.join("proxkeep.timer"), timer).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "proxkeep.service", "proxkeep.timer"])
+        .current_dir(&units)
+        .env("MANPATH", &man)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+}
