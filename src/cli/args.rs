@@ -113,6 +113,21 @@ pub struct PruneArgs {
 pub enum ConfigAction {
     /// Effective config (defaults filled in), secrets redacted
     Show,
+    /// Write the commented config template: every key at its default, one line of explanation each
+    Init {
+        /// The host's role the template is for [default: detected under --root]
+        #[arg(long, value_parser = ["pve", "pbs", "dual", "linux"])]
+        role: Option<String>,
+        /// Where to write it (never over an existing file; `-` for stdout) [default: the --config path, or
+        /// /etc/proxkeep/proxkeep.toml]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Validate a config file without running anything (exit 2 with file:line:column on an error)
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

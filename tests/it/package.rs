@@ -178,3 +178,75 @@ fn systemd_units_verify() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.is_empty(), "{stderr}");
 }
+
+/// `config init` writes the commented template as a new 0600 file (never over one), for the detected role or
+/// `--role`; the file as written is the defaults; `config check` validates without running anything.
+#[test]
+fn config_init_writes_the_template_and_config_check_validates() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("pve-node");
+    let out = env.tmp.path().join("etc/proxkeep/proxkeep.toml");
+    let r = env.run(&["config", "init", "--out", out.to_str().unwrap()]);
+    r.expect(0);
+    assert!(r.stdout().contains("pve host"), "{}", r.stdout());
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), 0o600);
+    assert_eq!(mode(out.parent().unwrap()), 0o700);
+    let text = fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("#keep_daily = 7\n") && text.contains("pve-cluster"),
+        "{text}"
+    );
+    // Never over an existing file: exit 2, the file unchanged.
+    fs::write(&out, "# mine\n").unwrap();
+    let r = env.run(&[
+        "config",
+        "init",
+        "--role",
+        "pbs",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    r.expect(2);
+    assert!(r.stderr().contains("exists"), "{}", r.stderr());
+    assert_eq!(fs::read_to_string(&out).unwrap(), "# mine\n");
+    // --role picks the categories listed; `-` is stdout.
+    let r = env.run(&["config", "init", "--role", "pbs", "--out", "-"]);
+    r.expect(0);
+    let pbs = r.stdout();
+    assert!(
+        pbs.contains("pbs-config") && !pbs.contains("pve-cluster"),
+        "{pbs}"
+    );
+    env.run(&["config", "init", "--role", "windows", "--out", "-"])
+        .expect(2);
+
+    // config check: the template is valid, and parses to what `config show` shows for no file at all.
+    let template = env.tmp.path().join("template.toml");
+    fs::write(&template, &text).unwrap();
+    let r = env.run(&["config", "check", template.to_str().unwrap()]);
+    r.expect(0);
+    assert!(r.stdout().contains("valid"), "{}", r.stdout());
+    let show = |cfg: &std::path::Path| {
+        let r = Run(std::process::Command::new(bin())
+            .args(["--config", cfg.to_str().unwrap(), "config", "show"])
+            .output()
+            .unwrap());
+        r.expect(0);
+        r.stdout()
+    };
+    let empty = env.tmp.path().join("empty.toml");
+    fs::write(&empty, "").unwrap();
+    assert_eq!(show(&template), show(&empty));
+    // A bad key: exit 2 with file:line:column and the suggestion; nothing else runs.
+    let bad = env.tmp.path().join("bad.toml");
+    fs::write(&bad, "backup_dir = \"/srv/b\"\n[compression]\nlevl = 3\n").unwrap();
+    let r = env.run(&["config", "check", bad.to_str().unwrap()]);
+    r.expect(2);
+    let err = r.stderr();
+    assert!(
+        err.contains(&format!("{}:3:1", bad.display())) && err.contains("did you mean `compression.level`"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new("/srv/b").exists());
+}
