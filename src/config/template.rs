@@ -32,7 +32,7 @@ const KEYS: &[(&str, &str)] = &[
     ),
     (
         "collect.skip_categories",
-        "Catalog categories not to back up; this role collects: {categories}.",
+        "Catalog categories not to back up; a {role} host collects: {categories}.",
     ),
     (
         "collect.extra_paths",
@@ -135,43 +135,38 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
 /// The template for a host of `role` (its name), whose catalog collects `categories`.
 pub fn render(role: &str, categories: &[&str]) -> String {
     let defaults = toml::Table::try_from(Config::default()).expect("the defaults serialize");
-    let mut out = format!(
-        "# proxkeep configuration ({role} host). Every key is optional: a commented-out `#key = value` is the\n\
-         # built-in default, an `##` line an example. `proxkeep config check FILE` validates this file,\n\
-         # `proxkeep config show` prints the effective configuration.\n"
+    let mut out = String::from(
+        "# proxkeep configuration. Every key is optional: a commented-out `#key = value` is the built-in\n\
+         # default, an `##` line an example. `proxkeep config check FILE` validates this file, `proxkeep config\n\
+         # show` prints the effective configuration, `man proxkeep` and README.md explain the rest.\n",
     );
+    // The table being written: its examples go at its end.
+    let mut section = "";
     for (key, doc) in KEYS {
-        let doc = doc.replace("{categories}", &categories.join(", "));
+        let doc = doc
+            .replace("{role}", role)
+            .replace("{categories}", &categories.join(", "));
         let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
         let value = match table {
             "" => &defaults[*key],
             t => &defaults[t][name],
         };
-        match value {
-            toml::Value::Table(_) => {
-                let _ = write!(out, "\n# {doc}\n#[{key}]\n");
+        if let toml::Value::Table(_) = value {
+            if !section.is_empty() {
+                examples_of(&mut out, section);
             }
-            v => {
-                let _ = writeln!(out, "# {doc}\n#{name} = {v}");
-            }
-        }
-        if let Some(next) = KEYS
-            .iter()
-            .position(|(k, _)| k == key)
-            .map(|i| KEYS.get(i + 1))
-        {
-            let table_ends = next.is_none_or(|(k, _)| !k.starts_with(&format!("{table}.")));
-            if !table.is_empty() && table_ends
-                || matches!(value, toml::Value::Table(t) if t.is_empty())
-            {
-                examples_of(&mut out, if table.is_empty() { key } else { table });
-            }
+            section = key;
+            let _ = write!(out, "\n# {doc}\n#[{key}]\n");
+        } else {
+            let _ = writeln!(out, "# {doc}\n#{name} = {value}");
         }
     }
+    examples_of(&mut out, section);
     examples_of(&mut out, "");
     out
 }
 
+/// The examples of `table` (`""`: the optional sections, at the end).
 fn examples_of(out: &mut String, table: &str) {
     for (_, doc, lines) in EXAMPLES.iter().filter(|(t, ..)| *t == table) {
         if table.is_empty() {
@@ -240,7 +235,7 @@ mod tests {
             Config::default()
         );
         assert!(
-            text.contains("this role collects: pve-cluster, network."),
+            text.contains("a pve host collects: pve-cluster, network."),
             "{text}"
         );
     }

@@ -101,17 +101,9 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
             cur = words[words.len() - 1],
             prev = words[words.len() - 2],
         );
-        let out = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(&cmd)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
+        let script = env.tmp.path().join("complete.bash");
+        fs::write(&script, cmd).unwrap();
+        sh_ok(&format!("bash {}", script.display()))
             .lines()
             .map(str::to_string)
             .collect::<Vec<_>>()
@@ -245,7 +237,8 @@ fn config_init_writes_the_template_and_config_check_validates() {
     r.expect(2);
     let err = r.stderr();
     assert!(
-        err.contains(&format!("{}:3:1", bad.display())) && err.contains("did you mean `compression.level`"),
+        err.contains(&format!("{}:3:1", bad.display()))
+            && err.contains("did you mean `compression.level`"),
         "{err}"
     );
     assert!(!std::path::Path::new("/srv/b").exists());
