@@ -138,7 +138,7 @@ pub fn render(role: &str, categories: &[&str]) -> String {
     let mut out = String::from(
         "# proxkeep configuration. Every key is optional: a commented-out `#key = value` is the built-in\n\
          # default, an `##` line an example. `proxkeep config check FILE` validates this file, `proxkeep config\n\
-         # show` prints the effective configuration, `man proxkeep` and README.md explain the rest.\n",
+         # show` prints the effective configuration, `man proxkeep` and README.md explain the rest.\n\n",
     );
     // The table being written: its examples go at its end.
     let mut section = "";
