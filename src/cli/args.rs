@@ -61,6 +61,23 @@ pub enum Command {
     Notify(NotifyCommand),
     #[command(flatten)]
     Keys(KeyCommand),
+    /// Shell completion script on stdout: `proxkeep completions bash > /etc/bash_completion.d/proxkeep`
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write the man pages (proxkeep.1 and one page per subcommand) into DIR, as the .deb installs them
+    Manpages {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(clap::Args, Debug)]
@@ -96,6 +113,21 @@ pub struct PruneArgs {
 pub enum ConfigAction {
     /// Effective config (defaults filled in), secrets redacted
     Show,
+    /// Write the commented config template: every key at its default, one line of explanation each
+    Init {
+        /// The host's role the template is for [default: detected under --root]
+        #[arg(long, value_parser = ["pve", "pbs", "dual", "linux"])]
+        role: Option<String>,
+        /// Where to write it (never over an existing file; `-` for stdout) [default: the --config path, or
+        /// /etc/proxkeep/proxkeep.toml]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Validate a config file without running anything (exit 2 with file:line:column on an error)
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -7,6 +7,7 @@ pub mod ctx;
 pub mod emit;
 mod inspect;
 mod keys;
+mod package;
 mod restore;
 
 use args::{Cli, Command};
@@ -45,11 +46,19 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
         Command::Config {
             action: args::ConfigAction::Show,
         } => backup::config_show(&ctx),
+        Command::Config {
+            action: args::ConfigAction::Init { role, out },
+        } => package::config_init(&ctx, role.as_deref(), out.as_deref()),
+        Command::Config {
+            action: args::ConfigAction::Check { file },
+        } => package::config_check(&mut ctx, file),
         Command::Prune(a) => backup::prune(&ctx, a),
         Command::Backup(a) => backup::backup(&mut ctx, a),
         Command::Notify(c) => backup::notify_test(&ctx, c),
         Command::Inspect(c) => inspect::run(&ctx, c),
         Command::Restore(c) => restore::run(&ctx, c),
         Command::Keys(c) => keys::run(&ctx, c),
+        Command::Completions { shell } => package::completions(&ctx, *shell),
+        Command::Manpages { dir } => package::manpages(&ctx, dir),
     }
 }

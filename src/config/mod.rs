@@ -20,6 +20,7 @@ use toml::de::DeTable;
 mod notify;
 mod raw;
 mod redact;
+pub mod template;
 use raw::{AbsPath, Glob, Target, many, one, some};
 
 pub use notify::{

@@ -11,6 +11,7 @@ mod faults_read;
 mod faults_run;
 mod inspect;
 mod notify;
+mod package;
 mod restore;
 mod safety;
 mod tiers;
