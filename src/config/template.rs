@@ -40,7 +40,11 @@ const KEYS: &[(&str, &str)] = &[
     ),
     (
         "collect.exclude",
-        "Globs of absolute host paths left out (\"/etc/ssl/private/*.old\").",
+        "Paths (a directory with all under it) or globs of absolute host paths left out (\"/root/.cache\", \"/etc/ssl/private/*.old\").",
+    ),
+    (
+        "collect.max_input_size",
+        "Above this many bytes to collect, backup refuses (exit 4) and names the largest trees: GiBs mean something unintended was swept in.",
     ),
     (
         "commands",
