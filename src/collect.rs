@@ -444,6 +444,12 @@ impl Scanner<'_> {
                         self.plan.config_db = Some(PathBuf::from(catalog::CONFIG_DB));
                         self.plan.pve_tree_from_db = !facts.pve_mounted;
                     } else {
+                        // A PVE node without its cluster database: the backup goes on, but the admin must
+                        // hear of it (and `check` says the same).
+                        let message = "missing: this PVE node's cluster configuration database is not in the backup";
+                        self.plan
+                            .warnings
+                            .push(Warning::at(catalog::CONFIG_DB, message));
                         self.plan.absent.push(Absent {
                             category: cat.name.into(),
                             path: catalog::CONFIG_DB.into(),

@@ -74,9 +74,15 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
     if facts.role.has_pve() {
         let db = root.path(catalog::CONFIG_DB);
         let version = crate::pmxcfs::db_version(&db);
-        let readable = version.map(|v| format!("{} readable, version {v}", db.display()));
         let fix = "is pve-cluster installed? check /var/lib/pve-cluster";
-        checks.push(verdict("config.db", readable, fix));
+        // A warning, as in the backup: it goes on without the database, and says so.
+        checks.push(match version {
+            Ok(v) => Check::pass(
+                "config.db",
+                format!("{} readable, version {v}", db.display()),
+            ),
+            Err(e) => Check::warn("config.db", e.to_string(), fix),
+        });
         checks.push(if facts.pve_mounted {
             Check::pass("/etc/pve", "pmxcfs mounted")
         } else {

@@ -617,3 +617,20 @@ fn preflight_failure_exits_4() {
     r.expect(4);
     assert!(r.stderr().contains("free space"), "{}", r.stderr());
 }
+
+#[test]
+fn a_pve_node_without_its_config_db_is_a_warning_in_check_and_backup_alike() {
+    let env = Env::new("pve-node");
+    fs::remove_file(env.root.join("var/lib/pve-cluster/config.db")).unwrap();
+    let check = env.run(&["check"]);
+    check.expect(3);
+    assert!(check.stdout().contains("! config.db"), "{}", check.stdout());
+    let r = env.run(&["--json", "backup"]);
+    r.expect(3);
+    let warnings = r.json()["warnings"].to_string();
+    assert!(
+        warnings.contains("var/lib/pve-cluster/config.db")
+            && warnings.contains("not in the backup"),
+        "{warnings}"
+    );
+}

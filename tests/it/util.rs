@@ -150,6 +150,8 @@ pub fn materialize(name: &str, dst: &Path) {
 pub fn make_config_db(root: &Path) {
     let db = root.join("var/lib/pve-cluster/config.db");
     fs::create_dir_all(db.parent().unwrap()).unwrap();
+    // Rebuilt from the tree as it is now (the script refuses to write over a db).
+    let _ = fs::remove_file(&db);
     sh_ok(&format!(
         "python3 '{}' '{}' '{}'",
         repo().join("tests/support/make_config_db.py").display(),
@@ -181,6 +183,10 @@ impl Env {
             fs::create_dir_all(&root).unwrap();
         } else {
             materialize(fixture, &root);
+        }
+        // A PVE node has its pmxcfs database: built from the fixture's /etc/pve, as pmxcfs would hold it.
+        if matches!(fixture, "pve-node" | "dual") {
+            make_config_db(&root);
         }
         let stubs = tmp.path().join("stubs");
         fs::create_dir_all(&stubs).unwrap();
