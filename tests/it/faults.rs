@@ -172,6 +172,19 @@ fn blocking_stub(env: &mut Env, name: &str) {
     );
 }
 
+/// A pbs-node env with one archive (its hashes), the root and an outside dir fingerprinted, and a config
+/// whose next backups block in the `uname` command until `release` exists.
+fn blocking_env() -> (Env, BTreeMap<String, String>, Untouched) {
+    let mut env = Env::new("pbs-node");
+    env.run(&["backup"]).expect(0);
+    let earlier = archive_hashes(&env);
+    let out = outside(&env);
+    let untouched = Untouched::new(&[(&env.root, &[]), (&out, &[])]);
+    blocking_stub(&mut env, "uname");
+    env.write_config("[commands]\nrun = \"always\"\ntimeout = \"60s\"\n");
+    (env, earlier, untouched)
+}
+
 fn stub_calls(env: &Env) -> usize {
     fs::read_to_string(env.path("stub.pids"))
         .map(|s| s.lines().count())
@@ -282,13 +295,7 @@ fn kill_9_at_several_points_of_a_20k_file_backup_keeps_earlier_archives_and_the_
 
 #[test]
 fn sigterm_and_sigint_end_a_backup_with_130_no_partial_and_the_lock_released() {
-    let mut env = Env::new("pbs-node");
-    env.run(&["backup"]).expect(0);
-    let earlier = archive_hashes(&env);
-    let out = outside(&env);
-    let untouched = Untouched::new(&[(&env.root, &[]), (&out, &[])]);
-    blocking_stub(&mut env, "uname");
-    env.write_config("[commands]\nrun = \"always\"\ntimeout = \"60s\"\n");
+    let (mut env, earlier, untouched) = blocking_env();
     for (n, sig) in ["TERM", "INT"].into_iter().enumerate() {
         let mut child = spawn(&env, sig, &["--json", "backup"]);
         let pid = child.id();
@@ -370,15 +377,7 @@ fn a_full_backup_dir_stops_a_restore_before_anything_is_replaced() {
     let earlier = archive_hashes(&env);
     let out = outside(&env);
     let untouched = Untouched::new(&[(&env.root, &[]), (&out, &[]), (&target, &[])]);
-    let r = env.run(&[
-        "restore",
-        archive.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-        "--yes",
-        "--path",
-        "/",
-    ]);
+    let (r, _) = unpack(&env, "restore", &archive, &target);
     r.expect(1);
     assert!(
         r.stderr()
@@ -415,14 +414,8 @@ fn a_read_only_backup_dir_fails_preflight_and_changes_nothing() {
 
 #[test]
 fn five_concurrent_runs_one_wins_the_others_report_the_lock() {
-    let mut env = Env::new("pbs-node");
-    env.run(&["backup"]).expect(0);
-    let earlier = archive_hashes(&env);
-    let out = outside(&env);
-    let untouched = Untouched::new(&[(&env.root, &[]), (&out, &[])]);
     // The winner blocks in a command until released, so every other run meets the lock, whatever the order.
-    blocking_stub(&mut env, "uname");
-    env.write_config("[commands]\nrun = \"always\"\ntimeout = \"60s\"\n");
+    let (env, earlier, untouched) = blocking_env();
     let mut children: Vec<(String, Child)> = (0..5)
         .map(|i| {
             let tag = format!("run{i}");
@@ -626,6 +619,17 @@ fn hostile_archives_are_refused_and_nothing_outside_the_target_changes() {
     let untouched = Untouched::new(&[(&out, &[]), (&env.root, &[]), (&jail, &[jail.join("x")])]);
     for &(case, entry, why) in HOSTILE_CASES {
         let archive = hostile(&env, case, &out);
+        // The archive really holds what the case says (GNU tar lists it).
+        let listing = sh_ok(&format!("tar -tvf '{}'", archive.display()));
+        let named = if case == "dup-index" {
+            "etc/harmless.conf"
+        } else {
+            entry
+        };
+        assert!(
+            listing.contains(named.trim_start_matches('/')),
+            "{case}: {listing}"
+        );
         for cmd in ["restore", "extract"] {
             let target = jail.join(format!("x/{case}-{cmd}"));
             fs::create_dir_all(&target).unwrap();
