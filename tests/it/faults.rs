@@ -4,14 +4,15 @@
 //! directories a run must not touch are fingerprinted (kind, mode, owner, link target, content hash) before
 //! and compared after.
 
-use crate::util::{Env, Run, bin, index_of, repo, sh, sh_ok, sha256_file, tool};
+use crate::util::{
+    Env, Run, bin, finished, index_of, repo, sh, sh_ok, sha256_file, spawn, tool, wait_for,
+};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
 // ------------------------------------------------------------------------------------------------
 // sandbox helpers
@@ -100,39 +101,6 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = sh(&format!("umount -l '{}'", self.0.display()));
-    }
-}
-
-/// Start proxkeep with its output in `<tag>.out` / `<tag>.err` in the env.
-fn spawn(env: &Env, tag: &str, args: &[&str]) -> Child {
-    let out = fs::File::create(env.path(&format!("{tag}.out"))).unwrap();
-    let err = fs::File::create(env.path(&format!("{tag}.err"))).unwrap();
-    env.cmd()
-        .args(args)
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .unwrap()
-}
-
-fn finished(env: &Env, tag: &str, mut child: Child) -> Run {
-    let status = child.wait().unwrap();
-    Run(std::process::Output {
-        status,
-        stdout: fs::read(env.path(&format!("{tag}.out"))).unwrap(),
-        stderr: fs::read(env.path(&format!("{tag}.err"))).unwrap(),
-    })
-}
-
-/// Poll `f` until it holds; a bound only against a hang, never part of what is asserted.
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -244,7 +212,7 @@ fn kill_9_at_several_points_of_a_20k_file_backup_keeps_earlier_archives_and_the_
         let before = env.archives();
         let mut child = spawn(&env, "kill9", &["backup"]);
         let pid = child.id();
-        wait_for(point, || {
+        wait_for(point, 120, || {
             reached(&env, pid, before.len()) || child.try_wait().unwrap().is_some()
         });
         let _ = child.kill();
@@ -269,7 +237,7 @@ fn kill_9_at_several_points_of_a_20k_file_backup_keeps_earlier_archives_and_the_
     let before = env.archives();
     let mut child = spawn(&env, "kill9", &["backup"]);
     let pid = child.id();
-    wait_for("the stub command", || {
+    wait_for("the stub command", 120, || {
         (stub_calls(&env) == 1 && partial_of(&env, pid).is_some())
             || child.try_wait().unwrap().is_some()
     });
@@ -299,7 +267,7 @@ fn sigterm_and_sigint_end_a_backup_with_130_no_partial_and_the_lock_released() {
     for (n, sig) in ["TERM", "INT"].into_iter().enumerate() {
         let mut child = spawn(&env, sig, &["--json", "backup"]);
         let pid = child.id();
-        wait_for("the stub command", || {
+        wait_for("the stub command", 120, || {
             (stub_calls(&env) == n + 1 && partial_of(&env, pid).is_some())
                 || child.try_wait().unwrap().is_some()
         });
@@ -424,7 +392,7 @@ fn five_concurrent_runs_one_wins_the_others_report_the_lock() {
         })
         .collect();
     let mut losers = Vec::new();
-    wait_for("four runs to give up", || {
+    wait_for("four runs to give up", 120, || {
         let mut i = 0;
         while i < children.len() {
             if children[i].1.try_wait().unwrap().is_some() {
@@ -442,7 +410,7 @@ fn five_concurrent_runs_one_wins_the_others_report_the_lock() {
         assert_eq!(r.json()["error"]["kind"], "locked", "{}", r.stdout());
         assert!(r.stderr().contains("lock"), "{}", r.stderr());
     }
-    wait_for("the winner's command", || stub_calls(&env) == 1);
+    wait_for("the winner's command", 120, || stub_calls(&env) == 1);
     fs::write(env.path("release"), b"").unwrap();
     let (tag, winner) = children.pop().unwrap();
     // 3 where a real command of the catalog fails on this machine (systemctl without systemd).

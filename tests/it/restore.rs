@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------------------------------------------
@@ -943,27 +943,6 @@ fn a_damaged_big_file_stops_the_restore_on_its_writer_with_nothing_after_it_in_p
 // ------------------------------------------------------------------------------------------------
 // interruption
 
-/// Start proxkeep with its output going to files (a pipe nobody reads would block a long plan listing).
-fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
-    let out = fs::File::create(env.path("spawned.out")).unwrap();
-    let err = fs::File::create(env.path("spawned.err")).unwrap();
-    env.cmd()
-        .args(args)
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .unwrap()
-}
-
-fn finished(env: &Env, mut child: std::process::Child) -> Run {
-    let status = child.wait().unwrap();
-    Run(std::process::Output {
-        status,
-        stdout: fs::read(env.path("spawned.out")).unwrap(),
-        stderr: fs::read(env.path("spawned.err")).unwrap(),
-    })
-}
-
 #[test]
 fn sigterm_in_the_middle_of_a_restore_leaves_no_partial_file_and_says_what_was_done() {
     let mut env = Env::new("pve-node");
@@ -987,6 +966,7 @@ fn sigterm_in_the_middle_of_a_restore_leaves_no_partial_file_and_says_what_was_d
     let target = new_dir(&env, "target");
     let mut child = spawn(
         &env,
+        "spawned",
         &[
             "restore",
             archive.to_str().unwrap(),
@@ -1002,7 +982,7 @@ fn sigterm_in_the_middle_of_a_restore_leaves_no_partial_file_and_says_what_was_d
         first.exists() || child.try_wait().unwrap().is_some()
     });
     sh_ok(&format!("kill -TERM {}", child.id()));
-    let r = finished(&env, child);
+    let r = finished(&env, "spawned", child);
     r.expect(130);
     let stdout = r.stdout();
     assert!(stdout.contains("INTERRUPTED"), "{stdout}");
@@ -1110,6 +1090,7 @@ fn sigterm_while_a_follow_up_command_hangs_ends_it_and_reports_the_restore_as_do
     );
     let mut child = spawn(
         &env,
+        "spawned",
         &[
             "restore",
             archive.to_str().unwrap(),
@@ -1124,7 +1105,7 @@ fn sigterm_while_a_follow_up_command_hangs_ends_it_and_reports_the_restore_as_do
         pidfile.exists() || child.try_wait().unwrap().is_some()
     });
     sh_ok(&format!("kill -TERM {}", child.id()));
-    let r = finished(&env, child);
+    let r = finished(&env, "spawned", child);
     r.expect(130);
     assert!(
         r.stdout()
