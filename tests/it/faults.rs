@@ -627,7 +627,7 @@ fn hostile_archives_are_refused_and_nothing_outside_the_target_changes() {
 }
 
 #[test]
-fn a_setuid_entry_is_restored_exactly_as_stored_and_only_inside_the_target() {
+fn a_setuid_entry_keeps_its_bits_only_with_its_own_owner_and_only_inside_the_target() {
     let env = Env::new("");
     let out = outside(&env);
     let untouched = Untouched::new(&[(&out, &[]), (&env.root, &[])]);
@@ -646,6 +646,35 @@ fn a_setuid_entry_is_restored_exactly_as_stored_and_only_inside_the_target() {
         );
         untouched.check(cmd);
     }
+    // Not root: the owner cannot be set, so the bits are dropped (as GNU tar does for a non-root user),
+    // never left on a file of the extracting user.
+    let target = env.path("t-nobody");
+    fs::create_dir(&target).unwrap();
+    sh_ok(&format!(
+        "chmod 0755 '{}' && chmod 0644 '{}' '{}' && chown 65534:65534 '{}'",
+        env.tmp.path().display(),
+        env.config.display(),
+        archive.display(),
+        target.display()
+    ));
+    let r = Run(Command::new(tool("setpriv"))
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(bin())
+        .arg("--config")
+        .arg(&env.config)
+        .arg("--root")
+        .arg(&env.root)
+        .args([
+            "extract",
+            archive.to_str().unwrap(),
+            target.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap());
+    r.expect(0);
+    let md = fs::symlink_metadata(target.join("etc/suid")).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid()), (0o755, 65534), "not root");
+    untouched.check("not root");
 }
 
 #[test]
