@@ -5,7 +5,7 @@
 //! and compared after.
 
 use crate::util::{
-    Env, Run, bin, finished, index_of, repo, sh, sh_ok, sha256_file, spawn, tool, wait_for,
+    Env, Run, Tmpfs, bin, finished, index_of, repo, sh, sh_ok, sha256_file, spawn, tool, wait_for,
 };
 use std::collections::BTreeMap;
 use std::fs;
@@ -82,26 +82,6 @@ fn outside(env: &Env) -> PathBuf {
     fs::write(o.join("victim"), b"victim\n").unwrap();
     fs::write(o.join("sub/victim"), b"victim too\n").unwrap();
     o
-}
-
-/// A tmpfs of `size` on `dir`, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(dir).unwrap();
-        sh_ok(&format!(
-            "mount -t tmpfs -o size={size},mode=0700 proxkeep-faults '{}'",
-            dir.display()
-        ));
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = sh(&format!("umount -l '{}'", self.0.display()));
-    }
 }
 
 /// Hashes of the visible archives and sidecars in the backup dir.
@@ -294,7 +274,7 @@ fn sigterm_and_sigint_end_a_backup_with_130_no_partial_and_the_lock_released() {
 fn a_full_backup_dir_at_1_3_and_20_mib_fails_cleanly_and_keeps_earlier_archives() {
     for (size, mib) in [("1m", 1), ("3m", 3), ("20m", 20)] {
         let mut env = Env::new("pbs-node");
-        let _fs = Tmpfs::mount(&env.backups, size);
+        let _fs = Tmpfs::mount(&env.backups, &format!("size={size},mode=0700"));
         env.run(&["backup"]).expect(0);
         let earlier = archive_hashes(&env);
         // More than the file system holds, and it does not compress.
@@ -328,7 +308,7 @@ fn a_full_backup_dir_at_1_3_and_20_mib_fails_cleanly_and_keeps_earlier_archives(
 #[test]
 fn a_full_backup_dir_stops_a_restore_before_anything_is_replaced() {
     let env = Env::new("pbs-node");
-    let _fs = Tmpfs::mount(&env.backups, "1m");
+    let _fs = Tmpfs::mount(&env.backups, "size=1m,mode=0700");
     env.run(&["backup"]).expect(0);
     let archive = env.only_archive();
     // The target differs in one file, so the restore needs a safety archive, and the backup dir is full.
@@ -362,7 +342,7 @@ fn a_full_backup_dir_stops_a_restore_before_anything_is_replaced() {
 #[test]
 fn a_read_only_backup_dir_fails_preflight_and_changes_nothing() {
     let env = Env::new("pbs-node");
-    let _fs = Tmpfs::mount(&env.backups, "4m");
+    let _fs = Tmpfs::mount(&env.backups, "size=4m,mode=0700");
     env.run(&["backup"]).expect(0);
     sh_ok(&format!("mount -o remount,ro '{}'", env.backups.display()));
     let all = fingerprint(&env.backups, &[]);
@@ -671,7 +651,7 @@ fn a_zstd_bomb_that_fills_the_target_stops_with_no_partial_file() {
     let archive = hostile(&env, "bomb", &out);
     // 256 MiB of zeros in a few KiB: a 16 MiB target cannot hold it.
     let small = env.path("small");
-    let _fs = Tmpfs::mount(&small, "16m");
+    let _fs = Tmpfs::mount(&small, "size=16m,mode=0700");
     for cmd in ["restore", "extract"] {
         let target = small.join(cmd);
         fs::create_dir_all(&target).unwrap();

@@ -450,3 +450,23 @@ pub fn finished(env: &Env, tag: &str, mut child: Child) -> Run {
         stderr: fs::read(env.path(&format!("{tag}.err"))).unwrap(),
     })
 }
+
+/// A tmpfs mounted on `dir` (created), unmounted on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, options: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        sh_ok(&format!(
+            "mount -t tmpfs -o {options} proxkeep-test '{}'",
+            dir.display()
+        ));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = sh(&format!("umount -l '{}'", self.0.display()));
+    }
+}
