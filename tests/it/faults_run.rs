@@ -8,26 +8,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A tmpfs mounted on `dir` (created), unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, options: &str) -> Tmpfs {
-        fs::create_dir_all(dir).unwrap();
-        sh_ok(&format!(
-            "mount -t tmpfs -o {options} proxkeep-test '{}'",
-            dir.display()
-        ));
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = sh(&format!("umount -l '{}'", self.0.display()));
-    }
-}
-
 /// `backup --json`, which must end with warnings (exit 3, status "warning"): its stderr and its warnings as
 /// JSON text.
 #[track_caller]

@@ -5,6 +5,7 @@ mod backup;
 mod cli;
 mod collection;
 mod crypt;
+mod faults;
 mod faults_fd;
 mod faults_input;
 mod faults_read;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub const FIXTURE_MTIME: i64 = 1767225600;
 
@@ -431,5 +431,48 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
             "timed out waiting for {what}"
         );
         std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Start proxkeep with its output going to `<tag>.out` / `<tag>.err` in the env (a pipe nobody reads would
+/// block a long plan listing).
+pub fn spawn(env: &Env, tag: &str, args: &[&str]) -> Child {
+    let out = fs::File::create(env.path(&format!("{tag}.out"))).unwrap();
+    let err = fs::File::create(env.path(&format!("{tag}.err"))).unwrap();
+    env.cmd()
+        .args(args)
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap()
+}
+
+/// Wait for a child started by [`spawn`] with the same tag.
+pub fn finished(env: &Env, tag: &str, mut child: Child) -> Run {
+    let status = child.wait().unwrap();
+    Run(Output {
+        status,
+        stdout: fs::read(env.path(&format!("{tag}.out"))).unwrap(),
+        stderr: fs::read(env.path(&format!("{tag}.err"))).unwrap(),
+    })
+}
+
+/// A tmpfs mounted on `dir` (created), unmounted on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, options: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        sh_ok(&format!(
+            "mount -t tmpfs -o {options} proxkeep-test '{}'",
+            dir.display()
+        ));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = sh(&format!("umount -l '{}'", self.0.display()));
     }
 }

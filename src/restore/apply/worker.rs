@@ -195,7 +195,10 @@ fn write_file(job: Job, opts: &ApplyOptions, cancel: &AtomicBool) -> Result<Pend
         }
     };
     let owner = (!job.through && opts.chown).then_some((want.uid, want.gid));
-    let mode = (!job.through).then_some(want.mode);
+    // Without the stored owner (not root), setuid/setgid would land on the restoring user's own file:
+    // dropped, as GNU tar does for a non-root user.
+    let bits = if owner.is_some() { !0 } else { !0o6000 };
+    let mode = (!job.through).then_some(want.mode & bits);
     if let Err((_, e)) = set_meta(&file, owner, mode, Some(want.mtime)) {
         return discard(file, failed(&shown, "set the owner, mode or mtime of", e));
     }
