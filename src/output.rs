@@ -21,10 +21,22 @@ pub fn esc(text: &str) -> Cow<'_, str> {
     escape(text.as_bytes())
 }
 
-/// A message (which may quote names, perhaps already as Rust's `{:?}` does) as one inert line: [`escape`] but a
-/// backslash stays as it is.
+/// A message (which may quote names, perhaps already as Rust's `{:?}` does), inert: [`escape`] but a backslash
+/// stays as it is, and a message's own line breaks stay, each continuation line indented, so that nothing in
+/// it (a name with a newline included) can start a line of its own.
 pub fn esc_line(text: &str) -> Cow<'_, str> {
-    escape_as(text.as_bytes(), false)
+    let mut lines = text.trim_end_matches('\n').split('\n');
+    let first = escape_as(lines.next().unwrap_or_default().as_bytes(), false);
+    let mut out: Option<String> = None;
+    for line in lines {
+        let o = out.get_or_insert_with(|| first.to_string());
+        o.push('\n');
+        if !line.starts_with(' ') {
+            o.push_str("    ");
+        }
+        o.push_str(&escape_as(line.as_bytes(), false));
+    }
+    out.map_or(first, Cow::Owned)
 }
 
 fn escape_as(bytes: &[u8], backslash: bool) -> Cow<'_, str> {
@@ -282,7 +294,13 @@ mod tests {
         assert_eq!(escape("c1\u{9b}x".as_bytes()), "c1\\302\\233x");
         assert_eq!(escape(b"caf\xe9.conf"), "caf\\351.conf");
         assert_eq!(esc("\x07\x08\x0b\x0c"), "\\a\\b\\v\\f");
-        assert_eq!(esc_line("a \"\\u{1b}\" \x1b\n"), "a \"\\u{1b}\" \\033\\n");
+        assert_eq!(esc_line("a \"\\u{1b}\" \x1b"), "a \"\\u{1b}\" \\033");
+        // A message's line breaks stay; what follows one cannot start a line of its own.
+        assert_eq!(esc_line("bad\n    fix: x"), "bad\n    fix: x");
+        assert_eq!(
+            esc_line("name a\nerror: forged\r"),
+            "name a\n    error: forged\\r"
+        );
     }
 
     #[test]

@@ -340,8 +340,8 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     } else {
         report.checks.push(guard);
     }
-    if let Some(bad) = report.checks.iter().find(|c| !c.ok) {
-        log.error(&bad.line());
+    // The failed check reaches stderr once, as the run's error (main prints it).
+    if report.checks.iter().any(|c| !c.ok) {
         return Err(BackupError::Preflight(report.checks));
     }
     for c in &report.checks {

@@ -90,7 +90,8 @@ pub fn warn(log: &Log, to: &mut Vec<Warning>, path: Option<String>, message: Str
 
 pub fn warning_text(w: &Warning) -> String {
     match &w.path {
-        Some(p) => format!("{p}: {}", w.message),
+        // The path is a name: escaped as one, so that a newline in it cannot pass for a line break of the text.
+        Some(p) => format!("{}: {}", crate::output::esc(p), w.message),
         None => w.message.clone(),
     }
 }

@@ -380,3 +380,21 @@ fn every_option_in_help_is_documented_and_every_documented_option_exists() {
         "in README.md or docs/, not in any --help: {unknown:?}"
     );
 }
+
+#[test]
+fn a_failed_preflight_is_said_once_with_its_fix_on_a_line_of_its_own() {
+    let mut env = Env::new("pbs-node");
+    env.write_config("");
+    let config = fs::read_to_string(&env.config).unwrap();
+    let bad = config.replace(
+        &env.backups.display().to_string(),
+        "/proc/proxkeep-none/backups",
+    );
+    fs::write(&env.config, bad).unwrap();
+    let r = env.run(&["backup"]);
+    r.expect(4);
+    let err = r.stderr();
+    assert_eq!(err.matches("✗ backup directory").count(), 1, "{err}");
+    assert!(err.contains("\n    fix: create it"), "{err}");
+    assert!(!err.contains("\\n"), "a line break shown as \\n: {err}");
+}
