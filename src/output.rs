@@ -183,7 +183,16 @@ impl Log {
     }
 
     pub fn log(&self, level: Level, msg: &str) {
-        // One line per message, whatever a file name in it holds (see `escape`).
+        self.write(level, msg, true)
+    }
+
+    /// Into the run log and its tail only: for what the run's error says on stderr anyway.
+    pub fn record(&self, level: Level, msg: &str) {
+        self.write(level, msg, false)
+    }
+
+    fn write(&self, level: Level, msg: &str, show: bool) {
+        // One entry per message, whatever a file name in it holds (see `esc_line`).
         let msg = esc_line(&self.redactor.apply(msg)).into_owned();
         let (tag, prefix, shown_from) = level.tag();
         let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
@@ -201,7 +210,7 @@ impl Log {
             }
             None => lock(&self.early).push(line),
         }
-        if self.verbosity >= shown_from {
+        if show && self.verbosity >= shown_from {
             let clear = if self.tty { "\r\x1b[K" } else { "" };
             eprintln!("{clear}{prefix}{msg}");
         }

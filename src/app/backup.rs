@@ -12,7 +12,7 @@ use crate::config::{Compression, Config};
 use crate::crypt::Seal;
 use crate::fsx::create_private;
 use crate::host::{HostFacts, Root};
-use crate::output::Log;
+use crate::output::{Level, Log};
 use crate::preflight::{self, Check, RunLock};
 use crate::units::format_size;
 use crate::{pmxcfs, runner};
@@ -340,8 +340,9 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     } else {
         report.checks.push(guard);
     }
-    // The failed check reaches stderr once, as the run's error (main prints it).
-    if report.checks.iter().any(|c| !c.ok) {
+    if let Some(bad) = report.checks.iter().find(|c| !c.ok) {
+        // For the run's log tail (notifications); stderr gets it once, as the run's error.
+        log.record(Level::Error, &bad.line());
         return Err(BackupError::Preflight(report.checks));
     }
     for c in &report.checks {
