@@ -132,13 +132,61 @@ pub struct EntryHeader<'a> {
 }
 
 type Sink = HashWriter<BufWriter<File>>;
-type Stack = tar::Builder<Box<dyn Layer<Box<dyn Layer<Sink>>>>>;
+type Stack = tar::Builder<SumWriter<Box<dyn Layer<Box<dyn Layer<Sink>>>>>>;
+
+/// CRC-32 and length of a byte stream: the uncompressed tar stream, summed as the writer hands it to the
+/// compressor and as the read-back gets it from the decompressor. Equal sums prove the archive decodes to the
+/// very bytes written, so the read-back need not hash every entry again (the index's SHA-256 of each entry is
+/// taken by [`ExactReader`] from the same bytes tar copies into the stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamSum {
+    pub crc32: u32,
+    pub len: u64,
+}
+
+/// Sums what is written through it (see [`StreamSum`]).
+pub struct SumWriter<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W> SumWriter<W> {
+    pub fn new(inner: W) -> Self {
+        SumWriter {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+    pub fn finish(self) -> (W, StreamSum) {
+        let sum = StreamSum {
+            crc32: self.crc.finalize(),
+            len: self.len,
+        };
+        (self.inner, sum)
+    }
+}
+
+impl<W: Write> Write for SumWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Written {
     /// SHA-256 of the bytes on disk (what `sha256sum` prints).
     pub sha256: String,
     pub bytes: u64,
+    /// Sum of the uncompressed tar stream.
+    pub stream: StreamSum,
 }
 
 pub struct ArchiveWriter {
@@ -164,7 +212,8 @@ impl ArchiveWriter {
             Some(e) => Box::new(e.wrap_output(sink)?),
             None => Box::new(Plain(sink)),
         };
-        let mut tar = tar::Builder::new(compressor(sealed, compression, level, threads)?);
+        let compressed = compressor(sealed, compression, level, threads)?;
+        let mut tar = tar::Builder::new(SumWriter::new(compressed));
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
         Ok(ArchiveWriter { tar })
@@ -217,12 +266,17 @@ impl ArchiveWriter {
 
     /// Write the tar trailer, finish the compressor and age, flush and fsync the file.
     pub fn finish(self) -> io::Result<(File, Written)> {
-        let encoder = self.tar.into_inner()?;
+        let (encoder, stream) = self.tar.into_inner()?.finish();
         let hashed = encoder.finish()?.finish()?;
         let (buf, sha256, bytes) = hashed.finish();
         let file = buf.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        Ok((file, Written { sha256, bytes }))
+        let written = Written {
+            sha256,
+            bytes,
+            stream,
+        };
+        Ok((file, written))
     }
 }
 

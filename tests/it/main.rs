@@ -6,6 +6,7 @@ mod cli;
 mod crypt;
 mod inspect;
 mod notify;
+mod perf;
 mod restore;
 mod tiers;
 mod util;
