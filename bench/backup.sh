@@ -32,7 +32,10 @@ run = "never"
 TOML
 
 # Run a command; print "wall_seconds cpu_seconds peak_rss_kib" of it and its children (wait4's rusage).
+# `sync` first, untimed: proxkeep fsyncs its archive, and on ext4 that also flushes whatever the previous run left
+# dirty (the other side's output), which would charge one side for the other.
 measure() {
+  sync
   python3 -c '
 import os, subprocess, sys, time
 s = time.monotonic()
