@@ -310,10 +310,13 @@ impl<'a> Session<'a> {
                     Err(e)
                 }
             };
-            match serializer.join() {
-                Ok(Err(e)) => Err(io::Error::other(format!("index.json: {e}"))),
-                Ok(Ok(())) => appended,
-                Err(_) => Err(io::Error::other("the index.json serializer failed")),
+            // A failed write (a full disk, an interruption) is the error to report: the serializer then
+            // only failed because nobody reads any more.
+            match (appended, serializer.join()) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Ok(Err(e))) => Err(io::Error::other(format!("index.json: {e}"))),
+                (Ok(_), Err(_)) => Err(io::Error::other("the index.json serializer failed")),
+                (Ok(done), Ok(Ok(()))) => Ok(done),
             }
         });
         let (sha, _) = written.map_err(|e| io_err(&self.partial, e))?;
