@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
-# Benchmark for issue 2 (not a test): proxkeep backup (read-back included) against
-# `tar -cf - | zstd -3 -T0 -o A && zstd -t A` on the same tree, in the same run; peak RSS on two tree sizes;
-# twenty 1-second stub commands.
-# usage: bench/backup.sh [WORKDIR]   (default /tmp/proxkeep-bench; needs ~1.5 GB)
+# Benchmark for issues 2 and 16 (not a test): proxkeep backup (read-back included) against
+# `tar -cf - etc | zstd -3 -T0 -o A && zstd -t A` on the same tree, in the same run, in alternating pairs: each
+# pair runs both back to back (order alternating), and the figures are the medians of the pairwise ratios
+# proxkeep/reference of wall time and of CPU time (user+sys), which cancel most of a shared machine's load.
+# Then peak RSS on the bench tree, and RSS growth per file between 20,000 and 200,000 tiny files; then twenty
+# 1-second stub commands.
+# Targets (issue 16): wall <= 1.15x, CPU <= 1.30x, peak RSS <= 64 MiB, growth <= 300 bytes per file.
+# usage: bench/backup.sh [PAIRS]   (default 7; needs ~2.5 GB under /var/tmp)
+#        PROXKEEP=/path/to/proxkeep bench/backup.sh ...   (that binary instead of a fresh release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-W=${1:-/tmp/proxkeep-bench}
-RUNS=${RUNS:-3}
-cargo build --release -q
-P=$PWD/target/release/proxkeep
-rm -rf "$W"; mkdir -p "$W"
+PAIRS=${1:-7}
+for t in python3 tar zstd; do command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }; done
+P=${PROXKEEP:-}
+if [ -z "$P" ]; then
+  cargo build --release -q
+  P=${CARGO_TARGET_DIR:-$PWD/target}/release/proxkeep
+fi
+W=$(mktemp -d /var/tmp/proxkeep-bench.XXXXXX)
+trap 'rm -rf "$W"' EXIT
 python3 bench/gen_tree.py "$W/root" >/dev/null
-python3 bench/gen_tree.py "$W/root-small" --files 5000 --mb 75 >/dev/null
-cat > "$W/cfg.toml" <<TOML
+python3 bench/gen_tree.py "$W/tiny20k" --files 20000 --mb 1 >/dev/null
+python3 bench/gen_tree.py "$W/tiny200k" --files 200000 --mb 10 >/dev/null
+cat >"$W/cfg.toml" <<TOML
 backup_dir = "$W/backups"
 log_dir = "$W/logs"
 lock_file = "$W/lock"
@@ -20,27 +30,50 @@ min_free_space = 0
 [commands]
 run = "never"
 TOML
-sync
-# Warm the page cache for both sides alike.
-tar -cf - -C "$W/root" . > /dev/null
 
-t() { local s e; s=$(date +%s.%N); "$@" > /dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; }
-best() { sort -n | head -1; }
+# Run a command; print "wall_seconds cpu_seconds peak_rss_kib" of it and its children (wait4's rusage).
+# `sync` first, untimed: proxkeep fsyncs its archive, and on ext4 that also flushes whatever the previous run left
+# dirty (the other side's output), which would charge one side for the other.
+measure() {
+  sync
+  python3 -c '
+import os, subprocess, sys, time
+s = time.monotonic()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, ru = os.wait4(p.pid, 0)
+w = time.monotonic() - s
+if os.waitstatus_to_exitcode(status) != 0:
+    sys.exit("failed: %s" % " ".join(sys.argv[1:]))
+print("%.4f %.4f %d" % (w, ru.ru_utime + ru.ru_stime, ru.ru_maxrss))' "$@"
+}
+ours() { rm -rf "$W/backups" "$W/logs"; measure "$P" --config "$W/cfg.toml" --root "$1" -q backup; }
+ref() {
+  rm -f "$W/ref.tar.zst"
+  measure sh -c "tar -cf - -C '$W/root' etc | zstd -q -3 -T0 -o '$W/ref.tar.zst' && zstd -q -t '$W/ref.tar.zst'"
+}
+med() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-ours=(); ref=()
-for i in $(seq "$RUNS"); do
-  rm -rf "$W/backups" "$W/logs" "$W/ref.tar.zst"
-  ref+=("$(t sh -c "tar -cf - -C '$W/root' . | zstd -q -3 -T0 -o '$W/ref.tar.zst' && zstd -q -t '$W/ref.tar.zst'")")
-  ours+=("$(t "$P" --config "$W/cfg.toml" --root "$W/root" -q backup)")
+echo "tree: $(find "$W/root/etc/pve" -type f | wc -l) files, $(du -sm "$W/root/etc/pve" | cut -f1) MB;" \
+  "$(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg); $PAIRS pairs"
+tar -cf - -C "$W/root" . >/dev/null # warm the page cache for both alike
+ours "$W/root" >/dev/null
+: >"$W/pairs"
+for i in $(seq "$PAIRS"); do
+  if [ $((i % 2)) = 1 ]; then o=$(ours "$W/root"); r=$(ref); else r=$(ref); o=$(ours "$W/root"); fi
+  echo "$o $r" >>"$W/pairs"
 done
-o=$(printf '%s\n' "${ours[@]}" | best); r=$(printf '%s\n' "${ref[@]}" | best)
-echo "tree: $(find "$W/root/etc/pve" -type f | wc -l) files, $(du -sm "$W/root/etc/pve" | cut -f1) MB"
-echo "backup+read-back (best of $RUNS): ${o}s   tar|zstd -3 -T0 + zstd -t: ${r}s   ratio $(echo "scale=3; $o / $r" | bc)"
+# Columns: our wall cpu rss, reference wall cpu rss.
+col() { awk "{ print $1 }" "$W/pairs" | med; }
+printf 'backup+read-back: wall %.3fs (tar|zstd %.3fs), cpu %.3fs (tar|zstd %.3fs)\n' \
+  "$(col '$1')" "$(col '$4')" "$(col '$2')" "$(col '$5')"
+printf 'pairwise medians proxkeep/reference: wall %.3fx (target 1.15), cpu %.3fx (target 1.30)\n' \
+  "$(col '$1 / $4')" "$(col '$2 / $5')"
 echo "archive: $(du -m "$W"/backups/*.tar.zst | cut -f1) MB   reference: $(du -m "$W/ref.tar.zst" | cut -f1) MB"
-
-rss() { /usr/bin/time -f %M "$P" --config "$W/cfg.toml" --root "$1" -q backup 2>&1 >/dev/null | tail -1; }
-rm -rf "$W/backups" "$W/logs"
-echo "peak RSS: $(rss "$W/root-small") KiB (75 MB tree), $(rss "$W/root") KiB (300 MB tree)"
+echo "peak RSS on the bench tree: $(col '$3') KiB (target 65536)"
+r20=$(ours "$W/tiny20k" | cut -d' ' -f3)
+r200=$(ours "$W/tiny200k" | cut -d' ' -f3)
+echo "peak RSS: ${r20} KiB at 20,000 tiny files, ${r200} KiB at 200,000;" \
+  "growth $(( (r200 - r20) * 1024 / 180000 )) bytes per file (target 300)"
 
 # Twenty stub commands of 1 s each (a plain Debian root: its categories list 22 commands; firewall's 2 skipped).
 S="$W/stubs"; mkdir -p "$S" "$W/linux/etc"; echo bench > "$W/linux/etc/hostname"
@@ -59,5 +92,5 @@ run = "always"
 concurrency = 4
 TOML
 n=$("$P" --config "$W/cfg-cmd.toml" --root "$W/linux" --json backup --dry-run | python3 -c 'import json,sys; print(json.load(sys.stdin)["commands"])')
-d=$(PATH="$S:/usr/bin:/bin" t "$P" --config "$W/cfg-cmd.toml" --root "$W/linux" -q backup)
+d=$(PATH="$S:/usr/bin:/bin" measure "$P" --config "$W/cfg-cmd.toml" --root "$W/linux" -q backup | cut -d' ' -f1)
 echo "$n stub commands of 1 s, concurrency 4: ${d}s"

@@ -4,6 +4,7 @@
 use super::format::{self, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
 use crate::archive::compression::Compression;
 use crate::archive::rules::{Checker, normalize, show};
+use crate::archive::writer::StreamSum;
 use crate::crypt::{self, Keys};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -109,8 +110,26 @@ pub fn sniff(magic: &[u8]) -> Compression {
     }
 }
 
+/// The decoded stream, summed (see [`StreamSum`]) when the reader was asked to.
+pub struct Summed {
+    inner: Decoder,
+    crc: Option<crc32fast::Hasher>,
+    len: u64,
+}
+
+impl Read for Summed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(crc) = &mut self.crc {
+            crc.update(&buf[..n]);
+        }
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
 pub struct TarReader {
-    pub archive: tar::Archive<Decoder>,
+    pub archive: tar::Archive<Summed>,
     pub compression: Compression,
     pub encrypted: bool,
     /// Compressed bytes the decoder consumed so far: where a broken stream broke, within one compressor
@@ -131,6 +150,11 @@ impl TarReader {
     /// Open any byte source (see [`Follow`]) with a read buffer of `capacity` bytes, decrypting with `keys`
     /// when it is age-encrypted. Decryption errors come as a [`crypt::CryptError`] inside the `io::Error`.
     pub fn from_source(file: Source, capacity: usize, keys: &Keys) -> io::Result<TarReader> {
+        Self::summing(file, capacity, keys, false)
+    }
+
+    /// [`TarReader::from_source`]; `sum`: also sum the decoded stream (see [`TarReader::finish_summed`]).
+    fn summing(file: Source, capacity: usize, keys: &Keys, sum: bool) -> io::Result<TarReader> {
         let read = Arc::new(AtomicU64::new(0));
         let hasher = Arc::new(Mutex::new(Sha256::new()));
         let offset = Arc::new(AtomicU64::new(0));
@@ -159,8 +183,13 @@ impl TarReader {
             Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
             Compression::None => Decoder::Plain(raw),
         };
+        let summed = Summed {
+            inner: decoder,
+            crc: sum.then(crc32fast::Hasher::new),
+            len: 0,
+        };
         Ok(TarReader {
-            archive: tar::Archive::new(decoder),
+            archive: tar::Archive::new(summed),
             compression,
             encrypted,
             offset,
@@ -172,13 +201,23 @@ impl TarReader {
     /// After the tar end marker: read the rest of the stream (checks the compressor's trailing checksums),
     /// then hash any raw bytes left. Returns (SHA-256 of the file, file size, non-zero bytes after the tar end).
     pub fn finish(self) -> io::Result<(String, u64, u64)> {
+        self.finish_summed().map(|(end, _)| end)
+    }
+
+    /// [`TarReader::finish`], and the sum of the whole decoded stream when it was asked for
+    /// ([`TarReader::summing`]).
+    pub fn finish_summed(self) -> io::Result<((String, u64, u64), Option<StreamSum>)> {
         let mut decoder = self.archive.into_inner();
         let mut buf = vec![0u8; 64 * 1024];
         let junk = drain(&mut decoder, &mut buf, |b| {
             b.iter().filter(|b| **b != 0).count()
         })?;
+        let sum = decoder.crc.map(|crc| StreamSum {
+            crc32: crc.finalize(),
+            len: decoder.len,
+        });
         // Bytes after the end of the compressed stream are damage too.
-        let trailing = drain(&mut decoder.into_raw(), &mut buf, <[u8]>::len)?;
+        let trailing = drain(&mut decoder.inner.into_raw(), &mut buf, <[u8]>::len)?;
         let total = self.read.load(Ordering::Relaxed);
         if trailing > 0 && self.compression != Compression::None {
             let garbage = "bytes of garbage after the end of the compressed stream";
@@ -190,7 +229,7 @@ impl TarReader {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .finalize());
-        Ok((sha, total, junk + trailing))
+        Ok(((sha, total, junk + trailing), sum))
     }
 }
 
@@ -242,6 +281,9 @@ pub struct Verification {
     /// SHA-256 of the index.json entry's bytes (lets a writer check it is the index it wrote).
     #[serde(skip)]
     pub index_sha256: Option<String>,
+    /// Sum of the whole decoded stream (read-back only, when the stream could be read to its end).
+    #[serde(skip)]
+    pub stream: Option<StreamSum>,
     pub problems: Vec<Problem>,
 }
 
@@ -310,13 +352,32 @@ pub fn verify(path: &Path) -> io::Result<Verification> {
 /// An encrypted archive is decrypted with `keys`: a damaged encryption header is a problem found; a missing or
 /// wrong key is an error (it says nothing about the archive, so it must not be recorded as damage).
 pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Result<Verification> {
-    let mut reader = match TarReader::from_source(src, 1 << 20, keys) {
+    check_stream(src, file_len, keys, false).map(|(v, _)| v)
+}
+
+/// The backup's read-back: [`verify_stream`], except that file contents are not hashed entry by entry; the
+/// whole decoded stream is summed instead ([`Verification::stream`]), for the writer to compare with the
+/// sum of what it wrote. Equal sums mean the entries decode to the bytes whose SHA-256 the writer put in the
+/// index (and the decompressor checks its own checksum of the stream all the same). Nor is index.json parsed:
+/// only its hash is taken, for the writer to check it is the index it wrote; the entries seen are returned,
+/// for the writer to [`compare`] with that index, which it holds already.
+pub(crate) fn read_back(src: Source, keys: &Keys) -> io::Result<(Verification, Vec<Seen>)> {
+    check_stream(src, None, keys, true)
+}
+
+fn check_stream(
+    src: Source,
+    file_len: Option<u64>,
+    keys: &Keys,
+    read_back: bool,
+) -> io::Result<(Verification, Vec<Seen>)> {
+    let mut reader = match TarReader::summing(src, 1 << 20, keys, read_back) {
         Ok(o) => o,
         Err(e) => match crypt::in_io(&e) {
             Some(c @ (crypt::CryptError::Header(_) | crypt::CryptError::Stream(_))) => {
                 let mut v = Verification::default();
                 v.problems.push(problem(None, c.to_string()));
-                return Ok(v);
+                return Ok((v, Vec::new()));
             }
             _ => return Err(e),
         },
@@ -354,7 +415,7 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
         Err(e) => {
             let message = format!("not a readable archive: {e}");
             v.problems.push(problem(None, message).at(Some(0)));
-            return Ok(v);
+            return Ok((v, Vec::new()));
         }
     };
     // Err: where the stream broke (the entries up to there are checked all the same).
@@ -391,15 +452,20 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
                     "entry found after proxkeep/index.json (appended to the archive)",
                 ));
             }
-            // Read to its end, hashed. Meta and index are small and parsed; their bytes are kept (within a cap,
-            // checked on the header's size: a huge one is refused without being held).
+            // Read to its end, hashed (on read-back, only meta and index: the stream sum covers the rest). Meta
+            // and index are small and parsed; their bytes are kept (within a cap, checked on the header's size: a
+            // huge one is refused without being held).
+            let hashed = !read_back || is_meta || is_index;
             let (mut hasher, mut small) = (Sha256::new(), Vec::new());
             let is_self = is_meta || is_index;
             let cap = is_self.then(|| format::self_cap(&s.path, s.size, v.entries - 1));
             let keep = matches!(cap, Some(Ok(_)));
             drain(&mut entry, &mut buf, |b| {
-                hasher.update(b);
-                if keep {
+                if hashed {
+                    hasher.update(b);
+                }
+                // On read-back the index is checked by its SHA-256 against the writer's, not parsed again.
+                if keep && !(read_back && is_index) {
                     small.extend_from_slice(b);
                 }
                 0
@@ -417,15 +483,19 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
                 } else {
                     after_index = true;
                     v.index_sha256 = Some(hex(&hasher.finalize()));
-                    cap.and_then(|_| serde_json::from_slice(&small).map_err(parse))
-                        .map(|i| v.index = Some(i))
+                    match read_back {
+                        true => cap.map(|_| ()),
+                        false => cap
+                            .and_then(|_| serde_json::from_slice(&small).map_err(parse))
+                            .map(|i| v.index = Some(i)),
+                    }
                 };
                 if let Err(why) = parsed {
                     v.problems.push(problem(Some(&s.path), why));
                 }
                 continue;
             }
-            s.sha256 = (s.kind == Some(Kind::File)).then(|| hasher.finalize().into());
+            s.sha256 = (hashed && s.kind == Some(Kind::File)).then(|| hasher.finalize().into());
             seen.push(s);
         }
         Ok(())
@@ -435,9 +505,10 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
     v.problems.extend(broke);
 
     if stream_ok {
-        match reader.finish() {
-            Ok((sha, bytes, junk)) => {
+        match reader.finish_summed() {
+            Ok(((sha, bytes, junk), stream)) => {
                 v.sha256 = Some(sha);
+                v.stream = stream;
                 v.bytes = bytes;
                 if junk > 0 {
                     let message =
@@ -462,8 +533,9 @@ pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Res
     }
     if let Some(idx) = &v.index {
         compare(idx, &seen, stream_ok, &mut v.problems);
+        seen = Vec::new();
     }
-    Ok(v)
+    Ok((v, seen))
 }
 
 /// An entry's extended attributes (its PAX `SCHILY.xattr.<name>` records, in archive order), each as `f(name, value)`.
@@ -482,7 +554,7 @@ pub(crate) fn xattrs<R: Read, T>(
         .collect()
 }
 
-fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Problem>) {
+pub(crate) fn compare(index: &Index, seen: &[Seen], complete: bool, problems: &mut Vec<Problem>) {
     use std::collections::{HashMap, HashSet};
     let before = problems.len();
     let by_path: HashMap<&[u8], &Seen> = seen.iter().map(|s| (s.path.as_slice(), s)).collect();
@@ -679,6 +751,44 @@ mod tests {
         let mut r = Follow::new(File::open(&p).unwrap(), state.clone());
         state.abort.store(true, Ordering::Release);
         assert!(r.read(&mut [0u8; 10]).is_err());
+    }
+
+    /// The read-back leaves file contents to the stream sum: a content byte changed after the writer hashed
+    /// it passes every per-entry check there, and only the sum tells.
+    #[test]
+    fn read_back_sums_the_decoded_stream() {
+        use crate::archive::writer::{ArchiveWriter, EntryHeader};
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.tar");
+        let file = File::create(&p).unwrap();
+        let mut w = ArchiveWriter::new(file, Compression::None, 0, 1, None).unwrap();
+        let h = |path: &'static str, size| EntryHeader {
+            path: path.as_bytes(),
+            kind: Kind::File,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+            size,
+            xattrs: &[],
+        };
+        w.append_bytes(&h(META_PATH, 2), b"{}").unwrap();
+        w.append_bytes(&h("etc/hosts", 11), b"hello world").unwrap();
+        let (_, written) = w.finish().unwrap();
+        let back =
+            |p: &Path| read_back(Box::new(File::open(p).unwrap()), &Keys::default()).unwrap();
+        let (v, seen) = back(&p);
+        assert_eq!(v.stream, Some(written.stream));
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].sha256, None, "contents are not hashed on read-back");
+
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.windows(5).position(|w| w == b"hello").unwrap();
+        bytes[at] = b'j';
+        std::fs::write(&p, &bytes).unwrap();
+        let (damaged, _) = back(&p);
+        assert_eq!(damaged.problems, v.problems);
+        assert_ne!(damaged.stream, Some(written.stream));
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub fn warning_text(w: &Warning) -> String {
 
 /// The concurrent read-back; dropping it without `finish` (an error path) tells it to stop.
 struct Verifier {
-    handle: Option<std::thread::JoinHandle<io::Result<reader::Verification>>>,
+    handle: Option<std::thread::JoinHandle<io::Result<(reader::Verification, Vec<reader::Seen>)>>>,
     state: Arc<reader::FollowState>,
 }
 
@@ -108,22 +108,35 @@ impl Verifier {
     fn start(partial: &Path, keys: Keys) -> io::Result<Verifier> {
         let state = Arc::new(reader::FollowState::default());
         let src = reader::Follow::new(File::open(partial)?, state.clone());
-        let handle = std::thread::spawn(move || reader::verify_stream(Box::new(src), None, &keys));
+        let handle = std::thread::spawn(move || reader::read_back(Box::new(src), &keys));
         Ok(Verifier {
             handle: Some(handle),
             state,
         })
     }
 
-    /// Hand over the end of the file and wait for the verdict. The verifier checks the entries against the
-    /// archive's own index.json; that this is the index the writer wrote is checked by its hash, which spares
-    /// holding a second copy of a large index in memory.
-    fn finish(&mut self, index_sha256: String) -> io::Result<reader::Verification> {
+    /// Hand over the end of the file and wait for the verdict, then check the entries read back against
+    /// `index`, what the writer wrote as index.json: that the archive's index.json is that index is checked
+    /// by its hash, which spares parsing a second copy of a large index.
+    fn finish(&mut self, index: &Index, index_sha256: String) -> io::Result<reader::Verification> {
         self.state.done.store(true, Ordering::Release);
-        let mut v = match self.handle.take().map(|h| h.join()) {
+        let (mut v, seen) = match self.handle.take().map(|h| h.join()) {
             Some(Ok(r)) => r?,
             _ => return Err(io::Error::other("the verifier thread failed")),
         };
+        // The writer's index is in archive order: entry by entry, with no lookup tables (a large index would
+        // double in memory); any difference gets the full comparison's report.
+        let in_order = seen.len() == index.entries.len()
+            && (index.entries.iter().zip(&seen)).all(|(e, s)| {
+                let same_path = match &e.path_hex {
+                    None => e.path.as_bytes() == s.path,
+                    Some(_) => e.path_bytes() == s.path,
+                };
+                same_path && reader::mismatches(e, s).is_empty()
+            });
+        if v.problems.is_empty() && !in_order {
+            reader::compare(index, &seen, true, &mut v.problems);
+        }
         if v.index_sha256.as_deref() != Some(index_sha256.as_str()) {
             let differs = "differs from the index the backup wrote";
             v.problems
@@ -274,14 +287,48 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Append index.json, serialized as it is written (a large index is never held twice in memory); returns
+    /// its SHA-256.
+    fn append_index(&mut self) -> Result<String, SessionError> {
+        let index = &self.index;
+        let mut size = Count(0);
+        serde_json::to_writer(&mut size, index).map_err(|e| failed("index.json", e))?;
+        let h = internal_header(INDEX_PATH, size.0, self.time);
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let (w, cancel) = (&mut self.w, self.cancel);
+        let written = std::thread::scope(|scope| {
+            let serializer = scope.spawn(move || {
+                let mut out = io::BufWriter::with_capacity(64 << 10, Chunks(tx));
+                serde_json::to_writer(&mut out, index)?;
+                io::Write::flush(&mut out).map_err(serde_json::Error::io)
+            });
+            let mut r = ExactReader::new(Received::new(rx), h.size, cancel);
+            // `r` goes either way (in `finish` or here), which ends a serializer still sending.
+            let appended = match w.append_reader(&h, &mut r) {
+                Ok(()) => r.finish(),
+                Err(e) => {
+                    drop(r);
+                    Err(e)
+                }
+            };
+            // A failed write (a full disk, an interruption) is the error to report: the serializer then
+            // only failed because nobody reads any more.
+            match (appended, serializer.join()) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Ok(Err(e))) => Err(io::Error::other(format!("index.json: {e}"))),
+                (Ok(_), Err(_)) => Err(io::Error::other("the index.json serializer failed")),
+                (Ok(done), Ok(Ok(()))) => Ok(done),
+            }
+        });
+        let (sha, _) = written.map_err(|e| io_err(&self.partial, e))?;
+        Ok(sha)
+    }
+
     /// Write index.json, finish the file, verify what is on disk, then rename it into place, fsync the
     /// directory and write the `.sha256` sidecar.
     pub fn finish(mut self) -> Result<Finished, SessionError> {
         self.index.compute_totals();
-        let index_json = serde_json::to_vec(&self.index).map_err(|e| failed("index.json", e))?;
-        self.append_small(INDEX_PATH, &index_json)?;
-        let index_sha = super::sha256_hex(&index_json);
-        drop(index_json);
+        let index_sha = self.append_index()?;
         self.progress.phase("finishing");
         let (_file, written) = self.w.finish().map_err(|e| io_err(&self.partial, e))?;
         check_cancel(self.cancel)?;
@@ -296,7 +343,7 @@ impl<'a> Session<'a> {
         let verify_start = Instant::now();
         let v = self
             .verifier
-            .finish(index_sha)
+            .finish(&self.index, index_sha)
             .map_err(|e| failed("read-back", e))?;
         self.progress.finish();
         log.debug(&format!(
@@ -313,6 +360,11 @@ impl<'a> Session<'a> {
         if v.sha256.as_deref() != Some(written.sha256.as_str()) {
             return Err(SessionError::Failed(
                 "read-back: the file on disk differs from the bytes written".into(),
+            ));
+        }
+        if v.stream != Some(written.stream) {
+            return Err(SessionError::Failed(
+                "read-back: the archive decodes to other bytes than the tar stream written".into(),
             ));
         }
         check_cancel(self.cancel)?;
@@ -339,6 +391,65 @@ impl<'a> Session<'a> {
             bytes: written.bytes,
             index: self.index,
         })
+    }
+}
+
+/// Counts the bytes written to it.
+struct Count(u64);
+
+impl io::Write for Count {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends what is written to it, in chunks, to a [`Received`] on another thread.
+struct Chunks(std::sync::mpsc::SyncSender<Vec<u8>>);
+
+impl io::Write for Chunks {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let gone = |_| io::Error::from(io::ErrorKind::BrokenPipe);
+        self.0.send(buf.to_vec()).map_err(gone)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads the chunks a [`Chunks`] sends, to their end.
+struct Received {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Received {
+    fn new(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        Received {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl io::Read for Received {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => (self.chunk, self.at) = (chunk, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

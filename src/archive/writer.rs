@@ -12,22 +12,61 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub struct HashWriter<W> {
+/// Hashes and counts what is written through it: the SHA-256 of the file's bytes, or the sum of the tar
+/// stream ([`StreamSum`]).
+pub struct HashWriter<W, H = Sha256> {
     inner: W,
-    hasher: Sha256,
+    hasher: H,
     bytes: u64,
 }
 
-impl<W: Write> HashWriter<W> {
+/// A running hash of a byte stream.
+pub trait Summer {
+    fn add(&mut self, data: &[u8]);
+}
+
+impl Summer for Sha256 {
+    fn add(&mut self, data: &[u8]) {
+        self.update(data)
+    }
+}
+
+impl Summer for crc32fast::Hasher {
+    fn add(&mut self, data: &[u8]) {
+        self.update(data)
+    }
+}
+
+impl<W, H> HashWriter<W, H> {
+    pub fn new(inner: W, hasher: H) -> Self {
+        HashWriter {
+            inner,
+            hasher,
+            bytes: 0,
+        }
+    }
+}
+
+impl<W> HashWriter<W> {
     pub fn finish(self) -> (W, String, u64) {
         (self.inner, hex(&self.hasher.finalize()), self.bytes)
     }
 }
 
-impl<W: Write> Write for HashWriter<W> {
+impl<W> HashWriter<W, crc32fast::Hasher> {
+    pub fn sum(self) -> (W, StreamSum) {
+        let sum = StreamSum {
+            crc32: self.hasher.finalize(),
+            len: self.bytes,
+        };
+        (self.inner, sum)
+    }
+}
+
+impl<W: Write, H: Summer> Write for HashWriter<W, H> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hasher.add(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
@@ -132,13 +171,25 @@ pub struct EntryHeader<'a> {
 }
 
 type Sink = HashWriter<BufWriter<File>>;
-type Stack = tar::Builder<Box<dyn Layer<Box<dyn Layer<Sink>>>>>;
+type Stack = tar::Builder<HashWriter<Box<dyn Layer<Box<dyn Layer<Sink>>>>, crc32fast::Hasher>>;
+
+/// CRC-32 and length of a byte stream: the uncompressed tar stream, summed as the writer hands it to the
+/// compressor and as the read-back gets it from the decompressor. Equal sums prove the archive decodes to the
+/// very bytes written, so the read-back need not hash every entry again (the index's SHA-256 of each entry is
+/// taken by [`ExactReader`] from the same bytes tar copies into the stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamSum {
+    pub crc32: u32,
+    pub len: u64,
+}
 
 #[derive(Debug, Clone)]
 pub struct Written {
     /// SHA-256 of the bytes on disk (what `sha256sum` prints).
     pub sha256: String,
     pub bytes: u64,
+    /// Sum of the uncompressed tar stream.
+    pub stream: StreamSum,
 }
 
 pub struct ArchiveWriter {
@@ -154,17 +205,15 @@ impl ArchiveWriter {
         threads: u32,
         encryptor: Option<age::Encryptor>,
     ) -> io::Result<Self> {
-        let sink = HashWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
+        let sink = HashWriter::new(BufWriter::with_capacity(1 << 20, file), Sha256::new());
         // The encryption layer: age's STREAM over the compressed bytes, or nothing.
         let sealed: Box<dyn Layer<Sink>> = match encryptor {
             Some(e) => Box::new(e.wrap_output(sink)?),
             None => Box::new(Plain(sink)),
         };
-        let mut tar = tar::Builder::new(compressor(sealed, compression, level, threads)?);
+        let compressed = compressor(sealed, compression, level, threads)?;
+        let summed = HashWriter::new(compressed, crc32fast::Hasher::new());
+        let mut tar = tar::Builder::new(summed);
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
         Ok(ArchiveWriter { tar })
@@ -217,12 +266,17 @@ impl ArchiveWriter {
 
     /// Write the tar trailer, finish the compressor and age, flush and fsync the file.
     pub fn finish(self) -> io::Result<(File, Written)> {
-        let encoder = self.tar.into_inner()?;
+        let (encoder, stream) = self.tar.into_inner()?.sum();
         let hashed = encoder.finish()?.finish()?;
         let (buf, sha256, bytes) = hashed.finish();
         let file = buf.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        Ok((file, Written { sha256, bytes }))
+        let written = Written {
+            sha256,
+            bytes,
+            stream,
+        };
+        Ok((file, written))
     }
 }
 

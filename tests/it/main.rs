@@ -13,6 +13,7 @@ mod faults_run;
 mod inspect;
 mod notify;
 mod package;
+mod perf;
 mod restore;
 mod safety;
 mod tiers;
