@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod collect;
 pub mod config;
 pub mod crypt;
+pub mod dirwalk;
 pub mod fsx;
 pub mod host;
 pub mod inspect;

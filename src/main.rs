@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 }
 
 /// The soft limit of open files up to the hard one (at most 65,536): restore keeps a share of it for
-/// directory handles (`restore::target::Walker`), and within 1024 it cuts more batches short. It works
+/// directory handles (`dirwalk::Walker`), and within 1024 it cuts more batches short. It works
 /// within any limit: this only makes big restores faster where the hard limit allows it.
 fn raise_fd_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};

@@ -315,7 +315,7 @@ pub fn execute(
             cancel,
         )?);
         // `[retention] keep_safety`: older safety archives of this host go, so they never pile up.
-        match safety::prune(dir, &p.meta.host, how.keep_safety, false) {
+        match crate::store::safety::prune(dir, &p.meta.host, how.keep_safety, false) {
             Ok(plan) => plan
                 .iter()
                 .filter(|(_, d)| d.is_remove())

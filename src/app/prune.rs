@@ -78,7 +78,7 @@ pub fn run(
         let mut safety = Vec::new();
         if t.label() == "local" && plan.is_ok() {
             let keep = config.retention.keep_safety;
-            match crate::restore::safety::prune(dir, host, keep, dry_run) {
+            match crate::store::safety::prune(dir, host, keep, dry_run) {
                 Ok(p) => {
                     safety = p
                         .into_iter()

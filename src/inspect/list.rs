@@ -105,13 +105,13 @@ pub fn list(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError>
 
 /// The restore-safety archives of `host` (all hosts when `None`) in `dir`, newest first, judged like backups.
 pub fn list_safety(dir: &Path, host: Option<&str>) -> Result<Vec<Listed>, InspectError> {
-    let found = match crate::restore::safety::list(dir, host) {
+    let found = match crate::store::safety::list(dir, host) {
         Ok(l) => l,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(InspectError::io(dir)(e)),
     };
     let records = state::load(dir).archives;
-    let one = |f: crate::restore::safety::SafetyFile| {
+    let one = |f: crate::store::safety::SafetyFile| {
         let rec = records.get(&f.file);
         let base = Listed {
             name: f.file,

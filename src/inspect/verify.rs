@@ -161,7 +161,7 @@ pub fn verify_dir(dir: &Path) -> Result<Vec<Verified>, InspectError> {
         .map(|l| (l.file, l.name.compression, l.size))
         .collect();
     // The restore-safety archives too (after the backups): an undo that does not read back is no undo.
-    let safety = crate::restore::safety::list(dir, None).map_err(InspectError::io(dir))?;
+    let safety = crate::store::safety::list(dir, None).map_err(InspectError::io(dir))?;
     files.extend(
         safety
             .into_iter()

@@ -4,8 +4,8 @@ use super::{
     NodeKind, PMXCFS_GID, PMXCFS_UID, PmxcfsError, TreeEntry, check_component, default_mode,
     read_tree,
 };
+use crate::dirwalk::{WalkError, Walker};
 use crate::fsx::{create_at, is_symlink_at, open_dir_at, set_link_meta, set_meta};
-use crate::restore::target::{WalkError, Walker};
 use rustix::fs::Mode;
 use rustix::io::Errno;
 use std::io::{self, Write};

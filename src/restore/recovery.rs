@@ -14,11 +14,12 @@
 //! 6. start pve-cluster (always attempted once stopped, even after a failure or SIGTERM in between).
 
 use crate::archive::format::CONFIG_DB_PATH;
+use crate::dirwalk::DirFd;
 use crate::output::Log;
 use crate::restore::RestoreError;
 use crate::restore::guard::{self, Cluster};
 use crate::restore::path::show;
-use crate::restore::target::{DirFd, Target};
+use crate::restore::target::Target;
 use crate::runner::{self, CommandSpec, RunOptions, Status};
 use jiff::Timestamp;
 use rustix::fs::{AtFlags, Mode, OFlags};

@@ -3,6 +3,7 @@
 //! ([`tier`]) and which of them retention keeps ([`retention`]).
 
 pub mod retention;
+pub mod safety;
 pub mod state;
 pub mod tier;
 

@@ -30,11 +30,12 @@ mod worker;
 
 use crate::archive::format::{INDEX_PATH, Kind, META_PATH};
 use crate::archive::reader::{TarReader, xattrs};
+use crate::dirwalk::{DirFd, WalkError, Walker};
 use crate::fsx::{open_dir_at, set_link_meta, set_meta};
 use crate::output::Progress;
 use crate::restore::path::{Checker, NodeMap, show, split};
 use crate::restore::plan::{Action, Plan, Step, Wanted};
-use crate::restore::target::{DirFd, Target, WalkError, Walker};
+use crate::restore::target::Target;
 use rustix::fs::{AtFlags, Mode, XattrFlags};
 use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};

@@ -2,9 +2,9 @@
 //! the whole batch, then the renames, in order.
 
 use super::{Done, Stop, Writer, done, failed};
+use crate::dirwalk::DirFd;
 use crate::restore::path::split;
 use crate::restore::plan::{Plan, Wanted};
-use crate::restore::target::DirFd;
 use rustix::fs::{AtFlags, RenameFlags};
 use rustix::io::Errno;
 use std::collections::{HashSet, VecDeque};
@@ -158,7 +158,7 @@ impl Writer<'_> {
     /// are let go (the walker's are bounded: see [`Walker::full`]). Only an archive with many directories,
     /// or one alternating between directories the walker no longer holds, comes here: one batch is cut short.
     ///
-    /// [`Walker::full`]: crate::restore::target::Walker::full
+    /// [`Walker::full`]: crate::dirwalk::Walker::full
     pub(super) fn drain(&mut self) {
         while self.in_flight > 0
             && let Ok(r) = self.written.recv()

@@ -4,9 +4,9 @@
 use super::sync::{Pending, Written};
 use super::{ApplyOptions, Stop, Writer, damaged, failed};
 use crate::archive::format::hex;
+use crate::dirwalk::DirFd;
 use crate::fsx::{create_at, set_meta};
 use crate::restore::plan::Wanted;
-use crate::restore::target::DirFd;
 use rustix::fs::{AtFlags, XattrFlags};
 use sha2::{Digest, Sha256};
 use std::fs::File;
