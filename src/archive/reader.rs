@@ -425,33 +425,7 @@ fn check_stream(
             v.entries += 1;
             let tkind = entry.header().entry_type();
             let mut s = Seen::of(entry.path_bytes().into_owned(), &mut entry);
-            // The entry rules restore applies: what restore would refuse is damage here. Named as
-            // restore names it (normalized) when allowed, raw when not.
-            match checker.check(&s.path, tkind, s.target.as_deref()) {
-                Ok(normalized) => s.path = normalized,
-                Err(why) => v.problems.push(problem(
-                    Some(&s.path),
-                    format!("{why} (restore refuses this archive)"),
-                )),
-            }
-            let is_meta = s.path == META_PATH.as_bytes();
-            let is_index = s.path == INDEX_PATH.as_bytes();
-            if (is_meta || is_index) && s.kind != Some(Kind::File) {
-                v.problems
-                    .push(problem(Some(&s.path), "not a regular file entry"));
-            }
-            if v.entries == 1 && !is_meta {
-                v.problems.push(problem(
-                    None,
-                    "first entry is not proxkeep/meta.json: not a proxkeep archive",
-                ));
-            }
-            if after_index {
-                v.problems.push(problem(
-                    Some(&s.path),
-                    "entry found after proxkeep/index.json (appended to the archive)",
-                ));
-            }
+            let (is_meta, is_index) = placement(&mut v, &mut checker, &mut s, tkind, after_index);
             // Read to its end, hashed (on read-back, only meta and index: the stream sum covers the rest). Meta
             // and index are small and parsed; their bytes are kept (within a cap, checked on the header's size: a
             // huge one is refused without being held).
@@ -536,6 +510,44 @@ fn check_stream(
         seen = Vec::new();
     }
     Ok((v, seen))
+}
+
+/// The problems of one entry's name and place: the entry rules restore applies (named as restore names it,
+/// normalized, when allowed; raw when not), meta.json first, nothing after index.json. Returns whether it is
+/// meta.json, and whether index.json.
+fn placement(
+    v: &mut Verification,
+    checker: &mut Checker,
+    s: &mut Seen,
+    tkind: tar::EntryType,
+    after_index: bool,
+) -> (bool, bool) {
+    match checker.check(&s.path, tkind, s.target.as_deref()) {
+        Ok(normalized) => s.path = normalized,
+        Err(why) => v.problems.push(problem(
+            Some(&s.path),
+            format!("{why} (restore refuses this archive)"),
+        )),
+    }
+    let is_meta = s.path == META_PATH.as_bytes();
+    let is_index = s.path == INDEX_PATH.as_bytes();
+    if (is_meta || is_index) && s.kind != Some(Kind::File) {
+        v.problems
+            .push(problem(Some(&s.path), "not a regular file entry"));
+    }
+    if v.entries == 1 && !is_meta {
+        v.problems.push(problem(
+            None,
+            "first entry is not proxkeep/meta.json: not a proxkeep archive",
+        ));
+    }
+    if after_index {
+        v.problems.push(problem(
+            Some(&s.path),
+            "entry found after proxkeep/index.json (appended to the archive)",
+        ));
+    }
+    (is_meta, is_index)
 }
 
 /// An entry's extended attributes (its PAX `SCHILY.xattr.<name>` records, in archive order), each as `f(name, value)`.
