@@ -289,7 +289,6 @@ fn verify_names_the_file_behind_a_flipped_byte_or_the_block_where_the_stream_bre
         data[pos as usize] ^= if pos == header { 0x40 } else { 0x10 };
         fs::write(&damaged, &data).unwrap();
         let r = env.run(&["--json", "verify", damaged.to_str().unwrap()]);
-        r.expect(6);
         // Ground truth from the zstd tool itself: decode ignoring the checksum and find the first changed byte.
         let out_tar = env.path("out.tar");
         let decoded = sh(&format!(
@@ -299,6 +298,14 @@ fn verify_names_the_file_behind_a_flipped_byte_or_the_block_where_the_stream_bre
             out_tar.display()
         ));
         let out = fs::read(&out_tar).unwrap();
+        // A flip zstd itself cannot see (the frame decodes to the very same bytes and its checksum holds, as
+        // when a match copies the tar's trailing zeros from another offset) is no damage of the contents.
+        let zstd_ok = sh(&format!("{} -tq '{}'", tool("zstd"), damaged.display()));
+        if decoded.status.success() && out == orig && zstd_ok.status.success() {
+            r.expect(0);
+            continue;
+        }
+        r.expect(6);
         let first_diff = orig
             .iter()
             .zip(&out)
