@@ -57,7 +57,12 @@ pub fn append_generated(s: &mut Session, root: &Root, plan: &Plan) -> Result<(),
     for item in &plan.listed {
         s.check_cancel()?;
         let path = item.host_path.display().to_string();
-        let hashed = open_no_follow(&root.path(&item.host_path)).and_then(crate::fsx::hash_reader);
+        // Opened as a stored file is (beneath the root, no symlink in any component), so a directory swapped
+        // after the scan cannot make the listing hash a file outside the tree.
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK;
+        let hashed = open_beneath(root, &item.host_path, flags)
+            .map(fs::File::from)
+            .and_then(crate::fsx::hash_reader);
         match hashed {
             Ok((sha256, size)) => out.push(ListedFile {
                 path,
