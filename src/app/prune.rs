@@ -37,12 +37,18 @@ pub struct PruneReport {
     pub dry_run: bool,
     #[serde(skip)]
     pub host: String,
+    /// `prune.log` could not be written (the removals were done): a warning.
+    #[serde(skip)]
+    pub log_error: Option<String>,
 }
 
 impl PruneReport {
     pub fn exit_code(&self) -> i32 {
         let unreachable = self.tiers.iter().any(|t| t.error.is_some());
-        super::exit_if(unreachable, crate::exit::WARNINGS)
+        super::exit_if(
+            unreachable || self.log_error.is_some(),
+            crate::exit::WARNINGS,
+        )
     }
 }
 
@@ -99,9 +105,41 @@ pub fn run(
             plan: plan.ok().map(|p| p.into_iter().map(pruned).collect()),
         }
     });
-    Ok(PruneReport {
+    let mut report = PruneReport {
         tiers: tiers.collect(),
         dry_run,
         host: host.to_string(),
-    })
+        log_error: None,
+    };
+    if !dry_run {
+        let log = config.log_dir.join("prune.log");
+        let logged = log_removals(&log, &report, now);
+        report.log_error = logged.err().map(|e| format!("{}: {e}", log.display()));
+    }
+    Ok(report)
+}
+
+/// `prune`'s run log: a line per archive it removed, appended to `<log_dir>/prune.log` (0600, never through a
+/// symlink). Nothing removed, nothing written.
+fn log_removals(log: &Path, report: &PruneReport, now: Timestamp) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let removed = report.tiers.iter().flat_map(|t| {
+        let all = t.plan.iter().flatten().chain(&t.safety);
+        all.filter(|p| p.decision.is_remove())
+            .map(move |p| format!("{now} tier {}: removed {}\n", t.tier, p.archive))
+    });
+    let lines: String = removed.collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    crate::fsx::create_dir_all(crate::fsx::dir_of(log), 0o700)?;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(log)?;
+    f.write_all(lines.as_bytes())?;
+    f.sync_all()
 }

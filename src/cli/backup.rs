@@ -171,6 +171,9 @@ pub fn prune(ctx: &Ctx, a: &PruneArgs) -> Result<i32, Exit> {
             eprintln!("warning: tier {}: {e}", t.tier);
         }
     }
+    if let Some(e) = &report.log_error {
+        eprintln!("warning: cannot write the prune log {e}");
+    }
     ctx.out.result(&report, |o| prune_text(&report, o))?;
     Ok(report.exit_code())
 }

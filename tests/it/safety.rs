@@ -145,6 +145,15 @@ fn prune_names_every_archive_it_removes_on_stdout_and_a_backup_in_its_run_log() 
         }
         assert_eq!(env.archives().len(), left);
     }
+    // `prune`'s own run log names what it removed (the dry run wrote nothing there).
+    let log = fs::read_to_string(env.logs.join("prune.log")).unwrap();
+    for a in &archives[..2] {
+        assert_eq!(
+            log.matches(&format!("tier local: removed {a}")).count(),
+            1,
+            "{log}"
+        );
+    }
     // A backup prunes too: its run log names what retention removed.
     run_at(&env, Some("2026-11-04T03:00:00Z"), &["backup"]).expect(0);
     let log = files(&env.logs)
