@@ -182,12 +182,6 @@ pub fn collects(plan: &Plan, root: &Root, p: &Path) -> bool {
     plan.items.iter().any(|i| i.kind == Kind::File && is_p(i))
 }
 
-/// What the `[encryption]` table encrypts with: the recipients and passphrase files are read here.
-pub fn seal(e: &crate::config::EncryptionConfig) -> Result<Seal, crate::crypt::CryptError> {
-    let (file, passphrase) = (e.recipients_file.as_deref(), e.passphrase_file.as_deref());
-    Seal::new(&e.recipients, file, passphrase)
-}
-
 /// The recipients of `seal` as they print: the X25519 ones, or the others (SSH keys).
 fn recipients(seal: Option<&Seal>, x25519: bool) -> Vec<String> {
     let Some(Seal::Recipients(rs)) = seal else {
@@ -290,7 +284,11 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     let backup_dir = opts.dir.as_ref().unwrap_or(&config.backup_dir);
     // Recipients and passphrase are read before anything is written: a backup configured for encryption
     // never falls back to a plain archive.
-    let seal = config.encryption.as_ref().map(seal).transpose();
+    let seal = config
+        .encryption
+        .as_ref()
+        .map(crate::config::EncryptionConfig::seal)
+        .transpose();
     let seal = seal.map_err(|e| BackupError::Invalid(format!("[encryption]: {e}")))?;
 
     let facts = HostFacts::detect(&ctx.root);

@@ -57,7 +57,7 @@ pub fn run(root: &Root, config: &Config) -> CheckReport {
     });
     if let Some(enc) = &config.encryption {
         // The recipients and passphrase files are read by every backup: catch a moved or broken one now.
-        let seal = super::backup::seal(enc);
+        let seal = enc.seal();
         let fix = "fix [encryption] (a backup stops rather than write a plain archive)";
         checks.push(verdict("encryption", seal.map(|s| s.describe()), fix));
     }

@@ -92,6 +92,18 @@ pub struct EncryptionConfig {
     pub passphrase_file: Option<PathBuf>,
 }
 
+impl EncryptionConfig {
+    /// What this table encrypts with (backups and safety archives alike): the recipients and passphrase
+    /// files are read here.
+    pub fn seal(&self) -> Result<crate::crypt::Seal, crate::crypt::CryptError> {
+        let (file, passphrase) = (
+            self.recipients_file.as_deref(),
+            self.passphrase_file.as_deref(),
+        );
+        crate::crypt::Seal::new(&self.recipients, file, passphrase)
+    }
+}
+
 /// How many archives a tier keeps per rule (`[retention]`); the rules themselves are in `retention`. A key the
 /// section does not name keeps its built-in default ([`DEFAULT_POLICY`]): the section overrides key by key.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

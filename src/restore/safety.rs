@@ -48,10 +48,7 @@ pub fn write(
     cancel: &AtomicBool,
 ) -> Result<PathBuf, RestoreError> {
     let seal = encryption
-        .map(|e| {
-            let (file, pass) = (e.recipients_file.as_deref(), e.passphrase_file.as_deref());
-            crate::crypt::Seal::new(&e.recipients, file, pass)
-        })
+        .map(EncryptionConfig::seal)
         .transpose()
         .map_err(|e| RestoreError::Safety(format!("[encryption]: {e}")))?;
     let check = crate::preflight::directory("backup directory", backup_dir, true);
