@@ -1,0 +1,613 @@
+//! `--map-node OLD=NEW`, the rest of a node rename (issue 14): the corosync nodelist and `config_version`,
+//! `/etc/hosts` and `/etc/hostname`, the node certificate note, and VMIDs that would end up on two nodes.
+//!
+//! Everything here is pure (bytes in, bytes out); the restore's rewrite hook feeds it the archive's bytes.
+//! Edits are line based and in place: comments, indentation, spacing and line endings stay byte for byte.
+
+use crate::restore::path::NodeMap;
+use std::ops::Range;
+
+/// Why corosync.conf could not be rewritten (it is then restored as it is, with a note).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CorosyncError {
+    #[error("it has no nodelist section")]
+    NoNodelist,
+    #[error("its nodelist has no node named {0:?}")]
+    NoNode(String),
+    #[error("its totem section has no config_version (needed to bump it)")]
+    NoVersion,
+    #[error("line {line}: config_version {value:?} is not a number")]
+    BadVersion { line: usize, value: String },
+    #[error("line {line}: a closing brace without an open section")]
+    Unbalanced { line: usize },
+    #[error("a section opened on line {line} is never closed")]
+    Unclosed { line: usize },
+}
+
+/// A rewritten corosync.conf and what changed in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corosync {
+    pub content: Vec<u8>,
+    /// The node block's keys that changed (`name`, `ring0_addr`, ...).
+    pub keys: Vec<String>,
+    /// `config_version` before and after.
+    pub version: (u64, u64),
+}
+
+/// One line of corosync.conf, as far as a rename needs it.
+enum Line<'a> {
+    Open(&'a [u8]),
+    Close,
+    /// `key: value`, with the value's byte range in the line.
+    Pair(&'a [u8], Range<usize>),
+    Other,
+}
+
+fn trim_range(line: &[u8], r: Range<usize>) -> Range<usize> {
+    let s = &line[r.clone()];
+    let start = r.start + s.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let end = r.end
+        - s.iter()
+            .rev()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
+    start..end.max(start)
+}
+
+fn classify(line: &[u8]) -> Line<'_> {
+    let t = &line[trim_range(line, 0..line.len())];
+    if t.is_empty() || t[0] == b'#' {
+        Line::Other
+    } else if t == b"}" {
+        Line::Close
+    } else if let Some(head) = t.strip_suffix(b"{") {
+        Line::Open(head.trim_ascii())
+    } else if let Some(colon) = line.iter().position(|&b| b == b':') {
+        Line::Pair(
+            line[..colon].trim_ascii(),
+            trim_range(line, colon + 1..line.len()),
+        )
+    } else {
+        Line::Other
+    }
+}
+
+/// Lines with their terminators (the last one may have none).
+fn lines(text: &[u8]) -> Vec<&[u8]> {
+    text.split_inclusive(|&b| b == b'\n').collect()
+}
+
+/// An address, not a name: IPv6 (has a colon) or all digits and dots.
+fn is_address(v: &[u8]) -> bool {
+    v.contains(&b':') || v.iter().all(|b| b.is_ascii_digit() || *b == b'.')
+}
+
+/// `name` with the node's name replaced: `OLD` → `NEW`, `OLD.domain` → `NEW.domain` (host names compare
+/// without case); `None` for any other name (`OLDx`, `x.OLD`, an address).
+pub fn rename_host(name: &[u8], map: &NodeMap) -> Option<Vec<u8>> {
+    let old = map.old.as_bytes();
+    if is_address(name) || name.len() < old.len() || !name[..old.len()].eq_ignore_ascii_case(old) {
+        return None;
+    }
+    let rest = &name[old.len()..];
+    (rest.is_empty() || rest[0] == b'.').then(|| [map.new.as_bytes(), rest].concat())
+}
+
+/// `NEW` must be usable as a host name and corosync node name: a DNS label (letters, digits, `-`).
+pub fn check_host_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    ok.then_some(()).ok_or_else(|| {
+        format!(
+            "--map-node: {name:?} is not a valid host name (letters, digits and '-', at most 63): it becomes the \
+             node's name in corosync.conf, /etc/hosts and /etc/hostname"
+        )
+    })
+}
+
+/// Replace the given ranges of the given lines (sorted by line) and join everything back.
+fn splice(lines: &[&[u8]], edits: &[(usize, Range<usize>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.iter().map(|l| l.len()).sum::<usize>() + 64);
+    let mut edits = edits.iter().peekable();
+    for (i, line) in lines.iter().enumerate() {
+        let mut at = 0;
+        while let Some((_, r, with)) = edits.next_if(|(n, _, _)| *n == i) {
+            out.extend_from_slice(&line[at..r.start]);
+            out.extend_from_slice(with);
+            at = r.end;
+        }
+        out.extend_from_slice(&line[at..]);
+    }
+    out
+}
+
+/// corosync.conf with node `OLD` renamed: its nodelist `name:`, each `ringN_addr` that is the node's name
+/// (never an address), and `totem { config_version }` bumped by one.
+pub fn corosync(text: &[u8], map: &NodeMap) -> Result<Corosync, CorosyncError> {
+    let lines = lines(text);
+    let mut stack: Vec<(&[u8], usize)> = Vec::new();
+    let mut block: Vec<(usize, &[u8], Range<usize>)> = Vec::new();
+    let (mut nodelist, mut version) = (false, None);
+    let mut edits = Vec::new();
+    let mut keys = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let within = |names: &[&[u8]]| stack.iter().map(|s| s.0).eq(names.iter().copied());
+        match classify(line) {
+            Line::Open(name) => {
+                nodelist |= stack.is_empty() && name == b"nodelist";
+                stack.push((name, i));
+            }
+            Line::Close => {
+                if within(&[b"nodelist", b"node"]) {
+                    node_edits(
+                        line_slice(&lines, &block),
+                        &block,
+                        map,
+                        &mut edits,
+                        &mut keys,
+                    );
+                    block.clear();
+                }
+                stack
+                    .pop()
+                    .ok_or(CorosyncError::Unbalanced { line: i + 1 })?;
+            }
+            Line::Pair(key, value) if within(&[b"nodelist", b"node"]) => {
+                block.push((i, key, value));
+            }
+            Line::Pair(b"config_version", value) if within(&[b"totem"]) => {
+                version = Some((i, value));
+            }
+            _ => {}
+        }
+    }
+    if let Some(&(_, line)) = stack.first() {
+        return Err(CorosyncError::Unclosed { line: line + 1 });
+    }
+    if !nodelist {
+        return Err(CorosyncError::NoNodelist);
+    }
+    if keys.is_empty() {
+        return Err(CorosyncError::NoNode(map.old.clone()));
+    }
+    let (i, range) = version.ok_or(CorosyncError::NoVersion)?;
+    let value = &lines[i][range.clone()];
+    let old: u64 = std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| CorosyncError::BadVersion {
+            line: i + 1,
+            value: String::from_utf8_lossy(value).into_owned(),
+        })?;
+    let new = old.saturating_add(1);
+    edits.push((i, range, new.to_string().into_bytes()));
+    edits.sort_by_key(|e| (e.0, e.1.start));
+    Ok(Corosync {
+        content: splice(&lines, &edits),
+        keys,
+        version: (old, new),
+    })
+}
+
+/// The values of a node block's pairs, by line number.
+fn line_slice<'a>(lines: &[&'a [u8]], block: &[(usize, &[u8], Range<usize>)]) -> Vec<&'a [u8]> {
+    block
+        .iter()
+        .map(|(i, _, r)| &lines[*i][r.clone()])
+        .collect()
+}
+
+/// The edits for one `node { }` block, when its `name` is the old node.
+fn node_edits(
+    values: Vec<&[u8]>,
+    block: &[(usize, &[u8], Range<usize>)],
+    map: &NodeMap,
+    edits: &mut Vec<(usize, Range<usize>, Vec<u8>)>,
+    keys: &mut Vec<String>,
+) {
+    let is_old = block
+        .iter()
+        .zip(&values)
+        .any(|((_, k, _), v)| *k == b"name" && *v == map.old.as_bytes());
+    if !is_old {
+        return;
+    }
+    for ((i, key, range), value) in block.iter().zip(values) {
+        let ring = key.starts_with(b"ring") && key.ends_with(b"_addr");
+        let new = match *key {
+            b"name" => Some(map.new.as_bytes().to_vec()),
+            _ if ring => rename_host(value, map),
+            _ => None,
+        };
+        if let Some(new) = new {
+            edits.push((*i, range.clone(), new));
+            keys.push(String::from_utf8_lossy(key).into_owned());
+        }
+    }
+}
+
+/// `/etc/hosts` with every host name or alias that is the old node (with or without its domain) renamed;
+/// `None` when no line names it.
+pub fn hosts(text: &[u8], map: &NodeMap) -> Option<Vec<u8>> {
+    let lines = lines(text);
+    let mut edits = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let body = line.iter().position(|&b| b == b'#').unwrap_or(line.len());
+        // Fields: the address, then names.
+        let fields = tokens(&line[..body]);
+        for r in fields.into_iter().skip(1) {
+            if let Some(new) = rename_host(&line[r.clone()], map) {
+                edits.push((i, r, new));
+            }
+        }
+    }
+    (!edits.is_empty()).then(|| splice(&lines, &edits))
+}
+
+/// The byte ranges of the whitespace-separated fields of `s`.
+fn tokens(s: &[u8]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, b) in s.iter().enumerate().chain([(s.len(), &b' ')]) {
+        match (b.is_ascii_whitespace(), start) {
+            (false, None) => start = Some(i),
+            (true, Some(st)) => {
+                out.push(st..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `/etc/hostname` naming the old node (`OLD` or `OLD.domain`) with the new name, the domain kept; `None`
+/// when it names another host.
+pub fn hostname(text: &[u8], map: &NodeMap) -> Option<Vec<u8>> {
+    let lines = lines(text);
+    let i = lines
+        .iter()
+        .position(|l| !l.trim_ascii().is_empty() && !l.trim_ascii().starts_with(b"#"))?;
+    let r = tokens(lines[i]).into_iter().next()?;
+    let new = rename_host(&lines[i][r.clone()], map)?;
+    Some(splice(&lines, &[(i, r, new)]))
+}
+
+/// The note for the node's certificates, when the archive holds them: they were issued for the old name.
+pub fn certificate_note(paths: &[Vec<u8>], map: &NodeMap) -> Option<String> {
+    let (old, new) = (&map.old, &map.new);
+    let has = |f: &str| {
+        let p = format!("etc/pve/nodes/{old}/{f}");
+        paths.iter().any(|q| *q == p.as_bytes())
+    };
+    let certs: Vec<&str> = ["pve-ssl.pem", "pve-ssl.key"]
+        .into_iter()
+        .filter(|f| has(f))
+        .collect();
+    let mut notes = Vec::new();
+    if !certs.is_empty() {
+        notes.push(format!(
+            "/etc/pve/nodes/{new}/{} were issued for {old}: once the host is named {new}, regenerate them with \
+             `pvecm updatecerts --force`, then `systemctl restart pveproxy`",
+            certs.join(" and ")
+        ));
+    }
+    if has("pveproxy-ssl.pem") {
+        notes.push(format!(
+            "the custom certificate /etc/pve/nodes/{new}/pveproxy-ssl.pem was issued for {old}: replace it \
+             (e.g. `pvenode acme cert order`), then `systemctl restart pveproxy`"
+        ));
+    }
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
+
+/// A guest config (`etc/pve/nodes/NODE/qemu-server/ID.conf` or `.../lxc/ID.conf`): its node and VMID.
+pub fn guest(path: &[u8]) -> Option<(&[u8], u32)> {
+    let rest = path.strip_prefix(b"etc/pve/nodes/")?;
+    let mut parts = rest.split(|&b| b == b'/');
+    let (node, kind, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !matches!(kind, b"qemu-server" | b"lxc") {
+        return None;
+    }
+    let id = file.strip_suffix(b".conf")?;
+    if id.is_empty() || !id.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((node, std::str::from_utf8(id).ok()?.parse().ok()?))
+}
+
+/// VMIDs of the renamed node that another node dir that stays also has: one message per clash, naming the
+/// VMID and both configs. `archive` and `target` are normalized paths (the target's may be empty).
+pub fn collisions(archive: &[Vec<u8>], target: &[Vec<u8>], map: &NodeMap) -> Vec<String> {
+    let (old, new) = (map.old.as_bytes(), map.new.as_bytes());
+    let moved: Vec<(u32, &[u8])> = archive
+        .iter()
+        .filter_map(|p| guest(p).filter(|g| g.0 == old).map(|g| (g.1, p.as_slice())))
+        .collect();
+    let staying = |from: &'static str, paths: &[Vec<u8>], skip: &[u8]| {
+        paths
+            .iter()
+            .filter_map(|p| {
+                guest(p)
+                    .filter(|g| g.0 != skip)
+                    .map(|g| (g.1, p.clone(), from))
+            })
+            .collect::<Vec<_>>()
+    };
+    // The archive's other nodes are restored as they are; the target's node dirs other than the new one stay.
+    let mut others = staying("in the archive", archive, old);
+    others.extend(staying("on the target", target, new));
+    let show = crate::restore::path::show;
+    let mut out = Vec::new();
+    for (id, p) in &moved {
+        for (_, q, from) in others.iter().filter(|o| o.0 == *id) {
+            out.push(format!(
+                "VMID {id}: /{} (restored as /{}) and /{} ({from}): a VMID must be on one node only; \
+                 rename or leave out one of them",
+                show(p),
+                show(&map.path(p)),
+                show(q)
+            ));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(spec: &str) -> NodeMap {
+        NodeMap::parse(spec).unwrap()
+    }
+
+    const CLUSTER: &str = "\
+logging {
+  debug: off
+}
+
+nodelist {
+  # the first node
+  node {
+    name: uno
+    nodeid: 1
+    ring0_addr: 10.10.10.1
+    ring1_addr: fd00::1
+  }
+  node {
+    nodeid: 2
+    ring0_addr: unobis
+    name: unobis
+  }
+}
+
+totem {
+  cluster_name: uno
+  config_version: 4
+}
+";
+
+    #[test]
+    fn corosync_renames_the_node_block_only_and_bumps_the_version() {
+        let r = corosync(CLUSTER.as_bytes(), &map("uno=nuovo")).unwrap();
+        let want = CLUSTER
+            .replace("    name: uno\n", "    name: nuovo\n")
+            .replace("config_version: 4", "config_version: 5");
+        assert_eq!(String::from_utf8(r.content).unwrap(), want);
+        assert_eq!(r.keys, ["name"]);
+        assert_eq!(r.version, (4, 5));
+    }
+
+    #[test]
+    fn corosync_table() {
+        // (input, expected output or error), renaming uno → nuovo.
+        let ok = |s: &str| Ok::<String, CorosyncError>(s.to_string());
+        let cases: Vec<(&str, Result<String, CorosyncError>)> = vec![
+            // Spacing variants, tabs, CRLF, name not first, a host-name ring address (with and without domain).
+            (
+                "nodelist {\r\n\tnode {\r\n\t\tring0_addr:uno\r\n\t\tname:   uno  \r\n\t}\r\n}\r\ntotem{\r\n config_version:\t9\r\n}\r\n",
+                ok(
+                    "nodelist {\r\n\tnode {\r\n\t\tring0_addr:nuovo\r\n\t\tname:   nuovo  \r\n\t}\r\n}\r\ntotem{\r\n config_version:\t10\r\n}\r\n",
+                ),
+            ),
+            (
+                "nodelist {\n  node {\n    ring1_addr: UNO.example.com\n    name: uno\n    ring0_addr: 10.0.0.1\n  }\n}\ntotem {\n  config_version: 1\n}",
+                ok(
+                    "nodelist {\n  node {\n    ring1_addr: nuovo.example.com\n    name: nuovo\n    ring0_addr: 10.0.0.1\n  }\n}\ntotem {\n  config_version: 2\n}",
+                ),
+            ),
+            // Addresses are never names, even one that starts like the node's name.
+            (
+                "nodelist {\nnode {\nname: uno\nring0_addr: fe80::1%eth0\nring1_addr: 10.1.2.3\n}\n}\ntotem {\nconfig_version: 7\n}\n",
+                ok(
+                    "nodelist {\nnode {\nname: nuovo\nring0_addr: fe80::1%eth0\nring1_addr: 10.1.2.3\n}\n}\ntotem {\nconfig_version: 8\n}\n",
+                ),
+            ),
+            // Only the node named uno: another whose name contains it is left alone.
+            (
+                "nodelist {\nnode {\nname: unox\nring0_addr: unox\n}\n}\ntotem {\nconfig_version: 1\n}\n",
+                Err(CorosyncError::NoNode("uno".into())),
+            ),
+            (
+                "nodelist {\nnode {\nname: uno\n}\n}\ntotem {\ncluster_name: x\n}\n",
+                Err(CorosyncError::NoVersion),
+            ),
+            // config_version outside totem does not count.
+            (
+                "config_version: 3\nnodelist {\nnode {\nname: uno\n}\n}\n",
+                Err(CorosyncError::NoVersion),
+            ),
+            (
+                "nodelist {\nnode {\nname: uno\n}\n}\ntotem {\nconfig_version: four\n}\n",
+                Err(CorosyncError::BadVersion {
+                    line: 7,
+                    value: "four".into(),
+                }),
+            ),
+            (
+                "totem {\nconfig_version: 1\n}\n",
+                Err(CorosyncError::NoNodelist),
+            ),
+            (
+                "nodelist {\n}\n}\n",
+                Err(CorosyncError::Unbalanced { line: 3 }),
+            ),
+            (
+                "nodelist {\nnode {\nname: uno\n}\n",
+                Err(CorosyncError::Unclosed { line: 1 }),
+            ),
+            // A name inside another section is not the nodelist's.
+            (
+                "other {\nnode {\nname: uno\n}\n}\nnodelist {\n}\ntotem {\nconfig_version: 1\n}\n",
+                Err(CorosyncError::NoNode("uno".into())),
+            ),
+        ];
+        for (input, want) in cases {
+            let got = corosync(input.as_bytes(), &map("uno=nuovo"))
+                .map(|c| String::from_utf8(c.content).unwrap());
+            assert_eq!(got, want, "input:\n{input}");
+        }
+    }
+
+    #[test]
+    fn hosts_table() {
+        let m = map("uno=nuovo");
+        let cases = [
+            (
+                "127.0.0.1 localhost\n10.0.0.1 uno.example.com uno\n",
+                Some("127.0.0.1 localhost\n10.0.0.1 nuovo.example.com nuovo\n"),
+            ),
+            // Tabs, several spaces and a comment (untouched, even when it names the node).
+            (
+                "10.0.0.1\tUno.example.com\t  uno # uno lives here\n",
+                Some("10.0.0.1\tnuovo.example.com\t  nuovo # uno lives here\n"),
+            ),
+            // Other names containing the node's name, and the address field, stay.
+            ("10.0.0.2 unobis.example.com unobis x.uno.com\n", None),
+            ("10.0.0.2 due\n# 10.0.0.1 uno\n", None),
+            (
+                "10.0.0.2 due\n10.0.0.1 unobis uno",
+                Some("10.0.0.2 due\n10.0.0.1 unobis nuovo"),
+            ),
+        ];
+        for (input, want) in cases {
+            let got = hosts(input.as_bytes(), &m).map(|c| String::from_utf8(c).unwrap());
+            assert_eq!(got.as_deref(), want, "input: {input:?}");
+        }
+        // A node named like an address part is never matched in the address field.
+        assert_eq!(hosts(b"10.0.0.1 ten\n", &map("10=x")), None);
+    }
+
+    #[test]
+    fn hostname_table() {
+        let m = map("uno=nuovo");
+        let cases = [
+            ("uno\n", Some("nuovo\n")),
+            ("uno", Some("nuovo")),
+            ("uno.example.com\n", Some("nuovo.example.com\n")),
+            (
+                "# set by the installer\nuno\n",
+                Some("# set by the installer\nnuovo\n"),
+            ),
+            ("unobis\n", None),
+            ("due\n", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            let got = hostname(input.as_bytes(), &m).map(|c| String::from_utf8(c).unwrap());
+            assert_eq!(got.as_deref(), want, "input: {input:?}");
+        }
+    }
+
+    #[test]
+    fn host_names() {
+        for ok in ["nuovo", "n-1", "A9"] {
+            check_host_name(ok).unwrap();
+        }
+        for bad in ["", "-a", "a-", "a b", "a.b", "a_b", &"x".repeat(64)] {
+            assert!(check_host_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn paths(v: &[&str]) -> Vec<Vec<u8>> {
+        v.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn guests_and_collisions() {
+        assert_eq!(
+            guest(b"etc/pve/nodes/uno/lxc/400.conf"),
+            Some((&b"uno"[..], 400))
+        );
+        assert_eq!(
+            guest(b"etc/pve/nodes/uno/qemu-server/300.conf"),
+            Some((&b"uno"[..], 300))
+        );
+        for no in [
+            "etc/pve/nodes/uno/qemu-server/x.conf",
+            "etc/pve/nodes/uno/qemu-server/300.conf.tmp",
+            "etc/pve/nodes/uno/firewall/300.conf",
+            "etc/pve/nodes/uno/qemu-server/a/300.conf",
+            "etc/pve/qemu-server/300.conf",
+            "etc/pve/nodes/uno/lxc/.conf",
+        ] {
+            assert_eq!(guest(no.as_bytes()), None, "{no}");
+        }
+        let m = map("uno=nuovo");
+        let archive = paths(&[
+            "etc/pve/nodes/uno/qemu-server/300.conf",
+            "etc/pve/nodes/uno/lxc/400.conf",
+            "etc/pve/nodes/tre/lxc/300.conf",
+            "etc/pve/nodes/due/qemu-server/100.conf",
+        ]);
+        let target = paths(&[
+            "etc/pve/nodes/nuovo/qemu-server/400.conf",
+            "etc/pve/nodes/old/qemu-server/400.conf",
+        ]);
+        let got = collisions(&archive, &target, &m);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("VMID 300: /etc/pve/nodes/uno/qemu-server/300.conf (restored as \
+            /etc/pve/nodes/nuovo/qemu-server/300.conf) and /etc/pve/nodes/tre/lxc/300.conf (in the archive)"), "{got:?}");
+        assert!(
+            got[1].contains("VMID 400")
+                && got[1].contains("/etc/pve/nodes/old/qemu-server/400.conf (on the target)")
+        );
+        assert!(collisions(&archive[1..2], &[], &m).is_empty());
+    }
+
+    #[test]
+    fn certificate_note_names_the_files_and_the_commands() {
+        let m = map("uno=nuovo");
+        assert_eq!(
+            certificate_note(&paths(&["etc/pve/nodes/due/pve-ssl.pem"]), &m),
+            None
+        );
+        let n = certificate_note(
+            &paths(&[
+                "etc/pve/nodes/uno/pve-ssl.pem",
+                "etc/pve/nodes/uno/pve-ssl.key",
+            ]),
+            &m,
+        )
+        .unwrap();
+        assert!(
+            n.starts_with("/etc/pve/nodes/nuovo/pve-ssl.pem and pve-ssl.key were issued for uno"),
+            "{n}"
+        );
+        assert!(
+            n.contains("`pvecm updatecerts --force`, then `systemctl restart pveproxy`"),
+            "{n}"
+        );
+        assert!(!n.contains("custom"));
+        let n = certificate_note(&paths(&["etc/pve/nodes/uno/pveproxy-ssl.pem"]), &m).unwrap();
+        assert!(
+            n.starts_with("the custom certificate /etc/pve/nodes/nuovo/pveproxy-ssl.pem"),
+            "{n}"
+        );
+    }
+}
