@@ -5,7 +5,9 @@
 //! Edits are line based and in place: comments, indentation, spacing and line endings stay byte for byte.
 
 use crate::restore::path::NodeMap;
+use crate::restore::target::Target;
 use std::ops::Range;
+use std::path::Path;
 
 /// Why corosync.conf could not be rewritten (it is then restored as it is, with a note).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -358,6 +360,43 @@ pub fn collisions(archive: &[Vec<u8>], target: &[Vec<u8>], map: &NodeMap) -> Vec
     out
 }
 
+/// The guest configs under the target's `/etc/pve/nodes/*` (normalized paths, read below the target without
+/// following a symlink), and what could not be listed.
+pub fn target_guests(root: &Path) -> (Vec<Vec<u8>>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut unread = Vec::new();
+    let Ok(target) = Target::open(root) else {
+        return (out, unread);
+    };
+    let mut walker = target.walker();
+    let mut list = |dir: &[u8], unread: &mut Vec<String>| -> Vec<Vec<u8>> {
+        let names = walker
+            .open_dir(dir, false)
+            .map_err(|e| e.to_string())
+            .and_then(|d| {
+                let items = rustix::fs::Dir::read_from(&d.fd).map_err(|e| e.to_string())?;
+                let names = items
+                    .filter_map(Result::ok)
+                    .map(|i| i.file_name().to_bytes().to_vec());
+                Ok(names.filter(|n| n != b"." && n != b"..").collect())
+            });
+        names.unwrap_or_else(|e| {
+            if !e.ends_with("does not exist") {
+                unread.push(e);
+            }
+            Vec::new()
+        })
+    };
+    for node in list(b"etc/pve/nodes", &mut unread) {
+        for kind in [&b"qemu-server"[..], b"lxc"] {
+            let dir = [b"etc/pve/nodes/", &node[..], b"/", kind].concat();
+            let files = list(&dir, &mut unread);
+            out.extend(files.into_iter().map(|f| [&dir[..], b"/", &f].concat()));
+        }
+    }
+    (out, unread)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,5 +648,31 @@ totem {
             n.starts_with("the custom certificate /etc/pve/nodes/nuovo/pveproxy-ssl.pem"),
             "{n}"
         );
+    }
+
+    #[test]
+    fn target_guests_lists_configs_below_the_target_only() {
+        let t = tempfile::tempdir().unwrap();
+        let nodes = t.path().join("etc/pve/nodes");
+        for d in ["nuovo/qemu-server", "tre/lxc", "empty"] {
+            std::fs::create_dir_all(nodes.join(d)).unwrap();
+        }
+        std::fs::write(nodes.join("nuovo/qemu-server/100.conf"), "").unwrap();
+        std::fs::write(nodes.join("tre/lxc/102.conf"), "").unwrap();
+        std::os::unix::fs::symlink("/etc", nodes.join("link")).unwrap();
+        let (mut got, unread) = target_guests(t.path());
+        got.sort();
+        assert_eq!(
+            got,
+            paths(&[
+                "etc/pve/nodes/nuovo/qemu-server/100.conf",
+                "etc/pve/nodes/tre/lxc/102.conf"
+            ])
+        );
+        assert!(
+            unread.iter().all(|u| u.contains("/etc/pve/nodes/link")) && unread.len() == 2,
+            "{unread:?}"
+        );
+        assert_eq!(target_guests(&t.path().join("none")), (vec![], vec![]));
     }
 }
