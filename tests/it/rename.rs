@@ -1,6 +1,7 @@
 //! `restore --map-node OLD=NEW`, end to end (issue 14): corosync.conf (both copies), /etc/hosts and
 //! /etc/hostname, the certificate note, and VMIDs that would be on two nodes.
 
+use crate::restore::{new_dir, restore};
 use crate::util::*;
 use std::collections::BTreeMap;
 use std::fs;
@@ -79,23 +80,6 @@ fn backup_with(edit: impl FnOnce(&Path)) -> (Env, PathBuf) {
     (env, archive)
 }
 
-fn restore(env: &Env, archive: &Path, target: &Path, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "restore",
-        archive.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    env.run(&args)
-}
-
-fn new_dir(env: &Env, name: &str) -> PathBuf {
-    let p = env.path(name);
-    fs::create_dir_all(&p).unwrap();
-    p
-}
-
 /// Replace `from` by `to` in the file `rel` under `root`, which must contain it.
 fn edit_file(root: &Path, rel: &str, from: &str, to: &str) {
     let p = root.join(rel);
@@ -104,11 +88,27 @@ fn edit_file(root: &Path, rel: &str, from: &str, to: &str) {
     fs::write(&p, text.replacen(from, to, 1)).unwrap();
 }
 
+/// Restore with `--map-node due=nuovo` and `more`.
+fn mapped(env: &Env, archive: &Path, target: &Path, more: &[&str]) -> Run {
+    restore(
+        env,
+        archive,
+        target,
+        &[&["--map-node", "due=nuovo"], more].concat(),
+    )
+}
+
+/// `archive` restored into a new target with `--map-node due=nuovo`.
+fn renamed(env: &Env, archive: &Path) -> PathBuf {
+    let target = new_dir(env, "target");
+    mapped(env, archive, &target, &["--yes"]).expect(0);
+    target
+}
+
 #[test]
 fn map_node_rewrites_both_corosync_copies_and_bumps_config_version() {
     let (env, archive) = backup_with(|_| {});
-    let target = new_dir(&env, "target");
-    restore(&env, &archive, &target, &["--map-node", "due=nuovo", "--yes"]).expect(0);
+    let target = renamed(&env, &archive);
     let original = fs::read_to_string(env.root.join(COPIES[0])).unwrap();
     let before = parse_corosync(&original);
     assert_eq!(before.version(), 4);
@@ -141,7 +141,11 @@ fn map_node_rewrites_both_corosync_copies_and_bumps_config_version() {
         );
         assert_eq!(original.lines().count(), text.lines().count());
     }
-    assert!(target.join("etc/pve/nodes/nuovo/qemu-server/100.conf").is_file());
+    assert!(
+        target
+            .join("etc/pve/nodes/nuovo/qemu-server/100.conf")
+            .is_file()
+    );
 
     // Without --map-node, both copies are the archive's bytes.
     let plain = new_dir(&env, "plain");
@@ -157,11 +161,15 @@ fn a_ring_address_that_is_the_host_name_is_renamed_too() {
         for copy in COPIES {
             edit_file(root, copy, "ring0_addr: 10.10.10.2", "ring0_addr: due");
             // A name containing the node's name is another node: never touched.
-            edit_file(root, copy, "ring0_addr: 10.10.10.3", "ring0_addr: duet.example.com");
+            edit_file(
+                root,
+                copy,
+                "ring0_addr: 10.10.10.3",
+                "ring0_addr: duet.example.com",
+            );
         }
     });
-    let target = new_dir(&env, "target");
-    restore(&env, &archive, &target, &["--map-node", "due=nuovo", "--yes"]).expect(0);
+    let target = renamed(&env, &archive);
     for copy in COPIES {
         let after = parse_corosync(&fs::read_to_string(target.join(copy)).unwrap());
         let n = after.node("nuovo").unwrap();
@@ -170,4 +178,164 @@ fn a_ring_address_that_is_the_host_name_is_renamed_too() {
         assert_eq!(after.node("tre").unwrap()["ring0_addr"], "duet.example.com");
         assert_eq!(after.version(), 5);
     }
+}
+
+const CERT_NOTE: &str = "/etc/pve/nodes/nuovo/pve-ssl.pem and pve-ssl.key were issued for due: once the host is \
+                         named nuovo, regenerate them with `pvecm updatecerts --force`, then `systemctl restart pveproxy`";
+
+const FRESH_HOSTS: &str = "127.0.0.1 localhost\n10.10.10.9 pve.lan pve\n";
+
+#[test]
+fn hosts_and_hostname_are_shown_renamed_and_written_only_with_only_network() {
+    let (env, archive) = backup_with(|root| {
+        // Another host whose name contains the node's: never renamed.
+        edit_file(
+            root,
+            "etc/hosts",
+            "10.10.10.2 due.example.com due\n",
+            "10.10.10.2 due.example.com due\n10.10.10.4 duet.example.com duet\n",
+        );
+    });
+    let archived_hosts = fs::read_to_string(env.root.join("etc/hosts")).unwrap();
+    // A fresh install: its own hosts and hostname.
+    let fresh = |name: &str| {
+        let t = new_dir(&env, name);
+        fs::create_dir_all(t.join("etc")).unwrap();
+        fs::write(t.join("etc/hosts"), FRESH_HOSTS).unwrap();
+        fs::write(t.join("etc/hostname"), "pve\n").unwrap();
+        t
+    };
+    let target = fresh("target");
+    let out = mapped(&env, &archive, &target, &["--dry-run"])
+        .expect(0)
+        .stdout();
+    for want in [
+        "--- /etc/hosts (target)",
+        "-10.10.10.9 pve.lan pve",
+        "+10.10.10.2 nuovo.example.com nuovo",
+        "+10.10.10.4 duet.example.com duet",
+        "--- /etc/hostname (target)",
+        "-pve",
+        "+nuovo",
+        "/etc/hosts: host name due → nuovo",
+        "/etc/hostname: due → nuovo",
+        "/etc/pve/corosync.conf: node due is nuovo in the nodelist (name), config_version 4 → 5",
+        "/etc/corosync/corosync.conf: node due is nuovo in the nodelist (name), config_version 4 → 5",
+        CERT_NOTE,
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("due.example.com"), "{out}");
+
+    // The same in --json: exact values.
+    let r = mapped(&env, &archive, &target, &["--dry-run", "--json"]);
+    let doc = r.expect(0).json();
+    assert_eq!(doc["notes"], serde_json::json!([CERT_NOTE]), "{doc}");
+    let rewritten: Vec<&str> = doc["rewritten"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(rewritten.len(), 4, "{doc}");
+    for p in [
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/pve/corosync.conf",
+        "/etc/corosync/corosync.conf",
+    ] {
+        assert!(rewritten.contains(&p), "{p} in {rewritten:?}");
+    }
+
+    // A full restore holds them (the fresh install's stay); --only network writes them renamed, --path one
+    // alone; without --map-node, the archive's own and no note.
+    let renamed = archived_hosts.replace(
+        "10.10.10.2 due.example.com due\n",
+        "10.10.10.2 nuovo.example.com nuovo\n",
+    );
+    let map: &[&str] = &["--map-node", "due=nuovo"];
+    let cases: [(&[&str], &[&str], &str, &str); 4] = [
+        (map, &[], "pve\n", FRESH_HOSTS),
+        (map, &["--only", "network"], "nuovo\n", &renamed),
+        (map, &["--path", "/etc/hostname"], "nuovo\n", FRESH_HOSTS),
+        (&[], &["--only", "network"], "due\n", &archived_hosts),
+    ];
+    for (i, (map, only, hostname, hosts)) in cases.into_iter().enumerate() {
+        let t = fresh(&format!("t{i}"));
+        let r = restore(&env, &archive, &t, &[map, only, &["--yes"]].concat());
+        let out = r.expect(0).stdout();
+        let read = |rel: &str| fs::read_to_string(t.join(rel)).unwrap();
+        assert_eq!(read("etc/hostname"), hostname, "{map:?} {only:?}");
+        assert_eq!(read("etc/hosts"), hosts, "{map:?} {only:?}");
+        assert_eq!(out.contains("pvecm updatecerts"), !map.is_empty(), "{out}");
+    }
+}
+
+/// The names of every file under `dir` (relative), sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let out = sh_ok(&format!("cd '{}' && find . | sort", dir.display()));
+    out.lines().map(String::from).collect()
+}
+
+#[test]
+fn a_vmid_on_two_nodes_after_the_rename_is_refused_naming_both() {
+    // In the archive: VM 300 of uno copied under due.
+    let (env, archive) = backup_with(|root| {
+        let n = root.join("etc/pve/nodes");
+        fs::copy(
+            n.join("uno/qemu-server/300.conf"),
+            n.join("due/qemu-server/300.conf"),
+        )
+        .unwrap();
+    });
+    let target = new_dir(&env, "target");
+    let err = mapped(&env, &archive, &target, &["--yes"])
+        .expect(2)
+        .stderr();
+    assert!(
+        err.contains(
+            "VMID 300: /etc/pve/nodes/due/qemu-server/300.conf (restored as /etc/pve/nodes/nuovo/qemu-server/300.conf) \
+             and /etc/pve/nodes/uno/qemu-server/300.conf (in the archive)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(tree(&target), ["."]);
+    // --dry-run shows it; a restore that writes no guest config is not blocked.
+    let out = mapped(&env, &archive, &target, &["--dry-run"])
+        .expect(0)
+        .stdout();
+    assert!(
+        out.contains("blocked (")
+            && out.contains("VMID 300: /etc/pve/nodes/due/qemu-server/300.conf"),
+        "{out}"
+    );
+    mapped(&env, &archive, &target, &["--only", "network", "--yes"]).expect(0);
+    // Without --map-node nothing moves: no clash to refuse.
+    let plain = new_dir(&env, "plain");
+    restore(&env, &archive, &plain, &["--yes"]).expect(0);
+
+    // On the target: a node dir that stays (not the new node's) with one of due's VMIDs.
+    let (env, archive) = backup_with(|_| {});
+    let target = new_dir(&env, "target");
+    for (dir, file) in [
+        ("etc/pve/nodes/nuovo/qemu-server", "101.conf"),
+        ("etc/pve/nodes/old/lxc", "100.conf"),
+    ] {
+        fs::create_dir_all(target.join(dir)).unwrap();
+        fs::write(target.join(dir).join(file), "").unwrap();
+    }
+    let before = tree(&target);
+    let r = mapped(&env, &archive, &target, &["--yes", "--json"]);
+    r.expect(2);
+    let doc = r.json();
+    let blockers = doc["plan"]["blockers"].as_array().unwrap();
+    assert_eq!(blockers.len(), 1, "{doc}");
+    assert_eq!(
+        blockers[0]["why"],
+        "VMID 100: /etc/pve/nodes/due/qemu-server/100.conf (restored as /etc/pve/nodes/nuovo/qemu-server/100.conf) \
+         and /etc/pve/nodes/old/lxc/100.conf (on the target): a VMID must be on one node only; rename or leave out \
+         one of them"
+    );
+    assert_eq!(tree(&target), before);
 }
