@@ -108,44 +108,47 @@ fn renamed(env: &Env, archive: &Path) -> PathBuf {
 #[test]
 fn map_node_rewrites_both_corosync_copies_and_bumps_config_version() {
     let (env, archive) = backup_with(|_| {});
-    let target = renamed(&env, &archive);
     let original = fs::read_to_string(env.root.join(COPIES[0])).unwrap();
     let before = parse_corosync(&original);
     assert_eq!(before.version(), 4);
-    for copy in COPIES {
-        let text = fs::read_to_string(target.join(copy)).unwrap();
-        let after = parse_corosync(&text);
-        assert_eq!(after.names(), ["nuovo", "tre", "uno"], "{copy}");
-        assert_eq!(after.version(), 5, "{copy}");
-        let n = after.node("nuovo").unwrap();
-        // The addresses are IPs: they stay; everything else of the block too.
-        let mut want = before.node("due").unwrap().clone();
-        want.insert("name".into(), "nuovo".into());
-        assert_eq!(n, &want, "{copy}");
-        for other in ["uno", "tre"] {
-            assert_eq!(after.node(other), before.node(other), "{copy}");
+    // The archive's own node (due), and another member of its cluster (uno).
+    for old in ["due", "uno"] {
+        let target = new_dir(&env, old);
+        let map = format!("{old}=nuovo");
+        restore(&env, &archive, &target, &["--map-node", &map, "--yes"]).expect(0);
+        for copy in COPIES {
+            let text = fs::read_to_string(target.join(copy)).unwrap();
+            let after = parse_corosync(&text);
+            let mut names: Vec<&str> = ["uno", "due", "tre"]
+                .map(|n| if n == old { "nuovo" } else { n })
+                .to_vec();
+            names.sort();
+            assert_eq!(after.names(), names, "{copy}");
+            assert_eq!(after.version(), 5, "{copy}");
+            // The addresses are IPs: they stay; everything else of the block too.
+            let mut want = before.node(old).unwrap().clone();
+            want.insert("name".into(), "nuovo".into());
+            assert_eq!(after.node("nuovo").unwrap(), &want, "{copy}");
+            for other in ["uno", "due", "tre"].into_iter().filter(|n| *n != old) {
+                assert_eq!(after.node(other), before.node(other), "{copy}");
+            }
+            // Byte for byte otherwise: exactly two lines differ.
+            let changed: Vec<(&str, &str)> = original
+                .lines()
+                .zip(text.lines())
+                .filter(|(a, b)| a != b)
+                .collect();
+            let name = format!("    name: {old}");
+            let want = [
+                (name.as_str(), "    name: nuovo"),
+                ("  config_version: 4", "  config_version: 5"),
+            ];
+            assert_eq!(changed, want, "{copy}");
+            assert_eq!(original.lines().count(), text.lines().count());
         }
-        // Byte for byte otherwise: exactly two lines differ.
-        let changed: Vec<(&str, &str)> = original
-            .lines()
-            .zip(text.lines())
-            .filter(|(a, b)| a != b)
-            .collect();
-        assert_eq!(
-            changed,
-            [
-                ("    name: due", "    name: nuovo"),
-                ("  config_version: 4", "  config_version: 5")
-            ],
-            "{copy}"
-        );
-        assert_eq!(original.lines().count(), text.lines().count());
+        assert!(target.join("etc/pve/nodes/nuovo/qemu-server").is_dir());
+        assert!(!target.join("etc/pve/nodes").join(old).exists());
     }
-    assert!(
-        target
-            .join("etc/pve/nodes/nuovo/qemu-server/100.conf")
-            .is_file()
-    );
 
     // Without --map-node, both copies are the archive's bytes.
     let plain = new_dir(&env, "plain");
@@ -178,6 +181,12 @@ fn a_ring_address_that_is_the_host_name_is_renamed_too() {
         assert_eq!(after.node("tre").unwrap()["ring0_addr"], "duet.example.com");
         assert_eq!(after.version(), 5);
     }
+    // The plan says what changed.
+    let out = mapped(&env, &archive, &new_dir(&env, "dry"), &["--dry-run"])
+        .expect(0)
+        .stdout();
+    let why = "/etc/pve/corosync.conf: node due is nuovo in the nodelist (name, ring0_addr), config_version 4 → 5";
+    assert!(out.contains(why), "{out}");
 }
 
 const CERT_NOTE: &str = "/etc/pve/nodes/nuovo/pve-ssl.pem and pve-ssl.key were issued for due: once the host is \
