@@ -13,6 +13,7 @@ pub mod guard;
 pub mod path;
 pub mod plan;
 pub mod recovery;
+pub mod rename;
 pub mod rewrite;
 pub mod safety;
 pub mod scan;

@@ -257,7 +257,7 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation (required without a terminal)
     #[arg(long)]
     pub yes: bool,
-    /// Put /etc/pve/nodes/OLD into /etc/pve/nodes/NEW (host reinstalled under another name)
+    /// Restore node OLD as NEW (host reinstalled under another name): /etc/pve/nodes, corosync.conf, hosts, hostname
     #[arg(long, value_name = "OLD=NEW")]
     pub map_node: Option<String>,
     /// Do not write the safety archive of what gets replaced

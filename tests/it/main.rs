@@ -14,6 +14,7 @@ mod inspect;
 mod notify;
 mod package;
 mod perf;
+mod rename;
 mod restore;
 mod safety;
 mod tiers;

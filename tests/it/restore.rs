@@ -132,7 +132,7 @@ fn backup(env: &Env) -> PathBuf {
 }
 
 /// Restore `archive` into `target` and return the run (extra args appended).
-fn restore(env: &Env, archive: &Path, target: &Path, extra: &[&str]) -> Run {
+pub fn restore(env: &Env, archive: &Path, target: &Path, extra: &[&str]) -> Run {
     let mut args = vec![
         "restore",
         archive.to_str().unwrap(),
@@ -143,7 +143,7 @@ fn restore(env: &Env, archive: &Path, target: &Path, extra: &[&str]) -> Run {
     env.run(&args)
 }
 
-fn new_dir(env: &Env, name: &str) -> PathBuf {
+pub fn new_dir(env: &Env, name: &str) -> PathBuf {
     let p = env.path(name);
     fs::create_dir_all(&p).unwrap();
     p
