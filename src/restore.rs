@@ -265,7 +265,16 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
         let (w, o, c) = (&mut wanted, &mut observed, &mut scan.captured);
         done = rewrites(rewrite::REWRITERS, req, w, o, c)?;
     }
-    let plan = plan::plan(&wanted, &observed, &rules, &scan.captured, &absent);
+    let mut plan = plan::plan(&wanted, &observed, &rules, &scan.captured, &absent);
+    // A held file's diff shows the rewritten content: say so in its header.
+    for s in plan.steps.iter_mut() {
+        let rewritten = s
+            .wanted
+            .is_some_and(|i| done.content.contains_key(&wanted[i].archive_path));
+        if let Some(d) = s.diff.as_mut().filter(|_| rewritten) {
+            *d = d.replacen(" (archive)\n", " (archive, rewritten for this host)\n", 1);
+        }
+    }
     let written: std::collections::HashSet<&[u8]> = plan
         .writes()
         .filter_map(|s| Some(wanted[s.wanted?].archive_path.as_slice()))

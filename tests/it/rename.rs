@@ -220,6 +220,7 @@ fn hosts_and_hostname_are_shown_renamed_and_written_only_with_only_network() {
         .stdout();
     for want in [
         "--- /etc/hosts (target)",
+        "+++ /etc/hosts (archive, rewritten for this host)",
         "-10.10.10.9 pve.lan pve",
         "+10.10.10.2 nuovo.example.com nuovo",
         "+10.10.10.4 duet.example.com duet",
