@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod guard;
+pub mod merge;
 pub mod path;
 pub mod plan;
 pub mod recovery;
