@@ -8,8 +8,10 @@
 
 pub mod accounts;
 pub mod fstab;
+mod hook;
 pub mod sudoers;
 
+pub use hook::{ACCOUNTS_MERGE, BLKID_FILE_ENV, FSTAB_MERGE, SUDOERS_CHECK};
 
 /// Whether `path` (normalized) holds password hashes: its diffs mask them ([`accounts::mask_hashes`]).
 pub fn has_hashes(path: &[u8]) -> bool {
