@@ -340,7 +340,14 @@ pub fn merge(archive: &str, target: &str, old: &[Device], new: Option<&[Device]>
         let (spec, file, vfstype, opts) =
             (line.field(0), line.field(1), line.field(2), line.field(3));
         let class = classify(spec, file, vfstype, opts);
-        if class == Class::System || file.is_empty() {
+        if file.is_empty() {
+            m.notes.push(format!(
+                "fstab: the archive's line {spec:?} has no mount point: left out"
+            ));
+            m.left_out += 1;
+            continue;
+        }
+        if class == Class::System {
             continue;
         }
         let what = format!("fstab: {file} ({spec})");
@@ -448,6 +455,11 @@ TYPE=ext4
 DEVNAME=/dev/mapper/vg--data-backups
 UUID=lv-uuid
 TYPE=ext4
+
+DEVNAME=/dev/nvme1n1p1
+LABEL=rpool
+UUID=987
+TYPE=zfs_member
 ";
 
     fn tags(d: &Device) -> Vec<(&str, &str)> {
@@ -472,7 +484,7 @@ TYPE=ext4
             ]
         );
         let new = parse_blkid(NEW_EXPORT);
-        assert_eq!(new.len(), 4);
+        assert_eq!(new.len(), 5);
         assert_eq!(new[2].tags["LABEL"], "media disk");
         assert_eq!(new[3].name, "/dev/mapper/vg--data-backups");
         let q = parse_blkid("/dev/x: LABEL=\"a \\\"b\\\"\" TYPE=\"ext4\"\n");
@@ -550,6 +562,12 @@ TYPE=ext4
         (
             "tmpfs /tmp tmpfs size=2G 0 0",
             Some("tmpfs /tmp tmpfs size=2G 0 0"),
+            "",
+        ),
+        ("/dev/sdb1", None, "has no mount point"),
+        (
+            "rpool/legacy /srv/legacy zfs defaults 0 0",
+            Some("rpool/legacy /srv/legacy zfs defaults,nofail 0 0"),
             "",
         ),
         (
