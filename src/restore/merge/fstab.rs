@@ -667,4 +667,30 @@ TYPE=zfs_member
             m.notes
         );
     }
+
+    proptest::proptest! {
+        /// Whatever both files hold: the target's text stays as it is at the top, no mount point is mounted
+        /// twice, every carried mount but a virtual one has `nofail`, and a second merge adds nothing.
+        #[test]
+        fn keeps_the_target_never_mounts_twice_and_is_idempotent(
+            archive in proptest::collection::vec(proptest::sample::select(TABLE.iter().map(|r| r.0).collect::<Vec<_>>()), 0..8),
+            target in proptest::collection::vec(proptest::sample::select(TABLE.iter().map(|r| r.0).collect::<Vec<_>>()), 0..4),
+        ) {
+            let (old, new) = (parse_blkid(OLD_BLKID), parse_blkid(NEW_EXPORT));
+            let (archive, target) = (archive.join("\n"), target.join("\n"));
+            let m = merge(&archive, &target, &old, Some(&new));
+            proptest::prop_assert!(m.content.starts_with(&target));
+            let carried = &m.content[target.len()..];
+            let mut seen = HashSet::new();
+            for l in target.lines().map(Line::parse).filter(|l| !l.is_comment()) {
+                seen.insert(l.field(1).to_string());
+            }
+            for l in carried.lines().map(Line::parse).filter(|l| !l.is_comment()) {
+                proptest::prop_assert!(seen.insert(l.field(1).to_string()), "{} twice", l.field(1));
+                let virt = VIRTUAL.contains(&l.field(2));
+                proptest::prop_assert!(virt || l.field(3).split(',').any(|o| o == "nofail"), "{}", l.text);
+            }
+            proptest::prop_assert_eq!(merge(&archive, &m.content, &old, Some(&new)).content, m.content);
+        }
+    }
 }
