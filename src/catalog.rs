@@ -119,6 +119,11 @@ pub const HELD_ON_RESTORE: &[&str] = &[
     "/etc/udev/rules.d/*net*.rules",
     "/etc/hostname",
     "/etc/hosts",
+    // System accounts belong to the install (packages allocate their IDs); restore merges these.
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/shadow",
+    "/etc/gshadow",
 ];
 
 /// Left out of pve-cluster: the raw db files, replaced by the consistent snapshot (a copy of a WAL-mode db is

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod guard;
+pub mod merge;
 pub mod path;
 pub mod plan;
 pub mod recovery;
@@ -282,6 +283,9 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     done.outcome
         .blockers
         .retain(|b| written.contains(b.archive_path.as_slice()));
+    // Only the rewritten files this run selected are worth naming.
+    let planned: std::collections::HashSet<String> = plan.steps.iter().map(|s| s.shown()).collect();
+    done.shown.retain(|(shown, _)| planned.contains(shown));
     Ok(Prepared {
         archive: req.archive.clone(),
         meta: scan.meta,

@@ -445,6 +445,18 @@ fn held_diff(
             if !kept || (new.is_none() && w.size > 0) {
                 return Some(format!("{shown}: too large to show a diff"));
             }
+            if crate::restore::merge::has_hashes(&w.path) {
+                // Password hashes never reach a screen, a log or --json.
+                let mask = |b: &[u8]| {
+                    crate::restore::merge::accounts::mask_hashes(&String::from_utf8_lossy(b))
+                };
+                let (old, new) = (old.map(mask), mask(new.unwrap_or_default()));
+                return Some(unified_diff(
+                    &shown,
+                    old.as_deref().map(str::as_bytes),
+                    new.as_bytes(),
+                ));
+            }
             Some(unified_diff(&shown, old, new.unwrap_or_default()))
         }
         (Kind::Symlink, Observed::Symlink { target, .. }) => Some(format!(

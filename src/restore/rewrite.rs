@@ -7,6 +7,7 @@
 //! Rewriters run for `restore` only: `extract` gives the archive as it is, and a safety archive puts back
 //! exactly what was there.
 
+use crate::restore::merge;
 use crate::restore::path::NodeMap;
 use std::collections::HashMap;
 use std::path::Path;
@@ -63,7 +64,12 @@ pub struct Rewriter {
 }
 
 /// Every rewriter, in the order they run. Two rewriters never rewrite the same file.
-pub const REWRITERS: &[Rewriter] = &[crate::restore::rename::REWRITER];
+pub const REWRITERS: &[Rewriter] = &[
+    crate::restore::rename::REWRITER,
+    merge::FSTAB_MERGE,
+    merge::ACCOUNTS_MERGE,
+    merge::SUDOERS_CHECK,
+];
 
 /// Whether any of `rewriters` wants the bytes of this archive path.
 pub fn wants(rewriters: &[Rewriter], archive_path: &[u8]) -> bool {
