@@ -14,6 +14,7 @@ pub mod nic;
 pub mod path;
 pub mod plan;
 pub mod recovery;
+pub mod rewrite;
 pub mod safety;
 pub mod scan;
 pub mod target;
@@ -111,6 +112,8 @@ pub struct Request {
     pub only: Vec<String>,
     pub paths: Vec<String>,
     pub map_node: Option<NodeMap>,
+    /// `--nic OLD=NEW`: interface names for the NIC remap.
+    pub nic: Vec<(String, String)>,
     /// How `/etc/pve` may be written; `None` decides from the target and the live mounts
     /// ([`guard::pve_verdict`]).
     pub pve: Option<PveWrite>,
@@ -126,6 +129,13 @@ pub struct Prepared {
     pub target: Target,
     pub map_node: Option<NodeMap>,
     pub mode: Mode,
+    /// Files written with other content than the archive's ([`rewrite`]), by archive path.
+    pub rewritten: HashMap<Vec<u8>, Vec<u8>>,
+    /// Per rewritten file (host path as shown, why), and the rewriters' notes and blockers.
+    pub rewrites: Vec<(String, String)>,
+    pub notes: Vec<String>,
+    /// Only those whose file this run would write.
+    pub blockers: Vec<rewrite::Blocker>,
 }
 
 impl Prepared {
@@ -187,12 +197,17 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     // their diffs) by name in pass 1 either way.
     let held_rules =
         Rules::new(Vec::new(), Vec::new(), true, false, pve).map_err(RestoreError::Usage)?;
-    let scan = scan::scan(
+    let mut scan = scan::scan(
         &req.archive,
-        &|p, size| !extract && size <= plan::DIFF_MAX && held_rules.is_held(p),
+        &|p, size| {
+            !extract
+                && size <= plan::DIFF_MAX
+                && (held_rules.is_held(p) || rewrite::wants(rewrite::REWRITERS, p))
+        },
         cancel,
     )?;
     let is_safety = scan.meta.purpose == safety::PURPOSE;
+    let rewriting = !extract && !is_safety;
     let rules = Rules::new(
         req.only.clone(),
         req.paths.clone(),
@@ -201,7 +216,7 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
         pve,
     )
     .map_err(RestoreError::Usage)?;
-    let wanted =
+    let mut wanted =
         plan::wanted_from_index(&scan.index, req.map_node.as_ref()).map_err(RestoreError::Usage)?;
     if let Some(m) = &req.map_node {
         let old = format!("etc/pve/nodes/{}", m.old);
@@ -232,7 +247,8 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
             .filter(|w| !w.internal() || rules.include_internal)
             .map(|w| {
                 let size = (w.kind == Kind::File).then_some(w.size);
-                (&w.path, size, rules.is_held(&w.path))
+                let content = rewriting && rewrite::wants(rewrite::REWRITERS, &w.archive_path);
+                (&w.path, size, content || rules.is_held(&w.path))
             });
         for (p, size, held) in from_archive.chain(absent.iter().map(|(_, p)| (p, None, false))) {
             if cancel.load(Ordering::Relaxed) {
@@ -244,7 +260,19 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
             }
         }
     }
+    let mut done = Rewrites::default();
+    if rewriting {
+        let (w, o, c) = (&mut wanted, &mut observed, &mut scan.captured);
+        done = rewrites(rewrite::REWRITERS, req, w, o, c)?;
+    }
     let plan = plan::plan(&wanted, &observed, &rules, &scan.captured, &absent);
+    let written: std::collections::HashSet<&[u8]> = plan
+        .writes()
+        .filter_map(|s| Some(wanted[s.wanted?].archive_path.as_slice()))
+        .collect();
+    done.outcome
+        .blockers
+        .retain(|b| written.contains(b.archive_path.as_slice()));
     Ok(Prepared {
         archive: req.archive.clone(),
         meta: scan.meta,
@@ -253,7 +281,112 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
         target,
         map_node: req.map_node.clone(),
         mode: req.mode,
+        rewritten: done.content,
+        rewrites: done.shown,
+        notes: done.outcome.notes,
+        blockers: done.outcome.blockers,
     })
+}
+
+#[derive(Debug, Default)]
+struct Rewrites {
+    content: HashMap<Vec<u8>, Vec<u8>>,
+    shown: Vec<(String, String)>,
+    outcome: rewrite::Outcome,
+}
+
+/// Run the rewriters over the captured archive bytes (checked against the index first) and the target's,
+/// then make `wanted`, `observed` and `captured` describe the rewritten content, so the plan compares and
+/// diffs what will really be written.
+fn rewrites(
+    rewriters: &[rewrite::Rewriter],
+    req: &Request,
+    wanted: &mut [Wanted],
+    observed: &mut HashMap<Vec<u8>, Observed>,
+    captured: &mut HashMap<Vec<u8>, Vec<u8>>,
+) -> Result<Rewrites, RestoreError> {
+    let by_archive: HashMap<Vec<u8>, usize> = wanted
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.archive_path.clone(), i))
+        .collect();
+    let mut archive = HashMap::new();
+    for (p, bytes) in captured
+        .iter()
+        .filter(|(p, _)| rewrite::wants(rewriters, p))
+    {
+        let w = by_archive.get(p).map(|&i| &wanted[i]);
+        if let Some(expected) = w.and_then(|w| w.sha256.as_ref())
+            && crate::archive::sha256_hex(bytes) != *expected
+        {
+            return Err(RestoreError::Damaged {
+                archive: req.archive.display().to_string(),
+                why: format!("/{}: its content does not match the index", path::show(p)),
+            });
+        }
+        archive.insert(p.clone(), bytes.clone());
+    }
+    let target: HashMap<Vec<u8>, Vec<u8>> = observed
+        .iter()
+        .filter_map(|(p, o)| match o {
+            Observed::File {
+                content: Some(c), ..
+            } => Some((p.clone(), c.clone())),
+            _ => None,
+        })
+        .collect();
+    let paths: Vec<Vec<u8>> = wanted.iter().map(|w| w.archive_path.clone()).collect();
+    let ctx = rewrite::Context {
+        archive: &archive,
+        target: &target,
+        paths: &paths,
+        root: &req.target,
+        map_node: req.map_node.as_ref(),
+        nic: &req.nic,
+    };
+    let outcome = rewrite::run_all(rewriters, &ctx).map_err(RestoreError::Usage)?;
+    let mut done = Rewrites::default();
+    for f in &outcome.files {
+        let Some(w) = by_archive.get(&f.archive_path).map(|&i| &mut wanted[i]) else {
+            continue;
+        };
+        if w.kind != Kind::File || archive.get(&f.archive_path) == Some(&f.content) {
+            continue;
+        }
+        w.size = f.content.len() as u64;
+        w.sha256 = Some(crate::archive::sha256_hex(&f.content));
+        // The target's hash was taken only if its size matched the archive's original size.
+        if let Some(Observed::File {
+            size,
+            sha256,
+            content,
+            ..
+        }) = observed.get_mut(&w.path)
+        {
+            *sha256 = content
+                .as_ref()
+                .filter(|_| *size == w.size)
+                .map(|c| crate::archive::sha256_hex(c));
+        }
+        captured.insert(f.archive_path.clone(), f.content.clone());
+        done.content
+            .insert(f.archive_path.clone(), f.content.clone());
+        done.shown.push((w.shown(), f.why.clone()));
+    }
+    done.outcome = outcome;
+    Ok(done)
+}
+
+/// A run that would write a file a rewriter blocks is refused as a whole (exit 2; `--dry-run` shows why).
+pub fn check_blockers(p: &Prepared) -> Result<(), RestoreError> {
+    if p.blockers.is_empty() {
+        return Ok(());
+    }
+    let why: Vec<String> = p.blockers.iter().map(|b| b.why.clone()).collect();
+    Err(RestoreError::Usage(format!(
+        "refusing to restore, nothing was written: {}",
+        why.join("; ")
+    )))
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +419,7 @@ pub fn execute(
     cancel: &AtomicBool,
 ) -> Result<Outcome, RestoreError> {
     check_conflicts(&p.plan)?;
+    check_blockers(p)?;
     let host = || crate::host::hostname(&crate::host::Root::new(&p.target.dir));
     let _lock = how
         .lock_file
@@ -338,6 +472,7 @@ pub fn execute(
         &p.wanted,
         &p.plan,
         p.map_node.as_ref(),
+        &p.rewritten,
         &how.apply,
         cancel,
         progress,
@@ -429,4 +564,108 @@ pub fn run_follow_ups(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rewrite::{Outcome as Rewritten, Rewriter};
+
+    fn upper(c: &rewrite::Context) -> Result<Rewritten, String> {
+        let files = c.archive.iter().map(|(p, b)| rewrite::Rewritten {
+            archive_path: p.clone(),
+            content: b.to_ascii_uppercase(),
+            why: "upper".into(),
+        });
+        Ok(Rewritten {
+            files: files.collect(),
+            ..Default::default()
+        })
+    }
+
+    const UPPER: &[Rewriter] = &[Rewriter {
+        name: "upper",
+        wants: |p| p == b"etc/hostname",
+        run: upper,
+    }];
+
+    fn req() -> Request {
+        Request {
+            archive: "a.tar.zst".into(),
+            target: "/nonexistent".into(),
+            mode: Mode::Restore,
+            only: Vec::new(),
+            paths: Vec::new(),
+            map_node: None,
+            nic: Vec::new(),
+            pve: Some(PveWrite::Plain),
+        }
+    }
+
+    fn wanted(content: &[u8]) -> Vec<Wanted> {
+        let file = |p: &[u8], c: &[u8]| Wanted {
+            path: p.to_vec(),
+            archive_path: p.to_vec(),
+            category: "network".into(),
+            kind: Kind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: c.len() as u64,
+            sha256: Some(crate::archive::sha256_hex(c)),
+            link: None,
+        };
+        vec![file(b"etc/hostname", content), file(b"etc/hosts", b"x")]
+    }
+
+    #[test]
+    fn a_rewrite_makes_the_plan_see_the_new_content() {
+        let mut w = wanted(b"due\n");
+        let target_file = |c: &[u8]| Observed::File {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: c.len() as u64,
+            sha256: None,
+            content: Some(c.to_vec()),
+        };
+        let mut observed = HashMap::from([(b"etc/hostname".to_vec(), target_file(b"DUE\n"))]);
+        let mut captured = HashMap::from([(b"etc/hostname".to_vec(), b"due\n".to_vec())]);
+        let done = rewrites(UPPER, &req(), &mut w, &mut observed, &mut captured).unwrap();
+        let new = crate::archive::sha256_hex(b"DUE\n");
+        assert_eq!((w[0].size, w[0].sha256.as_ref()), (4, Some(&new)));
+        assert_eq!(
+            w[1],
+            wanted(b"due\n")[1],
+            "a file no rewriter touched is as it was"
+        );
+        let Some(Observed::File { sha256, .. }) = observed.get(b"etc/hostname".as_slice()) else {
+            panic!()
+        };
+        assert_eq!(
+            sha256.as_ref(),
+            Some(&new),
+            "the target now counts as the same"
+        );
+        assert_eq!(
+            captured[b"etc/hostname".as_slice()],
+            b"DUE\n",
+            "the diff shows the rewrite"
+        );
+        assert_eq!(done.content[b"etc/hostname".as_slice()], b"DUE\n");
+        assert_eq!(done.shown, [("/etc/hostname".into(), "upper".into())]);
+        // The plan over the rewritten entries: the target already has the rewritten content.
+        let rules = Rules::new(Vec::new(), Vec::new(), false, false, PveWrite::Plain).unwrap();
+        let p = plan::plan(&w[..1], &observed, &rules, &captured, &[]);
+        assert_eq!(p.steps[0].action, plan::Action::Same);
+    }
+
+    #[test]
+    fn archive_bytes_that_differ_from_the_index_are_damage_not_input() {
+        let mut w = wanted(b"due\n");
+        let mut captured = HashMap::from([(b"etc/hostname".to_vec(), b"tre\n".to_vec())]);
+        let e = rewrites(UPPER, &req(), &mut w, &mut HashMap::new(), &mut captured).unwrap_err();
+        assert!(matches!(e, RestoreError::Damaged { .. }), "{e}");
+    }
 }

@@ -25,6 +25,19 @@ pub struct PlanDoc {
     pub steps: Vec<StepDoc>,
     pub not_selected: u64,
     pub internal: u64,
+    /// Files written with content adapted to this host (`{path, why}`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rewritten: Vec<RewriteDoc>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<crate::restore::rewrite::Blocker>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RewriteDoc {
+    pub path: String,
+    pub why: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +87,16 @@ impl PlanDoc {
             steps,
             not_selected: p.plan.not_selected,
             internal: p.plan.internal,
+            rewritten: p
+                .rewrites
+                .iter()
+                .map(|(path, why)| RewriteDoc {
+                    path: path.clone(),
+                    why: why.clone(),
+                })
+                .collect(),
+            notes: p.notes.clone(),
+            blockers: p.blockers.clone(),
         }
     }
 }

@@ -92,6 +92,7 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         only: a.only.clone(),
         paths: a.paths.clone(),
         map_node,
+        nic: Vec::new(),
         pve: None,
     };
     let p = restore::prepare(&req, ctx.cancel).map_err(fail)?;
@@ -107,6 +108,10 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         let text = |o: &mut dyn Write| writeln!(o, "\ndry run: nothing was written");
         return ctx.out.result(&PlanDoc::new(&p), text).map(|()| exit::OK);
     }
+    restore::check_blockers(&p).map_err(|e| {
+        let plan = serde_json::json!({ "plan": PlanDoc::new(&p) });
+        Exit(e.exit_code(), e.into(), Some(plan))
+    })?;
     if !p.plan.changes() {
         let doc = serde_json::json!({"status": "ok", "plan": PlanDoc::new(&p), "changed": 0});
         let text = |o: &mut dyn Write| {
@@ -153,6 +158,7 @@ fn extract(
         only: Vec::new(),
         paths: Vec::new(),
         map_node: None,
+        nic: Vec::new(),
         pve: Some(PveWrite::Plain),
     };
     let p = restore::prepare(&req, ctx.cancel).map_err(fail)?;
@@ -245,6 +251,29 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
             for line in s.diff.iter().flat_map(|d| d.lines()) {
                 writeln!(o, "    {line}")?;
             }
+        }
+    }
+    if !p.rewrites.is_empty() {
+        writeln!(
+            o,
+            "\nrewritten for this host (the archive's content adapted):"
+        )?;
+        for (shown, why) in &p.rewrites {
+            writeln!(o, "  {}: {}", esc(shown), esc_line(why))?;
+        }
+    }
+    for (head, lines) in [
+        ("notes:", &p.notes),
+        (
+            "blocked (a run without --dry-run refuses until this is resolved):",
+            &p.blockers.iter().map(|b| b.why.clone()).collect(),
+        ),
+    ] {
+        if !lines.is_empty() {
+            writeln!(o, "\n{head}")?;
+            lines
+                .iter()
+                .try_for_each(|l| writeln!(o, "  {}", esc_line(l)))?;
         }
     }
     let conflicts: Vec<&Step> = p.plan.conflicts().collect();

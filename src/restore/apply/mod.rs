@@ -192,6 +192,7 @@ pub fn apply(
     wanted: &[Wanted],
     plan: &Plan,
     map: Option<&NodeMap>,
+    rewritten: &HashMap<Vec<u8>, Vec<u8>>,
     opts: &ApplyOptions,
     cancel: &AtomicBool,
     progress: &dyn Progress,
@@ -246,7 +247,7 @@ pub fn apply(
             stop: None,
             swept: HashSet::new(),
         };
-        if let Err(stop) = w.read_all(archive, wanted, &mut todo, map, progress) {
+        if let Err(stop) = w.read_all(archive, wanted, &mut todo, (map, rewritten), progress) {
             let seq = w.order.next_seq();
             w.note_stop(seq, stop);
         }
@@ -293,7 +294,7 @@ impl Writer<'_> {
         archive: &Path,
         wanted: &[Wanted],
         todo: &mut HashMap<&[u8], &Step>,
-        map: Option<&NodeMap>,
+        (map, rewritten): (Option<&NodeMap>, &HashMap<Vec<u8>, Vec<u8>>),
         progress: &dyn Progress,
     ) -> Result<(), Stop> {
         let mut reader = TarReader::open(archive)
@@ -346,8 +347,10 @@ impl Writer<'_> {
             let shown = want.shown();
             // The header must still say what pass 1 and the index said.
             let size = header.size().unwrap_or(0);
+            // A rewritten file has the rewritten size; its archive bytes were checked in pass 1.
+            let new = rewritten.get(path.as_slice());
             let same_header = Kind::of_tar(tkind) == Some(want.kind)
-                && (want.kind != Kind::File || size == want.size)
+                && (want.kind != Kind::File || size == want.size || new.is_some())
                 && header.mode().unwrap_or(0) & 0o7777 == want.mode
                 && (header.uid().unwrap_or(0), header.gid().unwrap_or(0))
                     == (u64::from(want.uid), u64::from(want.gid));
@@ -361,7 +364,13 @@ impl Writer<'_> {
                 false => xattrs(&mut entry, |k, v| (k.to_string(), v.to_vec())),
             };
             match want.kind {
-                Kind::File => self.file(want, step.through_pmxcfs, action, &mut entry, xa)?,
+                Kind::File => {
+                    let data: &mut dyn std::io::Read = match new {
+                        Some(bytes) => &mut bytes.as_slice(),
+                        None => &mut entry,
+                    };
+                    self.file(want, step.through_pmxcfs, action, data, xa)?
+                }
                 Kind::Symlink => {
                     let link = link.unwrap_or_default();
                     let link = match map {
