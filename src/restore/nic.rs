@@ -14,6 +14,7 @@ mod tests;
 mod text;
 
 use crate::host::Nic;
+use crate::restore::rewrite::{Blocker, Context, Outcome, Rewriter, Rewritten};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -270,7 +271,7 @@ fn check_given(old: &[Card], new: &[Card], given: &[(String, String)]) -> Result
     Ok(())
 }
 
-/// What the remap gets: the inventories, `--nic`, and the network files the restore writes.
+/// What the remap gets: the inventories, `--nic`, and the archive's network files.
 #[derive(Debug, Default)]
 pub struct Input<'a> {
     /// `None`: the archive has no `nics.json`.
@@ -284,28 +285,36 @@ pub struct Input<'a> {
     pub links: Vec<(&'a [u8], &'a [u8])>,
 }
 
-/// What the remap decided: rewritten files (archive path, content, why), notes and blockers for the plan.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Remap {
-    pub files: Vec<(Vec<u8>, Vec<u8>, String)>,
-    pub notes: Vec<String>,
-    pub blockers: Vec<String>,
-}
-
-/// Match, then rewrite. `Err` is a usage error (`--nic` naming what does not exist).
-pub fn remap(input: &Input) -> Result<Remap, String> {
-    let mut out = Remap::default();
+/// Match, then rewrite: the rewritten files, a note per changed NIC, a blocker per file that uses a NIC
+/// without a match. `Err` is a usage error (`--nic` naming what does not exist).
+pub fn remap(input: &Input) -> Result<Outcome, String> {
+    let mut out = Outcome::default();
     if input.interfaces.is_empty() && input.links.is_empty() {
+        if let Some((o, n)) = input.given.first() {
+            return Err(format!(
+                "--nic {o}={n}: the archive has no network files to rename NICs in"
+            ));
+        }
         return Ok(out);
     }
     let (Some(old), Some(new)) = (&input.archive, &input.target) else {
-        if input.given.is_empty() {
-            out.notes.push(not_checked(input.archive.is_none()));
-            return Ok(out);
+        if !input.given.is_empty() {
+            // Only the admin's word: apply it as given.
+            let m = match_cards(&[], &[], input.given)?;
+            rewrite(&m, &[], &[], input, &mut out);
+        } else if input.archive.is_some() {
+            out.notes.push(
+                "NIC names not checked: the target has no /sys/class/net (not a running host); \
+                 the network files are written with the archive's names"
+                    .into(),
+            );
+        } else if input.target.is_some() {
+            out.notes.push(
+                "NIC names not checked: the archive has no NIC inventory \
+                 (proxkeep/commands/network/nics.json)"
+                    .into(),
+            );
         }
-        // Only the admin's word: apply it as given.
-        let m = match_cards(&[], &[], input.given)?;
-        rewrite(&m, &[], &[], input, &mut out);
         return Ok(out);
     };
     let m = match_cards(old, new, input.given)?;
@@ -313,41 +322,30 @@ pub fn remap(input: &Input) -> Result<Remap, String> {
     Ok(out)
 }
 
-fn not_checked(no_inventory: bool) -> String {
-    if no_inventory {
-        "NIC names not checked: the archive has no NIC inventory (proxkeep/commands/network/nics.json)".into()
-    } else {
-        "NIC names not checked: the target has no /sys/class/net (not a running host); \
-         the network files are written as the archive has them"
-            .into()
-    }
+fn host_path(archive_path: &[u8]) -> String {
+    format!("/{}", crate::restore::path::show(archive_path))
 }
 
-fn rewrite(m: &Matching, old: &[Card], new: &[Card], input: &Input, out: &mut Remap) {
+fn rewrite(m: &Matching, old: &[Card], new: &[Card], input: &Input, out: &mut Outcome) {
     let card = |cards: &'_ [Card], name: &str| cards.iter().find(|c| c.name == name).cloned();
     let pins = pins(&input.links);
     // Old hardware MAC → the target NIC's, for the pins.
     let mut macs: HashMap<String, String> = HashMap::new();
-    let mut names: HashMap<&str, &str> = HashMap::new();
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
     let mut final_names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for p in &m.pairs {
         let (o, n) = (card(old, &p.old), card(new, &p.new));
-        let moved = match (
-            o.as_ref().and_then(Card::hw_mac),
-            n.as_ref().and_then(Card::hw_mac),
-        ) {
+        let old_mac = o.as_ref().and_then(Card::hw_mac);
+        let moved = match (old_mac, n.as_ref().and_then(Card::hw_mac)) {
             (Some(a), Some(b)) if !a.eq_ignore_ascii_case(b) => {
                 macs.insert(a.to_ascii_lowercase(), b.to_string());
                 true
             }
             _ => false,
         };
-        let pin = pins.iter().find(|pin| {
-            pin.name == p.old
-                && o.as_ref()
-                    .and_then(Card::hw_mac)
-                    .is_some_and(|m| pin.matches(m))
-        });
+        let pin = pins
+            .iter()
+            .find(|pin| pin.name == p.old && old_mac.is_some_and(|m| pin.matches(m)));
         let stays = pin.map_or(p.new.as_str(), |_| p.old.as_str());
         final_names.entry(stays).or_default().push(&p.old);
         if stays != p.old {
@@ -359,46 +357,55 @@ fn rewrite(m: &Matching, old: &[Card], new: &[Card], input: &Input, out: &mut Re
         let mut note = format!("NIC {} → {} (matched by {})", p.old, p.new, p.reason);
         if let Some(pin) = pin {
             note.push_str(&format!(
-                "; pinned as {} by /{}: the name stays, the pin moves to the new NIC (takes effect at the next boot)",
+                "; pinned as {} by {}: the name stays, the pin moves to the new NIC (takes effect at the next boot)",
                 p.old,
-                crate::restore::path::show(&pin.file)
+                host_path(&pin.file)
             ));
         }
         out.notes.push(note);
     }
-    for (name, olds) in &final_names {
-        if olds.len() > 1 {
-            out.blockers.push(format!(
-                "NICs {} would all be named {name} after the remap: give --nic for them",
-                olds.join(", ")
-            ));
-        }
-    }
-    unmatched(m, old, new, input, &pins, out);
+    let renamed: HashMap<&str, &str> = names.iter().map(|(o, n)| (*o, *n)).collect();
     for (path, bytes) in &input.interfaces {
-        if let Some(content) = rename_words(bytes, &names) {
-            let mut list: Vec<String> = names.iter().map(|(o, n)| format!("{o} → {n}")).collect();
-            list.sort();
-            let why = format!("NIC names for the target's hardware: {}", list.join(", "));
-            out.files.push((path.to_vec(), content, why));
+        if let Some(content) = rename_words(bytes, &renamed) {
+            let used = names.iter().filter(|(o, _)| uses(bytes, o));
+            let list: Vec<String> = used.map(|(o, n)| format!("{o} → {n}")).collect();
+            out.files.push(Rewritten {
+                archive_path: path.to_vec(),
+                content,
+                why: format!("NICs renamed for this host: {}", list.join(", ")),
+            });
+        }
+        for (name, olds) in final_names.iter().filter(|(_, o)| o.len() > 1) {
+            out.blockers.push(Blocker {
+                archive_path: path.to_vec(),
+                why: format!(
+                    "NICs {} would all be named {name} after the remap: give --nic for them",
+                    olds.join(", ")
+                ),
+            });
         }
     }
     for (path, bytes) in &input.links {
         if let Some(content) = repin_link(bytes, &macs) {
-            let why = "pinned MAC moved to the matching NIC of the target".to_string();
-            out.files.push((path.to_vec(), content, why));
+            out.files.push(Rewritten {
+                archive_path: path.to_vec(),
+                content,
+                why: "the pinned MAC is now the matching NIC's of this host".into(),
+            });
         }
     }
+    unmatched(m, old, new, input, &pins, out);
 }
 
-/// Unmatched archive NICs: a blocker when a written network file uses one, else a note.
+/// Unmatched archive NICs: a blocker per network file that uses one (kept by the restore only when it
+/// writes that file), else a note.
 fn unmatched(
     m: &Matching,
     old: &[Card],
     new: &[Card],
     input: &Input,
     pins: &[Pin],
-    out: &mut Remap,
+    out: &mut Outcome,
 ) {
     let paired: Vec<&str> = m.pairs.iter().map(|p| p.new.as_str()).collect();
     let free: Vec<&str> = new
@@ -417,26 +424,86 @@ fn unmatched(
             .find(|c| &c.name == name)
             .cloned()
             .unwrap_or_default();
-        let mut users: Vec<String> = input
+        let mut users: Vec<&[u8]> = input
             .interfaces
             .iter()
             .filter(|(_, b)| uses(b, name))
-            .map(|(p, _)| format!("/{}", crate::restore::path::show(p)))
+            .map(|(p, _)| *p)
             .collect();
         let pinned = pins
             .iter()
-            .filter(|pin| c.hw_mac().is_some_and(|m| pin.matches(m)) || pin.name == *name);
-        users.extend(pinned.map(|pin| format!("/{}", crate::restore::path::show(&pin.file))));
+            .filter(|pin| pin.name == *name || c.hw_mac().is_some_and(|m| pin.matches(m)));
+        users.extend(pinned.map(|pin| pin.file.as_slice()));
         users.dedup();
-        let what = format!("NIC {name} ({}) has no match on the target", c.described());
+        let what = format!("NIC {name} ({}) has no match on this host", c.described());
         if users.is_empty() {
-            out.notes
-                .push(format!("{what}; no network file being written uses it"));
-        } else {
-            out.blockers.push(format!(
-                "{what} and {} uses it: give --nic {name}=NEW (unmatched NICs of the target: {free})",
-                users.join(", ")
-            ));
+            out.notes.push(format!("{what}; no network file uses it"));
+        }
+        for path in users {
+            out.blockers.push(Blocker {
+                archive_path: path.to_vec(),
+                why: format!(
+                    "{what} and {} uses it: give --nic {name}=NEW (unmatched NICs of this host: {free})",
+                    host_path(path)
+                ),
+            });
         }
     }
+}
+
+/// ifupdown files: `/etc/network/interfaces` (and PVE's pending `interfaces.new`) and `interfaces.d/*`.
+fn is_interfaces(p: &[u8]) -> bool {
+    let in_d = p
+        .strip_prefix(b"etc/network/interfaces.d/")
+        .is_some_and(|n| !n.is_empty() && !n.contains(&b'/'));
+    in_d || p == b"etc/network/interfaces" || p == b"etc/network/interfaces.new"
+}
+
+fn is_link(p: &[u8]) -> bool {
+    let dirs: [&[u8]; 2] = [b"etc/systemd/network/", b"usr/local/lib/systemd/network/"];
+    dirs.iter().any(|d| {
+        p.strip_prefix(*d)
+            .is_some_and(|n| !n.contains(&b'/') && n.ends_with(b".link"))
+    })
+}
+
+/// The NIC remap as an entry of [`crate::restore::rewrite::REWRITERS`].
+pub const REWRITER: Rewriter = Rewriter {
+    name: "nic",
+    wants: |p| p == INVENTORY || is_interfaces(p) || is_link(p),
+    run,
+};
+
+/// The hook's side: the target's `/sys/class/net` read here, everything else from the context.
+fn run(ctx: &Context) -> Result<Outcome, String> {
+    let mut files: Vec<(&[u8], &[u8])> = ctx
+        .archive
+        .iter()
+        .map(|(p, b)| (p.as_slice(), b.as_slice()))
+        .collect();
+    files.sort();
+    let pick = |f: fn(&[u8]) -> bool| files.iter().copied().filter(|(p, _)| f(p)).collect();
+    let mut notes = Vec::new();
+    let archive = match ctx.archive.get(INVENTORY).map(|b| parse_inventory(b)) {
+        Some(Err(e)) => {
+            notes.push(format!("NIC names not checked: {e}"));
+            None
+        }
+        other => other.and_then(Result::ok),
+    };
+    let root = crate::host::Root::new(ctx.root);
+    let target = root
+        .path("/sys/class/net")
+        .is_dir()
+        .then(|| crate::host::nics(&root).iter().map(Card::from).collect());
+    let input = Input {
+        archive,
+        target,
+        given: ctx.nic,
+        interfaces: pick(is_interfaces),
+        links: pick(is_link),
+    };
+    let mut out = remap(&input)?;
+    out.notes.splice(0..0, notes);
+    Ok(out)
 }

@@ -63,7 +63,7 @@ pub struct Rewriter {
 }
 
 /// Every rewriter, in the order they run. Two rewriters never rewrite the same file.
-pub const REWRITERS: &[Rewriter] = &[];
+pub const REWRITERS: &[Rewriter] = &[crate::restore::nic::REWRITER];
 
 /// Whether any of `rewriters` wants the bytes of this archive path.
 pub fn wants(rewriters: &[Rewriter], archive_path: &[u8]) -> bool {

@@ -76,7 +76,14 @@ fn restore(env: &Env, archive: &Path, target: &Path, extra: &[&str]) -> Run {
 /// The lines of the restored interfaces files that name NICs.
 fn nic_lines(t: &Path) -> String {
     let text = read(t, "etc/network/interfaces") + &read(t, "etc/network/interfaces.d/vlan200");
-    let keep = ["iface", "auto", "bond-slaves", "bridge-ports", "vlan-raw-device", "#"];
+    let keep = [
+        "iface",
+        "auto",
+        "bond-slaves",
+        "bridge-ports",
+        "vlan-raw-device",
+        "#",
+    ];
     let lines = text.lines().map(str::trim).filter(|l| {
         keep.iter().any(|k| l.starts_with(k)) && !l.contains(" lo") && !l.contains("vmbr0")
     });
@@ -89,10 +96,19 @@ fn same_hardware_renamed_nics_are_matched_by_permanent_mac() {
     let t = target(&env, Some("same-renamed"));
     let r = restore(&env, &archive, &t, &["--yes"]);
     let out = r.expect(0).stdout();
-    assert!(out.contains("NIC eno1 → enp2s0f0 (matched by permanent MAC)"), "{out}");
-    assert!(out.contains("NIC eno3 → enp0s31f6 (matched by permanent MAC)"), "{out}");
+    assert!(
+        out.contains("NIC eno1 → enp2s0f0 (matched by permanent MAC)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("NIC eno3 → enp0s31f6 (matched by permanent MAC)"),
+        "{out}"
+    );
     // eno2 is pinned by name: it keeps it (the pin applies at the next boot) and its pin is unchanged.
-    assert!(out.contains("NIC eno2 → enp2s0f1 (matched by permanent MAC); pinned as eno2"), "{out}");
+    assert!(
+        out.contains("NIC eno2 → enp2s0f1 (matched by permanent MAC); pinned as eno2"),
+        "{out}"
+    );
     assert_eq!(
         nic_lines(&t),
         "iface enp2s0f0 inet manual\niface eno2 inet manual\niface enp0s31f6 inet manual\n\
@@ -107,22 +123,28 @@ fn same_hardware_renamed_nics_are_matched_by_permanent_mac() {
 fn different_nics_in_the_same_slots_are_matched_by_pci_path_and_the_pin_moves() {
     let (env, archive) = old_host();
     let t = target(&env, Some("new-same-slots"));
-    // The plan first: the mapping and the rewritten file as a diff.
-    let r = restore(&env, &archive, &t, &["--dry-run"]);
+    // The plan first, without --only: the mapping, and the held files' diffs show the rewritten content.
+    let (a, target) = (archive.to_str().unwrap(), t.to_str().unwrap());
+    let r = env.run(&["restore", a, "--target", target, "--dry-run"]);
     let out = r.expect(0).stdout();
     for want in [
         "NIC eno1 → enp2s0f0 (matched by PCI path)",
         "NIC eno2 → enp2s0f1 (matched by PCI path); pinned as eno2",
         "NIC eno3 → eno1 (matched by PCI path)",
         "+      bond-slaves enp2s0f0 eno2",
-        "-MACAddress=3c:ec:ef:00:00:02",
+        "+iface eno1.100 inet manual",
         "+MACAddress=a0:36:9f:00:00:02",
     ] {
         assert!(out.contains(want), "{want}\n{out}");
     }
-    let json = restore(&env, &archive, &t, &["--dry-run", "--json"]).expect(0).json();
-    let text = json.to_string();
-    assert!(text.contains("NIC eno3 → eno1 (matched by PCI path)"), "{json}");
+    let json = restore(&env, &archive, &t, &["--dry-run", "--json"])
+        .expect(0)
+        .json();
+    let notes = json["notes"].as_array().unwrap_or_else(|| panic!("{json}"));
+    assert!(
+        notes.contains(&"NIC eno3 → eno1 (matched by PCI path)".into()),
+        "{json}"
+    );
     restore(&env, &archive, &t, &["--yes"]).expect(0);
     // eno1 of the archive is enp2s0f0 now, and the target's eno1 is the archive's eno3: renamed at once.
     assert_eq!(
@@ -132,7 +154,10 @@ fn different_nics_in_the_same_slots_are_matched_by_pci_path_and_the_pin_moves() 
          # VLAN 100 on eno3\nauto eno1.100\niface eno1.100 inet manual\n\
          auto vlan200\niface vlan200 inet static\nvlan-raw-device eno1"
     );
-    assert_eq!(read(&t, PIN), PIN_TEXT.replace("3c:ec:ef:00:00:02", "a0:36:9f:00:00:02"));
+    assert_eq!(
+        read(&t, PIN),
+        PIN_TEXT.replace("3c:ec:ef:00:00:02", "a0:36:9f:00:00:02")
+    );
 }
 
 #[test]
@@ -140,27 +165,70 @@ fn an_unmatched_nic_refuses_the_restore_until_nic_names_its_replacement() {
     let (env, archive) = old_host();
     let t = target(&env, Some("unmatched"));
     let before = read(&t, "etc/network/interfaces");
-    let blocker = "NIC eno2 (igb, 3c:ec:ef:00:00:02, pci-0000:02:00.1) has no match on the target and \
-                   /etc/network/interfaces, /usr/local/lib/systemd/network/50-pve-eno2.link uses it: \
-                   give --nic eno2=NEW (unmatched NICs of the target: enp6s0)";
+    let blocker = |file: &str| {
+        format!(
+            "NIC eno2 (igb, 3c:ec:ef:00:00:02, pci-0000:02:00.1) has no match on this host and {file} \
+             uses it: give --nic eno2=NEW (unmatched NICs of this host: enp6s0)"
+        )
+    };
+    let blockers = [
+        blocker("/etc/network/interfaces"),
+        blocker(&format!("/{PIN}")),
+    ];
     // --dry-run shows it and succeeds; a real run refuses, writing nothing.
-    let out = restore(&env, &archive, &t, &["--dry-run"]).expect(0).stdout();
-    assert!(out.contains(blocker), "{out}");
-    assert!(out.contains("NIC eno1 → enp5s0 (matched by driver and order)"), "{out}");
-    assert!(out.contains("NIC eno3 → eno1 (matched by PCI path)"), "{out}");
+    let out = restore(&env, &archive, &t, &["--dry-run"])
+        .expect(0)
+        .stdout();
+    for b in &blockers {
+        assert!(out.contains(b.as_str()), "{b}\n{out}");
+    }
+    assert!(
+        out.contains("NIC eno1 → enp5s0 (matched by driver and order)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("NIC eno3 → eno1 (matched by PCI path)"),
+        "{out}"
+    );
+    let json = restore(&env, &archive, &t, &["--dry-run", "--json"])
+        .expect(0)
+        .json();
+    let whys: Vec<&str> = json["blockers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{json}"))
+        .iter()
+        .map(|b| b["why"].as_str().unwrap())
+        .collect();
+    assert_eq!(whys, blockers);
     let r = restore(&env, &archive, &t, &["--yes"]);
     r.expect(2);
-    assert!(r.stdout().contains(blocker) || r.stderr().contains(blocker), "{}", r.stderr());
+    assert!(r.stderr().contains(&blockers[0]), "{}", r.stderr());
     assert_eq!(read(&t, "etc/network/interfaces"), before);
     assert!(!t.join(PIN).exists());
     // --nic for a NIC the target does not have is a usage error.
     let r = restore(&env, &archive, &t, &["--yes", "--nic", "eno2=eth7"]);
-    assert!(r.expect(2).stderr().contains("the target has no NIC eth7"), "{}", r.stderr());
+    assert!(
+        r.expect(2).stderr().contains("the target has no NIC eth7"),
+        "{}",
+        r.stderr()
+    );
     // Named: written.
-    let out = restore(&env, &archive, &t, &["--yes", "--nic", "eno2=enp6s0"]).expect(0).stdout();
-    assert!(out.contains("NIC eno2 → enp6s0 (matched by --nic); pinned as eno2"), "{out}");
-    assert!(nic_lines(&t).contains("bond-slaves enp5s0 eno2\nbridge-ports eno1"), "{}", nic_lines(&t));
-    assert_eq!(read(&t, PIN), PIN_TEXT.replace("3c:ec:ef:00:00:02", "00:e0:4c:00:00:01"));
+    let out = restore(&env, &archive, &t, &["--yes", "--nic", "eno2=enp6s0"])
+        .expect(0)
+        .stdout();
+    assert!(
+        out.contains("NIC eno2 → enp6s0 (matched by --nic); pinned as eno2"),
+        "{out}"
+    );
+    assert!(
+        nic_lines(&t).contains("bond-slaves enp5s0 eno2\nbridge-ports eno1"),
+        "{}",
+        nic_lines(&t)
+    );
+    assert_eq!(
+        read(&t, PIN),
+        PIN_TEXT.replace("3c:ec:ef:00:00:02", "00:e0:4c:00:00:01")
+    );
 }
 
 #[test]

@@ -247,51 +247,70 @@ fn input<'a>(old: Vec<Card>, new: Option<Vec<Card>>, interfaces: &'a [u8]) -> In
 const IFACES: &[u8] = b"auto eno1\niface eno1 inet manual\nauto vmbr0\niface vmbr0 inet static\n\
     \tbridge-ports eno1\n";
 
+fn whys(b: &[Blocker]) -> Vec<(String, &str)> {
+    b.iter()
+        .map(|b| {
+            (
+                String::from_utf8_lossy(&b.archive_path).into_owned(),
+                b.why.as_str(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn remap_outcomes() {
     let old = vec![card("eno1", "3c:ec:ef:00:00:01", "02:00.0", "igb")];
     // Identical hardware: nothing, no noise.
     let r = remap(&input(old.clone(), Some(old.clone()), IFACES)).unwrap();
-    assert_eq!(r, Remap::default());
+    assert_eq!(r, Outcome::default());
     // Renamed: a note and the rewritten file.
     let new = vec![card("enp2s0", "3c:ec:ef:00:00:01", "02:00.0", "igb")];
     let r = remap(&input(old.clone(), Some(new), IFACES)).unwrap();
     assert_eq!(r.notes, ["NIC eno1 → enp2s0 (matched by permanent MAC)"]);
     assert!(r.blockers.is_empty());
-    let text = String::from_utf8(r.files[0].1.clone()).unwrap();
+    assert_eq!(r.files[0].why, "NICs renamed for this host: eno1 → enp2s0");
+    let text = String::from_utf8(r.files[0].content.clone()).unwrap();
     assert!(
         text.contains("bridge-ports enp2s0\n") && !text.contains("eno1"),
         "{text}"
     );
-    // Unmatched and used: a blocker naming it and the file.
+    // Unmatched and used: a blocker naming it, tied to the file that uses it.
     let new = vec![card("enp9s0", "aa:00:00:00:00:01", "09:00.0", "ice")];
     let r = remap(&input(old.clone(), Some(new), IFACES)).unwrap();
-    assert_eq!(r.blockers.len(), 1);
-    let b = &r.blockers[0];
-    assert!(
-        b.contains("NIC eno1 (igb, 3c:ec:ef:00:00:01, pci-0000:02:00.0) has no match"),
-        "{b}"
+    assert_eq!(
+        whys(&r.blockers),
+        [(
+            "etc/network/interfaces".to_string(),
+            "NIC eno1 (igb, 3c:ec:ef:00:00:01, pci-0000:02:00.0) has no match on this host and \
+             /etc/network/interfaces uses it: give --nic eno1=NEW (unmatched NICs of this host: enp9s0)"
+        )]
     );
-    assert!(
-        b.contains("/etc/network/interfaces uses it: give --nic eno1=NEW"),
-        "{b}"
-    );
-    assert!(b.contains("unmatched NICs of the target: enp9s0"), "{b}");
     // Unmatched, not used: a note only.
     let r = remap(&input(old.clone(), Some(vec![]), b"auto lo\n")).unwrap();
     assert!(
-        r.blockers.is_empty() && r.notes[0].contains("no network file"),
+        r.blockers.is_empty() && r.notes[0].contains("no network file uses it"),
         "{r:?}"
     );
     // No /sys on the target: one note, nothing rewritten.
     let r = remap(&input(old.clone(), None, IFACES)).unwrap();
     assert!(r.files.is_empty() && r.blockers.is_empty());
     assert_eq!(r.notes.len(), 1);
-    assert!(r.notes[0].contains("not checked"), "{r:?}");
-    // No network file written: nothing at all.
+    assert!(
+        r.notes[0].starts_with("NIC names not checked: the target has no /sys/class/net"),
+        "{r:?}"
+    );
+    // Neither inventory: silent (a copy of a host without /sys restored into a directory).
+    let mut i = input(vec![], None, IFACES);
+    i.archive = None;
+    assert_eq!(remap(&i).unwrap(), Outcome::default());
+    // No network file at all: nothing, and --nic has nothing to act on.
     let mut i = input(old, None, IFACES);
     i.interfaces.clear();
-    assert_eq!(remap(&i).unwrap(), Remap::default());
+    assert_eq!(remap(&i).unwrap(), Outcome::default());
+    let g = given(&[("eno1", "x")]);
+    i.given = &g;
+    assert!(remap(&i).unwrap_err().contains("no network files"));
 }
 
 #[test]
@@ -299,21 +318,85 @@ fn a_pinned_nic_keeps_its_name_and_the_pin_moves() {
     let old = vec![card("nic0", "3c:ec:ef:00:00:01", "02:00.0", "igb")];
     let new = vec![card("enp2s0", "52:54:00:00:00:01", "02:00.0", "igb")];
     let ifaces = b"auto nic0\niface nic0 inet manual\n";
-    let mut i = input(old, Some(new), ifaces);
+    let mut i = input(old.clone(), Some(new.clone()), ifaces);
     i.links = vec![(b"usr/local/lib/systemd/network/50-pve-nic0.link", LINK)];
     let r = remap(&i).unwrap();
     assert!(r.blockers.is_empty(), "{r:?}");
     assert_eq!(r.files.len(), 1, "only the .link changes: {r:?}");
     assert_eq!(
-        r.files[0].0,
+        r.files[0].archive_path,
         b"usr/local/lib/systemd/network/50-pve-nic0.link"
     );
-    let link = String::from_utf8(r.files[0].1.clone()).unwrap();
+    let link = String::from_utf8(r.files[0].content.clone()).unwrap();
     assert!(link.contains("[Match]\nMACAddress=52:54:00:00:00:01 ") && link.contains("Name=nic0"));
     assert!(
         r.notes[0].starts_with("NIC nic0 → enp2s0 (matched by PCI path); pinned as nic0"),
         "{r:?}"
     );
+    // Unmatched: the .link and the interfaces file are each blocked.
+    let mut i = input(old, Some(vec![]), ifaces);
+    i.links = vec![(b"usr/local/lib/systemd/network/50-pve-nic0.link", LINK)];
+    let blocked: Vec<String> = whys(&remap(&i).unwrap().blockers)
+        .into_iter()
+        .map(|b| b.0)
+        .collect();
+    assert_eq!(
+        blocked,
+        [
+            "etc/network/interfaces",
+            "usr/local/lib/systemd/network/50-pve-nic0.link"
+        ]
+    );
+}
+
+#[test]
+fn two_nics_ending_with_one_name_are_blocked() {
+    // nic0 is pinned and keeps its name; eno1 is matched to the NIC the target calls nic0 today.
+    let old = vec![
+        card("nic0", "3c:ec:ef:00:00:01", "02:00.0", "igb"),
+        card("eno1", "3c:ec:ef:00:00:02", "03:00.0", "ice"),
+    ];
+    let new = vec![
+        card("enp2s0", "3c:ec:ef:00:00:01", "02:00.0", "igb"),
+        card("nic0", "3c:ec:ef:00:00:02", "03:00.0", "ice"),
+    ];
+    let mut i = input(
+        old,
+        Some(new),
+        b"iface nic0 inet manual\niface eno1 inet manual\n",
+    );
+    i.links = vec![(b"etc/systemd/network/50-pve-nic0.link", LINK)];
+    let r = remap(&i).unwrap();
+    assert_eq!(
+        whys(&r.blockers),
+        [(
+            "etc/network/interfaces".to_string(),
+            "NICs eno1, nic0 would all be named nic0 after the remap: give --nic for them"
+        )]
+    );
+}
+
+#[test]
+fn the_rewriter_wants_the_network_files_and_the_inventory() {
+    let wants = REWRITER.wants;
+    for p in [
+        "proxkeep/commands/network/nics.json",
+        "etc/network/interfaces",
+        "etc/network/interfaces.d/vlans",
+        "etc/systemd/network/10-lan0.link",
+        "usr/local/lib/systemd/network/50-pve-nic0.link",
+    ] {
+        assert!(wants(p.as_bytes()), "{p}");
+    }
+    for p in [
+        "etc/network/interfaces.d",
+        "etc/network/if-up.d/x",
+        "etc/systemd/network/10-lan0.network",
+        "etc/systemd/network/sub/x.link",
+        "etc/hosts",
+    ] {
+        assert!(!wants(p.as_bytes()), "{p}");
+    }
 }
 
 fn arb_cards(prefix: &'static str) -> impl Strategy<Value = Vec<Card>> {
