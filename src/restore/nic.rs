@@ -15,11 +15,11 @@ mod text;
 
 use crate::host::Nic;
 use crate::restore::rewrite::{Blocker, Context, Outcome, Rewriter, Rewritten};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-pub use text::{Pin, pins, rename_words, repin_link, uses};
+pub use text::{Pin, pins, rename_words, repin_link, too_long, uses};
 
 /// Where backup stores the NIC inventory (archive path).
 pub const INVENTORY: &[u8] = b"proxkeep/commands/network/nics.json";
@@ -104,8 +104,7 @@ pub fn parse_inventory(json: &[u8]) -> Result<Vec<Card>, String> {
 }
 
 /// Why two NICs were paired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// `--nic OLD=NEW`.
     Given,
@@ -367,8 +366,16 @@ fn rewrite(m: &Matching, old: &[Card], new: &[Card], input: &Input, out: &mut Ou
     let renamed: HashMap<&str, &str> = names.iter().map(|(o, n)| (*o, *n)).collect();
     for (path, bytes) in &input.interfaces {
         if let Some(content) = rename_words(bytes, &renamed) {
-            let used = names.iter().filter(|(o, _)| uses(bytes, o));
-            let list: Vec<String> = used.map(|(o, n)| format!("{o} → {n}")).collect();
+            let used: Vec<(&&str, &&str)> = names.iter().filter(|(o, _)| uses(bytes, o)).collect();
+            let list: Vec<String> = used.iter().map(|(o, n)| format!("{o} → {n}")).collect();
+            let new_names: Vec<&str> = used.iter().map(|(_, n)| **n).collect();
+            for long in too_long(&content, &new_names) {
+                out.notes.push(format!(
+                    "{} names {long} after the remap: longer than the 15 characters Linux allows for an \
+                     interface name; use a `vlanN` interface with `vlan-raw-device` instead",
+                    host_path(path)
+                ));
+            }
             out.files.push(Rewritten {
                 archive_path: path.to_vec(),
                 content,

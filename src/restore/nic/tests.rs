@@ -206,6 +206,10 @@ fn renaming_is_whole_word_and_simultaneous() {
     let got = rename_words(b"iface eno1 \xff\n", &names).unwrap();
     assert_eq!(got, b"iface enp3s0 \xff\n");
     assert!(uses(b"auto x\n bridge-ports eno1.5\n", "eno1"));
+    let text =
+        b"# enx0011223344.100\nauto enx0011223344.100 enx0011223344.2\niface enx0011223344.100\n";
+    assert_eq!(too_long(text, &["enx0011223344"]), ["enx0011223344.100"]);
+    assert!(too_long(text, &["enx001122334"]).is_empty());
     assert!(!uses(b"# eno1\nauto eno10\n", "eno1"));
 }
 
@@ -274,6 +278,19 @@ fn remap_outcomes() {
     assert!(
         text.contains("bridge-ports enp2s0\n") && !text.contains("eno1"),
         "{text}"
+    );
+    // A VLAN on the new name too long for the kernel: said.
+    let new = vec![card("enx0011223344", "3c:ec:ef:00:00:01", "", "")];
+    let r = remap(&input(
+        old.clone(),
+        Some(new),
+        b"iface eno1.100 inet manual\n",
+    ))
+    .unwrap();
+    assert!(
+        r.notes[1]
+            .starts_with("/etc/network/interfaces names enx0011223344.100 after the remap: longer"),
+        "{r:?}"
     );
     // Unmatched and used: a blocker naming it, tied to the file that uses it.
     let new = vec![card("enp9s0", "aa:00:00:00:00:01", "09:00.0", "ice")];

@@ -59,6 +59,22 @@ pub fn rename_words(text: &[u8], names: &HashMap<&str, &str>) -> Option<Vec<u8>>
     changed.then_some(out)
 }
 
+/// Interface names in an ifupdown file (outside comments) that start with one of `names` followed by `.`
+/// (VLANs on it) and are longer than the kernel allows (15 bytes), each once.
+pub fn too_long(text: &[u8], names: &[&str]) -> Vec<String> {
+    let name_byte = |b: u8| word_byte(b) || b == b'.';
+    let mut out: Vec<String> = Vec::new();
+    let lines = text.split(|&b| b == b'\n').filter(|l| !is_comment(l));
+    for (_, run) in lines.flat_map(|l| runs(l, name_byte)).filter(|(w, _)| *w) {
+        let word = String::from_utf8_lossy(run);
+        let vlan = |n: &&str| word.strip_prefix(*n).is_some_and(|r| r.starts_with('.'));
+        if run.len() > 15 && names.iter().any(vlan) && !out.iter().any(|o| *o == word) {
+            out.push(word.into_owned());
+        }
+    }
+    out
+}
+
 /// Whether an ifupdown file names `name` (a whole word outside comments).
 pub fn uses(text: &[u8], name: &str) -> bool {
     rename_words(text, &HashMap::from([(name, "")])).is_some()
