@@ -192,11 +192,11 @@ fn bad_nic_options_are_usage_errors() {
 #[test]
 fn renaming_is_whole_word_and_simultaneous() {
     let names = HashMap::from([("eno1", "enp3s0"), ("eno2", "eno1")]);
-    let text = b"# eno1 is the uplink\nauto eno1\niface eno1 inet manual\nauto eno12\n\
+    let text = b"# eno1 is the uplink\nallow-hotplug eno1\niface eno1 inet manual\nauto eno12\n\
         iface eno1.100 inet manual\n    vlan-raw-device eno1\n    bond-slaves eno1 eno2\n\
         \tbond-primary eno2\n    bridge-ports veth-eno1 eno1\n";
     let got = rename_words(text, &names).unwrap();
-    let want = "# eno1 is the uplink\nauto enp3s0\niface enp3s0 inet manual\nauto eno12\n\
+    let want = "# eno1 is the uplink\nallow-hotplug enp3s0\niface enp3s0 inet manual\nauto eno12\n\
         iface enp3s0.100 inet manual\n    vlan-raw-device enp3s0\n    bond-slaves enp3s0 eno1\n\
         \tbond-primary eno1\n    bridge-ports veth-eno1 enp3s0\n";
     assert_eq!(String::from_utf8(got).unwrap(), want);
