@@ -100,7 +100,8 @@ impl Card {
 
 /// Parse the archive's `nics.json`.
 pub fn parse_inventory(json: &[u8]) -> Result<Vec<Card>, String> {
-    serde_json::from_slice(json).map_err(|e| format!("proxkeep/commands/network/nics.json: {e}"))
+    serde_json::from_slice(json)
+        .map_err(|e| format!("the archive's /{}: {e}", String::from_utf8_lossy(INVENTORY)))
 }
 
 /// Why two NICs were paired.
@@ -271,10 +272,10 @@ fn check_given(old: &[Card], new: &[Card], given: &[(String, String)]) -> Result
 }
 
 /// What the remap gets: the inventories, `--nic`, and the archive's network files.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Input<'a> {
-    /// `None`: the archive has no `nics.json`.
-    pub archive: Option<Vec<Card>>,
+    /// `Err`: why the archive's inventory cannot be used (absent, too large, unreadable).
+    pub archive: Result<Vec<Card>, String>,
     /// `None`: the target has no `/sys/class/net` (not a running host).
     pub target: Option<Vec<Card>>,
     pub given: &'a [(String, String)],
@@ -296,28 +297,31 @@ pub fn remap(input: &Input) -> Result<Outcome, String> {
         }
         return Ok(out);
     }
-    let (Some(old), Some(new)) = (&input.archive, &input.target) else {
-        if !input.given.is_empty() {
-            // Only the admin's word: apply it as given.
-            let m = match_cards(&[], &[], input.given)?;
-            rewrite(&m, &[], &[], input, &mut out);
-        } else if input.archive.is_some() {
+    let m = match (&input.archive, &input.target) {
+        (Ok(old), Some(new)) => {
+            let m = match_cards(old, new, input.given)?;
+            rewrite(&m, old, new, input, &mut out);
+            return Ok(out);
+        }
+        // Only the admin's word: applied as given.
+        _ if !input.given.is_empty() => match_cards(&[], &[], input.given)?,
+        (Ok(_), None) => {
             out.notes.push(
                 "NIC names not checked: the target has no /sys/class/net (not a running host); \
                  the network files are written with the archive's names"
                     .into(),
             );
-        } else if input.target.is_some() {
-            out.notes.push(
-                "NIC names not checked: the archive has no NIC inventory \
-                 (proxkeep/commands/network/nics.json)"
-                    .into(),
-            );
+            return Ok(out);
         }
-        return Ok(out);
+        // A host: say why its NICs were not compared. A directory without /sys: nothing to say.
+        (Err(why), target) => {
+            if target.is_some() {
+                out.notes.push(format!("NIC names not checked: {why}"));
+            }
+            return Ok(out);
+        }
     };
-    let m = match_cards(old, new, input.given)?;
-    rewrite(&m, old, new, input, &mut out);
+    rewrite(&m, &[], &[], input, &mut out);
     Ok(out)
 }
 
@@ -490,13 +494,17 @@ fn run(ctx: &Context) -> Result<Outcome, String> {
         .collect();
     files.sort();
     let pick = |f: fn(&[u8]) -> bool| files.iter().copied().filter(|(p, _)| f(p)).collect();
-    let mut notes = Vec::new();
-    let archive = match ctx.archive.get(INVENTORY).map(|b| parse_inventory(b)) {
-        Some(Err(e)) => {
-            notes.push(format!("NIC names not checked: {e}"));
-            None
-        }
-        other => other.and_then(Result::ok),
+    let archive = match ctx.archive.get(INVENTORY) {
+        Some(json) => parse_inventory(json),
+        None if ctx.paths.iter().any(|p| p == INVENTORY) => Err(format!(
+            "the archive's NIC inventory ({}) is larger than {}",
+            host_path(INVENTORY),
+            crate::units::format_size(crate::restore::plan::DIFF_MAX)
+        )),
+        None => Err(format!(
+            "the archive has no NIC inventory ({})",
+            host_path(INVENTORY)
+        )),
     };
     let root = crate::host::Root::new(ctx.root);
     let target = root
@@ -510,7 +518,5 @@ fn run(ctx: &Context) -> Result<Outcome, String> {
         interfaces: pick(is_interfaces),
         links: pick(is_link),
     };
-    let mut out = remap(&input)?;
-    out.notes.splice(0..0, notes);
-    Ok(out)
+    remap(&input)
 }

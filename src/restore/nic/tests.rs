@@ -240,7 +240,7 @@ fn link_pins_move_to_the_new_mac_and_keep_the_name() {
 
 fn input<'a>(old: Vec<Card>, new: Option<Vec<Card>>, interfaces: &'a [u8]) -> Input<'a> {
     Input {
-        archive: Some(old),
+        archive: Ok(old),
         target: new,
         given: &[],
         interfaces: vec![(b"etc/network/interfaces", interfaces)],
@@ -317,10 +317,16 @@ fn remap_outcomes() {
         r.notes[0].starts_with("NIC names not checked: the target has no /sys/class/net"),
         "{r:?}"
     );
-    // Neither inventory: silent (a copy of a host without /sys restored into a directory).
+    // Neither inventory: silent (a copy of a host without /sys restored into a directory); onto a host: why.
     let mut i = input(vec![], None, IFACES);
-    i.archive = None;
+    i.archive = Err("the archive has no NIC inventory".into());
     assert_eq!(remap(&i).unwrap(), Outcome::default());
+    i.target = Some(old.clone());
+    let r = remap(&i).unwrap();
+    assert_eq!(
+        r.notes,
+        ["NIC names not checked: the archive has no NIC inventory"]
+    );
     // No network file at all: nothing, and --nic has nothing to act on.
     let mut i = input(old, None, IFACES);
     i.interfaces.clear();
@@ -473,4 +479,39 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn the_hook_says_why_an_inventory_was_not_used() {
+    let host = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(host.path().join("sys/class/net")).unwrap();
+    let ifaces = (b"etc/network/interfaces".to_vec(), IFACES.to_vec());
+    let run = |archive: &HashMap<Vec<u8>, Vec<u8>>, paths: &[Vec<u8>]| {
+        let ctx = Context {
+            archive,
+            target: &HashMap::new(),
+            paths,
+            root: host.path(),
+            map_node: None,
+            nic: &[],
+        };
+        (REWRITER.run)(&ctx).unwrap().notes
+    };
+    let broken = HashMap::from([ifaces.clone(), (INVENTORY.to_vec(), b"{".to_vec())]);
+    let notes = run(&broken, &[]);
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0].starts_with(
+            "NIC names not checked: the archive's /proxkeep/commands/network/nics.json: invalid type"
+        ),
+        "{notes:?}"
+    );
+    let too_large = HashMap::from([ifaces]);
+    let notes = run(&too_large, &[INVENTORY.to_vec()]);
+    assert_eq!(
+        notes,
+        [
+            "NIC names not checked: the archive's NIC inventory (/proxkeep/commands/network/nics.json) is larger than 256.0 KiB"
+        ]
+    );
 }
