@@ -260,6 +260,9 @@ pub struct RestoreArgs {
     /// Restore node OLD as NEW (host reinstalled under another name): /etc/pve/nodes, corosync.conf, hosts, hostname
     #[arg(long, value_name = "OLD=NEW")]
     pub map_node: Option<String>,
+    /// The archive's NIC OLD is NEW on this host (repeatable): overrides the automatic NIC matching
+    #[arg(long = "nic", value_name = "OLD=NEW", value_parser = proxkeep::restore::nic::parse_pair)]
+    pub nic: Vec<(String, String)>,
     /// Do not write the safety archive of what gets replaced
     #[arg(long)]
     pub no_safety_backup: bool,

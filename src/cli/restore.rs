@@ -92,7 +92,7 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         only: a.only.clone(),
         paths: a.paths.clone(),
         map_node,
-        nic: Vec::new(),
+        nic: a.nic.clone(),
         pve: None,
     };
     let p = restore::prepare(&req, ctx.cancel).map_err(fail)?;

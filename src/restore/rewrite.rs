@@ -66,6 +66,7 @@ pub struct Rewriter {
 /// Every rewriter, in the order they run. Two rewriters never rewrite the same file.
 pub const REWRITERS: &[Rewriter] = &[
     crate::restore::rename::REWRITER,
+    crate::restore::nic::REWRITER,
     merge::FSTAB_MERGE,
     merge::ACCOUNTS_MERGE,
     merge::SUDOERS_CHECK,

@@ -12,6 +12,7 @@ mod faults_read;
 mod faults_run;
 mod inspect;
 mod merge;
+mod nic;
 mod notify;
 mod package;
 mod perf;
