@@ -268,12 +268,26 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
         done = rewrites(rewrite::REWRITERS, req, w, o, c)?;
     }
     let mut plan = plan::plan(&wanted, &observed, &rules, &scan.captured, &absent);
-    // A held file's diff shows the rewritten content: say so in its header.
+    // A rewritten file is shown as a diff against the target, held or written: say in its header that the
+    // content is the rewritten one.
     for s in plan.steps.iter_mut() {
-        let rewritten = s
-            .wanted
-            .is_some_and(|i| done.content.contains_key(&wanted[i].archive_path));
-        if let Some(d) = s.diff.as_mut().filter(|_| rewritten) {
+        let Some(w) = s.wanted.map(|i| &wanted[i]) else {
+            continue;
+        };
+        let Some(new) = done.content.get(&w.archive_path) else {
+            continue;
+        };
+        if s.diff.is_none() && s.action.writes() {
+            s.diff = match observed.get(&w.path) {
+                Some(Observed::File {
+                    content: Some(c), ..
+                }) => Some(plan::file_diff(&w.path, Some(c), new)),
+                None => Some(plan::file_diff(&w.path, None, new)),
+                // Too large to keep, or not a file: the step's own line says what changes.
+                _ => None,
+            };
+        }
+        if let Some(d) = s.diff.as_mut() {
             *d = d.replacen(" (archive)\n", " (archive, rewritten for this host)\n", 1);
         }
     }

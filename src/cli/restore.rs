@@ -238,6 +238,10 @@ fn plan_text(p: &Prepared, o: &mut dyn Write) -> io::Result<()> {
         for s in writes {
             let (action, shown) = (s.action.name(), s.shown_text());
             writeln!(o, "  {action:<8} {shown}{}", changes_text(s))?;
+            // Rewritten files: what will be written instead of the archive's content.
+            for line in s.diff.iter().flat_map(|d| d.lines()) {
+                writeln!(o, "    {line}")?;
+            }
         }
     }
     let held = steps(|a| *a == Action::Held);

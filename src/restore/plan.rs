@@ -445,19 +445,7 @@ fn held_diff(
             if !kept || (new.is_none() && w.size > 0) {
                 return Some(format!("{shown}: too large to show a diff"));
             }
-            if crate::restore::merge::has_hashes(&w.path) {
-                // Password hashes never reach a screen, a log or --json.
-                let mask = |b: &[u8]| {
-                    crate::restore::merge::accounts::mask_hashes(&String::from_utf8_lossy(b))
-                };
-                let (old, new) = (old.map(mask), mask(new.unwrap_or_default()));
-                return Some(unified_diff(
-                    &shown,
-                    old.as_deref().map(str::as_bytes),
-                    new.as_bytes(),
-                ));
-            }
-            Some(unified_diff(&shown, old, new.unwrap_or_default()))
+            Some(file_diff(&w.path, old, new.unwrap_or_default()))
         }
         (Kind::Symlink, Observed::Symlink { target, .. }) => Some(format!(
             "{shown}: link to {} on the target, {} in the archive",
@@ -466,6 +454,18 @@ fn held_diff(
         )),
         _ => None,
     }
+}
+
+/// The diff of a file a restore shows: from the target's version (`None`: absent) to what it would write,
+/// with password hashes masked: they never reach a screen, a log or `--json`.
+pub fn file_diff(path: &[u8], old: Option<&[u8]>, new: &[u8]) -> String {
+    let shown = format!("/{}", escape(path));
+    if !crate::restore::merge::has_hashes(path) {
+        return unified_diff(&shown, old, new);
+    }
+    let mask = |b: &[u8]| crate::restore::merge::accounts::mask_hashes(&String::from_utf8_lossy(b));
+    let (old, new) = (old.map(mask), mask(new));
+    unified_diff(&shown, old.as_deref().map(str::as_bytes), new.as_bytes())
 }
 
 /// A unified diff from the target's version (`None`: absent) to the archive's (see [`text_diff`]).

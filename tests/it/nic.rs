@@ -104,6 +104,14 @@ fn same_hardware_renamed_nics_are_matched_by_permanent_mac() {
         out.contains("NIC eno3 → enp0s31f6 (matched by permanent MAC)"),
         "{out}"
     );
+    // Named with --only, the rewritten file is written, and the plan shows what is written instead of the
+    // archive's bytes.
+    for want in [
+        "+++ /etc/network/interfaces (archive, rewritten for this host)",
+        "+      bond-slaves enp2s0f0 eno2",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
     // eno2 is pinned by name: it keeps it (the pin applies at the next boot) and its pin is unchanged.
     assert!(
         out.contains("NIC eno2 → enp2s0f1 (matched by permanent MAC); pinned as eno2"),
