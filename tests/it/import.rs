@@ -31,6 +31,13 @@ fn keys_of(file: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// `proxkeep [--json] config import INPUT --out OUT`.
+fn run_import(env: &Env, json: bool, input: &Path, out: &Path) -> Run {
+    let (input, out) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let args = ["--json", "config", "import", input, "--out", out];
+    env.run(&args[usize::from(!json)..])
+}
+
 /// Imports `name` into a new file; checks what every import must give: exit 0, one line per key of the input
 /// (in text and in JSON), the file 0600 and accepted by `config check`, no `s3cr3t` on stdout or stderr.
 /// Returns the text report and the written config, parsed.
@@ -39,13 +46,7 @@ fn import(name: &str) -> (Vec<String>, toml::Table) {
     let input = sample(name);
     let keys = keys_of(&input);
     let out = env.path("imported/proxkeep.toml");
-    let run = env.run(&[
-        "config",
-        "import",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let run = run_import(&env, false, &input, &out);
     run.expect(0);
     let (stdout, stderr) = (run.stdout(), run.stderr());
     assert!(
@@ -79,14 +80,7 @@ fn import(name: &str) -> (Vec<String>, toml::Table) {
 
     // --json: the same report as data, values absent; the existing file is never replaced (exit 2).
     let out2 = env.path("second.toml");
-    let json = env.run(&[
-        "--json",
-        "config",
-        "import",
-        input.to_str().unwrap(),
-        "--out",
-        out2.to_str().unwrap(),
-    ]);
+    let json = run_import(&env, true, &input, &out2);
     json.expect(0);
     assert!(!json.stdout().contains("s3cr3t"), "{}", json.stdout());
     let doc = json.json();
@@ -99,13 +93,7 @@ fn import(name: &str) -> (Vec<String>, toml::Table) {
     );
     assert_eq!(fs::read(&out).unwrap(), fs::read(&out2).unwrap());
     let before = fs::read(&out).unwrap();
-    let again = env.run(&[
-        "config",
-        "import",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let again = run_import(&env, false, &input, &out);
     again.expect(2);
     assert!(again.stderr().contains("exists"), "{}", again.stderr());
     assert_eq!(fs::read(&out).unwrap(), before);
@@ -126,42 +114,28 @@ fn has(lines: &[String], want: &str) {
 #[test]
 fn import_of_the_reference_defaults() {
     let (lines, c) = import("default.env");
-    has(&lines, "carried BACKUP_PATH -> backup_dir");
-    has(&lines, "carried LOG_PATH -> log_dir");
-    has(&lines, "carried COMPRESSION_TYPE -> compression.algorithm");
-    has(&lines, "carried COMPRESSION_LEVEL -> compression.level");
-    has(
-        &lines,
+    for want in [
+        "carried BACKUP_PATH -> backup_dir",
+        "carried LOG_PATH -> log_dir",
+        "carried COMPRESSION_TYPE -> compression.algorithm",
+        "carried COMPRESSION_LEVEL -> compression.level",
         "carried MIN_DISK_SPACE_PRIMARY_GB -> min_free_space",
-    );
-    has(&lines, "carried MAX_LOCAL_BACKUPS -> retention.keep_last (");
-    has(&lines, "carried BACKUP_EXCLUDE_PATTERNS -> collect.exclude");
-    has(
-        &lines,
+        "carried MAX_LOCAL_BACKUPS -> retention.keep_last (",
+        "carried BACKUP_EXCLUDE_PATTERNS -> collect.exclude",
         "carried BACKUP_CEPH_CONFIG -> collect.skip_categories",
-    );
-    has(
-        &lines,
         "carried BACKUP_FIREWALL_RULES -> collect.skip_categories",
-    );
-    has(&lines, "not needed PROFILING_ENABLED: ");
-    has(&lines, "not needed USE_COLOR: ");
-    has(&lines, "not needed CHECK_OPEN_PORTS: port-scan");
-    has(
-        &lines,
+        "not needed PROFILING_ENABLED: ",
+        "not needed USE_COLOR: ",
+        "not needed CHECK_OPEN_PORTS: port-scan",
         "not needed SECONDARY_PATH: SECONDARY_ENABLED is not true",
-    );
-    has(
-        &lines,
         "not needed TELEGRAM_BOT_TOKEN: TELEGRAM_ENABLED is not true",
-    );
-    has(&lines, "not needed BACKUP_SSH_KEYS: true: ");
-    has(&lines, "not needed CUSTOM_BACKUP_PATHS: empty");
-    has(
-        &lines,
+        "not needed BACKUP_SSH_KEYS: true: ",
+        "not needed CUSTOM_BACKUP_PATHS: empty",
         "not carried COMPRESSION_MODE: proxkeep has no modes",
-    );
-    has(&lines, "not carried SCHEDULER_TIME: set OnCalendar=");
+        "not carried SCHEDULER_TIME: set OnCalendar=",
+    ] {
+        has(&lines, want);
+    }
     assert_eq!(c["backup_dir"].as_str(), Some("/opt/proxsave/backup"));
     assert_eq!(c["compression"]["algorithm"].as_str(), Some("xz"));
     assert_eq!(c["compression"]["level"].as_integer(), Some(9));
@@ -193,55 +167,38 @@ fn import_with_every_feature_on() {
     ] {
         has(&lines, secret);
     }
-    has(&lines, "carried SECONDARY_PATH -> secondary.path");
-    has(&lines, "carried CLOUD_REMOTE -> remote.target");
-    has(&lines, "carried CLOUD_REMOTE_PATH -> remote.target");
-    has(&lines, "carried RCLONE_FLAGS -> remote.flags");
-    has(&lines, "carried RCLONE_BANDWIDTH_LIMIT -> remote.flags");
-    has(&lines, "carried RETENTION_WEEKLY -> retention.keep_weekly");
-    has(
-        &lines,
+    for want in [
+        "carried SECONDARY_PATH -> secondary.path",
+        "carried CLOUD_REMOTE -> remote.target",
+        "carried CLOUD_REMOTE_PATH -> remote.target",
+        "carried RCLONE_FLAGS -> remote.flags",
+        "carried RCLONE_BANDWIDTH_LIMIT -> remote.flags",
+        "carried RETENTION_WEEKLY -> retention.keep_weekly",
         "carried RETENTION_YEARLY -> retention.keep_yearly (0 means unlimited",
-    );
-    has(&lines, "carried AGE_RECIPIENT -> encryption.recipients");
-    has(
-        &lines,
+        "carried AGE_RECIPIENT -> encryption.recipients",
         "carried AGE_RECIPIENT_FILE -> encryption.recipients_file",
-    );
-    has(&lines, "carried EMAIL_RECIPIENT -> notify.email.to");
-    has(&lines, "carried EMAIL_FROM -> notify.email.from");
-    has(
-        &lines,
+        "carried EMAIL_RECIPIENT -> notify.email.to",
+        "carried EMAIL_FROM -> notify.email.from",
         "carried EMAIL_DELIVERY_METHOD -> notify.email.transport",
-    );
-    has(&lines, "carried METRICS_PATH -> metrics.textfile (");
-    has(&lines, "carried CUSTOM_BACKUP_PATHS -> collect.extra_paths");
-    has(&lines, "carried BACKUP_BLACKLIST -> collect.exclude");
-    has(&lines, "carried PBS_CONFIG_PATH -> collect.extra_paths (");
-    has(&lines, "carried BACKUP_PVE_ACL -> collect.exclude");
-    has(&lines, "carried BACKUP_TAPE_CONFIGS -> collect.exclude");
-    has(
-        &lines,
+        "carried METRICS_PATH -> metrics.textfile (",
+        "carried CUSTOM_BACKUP_PATHS -> collect.extra_paths",
+        "carried BACKUP_BLACKLIST -> collect.exclude",
+        "carried PBS_CONFIG_PATH -> collect.extra_paths (",
+        "carried BACKUP_PVE_ACL -> collect.exclude",
+        "carried BACKUP_TAPE_CONFIGS -> collect.exclude",
         "carried BACKUP_CRON_JOBS -> collect.skip_categories",
-    );
-    has(
-        &lines,
         "carried BACKUP_ROOT_HOME -> collect.skip_categories",
-    );
-    has(
-        &lines,
         "carried COMPRESSION_LEVEL -> compression.level (proxkeep's zstd levels end at 19)",
-    );
-    has(&lines, "not needed GOTIFY_PRIORITY_SUCCESS: ");
-    has(&lines, "not carried GOTIFY_PRIORITY_WARNING: ");
-    has(
-        &lines,
+        "not needed GOTIFY_PRIORITY_SUCCESS: ",
+        "not carried GOTIFY_PRIORITY_WARNING: ",
         "not carried WEBHOOK_TEAMS_FORMAT: proxkeep formats json, discord and slack, not teams",
-    );
-    has(&lines, "not carried SECONDARY_LOG_PATH: ");
-    has(&lines, "not carried BACKUP_SMALL_PVE_BACKUPS: ");
-    has(&lines, "not needed HEALTHCHECK_ALIVE_URL: ");
-    has(&lines, "not needed CLOUDFLARE_WORKER_TOKEN: ");
+        "not carried SECONDARY_LOG_PATH: ",
+        "not carried BACKUP_SMALL_PVE_BACKUPS: ",
+        "not needed HEALTHCHECK_ALIVE_URL: ",
+        "not needed CLOUDFLARE_WORKER_TOKEN: ",
+    ] {
+        has(&lines, want);
+    }
 
     assert_eq!(
         c["secondary"][0]["path"].as_str(),
@@ -343,19 +300,17 @@ fn import_with_every_feature_on() {
 #[test]
 fn import_with_odd_quoting() {
     let (lines, c) = import("odd-quoting.env");
-    has(&lines, "carried BACKUP_PATH -> backup_dir");
-    has(&lines, "not needed BASE_DIR: ");
-    has(&lines, "not needed LOCK_PATH: ");
-    has(
-        &lines,
+    for want in [
+        "carried BACKUP_PATH -> backup_dir",
+        "not needed BASE_DIR: ",
+        "not needed LOCK_PATH: ",
         "carried TELEGRAM_BOT_TOKEN -> notify.telegram.bot_token (secret, not shown)",
-    );
-    has(&lines, "carried BACKUP_SSH_KEYS -> collect.skip_categories");
-    has(&lines, "carried BACKUP_KERNEL_MODULES -> collect.exclude");
-    has(
-        &lines,
+        "carried BACKUP_SSH_KEYS -> collect.skip_categories",
+        "carried BACKUP_KERNEL_MODULES -> collect.exclude",
         "not carried LEGACY_ALIAS_KEY: not a key of the reference's template",
-    );
+    ] {
+        has(&lines, want);
+    }
     assert_eq!(c["backup_dir"].as_str(), Some("/srv/ps/backup"));
     assert_eq!(c["log_dir"].as_str(), Some("/srv/ps/log # not a comment"));
     assert_eq!(c["compression"]["algorithm"].as_str(), Some("gzip"));
@@ -415,36 +370,22 @@ fn import_with_odd_quoting() {
 fn import_refuses_a_malformed_file_and_stdout() {
     let env = Env::new("");
     let bad = env.path("backup.env");
-    fs::write(&bad, "# ok\nBACKUP_PATH=/srv/b\nthis line is wrong\n").unwrap();
     let out = env.path("new.toml");
-    let r = env.run(&[
-        "config",
-        "import",
-        bad.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    r.expect(2);
-    assert!(
-        r.stderr().contains(&format!("{}:3: ", bad.display())),
-        "{}",
-        r.stderr()
-    );
-    assert!(!out.exists());
-    fs::write(&bad, "A=1\nTELEGRAM_BOT_TOKEN=\"s3cr3t never closed\n").unwrap();
-    let r = env.run(&[
-        "config",
-        "import",
-        bad.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    r.expect(2);
-    assert!(
-        r.stderr().contains(&format!("{}:2: ", bad.display())),
-        "{}",
-        r.stderr()
-    );
+    // A line that is not KEY=value, a quote never closed: exit 2 naming file:line, nothing written.
+    for (text, line) in [
+        ("# ok\nBACKUP_PATH=/srv/b\nthis line is wrong\n", 3),
+        ("A=1\nTELEGRAM_BOT_TOKEN=\"s3cr3t never closed\n", 2),
+    ] {
+        fs::write(&bad, text).unwrap();
+        let r = run_import(&env, false, &bad, &out);
+        r.expect(2);
+        let err = r.stderr();
+        assert!(
+            err.contains(&format!("{}:{line}: ", bad.display())),
+            "{err}"
+        );
+        assert!(!err.contains("s3cr3t") && !out.exists(), "{err}");
+    }
     // The config would be printed, secrets and all: `-` is refused.
     fs::write(&bad, "TELEGRAM_BOT_TOKEN=s3cr3t\n").unwrap();
     let r = env.run(&["config", "import", bad.to_str().unwrap(), "--out", "-"]);

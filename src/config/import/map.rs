@@ -124,6 +124,11 @@ const fn std(key: &'static str, path: &'static str) -> Row {
     row(key, "collect.extra_paths", How::Std(path))
 }
 
+const TG_POLL: &str = "delivery polling of the reference's relay bot";
+const NO_BATCH: &str = "proxkeep removes what retention prunes one archive at a time";
+const NO_PREFILTER: &str = "proxkeep stores files unchanged (no CRLF or JSON rewriting)";
+const ONE_UPLOAD: &str = "proxkeep uploads the archive and its .sha256, then verifies them";
+const VERIFIED: &str = "proxkeep verifies every upload itself";
 const NO_COLOUR: &str = "proxkeep's output has no colours";
 const NO_SCAN: &str =
     "port-scan and process scan: proxkeep does not scan for intruders (use a dedicated tool)";
@@ -235,14 +240,8 @@ pub const ROWS: &[Row] = &[
         "ENABLE_DEDUPLICATION",
         "proxkeep stores every file as itself (no symlink dedup)",
     ),
-    nn(
-        "ENABLE_PREFILTER",
-        "proxkeep stores files unchanged (no CRLF or JSON rewriting)",
-    ),
-    nn(
-        "PREFILTER_MAX_FILE_SIZE_MB",
-        "proxkeep stores files unchanged (no CRLF or JSON rewriting)",
-    ),
+    nn("ENABLE_PREFILTER", NO_PREFILTER),
+    nn("PREFILTER_MAX_FILE_SIZE_MB", NO_PREFILTER),
     // Exclusions
     c("BACKUP_EXCLUDE_PATTERNS", "collect.exclude", globs),
     c("BACKUP_BLACKLIST", "collect.exclude", globs),
@@ -258,48 +257,24 @@ pub const ROWS: &[Row] = &[
     c("CLOUD_REMOTE", "remote.target", remote_target).on("CLOUD_ENABLED"),
     c("CLOUD_REMOTE_PATH", "remote.target", remote_target).on("CLOUD_ENABLED"),
     nc("CLOUD_LOG_PATH", LOGS_LOCAL).on("CLOUD_ENABLED"),
-    nn(
-        "CLOUD_UPLOAD_MODE",
-        "proxkeep uploads the archive and its .sha256, then verifies them",
-    ),
-    nn(
-        "CLOUD_PARALLEL_MAX_JOBS",
-        "proxkeep uploads the archive and its .sha256, then verifies them",
-    ),
-    nn(
-        "CLOUD_PARALLEL_VERIFICATION",
-        "proxkeep uploads the archive and its .sha256, then verifies them",
-    ),
+    nn("CLOUD_UPLOAD_MODE", ONE_UPLOAD),
+    nn("CLOUD_PARALLEL_MAX_JOBS", ONE_UPLOAD),
+    nn("CLOUD_PARALLEL_VERIFICATION", ONE_UPLOAD),
     nn(
         "CLOUD_WRITE_HEALTHCHECK",
         "`proxkeep check` checks every remote",
     ),
-    nn(
-        "CLOUD_VERIFY_CHECKSUM",
-        "proxkeep verifies every upload itself",
-    ),
-    nn(
-        "CLOUD_VERIFY_DOWNLOAD",
-        "proxkeep verifies every upload itself",
-    ),
-    nn(
-        "RCLONE_VERIFY_METHOD",
-        "proxkeep verifies every upload itself",
-    ),
+    nn("CLOUD_VERIFY_CHECKSUM", VERIFIED),
+    nn("CLOUD_VERIFY_DOWNLOAD", VERIFIED),
+    nn("RCLONE_VERIFY_METHOD", VERIFIED),
     c("RCLONE_TIMEOUT_CONNECTION", "remote.flags", contimeout).on("CLOUD_ENABLED"),
     c("RCLONE_TIMEOUT_OPERATION", "remote.timeout", seconds).on("CLOUD_ENABLED"),
     c("RCLONE_BANDWIDTH_LIMIT", "remote.flags", bwlimit).on("CLOUD_ENABLED"),
     c("RCLONE_TRANSFERS", "remote.flags", transfers).on("CLOUD_ENABLED"),
     c("RCLONE_RETRIES", "remote.retries", count).on("CLOUD_ENABLED"),
     c("RCLONE_FLAGS", "remote.flags", words).on("CLOUD_ENABLED"),
-    nn(
-        "CLOUD_BATCH_SIZE",
-        "proxkeep removes what retention prunes one archive at a time",
-    ),
-    nn(
-        "CLOUD_BATCH_PAUSE",
-        "proxkeep removes what retention prunes one archive at a time",
-    ),
+    nn("CLOUD_BATCH_SIZE", NO_BATCH),
+    nn("CLOUD_BATCH_PAUSE", NO_BATCH),
     c("MAX_CLOUD_BACKUPS", "remote.keep_last", tier_count).on("CLOUD_ENABLED"),
     // Retention
     c("RETENTION_POLICY", "retention", policy),
@@ -323,18 +298,9 @@ pub const ROWS: &[Row] = &[
         .on("TELEGRAM_ENABLED")
         .secret(),
     c("TELEGRAM_CHAT_ID", "notify.telegram.chat_id", chat_id).on("TELEGRAM_ENABLED"),
-    nn(
-        "TELEGRAM_CONFIRM_DELIVERY",
-        "delivery polling of the reference's relay bot",
-    ),
-    nn(
-        "TELEGRAM_CONFIRM_TIMEOUT_SECONDS",
-        "delivery polling of the reference's relay bot",
-    ),
-    nn(
-        "TELEGRAM_CONFIRM_INTERVAL_SECONDS",
-        "delivery polling of the reference's relay bot",
-    ),
+    nn("TELEGRAM_CONFIRM_DELIVERY", TG_POLL),
+    nn("TELEGRAM_CONFIRM_TIMEOUT_SECONDS", TG_POLL),
+    nn("TELEGRAM_CONFIRM_INTERVAL_SECONDS", TG_POLL),
     // Email
     c("EMAIL_ENABLED", "notify.email", channel),
     c("EMAIL_DELIVERY_METHOD", "notify.email.transport", delivery).on("EMAIL_ENABLED"),
