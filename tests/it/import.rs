@@ -114,6 +114,11 @@ fn has(lines: &[String], want: &str) {
 #[test]
 fn import_of_the_reference_defaults() {
     let (lines, c) = import("default.env");
+    // Every key of the sample is one of the table's (none reported as unknown).
+    assert!(
+        !lines.iter().any(|l| l.contains("not a key of")),
+        "{lines:?}"
+    );
     for want in [
         "carried BACKUP_PATH -> backup_dir",
         "carried LOG_PATH -> log_dir",
@@ -157,6 +162,11 @@ fn import_of_the_reference_defaults() {
 #[test]
 fn import_with_every_feature_on() {
     let (lines, c) = import("every-feature.env");
+    // Every key of the sample is one of the table's (none reported as unknown).
+    assert!(
+        !lines.iter().any(|l| l.contains("not a key of")),
+        "{lines:?}"
+    );
     for secret in [
         "carried TELEGRAM_BOT_TOKEN -> notify.telegram.bot_token (secret, not shown)",
         "carried GOTIFY_TOKEN -> notify.gotify.token (secret, not shown)",

@@ -299,37 +299,50 @@ fn write_of(target: &str, name: &str, value: Option<Value>) -> Write {
 /// `value` into `table` at the dotted `path`: arrays are extended (without repeats), tables merged, anything
 /// else replaced.
 fn put(table: &mut Table, path: &str, value: Value) {
-    let (head, rest) = path.split_once('.').unwrap_or((path, ""));
-    if head.is_empty() {
-        if let Value::Table(t) = value {
-            t.into_iter().for_each(|(k, v)| put(table, &k, v));
+    match path.split_once('.') {
+        Some((head, rest)) => {
+            let sub = table
+                .entry(head)
+                .or_insert_with(|| Value::Table(Table::new()));
+            if let Value::Table(sub) = sub {
+                put(sub, rest, value);
+            }
         }
-        return;
+        None if path.is_empty() => merge(table, value),
+        None => match table.get_mut(path) {
+            Some(have) => merge_value(have, value),
+            None => {
+                table.insert(path.to_string(), value);
+            }
+        },
     }
-    if !rest.is_empty() {
-        let sub = table
-            .entry(head)
-            .or_insert_with(|| Value::Table(Table::new()));
-        if let Value::Table(sub) = sub {
-            put(sub, rest, value);
+}
+
+/// A table's keys into `table` (anything else is dropped: only tables write at a table's own path).
+fn merge(table: &mut Table, value: Value) {
+    if let Value::Table(more) = value {
+        for (k, v) in more {
+            match table.get_mut(&k) {
+                Some(have) => merge_value(have, v),
+                None => {
+                    table.insert(k, v);
+                }
+            }
         }
-        return;
     }
-    match (table.get_mut(head), value) {
-        (Some(Value::Array(have)), Value::Array(more)) => {
+}
+
+fn merge_value(have: &mut Value, value: Value) {
+    match (have, value) {
+        (Value::Array(have), Value::Array(more)) => {
             for v in more {
                 if !have.contains(&v) {
                     have.push(v);
                 }
             }
         }
-        (Some(Value::Table(_)), Value::Table(more)) => {
-            more.into_iter()
-                .for_each(|(k, v)| put(table, &format!("{head}.{k}"), v));
-        }
-        (_, value) => {
-            table.insert(head.to_string(), value);
-        }
+        (Value::Table(have), more @ Value::Table(_)) => merge(have, more),
+        (have, value) => *have = value,
     }
 }
 
