@@ -128,6 +128,16 @@ pub enum ConfigAction {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Write proxkeep.toml from the reference tool's backup.env, one report line per key of it
+    Import {
+        /// The reference tool's backup.env (e.g. /opt/proxsave/configs/backup.env)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Where to write the new config (never over an existing file; 0600) [default: the --config path, or
+        /// /etc/proxkeep/proxkeep.toml]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

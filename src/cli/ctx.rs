@@ -64,11 +64,7 @@ impl Ctx {
             return Ok(c);
         }
         let names = proxkeep::catalog::category_names();
-        let checks = config::Checks {
-            categories: &names,
-            recipient: |r| proxkeep::crypt::parse_recipient(r).map(drop),
-        };
-        let c = config::load(self.config_path.as_deref(), &checks).map_err(Exit::usage)?;
+        let c = config::load(self.config_path.as_deref(), &checks(&names)).map_err(Exit::usage)?;
         Ok(self.config.get_or_init(|| c))
     }
 
@@ -238,4 +234,13 @@ fn suggest(spec: &str, dir: &Path, host: &str) -> Option<String> {
 
 fn can(path: &Path, mode: Access) -> bool {
     rustix::fs::access(path, mode).is_ok()
+}
+
+/// What loading a config checks on behalf of the modules config does not import: the catalog's category
+/// `names` and crypt's recipient syntax.
+pub fn checks<'a>(names: &'a [&'a str]) -> config::Checks<'a> {
+    config::Checks {
+        categories: names,
+        recipient: |r| proxkeep::crypt::parse_recipient(r).map(drop),
+    }
 }

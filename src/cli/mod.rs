@@ -52,6 +52,9 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
         Command::Config {
             action: args::ConfigAction::Check { file },
         } => package::config_check(&mut ctx, file),
+        Command::Config {
+            action: args::ConfigAction::Import { file, out },
+        } => package::config_import(&ctx, file, out.as_deref()),
         Command::Prune(a) => backup::prune(&ctx, a),
         Command::Backup(a) => backup::backup(&mut ctx, a),
         Command::Notify(c) => backup::notify_test(&ctx, c),

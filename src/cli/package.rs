@@ -6,7 +6,7 @@ use super::{Exit, ctx::Ctx};
 use anyhow::anyhow;
 use clap::CommandFactory;
 use proxkeep::host::{HostFacts, Role};
-use proxkeep::{catalog, config, crypt, fsx};
+use proxkeep::{catalog, config, crypt, fsx, output};
 use serde::Serialize;
 use std::io::ErrorKind;
 use std::os::unix::fs::DirBuilderExt;
@@ -65,41 +65,16 @@ fn write_pages(
 
 /// `config init`: the commented template for this host's role (or `--role`), written as a new 0600 file.
 pub fn config_init(ctx: &Ctx, role: Option<&str>, out: Option<&Path>) -> Result<i32, Exit> {
-    let role = role
-        .and_then(Role::parse)
-        .unwrap_or_else(|| HostFacts::detect(&ctx.root).role);
-    let categories: Vec<&str> = catalog::CATEGORIES
-        .iter()
-        .filter(|c| c.applies_to(role.has_pve(), role.has_pbs()))
-        .map(|c| c.name)
-        .collect();
+    let (role, categories) = role_of(ctx, role);
     let text = config::template::render(role.name(), &categories);
-    let out = out
-        .or(ctx.config_path.as_deref())
-        .unwrap_or(Path::new(config::DEFAULT_CONFIG_PATH));
+    let out = out_of(ctx, out);
     if out == Path::new("-") {
         ctx.out
             .stream(|w| w.write_all(text.as_bytes()))
             .map_err(Exit::failed)?;
         return Ok(proxkeep::exit::OK);
     }
-    let cannot = |e: std::io::Error| anyhow!("cannot write {}: {e}", out.display());
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| Exit::failed(cannot(e)))?;
-    }
-    // A new 0600 file, never replacing one (the config may hold secrets; an existing one is the admin's).
-    crypt::write_identity_file(out, &text.into()).map_err(|e| match e.kind() {
-        ErrorKind::AlreadyExists => Exit::usage(anyhow!(
-            "{} exists: config init never replaces a file (check it with `proxkeep config check {0}`, \
-             or write elsewhere with --out FILE)",
-            out.display()
-        )),
-        _ => Exit::failed(cannot(e)),
-    })?;
+    write_new(out, text, "config init")?;
     #[derive(Serialize)]
     struct Written<'a> {
         written: &'a Path,
@@ -113,6 +88,110 @@ pub fn config_init(ctx: &Ctx, role: Option<&str>, out: Option<&Path>) -> Result<
         writeln!(
             w,
             "wrote {} (template for a {} host)",
+            out.display(),
+            role.name()
+        )
+    })?;
+    Ok(proxkeep::exit::OK)
+}
+
+/// The role a template is for (`--role`, else detected under --root), and the categories it collects.
+fn role_of(ctx: &Ctx, role: Option<&str>) -> (Role, Vec<&'static str>) {
+    let role = role
+        .and_then(Role::parse)
+        .unwrap_or_else(|| HostFacts::detect(&ctx.root).role);
+    let categories = catalog::CATEGORIES
+        .iter()
+        .filter(|c| c.applies_to(role.has_pve(), role.has_pbs()))
+        .map(|c| c.name)
+        .collect();
+    (role, categories)
+}
+
+/// `--out`, else `--config`, else the default config path.
+fn out_of<'a>(ctx: &'a Ctx, out: Option<&'a Path>) -> &'a Path {
+    out.or(ctx.config_path.as_deref())
+        .unwrap_or(Path::new(config::DEFAULT_CONFIG_PATH))
+}
+
+/// `text` as the new 0600 file `out` (its missing directories 0700), never replacing one: the config may hold
+/// secrets, and an existing one is the admin's.
+fn write_new(out: &Path, text: String, command: &str) -> Result<(), Exit> {
+    let cannot = |e: std::io::Error| anyhow!("cannot write {}: {e}", out.display());
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Exit::failed(cannot(e)))?;
+    }
+    crypt::write_identity_file(out, &text.into()).map_err(|e| match e.kind() {
+        ErrorKind::AlreadyExists => Exit::usage(anyhow!(
+            "{} exists: {command} never replaces a file (check it with `proxkeep config check {0}`, \
+             or write elsewhere with --out FILE)",
+            out.display()
+        )),
+        _ => Exit::failed(cannot(e)),
+    })
+}
+
+/// `config import FILE`: the reference tool's backup.env carried into a new config (the template with the
+/// carried settings in it, written like `config init` writes), and one report line per key of FILE. What is
+/// written must load as a run loads it; values are never printed.
+pub fn config_import(ctx: &Ctx, file: &Path, out: Option<&Path>) -> Result<i32, Exit> {
+    let out = out_of(ctx, out);
+    if out == Path::new("-") {
+        return Err(Exit::usage(anyhow!(
+            "config import writes secrets: --out needs a file, not `-`"
+        )));
+    }
+    let bytes = std::fs::read(file)
+        .map_err(|e| Exit::usage(anyhow!("cannot read {}: {e}", file.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Exit::usage(anyhow!("{}: not UTF-8 text", file.display())))?;
+    let import = config::import::import(&text, &|k| std::env::var(k).ok())
+        .map_err(|e| Exit::usage(anyhow!("{}:{}: {}", file.display(), e.line, e.message)))?;
+    let (role, categories) = role_of(ctx, None);
+    let mut toml = format!(
+        "# Imported by `proxkeep config import` from {}; what became of each of its keys:\n",
+        output::esc(&file.display().to_string())
+    );
+    for line in &import.lines {
+        toml.push_str(&format!("#   {}\n", output::esc(&line.to_string())));
+    }
+    toml.push('\n');
+    toml.push_str(&config::template::render_with(
+        role.name(),
+        &categories,
+        &import.config,
+    ));
+    let names = catalog::category_names();
+    config::parse(&toml, out, &super::ctx::checks(&names)).map_err(|e| {
+        Exit::failed(anyhow!(
+            "the imported config would not load ({e}); nothing written: please report this"
+        ))
+    })?;
+    write_new(out, toml, "config import")?;
+    #[derive(Serialize)]
+    struct Imported<'a> {
+        written: &'a Path,
+        from: &'a Path,
+        role: &'static str,
+        keys: &'a [config::import::Line],
+    }
+    let report = Imported {
+        written: out,
+        from: file,
+        role: role.name(),
+        keys: &import.lines,
+    };
+    ctx.out.result(&report, |w| {
+        for line in &import.lines {
+            writeln!(w, "{}", output::esc(&line.to_string()))?;
+        }
+        writeln!(
+            w,
+            "wrote {} (for a {} host); check it with `proxkeep config check {0}`",
             out.display(),
             role.name()
         )

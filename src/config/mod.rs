@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use toml::Spanned;
 use toml::de::DeTable;
 
+pub mod import;
 mod notify;
 mod raw;
 mod redact;

@@ -138,6 +138,13 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
 
 /// The template for a host of `role` (its name), whose catalog collects `categories`.
 pub fn render(role: &str, categories: &[&str]) -> String {
+    render_with(role, categories, &toml::Table::new())
+}
+
+/// The template with the settings of `set` (shaped like the file) in it, uncommented: a key of the template at
+/// its place, with its table's header; the rest of a table right under its header; the tables the template
+/// has only as examples (`[[secondary]]`, `[[notify.*]]`, `[encryption]`, ...) at the end.
+pub fn render_with(role: &str, categories: &[&str], set: &toml::Table) -> String {
     let defaults = toml::Table::try_from(Config::default()).expect("the defaults serialize");
     let mut out = String::from(
         "# proxkeep configuration. Every key is optional: a commented-out `#key = value` is the built-in\n\
@@ -155,18 +162,49 @@ pub fn render(role: &str, categories: &[&str]) -> String {
             "" => &defaults[*key],
             t => &defaults[t][name],
         };
+        let given = match table {
+            "" => set.get(*key),
+            t => set.get(t).and_then(|t| t.get(name)),
+        };
         if let toml::Value::Table(_) = value {
             if !section.is_empty() {
                 examples_of(&mut out, section);
             }
             section = key;
-            let _ = write!(out, "\n# {doc}\n#[{key}]\n");
+            let _ = write!(out, "\n# {doc}\n");
+            match given {
+                Some(toml::Value::Table(t)) => {
+                    let _ = writeln!(out, "[{key}]");
+                    // Keys the template does not list (a table's examples) right under the header.
+                    for (k, v) in t.iter().filter(|(k, _)| {
+                        !defaults[*key]
+                            .as_table()
+                            .is_some_and(|d| d.contains_key(*k))
+                    }) {
+                        let _ = writeln!(out, "{k} = {v}");
+                    }
+                }
+                _ => {
+                    let _ = writeln!(out, "#[{key}]");
+                }
+            }
+        } else if let Some(v) = given {
+            let _ = writeln!(out, "# {doc}\n{name} = {v}");
         } else {
             let _ = writeln!(out, "# {doc}\n#{name} = {value}");
         }
     }
     examples_of(&mut out, section);
     examples_of(&mut out, "");
+    let rest: toml::Table = set
+        .iter()
+        .filter(|(k, _)| !defaults.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !rest.is_empty() {
+        out.push_str("\n# Set (not examples):\n");
+        out.push_str(&toml::to_string(&rest).expect("a table serializes"));
+    }
     out
 }
 

@@ -10,6 +10,7 @@ mod faults_fd;
 mod faults_input;
 mod faults_read;
 mod faults_run;
+mod import;
 mod inspect;
 mod merge;
 mod nic;
