@@ -272,8 +272,10 @@ fn rehearse(
 
 /// A new 0700 directory in `dir` (`.proxkeep-drill-XXXXXX`), removed when dropped.
 fn make_scratch(dir: &Path) -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
     let t = tempfile::Builder::new()
         .prefix(".proxkeep-drill-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(dir)?;
     crate::fsx::create_dir_all(&t.path().join("root"), 0o700)?;
     Ok(t)
@@ -369,10 +371,9 @@ fn restore_into(
     let (outcome, code) = super::restore::execute(&p, &how, log, cancel).map_err(fail)?;
     let a = &outcome.report;
     let detail = format!(
-        "{} entries written ({} of file data), {} held files included",
+        "{} entries written ({} of file data): everything, hardware-bound files too",
         a.created,
         crate::units::format_size(a.bytes),
-        p.plan.counts().iter().map(|c| c.held).sum::<u64>()
     );
     match code {
         exit::OK => Ok(Check::passed(NAME, detail)),
