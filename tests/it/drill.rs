@@ -205,11 +205,35 @@ fn etc_pve_that_disagrees_with_config_db_fails_naming_the_paths() {
         textfile.display()
     ));
     backup(&env);
+    // The drill's report goes to the channels like a backup's; never to a ping (its URL answers nothing).
+    let saved = env.path("sendmail.eml");
+    env.stub("sendmail", &format!("cat > '{}'", saved.display()));
+    env.write_config(&format!(
+        "[metrics]\ntextfile = \"{}\"\n[[notify.email]]\nto = [\"root@localhost\"]\n\
+         [[notify.ping]]\nurl = \"http://127.0.0.1:9/ping\"\n",
+        textfile.display()
+    ));
     let before = fingerprint(&env.root);
     let r = drill(&env, &["--json"]);
     r.expect(6);
     let doc = r.json();
     assert_eq!(doc["status"], "failed");
+    let sent = doc["notifications"].as_array().unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (&sent[0]["kind"], &sent[0]["ok"]),
+        (&"email".into(), &true.into()),
+        "{sent:?}"
+    );
+    let mail = fs::read_to_string(&saved).unwrap();
+    assert!(
+        mail.contains("Subject: [proxkeep] due: drill FAILED"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("/etc/pve/storage.cfg: content differs"),
+        "{mail}"
+    );
     let c = check(&doc, "pmxcfs");
     assert_eq!(c["result"], "failed", "{c:#}");
     let problems = c["problems"].to_string();
@@ -329,4 +353,61 @@ fn no_archive_to_drill_is_an_error_document_and_a_failed_drill_in_the_metrics() 
     );
     let text = fs::read_to_string(&textfile).unwrap();
     assert!(text.contains("proxkeep_drill_result 2\n"), "{text}");
+}
+
+/// The shipped drill units pass `systemd-analyze verify` (ExecStart= on the built binary, the man pages on
+/// MANPATH), the timer is weekly, and the service has exactly proxkeep.service's sandboxing.
+#[test]
+fn drill_units_verify_and_share_the_backup_service_hardening() {
+    tool("systemd-analyze");
+    let env = Env::new("");
+    let (units, man) = (env.path("units"), env.path("man"));
+    fs::create_dir_all(&units).unwrap();
+    env.run(&["manpages", man.join("man1").to_str().unwrap()])
+        .expect(0);
+    let shipped = crate::util::repo().join("packaging/systemd");
+    let read = |f: &str| fs::read_to_string(shipped.join(f)).unwrap();
+    let (service, timer) = (read("proxkeep-drill.service"), read("proxkeep-drill.timer"));
+    assert!(service.contains("\nExecStart=/usr/bin/proxkeep drill\n"));
+    for line in [
+        "OnCalendar=weekly",
+        "Persistent=true",
+        "RandomizedDelaySec=",
+    ] {
+        assert!(timer.lines().any(|l| l.starts_with(line)), "{line}");
+    }
+    let sandbox = |unit: &str| -> Vec<String> {
+        let keys = [
+            "NoNew",
+            "Private",
+            "Protect",
+            "Restrict",
+            "Lock",
+            "SystemCall",
+            "ReadWrite",
+            "Logs",
+            "UMask",
+            "Nice",
+            "IOScheduling",
+            "CPUScheduling",
+            "TimeoutStart",
+            "SuccessExit",
+        ];
+        let lines = unit
+            .lines()
+            .filter(|l| keys.iter().any(|k| l.starts_with(k)));
+        lines.map(String::from).collect()
+    };
+    assert_eq!(sandbox(&service), sandbox(&read("proxkeep.service")));
+    let local = service.replace("/usr/bin/proxkeep", crate::util::bin().to_str().unwrap());
+    fs::write(units.join("proxkeep-drill.service"), local).unwrap();
+    fs::write(units.join("proxkeep-drill.timer"), timer).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "proxkeep-drill.service", "proxkeep-drill.timer"])
+        .current_dir(&units)
+        .env("MANPATH", &man)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
 }
