@@ -309,6 +309,16 @@ mod tests {
 
     const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pve-node");
 
+    /// Each case: the text, and what `parse` counts in it or the line its error names.
+    fn table(
+        cases: &[(&str, Result<usize, usize>)],
+        parse: impl Fn(&str) -> Result<usize, SyntaxError>,
+    ) {
+        for (text, want) in cases {
+            assert_eq!(&parse(text).map_err(|e| e.line), want, "{text:?}");
+        }
+    }
+
     fn fixture(rel: &str) -> String {
         std::fs::read_to_string(format!("{FIXTURE}/{rel}")).unwrap()
     }
@@ -368,12 +378,7 @@ mod tests {
             ("parent: gone\ncores: 1\n", Err(1)),
             ("cores: 1\n<<<<<<< ours\n", Err(2)),
         ];
-        for (text, want) in cases {
-            let got = guest_config(text)
-                .map(|c| c.snapshots.len())
-                .map_err(|e| e.line);
-            assert_eq!(&got, want, "{text:?}");
-        }
+        table(cases, |t| guest_config(t).map(|c| c.snapshots.len()));
     }
 
     #[test]
@@ -414,10 +419,7 @@ mod tests {
             ("dir a\n", Err(1)),
             ("dir: two words\n", Err(1)),
         ];
-        for (text, want) in cases {
-            let got = section_config(text).map(|s| s.len()).map_err(|e| e.line);
-            assert_eq!(&got, want, "{text:?}");
-        }
+        table(cases, |t| section_config(t).map(|s| s.len()));
     }
 
     #[test]
@@ -446,10 +448,7 @@ mod tests {
             ("totem {\n  version 2\n}\n", Err(2)),
             ("two words {\n}\n", Err(1)),
         ];
-        for (text, want) in cases {
-            let got = corosync(text).map(|b| b.blocks.len()).map_err(|e| e.line);
-            assert_eq!(&got, want, "{text:?}");
-        }
+        table(cases, |t| corosync(t).map(|b| b.blocks.len()));
     }
 
     #[test]
@@ -474,11 +473,8 @@ mod tests {
             ("acl:1:vms:a@pve:R:\n", Err(1)),
             ("usr:a@pve:1:\n", Err(1)),
         ];
-        for (text, want) in cases {
-            let got = user_config(text)
-                .map(|u| u.users + u.tokens + u.acls + u.pools)
-                .map_err(|e| e.line);
-            assert_eq!(&got, want, "{text:?}");
-        }
+        table(cases, |t| {
+            user_config(t).map(|u| u.users + u.tokens + u.acls + u.pools)
+        });
     }
 }
