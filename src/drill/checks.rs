@@ -40,6 +40,12 @@ enum Kind {
     Link,
 }
 
+impl Kind {
+    fn name(self) -> &'static str {
+        ["file", "directory", "symlink"][self as usize]
+    }
+}
+
 /// Every entry under `tree/rel` (symlinks not followed), as paths relative to `tree`, sorted.
 fn walk(tree: &Path, rel: &str) -> BTreeMap<String, Kind> {
     let mut out = BTreeMap::new();
@@ -101,7 +107,9 @@ pub fn pmxcfs(tree: &Path, facts: &Facts) -> Check {
         match restored.get(&p) {
             None => problems.push(format!("/{p}: in config.db, not in /etc/pve")),
             Some(k) if *k != want => problems.push(format!(
-                "/{p}: a {want:?} in config.db, a {k:?} in /etc/pve"
+                "/{p}: a {} in config.db, a {} in /etc/pve",
+                want.name(),
+                k.name()
             )),
             Some(Kind::File) if fs::read(tree.join(&p)).ok().as_deref() != Some(&r.data[..]) => {
                 problems.push(format!(

@@ -409,3 +409,35 @@ fn drill_units_verify_and_share_the_backup_service_hardening() {
     ));
     assert_eq!(said, "");
 }
+
+/// Without ARCHIVE the drill takes this host's newest archive on any tier: here only a secondary still has it.
+#[test]
+fn the_default_archive_is_the_newest_on_any_tier() {
+    let mut env = Env::new("pbs-node");
+    let usb = env.path("usb");
+    fs::create_dir_all(&usb).unwrap();
+    env.write_config(&format!(
+        "[[secondary]]\nname = \"usb\"\npath = \"{}\"\n",
+        usb.display()
+    ));
+    // The copy to the secondary runs coreutils: this backup has the whole PATH (no command runs: root is not /).
+    env.run(&["backup"]).expect(0);
+    let archive = env.only_archive();
+    let name = archive.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(usb.join(&name).is_file(), "{:?}", crate::util::files(&usb));
+    fs::remove_file(&archive).unwrap();
+    let r = drill(&env, &["--json"]);
+    let doc = r.json();
+    assert_eq!(doc["tier"], "secondary:usb", "{doc:#}");
+    assert_eq!(doc["archive"], usb.join(&name).to_str().unwrap());
+    assert_eq!(check(&doc, "restore")["result"], "passed", "{doc:#}");
+    r.expect(3);
+    // The same archive named on its tier.
+    let r = drill(&env, &["--json", "usb:latest"]);
+    assert_eq!(r.json()["tier"], "secondary:usb");
+    assert!(
+        crate::util::files(&usb)
+            .iter()
+            .all(|f| !f.starts_with(".proxkeep-drill-"))
+    );
+}
