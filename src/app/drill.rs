@@ -208,12 +208,19 @@ fn rehearse(
     let v = match inspect::verify(archive) {
         Ok(v) => v,
         Err(e) => {
-            r.checks.push(Check::failed(
-                "verify",
-                "the archive does not read back",
-                vec![e.to_string()],
+            // No key for an encrypted archive is a usage error (2), a wrong one damage (6), as for `verify`.
+            let crypt = crate::crypt::find(std::iter::successors(
+                Some(&e as &(dyn std::error::Error + 'static)),
+                |e| e.source(),
             ));
-            return Some(e.exit_code().max(exit::DAMAGED));
+            let code = crypt.map_or(exit::DAMAGED, |c| c.exit_code());
+            let detail = "the archive does not read back";
+            r.checks
+                .push(Check::failed("verify", detail, vec![e.to_string()]));
+            if code == exit::USAGE {
+                r.error = Some(e.to_string());
+            }
+            return Some(code);
         }
     };
     r.size = v.size;
