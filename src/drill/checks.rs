@@ -365,23 +365,36 @@ impl Ifaces {
                 f if f == "auto" || f.starts_with("allow-") => rest.iter().for_each(|n| name(n)),
                 key => {
                     let key = key.replace('_', "-");
+                    // Options that name other interfaces (a bridge's ports, a bond's slaves, a slave's bond,
+                    // a VLAN's raw device, OVS members).
                     let members = [
                         "bridge-ports",
                         "bond-slaves",
                         "slaves",
                         "bond-primary",
+                        "bond-master",
                         "vlan-raw-device",
+                        "ovs-bonds",
+                        "ovs-ports",
+                        "ovs-bridge",
                     ];
-                    if members.contains(&key.as_str())
-                        || key.starts_with("ovs-") && key != "ovs-type"
-                    {
+                    if members.contains(&key.as_str()) {
                         rest.iter().for_each(|n| name(n));
                     }
+                    // Options only an interface the file makes has (a bond's slaves, not a slave's bond-master;
+                    // a bridge's ports, not a port's bridge-vids).
                     let makes = [
-                        "bridge-", "bond-", "vlan-", "vxlan-", "ovs-type", "tunnel-", "mode",
+                        "bridge-ports",
+                        "bond-slaves",
+                        "slaves",
+                        "vlan-raw-device",
+                        "vlan-id",
+                        "vxlan-id",
+                        "ovs-type",
+                        "mode",
+                        "tunnel-mode",
                     ];
-                    let makes = makes.iter().any(|m| key.starts_with(m)) || key == "slaves";
-                    if let Some(c) = current.as_ref().filter(|_| makes) {
+                    if let Some(c) = current.as_ref().filter(|_| makes.contains(&key.as_str())) {
                         self.made.insert(c.clone());
                     }
                 }
@@ -565,11 +578,13 @@ mod tests {
         let mut j = Ifaces::default();
         j.read(
             "auto eno1.50\niface eno1.50 inet manual\niface vlan7 inet manual\n vlan-raw-device enp3s0\n\
-             iface vmbr1 inet manual\n bridge_ports none\nsource /etc/network/interfaces.d/*\n",
+             iface vmbr1 inet manual\n bridge_ports none\nsource /etc/network/interfaces.d/*\n\
+             iface eno5 inet manual\n bond-master bond1\n bond-mode 802.3ad\n bridge-vids 2-4094\n\
+             iface bond1 inet manual\n bond-slaves none\n",
             "x",
         );
         let phys: Vec<&str> = j.physical().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(phys, ["eno1", "enp3s0"]);
+        assert_eq!(phys, ["eno1", "eno5", "enp3s0"]);
         assert_eq!(j.sources, ["etc/network/interfaces.d/*"]);
     }
 

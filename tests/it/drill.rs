@@ -164,12 +164,23 @@ fn keep_leaves_the_restored_tree_in_the_scratch_directory() {
     let env = complete_pve_node();
     let scratch = env.path("scratch");
     fs::create_dir_all(&scratch).unwrap();
+    // The host moved on since the backup: one file changed, one gone (a restore would replace and create).
+    fs::write(env.root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    fs::remove_file(env.root.join("etc/vzdump.conf")).unwrap();
     let r = drill(
         &env,
         &["--json", "--keep", "--scratch", scratch.to_str().unwrap()],
     );
     r.expect(0);
-    let kept = PathBuf::from(r.json()["scratch"].as_str().unwrap().to_string());
+    let doc = r.json();
+    let live = doc["live"].as_array().unwrap();
+    let sum = |k: &str| live.iter().map(|c| c[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(
+        (sum("create"), sum("replace"), sum("host_only")),
+        (1, 1, 0),
+        "{live:?}"
+    );
+    let kept = PathBuf::from(doc["scratch"].as_str().unwrap().to_string());
     assert!(kept.starts_with(&scratch), "{kept:?}");
     assert_eq!(
         fs::read(kept.join("root/etc/pve/storage.cfg")).unwrap(),
