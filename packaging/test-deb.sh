@@ -53,10 +53,15 @@ got=$(bash -c '. /usr/share/bash-completion/bash_completion; __load_completion p
 [ "$got" = restore ] || fail "bash completion of 'proxkeep res': '$got'"
 
 # The units: verified as installed, and not enabled.
-err=$(systemd-analyze verify /usr/lib/systemd/system/proxkeep.service /usr/lib/systemd/system/proxkeep.timer 2>&1) \
-  || fail "systemd-analyze verify: $err"
+units=/usr/lib/systemd/system
+err=$(systemd-analyze verify $units/proxkeep.service $units/proxkeep.timer $units/proxkeep-drill.service \
+  $units/proxkeep-drill.timer 2>&1) || fail "systemd-analyze verify: $err"
 [ -z "$err" ] || fail "systemd-analyze verify: $err"
-[ ! -e /etc/systemd/system/timers.target.wants/proxkeep.timer ] || fail "proxkeep.timer was enabled"
+for t in proxkeep.timer proxkeep-drill.timer; do
+  [ ! -e /etc/systemd/system/timers.target.wants/$t ] || fail "$t was enabled"
+done
+grep -qx 'ExecStart=/usr/bin/proxkeep drill' $units/proxkeep-drill.service || fail "proxkeep-drill.service does not run a drill"
+grep -qx 'OnCalendar=weekly' $units/proxkeep-drill.timer || fail "proxkeep-drill.timer is not weekly"
 
 # The conffile: registered, 0600, and parsing to exactly the built-in defaults.
 dpkg-query -W -f='${Conffiles}\n' proxkeep | grep -q '^ /etc/proxkeep/proxkeep.toml ' || fail "not a conffile"

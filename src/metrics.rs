@@ -18,6 +18,20 @@ pub struct Previous {
     pub last_success: Option<f64>,
     /// tier label → metric name → value
     pub tiers: BTreeMap<String, BTreeMap<String, f64>>,
+    /// The `proxkeep_drill_*` families as they were (a backup run keeps them: only a drill writes them).
+    pub drill: Vec<String>,
+}
+
+/// The families `proxkeep drill` writes ([`render_drill`]) share the textfile with the backup's.
+const DRILL_PREFIX: &str = "proxkeep_drill_";
+
+/// The metric a textfile line is about: the name of a `# HELP` / `# TYPE` line or of a sample.
+fn metric_of(line: &str) -> &str {
+    let rest = (line
+        .strip_prefix("# HELP ")
+        .or(line.strip_prefix("# TYPE ")))
+    .unwrap_or(line);
+    rest.split(['{', ' ']).next().unwrap_or_default()
 }
 
 /// The per-tier gauges (name, help), carried over from the previous file for tiers a run did not reach.
@@ -78,6 +92,11 @@ pub fn parse_previous(text: &str) -> Previous {
             let (series, value) = l.rsplit_once(' ')?;
             Some((series, value.parse::<f64>().ok()?))
         });
+    p.drill = text
+        .lines()
+        .filter(|l| metric_of(l).starts_with(DRILL_PREFIX))
+        .map(String::from)
+        .collect();
     for (series, value) in samples {
         let (name, labels) = series.split_once('{').unwrap_or((series, ""));
         let labels = labels.strip_suffix('}').unwrap_or(labels);
@@ -186,7 +205,64 @@ pub fn render(r: &Report, notify_failures: &[(String, u32)], prev: &Previous) ->
     ]);
     let help = "proxkeep version and the host it backs up.";
     o.family("proxkeep_info", help, &[(info, "1".into())]);
+    for l in &prev.drill {
+        let _ = writeln!(o.0, "{l}");
+    }
     o.0
+}
+
+/// What one `proxkeep drill` run leaves in the textfile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drill {
+    /// Unix time the drill ended.
+    pub ended: i64,
+    /// 0 passed, 1 passed with warnings, 2 failed.
+    pub result: u8,
+    pub duration_ms: u64,
+    pub checks_failed: usize,
+    /// Age of the drilled archive in seconds (none when no archive was found).
+    pub archive_age: Option<i64>,
+}
+
+/// The textfile after a drill: `prev_text` (the backup's families, untouched) with the `proxkeep_drill_*`
+/// families replaced; the last success is kept from `prev_text` when this drill failed.
+pub fn render_drill(d: &Drill, prev_text: &str) -> String {
+    let others: Vec<&str> = prev_text
+        .lines()
+        .filter(|l| !metric_of(l).starts_with(DRILL_PREFIX))
+        .collect();
+    let mut o = Out(others.iter().map(|l| format!("{l}\n")).collect());
+    let name = "proxkeep_drill_last_success_timestamp_seconds";
+    let prev_success = prev_text
+        .lines()
+        .filter(|l| !l.starts_with('#') && metric_of(l) == name)
+        .find_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok());
+    let help = "Unix time the last drill ended.";
+    o.single("proxkeep_drill_last_run_timestamp_seconds", help, d.ended);
+    let success = (d.result < 2).then_some(d.ended as f64).or(prev_success);
+    let help = "Unix time the last drill that restored its archive and passed its checks ended (0: never); kept across failed drills.";
+    o.single(name, help, num(success.unwrap_or(0.0)));
+    let help = "Outcome of the last drill: 0 passed, 1 passed with warnings, 2 failed.";
+    o.single("proxkeep_drill_result", help, d.result);
+    let help = "Wall time of the last drill in seconds.";
+    let secs = format!("{:.3}", d.duration_ms as f64 / 1000.0);
+    o.single("proxkeep_drill_duration_seconds", help, secs);
+    let help = "Checks of the last drill that failed.";
+    o.single("proxkeep_drill_checks_failed", help, d.checks_failed);
+    if let Some(age) = d.archive_age {
+        let help = "Age in seconds of the archive the last drill restored, when it was made.";
+        o.single("proxkeep_drill_archive_age_seconds", help, age);
+    }
+    o.0
+}
+
+/// [`render_drill`] over the file at `path`, written atomically (0644), its directory created if missing.
+pub fn write_drill(path: &Path, d: &Drill) -> io::Result<()> {
+    let prev = std::fs::read_to_string(path).unwrap_or_default();
+    if let Some(dir) = path.parent() {
+        crate::fsx::create_dir_all(dir, 0o755)?;
+    }
+    crate::fsx::write_atomic(path, render_drill(d, &prev).as_bytes(), 0o644)
 }
 
 /// Render and write `path` atomically (0644: node_exporter runs as its own user), reading the previous file
@@ -305,6 +381,49 @@ mod tests {
         assert!(third.contains(
             "proxkeep_tier_last_copy_timestamp_seconds{tier=\"secondary:nas\"} 1767225609\n"
         ));
+    }
+
+    #[test]
+    fn drill_and_backup_keep_each_others_families() {
+        let mut ok = Report::sample(&run());
+        ok.test = false;
+        let backup = render(&ok, &[], &Previous::default());
+        let passed = Drill {
+            ended: 1_767_300_000,
+            result: 0,
+            duration_ms: 2500,
+            checks_failed: 0,
+            archive_age: Some(3600),
+        };
+        let first = render_drill(&passed, &backup);
+        assert!(first.starts_with(&backup), "{first}");
+        assert!(first.contains("proxkeep_drill_last_success_timestamp_seconds 1767300000\n"));
+        assert!(first.contains("proxkeep_drill_duration_seconds 2.500\n"));
+        assert!(first.contains("proxkeep_drill_archive_age_seconds 3600\n"));
+        let failed = Drill {
+            ended: 1_767_400_000,
+            result: 2,
+            checks_failed: 3,
+            archive_age: None,
+            ..passed
+        };
+        let second = render_drill(&failed, &first);
+        assert!(second.contains("proxkeep_drill_last_success_timestamp_seconds 1767300000\n"));
+        assert!(second.contains("proxkeep_drill_last_run_timestamp_seconds 1767400000\n"));
+        assert!(second.contains("proxkeep_drill_checks_failed 3\n"));
+        assert!(!second.contains("archive_age"), "{second}");
+        assert_eq!(
+            second.matches("# TYPE proxkeep_drill_result gauge").count(),
+            1
+        );
+        // The next backup keeps the drill's families, once.
+        let third = render(&ok, &[], &parse_previous(&second));
+        assert!(
+            third.contains("proxkeep_drill_checks_failed 3\n"),
+            "{third}"
+        );
+        assert_eq!(third.matches("# HELP proxkeep_drill_result ").count(), 1);
+        assert_eq!(third.matches("# HELP proxkeep_run_status ").count(), 1);
     }
 
     #[test]

@@ -202,6 +202,14 @@ pub fn send_report(n: &NotifyConfig, log: &Log, report: &Report) -> Vec<Delivery
     send_all(log, &selected, report, &log.tail())
 }
 
+/// A drill's report: to the report channels whose `on` wants it, never to the pings. A ping channel watches
+/// the backup schedule (a dead-man switch): a drill's success must not stand in for a backup that did not run.
+pub fn send_drill_report(n: &NotifyConfig, log: &Log, report: &Report) -> Vec<Delivery> {
+    let mut selected = n.channels();
+    selected.retain(|c| !matches!(c, Channel::Ping(_)) && c.wants(report.event));
+    send_all(log, &selected, report, &log.tail())
+}
+
 /// `proxkeep notify test`: the sample report to every channel (or only `only`), regardless of `on`.
 /// Pings send a success ping. Returns `None` when `only` names no channel.
 pub fn test(

@@ -146,7 +146,7 @@ pub fn status_name(code: i32) -> &'static str {
 }
 
 /// The writes, with a progress bar, and the exit code they earn.
-fn execute(
+pub(crate) fn execute(
     p: &Prepared,
     how: &Execute,
     log: &Log,

@@ -53,6 +53,9 @@ pub enum Command {
     },
     /// Apply the retention policy to every tier (or one), printing the plan with reasons
     Prune(PruneArgs),
+    /// Restore rehearsal: verify an archive, restore it into a scratch directory, check the restored tree,
+    /// compare it with the host; never touches the host
+    Drill(DrillArgs),
     #[command(flatten)]
     Inspect(InspectCommand),
     #[command(flatten)]
@@ -104,6 +107,22 @@ pub struct PruneArgs {
     /// Only this tier: local, secondary:NAME or remote:NAME (or just NAME)
     #[arg(long, value_name = "NAME")]
     pub tier: Option<String>,
+    /// Backup directory (overrides the config)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DrillArgs {
+    /// A path, a file name in the backup dir, `latest`, `latest~N`, or `NAME:ARCHIVE` on a secondary or
+    /// remote tier [default: this host's newest archive on any tier]
+    pub archive: Option<String>,
+    /// Make the scratch directory (0700) in DIR [default: the backup directory]
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+    /// Leave the scratch directory with the restored tree in place (its path is printed)
+    #[arg(long)]
+    pub keep: bool,
     /// Backup directory (overrides the config)
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,

@@ -4,6 +4,7 @@
 pub mod args;
 mod backup;
 pub mod ctx;
+mod drill;
 pub mod emit;
 mod inspect;
 mod keys;
@@ -35,7 +36,7 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
     let mut ctx = Ctx::new(cli, cancel)?;
     if matches!(
         cli.command,
-        Command::Inspect(_) | Command::Restore(_) | Command::Keys(_)
+        Command::Inspect(_) | Command::Restore(_) | Command::Keys(_) | Command::Drill(_)
     ) {
         keys::install(cli, &ctx)?;
     }
@@ -56,6 +57,7 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
             action: args::ConfigAction::Import { file, out },
         } => package::config_import(&ctx, file, out.as_deref()),
         Command::Prune(a) => backup::prune(&ctx, a),
+        Command::Drill(a) => drill::drill(&ctx, a),
         Command::Backup(a) => backup::backup(&mut ctx, a),
         Command::Notify(c) => backup::notify_test(&ctx, c),
         Command::Inspect(c) => inspect::run(&ctx, c),

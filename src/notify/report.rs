@@ -89,6 +89,8 @@ pub struct RetentionInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub schema: &'static str,
+    /// What ran: `backup`, or `drill` (a restore rehearsal, `proxkeep drill`).
+    pub run: &'static str,
     pub status: Status,
     /// `success`, `warning` or `failure`: the `on` value that selects this report.
     pub event: Event,
@@ -130,6 +132,7 @@ impl Report {
     pub fn new(run: &RunInfo, status: Status, exit_code: i32) -> Report {
         Report {
             schema: SCHEMA,
+            run: "backup",
             status,
             event: status.event(),
             exit_code,
@@ -221,7 +224,7 @@ impl Report {
         }
     }
 
-    /// `[proxkeep] <host>: backup ok|warning|FAILED` (the subject line).
+    /// `[proxkeep] <host>: backup ok|warning|FAILED` (the subject line; `drill` for a drill).
     pub fn subject(&self) -> String {
         format!("[proxkeep] {}", self.title())
     }
@@ -229,7 +232,7 @@ impl Report {
     /// Short title for push channels (Gotify, ntfy).
     pub fn title(&self) -> String {
         let test = if self.test { " (test)" } else { "" };
-        format!("{}: backup {}{test}", self.host, self.status.word())
+        format!("{}: {} {}{test}", self.host, self.run, self.status.word())
     }
 
     fn seconds(&self) -> String {
@@ -239,7 +242,7 @@ impl Report {
     /// One line: what a phone's lock screen shows.
     pub fn headline(&self) -> String {
         let (host, word, code) = (&self.host, self.status.word(), self.exit_code);
-        let head = format!("{host}: backup {word} (exit {code})");
+        let head = format!("{host}: {} {word} (exit {code})", self.run);
         match (&self.archive, &self.error) {
             (_, Some(e)) => format!("{head}: {e}"),
             (Some(a), None) => {

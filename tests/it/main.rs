@@ -5,6 +5,7 @@ mod backup;
 mod cli;
 mod collection;
 mod crypt;
+mod drill;
 mod faults;
 mod faults_fd;
 mod faults_input;
