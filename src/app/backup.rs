@@ -302,14 +302,20 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
 
     // Name: start time, bumped past any existing archive of the same second. The stem names the run log
     // too, so a same-second archive of another compression must not share it.
-    let (name, time) = session::free_name(
-        opts.now.unwrap_or_else(Timestamp::now),
-        |t| ArchiveName::new(&facts.hostname, facts.role, t, compression).encrypted(seal.is_some()),
-        |n| {
-            backup_dir.join(n.to_string()).exists()
-                || config.log_dir.join(format!("{}.log", n.stem())).exists()
-        },
-    )?;
+    let pick_name = || {
+        session::free_name(
+            opts.now.unwrap_or_else(Timestamp::now),
+            |t| {
+                ArchiveName::new(&facts.hostname, facts.role, t, compression)
+                    .encrypted(seal.is_some())
+            },
+            |n| {
+                backup_dir.join(n.to_string()).exists()
+                    || config.log_dir.join(format!("{}.log", n.stem())).exists()
+            },
+        )
+    };
+    let (name, _) = pick_name()?;
     let needed = needed_space(backup_dir, &facts.hostname, &plan);
 
     let mut report = BackupReport {
@@ -356,6 +362,8 @@ pub fn run(ctx: &Context, opts: &BackupOptions) -> Result<BackupReport, BackupEr
     }
 
     let _lock = RunLock::acquire(&config.lock_file, &facts.hostname)?;
+    // A run that held the lock until now may have taken that name (same second): named again, under the lock.
+    let (name, time) = pick_name()?;
     // Warnings of the run itself (run log, sidecar, verify state, tiers) come after the archive's own.
     let mut run_warnings = Vec::new();
     report.log_file = start_run_log(ctx, &name, &facts, backup_dir, &mut run_warnings);
