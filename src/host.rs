@@ -235,11 +235,32 @@ pub fn parse_dpkg_status(text: &str) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn guest_interfaces_are_told_from_the_hosts() {
+        for guest in [
+            "tap100i0",
+            "veth101i1",
+            "fwbr100i0",
+            "fwpr100p0",
+            "fwln100i0",
+        ] {
+            assert!(super::is_guest_interface(guest), "{guest}");
+        }
+        for host in [
+            "eno1", "vmbr0", "tap0", "tapi0", "veth", "vethab12", "fwbr", "bond0", "tap100i",
+        ] {
+            assert!(!super::is_guest_interface(host), "{host}");
+        }
+    }
+
+    #[test]
     fn nics_of_this_machine() {
         // The real /sys, read only: every interface but loopback, each with a name and a kind.
         let found = nics(&Root::new("/"));
         let listed = std::fs::read_dir("/sys/class/net").map_or(0, |rd| {
-            rd.flatten().filter(|e| e.file_name() != "lo").count()
+            rd.flatten()
+                .filter(|e| e.file_name() != "lo")
+                .filter(|e| !super::is_guest_interface(&e.file_name().to_string_lossy()))
+                .count()
         });
         assert_eq!(found.len(), listed, "{found:?}");
         assert!(
@@ -313,7 +334,22 @@ pub struct Nic {
     pub members: Vec<String>,
 }
 
-/// The interfaces under `<root>/sys/class/net`, by name (loopback left out); empty when there is no /sys.
+/// A guest's interface that PVE creates when the guest starts (`tap100i0`, `veth101i0`, and the firewall
+/// bridge's `fwbr100i0`, `fwpr100p0`, `fwln100i0`): not configuration, and hundreds on a busy host.
+pub fn is_guest_interface(name: &str) -> bool {
+    ["tap", "veth", "fwbr", "fwpr", "fwln"].iter().any(|p| {
+        name.strip_prefix(p).is_some_and(|rest| {
+            let (vmid, n) = rest.split_once(['i', 'p']).unwrap_or(("", ""));
+            !vmid.is_empty()
+                && !n.is_empty()
+                && vmid.bytes().all(|b| b.is_ascii_digit())
+                && n.bytes().all(|b| b.is_ascii_digit())
+        })
+    })
+}
+
+/// The interfaces under `<root>/sys/class/net`, by name (loopback and guests' interfaces left out); empty
+/// when there is no /sys.
 pub fn nics(root: &Root) -> Vec<Nic> {
     let class = root.path("/sys/class/net");
     let Ok(entries) = std::fs::read_dir(&class) else {
@@ -322,7 +358,7 @@ pub fn nics(root: &Root) -> Vec<Nic> {
     let mut names: Vec<String> = entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "lo")
+        .filter(|n| n != "lo" && !is_guest_interface(n))
         .collect();
     names.sort();
     names.iter().map(|n| nic(&class.join(n), n)).collect()
