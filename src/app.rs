@@ -5,6 +5,7 @@ pub mod after_run;
 pub mod backup;
 pub mod catalog;
 pub mod check;
+pub mod network;
 pub mod prune;
 pub mod restore;
 

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod guard;
+pub mod netapply;
 pub mod path;
 pub mod plan;
 pub mod recovery;

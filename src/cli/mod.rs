@@ -7,6 +7,7 @@ pub mod ctx;
 pub mod emit;
 mod inspect;
 mod keys;
+mod network;
 mod package;
 mod restore;
 
@@ -40,6 +41,7 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
         keys::install(cli, &ctx)?;
     }
     ctx.warn_unprivileged(&cli.command)?;
+    network::notice(&ctx);
     match &cli.command {
         Command::Check => backup::check(&ctx),
         Command::Catalog => backup::catalog(&ctx),
@@ -58,6 +60,7 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
         Command::Inspect(c) => inspect::run(&ctx, c),
         Command::Restore(c) => restore::run(&ctx, c),
         Command::Keys(c) => keys::run(&ctx, c),
+        Command::Network { action } => network::run(&ctx, action),
         Command::Completions { shell } => package::completions(&ctx, *shell),
         Command::Manpages { dir } => package::manpages(&ctx, dir),
     }
