@@ -65,6 +65,9 @@ pub struct NewFile {
     pub mode: u32,
 }
 
+/// A directory the plan creates: host path and mode.
+pub type NewDir = (String, u32);
+
 /// How the rollback worker is started: this binary, with the same root and config.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -90,7 +93,7 @@ pub struct ApplyRequest<'a> {
     pub archive: String,
     pub files: Vec<NewFile>,
     /// Directories the plan creates (host path, mode), made before the files go in.
-    pub dirs: Vec<(String, u32)>,
+    pub dirs: Vec<NewDir>,
     pub rollback_after: Duration,
     pub dns_name: String,
     pub worker: Worker,
@@ -293,6 +296,10 @@ impl Store {
 
     /// An exclusive lock: the worker, `network confirm` and the apply never change the state at once.
     fn lock(&self) -> Result<std::fs::File, NetError> {
+        self.lock_how(rustix::fs::FlockOperation::LockExclusive)
+    }
+
+    fn lock_how(&self, how: rustix::fs::FlockOperation) -> Result<std::fs::File, NetError> {
         let dir = fsx::dir_of(&self.lock);
         fsx::create_dir_all(dir, 0o700).map_err(io_err("create", dir))?;
         let f = std::fs::OpenOptions::new()
@@ -301,8 +308,7 @@ impl Store {
             .write(true)
             .open(&self.lock)
             .map_err(io_err("open", &self.lock))?;
-        rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io_err("lock", &self.lock)(e.into()))?;
+        rustix::fs::flock(f.as_fd(), how).map_err(|e| io_err("lock", &self.lock)(e.into()))?;
         Ok(f)
     }
 }
@@ -399,6 +405,14 @@ fn keep_live(root: &Root, files: &[NewFile]) -> Result<Vec<FileState>, NetError>
     Ok(out)
 }
 
+/// The worker's stderr: the run log (`<log_dir>/network.log`), or nowhere when it cannot be opened.
+fn worker_log(config: &Config) -> Stdio {
+    let path = config.log_dir.join("network.log");
+    let _ = fsx::append_private(&path, b"");
+    let f = std::fs::OpenOptions::new().append(true).open(&path);
+    f.map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 /// Start the rollback worker (or the systemd timer); the pid of a detached worker.
 fn arm(m: &Mechanism, req: &ApplyRequest, deadline: i64) -> Result<Mechanism, NetError> {
     let spec = arm_command(m, req, deadline);
@@ -415,7 +429,7 @@ fn arm(m: &Mechanism, req: &ApplyRequest, deadline: i64) -> Result<Mechanism, Ne
             cmd.args(&spec.args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null());
+                .stderr(worker_log(req.config));
             // A session of its own: the admin's SSH session ending (SIGHUP to its process group and session)
             // does not reach it.
             unsafe {
@@ -489,7 +503,7 @@ pub fn apply(req: &ApplyRequest, log: &Log) -> Result<NetReport, NetError> {
         std::fs::rename(&from, &to).map_err(io_err("move into place", &to))?;
     }
     let reason = match run(&netapply::reload(), 120) {
-        Err(e) => Some(format!("{e}")),
+        Err(e) => Some(e),
         Ok(_) => {
             for c in checks(req, pmxcfs_before) {
                 let r = run(&c.command(), 15).and_then(|out| {
@@ -536,9 +550,12 @@ fn roll_back(
     for f in &state.files {
         let live = root.path(&f.path);
         let r = match &f.rollback {
-            Some(copy) => {
-                std::fs::rename(root.path(copy), &live).map_err(io_err("put back", &live))
-            }
+            // No copy while still armed: an earlier rollback put it back and was stopped before it
+            // recorded so (only proxkeep makes and removes these copies).
+            Some(copy) => match std::fs::rename(root.path(copy), &live) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r.map_err(io_err("put back", &live)),
+            },
             None => remove_if_there(&live),
         };
         if let Err(e) = r {
@@ -550,7 +567,16 @@ fn roll_back(
         .iter()
         .rev()
         .for_each(|d| drop(std::fs::remove_dir(root.path(d))));
-    if let Err(e) = run(&netapply::reload(), 120) {
+    // The `ifreload` of a rollback that was stopped may still hold ifupdown2's lock: up to three tries.
+    let mut reload = run(&netapply::reload(), 120);
+    for _ in 0..2 {
+        if reload.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        reload = run(&netapply::reload(), 120);
+    }
+    if let Err(e) = reload {
         failed.push(e);
     }
     let (status, reason) = if failed.is_empty() {
@@ -720,7 +746,10 @@ pub fn take_notice(root: &Root) -> Option<String> {
     if fsx::is_absent(&store.path) {
         return None;
     }
-    let _lock = store.lock().ok()?;
+    // Never waits: while an apply or a rollback holds the lock, the news is not out yet anyway.
+    let _lock = store
+        .lock_how(rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .ok()?;
     let mut state = store.read().ok()??;
     let notice = state.notice().filter(|_| !state.reported)?;
     state.reported = true;
@@ -729,7 +758,7 @@ pub fn take_notice(root: &Root) -> Option<String> {
 }
 
 /// The files and directories the plan would write, with their content read from the archive.
-pub fn from_plan(p: &Prepared) -> Result<(Vec<NewFile>, Vec<(String, u32)>), NetError> {
+pub fn from_plan(p: &Prepared) -> Result<(Vec<NewFile>, Vec<NewDir>), NetError> {
     use crate::archive::format::Kind;
     let kind = |k: Kind| match k {
         Kind::File => "file",

@@ -41,7 +41,15 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
         keys::install(cli, &ctx)?;
     }
     ctx.warn_unprivileged(&cli.command)?;
-    network::notice(&ctx);
+    // The rollback worker is not the admin's next command: it leaves the news to that one.
+    if !matches!(
+        &cli.command,
+        Command::Network {
+            action: args::NetworkAction::Rollback { at: Some(_) }
+        }
+    ) {
+        network::notice(&ctx);
+    }
     match &cli.command {
         Command::Check => backup::check(&ctx),
         Command::Catalog => backup::catalog(&ctx),

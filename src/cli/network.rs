@@ -123,6 +123,8 @@ fn keep_prompt(ctx: &Ctx, deadline: i64, log: &proxkeep::output::Log) -> Result<
     let answer = read_answer(ctx.cancel, Some(until));
     let r = match answer {
         Ok(Some(l)) if l.trim() == CONFIRM_WORD => journey::confirm(&ctx.root),
+        // End of input: the terminal is gone (a dropped SSH session); the armed rollback does its work.
+        Ok(Some(l)) if l.is_empty() => journey::status(&ctx.root),
         Ok(None) => journey::rollback(&ctx.root, ctx.config()?, Some(deadline), log, ctx.cancel),
         _ => journey::rollback(&ctx.root, ctx.config()?, None, log, ctx.cancel),
     };

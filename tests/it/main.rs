@@ -11,6 +11,7 @@ mod faults_input;
 mod faults_read;
 mod faults_run;
 mod inspect;
+mod netapply;
 mod notify;
 mod package;
 mod perf;
