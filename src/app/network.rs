@@ -15,12 +15,14 @@ use crate::restore::{Prepared, guard};
 use crate::runner::{self, CommandSpec, RunOptions};
 use serde::Serialize;
 use std::io;
-use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use store::Store;
+
+mod store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -261,58 +263,6 @@ fn run(argv: &[String], secs: u64) -> Result<String, String> {
     ))
 }
 
-/// The state file and its lock, under the root.
-struct Store {
-    path: PathBuf,
-    lock: PathBuf,
-}
-
-impl Store {
-    fn new(root: &Root) -> Store {
-        let path = root.path(netapply::STATE_PATH);
-        let lock = path.with_extension("lock");
-        Store { path, lock }
-    }
-
-    fn read(&self) -> Result<Option<State>, NetError> {
-        match std::fs::read(&self.path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read", &self.path)(e)),
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-                NetError::Failed(format!(
-                    "{}: not a proxkeep network state: {e}",
-                    self.path.display()
-                ))
-            }),
-        }
-    }
-
-    fn write(&self, s: &State) -> Result<(), NetError> {
-        let dir = fsx::dir_of(&self.path);
-        fsx::create_dir_all(dir, 0o700).map_err(io_err("create", dir))?;
-        let json = serde_json::to_vec_pretty(s).map_err(|e| NetError::Failed(e.to_string()))?;
-        fsx::write_atomic(&self.path, &json, 0o600).map_err(io_err("write", &self.path))
-    }
-
-    /// An exclusive lock: the worker, `network confirm` and the apply never change the state at once.
-    fn lock(&self) -> Result<std::fs::File, NetError> {
-        self.lock_how(rustix::fs::FlockOperation::LockExclusive)
-    }
-
-    fn lock_how(&self, how: rustix::fs::FlockOperation) -> Result<std::fs::File, NetError> {
-        let dir = fsx::dir_of(&self.lock);
-        fsx::create_dir_all(dir, 0o700).map_err(io_err("create", dir))?;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(io_err("open", &self.lock))?;
-        rustix::fs::flock(f.as_fd(), how).map_err(|e| io_err("lock", &self.lock)(e.into()))?;
-        Ok(f)
-    }
-}
-
 /// What `--apply-network` did (or `network confirm`, `network rollback`, `network status` found).
 #[derive(Debug, Serialize)]
 pub struct NetReport {
@@ -488,49 +438,65 @@ pub fn apply(req: &ApplyRequest, log: &Log) -> Result<NetReport, NetError> {
         reported: false,
     };
     store.write(&state)?;
-    state.mechanism = arm(&state.mechanism, req, deadline)?;
+    state.mechanism = match arm(&state.mechanism, req, deadline) {
+        Ok(m) => m,
+        Err(e) => {
+            // Nothing was moved yet: take back what this run made.
+            unstage(req, &state.created_dirs);
+            let copies = state.files.iter().filter_map(|f| f.rollback.as_ref());
+            copies.for_each(|c| drop(remove_if_there(&req.root.path(c))));
+            let _ = remove_if_there(&store.path);
+            return Err(e);
+        }
+    };
     store.write(&state)?;
     log.info(&format!(
         "network rollback armed: {}, deadline {}",
         state.mechanism.describe(),
         netapply::show_time(deadline)
     ));
-    for f in &req.files {
-        let (from, to) = (
-            req.root.path(netapply::staged_name(&f.path)),
-            req.root.path(&f.path),
-        );
-        std::fs::rename(&from, &to).map_err(io_err("move into place", &to))?;
-    }
-    let reason = match run(&netapply::reload(), 120) {
-        Err(e) => Some(e),
-        Ok(_) => {
-            for c in checks(req, pmxcfs_before) {
-                let r = run(&c.command(), 15).and_then(|out| {
-                    if c.passes(&out) {
-                        Ok(())
-                    } else {
-                        Err(format!("`{}`: no", display(&c.command())))
-                    }
-                });
-                state.checks.push(CheckResult {
-                    check: c.name(),
-                    ok: r.is_ok(),
-                    detail: r.err().unwrap_or_default(),
-                });
-                store.write(&state)?;
-            }
-            state
-                .checks
-                .iter()
-                .find(|c| !c.ok)
-                .map(|c| format!("health check failed: {}: {}", c.check, c.detail))
-        }
-    };
-    if let Some(why) = reason {
+    if let Some(why) = go_live(req, &mut state, &store, pmxcfs_before)? {
         roll_back(req.root, req.config, &mut state, why, false, log)?;
     }
     Ok(NetReport::of(req.root, Some(state), Vec::new()))
+}
+
+/// Move the staged files into place, `ifreload -a`, the health checks (each recorded as it ends); why the
+/// new network must be rolled back, if it must.
+fn go_live(
+    req: &ApplyRequest,
+    state: &mut State,
+    store: &Store,
+    pmxcfs_before: bool,
+) -> Result<Option<String>, NetError> {
+    for f in &req.files {
+        let from = req.root.path(netapply::staged_name(&f.path));
+        let to = req.root.path(&f.path);
+        if let Err(e) = std::fs::rename(&from, &to) {
+            return Ok(Some(format!(
+                "cannot move {} into place: {e}",
+                to.display()
+            )));
+        }
+    }
+    if let Err(e) = run(&netapply::reload(), 120) {
+        return Ok(Some(e));
+    }
+    for c in checks(req, pmxcfs_before) {
+        let argv = c.command();
+        let r = run(&argv, 15).and_then(|out| match c.passes(&out) {
+            true => Ok(()),
+            false => Err(format!("`{}`: no", display(&argv))),
+        });
+        state.checks.push(CheckResult {
+            check: c.name(),
+            ok: r.is_ok(),
+            detail: r.err().unwrap_or_default(),
+        });
+        store.write(state)?;
+    }
+    let failed = state.checks.iter().find(|c| !c.ok);
+    Ok(failed.map(|c| format!("health check failed: {}: {}", c.check, c.detail)))
 }
 
 fn unix_now() -> i64 {
