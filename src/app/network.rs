@@ -554,13 +554,13 @@ fn roll_back(
         )
     };
     (state.status, state.reason, state.ended_at) = (status, Some(reason.clone()), Some(unix_now()));
-    Store::new(root).write(state)?;
     if !worker {
         disarm(&state.mechanism);
     }
     log.warn(&format!("network restore rolled back: {reason}"));
+    // Told first: once the state file says so, the run log and the channels have it too.
     told(root, config, log, state);
-    Ok(())
+    Store::new(root).write(state)
 }
 
 /// The run log line and the notification channels.

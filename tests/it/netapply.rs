@@ -76,7 +76,11 @@ impl Net {
     fn new(new: &str) -> Net {
         let ifup = ifupdown2();
         let host = host_network();
-        let env = Env::new("");
+        let mut env = Env::new("");
+        // The namespace has its own loopback: the sink started there on this port gets the notifications.
+        env.write_config(
+            "[[notify.webhook]]\nname = \"hook\"\non = [\"failure\"]\nurl = \"http://127.0.0.1:8765/hook\"\n",
+        );
         let r = &env.root;
         fs::create_dir_all(r.join("etc/corosync")).unwrap();
         fs::write(r.join("etc/hostname"), "pve1\n").unwrap();
@@ -144,6 +148,9 @@ ip link add v0 type veth peer name v0p
 ip link set v0p netns gw
 ip -n gw link set lo up; ip -n gw addr add 10.9.0.1/24 dev v0p; ip -n gw link set v0p up
 ifreload -a
+python3 '{sink}' 127.0.0.1 8765 sink.jsonl > sink.out 2>&1 &
+SINK=$!; trap 'kill $SINK' EXIT
+i=0; until grep -q listening sink.out; do i=$((i+1)); [ $i -lt 300 ] || exit 6; sleep 0.1; done
 STATE='{state}'
 wait_state() {{ i=0; until grep -Eq "\"status\": \"($1)\"" "$STATE" 2>/dev/null; do i=$((i+1)); [ $i -lt 900 ] || {{ echo "no state $1" >&2; exit 9; }}; sleep 0.1; done; }}
 "#,
@@ -151,6 +158,7 @@ wait_state() {{ i=0; until grep -Eq "\"status\": \"($1)\"" "$STATE" 2>/dev/null;
             net = net.display(),
             ifup = self.ifup.display(),
             state = self.state_file().display(),
+            sink = repo().join("tests/support/notify_sink.py").display(),
         );
         let out = fs::File::create(self.env.path("ns.out")).unwrap();
         let err = fs::File::create(self.env.path("ns.err")).unwrap();
@@ -281,6 +289,11 @@ fn good_config_confirmed_from_a_second_process() {
     net.no_leftovers();
     assert_eq!(net.state().unwrap()["status"], "confirmed");
     net.pid_gone(s["mechanism"]["pid"].as_u64().unwrap());
+    assert_eq!(
+        net.out("sink.jsonl"),
+        "",
+        "a kept network is no failure to notify"
+    );
     // Confirmed is not news: no notice.
     let again = net.env.run(&["network", "status"]);
     assert!(
@@ -307,6 +320,18 @@ fn assert_rolled_back(net: &Net, reason: &str) {
     assert!(
         log.contains("was rolled back") && log.contains(reason),
         "{log}"
+    );
+    let sent = net.out("sink.jsonl");
+    let hook: Vec<serde_json::Value> = sent
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hook.len(), 1, "{sent}");
+    assert_eq!(hook[0]["path"], "/hook");
+    let body = hook[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("was rolled back") && body.contains(reason),
+        "{body}"
     );
     let first = net.env.run(&["network", "status"]);
     let notice = first.expect(0).stderr();
