@@ -701,7 +701,17 @@ pub fn rollback(
 /// `network status`.
 pub fn status(root: &Root) -> Result<NetReport, NetError> {
     let state = Store::new(root).read()?;
-    let mut r = NetReport::of(root, state, Vec::new());
+    // Armed past its deadline: the timer or worker is gone (a reboot ends both), nothing will roll it back.
+    let overdue = state
+        .as_ref()
+        .is_some_and(|s| netapply::overdue(s, unix_now()));
+    let note = "armed, but its deadline passed a minute ago and nothing rolled it back (a reboot ends the timer and \
+                the worker): keep it with `proxkeep network confirm` or undo it with `proxkeep network rollback`";
+    let mut r = NetReport::of(
+        root,
+        state,
+        overdue.then(|| note.to_string()).into_iter().collect(),
+    );
     r.exit_code = exit::OK;
     Ok(r)
 }

@@ -178,6 +178,11 @@ pub fn due(state: &State, now: i64) -> Due {
     ))
 }
 
+/// Still armed a minute past its deadline: whatever was to roll it back is gone.
+pub fn overdue(state: &State, now: i64) -> bool {
+    state.status == Status::Armed && now > state.deadline + 60
+}
+
 pub fn show_time(unix: i64) -> String {
     jiff::Timestamp::from_second(unix).map_or_else(|_| unix.to_string(), |t| t.to_string())
 }
@@ -442,6 +447,20 @@ mod tests {
                     "{got:?}"
                 ),
             }
+        }
+    }
+
+    #[test]
+    fn armed_a_minute_past_the_deadline_is_overdue() {
+        let table = [
+            (Status::Armed, 1180, false),
+            (Status::Armed, 1240, false),
+            (Status::Armed, 1241, true),
+            (Status::Confirmed, 9999, false),
+            (Status::RolledBack, 9999, false),
+        ];
+        for (status, now, want) in table {
+            assert_eq!(overdue(&state(status), now), want, "{status:?} {now}");
         }
     }
 

@@ -503,3 +503,32 @@ fn apply_network_refuses_other_files_and_other_targets() {
         r.stderr()
     );
 }
+
+#[test]
+fn status_says_when_nothing_will_roll_an_armed_apply_back() {
+    let env = Env::new("");
+    let state = env.root.join("var/lib/proxkeep/network-rollback.json");
+    fs::create_dir_all(state.parent().unwrap()).unwrap();
+    let doc = serde_json::json!({
+        "status": "armed", "archive": "a.tar.zst", "armed_at": 1000, "deadline": 1180,
+        "mechanism": {"kind": "detached", "pid": null},
+        "files": [{"path": "/etc/network/interfaces", "rollback": null}],
+    });
+    fs::write(&state, doc.to_string()).unwrap();
+    let r = env.run(&["--json", "network", "status"]);
+    let j = r.expect(0).json();
+    assert_eq!(j["status"], "armed");
+    assert!(
+        j["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("nothing rolled it back"),
+        "{j}"
+    );
+    let t = env.run(&["network", "status"]);
+    assert!(
+        t.expect(0).stdout().contains("network confirm` or undo it"),
+        "{}",
+        t.stdout()
+    );
+}
