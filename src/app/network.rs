@@ -100,7 +100,7 @@ pub struct ApplyRequest<'a> {
     pub dns_name: String,
     pub worker: Worker,
     pub config: &'a Config,
-    /// Unix seconds.
+    /// Unix seconds (for `--dry-run`'s preview; the apply arms with the real clock).
     pub now: i64,
 }
 
@@ -382,6 +382,7 @@ fn arm(m: &Mechanism, req: &ApplyRequest, deadline: i64) -> Result<Mechanism, Ne
                 .stderr(worker_log(req.config));
             // A session of its own: the admin's SSH session ending (SIGHUP to its process group and session)
             // does not reach it.
+            // SAFETY: setsid is async-signal-safe, and nothing else runs between fork and exec.
             unsafe {
                 cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
             }
@@ -423,11 +424,13 @@ pub fn apply(req: &ApplyRequest, log: &Log) -> Result<NetReport, NetError> {
     }
     let files = keep_live(req.root, &req.files).inspect_err(|_| unstage(req, &made))?;
     let pmxcfs_before = pmxcfs_running(req.root);
-    let deadline = req.now + req.rollback_after.as_secs() as i64;
+    // The real clock: the worker and the timer measure the window with it.
+    let now = unix_now();
+    let deadline = now + req.rollback_after.as_secs() as i64;
     let mut state = State {
         status: Status::Armed,
         archive: req.archive.clone(),
-        armed_at: req.now,
+        armed_at: now,
         deadline,
         mechanism: mechanism(),
         files,

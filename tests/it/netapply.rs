@@ -40,7 +40,7 @@ fn ifupdown2() -> PathBuf {
 /// This machine's links and addresses, which no test may change.
 fn host_network() -> String {
     let links = sh_ok("ip -o link | sed 's/ qdisc.*//'");
-    let addrs = sh_ok("ip -o addr");
+    let addrs = sh_ok("ip -o addr | sed 's/ valid_lft.*//'"); // lifetimes count down under DHCP
     let paths = ["/etc/network", "/run/network"].map(|p| format!("{p}: {}", Path::new(p).exists()));
     format!("{links}{addrs}{}", paths.join("\n"))
 }
