@@ -649,12 +649,20 @@ pub fn confirm(root: &Root) -> Result<NetReport, NetError> {
     Ok(NetReport::of(root, Some(state), Vec::new()))
 }
 
-/// `network rollback`: with `at` (the worker), wait until then and roll back unless confirmed first; without,
-/// roll back now (by hand).
+/// `network rollback`: at a time (the worker: wait until then, and roll back unless confirmed first), or now.
+/// When `rollback` rolls back.
+#[derive(Debug, Clone)]
+pub enum When {
+    /// At this Unix time unless confirmed first (the worker, or the prompt whose deadline passed).
+    At(i64),
+    /// Now, for this reason.
+    Now(String),
+}
+
 pub fn rollback(
     root: &Root,
     config: &Config,
-    at: Option<i64>,
+    when: When,
     log: &Log,
     cancel: &AtomicBool,
 ) -> Result<NetReport, NetError> {
@@ -667,12 +675,10 @@ pub fn rollback(
                 store.path.display()
             )));
         };
-        let due = match at {
-            Some(_) => netapply::due(&state, unix_now()),
-            None if state.status == Status::Armed => {
-                Due::RollBack("rolled back by `proxkeep network rollback`".into())
-            }
-            None => Due::Done,
+        let due = match &when {
+            When::At(_) => netapply::due(&state, unix_now()),
+            When::Now(why) if state.status == Status::Armed => Due::RollBack(why.clone()),
+            When::Now(_) => Due::Done,
         };
         match due {
             Due::Done => {
@@ -683,7 +689,8 @@ pub fn rollback(
                 ));
             }
             Due::RollBack(why) => {
-                roll_back(root, config, &mut state, why, at.is_some(), log)?;
+                let timed = matches!(when, When::At(_));
+                roll_back(root, config, &mut state, why, timed, log)?;
                 return Ok(NetReport::of(root, Some(state), Vec::new()));
             }
             Due::Wait(_) => {

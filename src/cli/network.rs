@@ -6,7 +6,9 @@ use super::args::{NetworkAction, RestoreArgs};
 use super::ctx::Ctx;
 use super::emit::{confirm, read_answer};
 use anyhow::anyhow;
-use proxkeep::app::network::{self as journey, ApplyRequest, NetError, NetReport, Preview, Worker};
+use proxkeep::app::network::{
+    self as journey, ApplyRequest, NetError, NetReport, Preview, When, Worker,
+};
 use proxkeep::exit;
 use proxkeep::output::{Redactor, esc, esc_line};
 use proxkeep::restore::Prepared;
@@ -32,7 +34,11 @@ pub fn run(ctx: &Ctx, action: &NetworkAction) -> Result<i32, Exit> {
                     std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 );
             }
-            journey::rollback(&ctx.root, ctx.config()?, *at, &log, ctx.cancel)
+            let when = match at {
+                Some(t) => When::At(*t),
+                None => When::Now("rolled back by `proxkeep network rollback`".into()),
+            };
+            journey::rollback(&ctx.root, ctx.config()?, when, &log, ctx.cancel)
         }
     }
     .map_err(fail)?;
@@ -120,15 +126,17 @@ fn keep_prompt(ctx: &Ctx, deadline: i64, log: &proxkeep::output::Log) -> Result<
         netapply::show_time(deadline)
     );
     let _ = io::stderr().flush();
-    let answer = read_answer(ctx.cancel, Some(until));
-    let r = match answer {
-        Ok(Some(l)) if l.trim() == CONFIRM_WORD => journey::confirm(&ctx.root),
+    let when = match read_answer(ctx.cancel, Some(until)) {
+        Ok(Some(l)) if l.trim() == CONFIRM_WORD => {
+            return journey::confirm(&ctx.root).map_err(fail);
+        }
         // End of input: the terminal is gone (a dropped SSH session); the armed rollback does its work.
-        Ok(Some(l)) if l.is_empty() => journey::status(&ctx.root),
-        Ok(None) => journey::rollback(&ctx.root, ctx.config()?, Some(deadline), log, ctx.cancel),
-        _ => journey::rollback(&ctx.root, ctx.config()?, None, log, ctx.cancel),
+        Ok(Some(l)) if l.is_empty() => return journey::status(&ctx.root).map_err(fail),
+        Ok(None) => When::At(deadline),
+        Ok(Some(_)) => When::Now(format!("`{CONFIRM_WORD}` was not typed at the prompt")),
+        Err(_) => When::Now("interrupted at the prompt".into()),
     };
-    r.map_err(fail)
+    journey::rollback(&ctx.root, ctx.config()?, when, log, ctx.cancel).map_err(fail)
 }
 
 fn preview_text(pv: &Preview, o: &mut dyn Write) -> io::Result<()> {

@@ -392,17 +392,53 @@ fn unconfirmed_network_is_rolled_back_at_the_deadline() {
     );
 }
 
+/// The shell lines that start the apply on a terminal (`script`'s pty, its input from the fifo `in`, held open
+/// on fd 3) and wait for its `keep` prompt; `$SP` is script's pid.
+fn at_the_prompt(net: &Net, window: &str) -> String {
+    format!(
+        r#"mkfifo in; exec 3<>in
+script -qefc "exec {cmd}" /dev/null < in > apply.out 2>&1 &
+SP=$!
+i=0; until grep -q 'Type .keep. before' apply.out; do i=$((i+1)); [ $i -lt 900 ] || exit 7; sleep 0.1; done
+"#,
+        cmd = net.apply_command(window)
+    )
+}
+
+#[test]
+fn good_config_kept_by_typing_the_word_at_the_prompt() {
+    let net = Net::new(&new_config("10.9.0.1", "static"));
+    let tail = format!(
+        "{}echo keep >&3\nrc=0; wait $SP || rc=$?; echo $rc > apply.rc\nip -4 -o addr show dev vmbr0 > addr.txt\n",
+        at_the_prompt(&net, "600s")
+    );
+    net.finish(net.spawn(&tail));
+    assert_eq!(net.out("apply.rc").trim(), "0", "{}", net.out("apply.out"));
+    assert!(
+        net.out("apply.out")
+            .contains("kept: the rollback is disarmed"),
+        "{}",
+        net.out("apply.out")
+    );
+    let s = net.state().unwrap();
+    assert_eq!(s["status"], "confirmed", "{s}");
+    assert_eq!(net.interfaces(), new_config("10.9.0.1", "static"));
+    assert!(
+        net.out("addr.txt").contains("inet 10.9.0.2/24"),
+        "{}",
+        net.out("addr.txt")
+    );
+    net.no_leftovers();
+    net.pid_gone(s["mechanism"]["pid"].as_u64().unwrap());
+}
+
 #[test]
 fn rollback_survives_the_arming_session_hanging_up() {
     let net = Net::new(&new_config("10.9.0.1", "static"));
     // The apply at its `keep` prompt on a terminal (script's pty); killing `script` closes the pty, and the
     // kernel sends SIGHUP to the session, as when an SSH connection drops.
     let tail = format!(
-        r#"mkfifo in; exec 3<>in
-script -qefc "exec {cmd}" /dev/null < in > apply.out 2>&1 &
-SP=$!
-i=0; until grep -q 'Type .keep. before' apply.out; do i=$((i+1)); [ $i -lt 900 ] || exit 7; sleep 0.1; done
-AP=$(cat /proc/$SP/task/$SP/children)
+        r#"{prompt}AP=$(cat /proc/$SP/task/$SP/children)
 kill -9 $SP
 i=0; while kill -0 $AP 2>/dev/null; do i=$((i+1)); [ $i -lt 300 ] || exit 8; sleep 0.1; done
 grep -Eo '"status": "[a-z-]+"' "$STATE" > when-hung-up.txt
@@ -410,7 +446,7 @@ echo $AP > apply.pid
 wait_state rolled-back
 ip -4 -o addr show dev vmbr0 > addr.txt
 "#,
-        cmd = net.apply_command("8s")
+        prompt = at_the_prompt(&net, "8s")
     );
     let child = net.spawn(&tail);
     net.finish(child);
