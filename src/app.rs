@@ -6,6 +6,7 @@ pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod drill;
+pub mod network;
 pub mod prune;
 pub mod restore;
 

@@ -65,6 +65,20 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Append `data` to the log file `path` (made 0600 with its directory 0700 when new, never through a symlink),
+/// then fsync it.
+pub fn append_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    create_dir_all(dir_of(path), 0o700)?;
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
 /// SHA-256 (lower-case hex) and length of everything `r` yields.
 pub fn hash_reader(mut r: impl Read) -> io::Result<(String, u64)> {
     let mut hasher = Sha256::new();

@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod guard;
 pub mod merge;
+pub mod netapply;
 pub mod nic;
 pub mod path;
 pub mod plan;

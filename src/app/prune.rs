@@ -122,8 +122,6 @@ pub fn run(
 /// `prune`'s run log: a line per archive it removed, appended to `<log_dir>/prune.log` (0600, never through a
 /// symlink). Nothing removed, nothing written.
 fn log_removals(log: &Path, report: &PruneReport, now: Timestamp) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let removed = report.tiers.iter().flat_map(|t| {
         let all = t.plan.iter().flatten().chain(&t.safety);
         all.filter(|p| p.decision.is_remove())
@@ -133,13 +131,5 @@ fn log_removals(log: &Path, report: &PruneReport, now: Timestamp) -> std::io::Re
     if lines.is_empty() {
         return Ok(());
     }
-    crate::fsx::create_dir_all(crate::fsx::dir_of(log), 0o700)?;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(log)?;
-    f.write_all(lines.as_bytes())?;
-    f.sync_all()
+    crate::fsx::append_private(log, lines.as_bytes())
 }

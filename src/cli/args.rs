@@ -64,6 +64,11 @@ pub enum Command {
     Notify(NotifyCommand),
     #[command(flatten)]
     Keys(KeyCommand),
+    /// A network restore applied with --apply-network: confirm it, see it, or roll it back
+    Network {
+        #[command(subcommand)]
+        action: NetworkAction,
+    },
     /// Shell completion script on stdout: `proxkeep completions bash > /etc/bash_completion.d/proxkeep`
     Completions {
         #[arg(value_enum)]
@@ -306,6 +311,26 @@ pub struct RestoreArgs {
     /// Time each follow-up command may take before it is killed
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub service_timeout: String,
+    /// Apply the selected network files now (ifreload -a) with a timed rollback: staged, syntax-checked,
+    /// health-checked, and put back unless confirmed (`proxkeep network confirm`) within --rollback-after
+    #[arg(long)]
+    pub apply_network: bool,
+    /// With --apply-network: time to confirm the new network before it is rolled back
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "180s",
+        requires = "apply_network"
+    )]
+    pub rollback_after: String,
+    /// With --apply-network: the name the DNS health check resolves (`getent hosts NAME`; empty: no DNS check)
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "download.proxmox.com",
+        requires = "apply_network"
+    )]
+    pub dns_name: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -389,5 +414,19 @@ pub enum NotifyAction {
         /// Only this channel (its `name`)
         #[arg(long, value_name = "NAME")]
         channel: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkAction {
+    /// Keep the network applied by `restore --apply-network` (disarms the rollback, removes its copies)
+    Confirm,
+    /// The armed rollback, or the last confirmed or rolled-back network apply, with its health checks
+    Status,
+    /// Put the previous network files back now and run `ifreload -a` (what the timer does at the deadline)
+    Rollback {
+        /// Internal (the rollback worker): wait until this Unix time, then roll back unless confirmed
+        #[arg(long, hide = true, value_name = "UNIX-SECONDS")]
+        at: Option<i64>,
     },
 }

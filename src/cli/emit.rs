@@ -144,15 +144,30 @@ pub fn confirm(
             "no terminal to confirm on: pass --yes to {what} without asking{or} (nothing was changed)"
         )));
     }
-    let unread = |e: io::Error| Exit::failed(anyhow!("reading the confirmation: {e}"));
     eprint!("Type `{word}` to {what}, anything else to stop: ");
     let _ = io::stderr().flush();
-    // Poll, so SIGINT/SIGTERM (which only set a flag) end the wait instead of being swallowed by a read.
+    match read_answer(cancel, None)? {
+        Some(line) if line.trim() == word => Ok(()),
+        _ => Err(Exit::failed(anyhow!("not confirmed: nothing was changed"))),
+    }
+}
+
+/// One line typed on stdin (after a prompt), or `None` when `until` passes first. Polls, so SIGINT/SIGTERM
+/// (which only set a flag) end the wait (exit 130) instead of being swallowed by a read.
+pub fn read_answer(
+    cancel: &AtomicBool,
+    until: Option<std::time::Instant>,
+) -> Result<Option<String>, Exit> {
+    let stdin = io::stdin();
+    let unread = |e: io::Error| Exit::failed(anyhow!("reading the confirmation: {e}"));
     loop {
         if cancel.load(Ordering::Relaxed) {
             eprintln!();
             let e = anyhow!("interrupted at the confirmation: nothing was changed");
             return Err(Exit::new(proxkeep::exit::INTERRUPTED, e));
+        }
+        if until.is_some_and(|u| std::time::Instant::now() >= u) {
+            return Ok(None);
         }
         let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
         let timeout = Timespec::try_from(Duration::from_millis(200)).ok();
@@ -164,9 +179,11 @@ pub fn confirm(
     }
     let mut line = String::new();
     stdin.read_line(&mut line).map_err(unread)?;
-    if line.trim() == word {
-        Ok(())
-    } else {
-        Err(Exit::failed(anyhow!("not confirmed: nothing was changed")))
-    }
+    Ok(Some(line))
+}
+
+/// A notice about an earlier run (a network restore rolled back), on stderr before the command's own output:
+/// never part of stdout or its one JSON document.
+pub fn notice(msg: &str) {
+    eprintln!("notice: {}", proxkeep::output::esc_line(msg));
 }

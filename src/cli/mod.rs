@@ -8,6 +8,7 @@ mod drill;
 pub mod emit;
 mod inspect;
 mod keys;
+mod network;
 mod package;
 mod restore;
 
@@ -41,6 +42,15 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
         keys::install(cli, &ctx)?;
     }
     ctx.warn_unprivileged(&cli.command)?;
+    // The rollback worker is not the admin's next command: it leaves the news to that one.
+    if !matches!(
+        &cli.command,
+        Command::Network {
+            action: args::NetworkAction::Rollback { at: Some(_) }
+        }
+    ) {
+        network::notice(&ctx);
+    }
     match &cli.command {
         Command::Check => backup::check(&ctx),
         Command::Catalog => backup::catalog(&ctx),
@@ -63,6 +73,7 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
         Command::Inspect(c) => inspect::run(&ctx, c),
         Command::Restore(c) => restore::run(&ctx, c),
         Command::Keys(c) => keys::run(&ctx, c),
+        Command::Network { action } => network::run(&ctx, action),
         Command::Completions { shell } => package::completions(&ctx, *shell),
         Command::Manpages { dir } => package::manpages(&ctx, dir),
     }

@@ -51,7 +51,7 @@ fn duration(s: &str) -> Result<Duration, Exit> {
     proxkeep::units::parse_duration(s).map_err(|e| Exit::usage(anyhow!("--service-timeout: {e}")))
 }
 
-fn same_dir(a: &Path, b: &Path) -> bool {
+pub(super) fn same_dir(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
@@ -104,14 +104,20 @@ fn restore_cmd(ctx: &Ctx, a: &RestoreArgs) -> Result<i32, Exit> {
         let plan = serde_json::json!({ "plan": PlanDoc::new(&p) });
         Exit(e.exit_code(), e.into(), Some(plan))
     })?;
+    // A rewriter's blocker (an unmatched NIC, ...) refuses a real run; --dry-run shows it in the plan.
+    if !a.dry_run {
+        restore::check_blockers(&p).map_err(|e| {
+            let plan = serde_json::json!({ "plan": PlanDoc::new(&p) });
+            Exit(e.exit_code(), e.into(), Some(plan))
+        })?;
+    }
+    if a.apply_network {
+        return super::network::apply(ctx, a, &p, &target);
+    }
     if a.dry_run {
         let text = |o: &mut dyn Write| writeln!(o, "\ndry run: nothing was written");
         return ctx.out.result(&PlanDoc::new(&p), text).map(|()| exit::OK);
     }
-    restore::check_blockers(&p).map_err(|e| {
-        let plan = serde_json::json!({ "plan": PlanDoc::new(&p) });
-        Exit(e.exit_code(), e.into(), Some(plan))
-    })?;
     if !p.plan.changes() {
         let doc = serde_json::json!({"status": "ok", "plan": PlanDoc::new(&p), "changed": 0});
         let text = |o: &mut dyn Write| {

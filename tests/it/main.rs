@@ -14,6 +14,7 @@ mod faults_run;
 mod import;
 mod inspect;
 mod merge;
+mod netapply;
 mod nic;
 mod notify;
 mod package;
