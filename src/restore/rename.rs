@@ -456,6 +456,18 @@ fn run(ctx: &Context) -> Result<Outcome, String> {
             why,
         });
     }
+    // Not read (over the size limit, or not a regular file): restored as they are, never silently.
+    let unread = ctx
+        .paths
+        .iter()
+        .filter(|p| (REWRITER.wants)(p) && !ctx.archive.contains_key(*p));
+    out.notes.extend(unread.map(|p| {
+        format!(
+            "/{} is restored as it is: it is over 256 KiB (or not a regular file), so it was not read and node \
+             {old} is not renamed {new} there: edit it by hand",
+            crate::restore::path::show(p)
+        )
+    }));
     out.notes.extend(certificate_note(ctx.paths, map));
     let (target, unread) = target_guests(ctx.root);
     out.notes.extend(
