@@ -241,10 +241,16 @@ fn carry<'a>(
     m: &mut Merged,
 ) -> Carried<'a> {
     let mut c = Carried::default();
-    for line in archive.lines().filter(|l| !l.trim().is_empty()) {
+    let file = if what == "user" { "passwd" } else { "group" };
+    for (i, line) in archive.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
         let Some((name, id, _)) = entry(line, fields) else {
+            // The line itself is not quoted: a passwd line may hold a password hash.
             m.notes.push(format!(
-                "accounts: a {what} line of the archive is not understood and left out"
+                "accounts: /etc/{file} of the archive, line {}: not understood, left out",
+                i + 1
             ));
             continue;
         };
