@@ -222,3 +222,44 @@ fn a_file_too_large_to_rename_in_is_named_not_restored_silently_unrenamed() {
         "{rewritten}"
     );
 }
+
+/// The plan's notes of one `--dry-run --json` run.
+fn notes_of(env: &Env, archive: &Path, target: &Path, only: &str) -> Vec<String> {
+    let r = restore(
+        env,
+        archive,
+        target,
+        &["--only", only, "--dry-run", "--json"],
+    );
+    let doc = r.expect(0).json();
+    let notes = doc["notes"].as_array().cloned().unwrap_or_default();
+    notes
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_merge_note_is_shown_only_when_the_run_restores_that_file() {
+    let (env, archive) = used_node();
+    let target = fresh(&env, "new");
+    let about = |notes: &[String], what: &str| notes.iter().any(|n| n.starts_with(what));
+    // Neither fstab nor the accounts are restored: nothing is said about them (nor that the broken sudoers
+    // file is "written disabled": it is not written).
+    let notes = notes_of(&env, &archive, &target, "network");
+    for what in ["fstab:", "accounts:", "sudoers:"] {
+        assert!(!about(&notes, what), "{what} in {notes:?}");
+    }
+    let notes = notes_of(&env, &archive, &target, "storage-stack");
+    assert!(about(&notes, "fstab:"), "{notes:?}");
+    assert!(
+        !about(&notes, "accounts:") && !about(&notes, "sudoers:"),
+        "{notes:?}"
+    );
+    let notes = notes_of(&env, &archive, &target, "accounts");
+    assert!(
+        about(&notes, "accounts:") && about(&notes, "sudoers:"),
+        "{notes:?}"
+    );
+    assert!(!about(&notes, "fstab:"), "{notes:?}");
+}
