@@ -283,6 +283,21 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     done.outcome
         .blockers
         .retain(|b| written.contains(b.archive_path.as_slice()));
+    // Notes about files this run has no step for (not selected) are left out.
+    let stepped: std::collections::HashSet<&[u8]> = plan
+        .steps
+        .iter()
+        .filter_map(|s| Some(wanted[s.wanted?].archive_path.as_slice()))
+        .collect();
+    for n in std::mem::take(&mut done.outcome.file_notes) {
+        let selected = n
+            .archive_paths
+            .iter()
+            .any(|p| stepped.contains(p.as_slice()));
+        if selected && !done.outcome.notes.contains(&n.text) {
+            done.outcome.notes.push(n.text);
+        }
+    }
     // Only the rewritten files this run selected are worth naming.
     let planned: std::collections::HashSet<String> = plan.steps.iter().map(|s| s.shown()).collect();
     done.shown.retain(|(shown, _)| planned.contains(shown));

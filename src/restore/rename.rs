@@ -5,7 +5,7 @@
 //! Edits are line based and in place: comments, indentation, spacing and line endings stay byte for byte.
 
 use crate::restore::path::NodeMap;
-use crate::restore::rewrite::{Blocker, Context, Outcome, Rewriter, Rewritten};
+use crate::restore::rewrite::{Blocker, Context, FileNote, Outcome, Rewriter, Rewritten};
 use crate::restore::target::Target;
 use std::ops::Range;
 use std::path::Path;
@@ -434,10 +434,10 @@ fn run(ctx: &Context) -> Result<Outcome, String> {
                     (c.content, why)
                 }
                 Err(e) => {
-                    out.notes.push(format!(
+                    out.file_notes.push(FileNote::new(&[path], format!(
                         "/{shown} is restored as it is: {e}; node {old} is not renamed {new} there: edit it by \
                          hand (the node's name:, its ringN_addr host names, and config_version + 1)"
-                    ));
+                    )));
                     continue;
                 }
             },
@@ -461,12 +461,13 @@ fn run(ctx: &Context) -> Result<Outcome, String> {
         .paths
         .iter()
         .filter(|p| (REWRITER.wants)(p) && !ctx.archive.contains_key(*p));
-    out.notes.extend(unread.map(|p| {
-        format!(
+    out.file_notes.extend(unread.map(|p| {
+        let text = format!(
             "/{} is restored as it is: it is over 256 KiB (or not a regular file), so it was not read and node \
              {old} is not renamed {new} there: edit it by hand",
             crate::restore::path::show(p)
-        )
+        );
+        FileNote::new(&[p], text)
     }));
     out.notes.extend(certificate_note(ctx.paths, map));
     let (target, unread) = target_guests(ctx.root);

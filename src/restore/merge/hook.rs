@@ -2,7 +2,7 @@
 
 use super::{accounts, fstab, sudoers};
 use crate::restore::path::show;
-use crate::restore::rewrite::{Blocker, Context, Outcome, Rewriter, Rewritten};
+use crate::restore::rewrite::{Blocker, Context, FileNote, Outcome, Rewriter, Rewritten};
 use crate::runner::{self, CommandSpec, RunOptions, Status};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -117,8 +117,9 @@ fn run_fstab(cx: &Context) -> Result<Outcome, String> {
         .map(|b| fstab::parse_blkid(&String::from_utf8_lossy(b)));
     let (new, why) = target_devices()?;
     let m = fstab::merge(archive, target, &old.unwrap_or_default(), new.as_deref());
-    out.notes.extend(why);
-    out.notes.extend(m.notes);
+    let fstab = |text| FileNote::new(&[FSTAB], text);
+    out.file_notes
+        .extend(why.into_iter().chain(m.notes).map(fstab));
     out.files.push(Rewritten {
         archive_path: FSTAB.to_vec(),
         content: m.content.into_bytes(),
@@ -203,7 +204,8 @@ fn run_accounts(cx: &Context) -> Result<Outcome, String> {
             });
         }
     }
-    out.notes.extend(m.notes);
+    let note = |text| FileNote::new(&files, text);
+    out.file_notes.extend(m.notes.into_iter().map(note));
     Ok(out)
 }
 
@@ -231,8 +233,8 @@ fn run_sudoers(cx: &Context) -> Result<Outcome, String> {
                 "written disabled (every line commented out) for you to fix with visudo",
             ),
         };
-        out.notes
-            .push(format!("sudoers: {shown} left out: {why}; {what}"));
+        let note = format!("sudoers: {shown} left out: {why}; {what}");
+        out.file_notes.push(FileNote::new(&[p], note));
         out.files.push(Rewritten {
             archive_path: p.clone(),
             content,
