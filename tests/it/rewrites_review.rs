@@ -263,3 +263,33 @@ fn a_merge_note_is_shown_only_when_the_run_restores_that_file() {
     );
     assert!(!about(&notes, "fstab:"), "{notes:?}");
 }
+
+#[test]
+fn a_rename_after_a_plain_restore_is_refused_while_the_old_node_dir_still_holds_its_vmids() {
+    // The night's first attempt restored without --map-node: the target has nodes/due with due's guests.
+    let env = Env::new("pve-node");
+    env.run(&["backup"]).expect(0);
+    let archive = env.only_archive();
+    let target = env.path("t");
+    fs::create_dir_all(&target).unwrap();
+    restore(&env, &archive, &target, &["--yes"]).expect(0);
+    let before = tree_bytes(&target);
+    // Redone with the rename, due's guests would be under nodes/nuovo and still under nodes/due, which
+    // nothing removes: the same VMID on two nodes.
+    let r = restore(
+        &env,
+        &archive,
+        &target,
+        &["--map-node", "due=nuovo", "--yes"],
+    );
+    r.expect(2);
+    let err = r.stderr();
+    assert!(
+        err.contains(
+            "VMID 100: /etc/pve/nodes/due/qemu-server/100.conf (restored as /etc/pve/nodes/nuovo/qemu-server/100.conf) \
+             and /etc/pve/nodes/due/qemu-server/100.conf (on the target)"
+        ),
+        "{err}"
+    );
+    assert_eq!(tree_bytes(&target), before);
+}
