@@ -342,9 +342,11 @@ pub fn collisions(archive: &[Vec<u8>], target: &[Vec<u8>], map: &NodeMap) -> Vec
         .iter()
         .filter_map(|p| guest(p).filter(|g| g.0 == old).map(|g| (g.1, p)));
     // The archive's other nodes are restored as they are; the target's node dirs other than the new one stay
-    // (those the archive has too are the archive's once restored).
+    // (those the archive has too are the archive's once restored, but for the old node's: the archive's go
+    // to the new node, so what the target has under the old one stays there).
+    let replaced = |p: &Vec<u8>| archive.contains(p) && guest(p).is_some_and(|g| g.0 != old);
     let others: Vec<_> = staying("in the archive", archive, old)
-        .chain(staying("on the target", target, new).filter(|o| !archive.contains(o.1)))
+        .chain(staying("on the target", target, new).filter(|o| !replaced(o.1)))
         .collect();
     let show = crate::restore::path::show;
     let mut out: Vec<Blocker> = moved
