@@ -38,10 +38,11 @@ pub const SUDOERS_CHECK: Rewriter = Rewriter {
 };
 
 /// Both sides' text of `p`: `Ok(None)` when the archive or the target has no such file (nothing to merge),
-/// `Err` when a side has it but it cannot be merged (over the size limit, not UTF-8).
+/// `Err` when a side has it but it cannot be merged (over the size limit, unreadable, not a regular file, not UTF-8).
 fn pair<'a>(cx: &'a Context, p: &[u8]) -> Result<Option<(&'a str, &'a str)>, String> {
     let shown = format!("/{}", show(p));
-    let too_large = || format!("{shown} cannot be merged (over 256 KiB, or not a regular file)");
+    let too_large =
+        || format!("{shown} cannot be merged (over 256 KiB, unreadable, or not a regular file)");
     let on_target = crate::host::Root::new(cx.root).path(&shown).is_file();
     let (archive, target) = match (cx.archive.get(p), cx.target.get(p)) {
         (Some(a), Some(t)) => (a, t),
