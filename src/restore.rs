@@ -690,6 +690,42 @@ mod tests {
     }
 
     #[test]
+    fn a_rewritten_file_through_pmxcfs_is_compared_by_content_only() {
+        const UPPER_PVE: &[Rewriter] = &[Rewriter {
+            name: "upper",
+            wants: |p| p == b"etc/pve/corosync.conf",
+            run: upper,
+        }];
+        let path = b"etc/pve/corosync.conf".to_vec();
+        let wanted = vec![Wanted {
+            path: path.clone(),
+            archive_path: path.clone(),
+            category: "pve-cluster".into(),
+            ..wanted(b"due\n").remove(0)
+        }];
+        // pmxcfs shows its own mode and owner (0640 root:www-data): never a reason to write.
+        let pmxcfs = |c: &[u8]| Observed::File {
+            mode: 0o640,
+            uid: 0,
+            gid: 33,
+            size: c.len() as u64,
+            sha256: None,
+            content: Some(c.to_vec()),
+        };
+        let replace = plan::Action::Replace(vec![plan::Change::Content]);
+        for (on_target, want) in [(&b"DUE\n"[..], plan::Action::Same), (b"due\n", replace)] {
+            let mut w = wanted.clone();
+            let mut observed = HashMap::from([(path.clone(), pmxcfs(on_target))]);
+            let mut captured = HashMap::from([(path.clone(), b"due\n".to_vec())]);
+            rewrites(UPPER_PVE, &req(), &mut w, &mut observed, &mut captured).unwrap();
+            let rules = Rules::new(Vec::new(), Vec::new(), true, false, PveWrite::ThroughMount);
+            let p = plan::plan(&w, &observed, &rules.unwrap(), &captured, &[]);
+            assert_eq!(p.steps[0].action, want);
+            assert!(p.steps[0].through_pmxcfs);
+        }
+    }
+
+    #[test]
     fn archive_bytes_that_differ_from_the_index_are_damage_not_input() {
         let mut w = wanted(b"due\n");
         let mut captured = HashMap::from([(b"etc/hostname".to_vec(), b"tre\n".to_vec())]);
