@@ -134,6 +134,7 @@ pub struct Prepared {
     pub rewritten: HashMap<Vec<u8>, Vec<u8>>,
     /// Per rewritten file (host path as shown, why), and the rewriters' notes and blockers.
     pub rewrites: Vec<(String, String)>,
+    /// A rewriter's file notes only when this run has a step for one of their files.
     pub notes: Vec<String>,
     /// Only those whose file this run would write.
     pub blockers: Vec<rewrite::Blocker>,
