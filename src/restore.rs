@@ -648,17 +648,22 @@ mod tests {
         vec![file(b"etc/hostname", content), file(b"etc/hosts", b"x")]
     }
 
-    #[test]
-    fn a_rewrite_makes_the_plan_see_the_new_content() {
-        let mut w = wanted(b"due\n");
-        let target_file = |c: &[u8]| Observed::File {
-            mode: 0o644,
+    /// A target file owned by root, group `gid`, its content read (not hashed: the size decides that).
+    fn on_target(c: &[u8], mode: u32, gid: u32) -> Observed {
+        Observed::File {
+            mode,
             uid: 0,
-            gid: 0,
+            gid,
             size: c.len() as u64,
             sha256: None,
             content: Some(c.to_vec()),
-        };
+        }
+    }
+
+    #[test]
+    fn a_rewrite_makes_the_plan_see_the_new_content() {
+        let mut w = wanted(b"due\n");
+        let target_file = |c: &[u8]| on_target(c, 0o644, 0);
         let mut observed = HashMap::from([(b"etc/hostname".to_vec(), target_file(b"DUE\n"))]);
         let mut captured = HashMap::from([(b"etc/hostname".to_vec(), b"due\n".to_vec())]);
         let done = rewrites(UPPER, &req(), &mut w, &mut observed, &mut captured).unwrap();
@@ -705,14 +710,7 @@ mod tests {
             ..wanted(b"due\n").remove(0)
         }];
         // pmxcfs shows its own mode and owner (0640 root:www-data): never a reason to write.
-        let pmxcfs = |c: &[u8]| Observed::File {
-            mode: 0o640,
-            uid: 0,
-            gid: 33,
-            size: c.len() as u64,
-            sha256: None,
-            content: Some(c.to_vec()),
-        };
+        let pmxcfs = |c: &[u8]| on_target(c, 0o640, 33);
         let replace = plan::Action::Replace(vec![plan::Change::Content]);
         for (on_target, want) in [(&b"DUE\n"[..], plan::Action::Same), (b"due\n", replace)] {
             let mut w = wanted.clone();
