@@ -136,6 +136,7 @@ pub struct Prepared {
     pub rewritten: HashMap<Vec<u8>, Vec<u8>>,
     /// Per rewritten file (host path as shown, why), and the rewriters' notes and blockers.
     pub rewrites: Vec<(String, String)>,
+    /// A rewriter's file notes only when this run has a step for one of their files.
     pub notes: Vec<String>,
     /// Only those whose file this run would write.
     pub blockers: Vec<rewrite::Blocker>,
@@ -299,6 +300,21 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     done.outcome
         .blockers
         .retain(|b| written.contains(b.archive_path.as_slice()));
+    // Notes about files this run has no step for (not selected) are left out.
+    let stepped: std::collections::HashSet<&[u8]> = plan
+        .steps
+        .iter()
+        .filter_map(|s| Some(wanted[s.wanted?].archive_path.as_slice()))
+        .collect();
+    for n in std::mem::take(&mut done.outcome.file_notes) {
+        let selected = n
+            .archive_paths
+            .iter()
+            .any(|p| stepped.contains(p.as_slice()));
+        if selected && !done.outcome.notes.contains(&n.text) {
+            done.outcome.notes.push(n.text);
+        }
+    }
     // Only the rewritten files this run selected are worth naming.
     let planned: std::collections::HashSet<String> = plan.steps.iter().map(|s| s.shown()).collect();
     done.shown.retain(|(shown, _)| planned.contains(shown));
@@ -648,17 +664,22 @@ mod tests {
         vec![file(b"etc/hostname", content), file(b"etc/hosts", b"x")]
     }
 
-    #[test]
-    fn a_rewrite_makes_the_plan_see_the_new_content() {
-        let mut w = wanted(b"due\n");
-        let target_file = |c: &[u8]| Observed::File {
-            mode: 0o644,
+    /// A target file owned by root, group `gid`, its content read (not hashed: the size decides that).
+    fn on_target(c: &[u8], mode: u32, gid: u32) -> Observed {
+        Observed::File {
+            mode,
             uid: 0,
-            gid: 0,
+            gid,
             size: c.len() as u64,
             sha256: None,
             content: Some(c.to_vec()),
-        };
+        }
+    }
+
+    #[test]
+    fn a_rewrite_makes_the_plan_see_the_new_content() {
+        let mut w = wanted(b"due\n");
+        let target_file = |c: &[u8]| on_target(c, 0o644, 0);
         let mut observed = HashMap::from([(b"etc/hostname".to_vec(), target_file(b"DUE\n"))]);
         let mut captured = HashMap::from([(b"etc/hostname".to_vec(), b"due\n".to_vec())]);
         let done = rewrites(UPPER, &req(), &mut w, &mut observed, &mut captured).unwrap();
@@ -688,6 +709,35 @@ mod tests {
         let rules = Rules::new(Vec::new(), Vec::new(), false, false, PveWrite::Plain).unwrap();
         let p = plan::plan(&w[..1], &observed, &rules, &captured, &[]);
         assert_eq!(p.steps[0].action, plan::Action::Same);
+    }
+
+    #[test]
+    fn a_rewritten_file_through_pmxcfs_is_compared_by_content_only() {
+        const UPPER_PVE: &[Rewriter] = &[Rewriter {
+            name: "upper",
+            wants: |p| p == b"etc/pve/corosync.conf",
+            run: upper,
+        }];
+        let path = b"etc/pve/corosync.conf".to_vec();
+        let wanted = vec![Wanted {
+            path: path.clone(),
+            archive_path: path.clone(),
+            category: "pve-cluster".into(),
+            ..wanted(b"due\n").remove(0)
+        }];
+        // pmxcfs shows its own mode and owner (0640 root:www-data): never a reason to write.
+        let pmxcfs = |c: &[u8]| on_target(c, 0o640, 33);
+        let replace = plan::Action::Replace(vec![plan::Change::Content]);
+        for (on_target, want) in [(&b"DUE\n"[..], plan::Action::Same), (b"due\n", replace)] {
+            let mut w = wanted.clone();
+            let mut observed = HashMap::from([(path.clone(), pmxcfs(on_target))]);
+            let mut captured = HashMap::from([(path.clone(), b"due\n".to_vec())]);
+            rewrites(UPPER_PVE, &req(), &mut w, &mut observed, &mut captured).unwrap();
+            let rules = Rules::new(Vec::new(), Vec::new(), true, false, PveWrite::ThroughMount);
+            let p = plan::plan(&w, &observed, &rules.unwrap(), &captured, &[]);
+            assert_eq!(p.steps[0].action, want);
+            assert!(p.steps[0].through_pmxcfs);
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Edits are line based and in place: comments, indentation, spacing and line endings stay byte for byte.
 
 use crate::restore::path::NodeMap;
-use crate::restore::rewrite::{Blocker, Context, Outcome, Rewriter, Rewritten};
+use crate::restore::rewrite::{Blocker, Context, FileNote, Outcome, Rewriter, Rewritten};
 use crate::restore::target::Target;
 use std::ops::Range;
 use std::path::Path;
@@ -342,9 +342,11 @@ pub fn collisions(archive: &[Vec<u8>], target: &[Vec<u8>], map: &NodeMap) -> Vec
         .iter()
         .filter_map(|p| guest(p).filter(|g| g.0 == old).map(|g| (g.1, p)));
     // The archive's other nodes are restored as they are; the target's node dirs other than the new one stay
-    // (those the archive has too are the archive's once restored).
+    // (those the archive has too are the archive's once restored, but for the old node's: the archive's go
+    // to the new node, so what the target has under the old one stays there).
+    let replaced = |p: &Vec<u8>| archive.contains(p) && guest(p).is_some_and(|g| g.0 != old);
     let others: Vec<_> = staying("in the archive", archive, old)
-        .chain(staying("on the target", target, new).filter(|o| !archive.contains(o.1)))
+        .chain(staying("on the target", target, new).filter(|o| !replaced(o.1)))
         .collect();
     let show = crate::restore::path::show;
     let mut out: Vec<Blocker> = moved
@@ -434,10 +436,10 @@ fn run(ctx: &Context) -> Result<Outcome, String> {
                     (c.content, why)
                 }
                 Err(e) => {
-                    out.notes.push(format!(
+                    out.file_notes.push(FileNote::new(&[path], format!(
                         "/{shown} is restored as it is: {e}; node {old} is not renamed {new} there: edit it by \
                          hand (the node's name:, its ringN_addr host names, and config_version + 1)"
-                    ));
+                    )));
                     continue;
                 }
             },
@@ -456,6 +458,19 @@ fn run(ctx: &Context) -> Result<Outcome, String> {
             why,
         });
     }
+    // Not read (over the size limit, or not a regular file): restored as they are, never silently.
+    let unread = ctx
+        .paths
+        .iter()
+        .filter(|p| (REWRITER.wants)(p) && !ctx.archive.contains_key(*p));
+    out.file_notes.extend(unread.map(|p| {
+        let text = format!(
+            "/{} is restored as it is: it is over 256 KiB (or not a regular file), so it was not read and node \
+             {old} is not renamed {new} there: edit it by hand",
+            crate::restore::path::show(p)
+        );
+        FileNote::new(&[p], text)
+    }));
     out.notes.extend(certificate_note(ctx.paths, map));
     let (target, unread) = target_guests(ctx.root);
     out.notes.extend(

@@ -47,11 +47,32 @@ pub struct Blocker {
     pub why: String,
 }
 
+/// A note about some archive files (e.g. why a mount of the archive's fstab is left out): shown with the plan
+/// only when the run selects one of them (written, held or already the same), so a run that does not restore
+/// them says nothing about them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileNote {
+    pub archive_paths: Vec<Vec<u8>>,
+    pub text: String,
+}
+
+impl FileNote {
+    pub fn new(archive_paths: &[&[u8]], text: String) -> FileNote {
+        let archive_paths = archive_paths.iter().map(|p| p.to_vec()).collect();
+        FileNote {
+            archive_paths,
+            text,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub files: Vec<Rewritten>,
     /// Shown with the plan (text and `--json`), e.g. the command that regenerates a node certificate.
     pub notes: Vec<String>,
+    /// Notes shown only when the run selects their files.
+    pub file_notes: Vec<FileNote>,
     pub blockers: Vec<Blocker>,
 }
 
@@ -95,6 +116,7 @@ pub fn run_all(rewriters: &[Rewriter], ctx: &Context) -> Result<Outcome, String>
         }
         out.files.extend(o.files);
         out.notes.extend(o.notes);
+        out.file_notes.extend(o.file_notes);
         out.blockers.extend(o.blockers);
     }
     Ok(out)

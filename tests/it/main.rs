@@ -21,6 +21,7 @@ mod package;
 mod perf;
 mod rename;
 mod restore;
+mod rewrites_review;
 mod safety;
 mod tiers;
 mod util;

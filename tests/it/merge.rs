@@ -8,13 +8,13 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-fn fixture(rel: &str) -> PathBuf {
+pub fn fixture(rel: &str) -> PathBuf {
     repo().join("tests/fixtures/merge").join(rel)
 }
 
 /// Modes and owners as on a Debian host (git keeps only 644/755): shadow files 0640 root:shadow (GID 42,
 /// fixed by base-passwd), sudoers 0440.
-fn host_modes(root: &Path) {
+pub fn host_modes(root: &Path) {
     for (rel, mode, gid) in [
         ("etc/shadow", 0o640, 42),
         ("etc/gshadow", 0o640, 42),

@@ -184,7 +184,8 @@ fn done(want: &Wanted, action: &'static str) -> Done {
     }
 }
 
-/// Write the plan's creates and replaces from `archive` into `target`, then its removals.
+/// Write the plan's creates and replaces from `archive` into `target` (a file in `rewritten`, by archive path,
+/// with those bytes instead of the archive's), then its removals.
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
     archive: &Path,

@@ -241,10 +241,16 @@ fn carry<'a>(
     m: &mut Merged,
 ) -> Carried<'a> {
     let mut c = Carried::default();
-    for line in archive.lines().filter(|l| !l.trim().is_empty()) {
+    let file = if what == "user" { "passwd" } else { "group" };
+    for (i, line) in archive.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
         let Some((name, id, _)) = entry(line, fields) else {
+            // The line itself is not quoted: a passwd line may hold a password hash.
             m.notes.push(format!(
-                "accounts: a {what} line of the archive is not understood and left out"
+                "accounts: /etc/{file} of the archive, line {}: not understood, left out",
+                i + 1
             ));
             continue;
         };
@@ -458,12 +464,18 @@ mod tests {
             m.passwd,
             "root:x:0:0::/root:/bin/sh\ndave:x:2000:2000::/home/dave:/bin/sh\n"
         );
+        // Named by file and line (never quoted: a passwd line may hold a hash).
+        let odd: Vec<&String> = m
+            .notes
+            .iter()
+            .filter(|n| n.contains("not understood"))
+            .collect();
         assert_eq!(
-            m.notes
-                .iter()
-                .filter(|n| n.contains("not understood"))
-                .count(),
-            2
+            odd,
+            [
+                "accounts: /etc/passwd of the archive, line 1: not understood, left out",
+                "accounts: /etc/passwd of the archive, line 2: not understood, left out"
+            ]
         );
     }
 

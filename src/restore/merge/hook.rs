@@ -2,7 +2,7 @@
 
 use super::{accounts, fstab, sudoers};
 use crate::restore::path::show;
-use crate::restore::rewrite::{Blocker, Context, Outcome, Rewriter, Rewritten};
+use crate::restore::rewrite::{Blocker, Context, FileNote, Outcome, Rewriter, Rewritten};
 use crate::runner::{self, CommandSpec, RunOptions, Status};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -38,10 +38,11 @@ pub const SUDOERS_CHECK: Rewriter = Rewriter {
 };
 
 /// Both sides' text of `p`: `Ok(None)` when the archive or the target has no such file (nothing to merge),
-/// `Err` when a side has it but it cannot be merged (over the size limit, not UTF-8).
+/// `Err` when a side has it but it cannot be merged (over the size limit, unreadable, not a regular file, not UTF-8).
 fn pair<'a>(cx: &'a Context, p: &[u8]) -> Result<Option<(&'a str, &'a str)>, String> {
     let shown = format!("/{}", show(p));
-    let too_large = || format!("{shown} cannot be merged (over 256 KiB, or not a regular file)");
+    let too_large =
+        || format!("{shown} cannot be merged (over 256 KiB, unreadable, or not a regular file)");
     let on_target = crate::host::Root::new(cx.root).path(&shown).is_file();
     let (archive, target) = match (cx.archive.get(p), cx.target.get(p)) {
         (Some(a), Some(t)) => (a, t),
@@ -117,8 +118,9 @@ fn run_fstab(cx: &Context) -> Result<Outcome, String> {
         .map(|b| fstab::parse_blkid(&String::from_utf8_lossy(b)));
     let (new, why) = target_devices()?;
     let m = fstab::merge(archive, target, &old.unwrap_or_default(), new.as_deref());
-    out.notes.extend(why);
-    out.notes.extend(m.notes);
+    let fstab = |text| FileNote::new(&[FSTAB], text);
+    out.file_notes
+        .extend(why.into_iter().chain(m.notes).map(fstab));
     out.files.push(Rewritten {
         archive_path: FSTAB.to_vec(),
         content: m.content.into_bytes(),
@@ -203,7 +205,8 @@ fn run_accounts(cx: &Context) -> Result<Outcome, String> {
             });
         }
     }
-    out.notes.extend(m.notes);
+    let note = |text| FileNote::new(&files, text);
+    out.file_notes.extend(m.notes.into_iter().map(note));
     Ok(out)
 }
 
@@ -231,8 +234,8 @@ fn run_sudoers(cx: &Context) -> Result<Outcome, String> {
                 "written disabled (every line commented out) for you to fix with visudo",
             ),
         };
-        out.notes
-            .push(format!("sudoers: {shown} left out: {why}; {what}"));
+        let note = format!("sudoers: {shown} left out: {why}; {what}");
+        out.file_notes.push(FileNote::new(&[p], note));
         out.files.push(Rewritten {
             archive_path: p.clone(),
             content,

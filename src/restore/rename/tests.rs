@@ -308,12 +308,15 @@ fn the_rewriter_entry() {
         (&out.files[0].archive_path[..], &out.files[0].content[..]),
         (&b"etc/hostname"[..], &b"nuovo\n"[..])
     );
+    // About corosync.conf: shown only when the run selects it.
+    let note = &out.file_notes[0];
+    assert_eq!(note.archive_paths, [b"etc/pve/corosync.conf"]);
     assert!(
-        out.notes[0].starts_with("/etc/pve/corosync.conf is restored as it is: it has no nodelist"),
-        "{:?}",
-        out.notes
+        note.text
+            .starts_with("/etc/pve/corosync.conf is restored as it is: it has no nodelist"),
+        "{note:?}"
     );
-    assert!(out.notes[1].contains("pvecm updatecerts --force"));
+    assert!(out.notes[0].contains("pvecm updatecerts --force"));
     let bad = map("uno=no_de");
     assert!(
         (REWRITER.run)(&ctx(Some(&bad)))
