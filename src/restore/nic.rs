@@ -14,7 +14,7 @@ mod tests;
 mod text;
 
 use crate::host::Nic;
-use crate::restore::rewrite::{Blocker, Context, Outcome, Rewriter, Rewritten};
+use crate::restore::rewrite::{Blocker, Context, FileNote, Outcome, Rewriter, Rewritten};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -306,23 +306,32 @@ pub fn remap(input: &Input) -> Result<Outcome, String> {
         // Only the admin's word: applied as given.
         _ if !input.given.is_empty() => match_cards(&[], &[], input.given)?,
         (Ok(_), None) => {
-            out.notes.push(
-                "NIC names not checked: the target has no /sys/class/net (not a running host); \
-                 the network files are written with the archive's names"
-                    .into(),
-            );
+            let why = "NIC names not checked: the target has no /sys/class/net (not a running host); \
+                       the network files are written with the archive's names";
+            note(input, &mut out, why.into());
             return Ok(out);
         }
         // A host: say why its NICs were not compared. A directory without /sys: nothing to say.
         (Err(why), target) => {
             if target.is_some() {
-                out.notes.push(format!("NIC names not checked: {why}"));
+                note(input, &mut out, format!("NIC names not checked: {why}"));
             }
             return Ok(out);
         }
     };
     rewrite(&m, &[], &[], input, &mut out);
     Ok(out)
+}
+
+/// A note about the NIC names: shown only when the run selects a network file.
+fn note(input: &Input, out: &mut Outcome, text: String) {
+    let files: Vec<&[u8]> = input
+        .interfaces
+        .iter()
+        .chain(&input.links)
+        .map(|(p, _)| *p)
+        .collect();
+    out.file_notes.push(FileNote::new(&files, text));
 }
 
 fn host_path(archive_path: &[u8]) -> String {
@@ -365,7 +374,7 @@ fn rewrite(m: &Matching, old: &[Card], new: &[Card], input: &Input, out: &mut Ou
                 host_path(&pin.file)
             ));
         }
-        out.notes.push(note);
+        self::note(input, out, note);
     }
     let renamed: HashMap<&str, &str> = names.iter().map(|(o, n)| (*o, *n)).collect();
     for (path, bytes) in &input.interfaces {
@@ -374,11 +383,15 @@ fn rewrite(m: &Matching, old: &[Card], new: &[Card], input: &Input, out: &mut Ou
             let list: Vec<String> = used.iter().map(|(o, n)| format!("{o} → {n}")).collect();
             let new_names: Vec<&str> = used.iter().map(|(_, n)| **n).collect();
             for long in too_long(&content, &new_names) {
-                out.notes.push(format!(
-                    "{} names {long} after the remap: longer than the 15 characters Linux allows for an \
+                note(
+                    input,
+                    out,
+                    format!(
+                        "{} names {long} after the remap: longer than the 15 characters Linux allows for an \
                      interface name; use a `vlanN` interface with `vlan-raw-device` instead",
-                    host_path(path)
-                ));
+                        host_path(path)
+                    ),
+                );
             }
             out.files.push(Rewritten {
                 archive_path: path.to_vec(),
@@ -448,7 +461,7 @@ fn unmatched(
         users.dedup();
         let what = format!("NIC {name} ({}) has no match on this host", c.described());
         if users.is_empty() {
-            out.notes.push(format!("{what}; no network file uses it"));
+            note(input, out, format!("{what}; no network file uses it"));
         }
         for path in users {
             out.blockers.push(Blocker {

@@ -76,6 +76,14 @@ pub struct Outcome {
     pub blockers: Vec<Blocker>,
 }
 
+impl Outcome {
+    /// Every note's text, the file notes' included (as a run that selects every file shows them).
+    pub fn note_texts(&self) -> Vec<String> {
+        let files = self.file_notes.iter().map(|n| n.text.clone());
+        self.notes.iter().cloned().chain(files).collect()
+    }
+}
+
 pub struct Rewriter {
     pub name: &'static str,
     /// Which archive files it needs the bytes of (normalized archive path).

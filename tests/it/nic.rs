@@ -258,3 +258,32 @@ fn identical_hardware_changes_nothing_and_a_plain_directory_is_not_checked() {
     );
     assert_eq!(read(&t, PIN), PIN_TEXT);
 }
+
+#[test]
+fn nic_notes_are_shown_only_when_the_run_restores_a_network_file() {
+    let (env, archive) = old_host();
+    let t = target(&env, Some("same-renamed"));
+    let (a, target) = (archive.to_str().unwrap(), t.to_str().unwrap());
+    let r = env.run(&[
+        "restore",
+        a,
+        "--target",
+        target,
+        "--path",
+        "/etc/hostname",
+        "--dry-run",
+    ]);
+    let out = r.expect(0).stdout();
+    assert!(!out.contains("NIC eno1"), "{out}");
+    let r = env.run(&[
+        "restore",
+        a,
+        "--target",
+        target,
+        "--only",
+        "network",
+        "--dry-run",
+    ]);
+    let out = r.expect(0).stdout();
+    assert!(out.contains("NIC eno1 → enp2s0f0"), "{out}");
+}

@@ -271,7 +271,10 @@ fn remap_outcomes() {
     // Renamed: a note and the rewritten file.
     let new = vec![card("enp2s0", "3c:ec:ef:00:00:01", "02:00.0", "igb")];
     let r = remap(&input(old.clone(), Some(new), IFACES)).unwrap();
-    assert_eq!(r.notes, ["NIC eno1 → enp2s0 (matched by permanent MAC)"]);
+    assert_eq!(
+        r.note_texts(),
+        ["NIC eno1 → enp2s0 (matched by permanent MAC)"]
+    );
     assert!(r.blockers.is_empty());
     assert_eq!(r.files[0].why, "NICs renamed for this host: eno1 → enp2s0");
     let text = String::from_utf8(r.files[0].content.clone()).unwrap();
@@ -288,7 +291,7 @@ fn remap_outcomes() {
     ))
     .unwrap();
     assert!(
-        r.notes[1]
+        r.note_texts()[1]
             .starts_with("/etc/network/interfaces names enx0011223344.100 after the remap: longer"),
         "{r:?}"
     );
@@ -306,15 +309,15 @@ fn remap_outcomes() {
     // Unmatched, not used: a note only.
     let r = remap(&input(old.clone(), Some(vec![]), b"auto lo\n")).unwrap();
     assert!(
-        r.blockers.is_empty() && r.notes[0].contains("no network file uses it"),
+        r.blockers.is_empty() && r.note_texts()[0].contains("no network file uses it"),
         "{r:?}"
     );
     // No /sys on the target: one note, nothing rewritten.
     let r = remap(&input(old.clone(), None, IFACES)).unwrap();
     assert!(r.files.is_empty() && r.blockers.is_empty());
-    assert_eq!(r.notes.len(), 1);
+    assert_eq!(r.note_texts().len(), 1);
     assert!(
-        r.notes[0].starts_with("NIC names not checked: the target has no /sys/class/net"),
+        r.note_texts()[0].starts_with("NIC names not checked: the target has no /sys/class/net"),
         "{r:?}"
     );
     // Neither inventory: silent (a copy of a host without /sys restored into a directory); onto a host: why.
@@ -324,7 +327,7 @@ fn remap_outcomes() {
     i.target = Some(old.clone());
     let r = remap(&i).unwrap();
     assert_eq!(
-        r.notes,
+        r.note_texts(),
         ["NIC names not checked: the archive has no NIC inventory"]
     );
     // No network file at all: nothing, and --nic has nothing to act on.
@@ -353,7 +356,7 @@ fn a_pinned_nic_keeps_its_name_and_the_pin_moves() {
     let link = String::from_utf8(r.files[0].content.clone()).unwrap();
     assert!(link.contains("[Match]\nMACAddress=52:54:00:00:00:01 ") && link.contains("Name=nic0"));
     assert!(
-        r.notes[0].starts_with("NIC nic0 → enp2s0 (matched by PCI path); pinned as nic0"),
+        r.note_texts()[0].starts_with("NIC nic0 → enp2s0 (matched by PCI path); pinned as nic0"),
         "{r:?}"
     );
     // Unmatched: the .link and the interfaces file are each blocked.
@@ -495,7 +498,7 @@ fn the_hook_says_why_an_inventory_was_not_used() {
             map_node: None,
             nic: &[],
         };
-        (REWRITER.run)(&ctx).unwrap().notes
+        (REWRITER.run)(&ctx).unwrap().note_texts()
     };
     let broken = HashMap::from([ifaces.clone(), (INVENTORY.to_vec(), b"{".to_vec())]);
     let notes = run(&broken, &[]);
