@@ -18,6 +18,7 @@ pub mod output;
 pub mod pmxcfs;
 pub mod preflight;
 pub mod restore;
+pub mod runbook;
 pub mod runner;
 pub mod secrets;
 pub mod store;
