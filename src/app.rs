@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod check;
 pub mod prune;
 pub mod restore;
+pub mod runbook;
 
 pub fn exit_if(bad: bool, code: i32) -> i32 {
     if bad { code } else { crate::exit::OK }

@@ -9,6 +9,7 @@ mod inspect;
 mod keys;
 mod package;
 mod restore;
+mod runbook;
 
 use args::{Cli, Command};
 use ctx::Ctx;
@@ -35,7 +36,7 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
     let mut ctx = Ctx::new(cli, cancel)?;
     if matches!(
         cli.command,
-        Command::Inspect(_) | Command::Restore(_) | Command::Keys(_)
+        Command::Inspect(_) | Command::Restore(_) | Command::Keys(_) | Command::Runbook(_)
     ) {
         keys::install(cli, &ctx)?;
     }
@@ -58,6 +59,7 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
         Command::Inspect(c) => inspect::run(&ctx, c),
         Command::Restore(c) => restore::run(&ctx, c),
         Command::Keys(c) => keys::run(&ctx, c),
+        Command::Runbook(a) => runbook::run(&ctx, a),
         Command::Completions { shell } => package::completions(&ctx, *shell),
         Command::Manpages { dir } => package::manpages(&ctx, dir),
     }

@@ -15,6 +15,7 @@ mod notify;
 mod package;
 mod perf;
 mod restore;
+mod runbook;
 mod safety;
 mod tiers;
 mod util;
