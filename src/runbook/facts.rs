@@ -99,8 +99,20 @@ impl Ctx<'_> {
     }
 }
 
+/// `s` as one shell word: as it is when it is made of safe characters (proxkeep's own archive names), else
+/// in single quotes.
+fn shell_word(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "._-+:@%/=,~".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// The guide for `c` (read from the archive file named `archive`).
 pub fn build(c: &Contents, archive: &str) -> Runbook {
+    let word = shell_word(archive);
+    let archive = word.as_str();
     let meta = c.meta.as_ref();
     let host = meta.map_or_else(|| "unknown".into(), |m| m.host.clone());
     let cluster = [("etc/pve/corosync.conf"), ("etc/corosync/corosync.conf")]
@@ -667,6 +679,28 @@ mod tests {
 
     fn texts(r: &Runbook) -> String {
         serde_json::to_string(r).unwrap()
+    }
+
+    #[test]
+    fn archive_names_are_one_shell_word_and_names_cannot_drive_a_terminal() {
+        assert_eq!(
+            shell_word("due-pve-20261130T070425Z.tar.zst"),
+            "due-pve-20261130T070425Z.tar.zst"
+        );
+        assert_eq!(shell_word("my backup's.tar"), "'my backup'\\''s.tar'");
+        let c = contents(
+            "pbs",
+            &[("etc/network/interfaces", "iface eno1\x1b[31m inet manual\n")],
+        );
+        let md = super::super::md::render(&build(&c, "a b.tar.zst"));
+        assert!(
+            md.contains("proxkeep restore 'a b.tar.zst' --only network"),
+            "{md}"
+        );
+        assert!(
+            md.contains("eno1\\\\033[31m") && !md.contains('\x1b'),
+            "{md}"
+        );
     }
 
     #[test]

@@ -223,9 +223,10 @@ pub fn read(archive: &Path) -> Result<Contents, InspectError> {
 }
 
 impl Runbook {
-    /// Every text through `r` (values of the archive's secret files become `<redacted>`).
+    /// Every text through `r` (values of the archive's secret files become `<redacted>`), and control
+    /// characters escaped as in all text output (a name from the archive cannot drive a terminal).
     pub fn redact(&mut self, r: &Redactor) {
-        let fix = |s: &mut String| *s = r.apply(s);
+        let fix = |s: &mut String| *s = crate::output::esc_line(&r.apply(s)).into_owned();
         let all = |v: &mut Vec<String>| v.iter_mut().for_each(fix);
         fix(&mut self.title);
         for s in &mut self.sections {

@@ -47,6 +47,8 @@ fn archive_of(fixture: &str) -> (Env, std::path::PathBuf) {
         "echo 'Linux standin 6.14.8-2-pve #1 SMP x86_64 GNU/Linux'",
     );
     env.stub("hostname", "echo standin.example.com");
+    // The NIC inventory comes from /sys/class/net under the root: the collection test's fake one.
+    crate::collection::fake_sys(&env.root);
     fs::write(env.root.join("etc/fstab"), FSTAB).unwrap();
     let sources = env.root.join("etc/apt/sources.list.d/standin-private.list");
     fs::write(sources, SECRET_SOURCE).unwrap();
@@ -133,6 +135,10 @@ fn expected(fixture: &str) -> Vec<&'static str> {
         "deb https://repo.example.net/debian trixie main",
         "no Ceph configuration in this archive",
         "--only network --apply-network --dry-run",
+        // the NIC inventory: eno2's permanent MAC (it is a bond member), PCI path and driver
+        "3c:ec:ef:00:00:02",
+        "igb",
+        "0000:02:00.1",
     ];
     match fixture {
         "pbs-node" => want.extend([
@@ -270,6 +276,30 @@ fn screenshot(html: &Path, env: &Env) -> Vec<u8> {
     fs::read(&png).unwrap()
 }
 
+/// Pages of the HTML printed to PDF by Chromium (the `/Count` of the page tree).
+fn printed_pages(html: &Path, env: &Env) -> u32 {
+    let pdf = env.path("runbook.pdf");
+    sh_ok(&format!(
+        "HOME='{}' {} --headless --no-sandbox --disable-gpu --user-data-dir='{}' --no-pdf-header-footer --print-to-pdf='{}' 'file://{}' 2>/dev/null",
+        env.path("").display(),
+        tool("chromium"),
+        env.path("chromium-profile").display(),
+        pdf.display(),
+        html.display()
+    ));
+    let data = fs::read(&pdf).unwrap();
+    assert!(data.starts_with(b"%PDF-"), "not a PDF");
+    let text = String::from_utf8_lossy(&data);
+    let tree = text.find("/Type /Pages").expect("no page tree in the PDF");
+    let count = &text[tree..][text[tree..].find("/Count").expect("no /Count") + 6..];
+    let digits: String = count
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
 fn runbook_of(fixture: &str) {
     let (env, archive) = archive_of(fixture);
     let secrets = secrets(&env.root);
@@ -324,6 +354,10 @@ fn runbook_of(fixture: &str) {
         ink > 0.01,
         "the page looks blank: {ink:.4} of the pixels are not white"
     );
+
+    // Printed: a page break before each section (without them the PBS guide fits on four pages).
+    let pages = printed_pages(&out, &env);
+    assert!(pages >= 6, "{pages} printed pages for six sections");
 
     // Regenerated over the existing file: replaced atomically, still 0600.
     fs::write(&out, "old").unwrap();
