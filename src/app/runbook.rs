@@ -42,10 +42,20 @@ pub struct Report {
 }
 
 /// Read `archive`, build its guide and render it as `format`; with `out`, write it there (0600, atomically:
-/// a runbook is regenerated, so an existing file is replaced, never left half-written).
-pub fn run(archive: &Path, format: Format, out: Option<&Path>) -> Result<Report, RunbookError> {
+/// a runbook is regenerated, so an existing file is replaced, never left half-written). The guide's commands
+/// name the archive by its file name, as `TIER:FILE` when it was fetched from tier `tier` (`remote:b2`).
+pub fn run(
+    archive: &Path,
+    tier: Option<&str>,
+    format: Format,
+    out: Option<&Path>,
+) -> Result<Report, RunbookError> {
     let contents = runbook::read(archive)?;
-    let name = archive.file_name().unwrap_or_default().to_string_lossy();
+    let file = archive.file_name().unwrap_or_default().to_string_lossy();
+    let name = match tier.map(|t| t.split_once(':').map_or(t, |(_, n)| n)) {
+        Some(t) => format!("{t}:{file}"),
+        None => file.into_owned(),
+    };
     let rb = runbook::build(&contents, &name);
     let text = format.render(&rb);
     if let Some(path) = out {

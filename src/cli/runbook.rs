@@ -7,7 +7,8 @@ use proxkeep::output::esc;
 
 pub fn run(ctx: &Ctx, a: &RunbookArgs) -> Result<i32, Exit> {
     let resolved = ctx.resolve(a.archive.as_deref().unwrap_or("latest"), &a.dir)?;
-    let report = runbook::run(&resolved.path, a.format, a.out.as_deref())
+    let tier = resolved.tier.as_deref();
+    let report = runbook::run(&resolved.path, tier, a.format, a.out.as_deref())
         .map_err(|e| Exit::new(e.exit_code(), e))?;
     match &report.out {
         Some(path) => ctx.out.result(&report, |o| {

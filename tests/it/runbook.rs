@@ -428,3 +428,35 @@ fn a_section_without_facts_says_so_and_a_damaged_archive_is_exit_6() {
     r.expect(6);
     assert!(r.stderr().contains("damaged"), "{}", r.stderr());
 }
+
+#[test]
+fn a_runbook_of_a_remote_archive_names_it_on_that_remote() {
+    tool("rclone");
+    let mut env = Env::new("pbs-node");
+    let loc = env.path("remote");
+    fs::create_dir_all(&loc).unwrap();
+    env.write_config(&format!(
+        "[[remote]]\nname = \"loc\"\ntarget = \"loc:{}/archives\"\ntimeout = \"20s\"\n",
+        loc.display()
+    ));
+    let with_remote = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.env("RCLONE_CONFIG", "/dev/null")
+            .env("RCLONE_CONFIG_LOC_TYPE", "local");
+        Run(c.args(args).output().unwrap())
+    };
+    with_remote(&["backup"]).expect(0);
+    let file = env.only_archive();
+    let file = file.file_name().unwrap().to_str().unwrap();
+    // Only the remote copy is left: the guide is made from the fetched one.
+    fs::remove_file(env.only_archive()).unwrap();
+    let r = with_remote(&["runbook", "loc:latest"]);
+    r.expect(0);
+    let md = r.stdout();
+    assert!(
+        md.contains(&format!(
+            "proxkeep restore loc:{file} --only pbs-config --dry-run"
+        )),
+        "{md}"
+    );
+}
