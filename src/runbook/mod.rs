@@ -11,6 +11,7 @@ pub mod facts;
 pub mod html;
 pub mod md;
 pub mod parse;
+mod steps;
 mod storage;
 
 use crate::archive::format::{INDEX_PATH, Index, META_PATH, Meta, read_capped, self_cap};
