@@ -295,7 +295,14 @@ fn iso(cx: &Ctx) -> String {
 }
 
 fn install(cx: &Ctx) -> Section {
-    let mut blocks = vec![text(format!("Install {}.", iso(cx)))];
+    let mut cited = vec!["proxkeep/meta.json".to_string()];
+    cited.extend(versions(cx).into_iter().map(|(.., src)| src));
+    cited.sort();
+    cited.dedup();
+    let mut blocks = vec![
+        text(format!("Install {}.", iso(cx))),
+        Block::From { paths: cited },
+    ];
     let mgmt = cx.ifaces.iter().find(|(i, _)| !i.gateway.is_empty());
     if let Some((i, p)) = mgmt {
         blocks.push(text(format!(

@@ -149,7 +149,8 @@ pub(super) fn restores(cx: &Ctx) -> Section {
         let n = cx.count(c);
         blocks.push(heading(c));
         let what = crate::catalog::find(c).map_or("configured extra paths", |k| k.description);
-        blocks.push(text(format!("{what} ({n} entries)")));
+        let entries = if n == 1 { "entry" } else { "entries" };
+        blocks.push(text(format!("{what} ({n} {entries})")));
         blocks.push(commands(&cx.restore(&format!("--only {c}"))));
     }
     blocks.push(from(&[
