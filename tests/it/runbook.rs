@@ -460,3 +460,27 @@ fn a_runbook_of_a_remote_archive_names_it_on_that_remote() {
         "{md}"
     );
 }
+
+#[test]
+fn a_runbook_of_an_encrypted_archive_needs_and_uses_the_identity() {
+    let mut env = Env::new("pbs-node");
+    let key = env.path("id.age");
+    let r = env.run(&["key", "generate", "--out", key.to_str().unwrap()]);
+    r.expect(0);
+    let public = r.stdout().trim().to_string();
+    env.write_config(&format!("[encryption]\nrecipients = [\"{public}\"]\n"));
+    env.run(&["backup"]).expect(0);
+    assert!(env.only_archive().to_string_lossy().ends_with(".age"));
+    let without = env.run(&["runbook"]);
+    assert_ne!(without.code(), 0, "{}", without.stdout());
+    assert!(
+        without.stderr().contains("encrypted: give --identity"),
+        "{}",
+        without.stderr()
+    );
+    let with = env.run(&["runbook", "-i", key.to_str().unwrap()]);
+    with.expect(0);
+    let md = with.stdout();
+    assert!(md.contains("# Rebuild runbook for pbs1"), "{md}");
+    assert!(md.contains("path /mnt/datastore/store1"), "{md}");
+}
