@@ -9,6 +9,7 @@ pub mod drill;
 pub mod network;
 pub mod prune;
 pub mod restore;
+pub mod runbook;
 
 pub fn exit_if(bad: bool, code: i32) -> i32 {
     if bad { code } else { crate::exit::OK }

@@ -20,6 +20,7 @@ pub mod pmxcfs;
 pub mod preflight;
 pub mod pveconf;
 pub mod restore;
+pub mod runbook;
 pub mod runner;
 pub mod secrets;
 pub mod store;

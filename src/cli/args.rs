@@ -69,6 +69,9 @@ pub enum Command {
         #[command(subcommand)]
         action: NetworkAction,
     },
+    /// A rebuild guide from one archive, in the order the work must happen: install, storage, network,
+    /// cluster, the remaining restores, the checks
+    Runbook(RunbookArgs),
     /// Shell completion script on stdout: `proxkeep completions bash > /etc/bash_completion.d/proxkeep`
     Completions {
         #[arg(value_enum)]
@@ -102,6 +105,21 @@ pub struct BackupArgs {
     /// Compression level (zstd 1-19, xz 0-9, gzip 1-9)
     #[arg(long)]
     pub level: Option<i32>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunbookArgs {
+    /// A path, a file name in the backup dir, `latest` (the default) or `latest~N`
+    pub archive: Option<String>,
+    /// md (Markdown) or html (one self-contained file that prints cleanly)
+    #[arg(long, default_value = "md", value_name = "md|html")]
+    pub format: proxkeep::runbook::Format,
+    /// Write the runbook to FILE (0600; an existing file is replaced atomically) instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+    /// Backup directory (overrides the config)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

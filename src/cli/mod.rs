@@ -11,6 +11,7 @@ mod keys;
 mod network;
 mod package;
 mod restore;
+mod runbook;
 
 use args::{Cli, Command};
 use ctx::Ctx;
@@ -37,7 +38,11 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
     let mut ctx = Ctx::new(cli, cancel)?;
     if matches!(
         cli.command,
-        Command::Inspect(_) | Command::Restore(_) | Command::Keys(_) | Command::Drill(_)
+        Command::Inspect(_)
+            | Command::Restore(_)
+            | Command::Keys(_)
+            | Command::Drill(_)
+            | Command::Runbook(_)
     ) {
         keys::install(cli, &ctx)?;
     }
@@ -74,6 +79,7 @@ pub fn run(cli: &Cli, cancel: &'static AtomicBool) -> Result<i32, Exit> {
         Command::Restore(c) => restore::run(&ctx, c),
         Command::Keys(c) => keys::run(&ctx, c),
         Command::Network { action } => network::run(&ctx, action),
+        Command::Runbook(a) => runbook::run(&ctx, a),
         Command::Completions { shell } => package::completions(&ctx, *shell),
         Command::Manpages { dir } => package::manpages(&ctx, dir),
     }

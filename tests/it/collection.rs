@@ -383,7 +383,7 @@ fn catalog_gaps_are_collected() {
 }
 
 /// A /sys-like tree: a PCI NIC and a second one in a bond, the bond in a bridge, loopback.
-fn fake_sys(root: &Path) {
+pub(crate) fn fake_sys(root: &Path) {
     use std::os::unix::fs::symlink;
     let dev = root.join("sys/devices");
     let nic = |pci: &str, name: &str, mac: &str, driver: &str| {

@@ -22,6 +22,7 @@ mod perf;
 mod rename;
 mod restore;
 mod rewrites_review;
+mod runbook;
 mod safety;
 mod tiers;
 mod util;
