@@ -203,8 +203,7 @@ impl Http {
             .configure_request(request)
             .timeout_global(Some(timeout))
             .build();
-        let started = Instant::now();
-        let mut resp = self.agent.run(request).map_err(|e| map_error(e, started))?;
+        let mut resp = self.agent.run(request).map_err(|e| map_error(e, timeout))?;
         let status = resp.status().as_u16();
         let body = resp
             .body_mut()
@@ -220,7 +219,8 @@ impl Http {
     }
 }
 
-fn map_error(e: ureq::Error, started: Instant) -> NotifyError {
+/// A timeout names the channel's `timeout` (the attempt's own duration is logged beside it).
+fn map_error(e: ureq::Error, timeout: Duration) -> NotifyError {
     // ureq's error has no source chain: look into the two variants that can carry rustls' verdict.
     let tls = match &e {
         ureq::Error::Rustls(r) => tls_rejection(r),
@@ -231,7 +231,7 @@ fn map_error(e: ureq::Error, started: Instant) -> NotifyError {
         return NotifyError::Tls(t);
     }
     use std::io::ErrorKind::{TimedOut, WouldBlock};
-    let timeout = || NotifyError::Timeout(started.elapsed().as_secs_f64());
+    let timeout = || NotifyError::Timeout(timeout.as_secs_f64());
     match e {
         ureq::Error::Timeout(_) => timeout(),
         ureq::Error::Io(io) if matches!(io.kind(), TimedOut | WouldBlock) => timeout(),
