@@ -4,6 +4,7 @@
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
+use std::ffi::CStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -242,6 +243,32 @@ pub fn dir_is_empty(dir: impl AsFd) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Remove the directory `name` in `dir` and everything below it, through directory descriptors: a symlink is
+/// removed as an entry and never followed, and a directory on another file system (a mount) stops the removal
+/// with `EXDEV` instead of being emptied.
+pub fn remove_tree_at(dir: impl AsFd, name: &CStr) -> io::Result<()> {
+    let dev = rustix::fs::fstat(&dir)?.st_dev;
+    let fd = open_dir_at(&dir, name)?;
+    if rustix::fs::fstat(&fd)?.st_dev != dev {
+        return Err(Errno::XDEV.into());
+    }
+    let mut names = Vec::new();
+    for item in rustix::fs::Dir::read_from(&fd)? {
+        let item = item?;
+        if ![&b"."[..], b".."].contains(&item.file_name().to_bytes()) {
+            names.push(item.file_name().to_owned());
+        }
+    }
+    for n in names {
+        let st = rustix::fs::statat(&fd, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => remove_tree_at(&fd, &n)?,
+            _ => rustix::fs::unlinkat(&fd, n.as_c_str(), AtFlags::empty())?,
+        }
+    }
+    Ok(rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +316,23 @@ mod tests {
             h,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn remove_tree_at_removes_links_not_their_targets_and_refuses_a_symlink_at_the_top() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        fs::create_dir_all(outside.join("keep")).unwrap();
+        fs::write(outside.join("keep/f"), b"x").unwrap();
+        let tree = t.path().join("tree");
+        fs::create_dir_all(tree.join("a/b")).unwrap();
+        fs::write(tree.join("a/b/f"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/link")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.path().join("top-link")).unwrap();
+        let dir = File::open(t.path()).unwrap();
+        assert!(remove_tree_at(&dir, c"top-link").is_err());
+        remove_tree_at(&dir, c"tree").unwrap();
+        assert!(is_absent(&tree));
+        assert!(outside.join("keep/f").is_file() && t.path().join("top-link").exists());
     }
 }

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         let _ = signal_hook::flag::register(sig, flag.clone());
     }
     // One flag for the whole process life: leaked so every layer can hold a plain &'static reference.
-    let cancel: &'static AtomicBool = &**Box::leak(Box::new(flag));
+    let cancel: &'static AtomicBool = Box::leak(Box::new(flag));
     let code = match cli::run(&cli, cancel) {
         Ok(code) => code,
         // A reader that went away (`| head`) ends the command quietly, as it ends `cat`.

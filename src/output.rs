@@ -40,7 +40,7 @@ pub fn esc_line(text: &str) -> Cow<'_, str> {
 }
 
 fn escape_as(bytes: &[u8], backslash: bool) -> Cow<'_, str> {
-    let plain = |c: char| !c.is_control() && !(backslash && c == '\\');
+    let plain = |c: char| !(c.is_control() || backslash && c == '\\');
     if let Ok(s) = std::str::from_utf8(bytes)
         && s.chars().all(plain)
     {

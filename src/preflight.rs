@@ -327,8 +327,9 @@ pub fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Remove hidden partial files left by runs that died (`.<name>.<pid>.partial`, `.<name>.<pid>.tmp`).
-/// Only names of that exact shape are touched, and only when their writer is gone.
+/// Remove hidden partial files left by runs that died (`.<name>.<pid>.partial`, `.<name>.<pid>.tmp`), and the
+/// scratch directories of dead drills ([`sweep_drill_scratch`]). Only names of those exact shapes are touched,
+/// and only when their writer is gone.
 pub fn sweep_partials(dir: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let Ok(rd) = fs::read_dir(dir) else {
@@ -343,6 +344,50 @@ pub fn sweep_partials(dir: &Path) -> Vec<PathBuf> {
             && fs::remove_file(entry.path()).is_ok()
         {
             removed.push(entry.path());
+        }
+    }
+    removed.extend(sweep_drill_scratch(dir));
+    removed
+}
+
+/// What a drill's scratch directory is named: `.proxkeep-drill-<pid>-XXXXXX`, `<pid>` the drill's own.
+pub const DRILL_SCRATCH_PREFIX: &str = ".proxkeep-drill-";
+
+/// The pid in the name of a drill's scratch directory; `None` for any other name (a kept drill's
+/// `proxkeep-drill-kept-…` among them).
+pub fn drill_scratch_pid(name: &str) -> Option<u32> {
+    let (pid, rand) = name.strip_prefix(DRILL_SCRATCH_PREFIX)?.split_once('-')?;
+    let digits = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+    let rand_ok = !rand.is_empty() && rand.bytes().all(|b| b.is_ascii_alphanumeric());
+    (digits && rand_ok).then(|| pid.parse().ok()).flatten()
+}
+
+/// Whether `pid` runs proxkeep: a dead drill's pid taken again by another program does not.
+pub fn is_proxkeep(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_ascii_end() == b"proxkeep")
+}
+
+/// Remove the scratch directories in `dir` of drills that died (`kill -9`, a crash): only names of
+/// [`drill_scratch_pid`]'s shape whose pid is not this process and no running proxkeep, each removed below
+/// the directory's descriptor without following a symlink ([`crate::fsx::remove_tree_at`]). Returns what was
+/// removed.
+pub fn sweep_drill_scratch(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(fd) = File::open(dir) else {
+        return removed;
+    };
+    let Ok(rd) = rustix::fs::Dir::read_from(&fd) else {
+        return removed;
+    };
+    let names: Vec<std::ffi::CString> = rd.flatten().map(|e| e.file_name().to_owned()).collect();
+    for n in names {
+        let Ok(name) = n.to_str() else { continue };
+        if let Some(pid) = drill_scratch_pid(name)
+            && pid != std::process::id()
+            && !is_proxkeep(pid)
+            && crate::fsx::remove_tree_at(&fd, &n).is_ok()
+        {
+            removed.push(dir.join(name));
         }
     }
     removed
@@ -393,6 +438,23 @@ mod tests {
         );
         let own = partial_name("pve1-pve-20261128T031500Z.tar.zst");
         assert_eq!(partial_pid(&own), Some(std::process::id()));
+    }
+
+    #[test]
+    fn drill_scratch_names() {
+        assert_eq!(drill_scratch_pid(".proxkeep-drill-4242-Ab3xYz"), Some(4242));
+        for other in [
+            ".proxkeep-drill-Ab3xYz",
+            ".proxkeep-drill--Ab3xYz",
+            ".proxkeep-drill-42-",
+            ".proxkeep-drill-4x2-Ab3xYz",
+            ".proxkeep-drill-42-a/b",
+            "proxkeep-drill-kept-20261130T040000Z",
+            "proxkeep-drill-4242-Ab3xYz",
+        ] {
+            assert_eq!(drill_scratch_pid(other), None, "{other}");
+        }
+        assert!(!is_proxkeep(std::process::id()));
     }
 
     #[test]

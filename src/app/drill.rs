@@ -71,9 +71,12 @@ pub struct DrillReport {
     pub live: Option<Vec<LiveCount>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live_error: Option<String>,
-    /// The scratch directory, when it was kept (`--keep`).
+    /// The scratch directory, when it was kept (`--keep`): renamed `proxkeep-drill-kept-<time>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scratch: Option<PathBuf>,
+    /// Scratch directories of drills that died (`kill -9`), removed before this one began.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub swept: Vec<PathBuf>,
     /// Why the drill ended early (no archive, not enough space, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -101,6 +104,7 @@ impl DrillReport {
             live: None,
             live_error: None,
             scratch: None,
+            swept: Vec::new(),
             error: None,
             started: now.as_second(),
             duration_ms: 0,
@@ -190,6 +194,13 @@ pub fn run(
     let mut r = DrillReport::new(&host, o.now);
     r.archive = Some(archive.to_path_buf());
     r.tier = tier;
+    r.swept = crate::preflight::sweep_drill_scratch(&o.scratch_in);
+    for p in &r.swept {
+        log.info(&format!(
+            "drill: removed {}, left by a drill that died",
+            p.display()
+        ));
+    }
     let stop = rehearse(archive, o, log, cancel, &mut r);
     r.duration_ms = o.started.elapsed().as_millis() as u64;
     r.decide(stop);
@@ -264,7 +275,7 @@ fn rehearse(
     };
     let stop = restore_and_check(archive, scratch.path(), o, log, cancel, r);
     if o.keep {
-        r.scratch = Some(scratch.keep());
+        r.scratch = Some(keep_scratch(scratch.keep(), o.now, log));
     }
     if stop.is_some() {
         return stop;
@@ -277,15 +288,50 @@ fn rehearse(
     None
 }
 
-/// A new 0700 directory in `dir` (`.proxkeep-drill-XXXXXX`), removed when dropped.
+/// A new 0700 directory in `dir` (`.proxkeep-drill-<pid>-XXXXXX`), removed when dropped; should the drill die
+/// first, the next drill or backup removes it ([`crate::preflight::sweep_drill_scratch`]).
 fn make_scratch(dir: &Path) -> std::io::Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
+    let prefix = format!(
+        "{}{}-",
+        crate::preflight::DRILL_SCRATCH_PREFIX,
+        std::process::id()
+    );
     let t = tempfile::Builder::new()
-        .prefix(".proxkeep-drill-")
+        .prefix(&prefix)
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(dir)?;
     crate::fsx::create_dir_all(&t.path().join("root"), 0o700)?;
     Ok(t)
+}
+
+/// `--keep`: the finished scratch directory renamed `proxkeep-drill-kept-<time>` (`-2`, `-3`, ... when taken),
+/// a name no sweep touches. Should every rename fail it stays as it is, said in the log.
+fn keep_scratch(path: PathBuf, now: Timestamp, log: &Log) -> PathBuf {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    let base = format!("proxkeep-drill-kept-{}", now.strftime("%Y%m%dT%H%M%SZ"));
+    let mut last = None;
+    for n in 1..100 {
+        let name = match n {
+            1 => base.clone(),
+            n => format!("{base}-{n}"),
+        };
+        let kept = path.with_file_name(name);
+        match renameat_with(CWD, &path, CWD, &kept, RenameFlags::NOREPLACE) {
+            Ok(()) => return kept,
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => {
+                last = Some(e);
+                break;
+            }
+        }
+    }
+    let why = last.map_or_else(|| "every name is taken".to_string(), |e| e.to_string());
+    log.warn(&format!(
+        "drill: cannot rename the kept scratch directory {} ({why}): a later drill or backup may remove it",
+        path.display()
+    ));
+    path
 }
 
 /// Facts, the restore into `scratch/root`, and the checks of the tree.

@@ -113,6 +113,10 @@ fn text(r: &DrillReport, o: &mut dyn Write) -> io::Result<()> {
     if let Some(s) = &r.scratch {
         writeln!(o, "\nscratch  kept: {}", s.display())?;
     }
+    for s in &r.swept {
+        let s = s.to_string_lossy();
+        writeln!(o, "scratch  removed (its drill died): {}", esc_line(&s))?;
+    }
     let word = match r.exit_code {
         exit::OK => "PASSED",
         exit::WARNINGS => "PASSED with warnings",

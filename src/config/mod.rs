@@ -3,415 +3,42 @@
 //! Every key is optional; a missing file at the default location means built-in defaults. README.md shows
 //! the keys with their defaults.
 //!
-//! This module holds the effective configuration and its loading; `raw` parses and checks the file (every
+//! `sections` holds the effective configuration, `load` reads the file; `raw` parses and checks the file (every
 //! error names the file, line, column and key), `notify` holds the `[[notify.*]]` channels and `[metrics]`,
 //! `redact` renders the effective configuration for `config show`.
 //!
 //! config sits below the modules that use it and imports none of them: what only they can check (the catalog's
 //! category names, the syntax of an age recipient) comes in through [`Checks`].
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize, Serializer};
-use toml::Spanned;
-use toml::de::DeTable;
-
 pub mod import;
+mod load;
 mod notify;
 mod raw;
 mod redact;
+mod sections;
 pub mod template;
-use raw::{AbsPath, Glob, Target, many, one, some};
 
+pub use load::{Checks, ConfigError, DEFAULT_CONFIG_PATH, load, load_reporting_only, parse};
 pub use notify::{
     Channel, ChatId, Common, EmailConfig, Event, GotifyConfig, HttpMethod, MailTransport,
     MetricsConfig, NotifyConfig, NtfyConfig, PingConfig, SmtpTls, TelegramConfig, WebhookConfig,
     WebhookFormat,
 };
 pub use redact::render_redacted;
+pub use sections::{
+    CollectConfig, CommandsConfig, CompressionConfig, Config, DEFAULT_POLICY, EncryptionConfig,
+    Policy, RemoteConfig, RunCommands, SecondaryConfig,
+};
+use sections::{secs, ser_duration};
 
 pub use crate::archive::compression::Compression;
 
-/// Where the configuration is read from when neither `--config` nor `$PROXKEEP_CONFIG` is given.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/proxkeep/proxkeep.toml";
-
-/// Whether the command collectors (`pveversion`, `zpool status`, ...) are run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunCommands {
-    /// Only when the host root is `/` (commands would describe the wrong system otherwise).
-    Auto,
-    Always,
-    Never,
-}
-
-/// The effective configuration. (Paths serialize as strings: they come from TOML text, so they are UTF-8.)
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    #[serde(deserialize_with = "one::<_, AbsPath, _>")]
-    pub backup_dir: PathBuf,
-    #[serde(deserialize_with = "one::<_, AbsPath, _>")]
-    pub log_dir: PathBuf,
-    #[serde(deserialize_with = "one::<_, AbsPath, _>")]
-    pub lock_file: PathBuf,
-    /// Bytes that must stay free on the backup file system.
-    #[serde(serialize_with = "ser_size", deserialize_with = "raw::size")]
-    pub min_free_space: u64,
-    pub compression: CompressionConfig,
-    pub collect: CollectConfig,
-    pub commands: CommandsConfig,
-    /// `[retention]`: the default policy of every tier.
-    pub retention: Policy,
-    /// `[[secondary]]`: mounted local copies (NAS, USB disk).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub secondary: Vec<SecondaryConfig>,
-    /// `[[remote]]`: rclone remotes.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub remote: Vec<RemoteConfig>,
-    /// `[[notify.*]]`: who hears about each run (src/config/notify.rs).
-    #[serde(skip_serializing_if = "NotifyConfig::is_empty")]
-    pub notify: NotifyConfig,
-    /// `[metrics]`: the Prometheus textfile.
-    pub metrics: MetricsConfig,
-    /// `[encryption]`: age recipients or passphrase; `None` writes plain archives.
-    pub encryption: Option<EncryptionConfig>,
-}
-
-/// `[encryption]`. Recipients are checked when the config is loaded ([`Checks::recipient`]); the two files are
-/// read by each backup (`seal`, in crypt).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EncryptionConfig {
-    /// `age1…` and `ssh-ed25519 …` public keys, as written.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub recipients: Vec<String>,
-    #[serde(deserialize_with = "some::<_, AbsPath, _>")]
-    pub recipients_file: Option<PathBuf>,
-    #[serde(deserialize_with = "some::<_, AbsPath, _>")]
-    pub passphrase_file: Option<PathBuf>,
-}
-
-impl EncryptionConfig {
-    /// What this table encrypts with (backups and safety archives alike): the recipients and passphrase
-    /// files are read here.
-    pub fn seal(&self) -> Result<crate::crypt::Seal, crate::crypt::CryptError> {
-        let (file, passphrase) = (
-            self.recipients_file.as_deref(),
-            self.passphrase_file.as_deref(),
-        );
-        crate::crypt::Seal::new(&self.recipients, file, passphrase)
-    }
-}
-
-/// How many archives a tier keeps per rule (`[retention]`); the rules themselves are in `retention`. A key the
-/// section does not name keeps its built-in default ([`DEFAULT_POLICY`]): the section overrides key by key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default = "default_policy", deny_unknown_fields)]
-pub struct Policy {
-    pub keep_last: u32,
-    pub keep_hourly: u32,
-    pub keep_daily: u32,
-    pub keep_weekly: u32,
-    pub keep_monthly: u32,
-    pub keep_yearly: u32,
-    /// Restore-safety archives kept per host (local backup dir only; 0 keeps them all).
-    pub keep_safety: u32,
-}
-
-fn default_policy() -> Policy {
-    DEFAULT_POLICY
-}
-
-/// A tier's struct: its own keys, then the `[retention]` keys it may override, spelled out (`flatten` would
-/// hide them from the field list of `deny_unknown_fields` errors, which the key check and the suggestions
-/// read). The tier's name defaults to a part of another key: `Ctx::finish` sets it.
-macro_rules! tier {
-    ($(#[$doc:meta])* $name:ident { $($body:tt)* }) => {
-        tier!($(#[$doc])* $name { $($body)* }
-            keep_last keep_hourly keep_daily keep_weekly keep_monthly keep_yearly);
-    };
-    ($(#[$doc:meta])* $name:ident { $($body:tt)* } $($keep:ident)*) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {
-            #[serde(default)]
-            pub name: String,
-            $($body)*
-            $(pub $keep: Option<u32>,)*
-        }
-
-        impl $name {
-            /// `base` with the keys this tier sets replaced.
-            pub fn policy(&self, base: &Policy) -> Policy {
-                Policy { $($keep: self.$keep.unwrap_or(base.$keep),)* ..*base }
-            }
-        }
-    };
-}
-
-tier!(
-    /// `[[secondary]]`
-    SecondaryConfig {
-        #[serde(deserialize_with = "one::<_, AbsPath, _>")]
-        pub path: PathBuf,
-        /// The path must be a mount point, else the tier is skipped (default: true under /mnt and /media).
-        #[serde(default)]
-        pub require_mount: bool,
-        /// Deadline for every file-system call on this tier (a dead NFS mount must not hang the run).
-        #[serde(
-            default = "secs::<60>",
-            serialize_with = "ser_duration",
-            deserialize_with = "raw::positive"
-        )]
-        pub timeout: Duration,
-    }
-);
-
-tier!(
-    /// `[[remote]]`
-    RemoteConfig {
-        /// rclone destination, `remote:path`.
-        #[serde(deserialize_with = "one::<_, Target, _>")]
-        pub target: String,
-        /// Extra rclone flags (`--bwlimit 8M`, ...).
-        #[serde(default)]
-        pub flags: Vec<String>,
-        /// Timeout of every rclone call.
-        #[serde(
-            default = "secs::<600>",
-            serialize_with = "ser_duration",
-            deserialize_with = "raw::positive"
-        )]
-        pub timeout: Duration,
-        /// Attempts of a failed upload (with backoff).
-        #[serde(default = "three")]
-        pub retries: u32,
-    }
-);
-
-fn secs<const N: u64>() -> Duration {
-    Duration::from_secs(N)
-}
-
-fn three() -> u32 {
-    3
-}
-
-/// Retention used when `[retention]` is absent: the policy of the docs' example.
-pub const DEFAULT_POLICY: Policy = Policy {
-    keep_last: 3,
-    keep_hourly: 0,
-    keep_daily: 7,
-    keep_weekly: 4,
-    keep_monthly: 6,
-    keep_yearly: 2,
-    keep_safety: 5,
-};
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            backup_dir: PathBuf::from("/var/backups/proxkeep"),
-            log_dir: PathBuf::from("/var/log/proxkeep"),
-            lock_file: PathBuf::from("/run/proxkeep.lock"),
-            min_free_space: 1 << 30,
-            compression: CompressionConfig::default(),
-            collect: CollectConfig::default(),
-            commands: CommandsConfig::default(),
-            retention: DEFAULT_POLICY,
-            secondary: Vec::new(),
-            remote: Vec::new(),
-            notify: NotifyConfig::default(),
-            metrics: MetricsConfig::default(),
-            encryption: None,
-        }
-    }
-}
-
-/// `[compression]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CompressionConfig {
-    pub algorithm: Compression,
-    /// Always within `algorithm.level_range()` when produced by [`parse`].
-    #[serde(deserialize_with = "raw::level")]
-    pub level: i32,
-    /// Worker threads; 0 = all cores.
-    pub threads: u32,
-}
-
-impl Default for CompressionConfig {
-    fn default() -> Self {
-        CompressionConfig {
-            algorithm: Compression::Zstd,
-            level: Compression::Zstd.default_level(),
-            threads: 0,
-        }
-    }
-}
-
-/// `[collect]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CollectConfig {
-    /// Catalog categories not to back up.
-    pub skip_categories: Vec<String>,
-    /// Additional absolute host paths to back up.
-    #[serde(deserialize_with = "many::<_, AbsPath, _>")]
-    pub extra_paths: Vec<PathBuf>,
-    /// Paths (a directory: everything under it) or glob patterns (globset syntax) over absolute host paths.
-    #[serde(deserialize_with = "many::<_, Glob, _>")]
-    pub exclude: Vec<String>,
-    /// Bytes of files a backup may collect: above it `backup` refuses, `check` fails, `--dry-run` warns.
-    #[serde(serialize_with = "ser_size", deserialize_with = "raw::size")]
-    pub max_input_size: u64,
-}
-
-impl Default for CollectConfig {
-    fn default() -> Self {
-        CollectConfig {
-            skip_categories: Vec::new(),
-            extra_paths: Vec::new(),
-            exclude: Vec::new(),
-            max_input_size: 512 << 20,
-        }
-    }
-}
-
-/// `[commands]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CommandsConfig {
-    pub run: RunCommands,
-    /// Per-command timeout; never zero when produced by [`parse`].
-    #[serde(serialize_with = "ser_duration", deserialize_with = "raw::positive")]
-    pub timeout: Duration,
-    /// Commands run in parallel, 1..=64.
-    #[serde(deserialize_with = "raw::concurrency")]
-    pub concurrency: usize,
-}
-
-impl Default for CommandsConfig {
-    fn default() -> Self {
-        CommandsConfig {
-            run: RunCommands::Auto,
-            timeout: Duration::from_secs(30),
-            concurrency: 4,
-        }
-    }
-}
-
-/// What [`parse`] checks on behalf of modules config does not import: the catalog's category names
-/// (`collect.skip_categories`) and crypt's recipient parser (`[encryption] recipients`).
-#[derive(Clone, Copy)]
-pub struct Checks<'a> {
-    pub categories: &'a [&'a str],
-    pub recipient: fn(&str) -> Result<(), String>,
-}
-
-impl Checks<'_> {
-    /// No categories known, every recipient accepted.
-    pub const NONE: Checks<'static> = Checks {
-        categories: &[],
-        recipient: |_| Ok(()),
-    };
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// Syntax error, unknown key or bad value. `line` and `column` are 1-based (column counts
-    /// characters); `key` is the dotted key path (`compression.level`), empty for syntax errors.
-    #[error("{}:{line}:{column}: {message}{}", .path.display(), suggestion_suffix(.suggestion.as_deref()))]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        key: String,
-        message: String,
-        suggestion: Option<String>,
-    },
-}
-
-fn suggestion_suffix(suggestion: Option<&str>) -> String {
-    suggestion.map_or_else(String::new, |s| format!(" (did you mean `{s}`?)"))
-}
-
-/// Parses the config file `text` read from `origin` (used in error messages only).
-pub fn parse(text: &str, origin: &Path, checks: &Checks) -> Result<Config, ConfigError> {
-    let cx = raw::Ctx { text, origin };
-    let doc = DeTable::parse(text).map_err(|e| cx.syntax(&e))?;
-    cx.config(doc, checks)
-}
-
-/// Loads the configuration. `explicit` is the path given by `--config` or `$PROXKEEP_CONFIG`
-/// (a missing file is an error); `None` reads [`DEFAULT_CONFIG_PATH`], where a missing file
-/// means built-in defaults.
-pub fn load(explicit: Option<&Path>, checks: &Checks) -> Result<Config, ConfigError> {
-    load_with_default(explicit, Path::new(DEFAULT_CONFIG_PATH), checks)
-}
-
-/// After [`load`] failed: only `[notify]` and `[metrics]`, when those sections are themselves valid, so a run
-/// stopped by a config error can still tell the channels the file names. `None` when even they cannot be read
-/// (missing file, TOML syntax error, error inside those sections): then nobody can be told, and the error
-/// reaches only stderr (the journal) and the exit code 2.
-pub fn load_reporting_only(explicit: Option<&Path>) -> Option<Config> {
-    let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
-    let text = std::fs::read_to_string(path).ok()?;
-    let full = DeTable::parse(&text).ok()?;
-    let span = full.span();
-    let kept: DeTable<'_> = full
-        .into_inner()
-        .into_iter()
-        .filter(|(k, _)| matches!(&**k.get_ref(), "notify" | "metrics"))
-        .collect();
-    let cx = raw::Ctx {
-        text: &text,
-        origin: path,
-    };
-    cx.config(Spanned::new(span, kept), &Checks::NONE).ok()
-}
-
-fn load_with_default(
-    explicit: Option<&Path>,
-    default_path: &Path,
-    checks: &Checks,
-) -> Result<Config, ConfigError> {
-    let path = explicit.unwrap_or(default_path);
-    match std::fs::read(path) {
-        Ok(bytes) => parse(raw::utf8(&bytes, path)?, path, checks),
-        // A dangling symlink at the default path is an error, not "no config".
-        Err(e)
-            if explicit.is_none()
-                && e.kind() == std::io::ErrorKind::NotFound
-                && std::fs::symlink_metadata(path).is_err() =>
-        {
-            Ok(Config::default())
-        }
-        Err(source) => Err(ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-fn ser_size<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
-    crate::units::size_to_toml(*bytes).serialize(s)
-}
-
-fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::units::duration_to_string(*d))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::load::load_with_default;
     use super::redact::REDACTED;
     use super::*;
 

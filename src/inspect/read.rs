@@ -251,12 +251,11 @@ pub fn cat(archive: &Path, path: &str, out: &mut dyn Write) -> Result<CatInfo, I
     let offset = reader.offset.clone();
     let mut found: Option<CatInfo> = None;
     let mut index: Option<Index> = None;
-    let mut before = 0;
     let entries = reader
         .archive
         .entries()
         .map_err(|e| InspectError::broken(archive, None, &offset, "", e))?;
-    for entry in entries {
+    for (before, entry) in entries.enumerate() {
         let mut entry = match entry {
             Ok(e) => e,
             Err(e) => {
@@ -295,12 +294,11 @@ pub fn cat(archive: &Path, path: &str, out: &mut dyn Write) -> Result<CatInfo, I
                 sha256,
             });
         } else if p == INDEX_PATH.as_bytes() {
-            let cap = self_cap(&p, entry.size(), before).ok();
+            let cap = self_cap(&p, entry.size(), before as u64).ok();
             let data = cap.and_then(|cap| read_capped(&mut entry, cap).ok());
             index = data.and_then(|d| serde_json::from_slice(&d).ok());
             break;
         }
-        before += 1;
     }
     let Some(info) = found else {
         return Err(InspectError::NoEntry {

@@ -262,9 +262,9 @@ fn xattrs_long_and_non_utf8_names_and_special_files() {
         .unwrap();
     assert_eq!(tagged["xattrs"][0], "user.comment");
     assert!(
-        entries.iter().any(
-            |e| e["path_hex"].as_str() == Some(&format!("{}", hexs(b"srv/extra/caf\xe9.conf")))
-        )
+        entries
+            .iter()
+            .any(|e| e["path_hex"].as_str() == Some(hexs(b"srv/extra/caf\xe9.conf").as_str()))
     );
     assert_eq!(r.json()["warnings"].as_array().unwrap().len(), 0);
 }

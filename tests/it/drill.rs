@@ -452,3 +452,85 @@ fn the_default_archive_is_the_newest_on_any_tier() {
             .all(|f| !f.starts_with(".proxkeep-drill-"))
     );
 }
+
+/// A scratch directory as a drill of `pid` left it: a copy of a secret, and a symlink out of it that the
+/// removal must not follow.
+fn dead_drill_scratch(dir: &Path, pid: u32, outside: &Path) -> PathBuf {
+    let s = dir.join(format!(".proxkeep-drill-{pid}-Ab3xYz"));
+    fs::create_dir_all(s.join("root/etc")).unwrap();
+    fs::write(s.join("root/etc/shadow"), "root:$6$secret:19000::::::\n").unwrap();
+    std::os::unix::fs::symlink(outside, s.join("root/etc/out")).unwrap();
+    s
+}
+
+/// A drill killed with `kill -9` leaves its scratch directory (a copy of /etc, secrets included): the next
+/// drill removes it, but not one whose drill still runs (a live proxkeep of that pid), nor a kept one.
+#[test]
+fn the_next_drill_removes_the_scratch_of_a_dead_drill_only() {
+    let env = Env::new("pbs-node");
+    backup(&env);
+    let outside = env.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("precious"), "x").unwrap();
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let dead = dead_drill_scratch(&env.backups, gone.id(), &outside);
+    // A running proxkeep: `cat` under that name, alive until its stdin closes.
+    let bin = env.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy("/bin/cat", bin.join("proxkeep")).unwrap();
+    let mut live = Command::new(bin.join("proxkeep"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = dead_drill_scratch(&env.backups, live.id(), &outside);
+    let kept = env.backups.join("proxkeep-drill-kept-20261129T040000Z");
+    fs::create_dir_all(kept.join("root/etc")).unwrap();
+    // A symlink of the swept shape is not a directory proxkeep made: left alone.
+    let link = env
+        .backups
+        .join(format!(".proxkeep-drill-{}-Qw3rty", gone.id()));
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let r = drill(&env, &["--json"]);
+    let doc = r.json();
+    drop(live.stdin.take());
+    live.wait().unwrap();
+    assert_eq!(
+        doc["swept"],
+        serde_json::json!([dead.to_str().unwrap()]),
+        "{doc:#}"
+    );
+    assert!(!dead.exists());
+    assert!(running.join("root/etc/shadow").is_file());
+    assert!(kept.join("root/etc").is_dir());
+    assert!(link.is_symlink() && outside.join("precious").is_file());
+    // The backup's sweep of dead runs' leftovers takes them too, once their drill is gone.
+    let mut c = env.cmd();
+    c.env("PATH", &env.stubs)
+        .env("PROXKEEP_NOW", T1)
+        .arg("backup");
+    let out = c.output().unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
+    assert!(!running.exists());
+    assert!(kept.is_dir() && link.is_symlink());
+}
+
+/// `--keep` renames the finished scratch directory to a name no sweep takes; its path is in the report.
+#[test]
+fn a_kept_scratch_directory_is_renamed_and_survives_the_next_drill() {
+    let env = Env::new("pbs-node");
+    backup(&env);
+    let r = drill(&env, &["--keep"]);
+    let text = r.stdout();
+    let kept = env.backups.join("proxkeep-drill-kept-20261130T040000Z");
+    assert!(
+        text.contains(&format!("scratch  kept: {}", kept.display())),
+        "{text}"
+    );
+    let r = drill(&env, &["--json", "--keep"]);
+    let again = env.backups.join("proxkeep-drill-kept-20261130T040000Z-2");
+    assert_eq!(r.json()["scratch"], again.to_str().unwrap());
+    drill(&env, &["--json"]);
+    assert!(kept.join("root/etc").is_dir() && again.join("root/etc").is_dir());
+    assert!(scratch_dirs(&env).is_empty(), "{:?}", scratch_dirs(&env));
+}
