@@ -660,8 +660,7 @@ fn append_db_entry(s: &mut Session, e: &pmxcfs::TreeEntry) -> Result<(), Session
     })?;
     let sha = (kind != Kind::Dir).then(|| crate::archive::sha256_hex(&e.data));
     let entry = index_entry(&h, "pve-cluster", sha, None, Some("config.db"));
-    s.index.entries.push(entry);
-    Ok(())
+    s.push_entry(entry)
 }
 
 /// The commands' outputs and records, in plan order.

@@ -3,6 +3,7 @@
 
 use super::format::{self, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
 use crate::archive::compression::Compression;
+use crate::archive::entries::{Described, EntryDigest};
 use crate::archive::rules::{Checker, normalize, show};
 use crate::archive::writer::StreamSum;
 use crate::crypt::{self, Keys};
@@ -325,6 +326,25 @@ impl Seen {
     }
 }
 
+impl Seen {
+    /// The entry as [`EntryDigest`] sees it, `target` its symlink target as the index shows it; a file as
+    /// hashed (the index must hold its hash).
+    fn described<'a>(&'a self, target: Option<&'a str>) -> Described<'a> {
+        Described {
+            path: &self.path,
+            kind: self.kind,
+            size: self.size,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
+            target,
+            xattrs: &self.xattrs,
+            hashed: self.kind == Some(Kind::File),
+        }
+    }
+}
+
 pub(crate) fn problem(path: Option<&[u8]>, message: impl Into<String>) -> Problem {
     Problem {
         path: path.map(|p| path_fields(p).0),
@@ -352,25 +372,29 @@ pub fn verify(path: &Path) -> io::Result<Verification> {
 /// An encrypted archive is decrypted with `keys`: a damaged encryption header is a problem found; a missing or
 /// wrong key is an error (it says nothing about the archive, so it must not be recorded as damage).
 pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Result<Verification> {
-    check_stream(src, file_len, keys, false).map(|(v, _)| v)
+    check_stream(src, file_len, keys, None).map(|(v, _)| v)
 }
 
 /// The backup's read-back: [`verify_stream`], except that file contents are not hashed entry by entry; the
 /// whole decoded stream is summed instead ([`Verification::stream`]), for the writer to compare with the
 /// sum of what it wrote. Equal sums mean the entries decode to the bytes whose SHA-256 the writer put in the
 /// index (and the decompressor checks its own checksum of the stream all the same). Nor is index.json parsed:
-/// only its hash is taken, for the writer to check it is the index it wrote; the entries seen are returned,
-/// for the writer to [`compare`] with that index, which it holds already.
-pub(crate) fn read_back(src: Source, keys: &Keys) -> io::Result<(Verification, Vec<Seen>)> {
-    check_stream(src, None, keys, true)
+/// only its hash is taken, for the writer to check it is the index it wrote; nor are the entries seen kept:
+/// they are folded into an [`EntryDigest`], for the writer to compare with the digest of the entries it wrote.
+pub(crate) fn read_back(src: Source, keys: &Keys) -> io::Result<(Verification, EntryDigest)> {
+    let mut digest = EntryDigest::default();
+    let (v, _) = check_stream(src, None, keys, Some(&mut digest))?;
+    Ok((v, digest))
 }
 
+/// `digest`: the read-back ([`read_back`]), which folds the entries seen into it.
 fn check_stream(
     src: Source,
     file_len: Option<u64>,
     keys: &Keys,
-    read_back: bool,
+    mut digest: Option<&mut EntryDigest>,
 ) -> io::Result<(Verification, Vec<Seen>)> {
+    let read_back = digest.is_some();
     let mut reader = match TarReader::summing(src, 1 << 20, keys, read_back) {
         Ok(o) => o,
         Err(e) => match crypt::in_io(&e) {
@@ -470,7 +494,13 @@ fn check_stream(
                 continue;
             }
             s.sha256 = (hashed && s.kind == Some(Kind::File)).then(|| hasher.finalize().into());
-            seen.push(s);
+            match digest.as_deref_mut() {
+                Some(d) => {
+                    let target = s.target.as_deref().map(|t| path_fields(t).0);
+                    d.add(&s.described(target.as_deref()));
+                }
+                None => seen.push(s),
+            }
         }
         Ok(())
     };
@@ -791,15 +821,19 @@ mod tests {
             |p: &Path| read_back(Box::new(File::open(p).unwrap()), &Keys::default()).unwrap();
         let (v, seen) = back(&p);
         assert_eq!(v.stream, Some(written.stream));
-        assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].sha256, None, "contents are not hashed on read-back");
+        assert_eq!(seen.clone().finish().0, 1);
 
         let mut bytes = std::fs::read(&p).unwrap();
         let at = bytes.windows(5).position(|w| w == b"hello").unwrap();
         bytes[at] = b'j';
         std::fs::write(&p, &bytes).unwrap();
-        let (damaged, _) = back(&p);
+        let (damaged, seen_damaged) = back(&p);
         assert_eq!(damaged.problems, v.problems);
+        assert_eq!(
+            seen_damaged.finish(),
+            seen.finish(),
+            "contents are not in the digest"
+        );
         assert_ne!(damaged.stream, Some(written.stream));
     }
 

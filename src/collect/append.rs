@@ -19,7 +19,7 @@ pub fn append_item(
     match stored {
         Ok(entry) => {
             let size = entry.size;
-            s.index.entries.push(entry);
+            s.push_entry(entry)?;
             Ok(size)
         }
         Err(message) => {
