@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 mod append;
 pub use append::{
-    LISTED_PATH, append_generated, append_item, header, open_beneath, open_no_follow, xattrs_fd,
-    xattrs_path,
+    LISTED_PATH, append_generated, append_item, append_items, header, open_beneath, open_no_follow,
+    xattrs_fd, xattrs_path,
 };
 
 /// One file, directory or symlink to store.

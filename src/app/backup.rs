@@ -7,7 +7,7 @@ use crate::archive::name::ArchiveName;
 pub use crate::archive::session::warning_text;
 use crate::archive::session::{self, Finished, Session, SessionError, Spec, index_entry};
 use crate::archive::writer::EntryHeader;
-use crate::collect::{self, CategoryCount, Plan, append_item};
+use crate::collect::{self, CategoryCount, Plan};
 use crate::config::{Compression, Config};
 use crate::crypt::Seal;
 use crate::fsx::create_private;
@@ -621,11 +621,7 @@ fn append_files(
         append_db_entry(s, e)?;
         s.progress.advance(1, e.data.len() as u64);
     }
-    for item in &plan.items {
-        s.check_cancel()?;
-        let bytes = append_item(s, root, item, found_keys.as_deref_mut())?;
-        s.progress.advance(1, bytes);
-    }
+    collect::append_items(s, root, &plan.items, found_keys.as_deref_mut())?;
     collect::append_generated(s, root, plan)?;
     if let Some(snap) = snapshot {
         let opened = snap
