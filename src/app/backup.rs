@@ -614,14 +614,14 @@ fn append_files(
     plan: &Plan,
     snapshot: &Option<pmxcfs::DbSnapshot>,
     db_tree: Option<&[pmxcfs::TreeEntry]>,
-    mut found_keys: Option<&mut Vec<(String, String)>>,
+    found_keys: Option<&mut Vec<(String, String)>>,
 ) -> Result<(), BackupError> {
     for e in db_tree.unwrap_or_default() {
         s.check_cancel()?;
         append_db_entry(s, e)?;
         s.progress.advance(1, e.data.len() as u64);
     }
-    collect::append_items(s, root, &plan.items, found_keys.as_deref_mut())?;
+    collect::append_items(s, root, &plan.items, found_keys)?;
     collect::append_generated(s, root, plan)?;
     if let Some(snap) = snapshot {
         let opened = snap

@@ -4,7 +4,7 @@
 //! kept (checked when they are read back into index.json) and a digest of what the read-back must find in the
 //! tar headers ([`EntryDigest`]) are kept. No file is needed: a full disk or no free inode fails nothing more.
 
-use super::format::{Index, IndexEntry, Kind, Totals};
+use super::format::{Index, IndexEntry, Kind, Totals, path_fields};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
 
@@ -18,37 +18,39 @@ pub struct EntryDigest {
     count: u64,
 }
 
-/// One entry as [`EntryDigest`] sees it.
-pub struct Described<'a> {
-    pub path: &'a [u8],
+/// What the archive itself holds for one entry: its tar header, and its content's hash once read.
+pub(crate) struct Seen {
+    pub path: Vec<u8>,
     pub kind: Option<Kind>,
     pub size: u64,
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
     pub mtime: u64,
-    /// The symlink target as the index shows it.
-    pub target: Option<&'a str>,
-    pub xattrs: &'a [String],
-    pub hashed: bool,
+    pub sha256: Option<[u8; 32]>,
+    pub target: Option<Vec<u8>>,
+    pub xattrs: Vec<String>,
 }
 
 impl EntryDigest {
-    pub fn add(&mut self, d: &Described) {
+    /// An entry as the read-back sees it; `hashed`: its content hash is known (a file's must be).
+    pub(crate) fn add(&mut self, d: &Seen, hashed: bool) {
+        // The symlink target as the index shows it.
+        let target = d.target.as_deref().map(|t| path_fields(t).0);
         let h = &mut self.hasher;
         let bytes = |h: &mut Sha256, b: &[u8]| {
             h.update((b.len() as u64).to_le_bytes());
             h.update(b);
         };
-        bytes(h, d.path);
+        bytes(h, &d.path);
         let kind = d.kind.map_or(0u8, |k| k as u8 + 1);
-        h.update([kind, d.hashed as u8, d.target.is_some() as u8]);
+        h.update([kind, hashed as u8, target.is_some() as u8]);
         for n in [d.size, d.mode.into(), d.uid, d.gid, d.mtime] {
             h.update(n.to_le_bytes());
         }
-        bytes(h, d.target.unwrap_or_default().as_bytes());
+        bytes(h, target.unwrap_or_default().as_bytes());
         h.update((d.xattrs.len() as u64).to_le_bytes());
-        for x in d.xattrs {
+        for x in &d.xattrs {
             bytes(h, x.as_bytes());
         }
         self.count += 1;
@@ -56,18 +58,19 @@ impl EntryDigest {
 
     /// An index entry as the read-back must find it.
     pub fn add_entry(&mut self, e: &IndexEntry) {
-        self.add(&Described {
-            path: &e.path_bytes(),
+        let seen = Seen {
+            path: e.path_bytes(),
             kind: Some(e.kind),
             size: e.size,
             mode: e.mode_bits(),
             uid: e.uid.into(),
             gid: e.gid.into(),
             mtime: e.mtime.max(0) as u64,
-            target: e.target.as_deref(),
-            xattrs: &e.xattrs,
-            hashed: e.kind == Kind::File && e.sha256.is_some(),
-        });
+            sha256: None,
+            target: e.target.clone().map(String::into_bytes),
+            xattrs: e.xattrs.clone(),
+        };
+        self.add(&seen, e.kind == Kind::File && e.sha256.is_some());
     }
 
     /// (entries folded in, digest).

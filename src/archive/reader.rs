@@ -3,7 +3,7 @@
 
 use super::format::{self, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
 use crate::archive::compression::Compression;
-use crate::archive::entries::{Described, EntryDigest};
+use crate::archive::entries::EntryDigest;
 use crate::archive::rules::{Checker, normalize, show};
 use crate::archive::writer::StreamSum;
 use crate::crypt::{self, Keys};
@@ -294,19 +294,7 @@ impl Verification {
     }
 }
 
-/// What the archive itself holds for one entry: its tar header, and its content's hash once read.
-pub(crate) struct Seen {
-    pub path: Vec<u8>,
-    pub kind: Option<Kind>,
-    pub size: u64,
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    pub mtime: u64,
-    pub sha256: Option<[u8; 32]>,
-    pub target: Option<Vec<u8>>,
-    pub xattrs: Vec<String>,
-}
+pub(crate) use super::entries::Seen;
 
 impl Seen {
     pub(crate) fn of<R: Read>(path: Vec<u8>, entry: &mut tar::Entry<'_, R>) -> Seen {
@@ -322,25 +310,6 @@ impl Seen {
             xattrs: xattrs(entry, |k, _| k.to_string()),
             sha256: None,
             path,
-        }
-    }
-}
-
-impl Seen {
-    /// The entry as [`EntryDigest`] sees it, `target` its symlink target as the index shows it; a file as
-    /// hashed (the index must hold its hash).
-    fn described<'a>(&'a self, target: Option<&'a str>) -> Described<'a> {
-        Described {
-            path: &self.path,
-            kind: self.kind,
-            size: self.size,
-            mode: self.mode,
-            uid: self.uid,
-            gid: self.gid,
-            mtime: self.mtime,
-            target,
-            xattrs: &self.xattrs,
-            hashed: self.kind == Some(Kind::File),
         }
     }
 }
@@ -495,10 +464,7 @@ fn check_stream(
             }
             s.sha256 = (hashed && s.kind == Some(Kind::File)).then(|| hasher.finalize().into());
             match digest.as_deref_mut() {
-                Some(d) => {
-                    let target = s.target.as_deref().map(|t| path_fields(t).0);
-                    d.add(&s.described(target.as_deref()));
-                }
+                Some(d) => d.add(&s, s.kind == Some(Kind::File)),
                 None => seen.push(s),
             }
         }
@@ -799,21 +765,12 @@ mod tests {
     /// it passes every per-entry check there, and only the sum tells.
     #[test]
     fn read_back_sums_the_decoded_stream() {
-        use crate::archive::writer::{ArchiveWriter, EntryHeader};
+        use crate::archive::writer::{ArchiveWriter, file_header};
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a.tar");
         let file = File::create(&p).unwrap();
         let mut w = ArchiveWriter::new(file, Compression::None, 0, 1, None).unwrap();
-        let h = |path: &'static str, size| EntryHeader {
-            path: path.as_bytes(),
-            kind: Kind::File,
-            mode: 0o600,
-            uid: 0,
-            gid: 0,
-            mtime: 1,
-            size,
-            xattrs: &[],
-        };
+        let h = |path: &'static str, size| file_header(path.as_bytes(), size);
         w.append_bytes(&h(META_PATH, 2), b"{}").unwrap();
         w.append_bytes(&h("etc/hosts", 11), b"hello world").unwrap();
         let (_, written) = w.finish().unwrap();

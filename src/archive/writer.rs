@@ -394,6 +394,21 @@ impl<R: Read> Read for ExactReader<'_, R> {
     }
 }
 
+/// A plain file's header (0600 root, mtime 1), for tests.
+#[cfg(test)]
+pub(crate) fn file_header(path: &[u8], size: u64) -> EntryHeader<'_> {
+    EntryHeader {
+        path,
+        kind: Kind::File,
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+        mtime: 1,
+        size,
+        xattrs: &[],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,16 +446,7 @@ mod tests {
         let big: Vec<u8> = (0..CHUNK as u32 * 2 + 7).map(|i| (i % 251) as u8).collect();
         let files: [(&str, &[u8]); 3] = [("a", b"small"), ("b", &big), ("c", b"last, small")];
         for (path, data) in files {
-            let h = EntryHeader {
-                path: path.as_bytes(),
-                kind: Kind::File,
-                mode: 0o600,
-                uid: 0,
-                gid: 0,
-                mtime: 1,
-                size: data.len() as u64,
-                xattrs: &[],
-            };
+            let h = file_header(path.as_bytes(), data.len() as u64);
             w.append_bytes(&h, data).unwrap();
         }
         let (_, written) = w.finish().unwrap();
