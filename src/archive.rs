@@ -1,6 +1,7 @@
 //! The archive: one self-describing tar file (see `docs/format.md`).
 
 pub mod compression;
+pub mod entries;
 pub mod format;
 pub mod name;
 pub mod probe;

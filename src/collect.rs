@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 mod append;
 pub use append::{
-    LISTED_PATH, append_generated, append_item, header, open_beneath, open_no_follow, xattrs_fd,
-    xattrs_path,
+    LISTED_PATH, append_generated, append_item, append_items, header, open_beneath, open_no_follow,
+    xattrs_fd, xattrs_path,
 };
 
 /// One file, directory or symlink to store.
@@ -769,7 +769,6 @@ mod tests {
         for item in &plan.items {
             append_item(&mut s, &root, item, None).unwrap();
         }
-        let stored: Vec<String> = s.index.entries.iter().map(|e| e.path.clone()).collect();
         let warned: Vec<(String, String)> = s
             .index
             .warnings
@@ -777,6 +776,11 @@ mod tests {
             .map(|w| (w.path.clone().unwrap_or_default(), w.message.clone()))
             .collect();
         let done = s.finish().unwrap();
+        let index = crate::archive::reader::verify(&done.path)
+            .unwrap()
+            .index
+            .unwrap();
+        let stored: Vec<String> = index.entries.iter().map(|e| e.path.clone()).collect();
 
         assert!(
             !stored.iter().any(|p| p.starts_with("srv/mut/d/")),

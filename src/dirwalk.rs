@@ -190,8 +190,6 @@ impl Walker {
     }
 }
 
-/// SHA-256 and (when asked for, and no bigger than [`DIFF_MAX`]) the content of an open file.
-
 #[cfg(test)]
 mod tests {
     use super::*;

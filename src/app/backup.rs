@@ -7,7 +7,7 @@ use crate::archive::name::ArchiveName;
 pub use crate::archive::session::warning_text;
 use crate::archive::session::{self, Finished, Session, SessionError, Spec, index_entry};
 use crate::archive::writer::EntryHeader;
-use crate::collect::{self, CategoryCount, Plan, append_item};
+use crate::collect::{self, CategoryCount, Plan};
 use crate::config::{Compression, Config};
 use crate::crypt::Seal;
 use crate::fsx::create_private;
@@ -620,18 +620,14 @@ fn append_files(
     plan: &Plan,
     snapshot: &Option<pmxcfs::DbSnapshot>,
     db_tree: Option<&[pmxcfs::TreeEntry]>,
-    mut found_keys: Option<&mut Vec<(String, String)>>,
+    found_keys: Option<&mut Vec<(String, String)>>,
 ) -> Result<(), BackupError> {
     for e in db_tree.unwrap_or_default() {
         s.check_cancel()?;
         append_db_entry(s, e)?;
         s.progress.advance(1, e.data.len() as u64);
     }
-    for item in &plan.items {
-        s.check_cancel()?;
-        let bytes = append_item(s, root, item, found_keys.as_deref_mut())?;
-        s.progress.advance(1, bytes);
-    }
+    collect::append_items(s, root, &plan.items, found_keys)?;
     collect::append_generated(s, root, plan)?;
     if let Some(snap) = snapshot {
         let opened = snap
@@ -666,8 +662,7 @@ fn append_db_entry(s: &mut Session, e: &pmxcfs::TreeEntry) -> Result<(), Session
     })?;
     let sha = (kind != Kind::Dir).then(|| crate::archive::sha256_hex(&e.data));
     let entry = index_entry(&h, "pve-cluster", sha, None, Some("config.db"));
-    s.index.entries.push(entry);
-    Ok(())
+    s.push_entry(entry)
 }
 
 /// The commands' outputs and records, in plan order.

@@ -219,17 +219,22 @@ impl Totals {
     pub fn of(entries: impl Iterator<Item = (Kind, u64)>) -> Totals {
         let mut t = Totals::default();
         for (kind, size) in entries {
-            t.entries += 1;
-            match kind {
-                Kind::File => {
-                    t.files += 1;
-                    t.bytes += size;
-                }
-                Kind::Dir => t.dirs += 1,
-                Kind::Symlink => t.symlinks += 1,
-            }
+            t.add(kind, size);
         }
         t
+    }
+
+    /// Count one more entry.
+    pub fn add(&mut self, kind: Kind, size: u64) {
+        self.entries += 1;
+        match kind {
+            Kind::File => {
+                self.files += 1;
+                self.bytes += size;
+            }
+            Kind::Dir => self.dirs += 1,
+            Kind::Symlink => self.symlinks += 1,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::format::{self, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, hex, path_fields};
 use crate::archive::compression::Compression;
+use crate::archive::entries::EntryDigest;
 use crate::archive::rules::{Checker, normalize, show};
 use crate::archive::writer::StreamSum;
 use crate::crypt::{self, Keys};
@@ -293,19 +294,7 @@ impl Verification {
     }
 }
 
-/// What the archive itself holds for one entry: its tar header, and its content's hash once read.
-pub(crate) struct Seen {
-    pub path: Vec<u8>,
-    pub kind: Option<Kind>,
-    pub size: u64,
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    pub mtime: u64,
-    pub sha256: Option<[u8; 32]>,
-    pub target: Option<Vec<u8>>,
-    pub xattrs: Vec<String>,
-}
+pub(crate) use super::entries::Seen;
 
 impl Seen {
     pub(crate) fn of<R: Read>(path: Vec<u8>, entry: &mut tar::Entry<'_, R>) -> Seen {
@@ -352,25 +341,29 @@ pub fn verify(path: &Path) -> io::Result<Verification> {
 /// An encrypted archive is decrypted with `keys`: a damaged encryption header is a problem found; a missing or
 /// wrong key is an error (it says nothing about the archive, so it must not be recorded as damage).
 pub fn verify_stream(src: Source, file_len: Option<u64>, keys: &Keys) -> io::Result<Verification> {
-    check_stream(src, file_len, keys, false).map(|(v, _)| v)
+    check_stream(src, file_len, keys, None).map(|(v, _)| v)
 }
 
 /// The backup's read-back: [`verify_stream`], except that file contents are not hashed entry by entry; the
 /// whole decoded stream is summed instead ([`Verification::stream`]), for the writer to compare with the
 /// sum of what it wrote. Equal sums mean the entries decode to the bytes whose SHA-256 the writer put in the
 /// index (and the decompressor checks its own checksum of the stream all the same). Nor is index.json parsed:
-/// only its hash is taken, for the writer to check it is the index it wrote; the entries seen are returned,
-/// for the writer to [`compare`] with that index, which it holds already.
-pub(crate) fn read_back(src: Source, keys: &Keys) -> io::Result<(Verification, Vec<Seen>)> {
-    check_stream(src, None, keys, true)
+/// only its hash is taken, for the writer to check it is the index it wrote; nor are the entries seen kept:
+/// they are folded into an [`EntryDigest`], for the writer to compare with the digest of the entries it wrote.
+pub(crate) fn read_back(src: Source, keys: &Keys) -> io::Result<(Verification, EntryDigest)> {
+    let mut digest = EntryDigest::default();
+    let (v, _) = check_stream(src, None, keys, Some(&mut digest))?;
+    Ok((v, digest))
 }
 
+/// `digest`: the read-back ([`read_back`]), which folds the entries seen into it.
 fn check_stream(
     src: Source,
     file_len: Option<u64>,
     keys: &Keys,
-    read_back: bool,
+    mut digest: Option<&mut EntryDigest>,
 ) -> io::Result<(Verification, Vec<Seen>)> {
+    let read_back = digest.is_some();
     let mut reader = match TarReader::summing(src, 1 << 20, keys, read_back) {
         Ok(o) => o,
         Err(e) => match crypt::in_io(&e) {
@@ -470,7 +463,10 @@ fn check_stream(
                 continue;
             }
             s.sha256 = (hashed && s.kind == Some(Kind::File)).then(|| hasher.finalize().into());
-            seen.push(s);
+            match digest.as_deref_mut() {
+                Some(d) => d.add(&s, s.kind == Some(Kind::File)),
+                None => seen.push(s),
+            }
         }
         Ok(())
     };
@@ -769,21 +765,12 @@ mod tests {
     /// it passes every per-entry check there, and only the sum tells.
     #[test]
     fn read_back_sums_the_decoded_stream() {
-        use crate::archive::writer::{ArchiveWriter, EntryHeader};
+        use crate::archive::writer::{ArchiveWriter, file_header};
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a.tar");
         let file = File::create(&p).unwrap();
         let mut w = ArchiveWriter::new(file, Compression::None, 0, 1, None).unwrap();
-        let h = |path: &'static str, size| EntryHeader {
-            path: path.as_bytes(),
-            kind: Kind::File,
-            mode: 0o600,
-            uid: 0,
-            gid: 0,
-            mtime: 1,
-            size,
-            xattrs: &[],
-        };
+        let h = |path: &'static str, size| file_header(path.as_bytes(), size);
         w.append_bytes(&h(META_PATH, 2), b"{}").unwrap();
         w.append_bytes(&h("etc/hosts", 11), b"hello world").unwrap();
         let (_, written) = w.finish().unwrap();
@@ -791,15 +778,19 @@ mod tests {
             |p: &Path| read_back(Box::new(File::open(p).unwrap()), &Keys::default()).unwrap();
         let (v, seen) = back(&p);
         assert_eq!(v.stream, Some(written.stream));
-        assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].sha256, None, "contents are not hashed on read-back");
+        assert_eq!(seen.clone().finish().0, 1);
 
         let mut bytes = std::fs::read(&p).unwrap();
         let at = bytes.windows(5).position(|w| w == b"hello").unwrap();
         bytes[at] = b'j';
         std::fs::write(&p, &bytes).unwrap();
-        let (damaged, _) = back(&p);
+        let (damaged, seen_damaged) = back(&p);
         assert_eq!(damaged.problems, v.problems);
+        assert_eq!(
+            seen_damaged.finish(),
+            seen.finish(),
+            "contents are not in the digest"
+        );
         assert_ne!(damaged.stream, Some(written.stream));
     }
 

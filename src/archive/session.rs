@@ -3,11 +3,12 @@
 //! safety archive both write through a [`Session`].
 
 use super::compression::Compression;
+use super::entries::{EntryDigest, EntryLog};
 use super::format::{
-    CompressionInfo, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, Warning,
+    CompressionInfo, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, Totals, Warning,
 };
 use super::reader;
-use super::writer::{ArchiveWriter, EntryHeader, ExactReader, is_cancelled};
+use super::writer::{ArchiveWriter, EntryHeader, ExactReader, ReadOutcome, is_cancelled};
 use crate::crypt::{Keys, Seal};
 use crate::fsx::{create_private, write_atomic};
 use crate::host::HostFacts;
@@ -58,6 +59,7 @@ pub struct Finished {
     /// SHA-256 of the file (what the sidecar holds).
     pub sha256: String,
     pub bytes: u64,
+    /// What index.json says, but its entries (left empty: `totals` counts them).
     pub index: Index,
 }
 
@@ -96,10 +98,13 @@ pub fn warning_text(w: &Warning) -> String {
     }
 }
 
+type ReadBack = io::Result<(reader::Verification, EntryDigest)>;
+
 /// The concurrent read-back; dropping it without `finish` (an error path) tells it to stop.
 struct Verifier {
-    handle: Option<std::thread::JoinHandle<io::Result<(reader::Verification, Vec<reader::Seen>)>>>,
+    handle: Option<std::thread::JoinHandle<ReadBack>>,
     state: Arc<reader::FollowState>,
+    keys: Arc<Keys>,
 }
 
 impl Verifier {
@@ -108,39 +113,43 @@ impl Verifier {
     fn start(partial: &Path, keys: Keys) -> io::Result<Verifier> {
         let state = Arc::new(reader::FollowState::default());
         let src = reader::Follow::new(File::open(partial)?, state.clone());
-        let handle = std::thread::spawn(move || reader::read_back(Box::new(src), &keys));
+        let keys = Arc::new(keys);
+        let theirs = keys.clone();
+        let handle = std::thread::spawn(move || reader::read_back(Box::new(src), &theirs));
         Ok(Verifier {
             handle: Some(handle),
             state,
+            keys,
         })
     }
 
-    /// Hand over the end of the file and wait for the verdict, then check the entries read back against
-    /// `index`, what the writer wrote as index.json: that the archive's index.json is that index is checked
-    /// by its hash, which spares parsing a second copy of a large index.
-    fn finish(&mut self, index: &Index, index_sha256: String) -> io::Result<reader::Verification> {
+    /// Hand over the end of the file (`partial`, written and synced) and wait for the verdict, then check the
+    /// entries read back against `wrote`, the digest of the entries the writer put in index.json: that the
+    /// archive's index.json is that index is checked by its hash, which spares parsing a large index. When
+    /// the digests differ, a full verification of the file against its index.json says where.
+    fn finish(
+        &mut self,
+        wrote: EntryDigest,
+        index_sha256: String,
+        partial: &Path,
+    ) -> io::Result<reader::Verification> {
         self.state.done.store(true, Ordering::Release);
         let (mut v, seen) = match self.handle.take().map(|h| h.join()) {
             Some(Ok(r)) => r?,
             _ => return Err(io::Error::other("the verifier thread failed")),
         };
-        // The writer's index is in archive order: entry by entry, with no lookup tables (a large index would
-        // double in memory); any difference gets the full comparison's report.
-        let in_order = seen.len() == index.entries.len()
-            && (index.entries.iter().zip(&seen)).all(|(e, s)| {
-                let same_path = match &e.path_hex {
-                    None => e.path.as_bytes() == s.path,
-                    Some(_) => e.path_bytes() == s.path,
-                };
-                same_path && reader::mismatches(e, s).is_empty()
-            });
-        if v.problems.is_empty() && !in_order {
-            reader::compare(index, &seen, true, &mut v.problems);
-        }
         if v.index_sha256.as_deref() != Some(index_sha256.as_str()) {
             let differs = "differs from the index the backup wrote";
             v.problems
                 .push(reader::problem(Some(INDEX_PATH.as_bytes()), differs));
+        }
+        if v.problems.is_empty() && seen.finish() != wrote.finish() {
+            let full = reader::verify_stream(Box::new(File::open(partial)?), None, &self.keys)?;
+            v.problems.extend(full.problems);
+            if v.problems.is_empty() {
+                let differs = "the entries read back differ from the index the backup wrote";
+                v.problems.push(reader::problem(None, differs));
+            }
         }
         Ok(v)
     }
@@ -173,8 +182,10 @@ pub struct Session<'a> {
     dir: PathBuf,
     name: String,
     time: Timestamp,
-    /// What index.json will say; entries are added by the `append` methods, warnings by [`Session::warn`].
+    /// What index.json will say, but its entries: those are in `entries`, added by the `append` methods
+    /// and [`Session::push_entry`]; warnings by [`Session::warn`].
     pub index: Index,
+    entries: EntryLog,
     log: &'a Log,
     pub cancel: &'a AtomicBool,
     pub progress: Box<dyn Progress>,
@@ -201,6 +212,7 @@ impl<'a> Session<'a> {
         let file = create_private(&path).map_err(created)?;
         let partial = tempfile::TempPath::try_from_path(&path).map_err(created)?;
         let verifier = Verifier::start(&partial, keys).map_err(|e| failed("read-back", e))?;
+        let entries = EntryLog::new().map_err(|e| failed("index entries", e))?;
         let w = ArchiveWriter::new(file, spec.compression, spec.level, spec.threads, encryptor)
             .map_err(|e| failed("cannot start the compressor", e))?;
         let meta = Meta {
@@ -231,6 +243,7 @@ impl<'a> Session<'a> {
             name,
             time,
             index: Index::new(),
+            entries,
             log,
             cancel,
             progress: match spec.progress {
@@ -254,6 +267,17 @@ impl<'a> Session<'a> {
         f: impl FnOnce(&mut ArchiveWriter) -> io::Result<T>,
     ) -> Result<T, SessionError> {
         f(&mut self.w).map_err(|e| io_err(&self.partial, e))
+    }
+
+    /// Add an entry of index.json (in archive order: the entry just appended).
+    pub fn push_entry(&mut self, e: IndexEntry) -> Result<(), SessionError> {
+        let pushed = self.entries.push(&e);
+        pushed.map_err(|e| io_err(&self.partial, e))
+    }
+
+    /// The entries added so far.
+    pub fn entry_count(&self) -> u64 {
+        self.entries.totals().entries
     }
 
     pub fn warn(&mut self, path: Option<String>, message: String) {
@@ -283,52 +307,40 @@ impl<'a> Session<'a> {
             Ok(r.finish()?.0)
         })?;
         let e = index_entry(&h, category, Some(sha), None, Some(source));
-        self.index.entries.push(e);
-        Ok(())
+        self.push_entry(e)
     }
 
-    /// Append index.json, serialized as it is written (a large index is never held twice in memory); returns
-    /// its SHA-256.
-    fn append_index(&mut self) -> Result<String, SessionError> {
-        let index = &self.index;
-        let mut size = Count(0);
-        serde_json::to_writer(&mut size, index).map_err(|e| failed("index.json", e))?;
-        let h = internal_header(INDEX_PATH, size.0, self.time);
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        let (w, cancel) = (&mut self.w, self.cancel);
-        let written = std::thread::scope(|scope| {
-            let serializer = scope.spawn(move || {
-                let mut out = io::BufWriter::with_capacity(64 << 10, Chunks(tx));
-                serde_json::to_writer(&mut out, index)?;
-                io::Write::flush(&mut out).map_err(serde_json::Error::io)
-            });
-            let mut r = ExactReader::new(Received::new(rx), h.size, cancel);
-            // `r` goes either way (in `finish` or here), which ends a serializer still sending.
-            let appended = match w.append_reader(&h, &mut r) {
-                Ok(()) => r.finish(),
-                Err(e) => {
-                    drop(r);
-                    Err(e)
-                }
-            };
-            // A failed write (a full disk, an interruption) is the error to report: the serializer then
-            // only failed because nobody reads any more.
-            match (appended, serializer.join()) {
-                (Err(e), _) => Err(e),
-                (Ok(_), Ok(Err(e))) => Err(io::Error::other(format!("index.json: {e}"))),
-                (Ok(_), Err(_)) => Err(io::Error::other("the index.json serializer failed")),
-                (Ok(done), Ok(Ok(()))) => Ok(done),
+    /// Append index.json, spliced from the entries kept on disk (a large index is never held in memory);
+    /// returns its SHA-256 and the digest of its entries.
+    fn append_index(&mut self) -> Result<(String, EntryDigest), SessionError> {
+        let spliced = self.entries.index_json(&self.index);
+        let (size, json, digest) = spliced.map_err(|e| failed("index.json", e))?;
+        let h = internal_header(INDEX_PATH, size, self.time);
+        let cancel = self.cancel;
+        let sha = self.write(|w| {
+            let mut r = ExactReader::new(json, size, cancel);
+            w.append_reader(&h, &mut r)?;
+            if let Some(e) = r.error.take() {
+                return Err(e);
             }
-        });
-        let (sha, _) = written.map_err(|e| io_err(&self.partial, e))?;
-        Ok(sha)
+            match r.finish()? {
+                (sha, ReadOutcome::Exact) => Ok(sha),
+                _ => Err(io::Error::other(
+                    "index.json: not the size it was planned at",
+                )),
+            }
+        })?;
+        Ok((sha, digest))
     }
 
     /// Write index.json, finish the file, verify what is on disk, then rename it into place, fsync the
     /// directory and write the `.sha256` sidecar.
     pub fn finish(mut self) -> Result<Finished, SessionError> {
-        self.index.compute_totals();
-        let index_sha = self.append_index()?;
+        self.index.totals = Totals {
+            warnings: self.index.warnings.len() as u64,
+            ..self.entries.totals().clone()
+        };
+        let (index_sha, digest) = self.append_index()?;
         self.progress.phase("finishing");
         let (_file, written) = self.w.finish().map_err(|e| io_err(&self.partial, e))?;
         check_cancel(self.cancel)?;
@@ -343,7 +355,7 @@ impl<'a> Session<'a> {
         let verify_start = Instant::now();
         let v = self
             .verifier
-            .finish(&self.index, index_sha)
+            .finish(digest, index_sha, &self.partial)
             .map_err(|e| failed("read-back", e))?;
         self.progress.finish();
         log.debug(&format!(
@@ -391,65 +403,6 @@ impl<'a> Session<'a> {
             bytes: written.bytes,
             index: self.index,
         })
-    }
-}
-
-/// Counts the bytes written to it.
-struct Count(u64);
-
-impl io::Write for Count {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Sends what is written to it, in chunks, to a [`Received`] on another thread.
-struct Chunks(std::sync::mpsc::SyncSender<Vec<u8>>);
-
-impl io::Write for Chunks {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let gone = |_| io::Error::from(io::ErrorKind::BrokenPipe);
-        self.0.send(buf.to_vec()).map_err(gone)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Reads the chunks a [`Chunks`] sends, to their end.
-struct Received {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl Received {
-    fn new(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> Self {
-        Received {
-            rx,
-            chunk: Vec::new(),
-            at: 0,
-        }
-    }
-}
-
-impl io::Read for Received {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(chunk) => (self.chunk, self.at) = (chunk, 0),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
 

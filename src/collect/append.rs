@@ -12,14 +12,134 @@ pub fn append_item(
     item: &Item,
     found_keys: Option<&mut Vec<(String, String)>>,
 ) -> Result<u64, SessionError> {
-    let stored = match item.kind {
-        Kind::File => append_file(s, root, item, found_keys)?,
-        Kind::Dir | Kind::Symlink => append_node(s, root, item)?,
+    let prepared = prepare(root, item, found_keys.is_some(), s.cancel);
+    store(s, item, prepared, found_keys)
+}
+
+/// Files up to this size are read whole ahead of the writer, by [`append_items`]' reader thread.
+const READ_AHEAD_FILE: u64 = 256 << 10;
+/// Items prepared ahead of the writer: at most this many small files' contents are held.
+const READ_AHEAD_ITEMS: usize = 16;
+
+/// [`append_item`] for every item, in order, with the progress advanced: a reader thread opens each item,
+/// reads its metadata and extended attributes, and reads and hashes a small file whole, ahead of the writer,
+/// which then only appends (the reading and hashing no longer wait on the compressor, nor it on them).
+pub fn append_items(
+    s: &mut Session,
+    root: &Root,
+    items: &[Item],
+    mut found_keys: Option<&mut Vec<(String, String)>>,
+) -> Result<(), SessionError> {
+    let (sniff, cancel) = (found_keys.is_some(), s.cancel);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD_ITEMS);
+        scope.spawn(move || {
+            for item in items {
+                if cancel.load(Ordering::Relaxed)
+                    || tx.send(prepare(root, item, sniff, cancel)).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        // Dropping `rx` on an error stops the reader at its next item.
+        for item in items {
+            s.check_cancel()?;
+            let prepared = rx.recv().map_err(|_| SessionError::Interrupted)?;
+            let bytes = store(s, item, prepared, found_keys.as_deref_mut())?;
+            s.progress.advance(1, bytes);
+        }
+        Ok(())
+    })
+}
+
+/// An item as read from the host, ready to append.
+enum Prepared {
+    /// A file read whole: its content, its SHA-256, how the read went, and the age keys seen in it.
+    Read {
+        md: Metadata,
+        xattrs: Vec<(String, Vec<u8>)>,
+        data: Vec<u8>,
+        /// SHA-256, outcome and read error; `Err` only when cancelled.
+        read: io::Result<(String, ReadOutcome, Option<io::Error>)>,
+        found: Vec<String>,
+    },
+    /// A larger file, open: the writer streams it.
+    Open {
+        file: fs::File,
+        md: Metadata,
+        xattrs: Vec<(String, Vec<u8>)>,
+    },
+    /// A directory or symlink (with its target).
+    Node {
+        md: Metadata,
+        kind: Kind,
+        xattrs: Vec<(String, Vec<u8>)>,
+        target: Option<Vec<u8>>,
+    },
+    /// Nothing can be stored: why.
+    Not(String),
+}
+
+fn prepare(root: &Root, item: &Item, sniff: bool, cancel: &AtomicBool) -> Prepared {
+    let prepared = match item.kind {
+        Kind::File => prepare_file(root, item, sniff, cancel),
+        Kind::Dir | Kind::Symlink => prepare_node(root, item),
+    };
+    prepared.unwrap_or_else(Prepared::Not)
+}
+
+/// Append what [`prepare`] made of `item`, and its index entry (or the warning why nothing was stored).
+fn store(
+    s: &mut Session,
+    item: &Item,
+    prepared: Prepared,
+    found_keys: Option<&mut Vec<(String, String)>>,
+) -> Result<u64, SessionError> {
+    let stored = match prepared {
+        Prepared::Read {
+            md,
+            xattrs,
+            data,
+            read,
+            found,
+        } => {
+            let (sha, outcome, read_error) = match read {
+                Ok(done) => done,
+                // Only a cancelled read fails outright (a read error is an outcome).
+                Err(e) if crate::archive::writer::is_cancelled(&e) => {
+                    return Err(SessionError::Interrupted);
+                }
+                Err(e) => return Err(SessionError::Failed(e.to_string())),
+            };
+            let h = header(item, Kind::File, &md, &xattrs);
+            s.write(|w| w.append_bytes(&h, &data))?;
+            let found = found.into_iter();
+            stored_file(s, item, &h, sha, outcome, read_error, found, found_keys)
+        }
+        Prepared::Open { file, md, xattrs } => {
+            append_file(s, item, &file, &md, &xattrs, found_keys)?
+        }
+        Prepared::Node {
+            md,
+            kind,
+            xattrs,
+            target,
+        } => {
+            let h = header(item, kind, &md, &xattrs);
+            match &target {
+                None => s.write(|w| w.append_dir(&h))?,
+                Some(t) => s.write(|w| w.append_symlink(&h, t))?,
+            }
+            let shown = target.map(|t| crate::archive::format::path_fields(&t).0);
+            Ok(index_entry(&h, &item.category, None, shown, None))
+        }
+        Prepared::Not(why) => Err(why),
     };
     match stored {
         Ok(entry) => {
             let size = entry.size;
-            s.index.entries.push(entry);
+            s.push_entry(entry)?;
             Ok(size)
         }
         Err(message) => {
@@ -84,8 +204,8 @@ pub fn append_generated(s: &mut Session, root: &Root, plan: &Plan) -> Result<(),
     s.append_internal(LISTED_PATH, &first.category, "listed", &json[..], size)
 }
 
-/// The entry stored, or why nothing was.
-pub(super) type Stored = Result<IndexEntry, String>;
+/// The entry stored (or what was prepared), or why nothing was.
+pub(super) type Stored<T = IndexEntry> = Result<T, String>;
 
 pub(super) const CHANGED_TYPE: &str = "changed type during the backup, not stored";
 
@@ -191,27 +311,55 @@ pub fn open_no_follow(path: &Path) -> io::Result<fs::File> {
         .open(path)
 }
 
-fn append_file(
-    s: &mut Session,
-    root: &Root,
-    item: &Item,
-    found_keys: Option<&mut Vec<(String, String)>>,
-) -> Result<Stored, SessionError> {
+/// Open a file to store and read its metadata and extended attributes; a small one is read whole (exactly
+/// its size at open, hashed, its age keys sniffed when `sniff`).
+fn prepare_file(root: &Root, item: &Item, sniff: bool, cancel: &AtomicBool) -> Stored<Prepared> {
     // Never block on a FIFO swapped in.
     let file = match open_beneath(root, &item.host_path, OFlags::RDONLY | OFlags::NONBLOCK) {
         Ok(f) => fs::File::from(f),
-        Err(e) => return Ok(Err(not_stored(e, "unreadable"))),
+        Err(e) => return Err(not_stored(e, "unreadable")),
     };
     let md = match file.metadata() {
         Ok(md) if md.is_file() => md,
-        Ok(_) => return Ok(Err(CHANGED_TYPE.into())),
-        Err(e) => return Ok(Err(format!("cannot stat, not stored: {e}"))),
+        Ok(_) => return Err(CHANGED_TYPE.into()),
+        Err(e) => return Err(format!("cannot stat, not stored: {e}")),
     };
     let xattrs = xattrs_fd(&file);
+    if md.len() > READ_AHEAD_FILE {
+        return Ok(Prepared::Open { file, md, xattrs });
+    }
     // The header comes from fstat of the open file; exactly that many bytes are stored.
-    let h = header(item, Kind::File, &md, &xattrs);
+    let mut sniffer = crate::crypt::IdentitySniffer::new(&file, sniff);
+    let mut data = Vec::with_capacity(md.len() as usize);
+    let mut r = ExactReader::new(&mut sniffer, md.len(), cancel);
+    // As `append_file` does: the read error taken, then the outcome.
+    let read = io::Read::read_to_end(&mut r, &mut data).and_then(|_| {
+        let read_error = r.error.take();
+        let (sha, outcome) = r.finish()?;
+        Ok((sha, outcome, read_error))
+    });
+    Ok(Prepared::Read {
+        md,
+        xattrs,
+        data,
+        read,
+        found: sniffer.found,
+    })
+}
+
+/// Stream an open file into the archive (`md` and `xattrs` from the open file).
+fn append_file(
+    s: &mut Session,
+    item: &Item,
+    file: &fs::File,
+    md: &Metadata,
+    xattrs: &[(String, Vec<u8>)],
+    found_keys: Option<&mut Vec<(String, String)>>,
+) -> Result<Stored, SessionError> {
+    // The header comes from fstat of the open file; exactly that many bytes are stored.
+    let h = header(item, Kind::File, md, xattrs);
     let mut sniffer = crate::crypt::IdentitySniffer::new(
-        io::BufReader::with_capacity(256 * 1024, &file),
+        io::BufReader::with_capacity(256 * 1024, file),
         found_keys.is_some(),
     );
     let cancel = s.cancel;
@@ -222,19 +370,37 @@ fn append_file(
         let (sha, outcome) = r.finish()?;
         Ok((sha, outcome, read_error))
     })?;
+    let found = sniffer.found.drain(..);
+    Ok(stored_file(
+        s, item, &h, sha, outcome, read_error, found, found_keys,
+    ))
+}
+
+/// The index entry of a file stored, after the warning of a read that did not go exactly (and the age keys
+/// seen noted).
+#[allow(clippy::too_many_arguments)]
+fn stored_file(
+    s: &mut Session,
+    item: &Item,
+    h: &EntryHeader,
+    sha: String,
+    outcome: ReadOutcome,
+    read_error: Option<io::Error>,
+    found: impl Iterator<Item = String>,
+    found_keys: Option<&mut Vec<(String, String)>>,
+) -> Stored {
     let host = item.host_path.display().to_string();
-    if let Some(found) = found_keys {
-        found.extend(sniffer.found.drain(..).map(|k| (host.clone(), k)));
+    if let Some(keys) = found_keys {
+        keys.extend(found.map(|k| (host.clone(), k)));
     }
+    let size = h.size;
     let problem = match outcome {
         ReadOutcome::Exact => None,
         ReadOutcome::Shrunk { missing } => Some(format!(
-            "shrank while being read: {missing} missing bytes stored as zeros (size at open: {})",
-            md.len()
+            "shrank while being read: {missing} missing bytes stored as zeros (size at open: {size})"
         )),
         ReadOutcome::Grew => Some(format!(
-            "grew while being read: stored its first {} bytes (size at open)",
-            md.len()
+            "grew while being read: stored its first {size} bytes (size at open)"
         )),
         ReadOutcome::ReadError => Some(format!(
             "read error, the rest stored as zeros: {}",
@@ -244,37 +410,40 @@ fn append_file(
     if let Some(message) = problem {
         s.warn(Some(host), message);
     }
-    Ok(Ok(index_entry(&h, &item.category, Some(sha), None, None)))
+    Ok(index_entry(h, &item.category, Some(sha), None, None))
 }
 
-fn append_node(s: &mut Session, root: &Root, item: &Item) -> Result<Stored, SessionError> {
+/// A directory or symlink to store: its metadata, extended attributes, and a link's target, all through
+/// its own handle.
+fn prepare_node(root: &Root, item: &Item) -> Stored<Prepared> {
     // O_PATH | O_NOFOLLOW: the node itself, a symlink included, whatever it is now.
     let node = match open_beneath(root, &item.host_path, OFlags::PATH) {
         Ok(fd) => fs::File::from(fd),
-        Err(e) => return Ok(Err(not_stored(e, "cannot stat"))),
+        Err(e) => return Err(not_stored(e, "cannot stat")),
     };
     let md = match node.metadata() {
         Ok(md) => md,
-        Err(e) => return Ok(Err(not_stored(e, "cannot stat"))),
+        Err(e) => return Err(not_stored(e, "cannot stat")),
     };
     let kind = match Kind::of_file(md.file_type()) {
-        Some(Kind::File) | None => return Ok(Err(CHANGED_TYPE.into())),
+        Some(Kind::File) | None => return Err(CHANGED_TYPE.into()),
         Some(k) => k,
     };
     let xattrs = xattrs_node(&node);
-    let h = header(item, kind, &md, &xattrs);
-    if kind == Kind::Dir {
-        s.write(|w| w.append_dir(&h))?;
-        return Ok(Ok(index_entry(&h, &item.category, None, None, None)));
-    }
-    // The link itself, through its handle.
-    let target = match rustix::fs::readlinkat(&node, "", Vec::new()) {
-        Ok(t) => t.into_bytes(),
-        Err(e) => return Ok(Err(format!("cannot read link, not stored: {e}"))),
+    let target = match kind {
+        Kind::Dir => None,
+        // The link itself, through its handle.
+        _ => match rustix::fs::readlinkat(&node, "", Vec::new()) {
+            Ok(t) => Some(t.into_bytes()),
+            Err(e) => return Err(format!("cannot read link, not stored: {e}")),
+        },
     };
-    s.write(|w| w.append_symlink(&h, &target))?;
-    let shown = crate::archive::format::path_fields(&target).0;
-    Ok(Ok(index_entry(&h, &item.category, None, Some(shown), None)))
+    Ok(Prepared::Node {
+        md,
+        kind,
+        xattrs,
+        target,
+    })
 }
 
 /// Extended attributes (POSIX ACLs included, as `system.posix_acl_*`) of an open file.
@@ -342,4 +511,98 @@ fn sized(start: usize, call: impl Fn(&mut [u8]) -> rustix::io::Result<usize>) ->
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::session::Spec;
+    use crate::output::{Log, Redactor};
+
+    /// The read-ahead pipeline stores every item, in order, small files and one larger than it reads whole,
+    /// directories and links, and warns for one that vanished: the same archive as one item at a time.
+    #[test]
+    fn items_read_ahead_are_all_stored_in_order() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path().join("root"));
+        let d = t.path().join("root/srv/d");
+        fs::create_dir_all(&d).unwrap();
+        let big: Vec<u8> = (0..READ_AHEAD_FILE as u32 * 3 + 1)
+            .map(|i| i as u8)
+            .collect();
+        let mut items = vec![("/srv/d", Kind::Dir, 0)];
+        for i in 0..READ_AHEAD_ITEMS * 3 {
+            let name = format!("/srv/d/f{i:03}");
+            let data = match i {
+                7 => big.clone(),
+                _ => format!("file {i}\n").into_bytes(),
+            };
+            fs::write(root.path(&name), &data).unwrap();
+            items.push((
+                Box::leak(name.into_boxed_str()),
+                Kind::File,
+                data.len() as u64,
+            ));
+        }
+        std::os::unix::fs::symlink("f001", d.join("link")).unwrap();
+        items.push(("/srv/d/link", Kind::Symlink, 0));
+        items.push(("/srv/d/gone", Kind::File, 3));
+        let items: Vec<Item> = (items.into_iter())
+            .map(|(p, kind, size)| Item {
+                host_path: PathBuf::from(p),
+                category: "extra".into(),
+                kind,
+                size,
+            })
+            .collect();
+
+        let archive = |pipelined: bool| {
+            let out = t.path().join(format!("out{pipelined}"));
+            fs::create_dir_all(&out).unwrap();
+            let (log, cancel) = (Log::new(-1, Redactor::default()), AtomicBool::new(false));
+            let facts = crate::host::HostFacts::detect(&root);
+            let spec = Spec {
+                facts: &facts,
+                root: root.dir(),
+                purpose: "backup",
+                categories: vec!["extra".into()],
+                pve_tree_from_db: false,
+                compression: crate::archive::compression::Compression::Zstd,
+                level: 3,
+                threads: 2,
+                seal: None,
+                progress: false,
+            };
+            let time = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+            let mut s =
+                Session::create(&out, "t.tar.zst".into(), time, spec, &log, &cancel).unwrap();
+            if pipelined {
+                append_items(&mut s, &root, &items, None).unwrap();
+            } else {
+                for item in &items {
+                    append_item(&mut s, &root, item, None).unwrap();
+                }
+            }
+            let done = s.finish().unwrap();
+            let v = crate::archive::reader::verify(&done.path).unwrap();
+            assert!(v.ok(), "{:?}", v.problems);
+            (v.index.unwrap(), fs::read(&done.path).unwrap())
+        };
+        let (index, bytes) = archive(true);
+        let stored: Vec<&str> = index.entries.iter().map(|e| e.path.as_str()).collect();
+        let want: Vec<&str> = (items.iter())
+            .map(|i| i.host_path.to_str().unwrap().trim_start_matches('/'))
+            .filter(|p| !p.ends_with("gone"))
+            .collect();
+        assert_eq!(stored, want);
+        let big_entry = index
+            .entries
+            .iter()
+            .find(|e| e.path == "srv/d/f007")
+            .unwrap();
+        assert_eq!(big_entry.sha256, Some(crate::archive::sha256_hex(&big)));
+        assert_eq!(index.warnings.len(), 1, "{:?}", index.warnings);
+        assert_eq!(index.warnings[0].path.as_deref(), Some("/srv/d/gone"));
+        assert_eq!(bytes, archive(false).1, "the same archive either way");
+    }
 }

@@ -118,7 +118,7 @@ pub fn write(
     log.debug(&format!(
         "safety archive {} ({} entries, {} absent)",
         done.path.display(),
-        done.index.entries.len(),
+        done.index.totals.entries,
         done.index.absent.len()
     ));
     Ok(done.path)
