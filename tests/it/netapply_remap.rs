@@ -105,6 +105,9 @@ fn an_unmatched_nic_refuses_the_apply_before_staging_until_nic_names_it() {
     let out = r.expect(0).stdout();
     assert!(out.contains(blocker), "{out}");
     assert!(out.contains("ifreload -a"), "{out}");
+    let j = net.restore(true, &["--dry-run"]).expect(0).json();
+    assert_eq!(j["plan"]["blockers"][0]["why"], blocker, "{j}");
+    assert_eq!(j["apply_command"], "ifreload -a", "{j}");
     assert_eq!(network_files(&net.env.root), before);
     net.extra = " --nic eno2=enp6s0".into();
     applied_and_confirmed(&net, nic);
