@@ -9,6 +9,7 @@ use anyhow::anyhow;
 use proxkeep::app::network::{
     self as journey, ApplyRequest, NetError, NetReport, Preview, When, Worker,
 };
+use proxkeep::app::restore::PlanDoc;
 use proxkeep::exit;
 use proxkeep::output::{Redactor, esc, esc_line};
 use proxkeep::restore::Prepared;
@@ -62,6 +63,15 @@ fn duration(s: &str) -> Result<Duration, Exit> {
         })
 }
 
+/// `--json --dry-run`: the sequence, and the plan it would carry out (its NIC notes and blockers: the text
+/// shows that plan before the sequence).
+#[derive(serde::Serialize)]
+struct DryRun<'a> {
+    #[serde(flatten)]
+    preview: &'a Preview,
+    plan: PlanDoc,
+}
+
 /// `restore … --apply-network`, after the plan is shown and has no conflicts.
 pub fn apply(ctx: &Ctx, a: &RestoreArgs, p: &Prepared, target: &Path) -> Result<i32, Exit> {
     let root = proxkeep::app::absolute(ctx.root.dir());
@@ -92,9 +102,13 @@ pub fn apply(ctx: &Ctx, a: &RestoreArgs, p: &Prepared, target: &Path) -> Result<
     };
     if a.dry_run {
         let pv = journey::preview(&req);
+        let doc = DryRun {
+            preview: &pv,
+            plan: PlanDoc::new(p),
+        };
         return ctx
             .out
-            .result(&pv, |o| preview_text(&pv, o))
+            .result(&doc, |o| preview_text(&pv, o))
             .map(|()| exit::OK);
     }
     let n = req.files.len();

@@ -15,6 +15,7 @@ mod import;
 mod inspect;
 mod merge;
 mod netapply;
+mod netapply_remap;
 mod nic;
 mod notify;
 mod package;

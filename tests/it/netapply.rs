@@ -13,9 +13,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-const OLD: &str = "auto lo\niface lo inet loopback\n\nauto v0\niface v0 inet manual\n\nauto vmbr0\niface vmbr0 inet static\n\taddress 10.9.0.5/24\n\tbridge-ports v0\n\tbridge-stp off\n\tbridge-fd 0\n";
+pub(crate) const OLD: &str = "auto lo\niface lo inet loopback\n\nauto v0\niface v0 inet manual\n\nauto vmbr0\niface vmbr0 inet static\n\taddress 10.9.0.5/24\n\tbridge-ports v0\n\tbridge-stp off\n\tbridge-fd 0\n";
 
-fn new_config(gateway: &str, method: &str) -> String {
+pub(crate) fn new_config(gateway: &str, method: &str) -> String {
     format!(
         "auto lo\niface lo inet loopback\n\nauto v0\niface v0 inet manual\n\nauto vmbr0\niface vmbr0 inet {method}\n\taddress 10.9.0.2/24\n\tgateway {gateway}\n\tbridge-ports v0\n\tbridge-stp off\n\tbridge-fd 0\n"
     )
@@ -47,7 +47,7 @@ fn host_network() -> String {
 }
 
 /// Every file under `etc/network` of the root with its mode and content.
-fn network_files(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+pub(crate) fn network_files(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
     let mut out = BTreeMap::new();
     let base = root.join("etc/network");
     let mut stack = vec![base.clone()];
@@ -65,16 +65,27 @@ fn network_files(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
     out
 }
 
-struct Net {
-    env: Env,
-    archive: PathBuf,
+pub(crate) struct Net {
+    pub(crate) env: Env,
+    pub(crate) archive: PathBuf,
     ifup: PathBuf,
     host: String,
+    /// The NIC of the namespace (one end of the veth pair to the gateway).
+    nic: String,
+    /// What the apply command selects (`--only network`), and more of its arguments (`--nic OLD=NEW`).
+    pub(crate) select: String,
+    pub(crate) extra: String,
 }
 
 impl Net {
     /// A root whose archive holds `new` as /etc/network/interfaces, and whose live file is [`OLD`].
     fn new(new: &str) -> Net {
+        Net::with(new, OLD, None, "v0")
+    }
+
+    /// A root whose archive holds `new` as /etc/network/interfaces and whose live file is `old`; `sys`: the
+    /// fixture trees (tests/fixtures/sys) of its /sys at the backup and after it; `nic`: the namespace's NIC.
+    pub(crate) fn with(new: &str, old: &str, sys: Option<[&str; 2]>, nic: &str) -> Net {
         let ifup = ifupdown2();
         let host = host_network();
         let mut env = Env::new("");
@@ -94,43 +105,55 @@ impl Net {
             r.display()
         ));
         fs::write(r.join("etc/network/interfaces"), new).unwrap();
+        if let Some([before, _]) = sys {
+            materialize(&format!("sys/{before}"), r);
+        }
         env.run(&["backup"]).expect(0);
         let archive = env.only_archive();
-        fs::write(r.join("etc/network/interfaces"), OLD).unwrap();
+        if let Some([_, after]) = sys {
+            fs::remove_dir_all(r.join("sys")).unwrap();
+            materialize(&format!("sys/{after}"), r);
+        }
+        fs::write(r.join("etc/network/interfaces"), old).unwrap();
         Net {
             env,
             archive,
             ifup,
             host,
+            nic: nic.into(),
+            select: "--only network".into(),
+            extra: String::new(),
         }
     }
 
-    fn state_file(&self) -> PathBuf {
+    pub(crate) fn state_file(&self) -> PathBuf {
         self.env.root.join("var/lib/proxkeep/network-rollback.json")
     }
 
-    fn state(&self) -> Option<serde_json::Value> {
+    pub(crate) fn state(&self) -> Option<serde_json::Value> {
         let text = fs::read(self.state_file()).ok()?;
         serde_json::from_slice(&text).ok()
     }
 
-    fn apply_command(&self, window: &str) -> String {
+    pub(crate) fn apply_command(&self, window: &str) -> String {
         format!(
-            "'{}' --config '{}' --root '{}' restore '{}' --only network --apply-network --yes --dns-name dns-check.test --rollback-after {window}",
+            "'{}' --config '{}' --root '{}' restore '{}' {} --apply-network --yes --dns-name dns-check.test --rollback-after {window}{}",
             bin().display(),
             self.env.config.display(),
             self.env.root.display(),
-            self.archive.display()
+            self.archive.display(),
+            self.select,
+            self.extra
         )
     }
 
-    fn out(&self, name: &str) -> String {
+    pub(crate) fn out(&self, name: &str) -> String {
         fs::read_to_string(self.env.path(name)).unwrap_or_default()
     }
 
     /// Run `tail` in a new network and mount namespace set up as a PVE host's network: the old config
     /// applied by ifupdown2 over a veth pair whose peer (the gateway, 10.9.0.1) is in a namespace of its own.
-    fn spawn(&self, tail: &str) -> Child {
+    pub(crate) fn spawn(&self, tail: &str) -> Child {
         let ns = self.env.path("ns");
         let net = self.env.root.join("etc/network");
         let setup = format!(
@@ -145,7 +168,7 @@ mount -t sysfs sysfs /sys
 export PATH='{ifup}/sbin':$PATH
 ip link set lo up
 ip netns add gw
-ip link add v0 type veth peer name v0p
+ip link add '{nic}' type veth peer name v0p
 ip link set v0p netns gw
 ip -n gw link set lo up; ip -n gw addr add 10.9.0.1/24 dev v0p; ip -n gw link set v0p up
 ifreload -a
@@ -158,6 +181,7 @@ wait_state() {{ i=0; until grep -Eq "\"status\": \"($1)\"" "$STATE" 2>/dev/null;
             ns = ns.display(),
             net = net.display(),
             ifup = self.ifup.display(),
+            nic = self.nic,
             state = self.state_file().display(),
             sink = repo().join("tests/support/notify_sink.py").display(),
         );
@@ -174,7 +198,7 @@ wait_state() {{ i=0; until grep -Eq "\"status\": \"($1)\"" "$STATE" 2>/dev/null;
             .unwrap()
     }
 
-    fn finish(&self, child: Child) {
+    pub(crate) fn finish(&self, child: Child) {
         let mut child = child;
         let status = child.wait().unwrap();
         assert!(
@@ -191,7 +215,7 @@ wait_state() {{ i=0; until grep -Eq "\"status\": \"($1)\"" "$STATE" 2>/dev/null;
     }
 
     /// `[--json] restore ARCHIVE --only network --apply-network EXTRA…` outside the namespaces.
-    fn restore(&self, json: bool, extra: &[&str]) -> Run {
+    pub(crate) fn restore(&self, json: bool, extra: &[&str]) -> Run {
         let a = self.archive.display().to_string();
         let mut args = vec![
             "--json",
@@ -205,12 +229,12 @@ wait_state() {{ i=0; until grep -Eq "\"status\": \"($1)\"" "$STATE" 2>/dev/null;
         self.env.run(&args[usize::from(!json)..])
     }
 
-    fn interfaces(&self) -> String {
+    pub(crate) fn interfaces(&self) -> String {
         fs::read_to_string(self.env.root.join("etc/network/interfaces")).unwrap()
     }
 
     /// No staged file or rollback copy is left beside the live ones.
-    fn no_leftovers(&self) {
+    pub(crate) fn no_leftovers(&self) {
         let left: Vec<String> = network_files(&self.env.root)
             .into_keys()
             .filter(|k| k.contains("proxkeep"))
@@ -218,7 +242,7 @@ wait_state() {{ i=0; until grep -Eq "\"status\": \"($1)\"" "$STATE" 2>/dev/null;
         assert!(left.is_empty(), "left behind: {left:?}");
     }
 
-    fn pid_gone(&self, pid: u64) {
+    pub(crate) fn pid_gone(&self, pid: u64) {
         wait_for("the rollback worker to end", 30, || {
             fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |c| c.is_empty())
         });
@@ -226,7 +250,7 @@ wait_state() {{ i=0; until grep -Eq "\"status\": \"($1)\"" "$STATE" 2>/dev/null;
 }
 
 /// The tail that runs the apply, waits for the state to leave `armed`, and shows the addresses.
-fn apply_and_wait(net: &Net, window: &str, end: &str) -> String {
+pub(crate) fn apply_and_wait(net: &Net, window: &str, end: &str) -> String {
     format!(
         "rc=0; {} > apply.out 2> apply.err || rc=$?; echo $rc > rc.tmp; mv rc.tmp apply.rc\nwait_state '{end}'\nip -4 -o addr show dev vmbr0 > addr.txt\n",
         net.apply_command(window)
