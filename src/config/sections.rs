@@ -54,7 +54,7 @@ pub struct Config {
 }
 
 /// `[encryption]`. Recipients are checked when the config is loaded ([`Checks::recipient`](super::Checks::recipient)); the two files are
-/// read by each backup (`seal`, in crypt).
+/// read by each backup and safety archive ([`EncryptionConfig::seal`]).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EncryptionConfig {
