@@ -63,12 +63,12 @@ fn duration(s: &str) -> Result<Duration, Exit> {
         })
 }
 
-/// `--json --dry-run`: the sequence, and the plan it would carry out (its NIC notes and blockers: the text
-/// shows that plan before the sequence).
+/// `--json` of `--apply-network`: the sequence (`--dry-run`) or what was done, with the plan it carries out
+/// (its NIC notes, rewrites and blockers: the text shows that plan first).
 #[derive(serde::Serialize)]
-struct DryRun<'a> {
+struct WithPlan<'a, T: serde::Serialize> {
     #[serde(flatten)]
-    preview: &'a Preview,
+    inner: &'a T,
     plan: PlanDoc,
 }
 
@@ -102,8 +102,8 @@ pub fn apply(ctx: &Ctx, a: &RestoreArgs, p: &Prepared, target: &Path) -> Result<
     };
     if a.dry_run {
         let pv = journey::preview(&req);
-        let doc = DryRun {
-            preview: &pv,
+        let doc = WithPlan {
+            inner: &pv,
             plan: PlanDoc::new(p),
         };
         return ctx
@@ -127,7 +127,11 @@ pub fn apply(ctx: &Ctx, a: &RestoreArgs, p: &Prepared, target: &Path) -> Result<
         ctx.out.text(|o| report_text(&r, o))?;
         r = keep_prompt(ctx, deadline, &log)?;
     }
-    ctx.out.result(&r, |o| report_text(&r, o))?;
+    let doc = WithPlan {
+        inner: &r,
+        plan: PlanDoc::new(p),
+    };
+    ctx.out.result(&doc, |o| report_text(&r, o))?;
     Ok(r.exit_code)
 }
 

@@ -109,14 +109,17 @@ fn an_unmatched_nic_refuses_the_apply_before_staging_until_nic_names_it() {
     assert_eq!(j["plan"]["blockers"][0]["why"], blocker, "{j}");
     assert_eq!(j["apply_command"], "ifreload -a", "{j}");
     assert_eq!(network_files(&net.env.root), before);
-    net.extra = " --nic eno2=enp6s0".into();
+    // The real apply's --json carries the plan it carried out, as the dry run's does.
+    net.extra = " --nic eno2=enp6s0 --json".into();
     applied_and_confirmed(&net, nic);
+    let out = net.out("apply.out");
+    let j: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    let notes = j["plan"]["notes"].to_string();
     assert!(
-        net.out("apply.out")
-            .contains("NIC eno2 → enp6s0 (matched by --nic)"),
-        "{}",
-        net.out("apply.out")
+        notes.contains("NIC eno2 → enp6s0 (matched by --nic)"),
+        "{j}"
     );
+    assert_eq!(j["status"], "armed", "{j}");
 }
 
 #[test]
