@@ -145,22 +145,9 @@ fn a_directory_swapped_for_a_symlink_during_the_backup_is_a_warning_not_outside_
 /// each holding one thing `restore` refuses, or nothing (`ok`, `setuid`).
 const ARCHIVES: &str = r##"
 import hashlib, io, json, sys, tarfile
+from hostile_archive import entries, entry, info, meta
 out, case, outside = sys.argv[1], sys.argv[2], sys.argv[3]
-meta = {"format_version": 1, "tool": "proxkeep", "tool_version": "0.1.0", "host": "evil", "role": "pve",
-        "created": "2026-11-28T00:00:00Z", "created_unix": 1795830000, "categories": ["extra"],
-        "compression": {"algorithm": "none", "level": 0}}
-entries = []
-def info(name, kind, mode=0o644):
-    t = tarfile.TarInfo(name)
-    t.type = kind
-    t.mode = mode
-    t.mtime = 1767225600
-    return t
-def entry(name, kind, mode="0644", **kw):
-    e = {"path": name, "category": "extra", "kind": kind, "size": 0, "mode": mode, "uid": 0, "gid": 0,
-         "mtime": 1767225600}
-    e.update(kw)
-    entries.append(e)
+meta = meta()
 with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as tf:
     m = json.dumps(meta).encode()
     t = info("proxkeep/meta.json", tarfile.REGTYPE, 0o600); t.size = len(m); tf.addfile(t, io.BytesIO(m))
@@ -230,7 +217,9 @@ with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as tf:
 
 fn crafted(env: &Env, case: &str, outside: &Path) -> PathBuf {
     let out = env.path(&format!("{case}.tar"));
+    // The pieces every crafted archive shares come from tests/support/hostile_archive.py.
     let status = Command::new(tool("python3"))
+        .env("PYTHONPATH", repo().join("tests/support"))
         .arg("-c")
         .arg(ARCHIVES)
         .arg(&out)

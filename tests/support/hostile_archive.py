@@ -10,11 +10,16 @@ usage: hostile_archive.py OUT CASE OUTSIDE
 """
 import hashlib, io, json, subprocess, sys, tarfile
 
-out, case, outside = sys.argv[1], sys.argv[2], sys.argv[3]
-zstd = case.startswith("bomb")
-meta = {"format_version": 1, "tool": "proxkeep", "tool_version": "0.1.0", "host": "evil", "role": "pve",
-        "created": "2026-11-28T00:00:00Z", "created_unix": 1795830000, "categories": ["extra"],
-        "compression": {"algorithm": "zstd" if zstd else "none", "level": 3 if zstd else 0}}
+# Also imported by tests/it/faults_read.rs's archives (PYTHONPATH=tests/support): `meta`, `info`, `entry`,
+# `entries` are the pieces every crafted archive shares.
+
+
+def meta(compressed=False):
+    return {"format_version": 1, "tool": "proxkeep", "tool_version": "0.1.0", "host": "evil", "role": "pve",
+            "created": "2026-11-28T00:00:00Z", "created_unix": 1795830000, "categories": ["extra"],
+            "compression": {"algorithm": "zstd" if compressed else "none", "level": 3 if compressed else 0}}
+
+
 entries = []
 BOMB = 256 << 20
 
@@ -47,14 +52,14 @@ def entry(name, kind, **kw):
     entries.append(e)
 
 
-def write(tf):
+def write(tf, case, outside, zstd):
     def file(name, data, mode=0o644, owner=0):
         t = info(name, tarfile.REGTYPE, mode); t.size = len(data); t.uid = t.gid = owner
         tf.addfile(t, io.BytesIO(data))
         entry(name, "file", size=len(data), mode="%04o" % mode, uid=owner, gid=owner,
               sha256=hashlib.sha256(data).hexdigest())
 
-    m = json.dumps(meta).encode()
+    m = json.dumps(meta(zstd)).encode()
     t = info("proxkeep/meta.json", tarfile.REGTYPE); t.size = len(m); tf.addfile(t, io.BytesIO(m))
     file("etc/harmless.conf", b"ok\n")
     if case == "dotdot":
@@ -103,13 +108,20 @@ def write(tf):
     t = info("proxkeep/index.json", tarfile.REGTYPE); t.size = len(d); tf.addfile(t, io.BytesIO(d))
 
 
-if zstd:
-    with open(out, "wb") as f:
-        z = subprocess.Popen(["zstd", "-q", "-3", "-c"], stdin=subprocess.PIPE, stdout=f)
-        with tarfile.open(fileobj=z.stdin, mode="w|", format=tarfile.GNU_FORMAT) as tf:
-            write(tf)
-        z.stdin.close()
-        assert z.wait() == 0
-else:
-    with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as tf:
-        write(tf)
+def main():
+    out, case, outside = sys.argv[1], sys.argv[2], sys.argv[3]
+    zstd = case.startswith("bomb")
+    if zstd:
+        with open(out, "wb") as f:
+            z = subprocess.Popen(["zstd", "-q", "-3", "-c"], stdin=subprocess.PIPE, stdout=f)
+            with tarfile.open(fileobj=z.stdin, mode="w|", format=tarfile.GNU_FORMAT) as tf:
+                write(tf, case, outside, zstd)
+            z.stdin.close()
+            assert z.wait() == 0
+    else:
+        with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as tf:
+            write(tf, case, outside, zstd)
+
+
+if __name__ == "__main__":
+    main()
