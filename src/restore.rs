@@ -648,20 +648,8 @@ mod tests {
     }
 
     fn wanted(content: &[u8]) -> Vec<Wanted> {
-        let file = |p: &[u8], c: &[u8]| Wanted {
-            path: p.to_vec(),
-            archive_path: p.to_vec(),
-            category: "network".into(),
-            kind: Kind::File,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            size: c.len() as u64,
-            sha256: Some(crate::archive::sha256_hex(c)),
-            link: None,
-        };
-        vec![file(b"etc/hostname", content), file(b"etc/hosts", b"x")]
+        let file = |p: &str, c: &[u8]| plan::tests::file(p, "network", c);
+        vec![file("etc/hostname", content), file("etc/hosts", b"x")]
     }
 
     /// A target file owned by root, group `gid`, its content read (not hashed: the size decides that).

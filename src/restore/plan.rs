@@ -698,11 +698,12 @@ pub fn follow_ups<'a>(written: impl IntoIterator<Item = &'a str>) -> Vec<FollowU
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn file(path: &str, cat: &str, content: &[u8]) -> Wanted {
+    /// An archive file entry (also for the restore tests).
+    pub(crate) fn file(path: &str, cat: &str, content: &[u8]) -> Wanted {
         Wanted {
             path: path.into(),
             archive_path: path.into(),
