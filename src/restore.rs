@@ -355,7 +355,6 @@ fn rewrites(
         .enumerate()
         .map(|(i, w)| (w.archive_path.clone(), i))
         .collect();
-    let mut archive = HashMap::new();
     for (p, bytes) in captured
         .iter()
         .filter(|(p, _)| rewrite::wants(rewriters, p))
@@ -369,7 +368,6 @@ fn rewrites(
                 why: format!("/{}: its content does not match the index", path::show(p)),
             });
         }
-        archive.insert(p.clone(), bytes.clone());
     }
     let target: HashMap<Vec<u8>, Vec<u8>> = observed
         .iter()
@@ -382,7 +380,7 @@ fn rewrites(
         .collect();
     let paths: Vec<Vec<u8>> = wanted.iter().map(|w| w.archive_path.clone()).collect();
     let ctx = rewrite::Context {
-        archive: &archive,
+        archive: captured,
         target: &target,
         paths: &paths,
         root: &req.target,
@@ -395,7 +393,7 @@ fn rewrites(
         let Some(w) = by_archive.get(&f.archive_path).map(|&i| &mut wanted[i]) else {
             continue;
         };
-        if w.kind != Kind::File || archive.get(&f.archive_path) == Some(&f.content) {
+        if w.kind != Kind::File || captured.get(&f.archive_path) == Some(&f.content) {
             continue;
         }
         w.size = f.content.len() as u64;

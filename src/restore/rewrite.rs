@@ -15,8 +15,8 @@ use std::path::Path;
 /// What a rewriter sees.
 pub struct Context<'a> {
     /// Archive bytes (up to [`crate::restore::plan::DIFF_MAX`], checked against the index) of every file some
-    /// rewriter's `wants` accepted, by normalized archive path (`etc/pve/corosync.conf`,
-    /// `proxkeep/commands/network/nics.json`).
+    /// rewriter's `wants` accepted (and of the held files), by normalized archive path
+    /// (`etc/pve/corosync.conf`, `proxkeep/commands/network/nics.json`).
     pub archive: &'a HashMap<Vec<u8>, Vec<u8>>,
     /// The target's current bytes of the same files, by target path (missing: absent or too large).
     pub target: &'a HashMap<Vec<u8>, Vec<u8>>,
