@@ -270,8 +270,8 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
         done = rewrites(rewrite::REWRITERS, req, w, o, c)?;
     }
     let mut plan = plan::plan(&wanted, &observed, &rules, &scan.captured, &absent);
-    // A rewritten file is shown as a diff against the target, held or written: say in its header that the
-    // content is the rewritten one.
+    // A rewritten file, held or written, is shown as a diff of the target's version against the rewritten
+    // content (a held one replaces the plan's diff against the archive's content).
     for s in plan.steps.iter_mut() {
         let Some(w) = s.wanted.map(|i| &wanted[i]) else {
             continue;
@@ -279,18 +279,16 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
         let Some(new) = done.content.get(&w.archive_path) else {
             continue;
         };
-        if s.diff.is_none() && s.action.writes() {
-            s.diff = match observed.get(&w.path) {
-                Some(Observed::File {
-                    content: Some(c), ..
-                }) => Some(plan::file_diff(&w.path, Some(c), new)),
-                None => Some(plan::file_diff(&w.path, None, new)),
-                // Too large to keep, or not a file: the step's own line says what changes.
-                _ => None,
-            };
+        if !(s.action.writes() || s.action == plan::Action::Held) {
+            continue;
         }
-        if let Some(d) = s.diff.as_mut() {
-            *d = d.replacen(" (archive)\n", " (archive, rewritten for this host)\n", 1);
+        match observed.get(&w.path) {
+            Some(Observed::File {
+                content: Some(c), ..
+            }) => s.diff = Some(plan::file_diff(&w.path, Some(c), new, true)),
+            None => s.diff = Some(plan::file_diff(&w.path, None, new, true)),
+            // Too large to keep, or not a file: the step's line (and a held file's note) says what changes.
+            _ => {}
         }
     }
     let written: std::collections::HashSet<&[u8]> = plan

@@ -445,7 +445,7 @@ fn held_diff(
             if !kept || (new.is_none() && w.size > 0) {
                 return Some(format!("{shown}: too large to show a diff"));
             }
-            Some(file_diff(&w.path, old, new.unwrap_or_default()))
+            Some(file_diff(&w.path, old, new.unwrap_or_default(), false))
         }
         (Kind::Symlink, Observed::Symlink { target, .. }) => Some(format!(
             "{shown}: link to {} on the target, {} in the archive",
@@ -456,25 +456,39 @@ fn held_diff(
     }
 }
 
-/// The diff of a file a restore shows: from the target's version (`None`: absent) to what it would write,
-/// with password hashes masked: they never reach a screen, a log or `--json`.
-pub fn file_diff(path: &[u8], old: Option<&[u8]>, new: &[u8]) -> String {
+/// The diff of a file a restore shows: from the target's version (`None`: absent) to what it would write (the
+/// archive's content, or `rewritten` for this host), with password hashes masked: they never reach a screen, a
+/// log or `--json`.
+pub fn file_diff(path: &[u8], old: Option<&[u8]>, new: &[u8], rewritten: bool) -> String {
     let shown = format!("/{}", escape(path));
+    let to = match rewritten {
+        true => format!("{shown} (archive, rewritten for this host)"),
+        false => format!("{shown} (archive)"),
+    };
     if !crate::restore::merge::has_hashes(path) {
-        return unified_diff(&shown, old, new);
+        return diff_to(&shown, old, new, &to);
     }
     let mask = |b: &[u8]| crate::restore::merge::accounts::mask_hashes(&String::from_utf8_lossy(b));
     let (old, new) = (old.map(mask), mask(new));
-    unified_diff(&shown, old.as_deref().map(str::as_bytes), new.as_bytes())
+    diff_to(
+        &shown,
+        old.as_deref().map(str::as_bytes),
+        new.as_bytes(),
+        &to,
+    )
 }
 
 /// A unified diff from the target's version (`None`: absent) to the archive's (see [`text_diff`]).
 pub fn unified_diff(shown: &str, old: Option<&[u8]>, new: &[u8]) -> String {
+    diff_to(shown, old, new, &format!("{shown} (archive)"))
+}
+
+fn diff_to(shown: &str, old: Option<&[u8]>, new: &[u8], to: &str) -> String {
     let from = match old {
         Some(_) => format!("{shown} (target)"),
         None => "/dev/null (absent on the target)".into(),
     };
-    text_diff(&from, &format!("{shown} (archive)"), old, Some(new), true)
+    text_diff(&from, to, old, Some(new), true)
         .unwrap_or_else(|_| format!("{shown}: binary content differs"))
 }
 
