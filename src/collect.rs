@@ -18,11 +18,13 @@ use std::fs::{self, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 mod append;
+mod walk;
 pub use append::{
     LISTED_PATH, append_generated, append_item, append_items, header, open_beneath, open_no_follow,
     xattrs_fd, xattrs_path,
@@ -33,7 +35,8 @@ pub use append::{
 pub struct Item {
     /// Absolute host path (`/etc/pve/storage.cfg`).
     pub host_path: PathBuf,
-    pub category: String,
+    /// Shared by the items of a category (a 200,000-file scan holds one copy of each name).
+    pub category: Arc<str>,
     pub kind: Kind,
     /// Size of a file at scan time, 0 for the rest (the writer re-reads it from the open file).
     pub size: u64,
@@ -331,6 +334,8 @@ struct Scanner<'a> {
     global: Vec<(String, &'static str)>,
     /// Paths already counted in `plan.excluded`.
     excluded: HashSet<PathBuf>,
+    /// The category names given to items so far.
+    names: Vec<Arc<str>>,
     plan: Plan,
 }
 
@@ -347,6 +352,7 @@ pub fn scan_with(root: &Root, facts: &HostFacts, config: &Config, dir: Option<&P
         seen: HashSet::new(),
         global: global_excludes(root, config),
         excluded: HashSet::new(),
+        names: Vec::new(),
         plan: Plan {
             never_collected,
             ..Plan::default()
@@ -405,6 +411,11 @@ pub fn scan_with(root: &Root, facts: &HostFacts, config: &Config, dir: Option<&P
 /// Whether `host` is (under) one of proxkeep's own paths.
 fn never(own: &[NeverCollected], host: &Path) -> bool {
     own.iter().any(|n| host.starts_with(&n.path))
+}
+
+/// Whether `c` is a directory on the file system `dev` (a mount point below is not entered).
+fn dir_on(c: &walk::Child, dev: u64) -> bool {
+    matches!(&c.node, Ok(n) if n.file_type == rustix::fs::FileType::Directory && n.dev == dev)
 }
 
 impl Scanner<'_> {
@@ -482,7 +493,7 @@ impl Scanner<'_> {
                 });
             }
             Err(e) => self.stat_failed(host, e),
-            Ok(md) if md.is_dir() => self.tree(category, host, &fs_path, ex),
+            Ok(md) if md.is_dir() => self.tree(category, host, &fs_path, &md, ex),
             Ok(md) => self.add(category, host.to_path_buf(), &md),
         }
     }
@@ -589,52 +600,52 @@ impl Scanner<'_> {
         self.plan.warnings.push(warning);
     }
 
-    fn tree(&mut self, category: &str, host: &Path, fs_path: &Path, ex: &Excludes) {
-        let host_of = |p: &Path| match p.strip_prefix(fs_path) {
-            Ok(rel) if !rel.as_os_str().is_empty() => host.join(rel),
-            _ => host.to_path_buf(),
-        };
-        let mut walker = walkdir::WalkDir::new(fs_path)
-            .follow_links(false)
-            .same_file_system(true)
-            .sort_by_file_name()
-            .into_iter();
-        while let Some(entry) = walker.next() {
-            if let Ok(e) = &entry
-                && never(&self.plan.never_collected, &host_of(e.path()))
-            {
-                if e.file_type().is_dir() {
-                    walker.skip_current_dir();
-                }
+    /// `host`, a directory at `fs_path` (`md` its lstat), and everything below it on the same file system:
+    /// depth first, names in byte order.
+    fn tree(&mut self, category: &str, host: &Path, fs_path: &Path, md: &Metadata, ex: &Excludes) {
+        if !catalog::is_pmxcfs_virtual(&host.to_string_lossy()) {
+            self.add(category, host.to_path_buf(), md);
+        }
+        self.walk(category, host, fs_path, md.dev(), ex);
+    }
+
+    /// What is below the directory `dir` (at `dir_fs`), on the file system `dev`.
+    fn walk(&mut self, category: &str, dir: &Path, dir_fs: &Path, dev: u64, ex: &Excludes) {
+        let (children, error) = walk::read_sorted(dir_fs, dir);
+        if let Some(e) = error {
+            let message = format!("cannot read directory: {e}");
+            self.plan.warnings.push(Warning::at(dir.display(), message));
+        }
+        for child in children {
+            if never(&self.plan.never_collected, &child.host_path) {
                 continue;
             }
-            match entry {
-                Ok(e) => {
-                    let host_path = host_of(e.path());
-                    if let Some(rule) = ex.matching(&host_path) {
-                        self.exclude(ex, rule, &host_path, e.path());
-                        if e.file_type().is_dir() {
-                            walker.skip_current_dir();
-                        }
-                        continue;
-                    }
-                    if catalog::is_pmxcfs_virtual(&host_path.to_string_lossy()) {
-                        continue;
-                    }
-                    match e.metadata() {
-                        Ok(md) => self.add(category, host_path, &md),
-                        Err(err) => self.stat_failed(&host_path, err),
-                    }
+            if let Some(rule) = ex.matching(&child.host_path) {
+                self.exclude(ex, rule, &child.host_path, &dir_fs.join(&child.name));
+                continue;
+            }
+            let descend = dir_on(&child, dev);
+            let host_path = child.host_path;
+            let virtual_file = catalog::is_pmxcfs_virtual(&host_path.to_string_lossy());
+            let node = match child.node {
+                Ok(node) => node,
+                Err(_) if virtual_file => continue,
+                Err(e) => {
+                    self.stat_failed(&host_path, e);
+                    continue;
                 }
-                Err(err) => {
-                    let path = err
-                        .path()
-                        .and_then(|p| p.strip_prefix(self.root.dir()).ok())
-                        .map(|p| format!("/{}", p.display()));
-                    let why = err.io_error().map_or(err.to_string(), |e| e.to_string());
-                    let message = format!("cannot read directory: {why}");
-                    self.plan.warnings.push(Warning { path, message });
-                }
+            };
+            let sub = descend.then(|| host_path.clone());
+            if !virtual_file {
+                self.add_as(
+                    category,
+                    host_path,
+                    walk::kind_of(node.file_type),
+                    node.size,
+                );
+            }
+            if let Some(sub) = sub {
+                self.walk(category, &sub, &dir_fs.join(&child.name), dev, ex);
             }
         }
     }
@@ -684,29 +695,37 @@ impl Scanner<'_> {
     }
 
     fn add(&mut self, category: &str, host_path: PathBuf, md: &std::fs::Metadata) {
+        let kind = walk::kind_of(rustix::fs::FileType::from_raw_mode(md.mode()));
+        self.add_as(category, host_path, kind, md.len());
+    }
+
+    /// Add an item of `kind` (`Err`: the name of a type not stored) unless an earlier category owns it.
+    fn add_as(&mut self, category: &str, host_path: PathBuf, kind: Result<Kind, &str>, size: u64) {
         if !self.seen.insert(host_path.clone()) {
             return; // an earlier category owns it
         }
-        let ft = md.file_type();
-        let Some(kind) = Kind::of_file(ft) else {
-            let kinds = [
-                (ft.is_socket(), "socket"),
-                (ft.is_fifo(), "fifo"),
-                (ft.is_char_device(), "character device"),
-                (ft.is_block_device(), "block device"),
-            ];
-            let what = kinds.iter().find(|k| k.0).map_or("unknown", |k| k.1);
-            self.plan.skipped.push(Skipped {
-                path: host_path.display().to_string(),
-                kind: what.into(),
-            });
-            return;
+        let kind = match kind {
+            Ok(kind) => kind,
+            Err(what) => {
+                self.plan.skipped.push(Skipped {
+                    path: host_path.display().to_string(),
+                    kind: what.into(),
+                });
+                return;
+            }
+        };
+        let category = match self.names.iter().find(|n| ***n == *category) {
+            Some(name) => name.clone(),
+            None => {
+                self.names.push(category.into());
+                self.names[self.names.len() - 1].clone()
+            }
         };
         self.plan.items.push(Item {
             host_path,
-            category: category.to_string(),
+            category,
             kind,
-            size: if kind == Kind::File { md.len() } else { 0 },
+            size: if kind == Kind::File { size } else { 0 },
         });
     }
 }
@@ -718,6 +737,67 @@ mod tests {
     use crate::archive::session::Spec;
     use crate::output::{Log, Redactor};
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn trees_are_walked_depth_first_in_name_order_without_what_is_left_out() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().join("root");
+        for d in [
+            "srv/t/a/b/c",
+            "srv/t/a/empty",
+            "srv/t/skip/x",
+            "srv/t/backups/h",
+            "srv/u/z",
+        ] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        let files = [
+            "srv/t/a/b/c/deep",
+            "srv/t/a/b/f.tmp",
+            "srv/t/a/b/g",
+            "srv/t/a/z",
+            "srv/t/skip/x/y",
+            "srv/t/backups/h/x.tar.zst",
+            "srv/t/m",
+            "srv/u/z/1",
+            "srv/u/0",
+            "srv/file",
+        ];
+        for f in files {
+            fs::write(r.join(f), f).unwrap();
+        }
+        symlink("a", r.join("srv/t/link")).unwrap();
+        let root = Root::new(r.clone());
+        let mut config = Config::default();
+        config.backup_dir = r.join("srv/t/backups");
+        config.collect.exclude = vec!["/srv/t/skip".into(), "/srv/**/*.tmp".into()];
+        let extra = ["/srv/t", "/srv/file", "/srv/u"];
+        config.collect.extra_paths = extra.iter().map(PathBuf::from).collect();
+        let plan = scan(&root, &HostFacts::detect(&root), &config);
+        let planned: Vec<_> = (plan.items.iter())
+            .filter(|i| i.category.as_ref() == catalog::EXTRA)
+            .map(|i| i.host_path.to_str().unwrap())
+            .collect();
+        let want = [
+            "/srv",
+            "/srv/t",
+            "/srv/t/a",
+            "/srv/t/a/b",
+            "/srv/t/a/b/c",
+            "/srv/t/a/b/c/deep",
+            "/srv/t/a/b/g",
+            "/srv/t/a/empty",
+            "/srv/t/a/z",
+            "/srv/t/link",
+            "/srv/t/m",
+            "/srv/file",
+            "/srv/u",
+            "/srv/u/0",
+            "/srv/u/z",
+            "/srv/u/z/1",
+        ];
+        assert_eq!(planned, want);
+    }
 
     /// `<t>/root/srv/mut/d/inner.txt` (inside) and `<t>/outside/inner.txt` (what must never be read).
     fn host() -> (tempfile::TempDir, Root) {

@@ -86,7 +86,7 @@ pub fn write(
         w.check_cancel()?;
         let item = Item {
             host_path: host_path(&s.path),
-            category: s.category.clone(),
+            category: s.category.as_str().into(),
             kind: s.observed.unwrap_or(Kind::File),
             size: 0,
         };
