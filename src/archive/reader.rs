@@ -18,17 +18,25 @@ use std::sync::{Arc, Mutex};
 /// The hasher is shared so it can be read out from under the decryption layer, which has no `into_inner`.
 pub struct HashReader<R> {
     inner: R,
-    hasher: Arc<Mutex<Sha256>>,
+    hasher: Arc<Mutex<FileHash>>,
     offset: Arc<AtomicU64>,
+}
+
+/// What is taken of the file's bytes: SHA-256 (what `sha256sum` prints), and CRC-32 (what the archive writer
+/// takes of the bytes it writes, for the read-back to compare).
+#[derive(Clone, Default)]
+struct FileHash {
+    sha256: Sha256,
+    crc32: crc32fast::Hasher,
 }
 
 impl<R: Read> Read for HashReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .update(&buf[..n]);
+        let mut h = self.hasher.lock().unwrap_or_else(|e| e.into_inner());
+        h.sha256.update(&buf[..n]);
+        h.crc32.update(&buf[..n]);
+        drop(h);
         self.offset.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
@@ -139,7 +147,7 @@ pub struct TarReader {
     /// Bytes read from the file (buffered ahead of the decoder).
     read: Arc<AtomicU64>,
     /// Hash of the bytes read from the file.
-    hasher: Arc<Mutex<Sha256>>,
+    hasher: Arc<Mutex<FileHash>>,
 }
 
 impl TarReader {
@@ -157,7 +165,7 @@ impl TarReader {
     /// [`TarReader::from_source`]; `sum`: also sum the decoded stream (see [`TarReader::finish_summed`]).
     fn summing(file: Source, capacity: usize, keys: &Keys, sum: bool) -> io::Result<TarReader> {
         let read = Arc::new(AtomicU64::new(0));
-        let hasher = Arc::new(Mutex::new(Sha256::new()));
+        let hasher = Arc::new(Mutex::new(FileHash::default()));
         let offset = Arc::new(AtomicU64::new(0));
         let mut hashed = BufReader::with_capacity(
             capacity,
@@ -202,12 +210,12 @@ impl TarReader {
     /// After the tar end marker: read the rest of the stream (checks the compressor's trailing checksums),
     /// then hash any raw bytes left. Returns (SHA-256 of the file, file size, non-zero bytes after the tar end).
     pub fn finish(self) -> io::Result<(String, u64, u64)> {
-        self.finish_summed().map(|(end, _)| end)
+        self.finish_summed().map(|(end, _, _)| end)
     }
 
-    /// [`TarReader::finish`], and the sum of the whole decoded stream when it was asked for
-    /// ([`TarReader::summing`]).
-    pub fn finish_summed(self) -> io::Result<((String, u64, u64), Option<StreamSum>)> {
+    /// [`TarReader::finish`], the sum of the whole decoded stream when it was asked for
+    /// ([`TarReader::summing`]), and the CRC-32 of the file's bytes.
+    pub fn finish_summed(self) -> io::Result<((String, u64, u64), Option<StreamSum>, u32)> {
         let mut decoder = self.archive.into_inner();
         let mut buf = vec![0u8; 64 * 1024];
         let junk = drain(&mut decoder, &mut buf, |b| {
@@ -224,13 +232,13 @@ impl TarReader {
             let garbage = "bytes of garbage after the end of the compressed stream";
             return Err(invalid(format!("{trailing} {garbage}")));
         }
-        let sha = hex(&self
+        let h = self
             .hasher
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .finalize());
-        Ok(((sha, total, junk + trailing), sum))
+            .clone();
+        let sha = hex(&h.sha256.finalize());
+        Ok(((sha, total, junk + trailing), sum, h.crc32.finalize()))
     }
 }
 
@@ -285,6 +293,9 @@ pub struct Verification {
     /// Sum of the whole decoded stream (read-back only, when the stream could be read to its end).
     #[serde(skip)]
     pub stream: Option<StreamSum>,
+    /// CRC-32 of the file (when the stream could be read to its end).
+    #[serde(skip)]
+    pub file_crc32: Option<u32>,
     pub problems: Vec<Problem>,
 }
 
@@ -476,9 +487,10 @@ fn check_stream(
 
     if stream_ok {
         match reader.finish_summed() {
-            Ok(((sha, bytes, junk), stream)) => {
+            Ok(((sha, bytes, junk), stream, crc32)) => {
                 v.sha256 = Some(sha);
                 v.stream = stream;
+                v.file_crc32 = Some(crc32);
                 v.bytes = bytes;
                 if junk > 0 {
                     let message =
@@ -779,6 +791,13 @@ mod tests {
         let (v, seen) = back(&p);
         assert_eq!(v.stream, Some(written.stream));
         assert_eq!(seen.clone().finish().0, 1);
+        // The file itself: the writer's CRC-32 of what it wrote is the read-back's of what it read, and the
+        // read-back's SHA-256 is that of the file.
+        let on_disk = std::fs::read(&p).unwrap();
+        assert_eq!(written.file.crc32, crc32fast::hash(&on_disk));
+        assert_eq!(written.file.len, on_disk.len() as u64);
+        assert_eq!(v.file_crc32, Some(written.file.crc32));
+        assert_eq!(v.sha256, Some(hex(&Sha256::digest(&on_disk))));
 
         let mut bytes = std::fs::read(&p).unwrap();
         let at = bytes.windows(5).position(|w| w == b"hello").unwrap();
@@ -792,6 +811,7 @@ mod tests {
             "contents are not in the digest"
         );
         assert_ne!(damaged.stream, Some(written.stream));
+        assert_ne!(damaged.file_crc32, Some(written.file.crc32));
     }
 
     #[test]

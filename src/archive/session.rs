@@ -8,7 +8,9 @@ use super::format::{
     CompressionInfo, INDEX_PATH, Index, IndexEntry, Kind, META_PATH, Meta, Totals, Warning,
 };
 use super::reader;
-use super::writer::{ArchiveWriter, EntryHeader, ExactReader, ReadOutcome, is_cancelled};
+use super::writer::{
+    ArchiveWriter, EntryHeader, ExactReader, ReadOutcome, StreamSum, is_cancelled,
+};
 use crate::crypt::{Keys, Seal};
 use crate::fsx::{create_private, write_atomic};
 use crate::host::HostFacts;
@@ -347,7 +349,7 @@ impl<'a> Session<'a> {
         let log = self.log;
         log.debug(&format!(
             "archive written ({} bytes) in {:.2} s",
-            written.bytes,
+            written.file.len,
             self.started.elapsed().as_secs_f64()
         ));
 
@@ -369,11 +371,15 @@ impl<'a> Session<'a> {
                 shown.join("; ")
             )));
         }
-        if v.sha256.as_deref() != Some(written.sha256.as_str()) {
+        let on_disk = v.file_crc32.map(|crc32| StreamSum {
+            crc32,
+            len: v.bytes,
+        });
+        let Some(sha256) = v.sha256.filter(|_| on_disk == Some(written.file)) else {
             return Err(SessionError::Failed(
                 "read-back: the file on disk differs from the bytes written".into(),
             ));
-        }
+        };
         if v.stream != Some(written.stream) {
             return Err(SessionError::Failed(
                 "read-back: the archive decodes to other bytes than the tar stream written".into(),
@@ -390,7 +396,7 @@ impl<'a> Session<'a> {
             .and_then(|d| d.sync_all())
             .map_err(|e| failed("fsync", e))?;
         let sidecar = dir.join(format!("{name}.sha256"));
-        let line = format!("{}  {name}\n", written.sha256);
+        let line = format!("{sha256}  {name}\n");
         if let Err(e) = write_atomic(&sidecar, line.as_bytes(), 0o600) {
             // The sidecar is a convenience; nothing requires it. Still a warning of the run (exit 3).
             let (path, message) = (sidecar.display().to_string(), format!("cannot write: {e}"));
@@ -399,8 +405,8 @@ impl<'a> Session<'a> {
         Ok(Finished {
             path,
             name,
-            sha256: written.sha256,
-            bytes: written.bytes,
+            sha256,
+            bytes: written.file.len,
             index: self.index,
         })
     }

@@ -8,6 +8,7 @@ use crate::archive::compression::Compression;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,7 +174,56 @@ pub struct EntryHeader<'a> {
     pub xattrs: &'a [(String, Vec<u8>)],
 }
 
-type Sink = HashWriter<BufWriter<File>>;
+/// The file's bytes are summed with CRC-32, not hashed: the read-back, which reads them again, takes their
+/// SHA-256 and compares its CRC-32 of them with this one (one SHA-256 pass over the archive, not two).
+type Sink = HashWriter<BufWriter<WriteBack>, crc32fast::Hasher>;
+
+/// The archive file, with the kernel told to start writing each [`WRITE_BACK`] written out to disk at once
+/// (`sync_file_range`, no waiting), so the fsync at the end waits for the last stretch only, not the whole
+/// archive (measured on the bench tree: the final fsync of 35 MB took about 20 ms, the CPUs idle meanwhile).
+pub struct WriteBack {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+/// How much is written before its write-out is started.
+const WRITE_BACK: u64 = 4 << 20;
+
+impl WriteBack {
+    fn new(file: File) -> Self {
+        WriteBack {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+}
+
+impl Write for WriteBack {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WRITE_BACK {
+            let (offset, len) = (self.started as i64, (self.written - self.started) as i64);
+            // SAFETY: a plain syscall on an open file descriptor; a failure only loses the head start (the
+            // fsync at the end still writes everything and reports any error).
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    offset,
+                    len,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
 type Compressor = BufWriter<Box<dyn Layer<Box<dyn Layer<Sink>>>>>;
 type Stack = tar::Builder<HashWriter<Compressor, crc32fast::Hasher>>;
 
@@ -193,15 +243,16 @@ pub struct StreamSum {
 
 #[derive(Debug, Clone)]
 pub struct Written {
-    /// SHA-256 of the bytes on disk (what `sha256sum` prints).
-    pub sha256: String,
-    pub bytes: u64,
+    /// Sum of the bytes written to the file.
+    pub file: StreamSum,
     /// Sum of the uncompressed tar stream.
     pub stream: StreamSum,
 }
 
 pub struct ArchiveWriter {
     tar: Stack,
+    /// Where a streamed file's content is read into.
+    buf: Vec<u8>,
 }
 
 impl ArchiveWriter {
@@ -213,7 +264,11 @@ impl ArchiveWriter {
         threads: u32,
         encryptor: Option<age::Encryptor>,
     ) -> io::Result<Self> {
-        let sink = HashWriter::new(BufWriter::with_capacity(1 << 20, file), Sha256::new());
+        let file = WriteBack::new(file);
+        let sink = HashWriter::new(
+            BufWriter::with_capacity(1 << 20, file),
+            crc32fast::Hasher::new(),
+        );
         // The encryption layer: age's STREAM over the compressed bytes, or nothing.
         let sealed: Box<dyn Layer<Sink>> = match encryptor {
             Some(e) => Box::new(e.wrap_output(sink)?),
@@ -225,7 +280,10 @@ impl ArchiveWriter {
         let mut tar = tar::Builder::new(summed);
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
-        Ok(ArchiveWriter { tar })
+        Ok(ArchiveWriter {
+            tar,
+            buf: vec![0; 256 << 10],
+        })
     }
 
     fn header(&mut self, h: &EntryHeader) -> io::Result<tar::Header> {
@@ -253,14 +311,46 @@ impl ArchiveWriter {
     }
 
     /// Append a regular file whose content `data` yields exactly `h.size` bytes.
-    pub fn append_reader(&mut self, h: &EntryHeader, data: impl Read) -> io::Result<()> {
-        let mut header = self.header(h)?;
-        self.tar.append_data(&mut header, as_path(h.path), data)
+    pub fn append_reader(&mut self, h: &EntryHeader, mut data: impl Read) -> io::Result<()> {
+        self.file_header(h)?;
+        let mut copied = 0;
+        loop {
+            let n = match data.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.tar.get_mut().write_all(&self.buf[..n])?;
+            copied += n as u64;
+        }
+        self.pad(copied)
     }
 
     pub fn append_bytes(&mut self, h: &EntryHeader, data: &[u8]) -> io::Result<()> {
         debug_assert_eq!(h.size, data.len() as u64);
-        self.append_reader(h, data)
+        self.file_header(h)?;
+        self.tar.get_mut().write_all(data)?;
+        self.pad(data.len() as u64)
+    }
+
+    /// A file's header (and the extra entries of a long name or of extended attributes), written by tar; its
+    /// content then goes straight into the stream, not through tar's copy (an 8 KiB stack buffer: one more
+    /// pass over every byte, and a write call per 8 KiB).
+    fn file_header(&mut self, h: &EntryHeader) -> io::Result<()> {
+        let mut header = self.header(h)?;
+        // tar pads the empty content to nothing.
+        self.tar
+            .append_data(&mut header, as_path(h.path), io::empty())
+    }
+
+    /// Zeros to the end of the 512-byte block, after `len` bytes of content.
+    fn pad(&mut self, len: u64) -> io::Result<()> {
+        const BLOCK: u64 = 512;
+        let rest = (BLOCK - len % BLOCK) % BLOCK;
+        self.tar
+            .get_mut()
+            .write_all(&[0; BLOCK as usize][..rest as usize])
     }
 
     pub fn append_dir(&mut self, h: &EntryHeader) -> io::Result<()> {
@@ -279,12 +369,11 @@ impl ArchiveWriter {
         // The last chunk goes to the compressor before it finishes (`into_inner` flushes, or fails).
         let encoder = chunked.into_inner().map_err(|e| e.into_error())?;
         let hashed = encoder.finish()?.finish()?;
-        let (buf, sha256, bytes) = hashed.finish();
-        let file = buf.into_inner().map_err(|e| e.into_error())?;
+        let (buf, summed) = hashed.sum();
+        let file = buf.into_inner().map_err(|e| e.into_error())?.file;
         file.sync_all()?;
         let written = Written {
-            sha256,
-            bytes,
+            file: summed,
             stream,
         };
         Ok((file, written))
