@@ -820,6 +820,13 @@ mod tests {
 
     #[test]
     fn a_directory_swapped_for_a_symlink_after_the_scan_is_a_warning_not_outside_content() {
+        // Item by item, and through the reader thread (which keeps the last parent directory's handle).
+        for pipelined in [false, true] {
+            swapped_after_the_scan(pipelined);
+        }
+    }
+
+    fn swapped_after_the_scan(pipelined: bool) {
         let (t, root) = host();
         let facts = HostFacts::detect(&root);
         let mut config = Config::default();
@@ -846,8 +853,12 @@ mod tests {
         };
         let time = jiff::Timestamp::now();
         let mut s = Session::create(&out, "t.tar".into(), time, spec, &log, &cancel).unwrap();
-        for item in &plan.items {
-            append_item(&mut s, &root, item, None).unwrap();
+        if pipelined {
+            append_items(&mut s, &root, &plan.items, None).unwrap();
+        } else {
+            for item in &plan.items {
+                append_item(&mut s, &root, item, None).unwrap();
+            }
         }
         let warned: Vec<(String, String)> = s
             .index

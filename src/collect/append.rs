@@ -12,14 +12,20 @@ pub fn append_item(
     item: &Item,
     found_keys: Option<&mut Vec<(String, String)>>,
 ) -> Result<u64, SessionError> {
-    let prepared = prepare(root, item, found_keys.is_some(), s.cancel);
+    let prepared = prepare(&mut Opener::new(root), item, found_keys.is_some(), s.cancel);
     store(s, item, prepared, found_keys)
 }
 
 /// Files up to this size are read whole ahead of the writer, by [`append_items`]' reader thread.
 const READ_AHEAD_FILE: u64 = 256 << 10;
-/// Items prepared ahead of the writer: at most this many small files' contents are held.
-const READ_AHEAD_ITEMS: usize = 16;
+/// Prepared items go to the writer in batches of at most this many, or of this much content read, whichever
+/// comes first: a hand-over per item cost a thread wake-up on each side every time (on the 20,000-file bench
+/// tree about 6% of the backup's CPU went to scheduling).
+const BATCH_ITEMS: usize = 32;
+const BATCH_BYTES: usize = 512 << 10;
+/// Batches waiting for the writer: with the one being filled and the one being written, at most about 3 MiB
+/// of content is held.
+const BATCHES_AHEAD: usize = 4;
 
 /// [`append_item`] for every item, in order, with the progress advanced: a reader thread opens each item,
 /// reads its metadata and extended attributes, and reads and hashes a small file whole, ahead of the writer,
@@ -32,20 +38,43 @@ pub fn append_items(
 ) -> Result<(), SessionError> {
     let (sniff, cancel) = (found_keys.is_some(), s.cancel);
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD_ITEMS);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(BATCHES_AHEAD);
         scope.spawn(move || {
+            let mut opener = Opener::new(root);
+            let (mut batch, mut bytes) = (Vec::with_capacity(BATCH_ITEMS), 0);
             for item in items {
-                if cancel.load(Ordering::Relaxed)
-                    || tx.send(prepare(root, item, sniff, cancel)).is_err()
-                {
+                if cancel.load(Ordering::Relaxed) {
                     return;
                 }
+                let prepared = prepare(&mut opener, item, sniff, cancel);
+                bytes += prepared.held();
+                batch.push(prepared);
+                if batch.len() >= BATCH_ITEMS || bytes >= BATCH_BYTES {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ITEMS));
+                    if tx.send(full).is_err() {
+                        return;
+                    }
+                    bytes = 0;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
             }
         });
-        // Dropping `rx` on an error stops the reader at its next item.
+        // Dropping `rx` on an error stops the reader at its next batch.
+        let mut batch = Vec::new().into_iter();
         for item in items {
             s.check_cancel()?;
-            let prepared = rx.recv().map_err(|_| SessionError::Interrupted)?;
+            let prepared = match batch.next() {
+                Some(p) => p,
+                None => {
+                    batch = rx
+                        .recv()
+                        .map_err(|_| SessionError::Interrupted)?
+                        .into_iter();
+                    batch.next().ok_or(SessionError::Interrupted)?
+                }
+            };
             let bytes = store(s, item, prepared, found_keys.as_deref_mut())?;
             s.progress.advance(1, bytes);
         }
@@ -81,10 +110,51 @@ enum Prepared {
     Not(String),
 }
 
-fn prepare(root: &Root, item: &Item, sniff: bool, cancel: &AtomicBool) -> Prepared {
+impl Prepared {
+    /// The content held in memory.
+    fn held(&self) -> usize {
+        match self {
+            Prepared::Read { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Opens items beneath the root as [`open_beneath`] does, keeping a handle of the last parent directory:
+/// items come in scan order, so most share it with the one before, and each then costs one name looked up
+/// in it (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` from that handle, itself opened so from the root), not its
+/// whole path again. A directory swapped for a symlink after its handle was taken is not followed either:
+/// the handle is the directory scanned.
+struct Opener<'a> {
+    root: &'a Root,
+    parent: Option<(PathBuf, OwnedFd)>,
+}
+
+impl<'a> Opener<'a> {
+    fn new(root: &'a Root) -> Self {
+        Opener { root, parent: None }
+    }
+
+    fn open(&mut self, host_path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+        let (Some(parent), Some(name)) = (host_path.parent(), host_path.file_name()) else {
+            return open_beneath(self.root, host_path, flags);
+        };
+        let dir = match &self.parent {
+            Some((p, fd)) if p == parent => fd,
+            _ => {
+                self.parent = None;
+                let fd = open_beneath(self.root, parent, OFlags::PATH | OFlags::DIRECTORY)?;
+                &self.parent.insert((parent.to_path_buf(), fd)).1
+            }
+        };
+        open_beneath_at(dir.as_fd(), Path::new(name), flags)
+    }
+}
+
+fn prepare(opener: &mut Opener, item: &Item, sniff: bool, cancel: &AtomicBool) -> Prepared {
     let prepared = match item.kind {
-        Kind::File => prepare_file(root, item, sniff, cancel),
-        Kind::Dir | Kind::Symlink => prepare_node(root, item),
+        Kind::File => prepare_file(opener, item, sniff, cancel),
+        Kind::Dir | Kind::Symlink => prepare_node(opener, item),
     };
     prepared.unwrap_or_else(Prepared::Not)
 }
@@ -313,9 +383,14 @@ pub fn open_no_follow(path: &Path) -> io::Result<fs::File> {
 
 /// Open a file to store and read its metadata and extended attributes; a small one is read whole (exactly
 /// its size at open, hashed, its age keys sniffed when `sniff`).
-fn prepare_file(root: &Root, item: &Item, sniff: bool, cancel: &AtomicBool) -> Stored<Prepared> {
+fn prepare_file(
+    opener: &mut Opener,
+    item: &Item,
+    sniff: bool,
+    cancel: &AtomicBool,
+) -> Stored<Prepared> {
     // Never block on a FIFO swapped in.
-    let file = match open_beneath(root, &item.host_path, OFlags::RDONLY | OFlags::NONBLOCK) {
+    let file = match opener.open(&item.host_path, OFlags::RDONLY | OFlags::NONBLOCK) {
         Ok(f) => fs::File::from(f),
         Err(e) => return Err(not_stored(e, "unreadable")),
     };
@@ -415,9 +490,9 @@ fn stored_file(
 
 /// A directory or symlink to store: its metadata, extended attributes, and a link's target, all through
 /// its own handle.
-fn prepare_node(root: &Root, item: &Item) -> Stored<Prepared> {
+fn prepare_node(opener: &mut Opener, item: &Item) -> Stored<Prepared> {
     // O_PATH | O_NOFOLLOW: the node itself, a symlink included, whatever it is now.
-    let node = match open_beneath(root, &item.host_path, OFlags::PATH) {
+    let node = match opener.open(&item.host_path, OFlags::PATH) {
         Ok(fd) => fs::File::from(fd),
         Err(e) => return Err(not_stored(e, "cannot stat")),
     };
@@ -531,10 +606,12 @@ mod tests {
             .map(|i| i as u8)
             .collect();
         let mut items = vec![("/srv/d", Kind::Dir, 0)];
-        for i in 0..READ_AHEAD_ITEMS * 3 {
+        // Batches end on their item count, on their bytes (three files of 200 KiB), and short at the end.
+        for i in 0..BATCH_ITEMS * 3 + 5 {
             let name = format!("/srv/d/f{i:03}");
             let data = match i {
                 7 => big.clone(),
+                40..=42 => vec![i as u8; 200 << 10],
                 _ => format!("file {i}\n").into_bytes(),
             };
             fs::write(root.path(&name), &data).unwrap();
