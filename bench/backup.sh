@@ -6,6 +6,9 @@
 # Then peak RSS on the bench tree, and RSS growth per file between 20,000 and 200,000 tiny files; then twenty
 # 1-second stub commands.
 # Targets (issue 16): wall <= 1.15x, CPU <= 1.30x, peak RSS <= 64 MiB, growth <= 300 bytes per file.
+# Measured (2 CPUs, 15 pairs, 2026-11-30): wall 0.98x, CPU 1.11x, peak RSS 54 MiB, growth 235 bytes per file
+# (before the scan through directory handles, batched hand-over, early write-out and a single SHA-256 of the
+# archive: wall 1.15-1.17x, CPU 1.22-1.25x, 53 MiB, 290 bytes).
 # usage: bench/backup.sh [PAIRS]   (default 7; needs ~2.5 GB under /var/tmp)
 #        PROXKEEP=/path/to/proxkeep bench/backup.sh ...   (that binary instead of a fresh release build)
 #        BENCH_DIR=/var/tmp/dir bench/backup.sh ...       (trees made there once and kept, for runs to compare)

@@ -768,8 +768,10 @@ mod tests {
         }
         symlink("a", r.join("srv/t/link")).unwrap();
         let root = Root::new(r.clone());
-        let mut config = Config::default();
-        config.backup_dir = r.join("srv/t/backups");
+        let mut config = Config {
+            backup_dir: r.join("srv/t/backups"),
+            ..Config::default()
+        };
         config.collect.exclude = vec!["/srv/t/skip".into(), "/srv/**/*.tmp".into()];
         let extra = ["/srv/t", "/srv/file", "/srv/u"];
         config.collect.extra_paths = extra.iter().map(PathBuf::from).collect();

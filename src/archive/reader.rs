@@ -137,6 +137,20 @@ impl Read for Summed {
     }
 }
 
+/// What [`TarReader::finish_summed`] finds at the end of an archive.
+pub struct End {
+    /// SHA-256 of the file.
+    pub sha256: String,
+    /// Bytes read from the file.
+    pub bytes: u64,
+    /// Non-zero bytes after the end of the tar stream.
+    pub junk: u64,
+    /// Sum of the decoded stream, when it was asked for.
+    pub stream: Option<StreamSum>,
+    /// CRC-32 of the file.
+    pub crc32: u32,
+}
+
 pub struct TarReader {
     pub archive: tar::Archive<Summed>,
     pub compression: Compression,
@@ -210,12 +224,12 @@ impl TarReader {
     /// After the tar end marker: read the rest of the stream (checks the compressor's trailing checksums),
     /// then hash any raw bytes left. Returns (SHA-256 of the file, file size, non-zero bytes after the tar end).
     pub fn finish(self) -> io::Result<(String, u64, u64)> {
-        self.finish_summed().map(|(end, _, _)| end)
+        self.finish_summed().map(|e| (e.sha256, e.bytes, e.junk))
     }
 
-    /// [`TarReader::finish`], the sum of the whole decoded stream when it was asked for
-    /// ([`TarReader::summing`]), and the CRC-32 of the file's bytes.
-    pub fn finish_summed(self) -> io::Result<((String, u64, u64), Option<StreamSum>, u32)> {
+    /// [`TarReader::finish`], with the sum of the whole decoded stream when it was asked for
+    /// ([`TarReader::summing`]) and the CRC-32 of the file's bytes.
+    pub fn finish_summed(self) -> io::Result<End> {
         let mut decoder = self.archive.into_inner();
         let mut buf = vec![0u8; 64 * 1024];
         let junk = drain(&mut decoder, &mut buf, |b| {
@@ -238,7 +252,13 @@ impl TarReader {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let sha = hex(&h.sha256.finalize());
-        Ok(((sha, total, junk + trailing), sum, h.crc32.finalize()))
+        Ok(End {
+            sha256: sha,
+            bytes: total,
+            junk: junk + trailing,
+            stream: sum,
+            crc32: h.crc32.finalize(),
+        })
     }
 }
 
@@ -487,8 +507,14 @@ fn check_stream(
 
     if stream_ok {
         match reader.finish_summed() {
-            Ok(((sha, bytes, junk), stream, crc32)) => {
-                v.sha256 = Some(sha);
+            Ok(End {
+                sha256,
+                bytes,
+                junk,
+                stream,
+                crc32,
+            }) => {
+                v.sha256 = Some(sha256);
                 v.stream = stream;
                 v.file_crc32 = Some(crc32);
                 v.bytes = bytes;

@@ -13,61 +13,36 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Hashes and counts what is written through it: the SHA-256 of the file's bytes, or the sum of the tar
-/// stream ([`StreamSum`]).
-pub struct HashWriter<W, H = Sha256> {
+/// Sums what is written through it ([`StreamSum`]: CRC-32 and length): the uncompressed tar stream, and the
+/// bytes of the file.
+pub struct SumWriter<W> {
     inner: W,
-    hasher: H,
+    crc: crc32fast::Hasher,
     bytes: u64,
 }
 
-/// A running hash of a byte stream.
-pub trait Summer {
-    fn add(&mut self, data: &[u8]);
-}
-
-impl Summer for Sha256 {
-    fn add(&mut self, data: &[u8]) {
-        self.update(data)
-    }
-}
-
-impl Summer for crc32fast::Hasher {
-    fn add(&mut self, data: &[u8]) {
-        self.update(data)
-    }
-}
-
-impl<W, H> HashWriter<W, H> {
-    pub fn new(inner: W, hasher: H) -> Self {
-        HashWriter {
+impl<W> SumWriter<W> {
+    pub fn new(inner: W) -> Self {
+        SumWriter {
             inner,
-            hasher,
+            crc: crc32fast::Hasher::new(),
             bytes: 0,
         }
     }
-}
 
-impl<W> HashWriter<W> {
-    pub fn finish(self) -> (W, String, u64) {
-        (self.inner, hex(&self.hasher.finalize()), self.bytes)
-    }
-}
-
-impl<W> HashWriter<W, crc32fast::Hasher> {
     pub fn sum(self) -> (W, StreamSum) {
         let sum = StreamSum {
-            crc32: self.hasher.finalize(),
+            crc32: self.crc.finalize(),
             len: self.bytes,
         };
         (self.inner, sum)
     }
 }
 
-impl<W: Write, H: Summer> Write for HashWriter<W, H> {
+impl<W: Write> Write for SumWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.add(&buf[..n]);
+        self.crc.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
@@ -117,9 +92,10 @@ impl<W: Write> Layer<W> for Plain<W> {
     }
 }
 
-/// Multithreaded zstd's job size. Measured on the 20,000-file bench tree (bench/backup.sh, 2 CPUs): 2 MiB gave
-/// wall 1.28x of tar|zstd at 42 MiB peak RSS, 4 MiB 1.15-1.16x at 54 MiB, 8 MiB 1.16x at 77 MiB (over the
-/// 64 MiB budget). zstd's default (4 x window, 8 MiB at level 3) costs the same memory as 8 MiB.
+/// Multithreaded zstd's job size. Measured on the 20,000-file bench tree (bench/backup.sh, 2 CPUs), before the
+/// scan, hand-over and write-out changes that brought the wall time under tar|zstd's: 2 MiB gave wall 1.28x of
+/// tar|zstd at 42 MiB peak RSS, 4 MiB 1.15-1.16x at 54 MiB, 8 MiB 1.16x at 77 MiB (over the 64 MiB budget).
+/// zstd's default (4 x window, 8 MiB at level 3) costs the same memory as 8 MiB.
 const JOB_SIZE: u32 = 4 << 20;
 
 pub fn compressor<W: Write + 'static>(
@@ -176,7 +152,7 @@ pub struct EntryHeader<'a> {
 
 /// The file's bytes are summed with CRC-32, not hashed: the read-back, which reads them again, takes their
 /// SHA-256 and compares its CRC-32 of them with this one (one SHA-256 pass over the archive, not two).
-type Sink = HashWriter<BufWriter<WriteBack>, crc32fast::Hasher>;
+type Sink = SumWriter<BufWriter<WriteBack>>;
 
 /// The archive file, with the kernel told to start writing each [`WRITE_BACK`] written out to disk at once
 /// (`sync_file_range`, no waiting), so the fsync at the end waits for the last stretch only, not the whole
@@ -225,7 +201,7 @@ impl Write for WriteBack {
     }
 }
 type Compressor = BufWriter<Box<dyn Layer<Box<dyn Layer<Sink>>>>>;
-type Stack = tar::Builder<HashWriter<Compressor, crc32fast::Hasher>>;
+type Stack = tar::Builder<SumWriter<Compressor>>;
 
 /// tar writes in pieces of 8 KiB and less (headers, padding); the compressor gets chunks of this size, which
 /// spares its per-call work (a multithreaded zstd copies, checks its jobs and flushes on every call).
@@ -265,10 +241,7 @@ impl ArchiveWriter {
         encryptor: Option<age::Encryptor>,
     ) -> io::Result<Self> {
         let file = WriteBack::new(file);
-        let sink = HashWriter::new(
-            BufWriter::with_capacity(1 << 20, file),
-            crc32fast::Hasher::new(),
-        );
+        let sink = SumWriter::new(BufWriter::with_capacity(1 << 20, file));
         // The encryption layer: age's STREAM over the compressed bytes, or nothing.
         let sealed: Box<dyn Layer<Sink>> = match encryptor {
             Some(e) => Box::new(e.wrap_output(sink)?),
@@ -276,7 +249,7 @@ impl ArchiveWriter {
         };
         let compressed = compressor(sealed, compression, level, threads)?;
         let chunked = BufWriter::with_capacity(CHUNK, compressed);
-        let summed = HashWriter::new(chunked, crc32fast::Hasher::new());
+        let summed = SumWriter::new(chunked);
         let mut tar = tar::Builder::new(summed);
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
