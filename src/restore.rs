@@ -267,7 +267,7 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     let mut done = Rewrites::default();
     if rewriting {
         let (w, o, c) = (&mut wanted, &mut observed, &mut scan.captured);
-        done = rewrites(rewrite::REWRITERS, req, w, o, c)?;
+        done = rewrites(rewrite::REWRITERS, req, &rules, w, o, c)?;
     }
     let mut plan = plan::plan(&wanted, &observed, &rules, &scan.captured, &absent);
     // A rewritten file, held or written, is shown as a diff of the target's version against the rewritten
@@ -344,6 +344,7 @@ struct Rewrites {
 fn rewrites(
     rewriters: &[rewrite::Rewriter],
     req: &Request,
+    rules: &Rules,
     wanted: &mut [Wanted],
     observed: &mut HashMap<Vec<u8>, Observed>,
     captured: &mut HashMap<Vec<u8>, Vec<u8>>,
@@ -377,10 +378,15 @@ fn rewrites(
         })
         .collect();
     let paths: Vec<Vec<u8>> = wanted.iter().map(|w| w.archive_path.clone()).collect();
+    let selected: Vec<Vec<u8>> = (wanted.iter())
+        .filter(|w| rules.selects(&w.category, &w.path))
+        .map(|w| w.archive_path.clone())
+        .collect();
     let ctx = rewrite::Context {
         archive: captured,
         target: &target,
         paths: &paths,
+        selected: &selected,
         root: &req.target,
         map_node: req.map_node.as_ref(),
         nic: &req.nic,
@@ -660,13 +666,25 @@ mod tests {
         }
     }
 
+    fn everything() -> Rules {
+        Rules::new(Vec::new(), Vec::new(), false, false, PveWrite::Plain).unwrap()
+    }
+
     #[test]
     fn a_rewrite_makes_the_plan_see_the_new_content() {
         let mut w = wanted(b"due\n");
         let target_file = |c: &[u8]| on_target(c, 0o644, 0);
         let mut observed = HashMap::from([(b"etc/hostname".to_vec(), target_file(b"DUE\n"))]);
         let mut captured = HashMap::from([(b"etc/hostname".to_vec(), b"due\n".to_vec())]);
-        let done = rewrites(UPPER, &req(), &mut w, &mut observed, &mut captured).unwrap();
+        let done = rewrites(
+            UPPER,
+            &req(),
+            &everything(),
+            &mut w,
+            &mut observed,
+            &mut captured,
+        )
+        .unwrap();
         let new = crate::archive::sha256_hex(b"DUE\n");
         assert_eq!((w[0].size, w[0].sha256.as_ref()), (4, Some(&new)));
         assert_eq!(
@@ -716,7 +734,15 @@ mod tests {
             let mut w = wanted.clone();
             let mut observed = HashMap::from([(path.clone(), pmxcfs(on_target))]);
             let mut captured = HashMap::from([(path.clone(), b"due\n".to_vec())]);
-            rewrites(UPPER_PVE, &req(), &mut w, &mut observed, &mut captured).unwrap();
+            rewrites(
+                UPPER_PVE,
+                &req(),
+                &everything(),
+                &mut w,
+                &mut observed,
+                &mut captured,
+            )
+            .unwrap();
             let rules = Rules::new(Vec::new(), Vec::new(), true, false, PveWrite::ThroughMount);
             let p = plan::plan(&w, &observed, &rules.unwrap(), &captured, &[]);
             assert_eq!(p.steps[0].action, want);
@@ -728,7 +754,15 @@ mod tests {
     fn archive_bytes_that_differ_from_the_index_are_damage_not_input() {
         let mut w = wanted(b"due\n");
         let mut captured = HashMap::from([(b"etc/hostname".to_vec(), b"tre\n".to_vec())]);
-        let e = rewrites(UPPER, &req(), &mut w, &mut HashMap::new(), &mut captured).unwrap_err();
+        let e = rewrites(
+            UPPER,
+            &req(),
+            &everything(),
+            &mut w,
+            &mut HashMap::new(),
+            &mut captured,
+        )
+        .unwrap_err();
         assert!(matches!(e, RestoreError::Damaged { .. }), "{e}");
     }
 }

@@ -199,6 +199,11 @@ impl Rules {
         self.only.is_empty() && self.paths.is_empty()
     }
 
+    /// Whether the restore writes an entry of `category` at `path` (everything, or named).
+    pub fn selects(&self, category: &str, path: &[u8]) -> bool {
+        self.everything() || self.names(category, path)
+    }
+
     /// Named explicitly: its category is in `--only`, or a `--path` glob matches it or a directory above it.
     fn names(&self, category: &str, path: &[u8]) -> bool {
         if self.only.iter().any(|c| c == category) {
@@ -515,7 +520,7 @@ pub fn plan(
         let named = rules.names(&w.category, &w.path);
         let pve = under_etc_pve(&w.path);
         let through = pve && rules.pve == PveWrite::ThroughMount;
-        if !(rules.everything() || named) {
+        if !rules.selects(&w.category, &w.path) {
             decisions.push((i, None));
             continue;
         }

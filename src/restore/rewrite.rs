@@ -22,6 +22,9 @@ pub struct Context<'a> {
     pub target: &'a HashMap<Vec<u8>, Vec<u8>>,
     /// Every archive path of the archive (normalized).
     pub paths: &'a [Vec<u8>],
+    /// The archive paths this restore writes (`--only`, `--path`): a rewriter that only checks or merges files
+    /// has nothing to do (no `blkid`, no `visudo`) when none of its files is among them.
+    pub selected: &'a [Vec<u8>],
     /// The restore target directory (`/` on a live host): its /sys/class/net, etc.
     pub root: &'a Path,
     pub map_node: Option<&'a NodeMap>,
@@ -142,6 +145,7 @@ mod tests {
             archive,
             target,
             paths: &[],
+            selected: &[],
             root: Path::new("/nonexistent"),
             map_node: None,
             nic: &[],

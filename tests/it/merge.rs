@@ -327,6 +327,16 @@ fn without_a_device_list_no_disk_is_carried_and_what_cannot_be_merged_refuses() 
         r.stderr()
     );
 
+    // ... but only for a restore that writes the fstab: one of the network files needs no device list (and
+    // runs neither blkid nor visudo).
+    let mut cmd = env.cmd();
+    cmd.env("PROXKEEP_BLKID_FILE", env.path("nope.txt"));
+    cmd.args(["restore", archive.to_str().unwrap(), "--target"]);
+    cmd.args([target.to_str().unwrap(), "--only", "network", "--dry-run"]);
+    let r = Run(cmd.output().unwrap());
+    r.expect(0);
+    assert!(!r.stdout().contains("fstab"), "{}", r.stdout());
+
     // A passwd that is not UTF-8 is not merged: a run that would write the accounts refuses, naming it.
     fs::write(
         target.join("etc/passwd"),

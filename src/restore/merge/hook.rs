@@ -102,8 +102,16 @@ fn target_devices() -> Result<(Option<Vec<fstab::Device>>, Option<String>), Stri
     }
 }
 
+/// Whether the restore writes `p`.
+fn selected(cx: &Context, p: &[u8]) -> bool {
+    cx.selected.iter().any(|x| x == p)
+}
+
 fn run_fstab(cx: &Context) -> Result<Outcome, String> {
     let mut out = Outcome::default();
+    if !selected(cx, FSTAB) {
+        return Ok(out);
+    }
     let (archive, target) = match pair(cx, FSTAB) {
         Ok(Some(p)) => p,
         Ok(None) => return Ok(out),
@@ -149,6 +157,9 @@ fn pick<'s>(t: Option<(&'s str, &'s str)>, archive: bool) -> &'s str {
 fn run_accounts(cx: &Context) -> Result<Outcome, String> {
     let mut out = Outcome::default();
     let files = [PASSWD, GROUP, SHADOW, GSHADOW];
+    if !files.iter().any(|p| selected(cx, p)) {
+        return Ok(out);
+    }
     let mut texts: [Option<(&str, &str)>; 4] = [None; 4];
     let mut problem = None;
     for (p, slot) in files.iter().zip(&mut texts) {
@@ -213,7 +224,9 @@ fn run_accounts(cx: &Context) -> Result<Outcome, String> {
 fn run_sudoers(cx: &Context) -> Result<Outcome, String> {
     let mut out = Outcome::default();
     let cancel = AtomicBool::new(false);
-    let mut files: Vec<&Vec<u8>> = cx.paths.iter().filter(|p| sudoers::is_sudoers(p)).collect();
+    let mut files: Vec<&Vec<u8>> = (cx.selected.iter())
+        .filter(|p| sudoers::is_sudoers(p))
+        .collect();
     files.sort();
     for p in files {
         let shown = format!("/{}", show(p));

@@ -494,6 +494,7 @@ fn the_hook_says_why_an_inventory_was_not_used() {
             archive,
             target: &HashMap::new(),
             paths,
+            selected: paths,
             root: host.path(),
             map_node: None,
             nic: &[],

@@ -297,6 +297,7 @@ fn the_rewriter_entry() {
         archive: &archive,
         target: &empty,
         paths: &paths,
+        selected: &paths,
         root: Path::new("/nonexistent"),
         map_node,
         nic: &[],
