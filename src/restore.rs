@@ -666,8 +666,22 @@ mod tests {
         }
     }
 
-    fn everything() -> Rules {
-        Rules::new(Vec::new(), Vec::new(), false, false, PveWrite::Plain).unwrap()
+    /// [`rewrites`] for a restore of everything.
+    fn rewrite_all(
+        rewriters: &[rewrite::Rewriter],
+        w: &mut [Wanted],
+        observed: &mut HashMap<Vec<u8>, Observed>,
+        captured: &mut HashMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<Rewrites, RestoreError> {
+        let everything = Rules::new(Vec::new(), Vec::new(), false, false, PveWrite::Plain);
+        rewrites(
+            rewriters,
+            &req(),
+            &everything.unwrap(),
+            w,
+            observed,
+            captured,
+        )
     }
 
     #[test]
@@ -676,15 +690,7 @@ mod tests {
         let target_file = |c: &[u8]| on_target(c, 0o644, 0);
         let mut observed = HashMap::from([(b"etc/hostname".to_vec(), target_file(b"DUE\n"))]);
         let mut captured = HashMap::from([(b"etc/hostname".to_vec(), b"due\n".to_vec())]);
-        let done = rewrites(
-            UPPER,
-            &req(),
-            &everything(),
-            &mut w,
-            &mut observed,
-            &mut captured,
-        )
-        .unwrap();
+        let done = rewrite_all(UPPER, &mut w, &mut observed, &mut captured).unwrap();
         let new = crate::archive::sha256_hex(b"DUE\n");
         assert_eq!((w[0].size, w[0].sha256.as_ref()), (4, Some(&new)));
         assert_eq!(
@@ -734,15 +740,7 @@ mod tests {
             let mut w = wanted.clone();
             let mut observed = HashMap::from([(path.clone(), pmxcfs(on_target))]);
             let mut captured = HashMap::from([(path.clone(), b"due\n".to_vec())]);
-            rewrites(
-                UPPER_PVE,
-                &req(),
-                &everything(),
-                &mut w,
-                &mut observed,
-                &mut captured,
-            )
-            .unwrap();
+            rewrite_all(UPPER_PVE, &mut w, &mut observed, &mut captured).unwrap();
             let rules = Rules::new(Vec::new(), Vec::new(), true, false, PveWrite::ThroughMount);
             let p = plan::plan(&w, &observed, &rules.unwrap(), &captured, &[]);
             assert_eq!(p.steps[0].action, want);
@@ -754,15 +752,7 @@ mod tests {
     fn archive_bytes_that_differ_from_the_index_are_damage_not_input() {
         let mut w = wanted(b"due\n");
         let mut captured = HashMap::from([(b"etc/hostname".to_vec(), b"tre\n".to_vec())]);
-        let e = rewrites(
-            UPPER,
-            &req(),
-            &everything(),
-            &mut w,
-            &mut HashMap::new(),
-            &mut captured,
-        )
-        .unwrap_err();
+        let e = rewrite_all(UPPER, &mut w, &mut HashMap::new(), &mut captured).unwrap_err();
         assert!(matches!(e, RestoreError::Damaged { .. }), "{e}");
     }
 }
