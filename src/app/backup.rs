@@ -432,14 +432,17 @@ fn start_run_log(
     let log = ctx.log;
     let log_path = ctx.config.log_dir.join(format!("{}.log", name.stem()));
     let attached = match create_private(&log_path) {
-        Ok(f) => Some(log.attach(f)),
+        Ok(f) => {
+            log.attach(f);
+            true
+        }
         Err(e) => {
             let (path, message) = (
                 log_path.display().to_string(),
                 format!("cannot write the run log: {e}"),
             );
             session::warn(log, warnings, Some(path), message);
-            None
+            false
         }
     };
     let (version, host, role) = (env!("CARGO_PKG_VERSION"), &facts.hostname, facts.role);
@@ -456,7 +459,7 @@ fn start_run_log(
             "removed orphan sidecar (its archive is gone): {shown}"
         ));
     }
-    attached.map(|()| log_path)
+    attached.then_some(log_path)
 }
 
 /// Log what the tiers did; their errors and the damaged archives they keep become warnings of the run.
@@ -736,7 +739,8 @@ fn distribute(
     for t in &tiers[1..] {
         ctx.log.info(&format!("tier {}: copying", t.label()));
         let (list, new) = (&local_list, &new_file);
-        let synced = tier::sync_tier(t.as_ref(), list, backup_dir, new, sha256, host, now, &tz);
+        let new = tier::NewArchive { file: new, sha256 };
+        let synced = tier::sync_tier(t.as_ref(), list, backup_dir, new, host, now, &tz);
         reports.push(synced);
     }
     let mut verified = tier::recorded_verification(backup_dir);

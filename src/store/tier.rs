@@ -552,6 +552,12 @@ pub fn prune(
     Ok(plan)
 }
 
+/// The archive a backup just wrote and verified (its SHA-256 from the read-back).
+pub struct NewArchive<'a> {
+    pub file: &'a str,
+    pub sha256: &'a str,
+}
+
 /// After a verified backup: copy to a tier every local archive it lacks that its policy would keep (the new
 /// one, and any an earlier failed run did not deliver), then prune the tier, but only when the new archive
 /// reached it.
@@ -559,12 +565,15 @@ pub fn sync_tier(
     tier: &dyn Tier,
     local: &[Listed],
     local_dir: &Path,
-    new_file: &str,
-    new_sha256: &str,
+    new: NewArchive,
     host: &str,
     now: Timestamp,
     tz: &TimeZone,
 ) -> TierReport {
+    let NewArchive {
+        file: new_file,
+        sha256: new_sha256,
+    } = new;
     let mut report = TierReport {
         tier: tier.label(),
         ..Default::default()
