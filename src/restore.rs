@@ -222,6 +222,9 @@ pub fn prepare(req: &Request, cancel: &AtomicBool) -> Result<Prepared, RestoreEr
     .map_err(RestoreError::Usage)?;
     let mut wanted =
         plan::wanted_from_index(&scan.index, req.map_node.as_ref()).map_err(RestoreError::Usage)?;
+    // Every entry is in `wanted` now: the parsed index entries, the largest thing a restore of many files
+    // holds (about 400 bytes each), go before the plan is made.
+    scan.index.entries = Vec::new();
     if let Some(m) = &req.map_node {
         let old = format!("etc/pve/nodes/{}", m.old);
         if !wanted.iter().any(|w| w.archive_path == old.as_bytes()) {

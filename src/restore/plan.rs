@@ -551,6 +551,7 @@ pub fn plan(
         .filter_map(|(_, s)| s.as_ref().filter(|s| s.action.writes()))
         .flat_map(|s| ancestors(&s.path).map(<[u8]>::to_vec))
         .collect();
+    out.steps.reserve_exact(decisions.len());
     for (i, step) in decisions {
         let w = &wanted[i];
         match step {
