@@ -621,10 +621,12 @@ impl Scanner<'_> {
                 continue;
             }
             if let Some(rule) = ex.matching(&child.host_path) {
-                self.exclude(ex, rule, &child.host_path, &dir_fs.join(&child.name));
+                self.exclude(ex, rule, &child.host_path, &dir_fs.join(child.name()));
                 continue;
             }
-            let descend = dir_on(&child, dev);
+            // The directory to enter next (its host path and its path under the root).
+            let sub =
+                dir_on(&child, dev).then(|| (child.host_path.clone(), dir_fs.join(child.name())));
             let host_path = child.host_path;
             let virtual_file = catalog::is_pmxcfs_virtual(&host_path.to_string_lossy());
             let node = match child.node {
@@ -635,7 +637,6 @@ impl Scanner<'_> {
                     continue;
                 }
             };
-            let sub = descend.then(|| host_path.clone());
             if !virtual_file {
                 self.add_as(
                     category,
@@ -644,8 +645,8 @@ impl Scanner<'_> {
                     node.size,
                 );
             }
-            if let Some(sub) = sub {
-                self.walk(category, &sub, &dir_fs.join(&child.name), dev, ex);
+            if let Some((sub, sub_fs)) = sub {
+                self.walk(category, &sub, &sub_fs, dev, ex);
             }
         }
     }

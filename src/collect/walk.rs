@@ -6,9 +6,9 @@
 
 use crate::archive::format::Kind;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// What `lstat` said of an entry.
@@ -21,10 +21,16 @@ pub(super) struct Node {
 
 /// One name in a directory.
 pub(super) struct Child {
-    pub name: OsString,
     /// The host path (the directory's host path and the name).
     pub host_path: PathBuf,
     pub node: io::Result<Node>,
+}
+
+impl Child {
+    /// The name in its directory (the last component of its host path).
+    pub fn name(&self) -> &OsStr {
+        self.host_path.file_name().unwrap_or_default()
+    }
 }
 
 /// The entries of the directory `dir` (opened without following a symlink as its last component; `host` is
@@ -62,16 +68,12 @@ pub(super) fn read_sorted(dir: &Path, host: &Path) -> (Vec<Child>, Option<io::Er
                     dev: st.st_dev,
                 })
                 .map_err(io::Error::from);
-            let name = OsString::from_vec(name.into_bytes());
+            let name = OsStr::from_bytes(name.as_bytes());
             // Exact capacity (`join` may double it): a 200,000-file scan holds every path twice.
             let mut host_path = PathBuf::with_capacity(host.as_os_str().len() + 1 + name.len());
             host_path.push(host);
-            host_path.push(&name);
-            Child {
-                name,
-                host_path,
-                node,
-            }
+            host_path.push(name);
+            Child { host_path, node }
         })
         .collect();
     (children, error)
@@ -106,7 +108,10 @@ mod tests {
         symlink("/nowhere", t.path().join("link")).unwrap();
         let (children, error) = read_sorted(t.path(), Path::new("/srv"));
         assert!(error.is_none());
-        let names: Vec<_> = children.iter().map(|c| c.name.to_str().unwrap()).collect();
+        let names: Vec<_> = children
+            .iter()
+            .map(|c| c.name().to_str().unwrap())
+            .collect();
         assert_eq!(names, ["B", "a", "a.b", "b", "d", "link", "\u{e9}t\u{e9}"]);
         let kinds: Vec<_> = children
             .iter()
